@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh Debian 12 machine: the Debian packages that hold the real data, then the build.
+#   dataset-fashion-mnist  the quick start's data set (IDX files)
+#   darknet, opencv-doc    the 1000 ILSVRC-2012 WordNet ids and their names; a few real photos
+# Safe to run again: it installs only what is missing and the build is incremental.
+set -euo pipefail
+cd "$(dirname "$0")"
+need=()
+for p in dataset-fashion-mnist darknet opencv-doc; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${need[@]}"
+fi
+dotnet build AlexNet.slnx -c Release -nologo -v quiet

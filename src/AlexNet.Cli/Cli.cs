@@ -1,0 +1,44 @@
+using System;
+using System.CommandLine;
+using System.IO;
+using System.Linq;
+using AlexNet.Model;
+using Spectre.Console;
+
+namespace AlexNet.Cli;
+
+/// <summary>Shared option definitions and the error boundary of every command.</summary>
+internal static class Cli
+{
+    public const int UsageError = 2;
+    public const int Failure = 1;
+
+    public static Option<string> ModelOption(string defaultModel) => new("--model", "-m")
+    {
+        Description = "Network: " + string.Join("; ", Variants.All.Select(v => $"{v.Name} = {v.Description}")),
+        DefaultValueFactory = _ => defaultModel,
+    };
+
+    /// <summary>Runs a command body; a bad input becomes one clear line and a non-zero exit code, never a stack dump.</summary>
+    public static int Run(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or FileNotFoundException
+                                       or DirectoryNotFoundException or UserError)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return UsageError;
+        }
+        catch (IOException e)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return Failure;
+        }
+    }
+}
+
+/// <summary>An error the user can fix, with a message that says how.</summary>
+public sealed class UserError(string message) : Exception(message);

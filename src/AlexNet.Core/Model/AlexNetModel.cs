@@ -1,0 +1,159 @@
+// §3 The network as a TorchSharp module, built from an Architecture record: `features` (the five conv
+// stages) then `classifier` (fc6, fc7, fc8), as torchvision lays it out, so state_dict keys are
+// features.N / classifier.N and torchvision's `alexnet` weights load into the `owt` variant.
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace AlexNet.Model;
+
+public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
+{
+    readonly Sequential _features;
+    readonly nn.Module<Tensor, Tensor> _avgpool;
+    readonly Sequential _classifier;
+    readonly Dictionary<string, (bool InFeatures, int Index)> _layers = new();
+
+    public Architecture Architecture { get; }
+
+    /// <param name="seed">Seeds the initialisation; the same seed gives the same weights.</param>
+    public AlexNetModel(Architecture arch, long seed = 0) : base("AlexNet")
+    {
+        arch.Validate();
+        Architecture = arch;
+        var features = new List<(string, nn.Module<Tensor, Tensor>)>();
+        int channels = arch.InputChannels;
+        foreach (ConvLayer c in arch.Convs)
+        {
+            _layers[c.Name] = (true, features.Count);
+            features.Add(Next(features, nn.Conv2d(channels, c.Kernels, c.Size, stride: c.Stride, padding: c.Padding, groups: c.Groups)));
+            features.Add(Next(features, MakeActivation(arch.Activation)));
+            if (c.Lrn && arch.Lrn is not null)
+            {
+                features.Add(Next(features, new LocalResponseNorm(arch.Lrn)));     // §3.3, after the ReLU
+            }
+            if (c.Pool)
+            {
+                features.Add(Next(features, nn.MaxPool2d(arch.PoolWindow, arch.PoolStride)));  // §3.4: z=3, s=2
+            }
+            channels = c.Kernels;
+        }
+        _features = nn.Sequential(features);
+        _avgpool = arch.TorchvisionLayout ? nn.AdaptiveAvgPool2d(6) : nn.Identity();
+
+        var classifier = new List<(string, nn.Module<Tensor, Tensor>)>();
+        long width = arch.FlattenedFeatures;
+        foreach (FcLayer f in arch.Hidden)
+        {
+            // §4.2 dropout on the outputs of fc6 and fc7; torchvision's layout drops their inputs instead.
+            if (arch.TorchvisionLayout)
+            {
+                classifier.Add(Next(classifier, nn.Dropout(arch.Dropout)));
+            }
+            _layers[f.Name] = (false, classifier.Count);
+            classifier.Add(Next(classifier, nn.Linear(width, f.Units)));
+            classifier.Add(Next(classifier, MakeActivation(arch.Activation)));
+            if (!arch.TorchvisionLayout)
+            {
+                classifier.Add(Next(classifier, nn.Dropout(arch.Dropout)));
+            }
+            width = f.Units;
+        }
+        _layers["fc8"] = (false, classifier.Count);
+        classifier.Add(Next(classifier, nn.Linear(width, arch.Classes)));   // → softmax in the loss
+        _classifier = nn.Sequential(classifier);
+
+        register_module("features", _features);
+        register_module("avgpool", _avgpool);
+        register_module("classifier", _classifier);
+        Initialize(seed);
+    }
+
+    static (string, nn.Module<Tensor, Tensor>) Next(List<(string, nn.Module<Tensor, Tensor>)> list, nn.Module<Tensor, Tensor> m) =>
+        (list.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), m);
+
+    static nn.Module<Tensor, Tensor> MakeActivation(Activation a) => a switch
+    {
+        Activation.Relu => nn.ReLU(inplace: true),   // §3.1
+        Activation.Tanh => nn.Tanh(),
+        _ => throw new ArgumentOutOfRangeException(nameof(a)),
+    };
+
+    /// <summary>The paper's layer names in order: conv1 … conv5, fc6, fc7, fc8.</summary>
+    public IEnumerable<string> LayerNames => Architecture.Convs.Select(c => c.Name)
+        .Concat(Architecture.Hidden.Select(h => h.Name)).Append("fc8");
+
+    /// <summary>A learned layer by its paper name (conv1 … fc8).</summary>
+    public nn.IModule<Tensor, Tensor> Layer(string name)
+    {
+        if (!_layers.TryGetValue(name, out var at))
+        {
+            throw new ArgumentException($"{Architecture.Variant} has no layer '{name}'. Layers: {string.Join(", ", LayerNames)}.");
+        }
+        return (at.InFeatures ? _features : _classifier)[at.Index];
+    }
+
+    public (Tensor Weight, Tensor Bias) LayerParameters(string name) => Layer(name) switch
+    {
+        Conv2d c => (c.weight!, c.bias!),
+        Linear l => (l.weight!, l.bias!),
+        _ => throw new InvalidOperationException($"{name} is not a learned layer."),
+    };
+
+    public long ParameterCount => parameters().Sum(p => p.numel());
+
+    void Initialize(long seed)
+    {
+        using var generator = new Generator((ulong)seed);
+        foreach (ConvLayer c in Architecture.Convs)
+        {
+            (Tensor w, Tensor b) = LayerParameters(c.Name);
+            Initialization.Apply(w, b, c.BiasOne, Architecture.Init, generator);
+        }
+        foreach (FcLayer f in Architecture.Hidden)
+        {
+            (Tensor w, Tensor b) = LayerParameters(f.Name);
+            Initialization.Apply(w, b, f.BiasOne, Architecture.Init, generator);
+        }
+        (Tensor w8, Tensor b8) = LayerParameters("fc8");
+        Initialization.Apply(w8, b8, biasOne: false, Architecture.Init, generator);
+    }
+
+    /// <summary>x: N×C×H×W images → N×classes logits (softmax is applied by the loss and at evaluation).</summary>
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        Tensor h = _features.forward(x);        // N×256×6×6 for the paper's net
+        h = _avgpool.forward(h).flatten(1);     // N×9216
+        return _classifier.forward(h).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>§6.1: the activations of a layer (fc7 = the 4096-d last hidden layer), in evaluation mode.</summary>
+    public Tensor ForwardTo(Tensor x, string layer)
+    {
+        if (!_layers.TryGetValue(layer, out var at))
+        {
+            throw new ArgumentException($"{Architecture.Variant} has no layer '{layer}'.");
+        }
+        using var scope = NewDisposeScope();
+        Tensor h = x;
+        // Through the layer and its activation: §6.1's features are post-ReLU.
+        int featureEnd = at.InFeatures ? at.Index + 2 : _features.Count;
+        for (int i = 0; i < featureEnd; i++)
+        {
+            h = _features[i].call(h);
+        }
+        if (!at.InFeatures)
+        {
+            h = _avgpool.forward(h).flatten(1);
+            for (int i = 0; i <= Math.Min(at.Index + 1, _classifier.Count - 1); i++)
+            {
+                h = _classifier[i].call(h);
+            }
+        }
+        return h.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,116 @@
+// §3.5 The overall architecture, as data: one record per learned layer, so that the builder, the summary
+// table, the ablations and the tests all read the same description of the net.
+//
+// Shapes: N = batch, C = channels, H×W = spatial size; every tensor in the net is N×C×H×W until fc6.
+using System;
+using System.Collections.Immutable;
+using System.Linq;
+
+namespace AlexNet.Model;
+
+/// <summary>The non-linearity after every conv and FC layer (§3.1: ReLU; tanh for Figure 1).</summary>
+public enum Activation
+{
+    Relu,
+    Tanh,
+}
+
+/// <summary>How weights and biases start (§5).</summary>
+public enum InitScheme
+{
+    /// <summary>§5: weights ~ N(0, 0.01²); bias 1 on conv2, conv4, conv5, fc6, fc7; 0 elsewhere.</summary>
+    Paper,
+
+    /// <summary>§5's N(0, 0.01²) weights with every bias 0 (Caffe's reference net: bias 1 can stall).</summary>
+    PaperZeroBias,
+
+    /// <summary>He et al. 2015: N(0, 2/fan_in), biases 0. Trains the scaled-down nets where N(0, 0.01²) does not.</summary>
+    Kaiming,
+}
+
+/// <summary>§3.3: b = a / (k + α Σ a²)^β over n adjacent channels, α as the paper writes it (not divided by n).</summary>
+public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 0.75, double K = 2.0)
+{
+    /// <summary>libtorch, Caffe and ONNX divide α by n inside the sum, so the paper's α is α·n there.</summary>
+    public double TorchAlpha => Alpha * Size;
+}
+
+/// <summary>One convolutional stage of Figure 2: conv → activation → optional LRN → optional max-pool.</summary>
+/// <param name="Groups">2 = the two towers of §3.2 (each half reads only the maps on its own GPU).</param>
+/// <param name="BiasOne">§5: this layer's bias starts at 1 under <see cref="InitScheme.Paper"/>.</param>
+public sealed record ConvLayer(string Name, int Kernels, int Size, int Stride, int Padding, int Groups, bool Lrn, bool Pool, bool BiasOne);
+
+/// <summary>A hidden fully connected layer (fc6, fc7): linear → activation → dropout (§4.2).</summary>
+public sealed record FcLayer(string Name, int Units, bool BiasOne);
+
+/// <summary>
+/// An immutable description of one network. The variants in <see cref="Variants"/> build these; the ablations
+/// change one field with <c>with</c>.
+/// </summary>
+public sealed record Architecture(
+    string Variant,
+    int InputChannels,
+    int InputSize,
+    int Classes,
+    ImmutableArray<ConvLayer> Convs,
+    ImmutableArray<FcLayer> Hidden,
+    Activation Activation,
+    LrnParams? Lrn,
+    int PoolWindow,
+    int PoolStride,
+    double Dropout,
+    InitScheme Init,
+    bool TorchvisionLayout)
+{
+    /// <summary>Spatial size after each conv stage (and its pool), and the flattened fc6 input.</summary>
+    public (int Size, int Channels)[] ConvOutputs()
+    {
+        var result = new (int, int)[Convs.Length];
+        int size = InputSize;
+        int channels = InputChannels;
+        for (int i = 0; i < Convs.Length; i++)
+        {
+            ConvLayer c = Convs[i];
+            if (channels % c.Groups != 0 || c.Kernels % c.Groups != 0)
+            {
+                throw new ArgumentException($"{c.Name}: {channels} input maps and {c.Kernels} kernels cannot be split into {c.Groups} towers.");
+            }
+            size = (size + 2 * c.Padding - c.Size) / c.Stride + 1;
+            if (c.Pool)
+            {
+                size = (size - PoolWindow) / PoolStride + 1;
+            }
+            if (size < 1)
+            {
+                throw new ArgumentException($"Input {InputSize}×{InputSize} is too small for {Variant}: {c.Name}'s output would be empty.");
+            }
+            channels = c.Kernels;
+            result[i] = (size, channels);
+        }
+        return result;
+    }
+
+    /// <summary>fc6's input width: C×H×W after the last pool (6×6×256 = 9216 for the paper's net).</summary>
+    public int FlattenedFeatures
+    {
+        get
+        {
+            (int size, int channels) = ConvOutputs().Last();
+            // The torchvision layout pools adaptively to 6×6 before fc6 whatever the input size.
+            return TorchvisionLayout ? channels * 36 : channels * size * size;
+        }
+    }
+
+    public void Validate()
+    {
+        if (InputChannels < 1 || Classes < 2 || InputSize < 1)
+        {
+            throw new ArgumentException($"{Variant}: need at least 1 input channel, 2 classes and a positive input size.");
+        }
+        if (Dropout is < 0 or >= 1)
+        {
+            throw new ArgumentException($"dropout probability must be in [0, 1), got {Dropout}.");
+        }
+        _ = ConvOutputs();
+    }
+}

@@ -1,0 +1,39 @@
+// §5 "We initialized the weights in each layer from a zero-mean Gaussian distribution with standard
+// deviation 0.01. We initialized the neuron biases in the second, fourth, and fifth convolutional layers,
+// as well as in the fully-connected hidden layers, with the constant 1 ... [it] accelerates the early
+// stages of learning by providing the ReLUs with positive inputs."
+using System;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AlexNet.Model;
+
+public static class Initialization
+{
+    public const double PaperStd = 0.01;
+
+    /// <summary>Initialises one learned layer. <paramref name="biasOne"/> marks conv2/4/5, fc6, fc7.</summary>
+    public static void Apply(Tensor weight, Tensor bias, bool biasOne, InitScheme scheme, Generator generator)
+    {
+        using var _ = no_grad();
+        switch (scheme)
+        {
+            case InitScheme.Paper:
+                weight.normal_(0, PaperStd, generator);
+                bias.fill_(biasOne ? 1.0 : 0.0);
+                break;
+            case InitScheme.PaperZeroBias:
+                weight.normal_(0, PaperStd, generator);
+                bias.zero_();
+                break;
+            case InitScheme.Kaiming:
+                // fan_in = (C_in / groups)·kh·kw, the inputs one output neuron actually sees.
+                long fanIn = weight.numel() / weight.shape[0];
+                weight.normal_(0, Math.Sqrt(2.0 / fanIn), generator);
+                bias.zero_();
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(scheme), scheme, null);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+using System;
+using AlexNet.Model;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace AlexNet.Tests.Model;
+
+/// <summary>Tier 2: the fused §3.3 kernel against the formula in float64 and against libtorch's own LRN.</summary>
+public class LocalResponseNormTests
+{
+    /// <summary>The paper's formula, written out with loops in float64.</summary>
+    static double[] ByHand(float[] a, int n, int c, int plane, LrnParams p)
+    {
+        var b = new double[a.Length];
+        for (int img = 0; img < n; img++)
+        {
+            for (int i = 0; i < c; i++)
+            {
+                for (int x = 0; x < plane; x++)
+                {
+                    double sum = 0;
+                    for (int j = Math.Max(0, i - p.Size / 2); j <= Math.Min(c - 1, i + p.Size / 2); j++)
+                    {
+                        double v = a[(img * c + j) * plane + x];
+                        sum += v * v;
+                    }
+                    int at = (img * c + i) * plane + x;
+                    b[at] = a[at] / Math.Pow(p.K + p.Alpha * sum, p.Beta);
+                }
+            }
+        }
+        return b;
+    }
+
+    [Theory]
+    [InlineData(2, 7, 5, 5, 2.0, 1e-4, 0.75)]     // the paper's constants, 25 positions (vector tail)
+    [InlineData(1, 12, 17, 19, 2.0, 1e-4, 0.75)]  // 323 positions: two chunks, the second partial
+    [InlineData(2, 4, 3, 3, 1.0, 0.5, 0.6)]      // large α so the window matters; β ≠ ¾ takes the general pow
+    [InlineData(1, 3, 4, 4, 2.0, 0.3, 0.75)]     // fewer channels than the window
+    public void ForwardMatchesTheFormulaInFloat64(int n, int c, int h, int w, double k, double alpha, double beta)
+    {
+        var p = new LrnParams(5, alpha, beta, k);
+        using var g = new Generator(7);
+        using Tensor a = randn(new long[] { n, c, h, w }, generator: g) * 3;
+        using Tensor b = LocalResponseNorm.Apply(a, p);
+        double[] expected = ByHand(a.data<float>().ToArray(), n, c, h * w, p);
+        float[] actual = b.data<float>().ToArray();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"element {i}: {actual[i]} vs {expected[i]}");
+        }
+    }
+
+    [Theory]
+    [InlineData(5, 0.75)]
+    [InlineData(3, 0.75)]
+    [InlineData(5, 0.6)]
+    public void ForwardAndGradientMatchLibtorchInFloat64(int size, double beta)
+    {
+        // α large enough that the cross-channel term of the gradient is far above float32 rounding.
+        var p = new LrnParams(size, 0.05, beta, 2.0);
+        using var g = new Generator(11);
+        using Tensor a64 = (randn(new long[] { 2, 9, 17, 17 }, dtype: ScalarType.Float64, generator: g) * 2).requires_grad_();
+        using Tensor up64 = randn(new long[] { 2, 9, 17, 17 }, dtype: ScalarType.Float64, generator: g);
+        using Tensor reference = nn.functional.local_response_norm(a64, size, p.TorchAlpha, beta, p.K);
+        using Tensor refLoss = (reference * up64).sum();
+        refLoss.backward();
+
+        using Tensor a32 = a64.detach().to(ScalarType.Float32).requires_grad_();
+        using Tensor fused = LocalResponseNorm.Apply(a32, p, fused: true);
+        using Tensor loss = (fused * up64.to(ScalarType.Float32)).sum();
+        loss.backward();
+
+        Assert.True(fused.to(ScalarType.Float64).allclose(reference.detach(), rtol: 1e-5, atol: 1e-6));
+        Assert.True(a32.grad!.to(ScalarType.Float64).allclose(a64.grad!, rtol: 1e-4, atol: 1e-5),
+            $"max gradient error {(a32.grad!.to(ScalarType.Float64) - a64.grad!).abs().max().item<double>()}");
+    }
+
+    [Fact]
+    public void LibtorchPathUsesThePapersAlpha()
+    {
+        // The same layer through libtorch (α·n) and through the fused kernel (α) must agree.
+        var p = new LrnParams();
+        using Tensor a = randn(2, 16, 6, 6) * 40;   // large activations so the denominator departs from k^β
+        using Tensor viaTorch = LocalResponseNorm.Apply(a, p, fused: false);
+        using Tensor viaKernel = LocalResponseNorm.Apply(a, p, fused: true);
+        Assert.True(viaTorch.allclose(viaKernel, rtol: 1e-5, atol: 1e-6));
+        Assert.False(viaTorch.allclose(a / Math.Pow(p.K, p.Beta), rtol: 1e-3, atol: 1e-3));
+    }
+
+    [Fact]
+    public void InferenceWithoutGradSavesNothingAndMatches()
+    {
+        var p = new LrnParams();
+        using Tensor a = randn(3, 8, 5, 5).requires_grad_();
+        using Tensor withGrad = LocalResponseNorm.Apply(a, p);
+        using (no_grad())
+        {
+            using Tensor without = LocalResponseNorm.Apply(a, p);
+            Assert.False(without.requires_grad);
+            Assert.True(without.allclose(withGrad.detach()));
+        }
+        Assert.True(withGrad.requires_grad);
+    }
+}
