@@ -8,6 +8,12 @@ public static class App
     {
         var root = new RootCommand("AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) on TorchSharp: train, evaluate and inspect the paper's network.");
         root.Subcommands.Add(SummaryCommand.Create());
+        root.Subcommands.Add(PrepareCommand.Create());
+        root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(PredictCommand.Create());
+        root.Subcommands.Add(QuickstartCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         return root;
     }
 

@@ -131,6 +131,21 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         return _classifier.forward(h).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Every module in forward order with a readable name (conv1, relu, lrn, pool, fc6, …), for per-layer timing.</summary>
+    public IEnumerable<(string Name, nn.IModule<Tensor, Tensor> Module, bool Flatten)> Pipeline()
+    {
+        var names = _layers.ToDictionary(kv => kv.Value, kv => kv.Key);
+        for (int i = 0; i < _features.Count; i++)
+        {
+            yield return (names.TryGetValue((true, i), out string? n) ? n : $"  {_features[i].GetType().Name.ToLowerInvariant()}", _features[i], false);
+        }
+        yield return ("  avgpool+flatten", _avgpool, true);
+        for (int i = 0; i < _classifier.Count; i++)
+        {
+            yield return (names.TryGetValue((false, i), out string? n) ? n : $"  {_classifier[i].GetType().Name.ToLowerInvariant()}", _classifier[i], false);
+        }
+    }
+
     /// <summary>§6.1: the activations of a layer (fc7 = the 4096-d last hidden layer), in evaluation mode.</summary>
     public Tensor ForwardTo(Tensor x, string layer)
     {

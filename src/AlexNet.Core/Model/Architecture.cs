@@ -5,6 +5,7 @@
 using System;
 using System.Collections.Immutable;
 using System.Linq;
+using System.Text.Json.Serialization;
 
 namespace AlexNet.Model;
 
@@ -32,6 +33,7 @@ public enum InitScheme
 public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 0.75, double K = 2.0)
 {
     /// <summary>libtorch, Caffe and ONNX divide α by n inside the sum, so the paper's α is α·n there.</summary>
+    [JsonIgnore]
     public double TorchAlpha => Alpha * Size;
 }
 
@@ -91,6 +93,7 @@ public sealed record Architecture(
     }
 
     /// <summary>fc6's input width: C×H×W after the last pool (6×6×256 = 9216 for the paper's net).</summary>
+    [JsonIgnore]
     public int FlattenedFeatures
     {
         get

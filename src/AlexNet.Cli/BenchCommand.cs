@@ -1,0 +1,64 @@
+using System.CommandLine;
+using System.Globalization;
+using AlexNet.Model;
+using AlexNet.Performance;
+using Spectre.Console;
+
+namespace AlexNet.Cli;
+
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        Option<string> model = Cli.ModelOption(Variants.Paper);
+        var batch = new Option<int>("--batch-size", "-b") { Description = "Batch size.", DefaultValueFactory = _ => 64 };
+        var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => System.Environment.ProcessorCount };
+        var lrn = new Option<string>("--lrn") { Description = "fused (ours), torch (libtorch's), none.", DefaultValueFactory = _ => "fused" };
+        lrn.AcceptOnlyFromAmong("fused", "torch", "none");
+        var steps = new Option<int>("--steps") { Description = "Timed steps (after 3 warm-up steps); the median is reported.", DefaultValueFactory = _ => 10 };
+        var classes = new Option<int>("--classes") { Description = "Classes.", DefaultValueFactory = _ => 1000 };
+        var channels = new Option<int>("--channels") { Description = "Input channels.", DefaultValueFactory = _ => 3 };
+        var command = new Command("bench", "Measure training-step and inference throughput on in-memory batches.")
+        {
+            model, batch, threads, lrn, steps, classes, channels,
+        };
+        var lrnOnly = new Option<string?>("--lrn-only") { Description = "Time LRN alone on a tensor of this shape, e.g. 64x96x55x55." };
+        command.Options.Add(lrnOnly);
+        var layers = new Option<bool>("--layers") { Description = "Time each layer's forward and backward alone." };
+        command.Options.Add(layers);
+        command.SetAction(r => Cli.Run(() =>
+        {
+            if (r.GetValue(lrnOnly) is string shapeText)
+            {
+                long[] shape = System.Array.ConvertAll(shapeText.Split('x'), long.Parse);
+                System.Console.WriteLine($"kernel only, 1 thread: {Benchmark.LrnKernelOnly(shape, 1):F2} ms; 2 threads: {Benchmark.LrnKernelOnly(shape, 2):F2} ms");
+                foreach (bool fused in new[] { true, false })
+                {
+                    (double f, double bw) = Benchmark.LrnOnly(shape, fused, r.GetValue(threads));
+                    System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"LRN {(fused ? "fused" : "libtorch")} {shapeText}: forward {f:F2} ms, backward {bw:F2} ms"));
+                }
+                return 0;
+            }
+            Architecture arch = Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels));
+            if (r.GetValue(layers))
+            {
+                var table = new Table().AddColumn("layer").AddColumn(new TableColumn("forward ms").RightAligned()).AddColumn(new TableColumn("backward ms").RightAligned());
+                double tf = 0, tb = 0;
+                foreach ((string layer, double f, double bw) in Benchmark.PerLayer(arch, r.GetValue(batch), r.GetValue(threads)))
+                {
+                    table.AddRow(Markup.Escape(layer), f.ToString("F2", CultureInfo.InvariantCulture), bw.ToString("F2", CultureInfo.InvariantCulture));
+                    tf += f;
+                    tb += bw;
+                }
+                table.AddRow("total", tf.ToString("F1", CultureInfo.InvariantCulture), tb.ToString("F1", CultureInfo.InvariantCulture));
+                AnsiConsole.Write(table);
+                return 0;
+            }
+            BenchResult b = Benchmark.Run(arch, r.GetValue(lrn)!, r.GetValue(batch), r.GetValue(threads), 3, r.GetValue(steps));
+            System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{b.Model} lrn={b.Lrn} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB"));
+            return 0;
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,72 @@
+using System;
+using System.CommandLine;
+using System.IO;
+using AlexNet.Data;
+using Spectre.Console;
+
+namespace AlexNet.Cli;
+
+/// <summary>`alexnet prepare`: decode once into the fast store (§2), with the mean image and PCA (§4.1).</summary>
+internal static class PrepareCommand
+{
+    public static Command Create()
+    {
+        var fashion = new Option<string?>("--fashion-mnist") { Description = $"Fashion-MNIST IDX folder (the Debian package's: {FashionMnist.DefaultDirectory}).", Arity = ArgumentArity.ZeroOrOne };
+        var cifar = new Option<string?>("--cifar10") { Description = "Folder of CIFAR-10's binary version (data_batch_1.bin … test_batch.bin)." };
+        var folder = new Option<string?>("--folder") { Description = "ImageNet-style folder: ROOT/<class>/<image> (one store; run once per split)." };
+        var flat = new Option<string?>("--flat") { Description = "ILSVRC validation layout: one flat folder of images; needs --labels." };
+        var labels = new Option<string?>("--labels") { Description = "With --flat: ground truth, one line per image in sorted file-name order: a 1-based ILSVRC index or a class id." };
+        var classes = new Option<string?>("--classes") { Description = "With --flat/--folder: class list file (ids [names]); default: the class folders, or ILSVRC-2012's 1000." };
+        var size = new Option<int>("--size") { Description = "§2: rescale the shorter side to this and keep the central square.", DefaultValueFactory = _ => 256 };
+        var threads = new Option<int>("--threads") { Description = "Decoding threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var output = new Option<string>("--out", "-o") { Description = "Output folder (stores are written under it).", Required = true };
+        var command = new Command("prepare", "Prepare a data set once into a fast store: decoded, §2-rescaled, with its mean image and RGB PCA.")
+        {
+            fashion, cifar, folder, flat, labels, classes, size, threads, output,
+        };
+        command.SetAction(r => Cli.Run(() =>
+        {
+            string outDir = r.GetValue(output)!;
+            if (r.GetResult(fashion) is not null)
+            {
+                string dir = r.GetValue(fashion) ?? FashionMnist.DefaultDirectory;
+                foreach (bool train in new[] { true, false })
+                {
+                    string store = Path.Combine(outDir, train ? "train" : "val");
+                    if (ImageStore.IsComplete(store))
+                    {
+                        AnsiConsole.MarkupLineInterpolated($"{store}: already prepared.");
+                        continue;
+                    }
+                    StoreManifest m = FashionMnist.Prepare(dir, train, store);
+                    AnsiConsole.MarkupLineInterpolated($"{store}: {m.Count} images {m.Height}×{m.Width}×{m.Channels}, {m.Classes.Length} classes.");
+                }
+                return 0;
+            }
+            if (r.GetValue(cifar) is string cifarDir)
+            {
+                foreach (bool train in new[] { true, false })
+                {
+                    string store = Path.Combine(outDir, train ? "train" : "val");
+                    if (!ImageStore.IsComplete(store))
+                    {
+                        StoreManifest m = Cifar10.Prepare(cifarDir, train, store);
+                        AnsiConsole.MarkupLineInterpolated($"{store}: {m.Count} images {m.Height}×{m.Width}×{m.Channels}.");
+                    }
+                }
+                return 0;
+            }
+            if (r.GetValue(folder) is string root)
+            {
+                return FolderPrepare.Run(ImageFolder.FromClassFolders(root, r.GetValue(classes)), outDir, r.GetValue(size), r.GetValue(threads));
+            }
+            if (r.GetValue(flat) is string flatDir)
+            {
+                string labelFile = r.GetValue(labels) ?? throw new UserError("--flat needs --labels FILE (the ground truth, one line per image).");
+                return FolderPrepare.Run(ImageFolder.FromFlat(flatDir, labelFile, r.GetValue(classes)), outDir, r.GetValue(size), r.GetValue(threads));
+            }
+            throw new UserError("say what to prepare: --fashion-mnist [DIR], --cifar10 DIR, --folder ROOT or --flat DIR --labels FILE.");
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,55 @@
+using System;
+using System.IO;
+using AlexNet.Data;
+using Spectre.Console;
+
+namespace AlexNet.Cli;
+
+/// <summary>Draws `alexnet prepare --folder/--flat`: a progress bar with images/s and ETA, then the counts.</summary>
+internal static class FolderPrepare
+{
+    public static int Run(ImageFolder folder, string outDir, int size, int threads)
+    {
+        PrepareSummary summary;
+        if (AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            summary = AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedlessRate(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    ProgressTask task = ctx.AddTask($"prepare {folder.Root}", maxValue: folder.Items.Count);
+                    return FolderPreparer.Prepare(folder, outDir, size, threads, (done, _) => task.Value = done);
+                });
+        }
+        else
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            int last = 0;
+            summary = FolderPreparer.Prepare(folder, outDir, size, threads, (done, total) =>
+            {
+                if (done - last >= 1000 || done == total)
+                {
+                    last = done;
+                    Console.WriteLine($"{done}/{total} images, {done / clock.Elapsed.TotalSeconds:F0} images/s");
+                }
+            });
+        }
+        AnsiConsole.MarkupLineInterpolated($"{outDir}: {summary.Written} images written, {summary.Rejected} rejected of {summary.Total}.");
+        if (summary.Rejected > 0)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[yellow]Rejected inputs and reasons: {summary.RejectsFile}[/]");
+            foreach (string line in System.Linq.Enumerable.Take(File.ReadLines(summary.RejectsFile), 20))
+            {
+                AnsiConsole.MarkupLineInterpolated($"  [yellow]{line.Replace('\t', ':')}[/]");
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>Images per second, from the task's own speed estimate.</summary>
+    sealed class TransferSpeedlessRate : ProgressColumn
+    {
+        public override Spectre.Console.Rendering.IRenderable Render(Spectre.Console.Rendering.RenderOptions options, ProgressTask task, TimeSpan deltaTime) =>
+            new Text(task.Speed is double s ? $"{s:F0} img/s" : "");
+    }
+}

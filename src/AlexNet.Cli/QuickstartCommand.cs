@@ -1,0 +1,92 @@
+using System;
+using System.CommandLine;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Text.Json;
+using AlexNet.Data;
+using AlexNet.Evaluation;
+using AlexNet.Training;
+using Spectre.Console;
+
+namespace AlexNet.Cli;
+
+/// <summary>
+/// `alexnet quickstart`: the whole system on the embedded default data set, on a laptop with no ImageNet:
+/// Fashion-MNIST (installed from Debian if missing) → store → the `small` net trained with the scaled §5
+/// recipe → §6 evaluation with the centre crop and ten patches.
+/// </summary>
+internal static class QuickstartCommand
+{
+    public static Command Create()
+    {
+        var data = new Option<string>("--data") { Description = "Where the prepared Fashion-MNIST stores go.", DefaultValueFactory = _ => Path.Combine("data", "fashion-mnist") };
+        var output = new Option<string?>("--out", "-o") { Description = "Run folder (default runs/quickstart-<time>)." };
+        var epochs = new Option<int>("--epochs") { Description = "Epochs.", DefaultValueFactory = _ => Recipes.QuickStart.Epochs };
+        var seed = new Option<long>("--seed") { Description = "Seed.", DefaultValueFactory = _ => Recipes.QuickStart.Seed };
+        var command = new Command("quickstart", "Train and evaluate the small AlexNet on Fashion-MNIST (the README's main command).")
+        {
+            data, output, epochs, seed,
+        };
+        command.SetAction(r => Cli.Run(() =>
+        {
+            var clock = Stopwatch.StartNew();
+            EnsureFashionMnist();
+            string dataDir = r.GetValue(data)!;
+            foreach (bool train in new[] { true, false })
+            {
+                string store = Path.Combine(dataDir, train ? "train" : "val");
+                if (!ImageStore.IsComplete(store))
+                {
+                    StoreManifest m = FashionMnist.Prepare(FashionMnist.DefaultDirectory, train, store);
+                    AnsiConsole.MarkupLineInterpolated($"Prepared {store}: {m.Count} images.");
+                }
+            }
+            int epochCount = r.GetValue(epochs);
+            TrainOptions o = Recipes.QuickStart with
+            {
+                Epochs = epochCount,
+                StepEpochs = Recipes.QuickStart.StepEpochs.Where(e => e < epochCount).ToArray(),
+                Seed = r.GetValue(seed),
+            };
+            string runDir = r.GetValue(output) ?? Path.Combine("runs", $"quickstart-{DateTime.Now:yyyyMMdd-HHmmss}");
+            int code = TrainCommand.Execute(o, Path.Combine(dataDir, "train"), Path.Combine(dataDir, "val"), runDir, resume: false);
+            if (code != 0)
+            {
+                return code;
+            }
+            string best = Path.Combine(runDir, Trainer.BestCheckpoint);
+            var results = EvalCommand.Run(new[] { best }, Path.Combine(dataDir, "val"), "both", 500);
+            AnsiConsole.MarkupLineInterpolated($"Fashion-MNIST test set (10,000 images), {best}:");
+            EvalCommand.Print(results);
+            AtomicFile.WriteAllText(Path.Combine(runDir, "result.json"), JsonSerializer.Serialize(results, EvalCommand.ResultJson));
+            AnsiConsole.MarkupLineInterpolated($"Total time {clock.Elapsed.TotalMinutes:F1} min. Run folder: {runDir} (metrics.jsonl, loss.png, error.png, result.json).");
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>Installs Debian's dataset-fashion-mnist when it is missing and we may (root); otherwise says how.</summary>
+    static void EnsureFashionMnist()
+    {
+        if (FashionMnist.IsInstalled())
+        {
+            return;
+        }
+        if (Environment.UserName != "root")
+        {
+            throw new UserError($"Fashion-MNIST is not installed ({FashionMnist.DefaultDirectory}): run `sudo apt-get install dataset-fashion-mnist` (or ./setup.sh).");
+        }
+        AnsiConsole.MarkupLine("Installing Debian's dataset-fashion-mnist …");
+        foreach (string args in new[] { "update", "install -y --no-install-recommends dataset-fashion-mnist" })
+        {
+            using Process p = Process.Start(new ProcessStartInfo("apt-get", args) { UseShellExecute = false })
+                ?? throw new UserError("could not run apt-get; install dataset-fashion-mnist by hand.");
+            p.WaitForExit();
+            if (p.ExitCode != 0)
+            {
+                throw new UserError($"apt-get {args} failed (exit {p.ExitCode}); install dataset-fashion-mnist by hand.");
+            }
+        }
+    }
+}

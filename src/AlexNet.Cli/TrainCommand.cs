@@ -1,0 +1,164 @@
+using System;
+using System.CommandLine;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using AlexNet.Data;
+using AlexNet.Model;
+using AlexNet.Training;
+using Spectre.Console;
+
+namespace AlexNet.Cli;
+
+/// <summary>`alexnet train`: maps flags onto <see cref="TrainOptions"/> (§5's defaults) and runs <see cref="Trainer.Fit"/>.</summary>
+internal static class TrainCommand
+{
+    static readonly TrainOptions D = new();
+
+    // Each option shows the paper's default in --help; an option given on the command line overrides a preset.
+    static readonly Option<string?> Data = new("--data", "-d") { Description = "Prepared data folder holding train/ and val/ stores (alexnet prepare --out)." };
+    static readonly Option<string?> TrainStore = new("--train") { Description = "Training store (instead of --data)." };
+    static readonly Option<string?> ValStore = new("--val") { Description = "Validation store (instead of --data)." };
+    static readonly Option<string?> Out = new("--out", "-o") { Description = "Run folder: options, metrics.jsonl, last/best checkpoints, plots (default runs/<model>-<time>)." };
+    static readonly Option<bool> Resume = new("--resume") { Description = "Continue the run in --out from its last.ckpt (a longer --epochs extends it)." };
+    static readonly Option<string?> Preset = new("--preset") { Description = "JSON file of options (keys as in a run's options.json); flags override it." };
+    static readonly Option<string> ModelName = Cli.ModelOption(D.Model);
+    static readonly Option<int> Epochs = new("--epochs") { Description = "Epochs (§5: ~90).", DefaultValueFactory = _ => D.Epochs };
+    static readonly Option<int> BatchSize = new("--batch-size", "-b") { Description = "Batch size (§5: 128).", DefaultValueFactory = _ => D.BatchSize };
+    static readonly Option<double> Lr = new("--lr") { Description = "Initial learning rate ε (§5: 0.01).", DefaultValueFactory = _ => D.LearningRate };
+    static readonly Option<double> Momentum = new("--momentum") { Description = "Momentum (§5: 0.9).", DefaultValueFactory = _ => D.Momentum };
+    static readonly Option<double> WeightDecay = new("--weight-decay") { Description = "Weight decay (§5: 0.0005).", DefaultValueFactory = _ => D.WeightDecay };
+    static readonly Option<OptimizerKind> Optimizer = new("--optimizer") { Description = "paper = §5's rule exactly; torch = libtorch's SGD (differs when ε changes).", DefaultValueFactory = _ => D.Optimizer };
+    static readonly Option<ScheduleKind> Schedule = new("--schedule") { Description = "plateau = §5: ÷10 when validation error stops improving; step = ÷10 at --step-epochs.", DefaultValueFactory = _ => D.Schedule };
+    static readonly Option<int> Patience = new("--patience") { Description = "Plateau: epochs without improvement before dividing ε.", DefaultValueFactory = _ => D.Patience };
+    static readonly Option<int> MaxReductions = new("--max-reductions") { Description = "Plateau: at most this many divisions (§5: 3).", DefaultValueFactory = _ => D.MaxReductions };
+    static readonly Option<string?> StepEpochs = new("--step-epochs") { Description = "Step schedule: comma-separated epochs after which ε is divided by 10, e.g. 30,60,80." };
+    static readonly Option<InitScheme?> Init = new("--init") { Description = "paper (§5: N(0,0.01²), bias 1 on conv2/4/5, fc6/7), paper-zero-bias, kaiming. Default: the model's (small: kaiming)." };
+    static readonly Option<Activation> Act = new("--activation") { Description = "§3.1: relu or tanh.", DefaultValueFactory = _ => D.Activation };
+    static readonly Option<bool> NoLrn = new("--no-lrn") { Description = "Ablation: no local response normalisation (§3.3)." };
+    static readonly Option<string> Pool = new("--pool") { Description = "Max-pool window/stride (§3.4: 3/2 overlapping; 2/2 not).", DefaultValueFactory = _ => "3/2" };
+    static readonly Option<double> Dropout = new("--dropout") { Description = "Dropout on fc6/fc7 (§4.2: 0.5; 0 = off).", DefaultValueFactory = _ => D.Dropout };
+    static readonly Option<bool> NoCrop = new("--no-crop") { Description = "Ablation: centre crops instead of random ones (§4.1)." };
+    static readonly Option<bool> NoFlip = new("--no-flip") { Description = "Ablation: no horizontal reflections (§4.1)." };
+    static readonly Option<double> PcaStd = new("--pca-std") { Description = "σ of the PCA colour noise αᵢ (§4.1: 0.1; 0 = off).", DefaultValueFactory = _ => D.PcaStd };
+    static readonly Option<bool> NoMean = new("--no-mean") { Description = "Do not subtract the mean image (§2)." };
+    static readonly Option<float> InputScale = new("--input-scale") { Description = "Multiply the centred 0–255 inputs by this (1 = the paper's raw values).", DefaultValueFactory = _ => D.InputScale };
+    static readonly Option<string?> RemoveLayer = new("--remove-layer") { Description = "§7 ablation: drop a middle conv layer (conv3 or conv4)." };
+    static readonly Option<long> Seed = new("--seed") { Description = "Seed of init, shuffling, augmentation and dropout.", DefaultValueFactory = _ => D.Seed };
+    static readonly Option<int> Threads = new("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => D.Threads };
+    static readonly Option<int> Workers = new("--workers") { Description = "Background threads that assemble batches.", DefaultValueFactory = _ => D.Workers };
+    static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Also checkpoint every N steps (0 = at epoch ends).", DefaultValueFactory = _ => D.CheckpointEvery };
+    static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
+    static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
+
+    public static Command Create()
+    {
+        var command = new Command("train", "Train a network with §5's SGD, schedule and checkpoints, one folder per run.")
+        {
+            Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule,
+            Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, RemoveLayer,
+            Seed, Threads, Workers, CheckpointEvery, LogEvery, MaxSteps,
+        };
+        command.SetAction(r => Cli.Run(() =>
+        {
+            TrainOptions o = Options(r);
+            (string trainDir, string valDir) = Stores(r.GetValue(Data), r.GetValue(TrainStore), r.GetValue(ValStore));
+            string runDir = r.GetValue(Out) ?? Path.Combine("runs", $"{o.Model}-{DateTime.Now:yyyyMMdd-HHmmss}");
+            return Execute(o, trainDir, valDir, runDir, r.GetValue(Resume));
+        }));
+        return command;
+    }
+
+    public static int Execute(TrainOptions o, string trainDir, string valDir, string runDir, bool resume)
+    {
+        using ImageStore train = ImageStore.Open(trainDir);
+        using ImageStore val = ImageStore.Open(valDir);
+        var progress = new ConsoleProgress();
+        AnsiConsole.MarkupLineInterpolated($"Training {o.Model} on {train.Count} images ({train.Height}×{train.Width}×{train.Channels}, {train.ClassCount} classes) → {runDir}");
+        TrainResult result;
+        try
+        {
+            result = progress.Run(() => Trainer.Fit(o, train, val, runDir, resume, progress));
+        }
+        catch (TrainingDivergedException e)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return Cli.Failure;
+        }
+        AnsiConsole.MarkupLineInterpolated($"Done: {result.Steps} steps; best validation top-1 error {ConsoleProgress.Pct(result.BestValidationError)}; run folder {runDir}");
+        return 0;
+    }
+
+    public static (string Train, string Val) Stores(string? data, string? train, string? val)
+    {
+        if (data is not null)
+        {
+            return (Path.Combine(data, "train"), Path.Combine(data, "val"));
+        }
+        if (train is null || val is null)
+        {
+            throw new UserError("say where the data is: --data DIR (with train/ and val/ from `alexnet prepare`), or --train STORE --val STORE.");
+        }
+        return (train, val);
+    }
+
+    static TrainOptions Options(ParseResult r)
+    {
+        TrainOptions o = r.GetValue(Preset) is string preset
+            ? TrainOptions.FromJson(File.Exists(preset) ? File.ReadAllText(preset) : throw new FileNotFoundException($"preset {preset} does not exist.", preset), preset)
+            : new TrainOptions();
+        bool Given(Option opt) => r.GetResult(opt) is { Implicit: false };
+        if (Given(ModelName)) o = o with { Model = r.GetValue(ModelName)! };
+        if (Given(Epochs)) o = o with { Epochs = r.GetValue(Epochs) };
+        if (Given(BatchSize)) o = o with { BatchSize = r.GetValue(BatchSize) };
+        if (Given(Lr)) o = o with { LearningRate = r.GetValue(Lr) };
+        if (Given(Momentum)) o = o with { Momentum = r.GetValue(Momentum) };
+        if (Given(WeightDecay)) o = o with { WeightDecay = r.GetValue(WeightDecay) };
+        if (Given(Optimizer)) o = o with { Optimizer = r.GetValue(Optimizer) };
+        if (Given(Schedule)) o = o with { Schedule = r.GetValue(Schedule) };
+        if (Given(Patience)) o = o with { Patience = r.GetValue(Patience) };
+        if (Given(MaxReductions)) o = o with { MaxReductions = r.GetValue(MaxReductions) };
+        if (r.GetValue(StepEpochs) is string steps) o = o with { StepEpochs = ParseInts(steps, "--step-epochs"), Schedule = ScheduleKind.Step };
+        if (Given(Init)) o = o with { Init = r.GetValue(Init) };
+        if (Given(Act)) o = o with { Activation = r.GetValue(Act) };
+        if (r.GetValue(NoLrn)) o = o with { Lrn = false };
+        if (Given(Pool))
+        {
+            int[] p = ParseInts(r.GetValue(Pool)!.Replace('/', ','), "--pool");
+            if (p.Length != 2)
+            {
+                throw new ArgumentException("--pool takes WINDOW/STRIDE, e.g. 3/2.");
+            }
+            o = o with { PoolWindow = p[0], PoolStride = p[1] };
+        }
+        if (Given(Dropout)) o = o with { Dropout = r.GetValue(Dropout) };
+        if (r.GetValue(NoCrop)) o = o with { RandomCrop = false };
+        if (r.GetValue(NoFlip)) o = o with { Flip = false };
+        if (Given(PcaStd)) o = o with { PcaStd = r.GetValue(PcaStd) };
+        if (r.GetValue(NoMean)) o = o with { SubtractMean = false };
+        if (Given(InputScale)) o = o with { InputScale = r.GetValue(InputScale) };
+        if (r.GetValue(RemoveLayer) is string layer) o = o with { RemoveLayer = layer };
+        if (Given(Seed)) o = o with { Seed = r.GetValue(Seed) };
+        if (Given(Threads)) o = o with { Threads = r.GetValue(Threads) };
+        if (Given(Workers)) o = o with { Workers = r.GetValue(Workers) };
+        if (Given(CheckpointEvery)) o = o with { CheckpointEvery = r.GetValue(CheckpointEvery) };
+        if (Given(LogEvery)) o = o with { LogEvery = r.GetValue(LogEvery) };
+        if (Given(MaxSteps)) o = o with { MaxSteps = r.GetValue(MaxSteps) };
+        o.Validate();
+        _ = Variants.Get(o.Model, 10, 1, null);   // an unknown model fails here, before any data is read
+        return o;
+    }
+
+    static int[] ParseInts(string text, string flag)
+    {
+        try
+        {
+            return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(s => int.Parse(s, NumberStyles.None, CultureInfo.InvariantCulture)).ToArray();
+        }
+        catch (FormatException)
+        {
+            throw new ArgumentException($"{flag} takes whole numbers separated by commas, got '{text}'.");
+        }
+    }
+}

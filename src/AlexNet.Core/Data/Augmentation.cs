@@ -1,0 +1,156 @@
+// §4.1 Data augmentation, and §2's mean subtraction, from a stored record to the network's input.
+//   training: a random Crop×Crop patch (of the record zero-padded by Pad, in mean-centred space),
+//             a horizontal reflection with probability ½, and PCA colour noise drawn once per image;
+//   testing:  the centre patch, or one of the ten views (four corners and centre, each also reflected).
+// Each step can be switched off for the ablations. Values stay on the records' 0–255 scale times Scale
+// (the paper trains on "raw RGB values", centred).
+using System;
+
+namespace AlexNet.Data;
+
+/// <param name="Crop">Side of the patch fed to the net (§4.1: 224 of 256).</param>
+/// <param name="Pad">Zero padding around the record before cropping (the small-image nets: 28 from 28+2·2).</param>
+/// <param name="PcaStd">σ of αᵢ ~ N(0, σ²) (§4.1: 0.1); 0 switches the colour noise off.</param>
+/// <param name="Scale">Multiplies the centred values (1 = the paper's raw scale).</param>
+public sealed record AugmentOptions(
+    int Crop,
+    int Pad = 0,
+    bool RandomCrop = true,
+    bool Flip = true,
+    double PcaStd = 0.1,
+    bool SubtractMean = true,
+    float Scale = 1f)
+{
+    /// <summary>§4.1's settings for a store of side <paramref name="stored"/>: 224 of 256; small images: same side, pad 2.</summary>
+    public static AugmentOptions PaperFor(int stored) => stored >= 64
+        ? new AugmentOptions(Crop: stored * 7 / 8)
+        : new AugmentOptions(Crop: stored, Pad: Math.Max(2, stored / 14));
+}
+
+/// <summary>One of §4.1's ten test views.</summary>
+public enum View
+{
+    TopLeft, TopRight, BottomLeft, BottomRight, Centre,
+    TopLeftFlipped, TopRightFlipped, BottomLeftFlipped, BottomRightFlipped, CentreFlipped,
+}
+
+public sealed class Augmentation
+{
+    readonly int _c, _h, _w;
+    readonly float[] _mean;
+    readonly float[] _pcaBasis;   // C×C: pcaBasis[c·C + i] = pᵢ[c]·√λᵢ
+
+    public AugmentOptions Options { get; }
+    public int Channels => _c;
+    public int Crop => Options.Crop;
+
+    public Augmentation(ImageStore store, AugmentOptions options)
+        : this(store.Channels, store.Height, store.Width, store.Mean, store.Manifest.Pca, options)
+    {
+    }
+
+    public Augmentation(int channels, int height, int width, float[] mean, PcaStats pca, AugmentOptions options)
+    {
+        if (options.Crop < 1 || options.Crop > Math.Min(height, width) + 2 * options.Pad)
+        {
+            throw new ArgumentException($"crop {options.Crop} does not fit a {height}×{width} record padded by {options.Pad}.");
+        }
+        _c = channels;
+        _h = height;
+        _w = width;
+        _mean = mean;
+        Options = options;
+        _pcaBasis = new float[channels * channels];
+        for (int c = 0; c < channels; c++)
+        {
+            for (int i = 0; i < channels; i++)
+            {
+                // √λᵢ, the standard deviation along pᵢ: see docs/paper-map.md on §4.1's λ.
+                _pcaBasis[c * channels + i] = (float)(pca.Eigenvectors[c][i] * Math.Sqrt(Math.Max(pca.Eigenvalues[i], 0)));
+            }
+        }
+    }
+
+    public int OutputLength => _c * Options.Crop * Options.Crop;
+
+    /// <summary>A training sample: random crop, random flip, PCA noise, all drawn from <paramref name="rng"/>.</summary>
+    public void Train(ReadOnlySpan<byte> record, Span<float> output, ref Rng rng)
+    {
+        int spanY = _h + 2 * Options.Pad - Options.Crop, spanX = _w + 2 * Options.Pad - Options.Crop;
+        int y0 = Options.RandomCrop ? rng.Next(spanY + 1) : spanY / 2;
+        int x0 = Options.RandomCrop ? rng.Next(spanX + 1) : spanX / 2;
+        bool flip = Options.Flip && rng.Next(2) == 1;
+        Span<float> shift = stackalloc float[_c];
+        if (Options.PcaStd > 0)
+        {
+            Span<float> alpha = stackalloc float[_c];
+            for (int i = 0; i < _c; i++)
+            {
+                alpha[i] = (float)(rng.NextGaussian() * Options.PcaStd);
+            }
+            for (int c = 0; c < _c; c++)
+            {
+                for (int i = 0; i < _c; i++)
+                {
+                    shift[c] += _pcaBasis[c * _c + i] * alpha[i];   // [p₁ p₂ p₃][α₁λ₁ α₂λ₂ α₃λ₃]ᵀ
+                }
+            }
+        }
+        Cut(record, output, y0 - Options.Pad, x0 - Options.Pad, flip, shift);
+    }
+
+    /// <summary>A test view: the centre, or one of the ten of §4.1. Corners are taken in the padded record.</summary>
+    public void Test(ReadOnlySpan<byte> record, Span<float> output, View view = View.Centre)
+    {
+        int spanY = _h + 2 * Options.Pad - Options.Crop, spanX = _w + 2 * Options.Pad - Options.Crop;
+        int corner = (int)view % 5;
+        (int y0, int x0) = corner switch
+        {
+            0 => (0, 0),
+            1 => (0, spanX),
+            2 => (spanY, 0),
+            3 => (spanY, spanX),
+            _ => (spanY / 2, spanX / 2),
+        };
+        Cut(record, output, y0 - Options.Pad, x0 - Options.Pad, flip: (int)view >= 5, stackalloc float[_c]);
+    }
+
+    /// <summary>The patch whose top-left is (top, left) in record coordinates (negative = in the padding).</summary>
+    void Cut(ReadOnlySpan<byte> record, Span<float> output, int top, int left, bool flip, ReadOnlySpan<float> shift)
+    {
+        int crop = Options.Crop;
+        int plane = _h * _w;
+        float scale = Options.Scale;
+        bool centre = Options.SubtractMean;
+        for (int c = 0; c < _c; c++)
+        {
+            float s = shift[c];
+            for (int y = 0; y < crop; y++)
+            {
+                int sy = top + y;
+                Span<float> row = output.Slice((c * crop + y) * crop, crop);
+                if ((uint)sy >= (uint)_h)
+                {
+                    row.Clear();   // padding: the mean level, 0 in centred space
+                    continue;
+                }
+                int rowStart = c * plane + sy * _w;
+                for (int x = 0; x < crop; x++)
+                {
+                    int sx = left + (flip ? crop - 1 - x : x);
+                    if ((uint)sx >= (uint)_w)
+                    {
+                        row[x] = 0f;
+                        continue;
+                    }
+                    float v = record[rowStart + sx];
+                    if (centre)
+                    {
+                        v -= _mean[rowStart + sx];
+                    }
+                    row[x] = (v + s) * scale;
+                }
+            }
+        }
+    }
+}

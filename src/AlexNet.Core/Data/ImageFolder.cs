@@ -1,0 +1,155 @@
+// The input layouts of §2's data: ImageNet-style class folders, and ILSVRC's flat validation folder with
+// a ground-truth file. Both resolve to an ordered list of (file, label) and the class table.
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace AlexNet.Data;
+
+public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int Label)> Items, IReadOnlyList<ClassInfo> Classes)
+{
+    const string Expected = "expected ROOT/<class>/<image>, e.g. train/n01440764/n01440764_10026.JPEG";
+
+    /// <summary>Identifies the inputs, so an interrupted prepare resumes only over the same list.</summary>
+    public string Fingerprint()
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach ((string path, int label) in Items)
+        {
+            sha.AppendData(Encoding.UTF8.GetBytes($"{path}\t{label}\n"));
+        }
+        return Convert.ToHexString(sha.GetHashAndReset());
+    }
+
+    public static ImageFolder FromClassFolders(string root, string? classesFile = null)
+    {
+        if (!Directory.Exists(root))
+        {
+            throw new DirectoryNotFoundException($"{root} does not exist ({Expected}).");
+        }
+        string[] folders = Directory.GetDirectories(root).Select(Path.GetFileName).OfType<string>()
+            .Where(n => !n.StartsWith('.')).OrderBy(n => n, StringComparer.Ordinal).ToArray();
+        if (folders.Length == 0)
+        {
+            throw new InvalidDataException($"{root} has no class folders: {Expected}. For ILSVRC's flat validation folder use --flat with --labels.");
+        }
+        IReadOnlyList<ClassInfo> classes = classesFile is null ? ClassNames.ForFolders(folders) : ClassNames.Load(classesFile);
+        var index = classes.Select((c, i) => (c.Id, i)).ToDictionary(x => x.Id, x => x.i);
+        var items = new List<(string, int)>();
+        foreach (string folder in folders)
+        {
+            if (!index.TryGetValue(folder, out int label))
+            {
+                throw new InvalidDataException($"class folder {Path.Combine(root, folder)} is not in the class list {classesFile}.");
+            }
+            string[] files = Directory.GetFiles(Path.Combine(root, folder)).Where(f => !Path.GetFileName(f).StartsWith('.'))
+                .OrderBy(f => f, StringComparer.Ordinal).ToArray();
+            if (files.Length == 0)
+            {
+                throw new InvalidDataException($"class folder {Path.Combine(root, folder)} is empty: every class needs at least one image ({Expected}).");
+            }
+            items.AddRange(files.Select(f => (f, label)));
+        }
+        return new ImageFolder(root, items, classes);
+    }
+
+    /// <summary>
+    /// ILSVRC's validation layout: images in one folder, and a ground-truth file with one line per image in
+    /// sorted file-name order: a 1-based class index (ILSVRC2012_validation_ground_truth.txt, indices into the
+    /// id-sorted classes) or a class id.
+    /// </summary>
+    public static ImageFolder FromFlat(string dir, string labelsFile, string? classesFile = null)
+    {
+        if (!Directory.Exists(dir))
+        {
+            throw new DirectoryNotFoundException($"{dir} does not exist (--flat expects one folder of images).");
+        }
+        if (!File.Exists(labelsFile))
+        {
+            throw new FileNotFoundException($"ground-truth file {labelsFile} does not exist.", labelsFile);
+        }
+        IReadOnlyList<ClassInfo> classes = classesFile is null ? ClassNames.Ilsvrc2012() : ClassNames.Load(classesFile);
+        var byId = classes.Select((c, i) => (c.Id, i)).ToDictionary(x => x.Id, x => x.i);
+        string[] files = Directory.GetFiles(dir).Where(f => !Path.GetFileName(f).StartsWith('.')).OrderBy(f => f, StringComparer.Ordinal).ToArray();
+        string[] lines = File.ReadAllLines(labelsFile).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
+        if (files.Length == 0)
+        {
+            throw new InvalidDataException($"{dir} holds no files (--flat expects one folder of images).");
+        }
+        if (lines.Length != files.Length)
+        {
+            throw new InvalidDataException($"{labelsFile} has {lines.Length} labels for {files.Length} files in {dir}: one line per image, in sorted file-name order.");
+        }
+        var items = new List<(string, int)>();
+        for (int i = 0; i < files.Length; i++)
+        {
+            string l = lines[i];
+            int label = int.TryParse(l, NumberStyles.None, CultureInfo.InvariantCulture, out int oneBased) ? oneBased - 1
+                : byId.TryGetValue(l, out int id) ? id : -1;
+            if (label < 0 || label >= classes.Count)
+            {
+                throw new InvalidDataException($"{labelsFile}, line {i + 1}: '{l}' is neither an index 1..{classes.Count} nor a known class id.");
+            }
+            items.Add((files[i], label));
+        }
+        return new ImageFolder(dir, items, classes);
+    }
+}
+
+public sealed record PrepareSummary(int Written, int Rejected, int Total, string RejectsFile);
+
+/// <summary>Decodes a folder into a store on several threads, in order, resumably (see <see cref="StoreWriter"/>).</summary>
+public static class FolderPreparer
+{
+    const int Block = 64;
+
+    public static PrepareSummary Prepare(ImageFolder folder, string outDir, int size, int threads, Action<int, int>? progress = null,
+        System.Threading.CancellationToken cancel = default)
+    {
+        if (size < 8)
+        {
+            throw new ArgumentException($"--size {size} is too small.");
+        }
+        using var writer = new StoreWriter(outDir, 3, size, size, folder.Fingerprint());
+        int total = folder.Items.Count;
+        var results = new (byte[]? Pixels, string? Error)[Block];
+        for (int start = writer.InputsDone; start < total; start += Block)
+        {
+            cancel.ThrowIfCancellationRequested();
+            int n = Math.Min(Block, total - start);
+            System.Threading.Tasks.Parallel.For(0, n, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+            {
+                try
+                {
+                    results[i] = (ImageDecoder.CentreSquare(folder.Items[start + i].Path, size), null);
+                }
+                catch (ImageRejectedException e)
+                {
+                    results[i] = (null, e.Message);
+                }
+            });
+            for (int i = 0; i < n; i++)
+            {
+                (string path, int label) = folder.Items[start + i];
+                if (results[i].Pixels is byte[] pixels)
+                {
+                    writer.Add(pixels, label, path);
+                }
+                else
+                {
+                    writer.Reject(path, results[i].Error!);
+                }
+            }
+            writer.Commit();
+            progress?.Invoke(start + n, total);
+        }
+        string rejects = Path.Combine(outDir, ImageStore.RejectsFile);
+        int written = writer.Records, rejected = writer.Rejected;
+        writer.Finish(folder.Classes, folder.Root);
+        return new PrepareSummary(written, rejected, total, rejects);
+    }
+}

@@ -1,0 +1,182 @@
+// Throughput of a training step and of inference on in-memory batches, with warm-up and medians, and
+// the time each layer takes forward and backward (so the slow ones show).
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using AlexNet.Model;
+using AlexNet.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AlexNet.Performance;
+
+public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads, double TrainImagesPerSecond, double InferImagesPerSecond,
+    double TrainStepMs, double InferMs, long PeakRssBytes);
+
+public static class Benchmark
+{
+    public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps)
+    {
+        Compute.UseThreads(threads);
+        bool fused = lrnMode != "torch";
+        LocalResponseNorm.UseFusedKernel = fused;
+        if (lrnMode == "none")
+        {
+            arch = arch with { Lrn = null };
+        }
+        try
+        {
+            using var model = new AlexNetModel(arch, seed: 1);
+            using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
+            using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
+            using var y = randint(0, arch.Classes, new long[] { batch });
+            model.train();
+            var trainTimes = new List<double>();
+            for (int i = 0; i < warmup + steps; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                using (NewDisposeScope())
+                {
+                    Tensor loss = nn.functional.cross_entropy(model.forward(x), y);
+                    sgd.ZeroGrad();
+                    loss.backward();
+                    sgd.Step();
+                }
+                if (i >= warmup)
+                {
+                    trainTimes.Add(clock.Elapsed.TotalMilliseconds);
+                }
+            }
+            model.eval();
+            var inferTimes = new List<double>();
+            using (no_grad())
+            {
+                for (int i = 0; i < warmup + steps; i++)
+                {
+                    var clock = Stopwatch.StartNew();
+                    using (NewDisposeScope())
+                    {
+                        model.forward(x);
+                    }
+                    if (i >= warmup)
+                    {
+                        inferTimes.Add(clock.Elapsed.TotalMilliseconds);
+                    }
+                }
+            }
+            double train = Median(trainTimes), infer = Median(inferTimes);
+            return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000, batch / infer * 1000, train, infer,
+                Process.GetCurrentProcess().PeakWorkingSet64);
+        }
+        finally
+        {
+            LocalResponseNorm.UseFusedKernel = true;
+        }
+    }
+
+    /// <summary>Forward and backward milliseconds (medians) of LRN alone on an N×C×H×W tensor.</summary>
+    public static (double ForwardMs, double BackwardMs) LrnOnly(long[] shape, bool fused, int threads, int steps = 10)
+    {
+        Compute.UseThreads(threads);
+        var p = new LrnParams();
+        using var x = randn(shape).relu_().requires_grad_();
+        using var g = randn(shape);
+        var fwd = new List<double>();
+        var bwd = new List<double>();
+        for (int i = 0; i < steps + 2; i++)
+        {
+            using (NewDisposeScope())
+            {
+                var clock = Stopwatch.StartNew();
+                Tensor y = LocalResponseNorm.Apply(x, p, fused);
+                double f = clock.Elapsed.TotalMilliseconds;
+                clock.Restart();
+                y.backward(new[] { g });
+                double b = clock.Elapsed.TotalMilliseconds;
+                x.grad?.zero_();
+                if (i >= 2)
+                {
+                    fwd.Add(f);
+                    bwd.Add(b);
+                }
+            }
+        }
+        return (Median(fwd), Median(bwd));
+    }
+
+    /// <summary>The fused forward kernel alone on preallocated tensors (no allocation, no autograd).</summary>
+    public static double LrnKernelOnly(long[] shape, int threads, int steps = 20)
+    {
+        LrnKernel.Threads = threads;
+        using var x = randn(shape).relu_();
+        using var y = empty_like(x);
+        using var s = empty_like(x);
+        using var g = randn(shape);
+        using var gx = empty_like(x);
+        var times = new List<double>();
+        var back = new List<double>();
+        for (int i = 0; i < steps; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            LrnKernel.Forward(x, y, s, new LrnParams());
+            times.Add(clock.Elapsed.TotalMilliseconds);
+            clock.Restart();
+            LrnKernel.Backward(x, y, s, g, gx, new LrnParams());
+            back.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        Console.WriteLine($"backward kernel only, {threads} threads: {Median(back):F2} ms");
+        return Median(times);
+    }
+
+    /// <summary>Median forward and backward milliseconds of each module of the net, in training mode, each timed alone.</summary>
+    public static List<(string Layer, double ForwardMs, double BackwardMs)> PerLayer(Architecture arch, int batch, int threads, int steps = 5)
+    {
+        Compute.UseThreads(threads);
+        using var model = new AlexNetModel(arch, seed: 1);
+        model.train();
+        var rows = new List<(string, double, double)>();
+        Tensor x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
+        foreach ((string name, nn.IModule<Tensor, Tensor> module, bool flatten) in model.Pipeline())
+        {
+            var fwd = new List<double>();
+            var bwd = new List<double>();
+            Tensor? output = null;
+            for (int i = 0; i < steps + 1; i++)
+            {
+                using var scope = NewDisposeScope();
+                using Tensor leaf = x.detach().clone().requires_grad_();
+                Tensor input = leaf.mul(1);   // not a leaf, so in-place ReLU may write to it
+                var clock = Stopwatch.StartNew();
+                Tensor y = module.call(input);
+                if (flatten)
+                {
+                    y = y.flatten(1);
+                }
+                double f = clock.Elapsed.TotalMilliseconds;
+                using Tensor g = ones_like(y);
+                clock.Restart();
+                y.backward(new[] { g });
+                double b = clock.Elapsed.TotalMilliseconds;
+                if (i > 0)
+                {
+                    fwd.Add(f);
+                    bwd.Add(b);
+                }
+                output?.Dispose();
+                output = y.detach().clone().MoveToOuterDisposeScope();
+            }
+            rows.Add((name, Median(fwd), Median(bwd)));
+            x.Dispose();
+            x = output!;
+        }
+        x.Dispose();
+        return rows;
+    }
+
+    public static double Median(IReadOnlyList<double> xs)
+    {
+        double[] s = xs.OrderBy(v => v).ToArray();
+        return s.Length == 0 ? double.NaN : s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+    }
+}

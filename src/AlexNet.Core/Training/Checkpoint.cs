@@ -1,0 +1,225 @@
+// A checkpoint holds everything needed to continue a run to the same numbers: weights, momentum buffers,
+// schedule state, epoch and step, the random generator's state and the options. The format is data
+// only (a JSON header and raw little-endian tensors), so loading one can never run code:
+//
+//   "ALXNCKPT" | u32 version | u32 header bytes | header JSON | tensor bytes … | SHA-256 of all before
+//
+// Written to a temp file, flushed, then renamed: a crash or a full disk leaves the previous file whole.
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using Architecture = AlexNet.Model.Architecture;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using AlexNet.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AlexNet.Training;
+
+public sealed record TensorEntry(string Name, long[] Shape, long Bytes);
+
+/// <summary>Where a run stands: the header of a checkpoint.</summary>
+public sealed record RunState(
+    TrainOptions Options,
+    Architecture Architecture,
+    int Epoch,              // epochs completed
+    int StepInEpoch,        // steps done in the epoch under way (0 at an epoch boundary)
+    long Step,              // steps done in all
+    ScheduleState Schedule,
+    double[] EpochAccumulators,   // loss sum, top-1 hits, top-5 hits, images of the epoch under way
+    double BestValidationError,
+    string RngState,
+    string[] ClassNames,
+    float[] Mean,                 // the training store's mean image and PCA, so a checkpoint predicts on its own
+    int StoreHeight,
+    int StoreWidth,
+    TensorEntry[] Tensors);
+
+public static class Checkpoint
+{
+    static readonly byte[] Magic = Encoding.ASCII.GetBytes("ALXNCKPT");
+    const uint Version = 1;
+
+    public static void Save(string path, RunState state, AlexNetModel model, PaperSgd? optimizer)
+    {
+        var tensors = new List<(string, Tensor)>();
+        foreach ((string name, Tensor t) in model.state_dict())
+        {
+            tensors.Add(("model/" + name, t));
+        }
+        if (optimizer is not null)
+        {
+            for (int i = 0; i < optimizer.Velocity.Count; i++)
+            {
+                tensors.Add(($"velocity/{i}", optimizer.Velocity[i]));
+            }
+        }
+        state = state with
+        {
+            Tensors = tensors.Select(t => new TensorEntry(t.Item1, t.Item2.shape, t.Item2.numel() * 4)).ToArray(),
+        };
+        byte[] header = JsonSerializer.SerializeToUtf8Bytes(state, TrainOptions.Json);
+        string temp = path + ".tmp";
+        try
+        {
+            using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+            using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
+            {
+                void Write(ReadOnlySpan<byte> bytes)
+                {
+                    file.Write(bytes);
+                    hash.AppendData(bytes);
+                }
+                Write(Magic);
+                Write(BitConverter.GetBytes(Version));
+                Write(BitConverter.GetBytes((uint)header.Length));
+                Write(header);
+                foreach ((_, Tensor t) in tensors)
+                {
+                    using Tensor cpu = t.detach().to(DeviceType.CPU).to(ScalarType.Float32).contiguous();
+                    Write(cpu.bytes);
+                }
+                file.Write(hash.GetHashAndReset());
+                file.Flush(flushToDisk: true);
+            }
+            File.Move(temp, path, overwrite: true);
+        }
+        catch (IOException e)
+        {
+            TryDelete(temp);
+            throw new IOException($"could not write checkpoint {path}: {e.Message} (is the disk full?). The previous checkpoint, if any, is intact.", e);
+        }
+    }
+
+    static void TryDelete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    /// <summary>Reads and verifies the header; the tensors are read by <see cref="LoadInto"/>.</summary>
+    public static RunState ReadState(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"checkpoint {path} does not exist.", path);
+        }
+        Verify(path);
+        using FileStream f = File.OpenRead(path);
+        f.Seek(Magic.Length + 4, SeekOrigin.Begin);
+        var lengthBytes = new byte[4];
+        f.ReadExactly(lengthBytes);
+        var header = new byte[BitConverter.ToUInt32(lengthBytes)];
+        f.ReadExactly(header);
+        try
+        {
+            return JsonSerializer.Deserialize<RunState>(header, TrainOptions.Json) ?? throw new InvalidDataException("empty header");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: the checkpoint header is unreadable ({e.Message}).");
+        }
+    }
+
+    /// <summary>Checks magic, version and checksum; a damaged file gets an error that names it and what to do.</summary>
+    static void Verify(string path)
+    {
+        using FileStream f = File.OpenRead(path);
+        var magic = new byte[Magic.Length];
+        if (f.Length < Magic.Length + 8 + 32 || f.Read(magic) != Magic.Length || !magic.AsSpan().SequenceEqual(Magic))
+        {
+            throw new InvalidDataException($"{path} is not an alexnet checkpoint (wrong header). Pass a .ckpt file written by `alexnet train`.");
+        }
+        var version = new byte[4];
+        f.ReadExactly(version);
+        if (BitConverter.ToUInt32(version) != Version)
+        {
+            throw new InvalidDataException($"{path} is checkpoint format v{BitConverter.ToUInt32(version)}; this alexnet reads v{Version}.");
+        }
+        f.Seek(0, SeekOrigin.Begin);
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[1 << 20];
+        long remaining = f.Length - 32;
+        while (remaining > 0)
+        {
+            int n = f.Read(buffer, 0, (int)Math.Min(buffer.Length, remaining));
+            if (n <= 0)
+            {
+                break;
+            }
+            hash.AppendData(buffer, 0, n);
+            remaining -= n;
+        }
+        var stored = new byte[32];
+        f.ReadExactly(stored);
+        if (!hash.GetHashAndReset().AsSpan().SequenceEqual(stored))
+        {
+            throw new InvalidDataException($"{path} is damaged (checksum mismatch: truncated or altered). Use another checkpoint of the run (last.ckpt or best.ckpt), or retrain.");
+        }
+    }
+
+    /// <summary>Copies the saved weights (and momentum buffers) into a model of the same architecture.</summary>
+    public static void LoadInto(string path, RunState state, AlexNetModel model, PaperSgd? optimizer)
+    {
+        string mine = JsonSerializer.Serialize(model.Architecture, TrainOptions.Json);
+        string theirs = JsonSerializer.Serialize(state.Architecture, TrainOptions.Json);
+        if (mine != theirs)
+        {
+            throw new InvalidDataException($"{path} holds a {state.Architecture.Variant} net ({state.Architecture.Classes} classes, " +
+                $"{state.Architecture.InputChannels}×{state.Architecture.InputSize}²) that differs from the {model.Architecture.Variant} net asked for; " +
+                "resume with the same --model and data, or start a new run.");
+        }
+        var targets = new Dictionary<string, Tensor>();
+        foreach ((string name, Tensor t) in model.state_dict())
+        {
+            targets["model/" + name] = t;
+        }
+        if (optimizer is not null)
+        {
+            for (int i = 0; i < optimizer.Velocity.Count; i++)
+            {
+                targets[$"velocity/{i}"] = optimizer.Velocity[i];
+            }
+        }
+        using FileStream f = File.OpenRead(path);
+        f.Seek(Magic.Length + 4, SeekOrigin.Begin);
+        var lengthBytes = new byte[4];
+        f.ReadExactly(lengthBytes);
+        f.Seek(BitConverter.ToUInt32(lengthBytes), SeekOrigin.Current);
+        using var _ = no_grad();
+        foreach (TensorEntry entry in state.Tensors)
+        {
+            var data = new float[entry.Bytes / 4];
+            f.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
+            if (!targets.TryGetValue(entry.Name, out Tensor? target))
+            {
+                continue;   // velocity in a checkpoint loaded for evaluation only
+            }
+            if (!target.shape.SequenceEqual(entry.Shape))
+            {
+                throw new InvalidDataException($"{path}: {entry.Name} has shape [{string.Join(",", entry.Shape)}], the model expects [{string.Join(",", target.shape)}].");
+            }
+            using Tensor src = tensor(data, entry.Shape);
+            target.copy_(src);
+        }
+    }
+
+    /// <summary>Builds the network a checkpoint holds and loads its weights, for evaluation and prediction.</summary>
+    public static (AlexNetModel Model, RunState State) LoadModel(string path)
+    {
+        RunState state = ReadState(path);
+        var model = new AlexNetModel(state.Architecture, state.Options.Seed);
+        LoadInto(path, state, model, optimizer: null);
+        model.eval();
+        return (model, state);
+    }
+}

@@ -1,0 +1,50 @@
+// §5 "The heuristic which we followed was to divide the learning rate by 10 when the validation error
+// rate stopped improving with the current learning rate. ... reduced three times prior to termination."
+// A small pure type: feed it each epoch's validation error, read the learning rate for the next epoch.
+using System;
+using System.Linq;
+
+namespace AlexNet.Training;
+
+public sealed record ScheduleState(double LearningRate, double BestError, int EpochsSinceBest, int Reductions);
+
+public sealed class LearningRateSchedule
+{
+    readonly TrainOptions _o;
+
+    public ScheduleState State { get; private set; }
+
+    public LearningRateSchedule(TrainOptions options, ScheduleState? state = null)
+    {
+        _o = options;
+        State = state ?? new ScheduleState(options.LearningRate, double.PositiveInfinity, 0, 0);
+    }
+
+    public double LearningRate => State.LearningRate;
+
+    /// <summary>Records the validation error of the epoch just finished (1-based <paramref name="epoch"/>); returns the next ε.</summary>
+    public double EndEpoch(int epoch, double validationError)
+    {
+        ScheduleState s = State;
+        if (_o.Schedule == ScheduleKind.Step)
+        {
+            int drops = _o.StepEpochs.Count(e => e <= epoch);
+            State = s with { LearningRate = _o.LearningRate * Math.Pow(_o.LrFactor, drops), Reductions = drops,
+                BestError = Math.Min(s.BestError, validationError) };
+            return State.LearningRate;
+        }
+        if (validationError < s.BestError)
+        {
+            State = s with { BestError = validationError, EpochsSinceBest = 0 };
+        }
+        else if (s.EpochsSinceBest + 1 >= _o.Patience && s.Reductions < _o.MaxReductions)
+        {
+            State = s with { LearningRate = s.LearningRate * _o.LrFactor, EpochsSinceBest = 0, Reductions = s.Reductions + 1 };
+        }
+        else
+        {
+            State = s with { EpochsSinceBest = s.EpochsSinceBest + 1 };
+        }
+        return State.LearningRate;
+    }
+}

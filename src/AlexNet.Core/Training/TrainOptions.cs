@@ -1,0 +1,148 @@
+// One immutable record of everything a run depends on, with the paper's defaults (§5 unless noted).
+// It is saved beside every run (options.json) and inside every checkpoint.
+using System;
+using System.IO;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using AlexNet.Model;
+
+namespace AlexNet.Training;
+
+public enum ScheduleKind
+{
+    /// <summary>§5: divide ε by 10 when the validation error stops improving.</summary>
+    Plateau,
+
+    /// <summary>Divide ε by 10 at fixed epochs (StepEpochs).</summary>
+    Step,
+}
+
+public enum OptimizerKind
+{
+    /// <summary>§5's rule: v ← μv − λεw − ε∂L/∂w; w ← w + v (v carries the old ε when ε changes).</summary>
+    Paper,
+
+    /// <summary>libtorch's SGD: v ← μv + (∂L/∂w + λw); w ← w − εv (equal to Paper while ε is constant).</summary>
+    Torch,
+}
+
+public sealed record TrainOptions
+{
+    public string Model { get; init; } = Variants.Paper;
+    public int Epochs { get; init; } = 90;                 // §5: "roughly 90 cycles"
+    public int BatchSize { get; init; } = 128;             // §5
+    public double LearningRate { get; init; } = 0.01;      // §5: ε = 0.01
+    public double Momentum { get; init; } = 0.9;           // §5
+    public double WeightDecay { get; init; } = 0.0005;     // §5
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Paper;
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Plateau;
+    public int Patience { get; init; } = 2;                // epochs without improvement before dividing ε
+    public int MaxReductions { get; init; } = 3;           // §5: "reduced three times prior to termination"
+    public double LrFactor { get; init; } = 0.1;           // §5: "divided by 10"
+    public int[] StepEpochs { get; init; } = Array.Empty<int>();
+    public InitScheme? Init { get; init; }                 // null: the variant's default (§5 for paper)
+    public Activation Activation { get; init; } = Activation.Relu;   // §3.1
+    public bool Lrn { get; init; } = true;                 // §3.3
+    public int PoolWindow { get; init; } = 3;              // §3.4
+    public int PoolStride { get; init; } = 2;
+    public double Dropout { get; init; } = 0.5;            // §4.2
+    public bool RandomCrop { get; init; } = true;          // §4.1
+    public bool Flip { get; init; } = true;                // §4.1
+    public double PcaStd { get; init; } = 0.1;             // §4.1: αᵢ ~ N(0, 0.1²)
+    public bool SubtractMean { get; init; } = true;        // §2
+    public float InputScale { get; init; } = 1f;           // 1 = raw 0–255 values, as the paper
+    public int Pad { get; init; } = -1;                    // −1: 2 px for small images, 0 for ImageNet
+    public string? RemoveLayer { get; init; }              // §7 ablation: drop one middle conv layer
+    public long Seed { get; init; } = 1;
+    public int Threads { get; init; } = Environment.ProcessorCount;
+    public int Workers { get; init; } = 1;
+    public int CheckpointEvery { get; init; } = 0;          // steps; 0 = at the end of every epoch only
+    public int LogEvery { get; init; } = 50;                // steps between metric lines (and NaN checks)
+    public int MaxSteps { get; init; } = 0;                 // 0 = no limit (tests and smoke runs)
+    public int TrainLimit { get; init; } = 0;               // use only the first N training records (0 = all)
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>Reads options (a preset or a run's options.json); an unknown key is an error.</summary>
+    public static TrainOptions FromJson(string json, string source)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<TrainOptions>(json, Json) ?? throw new InvalidDataException($"{source} is empty.");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source}: {e.Message}");
+        }
+    }
+
+    public void Validate()
+    {
+        Check(Epochs >= 1, "--epochs must be at least 1");
+        Check(BatchSize >= 1, "--batch-size must be at least 1");
+        Check(LearningRate > 0 && double.IsFinite(LearningRate), "--lr must be a positive number");
+        Check(Momentum is >= 0 and < 1, "--momentum must be in [0, 1)");
+        Check(WeightDecay >= 0, "--weight-decay must be ≥ 0");
+        Check(Dropout is >= 0 and < 1, "--dropout must be in [0, 1)");
+        Check(LrFactor is > 0 and < 1, "--lr-factor must be in (0, 1)");
+        Check(Patience >= 1, "--patience must be at least 1");
+        Check(Threads >= 1 && Workers >= 1, "--threads and --workers must be at least 1");
+        Check(PcaStd >= 0, "--pca-std must be ≥ 0");
+        Check(PoolWindow >= 1 && PoolStride >= 1, "pooling window and stride must be at least 1");
+        Check(RemoveLayer is null or "conv3" or "conv4", "--remove-layer takes conv3 or conv4 (the middle layers, §7)");
+    }
+
+    static void Check(bool ok, string message)
+    {
+        if (!ok)
+        {
+            throw new ArgumentException(message);
+        }
+    }
+
+    /// <summary>The network these options describe, for a data set of the given shape.</summary>
+    public Architecture Architecture(int classes, int channels, int inputSize)
+    {
+        Architecture arch = Variants.Get(Model, classes, channels, inputSize);
+        arch = arch with
+        {
+            Activation = Activation,
+            Lrn = Lrn ? arch.Lrn : null,
+            PoolWindow = PoolWindow,
+            PoolStride = PoolStride,
+            Dropout = Dropout,
+            Init = Init ?? arch.Init,
+        };
+        if (RemoveLayer is not null)
+        {
+            // §7: conv4's input becomes conv2's output (or conv5's conv3's); groups are kept.
+            int at = arch.Convs.FindIndex(c => c.Name == RemoveLayer);
+            arch = arch with { Convs = arch.Convs.RemoveAt(at) };
+        }
+        arch.Validate();
+        return arch;
+    }
+}
+
+internal static class ImmutableArrayExtensions
+{
+    public static int FindIndex<T>(this System.Collections.Immutable.ImmutableArray<T> a, Func<T, bool> match)
+    {
+        for (int i = 0; i < a.Length; i++)
+        {
+            if (match(a[i]))
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+}
