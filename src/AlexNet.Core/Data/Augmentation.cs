@@ -21,10 +21,13 @@ public sealed record AugmentOptions(
     bool SubtractMean = true,
     float Scale = 1f)
 {
-    /// <summary>§4.1's settings for a store of side <paramref name="stored"/>: 224 of 256; small images: same side, pad 2.</summary>
+    /// <summary>
+    /// §4.1's settings for a store of side <paramref name="stored"/>: 224 of 256. Small images (28, 32 px) are padded
+    /// by 4 and cropped to side + 4: random shifts of up to ±2 px, and the centre view is the whole image.
+    /// </summary>
     public static AugmentOptions PaperFor(int stored) => stored >= 64
         ? new AugmentOptions(Crop: stored * 7 / 8)
-        : new AugmentOptions(Crop: stored, Pad: Math.Max(2, stored / 14));
+        : new AugmentOptions(Crop: stored + 4, Pad: 4);
 }
 
 /// <summary>One of §4.1's ten test views.</summary>

@@ -48,7 +48,9 @@ public static class ImageDecoder
         using SKCodec? codec = SKCodec.Create(stream, out SKCodecResult created);
         if (codec is null)
         {
-            throw new ImageRejectedException($"not a decodable image ({created})");
+            throw new ImageRejectedException(created == SKCodecResult.IncompleteInput
+                ? "truncated image data (the file ends inside its header)"
+                : $"not a decodable image ({created})");
         }
         SKImageInfo info = codec.Info;
         if ((long)info.Width * info.Height > MaxPixels || info.Width <= 0 || info.Height <= 0)

@@ -67,6 +67,7 @@ public sealed record TrainOptions
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,   // the best error starts at +∞
     };
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);

@@ -1,0 +1,67 @@
+using System.IO;
+using AlexNet.Cli;
+using Xunit;
+
+namespace AlexNet.Tests.Cli;
+
+/// <summary>Bad flags and paths: a clear error and a non-zero exit code, nothing overwritten.</summary>
+public class CliErrorTests
+{
+    [Fact]
+    public void TrainWithoutDataOrWithAMissingStoreFails()
+    {
+        using var dir = new TestData.TempDir();
+        Assert.Equal(2, App.Run(new[] { "train", "--out", dir["run"] }));
+        Assert.Equal(2, App.Run(new[] { "train", "--data", dir["nowhere"], "--out", dir["run"] }));
+        Assert.False(Directory.Exists(dir["run"]));
+    }
+
+    [Fact]
+    public void OutOfRangeAndUnknownOptionsFail()
+    {
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["data/train"], 16, 2);
+        TestData.WriteSyntheticStore(dir["data/val"], 16, 2);
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--epochs", "0" }));
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--lr", "-1" }));
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "nonet" }));
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--pool", "3" }));
+        Assert.NotEqual(0, App.Run(new[] { "train", "-d", dir["data"], "--no-such-flag" }));
+        File.WriteAllText(dir["preset.json"], "{\"model\": \"small\", \"learningRat\": 0.1}");
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "--preset", dir["preset.json"] }));
+    }
+
+    [Fact]
+    public void AnExistingRunIsNotOverwrittenWithoutResume()
+    {
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["data/train"], 16, 2);
+        TestData.WriteSyntheticStore(dir["data/val"], 16, 2);
+        Directory.CreateDirectory(dir["run"]);
+        File.WriteAllText(dir["run/metrics.jsonl"], "precious\n");
+        Assert.Equal(1, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--out", dir["run"], "--epochs", "1" }));
+        Assert.Equal("precious\n", File.ReadAllText(dir["run/metrics.jsonl"]));
+    }
+
+    [Fact]
+    public void DataThatDoesNotFitTheModelFails()
+    {
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["data/train"], 16, 2);
+        TestData.WriteSyntheticStore(dir["data/val"], 16, 3);
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--out", dir["run"] }));
+    }
+
+    [Fact]
+    public void EvalAndPredictWithBadCheckpointsFail()
+    {
+        using var dir = new TestData.TempDir();
+        File.WriteAllText(dir["x.ckpt"], "garbage");
+        TestData.WriteSyntheticStore(dir["val"], 16, 2);
+        Assert.Equal(2, App.Run(new[] { "eval", "-c", dir["missing.ckpt"], "-d", dir["val"] }));
+        Assert.Equal(2, App.Run(new[] { "eval", "-c", dir["x.ckpt"], "-d", dir["val"] }));
+        Assert.Equal(2, App.Run(new[] { "predict", "-c", dir["x.ckpt"], "/usr/share/darknet/data/dog.jpg" }));
+        Assert.Equal(2, App.Run(new[] { "prepare", "--out", dir["s"] }));
+        Assert.Equal(2, App.Run(new[] { "prepare", "--folder", dir["nowhere"], "--out", dir["s"] }));
+    }
+}
