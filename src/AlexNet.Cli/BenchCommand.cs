@@ -26,8 +26,20 @@ internal static class BenchCommand
         command.Options.Add(lrnOnly);
         var layers = new Option<bool>("--layers") { Description = "Time each layer's forward and backward alone." };
         command.Options.Add(layers);
+        var loaderStore = new Option<string?>("--loader") { Description = "Measure the training loader (full §4.1 augmentation) on this store, with 1 and 2 workers." };
+        command.Options.Add(loaderStore);
         command.SetAction(r => Cli.Run(() =>
         {
+            if (r.GetValue(loaderStore) is string storeDir)
+            {
+                using var store = AlexNet.Data.ImageStore.Open(storeDir);
+                foreach (int workers in new[] { 1, 2 })
+                {
+                    double rate = Benchmark.LoaderImagesPerSecond(store, workers, r.GetValue(batch));
+                    System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loader {storeDir} ({store.Height}×{store.Width}×{store.Channels}), {workers} worker(s), batch {r.GetValue(batch)}: {rate:F0} images/s"));
+                }
+                return 0;
+            }
             if (r.GetValue(lrnOnly) is string shapeText)
             {
                 long[] shape = System.Array.ConvertAll(shapeText.Split('x'), long.Parse);

@@ -74,23 +74,7 @@ internal static class PredictCommand
         var result = new List<Prediction>();
         foreach (string file in files)
         {
-            if (!File.Exists(file))
-            {
-                throw new FileNotFoundException($"{file} does not exist.", file);
-            }
-            byte[] record;
-            try
-            {
-                record = ImageDecoder.CentreSquare(file, size);
-            }
-            catch (ImageRejectedException e)
-            {
-                throw new UserError($"{file}: {e.Message}. Pass a JPEG, PNG, WebP, BMP or GIF image.");
-            }
-            if (channels == 1)
-            {
-                record = ToGray(record, size * size);
-            }
+            byte[] record = LoadRecord(file, state);
             using var scope = NewDisposeScope();
             var views = new float[10 * aug.OutputLength];
             for (int v = 0; v < 10; v++)
@@ -108,6 +92,24 @@ internal static class PredictCommand
         return result;
     }
 
+
+    /// <summary>A file through §2's preprocessing, at the record size (and channels) the checkpoint was trained on.</summary>
+    public static byte[] LoadRecord(string file, RunState state)
+    {
+        if (!File.Exists(file))
+        {
+            throw new FileNotFoundException($"{file} does not exist.", file);
+        }
+        try
+        {
+            byte[] record = ImageDecoder.CentreSquare(file, state.StoreHeight);
+            return state.Architecture.InputChannels == 1 ? ToGray(record, state.StoreHeight * state.StoreHeight) : record;
+        }
+        catch (ImageRejectedException e)
+        {
+            throw new UserError($"{file}: {e.Message}. Pass a JPEG, PNG, WebP, BMP or GIF image.");
+        }
+    }
 
     /// <summary>ITU-R 601 luma, for nets trained on grayscale data.</summary>
     static byte[] ToGray(byte[] planarRgb, int plane)

@@ -126,7 +126,8 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        Tensor h = _features.forward(x);        // N×256×6×6 for the paper's net
+        Tensor h = RunFeatures(x, _features.Count);
+        // h: N×256×6×6 for the paper's net
         h = _avgpool.forward(h).flatten(1);     // N×9216
         return _classifier.forward(h).MoveToOuterDisposeScope();
     }
@@ -146,6 +147,24 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         }
     }
 
+    /// <summary>features[0 .. end), with conv1's and conv2's ReLU → LRN → pool as one fused operation where it applies (FusedStage.cs).</summary>
+    Tensor RunFeatures(Tensor x, int end)
+    {
+        Tensor h = x;
+        for (int i = 0; i < end; i++)
+        {
+            if (FusedStage.Enabled && i + 2 < end && _features[i] is ReLU && _features[i + 1] is LocalResponseNorm lrn
+                && _features[i + 2] is MaxPool2d && FusedStage.Supports(h))
+            {
+                h = FusedStage.Apply(h, lrn.Params, Architecture.PoolWindow, Architecture.PoolStride);
+                i += 2;
+                continue;
+            }
+            h = _features[i].call(h);
+        }
+        return h;
+    }
+
     /// <summary>§6.1: the activations of a layer (fc7 = the 4096-d last hidden layer), in evaluation mode.</summary>
     public Tensor ForwardTo(Tensor x, string layer)
     {
@@ -154,13 +173,8 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
             throw new ArgumentException($"{Architecture.Variant} has no layer '{layer}'.");
         }
         using var scope = NewDisposeScope();
-        Tensor h = x;
         // Through the layer and its activation: §6.1's features are post-ReLU.
-        int featureEnd = at.InFeatures ? at.Index + 2 : _features.Count;
-        for (int i = 0; i < featureEnd; i++)
-        {
-            h = _features[i].call(h);
-        }
+        Tensor h = RunFeatures(x, at.InFeatures ? at.Index + 2 : _features.Count);
         if (!at.InFeatures)
         {
             h = _avgpool.forward(h).flatten(1);

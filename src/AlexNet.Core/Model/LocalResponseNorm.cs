@@ -279,7 +279,7 @@ internal static unsafe class LrnKernel
     /// Newton step, ~23 bits), z^−¾ = r·r·q — no division and no square root, which are the slow units here.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector<float> NegPow(Vector<float> z, float beta, bool threeQuarters)
+    internal static Vector<float> NegPow(Vector<float> z, float beta, bool threeQuarters)
     {
         if (threeQuarters)
         {

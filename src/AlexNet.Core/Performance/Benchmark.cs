@@ -21,6 +21,7 @@ public static class Benchmark
         Compute.UseThreads(threads);
         bool fused = lrnMode != "torch";
         LocalResponseNorm.UseFusedKernel = fused;
+        FusedStage.Enabled = fused;
         if (lrnMode == "none")
         {
             arch = arch with { Lrn = null };
@@ -72,6 +73,7 @@ public static class Benchmark
         finally
         {
             LocalResponseNorm.UseFusedKernel = true;
+            FusedStage.Enabled = true;
         }
     }
 
@@ -172,6 +174,24 @@ public static class Benchmark
         }
         x.Dispose();
         return rows;
+    }
+
+    /// <summary>Images per second the loader delivers with §4.1's full training augmentation (no training step).</summary>
+    public static double LoaderImagesPerSecond(AlexNet.Data.ImageStore store, int workers, int batch, int minImages = 2000)
+    {
+        var aug = new AlexNet.Data.Augmentation(store, AlexNet.Data.AugmentOptions.PaperFor(Math.Min(store.Height, store.Width)));
+        var loader = new AlexNet.Data.BatchLoader(store, aug, new AlexNet.Data.LoaderOptions(batch, workers));
+        long images = 0;
+        var clock = Stopwatch.StartNew();
+        for (int epoch = 0; images < minImages; epoch++)
+        {
+            foreach (AlexNet.Data.Batch b in loader.TrainEpoch(1, epoch))
+            {
+                images += b.Count;
+                b.Dispose();
+            }
+        }
+        return images / clock.Elapsed.TotalSeconds;
     }
 
     public static double Median(IReadOnlyList<double> xs)

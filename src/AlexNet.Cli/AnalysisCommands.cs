@@ -1,0 +1,126 @@
+using System;
+using System.CommandLine;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using AlexNet.Analysis;
+using AlexNet.Data;
+using AlexNet.Model;
+using AlexNet.Training;
+using SkiaSharp;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace AlexNet.Cli;
+
+/// <summary>§6.1: `alexnet kernels` (Figure 3), `alexnet features` and `alexnet neighbors` (Figure 4, right).</summary>
+internal static class AnalysisCommands
+{
+    public static Command Kernels()
+    {
+        var checkpoint = new Option<string>("--checkpoint", "-c") { Description = "Checkpoint whose conv1 kernels to draw.", Required = true };
+        var output = new Option<string>("--out", "-o") { Description = "PNG file.", DefaultValueFactory = _ => "conv1.png" };
+        var scale = new Option<int>("--scale") { Description = "Pixels per kernel weight.", DefaultValueFactory = _ => 4 };
+        var command = new Command("kernels", "Draw conv1's learned kernels as an image grid, one block per tower (Figure 3).") { checkpoint, output, scale };
+        command.SetAction(r => Cli.Run(() =>
+        {
+            (AlexNetModel model, _) = Checkpoint.LoadModel(r.GetValue(checkpoint)!);
+            using (model)
+            {
+                GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight, r.GetValue(output)!, r.GetValue(scale));
+                AnsiConsole.MarkupLineInterpolated($"Wrote {r.GetValue(output)}: {g.Kernels} kernels {g.KernelSide}×{g.KernelSide}, {g.Towers} tower block(s), {g.Width}×{g.Height} px.");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Features()
+    {
+        var checkpoint = new Option<string>("--checkpoint", "-c") { Description = "Checkpoint.", Required = true };
+        var data = new Option<string>("--data", "-d") { Description = "Store whose images to describe (e.g. data/fashion-mnist/train).", Required = true };
+        var layer = new Option<string>("--layer") { Description = "Layer (§6.1 uses fc7, the last hidden layer).", DefaultValueFactory = _ => "fc7" };
+        var output = new Option<string>("--out", "-o") { Description = "Feature file (float32 N×D, plus FILE.json).", Required = true };
+        var command = new Command("features", "Write every image's last-hidden-layer (fc7) activations to a file (§6.1).") { checkpoint, data, layer, output };
+        command.SetAction(r => Cli.Run(() =>
+        {
+            string ckpt = r.GetValue(checkpoint)!;
+            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt);
+            using (model)
+            using (ImageStore store = ImageStore.Open(r.GetValue(data)!))
+            {
+                Augmentation aug = EvalCommand.TestAugmentation(state, store.Height, store.Width);
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                FeatureHeader h = Retrieval.Extract(model, store, aug, r.GetValue(layer)!, r.GetValue(output)!, ckpt);
+                AnsiConsole.MarkupLineInterpolated($"Wrote {r.GetValue(output)}: {h.Count} × {h.Dimensions} ({h.Layer}) in {clock.Elapsed.TotalSeconds:F1} s.");
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    public static Command Neighbors()
+    {
+        var checkpoint = new Option<string>("--checkpoint", "-c") { Description = "Checkpoint the features were written with.", Required = true };
+        var features = new Option<string>("--features", "-f") { Description = "Feature file from `alexnet features`.", Required = true };
+        var query = new Option<string>("--query", "-q") { Description = "Query image file, or store:INDEX for a record of the features' store.", Required = true };
+        var k = new Option<int>("-k") { Description = "Neighbours to return.", DefaultValueFactory = _ => 8 };
+        var figure = new Option<string?>("--figure") { Description = "PNG: the query first, then its neighbours." };
+        var command = new Command("neighbors", "Find the training images nearest to a query in fc7 space (Figure 4, right).") { checkpoint, features, query, k, figure };
+        command.SetAction(r => Cli.Run(() =>
+        {
+            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(r.GetValue(checkpoint)!);
+            (FeatureHeader header, float[] data) = Retrieval.Load(r.GetValue(features)!);
+            using (model)
+            using (ImageStore store = ImageStore.Open(header.Store))
+            {
+                Augmentation aug = EvalCommand.TestAugmentation(state, store.Height, store.Width);
+                string q = r.GetValue(query)!;
+                byte[] record = q.StartsWith("store:", StringComparison.Ordinal)
+                    ? store.Record(int.Parse(q[6..], CultureInfo.InvariantCulture)).ToArray()
+                    : PredictCommand.LoadRecord(q, state);
+                var input = new float[aug.OutputLength];
+                aug.Test(record, input);
+                using var _ = no_grad();
+                using Tensor x = tensor(input, new long[] { 1, store.Channels, aug.Crop, aug.Crop });
+                using Tensor f = model.ForwardTo(x, header.Layer).flatten(1);
+                var hits = Retrieval.Nearest(f, data, header.Dimensions, r.GetValue(k))[0];
+                var sources = store.Sources();
+                var table = new Table().AddColumn("rank").AddColumn("record").AddColumn("class").AddColumn(new TableColumn("distance").RightAligned()).AddColumn("source");
+                for (int i = 0; i < hits.Length; i++)
+                {
+                    (int index, double d) = hits[i];
+                    table.AddRow((i + 1).ToString(CultureInfo.InvariantCulture), index.ToString(CultureInfo.InvariantCulture),
+                        Markup.Escape(store.Manifest.Classes[store.Labels[index]].Name), d.ToString("F3", CultureInfo.InvariantCulture),
+                        Markup.Escape(index < sources.Count ? sources[index] : ""));
+                }
+                AnsiConsole.Write(table);
+                if (r.GetValue(figure) is string png)
+                {
+                    DrawStrip(store, record, hits.Select(h => h.Index).ToArray(), png);
+                    AnsiConsole.MarkupLineInterpolated($"Wrote {png}");
+                }
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    static void DrawStrip(ImageStore store, byte[] query, int[] neighbours, string path)
+    {
+        const int thumb = 96, pad = 6;
+        using var surface = SKSurface.Create(new SKImageInfo((neighbours.Length + 1) * (thumb + pad) + pad + 10, thumb + 2 * pad));
+        surface.Canvas.Clear(SKColors.White);
+        void Put(byte[] rec, int slot, float x)
+        {
+            using SKBitmap b = Figures.ToBitmap(rec, store.Height, store.Channels);
+            surface.Canvas.DrawBitmap(b, SKRect.Create(x, pad, thumb, thumb));
+        }
+        Put(query, 0, pad);
+        for (int i = 0; i < neighbours.Length; i++)
+        {
+            Put(store.Record(neighbours[i]).ToArray(), i + 1, pad + 10 + (i + 1) * (thumb + pad));
+        }
+        Figures.Save(surface, path);
+    }
+}

@@ -1,0 +1,366 @@
+// The tail of conv1 and conv2 (Figure 2): ReLU (§3.1) → LRN (§3.3) → overlapping max-pool (§3.4), as one
+// operation with one pass each way. Composed from libtorch's ops this tail allocates and streams four
+// full-size tensors forward and as many backward (ReLU, LRN output, LRN scale, pool indices, and each
+// one's gradient); fused, the forward writes only the pooled output and the backward only the gradient
+// of the conv output, recomputing the rest per image in cache-sized scratch.
+//
+// Shapes: x = conv output N×C×H×W; y = N×C×Ho×Wo with Ho = (H − z)/s + 1 (z = window, s = stride).
+// Backward, per image:  a = max(x, 0);  s = k + α Σ_W a²;  b = a·s^−β;  ∂b from ∂y at each window's first
+// maximum (libtorch's tie rule);  ∂a = ∂b·s^−β − 2αβ·a·Σ_{j: c∈W(j)} ∂b[j]·b[j]/s[j];  ∂x = ∂a·[x > 0].
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading.Tasks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AlexNet.Model;
+
+public static class FusedStage
+{
+    /// <summary>When false the model runs ReLU, LRN and max-pool as separate modules (the reference for the tests).</summary>
+    public static bool Enabled { get; set; } = true;
+
+    public static bool Supports(Tensor x) => x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && x.dim() == 4;
+
+    /// <summary>relu → LRN → max-pool(window, stride) of a conv output.</summary>
+    public static Tensor Apply(Tensor x, LrnParams p, int window, int stride)
+    {
+        if (!torch.is_grad_enabled() || !x.requires_grad)
+        {
+            using Tensor c = x.contiguous();
+            Tensor y = empty(OutputShape(c, window, stride));
+            Kernel.Forward(c, y, p, window, stride);
+            return y;
+        }
+        return StageFunction.apply(x, new StageArgs(p, window, stride));
+    }
+
+    /// <summary>The same computation from libtorch's own operations, for any device and dtype.</summary>
+    public static Tensor Reference(Tensor x, LrnParams p, int window, int stride)
+    {
+        using var scope = NewDisposeScope();
+        Tensor a = nn.functional.relu(x);
+        Tensor b = nn.functional.local_response_norm(a, p.Size, p.TorchAlpha, p.Beta, p.K);
+        return nn.functional.max_pool2d(b, new long[] { window, window }, new long[] { stride, stride }).MoveToOuterDisposeScope();
+    }
+
+    static long[] OutputShape(Tensor x, int window, int stride)
+    {
+        long[] s = x.shape;
+        return new[] { s[0], s[1], (s[2] - window) / stride + 1, (s[3] - window) / stride + 1 };
+    }
+
+    sealed record StageArgs(LrnParams P, int Window, int Stride);
+
+    sealed class StageFunction : autograd.SingleTensorFunction<StageFunction>
+    {
+        public override string Name => "AlexNetReluLrnPool";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var args = (StageArgs)vars[1];
+            Tensor x = ((Tensor)vars[0]).contiguous();
+            Tensor y = empty(OutputShape(x, args.Window, args.Stride));
+            Kernel.Forward(x, y, args.P, args.Window, args.Stride);
+            ctx.save_for_backward(new List<Tensor> { x });
+            ctx.save_data("args", args);
+            return y;
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            var args = (StageArgs)ctx.get_data("args");
+            List<Tensor> saved = ctx.get_saved_variables();
+            using Tensor gy = gradOutput.contiguous();
+            Tensor gx = empty_like(saved[0]);
+            Kernel.Backward(saved[0], gy, gx, args.P, args.Window, args.Stride);
+            foreach (Tensor t in saved)
+            {
+                t.Dispose();
+            }
+            return new List<Tensor> { gx, null! };
+        }
+    }
+
+    internal static unsafe class Kernel
+    {
+        static float* Ptr(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+
+        public static void Forward(Tensor x, Tensor y, LrnParams p, int window, int stride)
+        {
+            long[] s = x.shape;
+            int n = (int)s[0], c = (int)s[1], h = (int)s[2], w = (int)s[3];
+            int ho = (h - window) / stride + 1, wo = (w - window) / stride + 1;
+            float* px = Ptr(x), py = Ptr(y);
+            Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = LrnKernel.Threads }, img =>
+            {
+                int plane = h * w;
+                float[] acc = ArrayPool<float>.Shared.Rent(plane);
+                float[] b = ArrayPool<float>.Shared.Rent(plane);
+                try
+                {
+                    ForwardImage(px + (long)img * c * plane, py + (long)img * c * ho * wo, c, h, w, ho, wo, p, window, stride, acc, b);
+                }
+                finally
+                {
+                    ArrayPool<float>.Shared.Return(acc);
+                    ArrayPool<float>.Shared.Return(b);
+                }
+            });
+        }
+
+        static void ForwardImage(float* x, float* y, int channels, int h, int w, int ho, int wo, LrnParams p, int window, int stride,
+            float[] accArray, float[] bArray)
+        {
+            int plane = h * w;
+            int lo = p.Size / 2, hi = (p.Size - 1) / 2;
+            float k = (float)p.K, alpha = (float)p.Alpha, beta = (float)p.Beta;
+            bool threeQuarters = beta == 0.75f;
+            fixed (float* acc = accArray, b = bArray)
+            {
+                new Span<float>(acc, plane).Clear();
+                for (int j = 0; j <= Math.Min(hi, channels - 1); j++)
+                {
+                    AddReluSquares(acc, x + (long)j * plane, plane, 1f);
+                }
+                for (int ch = 0; ch < channels; ch++)
+                {
+                    float* xc = x + (long)ch * plane;
+                    Normalise(xc, acc, b, plane, k, alpha, beta, threeQuarters);
+                    Pool(b, y + (long)ch * ho * wo, w, ho, wo, window, stride);
+                    if (ch + hi + 1 < channels)
+                    {
+                        AddReluSquares(acc, x + (long)(ch + hi + 1) * plane, plane, 1f);
+                    }
+                    if (ch - lo >= 0)
+                    {
+                        AddReluSquares(acc, x + (long)(ch - lo) * plane, plane, -1f);
+                    }
+                }
+            }
+        }
+
+        /// <summary>b = relu(x)·(k + α·acc)^−β over one plane.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void Normalise(float* x, float* acc, float* b, int plane, float k, float alpha, float beta, bool threeQuarters)
+        {
+            var vk = new Vector<float>(k);
+            var va = new Vector<float>(alpha);
+            int vw = Vector<float>.Count;
+            int i = 0;
+            for (; i <= plane - vw; i += vw)
+            {
+                Vector<float> z = vk + va * Vector.Max(Vector.LoadUnsafe(ref acc[i]), Vector<float>.Zero);
+                Vector<float> a = Vector.Max(Vector.LoadUnsafe(ref x[i]), Vector<float>.Zero);
+                (a * LrnKernel.NegPow(z, beta, threeQuarters)).StoreUnsafe(ref b[i]);
+            }
+            for (; i < plane; i++)
+            {
+                b[i] = MathF.Max(x[i], 0f) * MathF.Pow(k + alpha * MathF.Max(acc[i], 0f), -beta);
+            }
+        }
+
+        static void Pool(float* b, float* y, int w, int ho, int wo, int window, int stride)
+        {
+            for (int oy = 0; oy < ho; oy++)
+            {
+                for (int ox = 0; ox < wo; ox++)
+                {
+                    float* start = b + oy * stride * w + ox * stride;
+                    float m = float.NegativeInfinity;
+                    for (int dy = 0; dy < window; dy++)
+                    {
+                        float* row = start + dy * w;
+                        for (int dx = 0; dx < window; dx++)
+                        {
+                            m = MathF.Max(m, row[dx]);
+                        }
+                    }
+                    y[oy * wo + ox] = m;
+                }
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void AddReluSquares(float* acc, float* x, int len, float sign)
+        {
+            var vs = new Vector<float>(sign);
+            int vw = Vector<float>.Count;
+            int i = 0;
+            for (; i <= len - vw; i += vw)
+            {
+                Vector<float> a = Vector.Max(Vector.LoadUnsafe(ref x[i]), Vector<float>.Zero);
+                (Vector.LoadUnsafe(ref acc[i]) + vs * a * a).StoreUnsafe(ref acc[i]);
+            }
+            for (; i < len; i++)
+            {
+                float a = MathF.Max(x[i], 0f);
+                acc[i] += sign * a * a;
+            }
+        }
+
+        public static void Backward(Tensor x, Tensor gy, Tensor gx, LrnParams p, int window, int stride)
+        {
+            long[] s = x.shape;
+            int n = (int)s[0], c = (int)s[1], h = (int)s[2], w = (int)s[3];
+            int ho = (h - window) / stride + 1, wo = (w - window) / stride + 1;
+            float* px = Ptr(x), pgy = Ptr(gy), pgx = Ptr(gx);
+            Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = LrnKernel.Threads }, img =>
+            {
+                int plane = h * w;
+                int size = c * plane;
+                float[] sArr = ArrayPool<float>.Shared.Rent(size);
+                float[] bArr = ArrayPool<float>.Shared.Rent(size);
+                float[] gbArr = ArrayPool<float>.Shared.Rent(size);
+                float[] accArr = ArrayPool<float>.Shared.Rent(plane);
+                try
+                {
+                    fixed (float* sc = sArr, b = bArr, gb = gbArr, acc = accArr)
+                    {
+                        BackwardImage(px + (long)img * size, pgy + (long)img * c * ho * wo, pgx + (long)img * size,
+                            c, h, w, ho, wo, p, window, stride, sc, b, gb, acc);
+                    }
+                }
+                finally
+                {
+                    ArrayPool<float>.Shared.Return(sArr);
+                    ArrayPool<float>.Shared.Return(bArr);
+                    ArrayPool<float>.Shared.Return(gbArr);
+                    ArrayPool<float>.Shared.Return(accArr);
+                }
+            });
+        }
+
+        static void BackwardImage(float* x, float* gy, float* gx, int channels, int h, int w, int ho, int wo, LrnParams p,
+            int window, int stride, float* s, float* b, float* gb, float* acc)
+        {
+            int plane = h * w;
+            int lo = p.Size / 2, hi = (p.Size - 1) / 2;
+            float k = (float)p.K, alpha = (float)p.Alpha, beta = (float)p.Beta;
+            bool threeQuarters = beta == 0.75f;
+            int vw = Vector<float>.Count;
+
+            // 1. Recompute s and b for every channel (the forward's rolling window), and route ∂y to ∂b.
+            new Span<float>(acc, plane).Clear();
+            for (int j = 0; j <= Math.Min(hi, channels - 1); j++)
+            {
+                AddReluSquares(acc, x + (long)j * plane, plane, 1f);
+            }
+            var vk = new Vector<float>(k);
+            var va = new Vector<float>(alpha);
+            for (int ch = 0; ch < channels; ch++)
+            {
+                long off = (long)ch * plane;
+                int i = 0;
+                for (; i <= plane - vw; i += vw)
+                {
+                    Vector<float> z = vk + va * Vector.Max(Vector.LoadUnsafe(ref acc[i]), Vector<float>.Zero);
+                    z.StoreUnsafe(ref s[off + i]);
+                    Vector<float> a = Vector.Max(Vector.LoadUnsafe(ref x[off + i]), Vector<float>.Zero);
+                    (a * LrnKernel.NegPow(z, beta, threeQuarters)).StoreUnsafe(ref b[off + i]);
+                }
+                for (; i < plane; i++)
+                {
+                    float z = k + alpha * MathF.Max(acc[i], 0f);
+                    s[off + i] = z;
+                    b[off + i] = MathF.Max(x[off + i], 0f) * MathF.Pow(z, -beta);
+                }
+                if (ch + hi + 1 < channels)
+                {
+                    AddReluSquares(acc, x + (long)(ch + hi + 1) * plane, plane, 1f);
+                }
+                if (ch - lo >= 0)
+                {
+                    AddReluSquares(acc, x + (long)(ch - lo) * plane, plane, -1f);
+                }
+                Unpool(b + off, gb + off, gy + (long)ch * ho * wo, plane, w, ho, wo, window, stride);
+            }
+
+            // 2. LRN backward with a rolling Σ ∂b·b/s over [c − hi, c + lo], then ReLU's mask.
+            new Span<float>(acc, plane).Clear();
+            for (int j = 0; j <= Math.Min(lo, channels - 1); j++)
+            {
+                AddRatio(acc, gb + (long)j * plane, b + (long)j * plane, s + (long)j * plane, plane, 1f);
+            }
+            var vc = new Vector<float>(2f * alpha * beta);
+            for (int ch = 0; ch < channels; ch++)
+            {
+                long off = (long)ch * plane;
+                int i = 0;
+                for (; i <= plane - vw; i += vw)
+                {
+                    Vector<float> xv = Vector.LoadUnsafe(ref x[off + i]);
+                    Vector<float> a = Vector.Max(xv, Vector<float>.Zero);
+                    Vector<float> ga = Vector.LoadUnsafe(ref gb[off + i]) * LrnKernel.NegPow(Vector.LoadUnsafe(ref s[off + i]), beta, threeQuarters)
+                        - vc * a * Vector.LoadUnsafe(ref acc[i]);
+                    Vector.ConditionalSelect(Vector.GreaterThan(xv, Vector<float>.Zero), ga, Vector<float>.Zero).StoreUnsafe(ref gx[off + i]);
+                }
+                for (; i < plane; i++)
+                {
+                    float a = MathF.Max(x[off + i], 0f);
+                    float ga = gb[off + i] * MathF.Pow(s[off + i], -beta) - 2f * alpha * beta * a * acc[i];
+                    gx[off + i] = x[off + i] > 0f ? ga : 0f;
+                }
+                if (ch + lo + 1 < channels)
+                {
+                    long j = (long)(ch + lo + 1) * plane;
+                    AddRatio(acc, gb + j, b + j, s + j, plane, 1f);
+                }
+                if (ch - hi >= 0)
+                {
+                    long j = (long)(ch - hi) * plane;
+                    AddRatio(acc, gb + j, b + j, s + j, plane, -1f);
+                }
+            }
+        }
+
+        /// <summary>∂b = 0, then each ∂y[o] added at its window's first maximum in row-major order (libtorch's rule).</summary>
+        static void Unpool(float* b, float* gb, float* gy, int plane, int w, int ho, int wo, int window, int stride)
+        {
+            new Span<float>(gb, plane).Clear();
+            for (int oy = 0; oy < ho; oy++)
+            {
+                for (int ox = 0; ox < wo; ox++)
+                {
+                    int start = oy * stride * w + ox * stride;
+                    int best = start;
+                    float m = b[start];
+                    for (int dy = 0; dy < window; dy++)
+                    {
+                        int row = start + dy * w;
+                        for (int dx = 0; dx < window; dx++)
+                        {
+                            if (b[row + dx] > m)
+                            {
+                                m = b[row + dx];
+                                best = row + dx;
+                            }
+                        }
+                    }
+                    gb[best] += gy[oy * wo + ox];
+                }
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void AddRatio(float* acc, float* g, float* b, float* s, int len, float sign)
+        {
+            var vs = new Vector<float>(sign);
+            int vw = Vector<float>.Count;
+            int i = 0;
+            for (; i <= len - vw; i += vw)
+            {
+                Vector<float> r = Vector.LoadUnsafe(ref g[i]) * Vector.LoadUnsafe(ref b[i]) / Vector.LoadUnsafe(ref s[i]);
+                (Vector.LoadUnsafe(ref acc[i]) + vs * r).StoreUnsafe(ref acc[i]);
+            }
+            for (; i < len; i++)
+            {
+                acc[i] += sign * g[i] * b[i] / s[i];
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+using System.Linq;
+using AlexNet.Analysis;
+using AlexNet.Data;
+using AlexNet.Model;
+using SkiaSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace AlexNet.Tests.Analysis;
+
+/// <summary>§6.1: Figure 3's kernel grid and Figure 4's retrieval.</summary>
+public class AnalysisTests
+{
+    [Fact]
+    public void ThePaperNetsKernelGridHasTwoTowersOf48()
+    {
+        using var dir = new TestData.TempDir();
+        using var model = new AlexNetModel(Variants.Get(Variants.Paper), seed: 1);
+        GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight, dir["conv1.png"], scale: 3);
+        Assert.Equal((96, 2, 16, 3, 11), (g.Kernels, g.Towers, g.Columns, g.RowsPerTower, g.KernelSide));
+        using SKBitmap png = SKBitmap.Decode(dir["conv1.png"]);
+        Assert.Equal((g.Width, g.Height), (png.Width, png.Height));
+        Assert.Equal(16 * (11 * 3 + 2) + 2, png.Width);
+        // Each kernel is contrast-normalised on its own: its darkest weight is black and its brightest white.
+        var pixels = Enumerable.Range(0, 33).SelectMany(y => Enumerable.Range(0, 33).Select(x => png.GetPixel(2 + x, 2 + y))).ToArray();
+        Assert.Contains(pixels, p => p.Red == 0 || p.Green == 0 || p.Blue == 0);
+        Assert.Contains(pixels, p => p.Red == 255 || p.Green == 255 || p.Blue == 255);
+    }
+
+    [Fact]
+    public void EveryImageIsItsOwnNearestNeighbourInFc7Space()
+    {
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["s"], 40, 4);
+        using ImageStore store = ImageStore.Open(dir["s"]);
+        using var model = new AlexNetModel(Variants.Get(Variants.Small, 4, 1, 32), seed: 3);
+        var aug = new Augmentation(store, AugmentOptions.PaperFor(28) with { Scale = 0.0125f });
+        FeatureHeader h = Retrieval.Extract(model, store, aug, "fc7", dir["f.bin"], "test.ckpt", batchSize: 16);
+        Assert.Equal((40, 512), (h.Count, h.Dimensions));
+        (FeatureHeader read, float[] data) = Retrieval.Load(dir["f.bin"]);
+        Assert.Equal(h, read);
+        using Tensor queries = tensor(data, new long[] { 40, 512 });
+        var hits = Retrieval.Nearest(queries, data, 512, k: 3, block: 7);   // blocks smaller than the set: the merge is exercised
+        for (int i = 0; i < 40; i++)
+        {
+            Assert.Equal(i, hits[i][0].Index);
+            Assert.True(hits[i][0].Distance < 1e-2);
+            Assert.True(hits[i][1].Distance >= hits[i][0].Distance && hits[i][2].Distance >= hits[i][1].Distance);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+using AlexNet.Model;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace AlexNet.Tests.Model;
+
+/// <summary>The fused ReLU → LRN → max-pool against libtorch's separate operations in float64.</summary>
+public class FusedStageTests
+{
+    [Theory]
+    [InlineData(2, 7, 15, 15, 3, 2, 0.05)]    // overlapping 3/2 pooling (§3.4), α large enough to matter
+    [InlineData(3, 12, 13, 11, 3, 2, 1e-4)]   // the paper's α, odd sizes
+    [InlineData(2, 5, 12, 12, 2, 2, 0.05)]    // the non-overlapping 2/2 of the ablation
+    [InlineData(1, 3, 9, 9, 3, 2, 0.3)]       // fewer channels than the window
+    public void ForwardAndGradientMatchTheSeparateOperations(int n, int c, int h, int w, int window, int stride, double alpha)
+    {
+        var p = new LrnParams(5, alpha, 0.75, 2.0);
+        using var g = new Generator(21);
+        using Tensor x64 = (randn(new long[] { n, c, h, w }, dtype: ScalarType.Float64, generator: g) * 3).requires_grad_();
+        using Tensor reference = FusedStage.Reference(x64, p, window, stride);
+        using Tensor up = randn(reference.shape, dtype: ScalarType.Float64, generator: g);
+        using (Tensor l = (reference * up).sum())
+        {
+            l.backward();
+        }
+        using Tensor x32 = x64.detach().to(ScalarType.Float32).requires_grad_();
+        using Tensor fused = FusedStage.Apply(x32, p, window, stride);
+        using (Tensor l = (fused * up.to(ScalarType.Float32)).sum())
+        {
+            l.backward();
+        }
+        Assert.Equal(reference.shape, fused.shape);
+        Assert.True(fused.to(ScalarType.Float64).allclose(reference.detach(), rtol: 1e-5, atol: 1e-6));
+        using Tensor diff = (x32.grad!.to(ScalarType.Float64) - x64.grad!).abs().max();
+        Assert.True(x32.grad!.to(ScalarType.Float64).allclose(x64.grad!, rtol: 1e-4, atol: 1e-5), $"max gradient error {diff.item<double>()}");
+    }
+
+    [Fact]
+    public void TheModelGivesTheSameOutputsFusedOrNot()
+    {
+        using var model = new AlexNetModel(Variants.Get(Variants.Small, 10, 1, 32), seed: 8);
+        model.eval();
+        using Tensor x = randn(4, 1, 32, 32) * 80;
+        using var _ = no_grad();
+        using Tensor fused = model.forward(x);
+        FusedStage.Enabled = false;
+        try
+        {
+            using Tensor plain = model.forward(x);
+            Assert.True(fused.allclose(plain, rtol: 1e-4, atol: 1e-5));
+        }
+        finally
+        {
+            FusedStage.Enabled = true;
+        }
+    }
+}
