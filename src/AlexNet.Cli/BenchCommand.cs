@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Linq;
 using System.Globalization;
 using AlexNet.Model;
 using AlexNet.Performance;
@@ -26,13 +27,31 @@ internal static class BenchCommand
         command.Options.Add(lrnOnly);
         var layers = new Option<bool>("--layers") { Description = "Time each layer's forward and backward alone." };
         command.Options.Add(layers);
+        var rss = new Option<int>("--rss-steps") { Description = "Train this many steps after 50 warm-up steps and report resident memory every 50." };
+        command.Options.Add(rss);
         var loaderStore = new Option<string?>("--loader") { Description = "Measure the training loader (full §4.1 augmentation) on this store, with 1 and 2 workers." };
         command.Options.Add(loaderStore);
         command.SetAction(r => Cli.Run(() =>
         {
+            if (r.GetValue(rss) is int rssSteps && rssSteps > 0)
+            {
+                var samples = Benchmark.RssOverSteps(Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels)), r.GetValue(batch), r.GetValue(threads), 50, rssSteps);
+                foreach ((int step, long bytes) in samples)
+                {
+                    System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {step}: RSS {bytes / 1048576.0:F1} MiB"));
+                }
+                long lo = samples.Min(s => s.RssBytes), hi = samples.Max(s => s.RssBytes);
+                System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"RSS range over {rssSteps} steps: {lo / 1048576.0:F1}–{hi / 1048576.0:F1} MiB ({100.0 * (hi - lo) / lo:F1}% spread)"));
+                return 0;
+            }
             if (r.GetValue(loaderStore) is string storeDir)
             {
                 using var store = AlexNet.Data.ImageStore.Open(storeDir);
+                var o = new AlexNet.Training.TrainOptions { Model = r.GetValue(model)!, BatchSize = r.GetValue(batch), Threads = r.GetValue(threads),
+                    InputScale = store.Height < 64 ? 0.0125f : 1f };
+                (double withLoader, double inMemory) = Benchmark.LoaderVersusMemory(store, o, r.GetValue(steps));
+                System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{o.Model} batch {o.BatchSize}: step {withLoader:F1} ms fed by the loader (full augmentation, 1 worker) vs {inMemory:F1} ms in memory: ratio {withLoader / inMemory:F3}"));
                 foreach (int workers in new[] { 1, 2 })
                 {
                     double rate = Benchmark.LoaderImagesPerSecond(store, workers, r.GetValue(batch));

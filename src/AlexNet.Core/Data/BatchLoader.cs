@@ -32,7 +32,8 @@ public sealed class Batch(Tensor inputs, Tensor labels, int[] indices) : IDispos
     }
 }
 
-public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Prefetch = 3);
+/// <param name="Limit">Train on the first Limit records only (0 = all): the short versions of the experiments.</param>
+public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Prefetch = 3, int Limit = 0);
 
 public sealed class BatchLoader
 {
@@ -51,7 +52,9 @@ public sealed class BatchLoader
         _options = options;
     }
 
-    public int BatchesPerEpoch => (_store.Count + _options.BatchSize - 1) / _options.BatchSize;
+    int TrainCount => _options.Limit > 0 ? Math.Min(_options.Limit, _store.Count) : _store.Count;
+
+    public int BatchesPerEpoch => (TrainCount + _options.BatchSize - 1) / _options.BatchSize;
 
     /// <summary>The order of the records in an epoch: reshuffled every epoch from (seed, epoch).</summary>
     public static int[] Order(int count, long seed, int epoch) => Rng.For(seed, epoch, -1).Permutation(count);
@@ -59,7 +62,7 @@ public sealed class BatchLoader
     /// <summary>Training batches of one epoch (shuffled, augmented), from batch <paramref name="skip"/> on (for resuming).</summary>
     public IEnumerable<Batch> TrainEpoch(long seed, int epoch, int skip = 0, CancellationToken cancel = default)
     {
-        int[] order = Order(_store.Count, seed, epoch);
+        int[] order = Order(TrainCount, seed, epoch);
         return Run(order, skip, (record, output, index) =>
         {
             Rng rng = Rng.For(seed, epoch, index);

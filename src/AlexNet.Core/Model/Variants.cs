@@ -12,6 +12,8 @@ public static class Variants
     public const string Paper1Gpu = "paper-1gpu";
     public const string Owt = "owt";
     public const string Small = "small";
+    public const string Small1Gpu = "small-1gpu";
+    public const string Figure1 = "fig1";
 
     /// <summary>Each variant's one-line provenance, in the order `--help` lists them.</summary>
     public static readonly IReadOnlyList<(string Name, string Description)> All = new[]
@@ -20,6 +22,8 @@ public static class Variants
         (Paper1Gpu, "§3.2's one-GPU baseline: half the kernels in conv1–conv4, conv5 and the FC layers full size."),
         (Owt, "\"One weird trick\" (arXiv 1404.5997): single tower 64-192-384-256-256, torchvision's `alexnet`."),
         (Small, "The paper's 8-layer design scaled for 28–32 px images (Fashion-MNIST, CIFAR-10): the quick start's net."),
+        (Small1Gpu, "`small` as §3.2's one-GPU baseline: half the kernels in conv1–conv4, no towers (the `towers` ablation)."),
+        (Figure1, "§3.1 Figure 1's four-layer CNN (cuda-convnet's layers-80sec: conv 32-32-64 5×5, 3/2 pools, one FC): relu-vs-tanh."),
     };
 
     public static Architecture Get(string name, int classes = 1000, int inputChannels = 3, int? inputSize = null)
@@ -30,6 +34,8 @@ public static class Variants
             Paper1Gpu => PaperOneGpu(classes, inputChannels, inputSize ?? 224),
             Owt => OneWeirdTrick(classes, inputChannels, inputSize ?? 224),
             Small => SmallNet(classes, inputChannels, inputSize ?? 28),
+            Small1Gpu => SmallOneGpu(classes, inputChannels, inputSize ?? 28),
+            Figure1 => FourLayer(classes, inputChannels, inputSize ?? 32),
             _ => throw new ArgumentException($"Unknown model '{name}'. Known: {string.Join(", ", All.Select(v => v.Name))}."),
         };
         arch.Validate();
@@ -98,4 +104,31 @@ public static class Variants
         ImmutableArray.Create(new FcLayer("fc6", 512, BiasOne: true), new FcLayer("fc7", 512, BiasOne: true)),
         Activation.Relu, new LrnParams(), PoolWindow: 3, PoolStride: 2, Dropout: 0.5, InitScheme.Kaiming,
         TorchvisionLayout: false);
+
+    /// <summary>§3.2's comparison at small scale: half the kernels in conv1–conv4 on "one GPU", conv5 and FC full size.</summary>
+    static Architecture SmallOneGpu(int classes, int channels, int size) => SmallNet(classes, channels, size) with
+    {
+        Variant = Small1Gpu,
+        Convs = ImmutableArray.Create(
+            new ConvLayer("conv1", 16, 5, 1, 2, 1, Lrn: true, Pool: true, BiasOne: false),
+            new ConvLayer("conv2", 32, 5, 1, 2, 1, Lrn: true, Pool: true, BiasOne: true),
+            new ConvLayer("conv3", 48, 3, 1, 1, 1, Lrn: false, Pool: false, BiasOne: false),
+            new ConvLayer("conv4", 48, 3, 1, 1, 1, Lrn: false, Pool: false, BiasOne: true),
+            new ConvLayer("conv5", 64, 3, 1, 1, 1, Lrn: false, Pool: true, BiasOne: true)),
+    };
+
+    /// <summary>
+    /// Figure 1's "four-layer convolutional neural network" on CIFAR-10: the paper does not list it; this is
+    /// cuda-convnet's layers-80sec net of the same author and year (three 5×5 conv layers of 32, 32, 64 maps,
+    /// each followed by a 3/2 max-pool, and one fully connected layer). No LRN, no dropout: Figure 1 used
+    /// "no regularization of any kind".
+    /// </summary>
+    static Architecture FourLayer(int classes, int channels, int size) => new(
+        Figure1, channels, size, classes,
+        ImmutableArray.Create(
+            new ConvLayer("conv1", 32, 5, 1, 2, 1, Lrn: false, Pool: true, BiasOne: false),
+            new ConvLayer("conv2", 32, 5, 1, 2, 1, Lrn: false, Pool: true, BiasOne: false),
+            new ConvLayer("conv3", 64, 5, 1, 2, 1, Lrn: false, Pool: true, BiasOne: false)),
+        ImmutableArray<FcLayer>.Empty,
+        Activation.Relu, Lrn: null, PoolWindow: 3, PoolStride: 2, Dropout: 0, InitScheme.Kaiming, TorchvisionLayout: false);
 }

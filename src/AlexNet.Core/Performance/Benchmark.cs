@@ -194,6 +194,101 @@ public static class Benchmark
         return images / clock.Elapsed.TotalSeconds;
     }
 
+    /// <summary>
+    /// Resident memory over <paramref name="steps"/> training steps after <paramref name="warmup"/>: samples every 50 steps.
+    /// Flat (within a few %) means every tensor of a step is freed by its dispose scope.
+    /// </summary>
+    public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, int batch, int threads, int warmup, int steps)
+    {
+        Compute.UseThreads(threads);
+        using var model = new AlexNetModel(arch, seed: 1);
+        using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
+        using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
+        using var y = randint(0, arch.Classes, new long[] { batch });
+        model.train();
+        var samples = new List<(int, long)>();
+        for (int i = 1; i <= warmup + steps; i++)
+        {
+            using (NewDisposeScope())
+            {
+                Tensor loss = nn.functional.cross_entropy(model.forward(x), y);
+                sgd.ZeroGrad();
+                loss.backward();
+                sgd.Step();
+            }
+            if (i >= warmup && (i - warmup) % 50 == 0)
+            {
+                using var p = Process.GetCurrentProcess();
+                samples.Add((i - warmup, p.WorkingSet64));
+            }
+        }
+        return samples;
+    }
+
+    /// <summary>
+    /// §4.1's claim that augmentation costs no wall time: median training-step time fed by the real loader (full
+    /// augmentation, background workers) against the same net fed one in-memory batch. Returns (loader, memory) ms.
+    /// </summary>
+    public static (double LoaderMs, double MemoryMs) LoaderVersusMemory(AlexNet.Data.ImageStore store, TrainOptions o, int steps)
+    {
+        Compute.UseThreads(o.Threads);
+        AlexNet.Data.AugmentOptions augment = Trainer.AugmentOptionsFor(o, store);
+        Architecture arch = o.Architecture(store.ClassCount, store.Channels, augment.Crop);
+        using var model = new AlexNetModel(arch, seed: 1);
+        using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
+        model.train();
+        var loader = new AlexNet.Data.BatchLoader(store, new AlexNet.Data.Augmentation(store, augment), new AlexNet.Data.LoaderOptions(o.BatchSize, o.Workers));
+        void Step(Tensor x, Tensor y)
+        {
+            using (NewDisposeScope())
+            {
+                Tensor loss = nn.functional.cross_entropy(model.forward(x), y);
+                sgd.ZeroGrad();
+                loss.backward();
+                sgd.Step();
+            }
+        }
+        var fromLoader = new List<double>();
+        var clock = Stopwatch.StartNew();
+        int n = 0;
+        for (int epoch = 0; n < steps + 3; epoch++)
+        {
+            foreach (AlexNet.Data.Batch b in loader.TrainEpoch(1, epoch))
+            {
+                using (b)
+                {
+                    if (b.Count == o.BatchSize)
+                    {
+                        Step(b.Inputs, b.Labels);
+                        if (n++ >= 3)
+                        {
+                            fromLoader.Add(clock.Elapsed.TotalMilliseconds);
+                        }
+                    }
+                }
+                clock.Restart();   // the next interval includes waiting for the next batch
+                if (n >= steps + 3)
+                {
+                    break;
+                }
+            }
+        }
+        var inMemory = new List<double>();
+        using (AlexNet.Data.Batch fixedBatch = loader.TrainEpoch(1, 0).First())
+        {
+            for (int i = 0; i < steps + 3; i++)
+            {
+                clock.Restart();
+                Step(fixedBatch.Inputs, fixedBatch.Labels);
+                if (i >= 3)
+                {
+                    inMemory.Add(clock.Elapsed.TotalMilliseconds);
+                }
+            }
+        }
+        return (Median(fromLoader), Median(inMemory));
+    }
+
     public static double Median(IReadOnlyList<double> xs)
     {
         double[] s = xs.OrderBy(v => v).ToArray();

@@ -9,12 +9,12 @@ namespace AlexNet.Training;
 
 public static class RunPlots
 {
-    public sealed record Series(List<double> Steps, List<double> Loss, List<double> Epochs, List<double> TrainTop1, List<double> ValTop1,
+    public sealed record Series(List<double> Steps, List<double> Loss, List<double> StepTop1, List<double> Epochs, List<double> TrainTop1, List<double> ValTop1,
         List<double> TrainTop5, List<double> ValTop5, List<double> Lr);
 
     public static Series Read(string runDir)
     {
-        var s = new Series(new(), new(), new(), new(), new(), new(), new(), new());
+        var s = new Series(new(), new(), new(), new(), new(), new(), new(), new(), new());
         string path = Path.Combine(runDir, Trainer.MetricsFile);
         if (!File.Exists(path))
         {
@@ -29,6 +29,7 @@ public static class RunPlots
             {
                 s.Steps.Add(Get("step"));
                 s.Loss.Add(Get("loss"));
+                s.StepTop1.Add(Get("top1Error"));
             }
             else
             {

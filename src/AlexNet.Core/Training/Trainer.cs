@@ -96,7 +96,7 @@ public static class Trainer
 
         var trainAug = new Augmentation(train, augment);
         var valAug = new Augmentation(val.Channels, val.Height, val.Width, train.Mean, train.Manifest.Pca, augment);
-        var loader = new BatchLoader(train, trainAug, new LoaderOptions(options.BatchSize, options.Workers));
+        var loader = new BatchLoader(train, trainAug, new LoaderOptions(options.BatchSize, options.Workers, Limit: options.TrainLimit));
         using var metricsLog = new StreamWriter(Path.Combine(runDir, MetricsFile), append: true);
         string[] classNames = train.Manifest.Classes.Select(c => c.Name).ToArray();
         RunState State(int epoch, int inEpoch, double[] acc) => new(options, arch, epoch, inEpoch, step, schedule.State, acc, best,

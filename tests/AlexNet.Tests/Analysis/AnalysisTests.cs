@@ -49,3 +49,34 @@ public class AnalysisTests
         }
     }
 }
+
+public class ExperimentTests
+{
+    [Fact]
+    public void TheHarnessOnATinyBudgetWritesAWellFormedTable()
+    {
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["train"], 96, 4);
+        TestData.WriteSyntheticStore(dir["val"], 32, 4, seed: 5);
+        using ImageStore train = ImageStore.Open(dir["train"]);
+        using ImageStore val = ImageStore.Open(dir["val"]);
+        var baseline = new AlexNet.Training.TrainOptions
+        {
+            Model = Variants.Small, Epochs = 1, BatchSize = 32, InputScale = 0.0125f, LogEvery = 1, Threads = 2,
+            Schedule = AlexNet.Training.ScheduleKind.Step,
+        };
+        foreach (string name in new[] { "pooling", "relu-vs-tanh" })
+        {
+            var e = AlexNet.Training.Experiments.Get(name, baseline);
+            var results = AlexNet.Training.Experiments.Run(e, train, val, dir[name], new long[] { 1, 2 }, new AlexNet.Training.SilentProgress());
+            Assert.Equal(4, results.Count);
+            string[] report = System.IO.File.ReadAllLines(dir[$"{name}/report.md"]);
+            string[] rows = report.Where(l => l.StartsWith("| ") && !l.StartsWith("| arm") ).ToArray();
+            Assert.Equal(2, rows.Length);
+            Assert.All(rows, r => Assert.Equal(7, r.Count(c => c == '|')));
+            Assert.Contains(report, l => l.StartsWith("**The paper:**"));
+            Assert.True(System.IO.File.Exists(dir[$"{name}/{name}.png"]));
+        }
+        Assert.Contains("conv 32-32-64", Variants.All.Single(v => v.Name == Variants.Figure1).Description);
+    }
+}

@@ -1,0 +1,54 @@
+using System;
+using System.CommandLine;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using AlexNet.Data;
+using AlexNet.Model;
+using AlexNet.Training;
+using Spectre.Console;
+
+namespace AlexNet.Cli;
+
+/// <summary>`alexnet experiment NAME`: one of the paper's ablations, its arms trained under the same seed and budget.</summary>
+internal static class ExperimentCommand
+{
+    public static Command Create()
+    {
+        var name = new Argument<string>("name") { Description = "relu-vs-tanh (§3.1), lrn (§3.3), pooling (§3.4), dropout (§4.2), pca (§4.1), towers (§3.2), depth (§7)." };
+        name.AcceptOnlyFromAmong(Experiments.Names);
+        var data = new Option<string>("--data", "-d") { Description = "Prepared data folder with train/ and val/.", DefaultValueFactory = _ => Path.Combine("data", "fashion-mnist") };
+        var model = Cli.ModelOption(Variants.Small);
+        var epochs = new Option<int>("--epochs") { Description = "Budget: epochs per arm.", DefaultValueFactory = _ => 2 };
+        var limit = new Option<int>("--train-limit") { Description = "Budget: train on the first N images only (0 = all).", DefaultValueFactory = _ => 20000 };
+        var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds; the table gives the spread over them.", DefaultValueFactory = _ => "1" };
+        var lr = new Option<double>("--lr") { Description = "ε for every arm.", DefaultValueFactory = _ => 0.01 };
+        var output = new Option<string?>("--out", "-o") { Description = "Output folder (default runs/experiment-NAME)." };
+        var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var command = new Command("experiment", "Reproduce one of the paper's ablations at small scale: a markdown table beside the paper's claim, and plots.")
+        {
+            name, data, model, epochs, limit, seeds, lr, output, threads,
+        };
+        command.SetAction(r => Cli.Run(() =>
+        {
+            (string trainDir, string valDir) = TrainCommand.Stores(r.GetValue(data), null, null);
+            using ImageStore train = ImageStore.Open(trainDir);
+            using ImageStore val = ImageStore.Open(valDir);
+            var baseline = new TrainOptions
+            {
+                Model = r.GetValue(model)!, Epochs = r.GetValue(epochs), TrainLimit = r.GetValue(limit), LearningRate = r.GetValue(lr),
+                Threads = r.GetValue(threads), InputScale = train.Height < 64 ? Recipes.QuickStart.InputScale : 1f,
+                Schedule = ScheduleKind.Step, StepEpochs = Array.Empty<int>(), LogEvery = 20,
+            };
+            Experiment e = Experiments.Get(r.GetValue(name)!, baseline);
+            long[] seedList = r.GetValue(seeds)!.Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+            string outDir = r.GetValue(output) ?? Path.Combine("runs", $"experiment-{e.Name}");
+            var progress = new ConsoleProgress();
+            var results = Experiments.Run(e, train, val, outDir, seedList, progress);
+            AnsiConsole.Write(new Markup(Markup.Escape(File.ReadAllText(Path.Combine(outDir, "report.md")))));
+            AnsiConsole.WriteLine();
+            return 0;
+        }));
+        return command;
+    }
+}
