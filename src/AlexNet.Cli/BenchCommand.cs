@@ -17,11 +17,12 @@ internal static class BenchCommand
         var lrn = new Option<string>("--lrn") { Description = "fused (ours), torch (libtorch's), none.", DefaultValueFactory = _ => "fused" };
         lrn.AcceptOnlyFromAmong("fused", "torch", "none");
         var steps = new Option<int>("--steps") { Description = "Timed steps (after 3 warm-up steps); the median is reported.", DefaultValueFactory = _ => 10 };
+        var input = new Option<int?>("--input", "-s") { Description = "Input side (default: the variant's)." };
         var classes = new Option<int>("--classes") { Description = "Classes.", DefaultValueFactory = _ => 1000 };
         var channels = new Option<int>("--channels") { Description = "Input channels.", DefaultValueFactory = _ => 3 };
         var command = new Command("bench", "Measure training-step and inference throughput on in-memory batches.")
         {
-            model, batch, threads, lrn, steps, classes, channels,
+            model, batch, threads, lrn, steps, classes, channels, input,
         };
         var lrnOnly = new Option<string?>("--lrn-only") { Description = "Time LRN alone on a tensor of this shape, e.g. 64x96x55x55." };
         command.Options.Add(lrnOnly);
@@ -70,7 +71,7 @@ internal static class BenchCommand
                 }
                 return 0;
             }
-            Architecture arch = Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels));
+            Architecture arch = Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels), r.GetValue(input));
             if (r.GetValue(layers))
             {
                 var table = new Table().AddColumn("layer").AddColumn(new TableColumn("forward ms").RightAligned()).AddColumn(new TableColumn("backward ms").RightAligned());

@@ -46,7 +46,7 @@ internal static class QuickstartCommand
             TrainOptions o = Recipes.QuickStart with
             {
                 Epochs = epochCount,
-                StepEpochs = Recipes.QuickStart.StepEpochs.Where(e => e < epochCount).ToArray(),
+                StepEpochs = Recipes.QuickStart.StepEpochs.Where(e => e < epochCount).DefaultIfEmpty(epochCount - 1).Where(e => e >= 1).ToArray(),
                 Seed = r.GetValue(seed),
             };
             string runDir = r.GetValue(output) ?? Path.Combine("runs", $"quickstart-{DateTime.Now:yyyyMMdd-HHmmss}");

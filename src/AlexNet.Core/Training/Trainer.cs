@@ -200,10 +200,14 @@ public static class Trainer
 
     public static AugmentOptions AugmentOptionsFor(TrainOptions o, int height, int width)
     {
-        AugmentOptions a = AugmentOptions.PaperFor(Math.Min(height, width));
+        int stored = Math.Min(height, width);
+        AugmentOptions a = AugmentOptions.PaperFor(stored);
+        if (o.Pad >= 0 && stored < 64)
+        {
+            a = a with { Pad = o.Pad, Crop = stored + o.Pad };   // small images: the crop is the padded image less the shift range
+        }
         return a with
         {
-            Pad = o.Pad >= 0 ? o.Pad : a.Pad,
             RandomCrop = o.RandomCrop,
             Flip = o.Flip,
             PcaStd = o.PcaStd,
