@@ -19,6 +19,9 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
 
     public Architecture Architecture { get; }
 
+    /// <summary>When false, ReLU, LRN and max-pool run as separate modules (the reference the fused stage is tested against).</summary>
+    public bool FuseStages { get; set; } = true;
+
     /// <param name="seed">Seeds the initialisation; the same seed gives the same weights.</param>
     public AlexNetModel(Architecture arch, long seed = 0) : base("AlexNet")
     {
@@ -153,7 +156,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         Tensor h = x;
         for (int i = 0; i < end; i++)
         {
-            if (FusedStage.Enabled && i + 2 < end && _features[i] is ReLU && _features[i + 1] is LocalResponseNorm lrn
+            if (FuseStages && i + 2 < end && _features[i] is ReLU && _features[i + 1] is LocalResponseNorm lrn
                 && _features[i + 2] is MaxPool2d && FusedStage.Supports(h))
             {
                 h = FusedStage.Apply(h, lrn.Params, Architecture.PoolWindow, Architecture.PoolStride);

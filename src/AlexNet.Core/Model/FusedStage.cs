@@ -21,9 +21,6 @@ namespace AlexNet.Model;
 
 public static class FusedStage
 {
-    /// <summary>When false the model runs ReLU, LRN and max-pool as separate modules (the reference for the tests).</summary>
-    public static bool Enabled { get; set; } = true;
-
     public static bool Supports(Tensor x) => x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && x.dim() == 4;
 
     /// <summary>relu → LRN → max-pool(window, stride) of a conv output.</summary>

@@ -21,14 +21,13 @@ public static class Benchmark
         Compute.UseThreads(threads);
         bool fused = lrnMode != "torch";
         LocalResponseNorm.UseFusedKernel = fused;
-        FusedStage.Enabled = fused;
         if (lrnMode == "none")
         {
             arch = arch with { Lrn = null };
         }
         try
         {
-            using var model = new AlexNetModel(arch, seed: 1);
+            using var model = new AlexNetModel(arch, seed: 1) { FuseStages = fused };
             using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
             using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
             using var y = randint(0, arch.Classes, new long[] { batch });
@@ -73,7 +72,6 @@ public static class Benchmark
         finally
         {
             LocalResponseNorm.UseFusedKernel = true;
-            FusedStage.Enabled = true;
         }
     }
 

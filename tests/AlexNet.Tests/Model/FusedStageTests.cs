@@ -43,15 +43,8 @@ public class FusedStageTests
         using Tensor x = randn(4, 1, 32, 32) * 80;
         using var _ = no_grad();
         using Tensor fused = model.forward(x);
-        FusedStage.Enabled = false;
-        try
-        {
-            using Tensor plain = model.forward(x);
-            Assert.True(fused.allclose(plain, rtol: 1e-4, atol: 1e-5));
-        }
-        finally
-        {
-            FusedStage.Enabled = true;
-        }
+        model.FuseStages = false;
+        using Tensor plain = model.forward(x);
+        Assert.True(fused.allclose(plain, rtol: 1e-4, atol: 1e-5));
     }
 }
