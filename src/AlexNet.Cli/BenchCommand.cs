@@ -36,7 +36,8 @@ internal static class BenchCommand
         {
             if (r.GetValue(rss) is int rssSteps && rssSteps > 0)
             {
-                var samples = Benchmark.RssOverSteps(Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels)), r.GetValue(batch), r.GetValue(threads), 50, rssSteps);
+                Architecture rssArch = Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels));
+                var samples = Benchmark.RssOverSteps(r.GetValue(lrn) == "none" ? rssArch with { Lrn = null } : rssArch, r.GetValue(batch), r.GetValue(threads), 50, rssSteps, r.GetValue(lrn) != "torch");
                 foreach ((int step, long bytes) in samples)
                 {
                     System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {step}: RSS {bytes / 1048576.0:F1} MiB"));
@@ -48,16 +49,17 @@ internal static class BenchCommand
             if (r.GetValue(loaderStore) is string storeDir)
             {
                 using var store = AlexNet.Data.ImageStore.Open(storeDir);
+                foreach (int workers in new[] { 1, 2 })
+                {
+                    double rate = Benchmark.LoaderImagesPerSecond(store, workers, r.GetValue(batch));
+                    System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"loader {storeDir} ({store.Height}×{store.Width}×{store.Channels}), full §4.1 augmentation, {workers} worker(s), batch {r.GetValue(batch)}: {rate:F0} images/s"));
+                }
                 var o = new AlexNet.Training.TrainOptions { Model = r.GetValue(model)!, BatchSize = r.GetValue(batch), Threads = r.GetValue(threads),
                     InputScale = store.Height < 64 ? 0.0125f : 1f };
                 (double withLoader, double inMemory) = Benchmark.LoaderVersusMemory(store, o, r.GetValue(steps));
                 System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{o.Model} batch {o.BatchSize}: step {withLoader:F1} ms fed by the loader (full augmentation, 1 worker) vs {inMemory:F1} ms in memory: ratio {withLoader / inMemory:F3}"));
-                foreach (int workers in new[] { 1, 2 })
-                {
-                    double rate = Benchmark.LoaderImagesPerSecond(store, workers, r.GetValue(batch));
-                    System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"loader {storeDir} ({store.Height}×{store.Width}×{store.Channels}), {workers} worker(s), batch {r.GetValue(batch)}: {rate:F0} images/s"));
-                }
+                    $"{o.Model} batch {o.BatchSize}: step {withLoader:F1} ms fed by the loader (full augmentation, 1 worker) vs {inMemory:F1} ms in memory: ratio {withLoader / inMemory:F3}; the step consumes {o.BatchSize * 1000 / inMemory:F1} images/s"));
                 return 0;
             }
             if (r.GetValue(lrnOnly) is string shapeText)

@@ -196,10 +196,10 @@ public static class Benchmark
     /// Resident memory over <paramref name="steps"/> training steps after <paramref name="warmup"/>: samples every 50 steps.
     /// Flat (within a few %) means every tensor of a step is freed by its dispose scope.
     /// </summary>
-    public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, int batch, int threads, int warmup, int steps)
+    public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, int batch, int threads, int warmup, int steps, bool fused = true)
     {
         Compute.UseThreads(threads);
-        using var model = new AlexNetModel(arch, seed: 1);
+        using var model = new AlexNetModel(arch, seed: 1) { FuseStages = fused };
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
         using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
         using var y = randint(0, arch.Classes, new long[] { batch });
