@@ -85,7 +85,7 @@ public static class FusedStage
 
     internal static unsafe class Kernel
     {
-        static float* Ptr(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+        static float* Ptr(Tensor t) => LrnKernel.Ptr(t);
 
         public static void Forward(Tensor x, Tensor y, LrnParams p, int window, int stride)
         {
@@ -281,7 +281,7 @@ public static class FusedStage
             new Span<float>(acc, plane).Clear();
             for (int j = 0; j <= Math.Min(lo, channels - 1); j++)
             {
-                AddRatio(acc, gb + (long)j * plane, b + (long)j * plane, s + (long)j * plane, plane, 1f);
+                LrnKernel.AddRatio(acc, gb + (long)j * plane, b + (long)j * plane, s + (long)j * plane, plane, 1f);
             }
             var vc = new Vector<float>(2f * alpha * beta);
             for (int ch = 0; ch < channels; ch++)
@@ -305,12 +305,12 @@ public static class FusedStage
                 if (ch + lo + 1 < channels)
                 {
                     long j = (long)(ch + lo + 1) * plane;
-                    AddRatio(acc, gb + j, b + j, s + j, plane, 1f);
+                    LrnKernel.AddRatio(acc, gb + j, b + j, s + j, plane, 1f);
                 }
                 if (ch - hi >= 0)
                 {
                     long j = (long)(ch - hi) * plane;
-                    AddRatio(acc, gb + j, b + j, s + j, plane, -1f);
+                    LrnKernel.AddRatio(acc, gb + j, b + j, s + j, plane, -1f);
                 }
             }
         }
@@ -340,23 +340,6 @@ public static class FusedStage
                     }
                     gb[best] += gy[oy * wo + ox];
                 }
-            }
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static void AddRatio(float* acc, float* g, float* b, float* s, int len, float sign)
-        {
-            var vs = new Vector<float>(sign);
-            int vw = Vector<float>.Count;
-            int i = 0;
-            for (; i <= len - vw; i += vw)
-            {
-                Vector<float> r = Vector.LoadUnsafe(ref g[i]) * Vector.LoadUnsafe(ref b[i]) / Vector.LoadUnsafe(ref s[i]);
-                (Vector.LoadUnsafe(ref acc[i]) + vs * r).StoreUnsafe(ref acc[i]);
-            }
-            for (; i < len; i++)
-            {
-                acc[i] += sign * g[i] * b[i] / s[i];
             }
         }
     }

@@ -257,7 +257,7 @@ internal static unsafe class LrnKernel
     }
 
     /// <summary>acc += sign·g·b/s over one channel's chunk.</summary>
-    static void AddRatio(float* acc, float* g, float* b, float* s, int len, float sign)
+    internal static void AddRatio(float* acc, float* g, float* b, float* s, int len, float sign)
     {
         var vs = new Vector<float>(sign);
         int w = Vector<float>.Count;
@@ -314,7 +314,7 @@ internal static unsafe class LrnKernel
     }
 
     /// <summary>The first float of a contiguous CPU tensor; libtorch keeps the storage alive while the tensor lives.</summary>
-    static float* Ptr(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+    internal static float* Ptr(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     static (int N, int C, int Plane) Dims(Tensor t)
     {
