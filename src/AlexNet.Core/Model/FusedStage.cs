@@ -79,6 +79,8 @@ public static class FusedStage
             {
                 t.Dispose();
             }
+            // TorchSharp hands the incoming gradient over in a fresh wrapper that nothing reads after this call.
+            gradOutput.Dispose();
             return new List<Tensor> { gx, null! };
         }
     }

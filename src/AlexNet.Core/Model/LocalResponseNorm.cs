@@ -85,6 +85,8 @@ public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
             {
                 t.Dispose();
             }
+            // TorchSharp hands the incoming gradient over in a fresh wrapper that nothing reads after this call.
+            gradOutput.Dispose();
             return new List<Tensor> { gradInput, null! };
         }
     }
