@@ -14,6 +14,7 @@ public static class App
         root.Subcommands.Add(PredictCommand.Create());
         root.Subcommands.Add(QuickstartCommand.Create());
         root.Subcommands.Add(ExperimentCommand.Create());
+        root.Subcommands.Add(ReportCommand.Create());
         root.Subcommands.Add(AnalysisCommands.Kernels());
         root.Subcommands.Add(AnalysisCommands.Features());
         root.Subcommands.Add(AnalysisCommands.Neighbors());

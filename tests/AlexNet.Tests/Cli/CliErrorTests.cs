@@ -1,4 +1,5 @@
 using System.IO;
+using System.Linq;
 using AlexNet.Cli;
 using Xunit;
 
@@ -63,5 +64,28 @@ public class CliErrorTests
         Assert.Equal(2, App.Run(new[] { "predict", "-c", dir["x.ckpt"], "/usr/share/darknet/data/dog.jpg" }));
         Assert.Equal(2, App.Run(new[] { "prepare", "--out", dir["s"] }));
         Assert.Equal(2, App.Run(new[] { "prepare", "--folder", dir["nowhere"], "--out", dir["s"] }));
+    }
+}
+
+public class ReportTests
+{
+    [Fact]
+    public void AReportOfATinyRunHasItsTablesAndPictures()
+    {
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["data/train"], 64, 4);
+        TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 2);
+        Assert.Equal(0, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--epochs", "2", "-b", "16", "--input-scale", "0.0125",
+            "--step-epochs", "1", "--out", dir["run"] }));
+        Assert.Equal(0, App.Run(new[] { "report", dir["run"], "--data", dir["data/val"] }));
+        string[] report = File.ReadAllLines(dir["run/report.md"]);
+        Assert.Contains("| stepEpochs | [1] |", report);
+        Assert.Equal(2, report.Count(l => l.StartsWith("| 1 |") || l.StartsWith("| 2 |")) - report.Count(l => l.StartsWith("| 1 | class") || l.StartsWith("| 2 | class")));
+        foreach (string png in new[] { "loss.png", "error.png", "lr.png", "kernels.png", "predictions.png" })
+        {
+            Assert.Contains(report, l => l.Contains($"({png})"));
+            Assert.True(File.Exists(dir[$"run/{png}"]), png);
+        }
+        Assert.Equal(2, App.Run(new[] { "report", dir["data"] }));   // not a run folder
     }
 }
