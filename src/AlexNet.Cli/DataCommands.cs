@@ -30,30 +30,12 @@ internal static class PrepareCommand
             if (r.GetResult(fashion) is not null)
             {
                 string dir = r.GetValue(fashion) ?? FashionMnist.DefaultDirectory;
-                foreach (bool train in new[] { true, false })
-                {
-                    string store = Path.Combine(outDir, train ? "train" : "val");
-                    if (ImageStore.IsComplete(store))
-                    {
-                        AnsiConsole.MarkupLineInterpolated($"{store}: already prepared.");
-                        continue;
-                    }
-                    StoreManifest m = FashionMnist.Prepare(dir, train, store);
-                    AnsiConsole.MarkupLineInterpolated($"{store}: {m.Count} images {m.Height}×{m.Width}×{m.Channels}, {m.Classes.Length} classes.");
-                }
+                PrepareSplits(outDir, (train, store) => FashionMnist.Prepare(dir, train, store));
                 return 0;
             }
             if (r.GetValue(cifar) is string cifarDir)
             {
-                foreach (bool train in new[] { true, false })
-                {
-                    string store = Path.Combine(outDir, train ? "train" : "val");
-                    if (!ImageStore.IsComplete(store))
-                    {
-                        StoreManifest m = Cifar10.Prepare(cifarDir, train, store);
-                        AnsiConsole.MarkupLineInterpolated($"{store}: {m.Count} images {m.Height}×{m.Width}×{m.Channels}.");
-                    }
-                }
+                PrepareSplits(outDir, (train, store) => Cifar10.Prepare(cifarDir, train, store));
                 return 0;
             }
             if (r.GetValue(folder) is string root)
@@ -68,5 +50,21 @@ internal static class PrepareCommand
             throw new UserError("say what to prepare: --fashion-mnist [DIR], --cifar10 DIR, --folder ROOT or --flat DIR --labels FILE.");
         }));
         return command;
+    }
+
+    /// <summary>The train/ and val/ stores of a data set that ships both splits; a complete store is kept as it is.</summary>
+    public static void PrepareSplits(string outDir, Func<bool, string, StoreManifest> prepare)
+    {
+        foreach (bool train in new[] { true, false })
+        {
+            string store = Path.Combine(outDir, train ? "train" : "val");
+            if (ImageStore.IsComplete(store))
+            {
+                AnsiConsole.MarkupLineInterpolated($"{store}: already prepared.");
+                continue;
+            }
+            StoreManifest m = prepare(train, store);
+            AnsiConsole.MarkupLineInterpolated($"{store}: {m.Count} images {m.Height}×{m.Width}×{m.Channels}, {m.Classes.Length} classes.");
+        }
     }
 }

@@ -33,15 +33,7 @@ internal static class QuickstartCommand
             var clock = Stopwatch.StartNew();
             EnsureFashionMnist();
             string dataDir = r.GetValue(data)!;
-            foreach (bool train in new[] { true, false })
-            {
-                string store = Path.Combine(dataDir, train ? "train" : "val");
-                if (!ImageStore.IsComplete(store))
-                {
-                    StoreManifest m = FashionMnist.Prepare(FashionMnist.DefaultDirectory, train, store);
-                    AnsiConsole.MarkupLineInterpolated($"Prepared {store}: {m.Count} images.");
-                }
-            }
+            PrepareCommand.PrepareSplits(dataDir, (train, store) => FashionMnist.Prepare(FashionMnist.DefaultDirectory, train, store));
             int epochCount = r.GetValue(epochs);
             TrainOptions o = Recipes.QuickStart with
             {
