@@ -275,6 +275,7 @@ public static class Benchmark
             loss.backward();
             sgd.Step();
         }
+        Compute.ReleaseStepGarbage();
     }
 
     public static double Median(IReadOnlyList<double> xs)

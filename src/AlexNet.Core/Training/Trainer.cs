@@ -134,6 +134,7 @@ public static class Trainer
                     acc.add_(row);
                     window.add_(row);
                 }
+                Compute.ReleaseStepGarbage();
                 step++;
                 stepInEpoch++;
                 windowImages += batch.Count;
