@@ -32,8 +32,32 @@ internal static class BenchCommand
         command.Options.Add(rss);
         var loaderStore = new Option<string?>("--loader") { Description = "Measure the training loader (full §4.1 augmentation) on this store, with 1 and 2 workers." };
         command.Options.Add(loaderStore);
+        var peer = new Option<bool>("--peer") { Description = "Run the PyTorch peer (bench/peer.py) on the same nets, interleaved with ours, and print the ratios." };
+        var models = new Option<string?>("--models") { Description = "With --peer: comma-separated nets to compare (default: --model)." };
+        var rounds = new Option<int>("--rounds") { Description = "With --peer: interleaved rounds; medians are reported.", DefaultValueFactory = _ => 3 };
+        var peerScript = new Option<string>("--peer-script") { Description = "With --peer: the peer script.", DefaultValueFactory = _ => "bench/peer.py" };
+        var peerChannelsLast = new Option<bool>("--peer-channels-last") { Description = "With --peer: run the peer in channels-last (NHWC) layout." };
+        var json = new Option<string?>("--json") { Description = "With --peer: also write the results to this JSON file." };
+        foreach (Option o in new Option[] { peer, models, rounds, peerScript, peerChannelsLast, json })
+        {
+            command.Options.Add(o);
+        }
         command.SetAction(r => Cli.Run(() =>
         {
+            if (r.GetValue(peer))
+            {
+                string[] names = (r.GetValue(models) ?? r.GetValue(model)!).Split(',', System.StringSplitOptions.RemoveEmptyEntries | System.StringSplitOptions.TrimEntries);
+                foreach (string name in names)
+                {
+                    Variants.Get(name, r.GetValue(classes), r.GetValue(channels));   // unknown names fail here, before anything runs
+                }
+                if (r.GetValue(rounds) < 1 || r.GetValue(steps) < 1)
+                {
+                    throw new System.ArgumentException("--rounds and --steps must be at least 1.");
+                }
+                return PeerComparison.Run(names, r.GetValue(batch), r.GetValue(threads), r.GetValue(steps), r.GetValue(rounds), r.GetValue(peerScript)!,
+                    r.GetValue(peerChannelsLast), r.GetValue(classes), r.GetValue(channels), r.GetValue(json));
+            }
             if (r.GetValue(rss) is int rssSteps && rssSteps > 0)
             {
                 Architecture rssArch = Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels));
@@ -89,8 +113,11 @@ internal static class BenchCommand
                 return 0;
             }
             BenchResult b = Benchmark.Run(arch, r.GetValue(lrn)!, r.GetValue(batch), r.GetValue(threads), 3, r.GetValue(steps));
+            double matmul = Benchmark.MatmulGflops(r.GetValue(threads));
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{b.Model} lrn={b.Lrn} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB"));
+            System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{b.MultiplyAddsPerImage / 1e6:F1} M multiply-adds per image forward; achieved train {b.TrainGflops:F1} GFLOP/s ({100 * b.TrainGflops / matmul:F0}% of the machine's libtorch matmul, {matmul:F1} GFLOP/s), infer {b.InferGflops:F1} GFLOP/s ({100 * b.InferGflops / matmul:F0}%)"));
             return 0;
         }));
         return command;

@@ -22,12 +22,17 @@ internal static class ExperimentCommand
         var epochs = new Option<int>("--epochs") { Description = "Budget: epochs per arm.", DefaultValueFactory = _ => 2 };
         var limit = new Option<int>("--train-limit") { Description = "Budget: train on the first N images only (0 = all).", DefaultValueFactory = _ => 20000 };
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds; the table gives the spread over them.", DefaultValueFactory = _ => "1" };
-        var lr = new Option<double>("--lr") { Description = "ε for every arm.", DefaultValueFactory = _ => 0.01 };
+        var lr = new Option<double>("--lr") { Description = "ε for every arm (relu-vs-tanh sweeps --lrs instead).", DefaultValueFactory = _ => 0.01 };
+        var lrs = new Option<string>("--lrs")
+        {
+            Description = "relu-vs-tanh: comma-separated ε, each net trained at each (§3.1: \"chosen independently to make training as fast as possible\").",
+            DefaultValueFactory = _ => string.Join(",", Experiments.DefaultSweep.Select(v => v.ToString(CultureInfo.InvariantCulture))),
+        };
         var output = new Option<string?>("--out", "-o") { Description = "Output folder (default runs/experiment-NAME)." };
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var command = new Command("experiment", "Reproduce one of the paper's ablations at small scale: a markdown table beside the paper's claim, and plots.")
         {
-            name, data, model, epochs, limit, seeds, lr, output, threads,
+            name, data, model, epochs, limit, seeds, lr, lrs, output, threads,
         };
         command.SetAction(r => Cli.Run(() =>
         {
@@ -40,8 +45,13 @@ internal static class ExperimentCommand
                 Threads = r.GetValue(threads), InputScale = train.Height < 64 ? Recipes.QuickStart.InputScale : 1f,
                 Schedule = ScheduleKind.Step, StepEpochs = Array.Empty<int>(), LogEvery = 20,
             };
-            Experiment e = Experiments.Get(r.GetValue(name)!, baseline);
-            long[] seedList = r.GetValue(seeds)!.Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+            double[] sweep = ParseList(r.GetValue(lrs)!, "--lrs", double.Parse);
+            if (sweep.Length == 0 || sweep.Any(v => !(v > 0) || double.IsInfinity(v)))
+            {
+                throw new ArgumentException("--lrs needs one or more positive learning rates, e.g. 0.04,0.02,0.01.");
+            }
+            Experiment e = Experiments.Get(r.GetValue(name)!, baseline, sweep);
+            long[] seedList = ParseList(r.GetValue(seeds)!, "--seeds", long.Parse);
             string outDir = r.GetValue(output) ?? Path.Combine("runs", $"experiment-{e.Name}");
             var progress = new ConsoleProgress();
             var results = Experiments.Run(e, train, val, outDir, seedList, progress);
@@ -50,5 +60,17 @@ internal static class ExperimentCommand
             return 0;
         }));
         return command;
+    }
+
+    static T[] ParseList<T>(string text, string option, Func<string, IFormatProvider, T> parse)
+    {
+        try
+        {
+            return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => parse(s, CultureInfo.InvariantCulture)).ToArray();
+        }
+        catch (FormatException)
+        {
+            throw new ArgumentException($"{option} takes comma-separated numbers, not '{text}'.");
+        }
     }
 }

@@ -12,7 +12,12 @@ using static TorchSharp.torch;
 namespace AlexNet.Performance;
 
 public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads, double TrainImagesPerSecond, double InferImagesPerSecond,
-    double TrainStepMs, double InferMs, long PeakRssBytes);
+    double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage)
+{
+    /// <summary>Achieved training GFLOP/s: a step is about three forward passes (forward, input and weight gradients), 2 FLOPs per multiply-add.</summary>
+    public double TrainGflops => 3 * 2.0 * MultiplyAddsPerImage * TrainImagesPerSecond / 1e9;
+    public double InferGflops => 2.0 * MultiplyAddsPerImage * InferImagesPerSecond / 1e9;
+}
 
 public static class Benchmark
 {
@@ -61,12 +66,37 @@ public static class Benchmark
             }
             double train = Median(trainTimes), infer = Median(inferTimes);
             return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000, batch / infer * 1000, train, infer,
-                Process.GetCurrentProcess().PeakWorkingSet64);
+                Process.GetCurrentProcess().PeakWorkingSet64, ModelSummary.Of(arch).MultiplyAdds);
         }
         finally
         {
             LocalResponseNorm.UseFusedKernel = true;
         }
+    }
+
+    /// <summary>
+    /// The machine's own rate for a large float32 matrix product through libtorch (GFLOP/s, median of 10): the ceiling
+    /// against which each net's achieved FLOP/s is read.
+    /// </summary>
+    public static double MatmulGflops(int threads, int n = 2048)
+    {
+        Compute.UseThreads(threads);
+        using var a = randn(n, n);
+        using var b = randn(n, n);
+        var times = new List<double>();
+        for (int i = 0; i < 12; i++)
+        {
+            var clock = Stopwatch.StartNew();
+            using (NewDisposeScope())
+            {
+                a.mm(b);
+            }
+            if (i >= 2)
+            {
+                times.Add(clock.Elapsed.TotalSeconds);
+            }
+        }
+        return 2.0 * n * n * n / Median(times) / 1e9;
     }
 
     /// <summary>Forward and backward milliseconds (medians) of LRN alone on an N×C×H×W tensor.</summary>
@@ -131,6 +161,7 @@ public static class Benchmark
         model.train();
         var rows = new List<(string, double, double)>();
         Tensor x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
+        bool first = true;
         foreach ((string name, nn.IModule<Tensor, Tensor> module, bool flatten) in model.Pipeline())
         {
             var fwd = new List<double>();
@@ -139,7 +170,8 @@ public static class Benchmark
             for (int i = 0; i < steps + 1; i++)
             {
                 using var scope = NewDisposeScope();
-                using Tensor leaf = x.detach().clone().requires_grad_();
+                // The image needs no gradient in training, so conv1's backward computes only its weights' gradient.
+                using Tensor leaf = x.detach().clone().requires_grad_(!first);
                 Tensor input = leaf.mul(1);   // not a leaf, so in-place ReLU may write to it
                 var clock = Stopwatch.StartNew();
                 Tensor y = module.call(input);
@@ -161,6 +193,7 @@ public static class Benchmark
                 output = y.detach().clone().MoveToOuterDisposeScope();
             }
             rows.Add((name, Median(fwd), Median(bwd)));
+            first = false;
             x.Dispose();
             x = output!;
         }

@@ -67,16 +67,43 @@ public class ExperimentTests
         };
         foreach (string name in new[] { "pooling", "relu-vs-tanh" })
         {
-            var e = AlexNet.Training.Experiments.Get(name, baseline);
+            // relu-vs-tanh sweeps ε per net (§3.1); a diverging ε (1e30 here, for ReLU) is recorded as such and the sweep goes on.
+            var e = AlexNet.Training.Experiments.Get(name, baseline, new[] { 0.01, 1e30 });
             var results = AlexNet.Training.Experiments.Run(e, train, val, dir[name], new long[] { 1, 2 }, new AlexNet.Training.SilentProgress());
-            Assert.Equal(4, results.Count);
+            int arms = name == "pooling" ? 2 : 4;
+            Assert.Equal(2 * arms, results.Count);
             string[] report = System.IO.File.ReadAllLines(dir[$"{name}/report.md"]);
             string[] rows = report.Where(l => l.StartsWith("| ") && !l.StartsWith("| arm") ).ToArray();
-            Assert.Equal(2, rows.Length);
+            Assert.Equal(arms, rows.Length);
+            if (name == "relu-vs-tanh")
+            {
+                Assert.Equal(new[] { "ReLU ε=0.01", "ReLU ε=1E+30", "tanh ε=0.01", "tanh ε=1E+30" }, e.Arms.Select(a => a.Name));
+                Assert.All(results.Where(r => r.Arm == "ReLU ε=1E+30"), r => Assert.True(r.Diverged));   // tanh saturates: its loss stays finite
+                Assert.Contains(rows, r => r.StartsWith("| ReLU ε=1E+30") && r.Contains("diverged"));
+            }
             Assert.All(rows, r => Assert.Equal(7, r.Count(c => c == '|')));
             Assert.Contains(report, l => l.StartsWith("**The paper:**"));
             Assert.True(System.IO.File.Exists(dir[$"{name}/{name}.png"]));
         }
         Assert.Contains("conv 32-32-64", Variants.All.Single(v => v.Name == Variants.Figure1).Description);
+    }
+
+    [Fact]
+    public void ReluVersusTanhComparesEachNetAtItsFastestRate()
+    {
+        AlexNet.Training.ArmResult R(string arm, long seed, double? steps, bool diverged = false) =>
+            new(arm, seed, 0.2, 0.01, 0.2, steps, 1, diverged);
+        var results = new[]
+        {
+            R("ReLU ε=0.02", 1, 40), R("ReLU ε=0.02", 2, 60),            // mean 50: ReLU's fastest
+            R("ReLU ε=0.04", 1, 30), R("ReLU ε=0.04", 2, null, true),    // one seed diverged: not eligible
+            R("tanh ε=0.02", 1, 300), R("tanh ε=0.02", 2, 320),
+            R("tanh ε=0.01", 1, 200), R("tanh ε=0.01", 2, 250),          // mean 225: tanh's fastest
+        };
+        string text = AlexNet.Training.Experiments.ReluVersusTanh(results);
+        Assert.Contains("ReLU ε=0.02: 50 steps", text);
+        Assert.Contains("tanh ε=0.01: 225 steps", text);
+        Assert.Contains("4.5×", text);
+        Assert.Contains("the tanh net", AlexNet.Training.Experiments.ReluVersusTanh(results.Where(r => r.Arm.StartsWith("ReLU")).ToArray()));
     }
 }

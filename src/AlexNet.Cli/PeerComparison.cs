@@ -1,0 +1,145 @@
+// `alexnet bench --peer`: ours and the PyTorch peer (bench/peer.py) on the same nets, batch and threads, their
+// runs interleaved round by round so that both see the same machine load, with the ratios (issue: performance).
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text.Json;
+using AlexNet.Model;
+using AlexNet.Performance;
+using Spectre.Console;
+
+namespace AlexNet.Cli;
+
+internal sealed record PeerResult(string Model, bool ChannelsLast, double TrainImagesPerSecond, double InferImagesPerSecond, long PeakRssBytes, string Blas);
+
+internal static class PeerComparison
+{
+    /// <summary>Debian's OpenBLAS with pthreads; the peer alone gets it through LD_LIBRARY_PATH (the system default stays).</summary>
+    const string OpenBlasDirectory = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
+
+    public static int Run(IReadOnlyList<string> models, int batch, int threads, int steps, int rounds, string script, bool peerChannelsLast,
+        int classes, int channels, string? jsonPath)
+    {
+        if (!File.Exists(script))
+        {
+            throw new UserError($"The peer script '{script}' does not exist. Run from the repository root or pass --peer-script PATH.");
+        }
+        double matmul = Benchmark.MatmulGflops(threads);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"libtorch float32 matmul 2048², {threads} threads: {matmul:F1} GFLOP/s"));
+        var ours = models.ToDictionary(m => m, _ => new List<BenchResult>());
+        var peer = models.ToDictionary(m => m, _ => new List<PeerResult>());
+        for (int round = 1; round <= rounds; round++)
+        {
+            foreach (string model in models)
+            {
+                Architecture arch = Variants.Get(model, classes, channels);
+                BenchResult o = Benchmark.Run(arch, "fused", batch, threads, 3, steps);
+                ours[model].Add(o);
+                PeerResult p = RunPeer(script, model, batch, threads, steps, classes, channels, peerChannelsLast);
+                peer[model].Add(p);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"round {round} {model}: ours train {o.TrainImagesPerSecond:F1} / infer {o.InferImagesPerSecond:F1} img/s; peer train {p.TrainImagesPerSecond:F1} / infer {p.InferImagesPerSecond:F1} img/s"));
+            }
+        }
+
+        var table = new Table().AddColumns("net", "train ours", "train peer", "ratio", "infer ours", "infer peer", "ratio");
+        var notes = new List<string>();
+        var rows = new List<object>();
+        foreach (string model in models)
+        {
+            double ot = Benchmark.Median(ours[model].Select(r => r.TrainImagesPerSecond).ToList());
+            double oi = Benchmark.Median(ours[model].Select(r => r.InferImagesPerSecond).ToList());
+            double pt = Benchmark.Median(peer[model].Select(r => r.TrainImagesPerSecond).ToList());
+            double pi = Benchmark.Median(peer[model].Select(r => r.InferImagesPerSecond).ToList());
+            double gflops = 6.0 * ours[model][0].MultiplyAddsPerImage * ot / 1e9;
+            long ourRss = ours[model].Max(r => r.PeakRssBytes), peerRss = peer[model].Max(r => r.PeakRssBytes);
+            table.AddRow(model, F(ot), F(pt), F(ot / pt, "F2") + "×", F(oi), F(pi), F(oi / pi, "F2") + "×");
+            notes.Add($"{model}: ours trains at {F(gflops)} GFLOP/s ({F(100 * gflops / matmul, "F0")}% of the matmul rate); peak RSS ours {ourRss >> 20} MiB " +
+                $"(this process, all nets so far), peer {peerRss >> 20} MiB");
+            rows.Add(new
+            {
+                model, batch, threads, rounds, oursTrain = ot, peerTrain = pt, trainRatio = ot / pt, oursInfer = oi, peerInfer = pi, inferRatio = oi / pi,
+                oursTrainGflops = gflops, matmulGflops = matmul, oursPeakRssBytes = ourRss, peerPeakRssBytes = peerRss,
+                peerBlas = peer[model][0].Blas, peerChannelsLast,
+            });
+        }
+        table.Caption("images/s, medians over the rounds");
+        AnsiConsole.Write(table);
+        notes.ForEach(Console.WriteLine);
+        Console.WriteLine($"peer: {Path.GetFileName(script)}, BLAS {peer[models[0]][0].Blas}; medians over {rounds} interleaved rounds of {steps} steps each.");
+        if (ours.ContainsKey(Variants.Paper) && ours.ContainsKey(Variants.Owt))
+        {
+            double paper = Benchmark.Median(ours[Variants.Paper].Select(r => r.TrainImagesPerSecond).ToList());
+            double owt = Benchmark.Median(ours[Variants.Owt].Select(r => r.TrainImagesPerSecond).ToList());
+            double paperInfer = Benchmark.Median(ours[Variants.Paper].Select(r => r.InferImagesPerSecond).ToList());
+            double owtInfer = Benchmark.Median(ours[Variants.Owt].Select(r => r.InferImagesPerSecond).ToList());
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"ours, paper / owt: training {paper / owt:F2}×, inference {paperInfer / owtInfer:F2}×"));
+        }
+        if (jsonPath is not null)
+        {
+            File.WriteAllText(jsonPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+        }
+        return 0;
+    }
+
+    static PeerResult RunPeer(string script, string model, int batch, int threads, int steps, int classes, int channels, bool channelsLast)
+    {
+        // Debian's interpreter, where python3-torch lives, even when another python3 comes first on PATH.
+        var start = new ProcessStartInfo(File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string arg in new[] { script, "--model", model, "--batch", Inv(batch), "--threads", Inv(threads), "--steps", Inv(steps),
+            "--classes", Inv(classes), "--channels", Inv(channels) })
+        {
+            start.ArgumentList.Add(arg);
+        }
+        if (channelsLast)
+        {
+            start.ArgumentList.Add("--channels-last");
+        }
+        if (Directory.Exists(OpenBlasDirectory))
+        {
+            string? old = Environment.GetEnvironmentVariable("LD_LIBRARY_PATH");
+            start.Environment["LD_LIBRARY_PATH"] = string.IsNullOrEmpty(old) ? OpenBlasDirectory : OpenBlasDirectory + ":" + old;
+        }
+        start.Environment["OMP_NUM_THREADS"] = Inv(threads);
+        Process process;
+        try
+        {
+            process = Process.Start(start) ?? throw new UserError("python3 did not start.");
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            throw new UserError("python3 is not installed: the peer needs `apt-get install python3-torch python3-torchvision libopenblas0-pthread`.");
+        }
+        using (process)
+        {
+            var stderr = process.StandardError.ReadToEndAsync();
+            string stdout = process.StandardOutput.ReadToEnd();
+            process.WaitForExit();
+            if (process.ExitCode != 0)
+            {
+                string err = stderr.Result;
+                string hint = err.Contains("No module named 'torch", StringComparison.Ordinal)
+                    ? " Install the peer with `apt-get install python3-torch python3-torchvision libopenblas0-pthread`."
+                    : "";
+                throw new UserError($"The peer ({script} --model {model}) failed with exit code {process.ExitCode}.{hint}\n{err.Trim()}");
+            }
+            using var doc = JsonDocument.Parse(stdout);
+            JsonElement r = doc.RootElement;
+            return new PeerResult(model, channelsLast, r.GetProperty("train_images_per_second").GetDouble(), r.GetProperty("infer_images_per_second").GetDouble(),
+                r.GetProperty("peak_rss_bytes").GetInt64(), r.GetProperty("blas").GetString() ?? "?");
+        }
+    }
+
+    static string Inv(int v) => v.ToString(CultureInfo.InvariantCulture);
+
+    static string F(double v, string format = "F1") => v.ToString(format, CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,59 @@
+using System.IO;
+using System.Text.Json;
+using AlexNet.Cli;
+using AlexNet.Model;
+using AlexNet.Performance;
+using Xunit;
+
+namespace AlexNet.Tests.Cli;
+
+/// <summary>`alexnet bench`: the FLOP accounting and the peer driver (with a stand-in peer, so no PyTorch is needed).</summary>
+public class BenchCommandTests
+{
+    [Fact]
+    public void AchievedFlopsCountThreeForwardPassesPerTrainingStep()
+    {
+        long macs = ModelSummary.Of(Variants.Get(Variants.Paper)).MultiplyAdds;
+        var r = new BenchResult("paper", "fused", 64, 2, TrainImagesPerSecond: 20, InferImagesPerSecond: 60, 3200, 1066, 0, macs);
+        Assert.Equal(724_406_816, macs);
+        Assert.Equal(3 * 2.0 * 724_406_816 * 20 / 1e9, r.TrainGflops, 9);
+        Assert.Equal(2.0 * 724_406_816 * 60 / 1e9, r.InferGflops, 9);
+    }
+
+    [Fact]
+    public void ThePeerDriverInterleavesRunsAndReportsRatiosAgainstThePeer()
+    {
+        using var dir = new TestData.TempDir();
+        // A stand-in peer that answers as bench/peer.py does, with fixed rates, and logs each call's arguments.
+        File.WriteAllText(dir["peer.py"], $$"""
+            import json, sys
+            with open({{JsonSerializer.Serialize(dir["calls.txt"])}}, "a") as log:
+                log.write(" ".join(sys.argv[1:]) + "\n")
+            print(json.dumps({"train_images_per_second": 50.0, "infer_images_per_second": 200.0, "peak_rss_bytes": 1048576, "blas": "stand-in"}))
+            """);
+        int code = App.Run(new[] { "bench", "--peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
+            "--steps", "1", "--rounds", "2", "--peer-script", dir["peer.py"], "--json", dir["out.json"] });
+        Assert.Equal(0, code);
+        string[] calls = File.ReadAllLines(dir["calls.txt"]);
+        Assert.Equal(2, calls.Length);
+        Assert.Contains("--model small --batch 8 --threads 1 --steps 1 --classes 10 --channels 1", calls[0]);
+        using var doc = JsonDocument.Parse(File.ReadAllText(dir["out.json"]));
+        JsonElement row = doc.RootElement[0];
+        Assert.Equal(50.0, row.GetProperty("peerTrain").GetDouble());
+        double ours = row.GetProperty("oursTrain").GetDouble();
+        Assert.True(ours > 0);
+        Assert.Equal(ours / 50.0, row.GetProperty("trainRatio").GetDouble(), 9);
+        Assert.Equal(row.GetProperty("oursInfer").GetDouble() / 200.0, row.GetProperty("inferRatio").GetDouble(), 9);
+    }
+
+    [Fact]
+    public void AMissingOrFailingPeerIsAClearError()
+    {
+        using var dir = new TestData.TempDir();
+        string[] args = { "bench", "--peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "4", "--threads", "1", "--steps", "1", "--rounds", "1" };
+        Assert.Equal(2, App.Run([.. args, "--peer-script", dir["nowhere.py"]]));
+        File.WriteAllText(dir["broken.py"], "import sys\nsys.exit('no torch here')\n");
+        Assert.Equal(2, App.Run([.. args, "--peer-script", dir["broken.py"]]));
+        Assert.Equal(2, App.Run([.. args, "--models", "small,nonet"]));
+    }
+}
