@@ -36,9 +36,10 @@ internal static class BenchCommand
         var models = new Option<string?>("--models") { Description = "With --peer: comma-separated nets to compare (default: --model)." };
         var rounds = new Option<int>("--rounds") { Description = "With --peer: interleaved rounds; medians are reported.", DefaultValueFactory = _ => 3 };
         var peerScript = new Option<string>("--peer-script") { Description = "With --peer: the peer script.", DefaultValueFactory = _ => "bench/peer.py" };
+        var peerPython = new Option<string>("--peer-python") { Description = "With --peer: the interpreter that runs the peer script.", DefaultValueFactory = _ => PeerComparison.DefaultPython };
         var peerChannelsLast = new Option<bool>("--peer-channels-last") { Description = "With --peer: run the peer in channels-last (NHWC) layout." };
         var json = new Option<string?>("--json") { Description = "With --peer: also write the results to this JSON file." };
-        foreach (Option o in new Option[] { peer, models, rounds, peerScript, peerChannelsLast, json })
+        foreach (Option o in new Option[] { peer, models, rounds, peerScript, peerPython, peerChannelsLast, json })
         {
             command.Options.Add(o);
         }
@@ -55,7 +56,7 @@ internal static class BenchCommand
                 {
                     throw new System.ArgumentException("--rounds and --steps must be at least 1.");
                 }
-                return PeerComparison.Run(names, r.GetValue(batch), r.GetValue(threads), r.GetValue(steps), r.GetValue(rounds), r.GetValue(peerScript)!,
+                return PeerComparison.Run(names, r.GetValue(batch), r.GetValue(threads), r.GetValue(steps), r.GetValue(rounds), r.GetValue(peerPython)!, r.GetValue(peerScript)!,
                     r.GetValue(peerChannelsLast), r.GetValue(classes), r.GetValue(channels), r.GetValue(json));
             }
             if (r.GetValue(rss) is int rssSteps && rssSteps > 0)

@@ -20,7 +20,10 @@ internal static class PeerComparison
     /// <summary>Debian's OpenBLAS with pthreads; the peer alone gets it through LD_LIBRARY_PATH (the system default stays).</summary>
     const string OpenBlasDirectory = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
 
-    public static int Run(IReadOnlyList<string> models, int batch, int threads, int steps, int rounds, string script, bool peerChannelsLast,
+    /// <summary>Debian's interpreter, where python3-torch lives, even when another python3 comes first on PATH.</summary>
+    public static string DefaultPython => File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+    public static int Run(IReadOnlyList<string> models, int batch, int threads, int steps, int rounds, string python, string script, bool peerChannelsLast,
         int classes, int channels, string? jsonPath)
     {
         if (!File.Exists(script))
@@ -38,7 +41,7 @@ internal static class PeerComparison
                 Architecture arch = Variants.Get(model, classes, channels);
                 BenchResult o = Benchmark.Run(arch, "fused", batch, threads, 3, steps);
                 ours[model].Add(o);
-                PeerResult p = RunPeer(script, model, batch, threads, steps, classes, channels, peerChannelsLast);
+                PeerResult p = RunPeer(python, script, model, batch, threads, steps, classes, channels, peerChannelsLast);
                 peer[model].Add(p);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"round {round} {model}: ours train {o.TrainImagesPerSecond:F1} / infer {o.InferImagesPerSecond:F1} img/s; peer train {p.TrainImagesPerSecond:F1} / infer {p.InferImagesPerSecond:F1} img/s"));
@@ -86,10 +89,9 @@ internal static class PeerComparison
         return 0;
     }
 
-    static PeerResult RunPeer(string script, string model, int batch, int threads, int steps, int classes, int channels, bool channelsLast)
+    static PeerResult RunPeer(string python, string script, string model, int batch, int threads, int steps, int classes, int channels, bool channelsLast)
     {
-        // Debian's interpreter, where python3-torch lives, even when another python3 comes first on PATH.
-        var start = new ProcessStartInfo(File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3")
+        var start = new ProcessStartInfo(python)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -117,7 +119,7 @@ internal static class PeerComparison
         }
         catch (System.ComponentModel.Win32Exception)
         {
-            throw new UserError("python3 is not installed: the peer needs `apt-get install python3-torch python3-torchvision libopenblas0-pthread`.");
+            throw new UserError($"'{python}' could not be started: the peer needs `apt-get install python3-torch python3-torchvision libopenblas0-pthread`.");
         }
         using (process)
         {

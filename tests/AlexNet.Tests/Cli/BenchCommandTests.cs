@@ -24,15 +24,14 @@ public class BenchCommandTests
     public void ThePeerDriverInterleavesRunsAndReportsRatiosAgainstThePeer()
     {
         using var dir = new TestData.TempDir();
-        // A stand-in peer that answers as bench/peer.py does, with fixed rates, and logs each call's arguments.
-        File.WriteAllText(dir["peer.py"], $$"""
-            import json, sys
-            with open({{JsonSerializer.Serialize(dir["calls.txt"])}}, "a") as log:
-                log.write(" ".join(sys.argv[1:]) + "\n")
-            print(json.dumps({"train_images_per_second": 50.0, "infer_images_per_second": 200.0, "peak_rss_bytes": 1048576, "blas": "stand-in"}))
+        // A stand-in peer (a shell script, so the tests need no Python) that answers as bench/peer.py does, with fixed
+        // rates, and logs each call's arguments.
+        File.WriteAllText(dir["peer.sh"], $$"""
+            echo "$*" >> '{{dir["calls.txt"]}}'
+            echo '{"train_images_per_second": 50.0, "infer_images_per_second": 200.0, "peak_rss_bytes": 1048576, "blas": "stand-in"}'
             """);
         int code = App.Run(new[] { "bench", "--peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
-            "--steps", "1", "--rounds", "2", "--peer-script", dir["peer.py"], "--json", dir["out.json"] });
+            "--steps", "1", "--rounds", "2", "--peer-python", "/bin/sh", "--peer-script", dir["peer.sh"], "--json", dir["out.json"] });
         Assert.Equal(0, code);
         string[] calls = File.ReadAllLines(dir["calls.txt"]);
         Assert.Equal(2, calls.Length);
@@ -51,9 +50,10 @@ public class BenchCommandTests
     {
         using var dir = new TestData.TempDir();
         string[] args = { "bench", "--peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "4", "--threads", "1", "--steps", "1", "--rounds", "1" };
-        Assert.Equal(2, App.Run([.. args, "--peer-script", dir["nowhere.py"]]));
-        File.WriteAllText(dir["broken.py"], "import sys\nsys.exit('no torch here')\n");
-        Assert.Equal(2, App.Run([.. args, "--peer-script", dir["broken.py"]]));
-        Assert.Equal(2, App.Run([.. args, "--models", "small,nonet"]));
+        Assert.Equal(2, App.Run([.. args, "--peer-python", "/bin/sh", "--peer-script", dir["nowhere.sh"]]));
+        File.WriteAllText(dir["broken.sh"], "echo \"ModuleNotFoundError: No module named 'torch'\" >&2; exit 1\n");
+        Assert.Equal(2, App.Run([.. args, "--peer-python", "/bin/sh", "--peer-script", dir["broken.sh"]]));
+        Assert.Equal(2, App.Run([.. args, "--peer-python", dir["no-such-python"], "--peer-script", dir["broken.sh"]]));
+        Assert.Equal(2, App.Run([.. args, "--peer-python", "/bin/sh", "--peer-script", dir["broken.sh"], "--models", "small,nonet"]));
     }
 }
