@@ -122,7 +122,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
             Initialization.Apply(w, b, f.BiasOne, Architecture.Init, generator);
         }
         (Tensor w8, Tensor b8) = LayerParameters("fc8");
-        Initialization.Apply(w8, b8, biasOne: false, Architecture.Init, generator);
+        Initialization.Apply(w8, b8, biasOne: false, Architecture.Init, generator, output: true);
     }
 
     /// <summary>x: N×C×H×W images → N×classes logits (softmax is applied by the loss and at evaluation).</summary>

@@ -16,8 +16,9 @@ public sealed record ExperimentArm(string Name, TrainOptions Options);
 
 public sealed record Experiment(string Name, string Section, string Claim, string Metric, IReadOnlyList<ExperimentArm> Arms);
 
+/// <summary>One arm's run. StepsTo25: Figure 1's measure; StepsTo15: the same at 15%, a comparable point on the easier Fashion-MNIST.</summary>
 public sealed record ArmResult(string Arm, long Seed, double ValTop1, double ValTop5, double TrainTop1, double? StepsTo25, double Seconds,
-    bool Diverged = false);
+    bool Diverged = false, double? StepsTo15 = null);
 
 public static class Experiments
 {
@@ -115,37 +116,44 @@ public static class Experiments
     static ArmResult Summarise(string arm, long seed, string dir, double seconds)
     {
         RunPlots.Series s = RunPlots.Read(dir);
-        double? stepsTo25 = null;
-        for (int i = 0; i < s.Steps.Count; i++)
+        double? StepsTo(double error)
         {
-            if (s.StepTop1[i] <= 0.25)
+            for (int i = 0; i < s.Steps.Count; i++)
             {
-                stepsTo25 = s.Steps[i];
-                break;
+                if (s.StepTop1[i] <= error)
+                {
+                    return s.Steps[i];
+                }
             }
+            return null;
         }
         return new ArmResult(arm, seed, s.ValTop1.LastOrDefault(double.NaN) / 100, s.ValTop5.LastOrDefault(double.NaN) / 100,
-            s.TrainTop1.LastOrDefault(double.NaN) / 100, stepsTo25, seconds);
+            s.TrainTop1.LastOrDefault(double.NaN) / 100, StepsTo(0.25), seconds, StepsTo15: StepsTo(0.15));
     }
 
-    static string StepsText(IEnumerable<ArmResult> g)
+    static string StepsCell(IEnumerable<ArmResult> arm, Func<ArmResult, double?> steps) =>
+        arm.Any(r => r.Diverged) ? "diverged" : arm.All(r => steps(r).HasValue) ? StepsText(arm, steps) : "not reached";
+
+    static string StepsText(IEnumerable<ArmResult> g, Func<ArmResult, double?> steps)
     {
-        double[] v = g.Select(r => r.StepsTo25!.Value).ToArray();
+        double[] v = g.Select(r => steps(r)!.Value).ToArray();
         string mean = v.Average().ToString("F0", CultureInfo.InvariantCulture);
         return v.Length > 1 ? $"{mean} ({v.Min().ToString("F0", CultureInfo.InvariantCulture)}–{v.Max().ToString("F0", CultureInfo.InvariantCulture)})" : mean;
     }
 
     /// <summary>
-    /// §3.1's comparison: each activation at its fastest ε (fewest mean steps to 25% training error, over ε where every seed
-    /// got there without diverging), and the ratio of the two.
+    /// §3.1's comparison: each activation at its fastest ε (fewest mean steps to 25% training error — or 15% with
+    /// <paramref name="harder"/> — over ε where every seed got there without diverging), and the ratio of the two.
     /// </summary>
-    public static string ReluVersusTanh(IReadOnlyList<ArmResult> results)
+    public static string ReluVersusTanh(IReadOnlyList<ArmResult> results, bool harder = false)
     {
+        Func<ArmResult, double?> steps = harder ? r => r.StepsTo15 : r => r.StepsTo25;
+        string target = harder ? "15%" : "25%";
         (string Arm, double Steps)? Best(string activation) => results
             .Where(r => r.Arm.StartsWith(activation + " ", StringComparison.Ordinal) || r.Arm == activation)
             .GroupBy(r => r.Arm)
-            .Where(g => g.All(r => r.StepsTo25.HasValue && !r.Diverged))
-            .Select(g => (g.Key, g.Average(r => r.StepsTo25!.Value)))
+            .Where(g => g.All(r => steps(r).HasValue && !r.Diverged))
+            .Select(g => (g.Key, g.Average(r => steps(r)!.Value)))
             .OrderBy(t => t.Item2)
             .Cast<(string, double)?>()
             .FirstOrDefault();
@@ -153,11 +161,11 @@ public static class Experiments
         var tanh = Best("tanh");
         if (relu is null || tanh is null)
         {
-            return $"**Ours:** {(relu is null ? "the ReLU net" : "the tanh net")} reached 25% training error at no ε of the sweep within the budget.";
+            return $"**Ours:** {(relu is null ? "the ReLU net" : "the tanh net")} reached {target} training error at no ε of the sweep within the budget.";
         }
         string ratio = (tanh.Value.Steps / relu.Value.Steps).ToString("F1", CultureInfo.InvariantCulture);
         return $"**Ours:** at each net's fastest ε ({relu.Value.Arm}: {relu.Value.Steps:F0} steps; {tanh.Value.Arm}: {tanh.Value.Steps:F0} steps), " +
-            $"tanh needs {ratio}× the steps of ReLU to reach 25% training error.";
+            $"tanh needs {ratio}× the steps of ReLU to reach {target} training error.";
     }
 
     static void WriteReport(Experiment e, List<ArmResult> results, string outDir)
@@ -166,20 +174,22 @@ public static class Experiments
         string P(double v) => double.IsNaN(v) ? "—" : (100 * v).ToString("F2", CultureInfo.InvariantCulture) + "%";
         md.AppendLine($"# Experiment `{e.Name}` ({e.Section})").AppendLine();
         md.AppendLine($"**The paper:** {e.Claim}").AppendLine();
-        md.AppendLine("| arm | seeds | val top-1 error (mean ± spread) | val top-5 error | train top-1 error | steps to 25% train error |");
-        md.AppendLine("|---|---|---|---|---|---|");
+        bool figure1 = e.Name == "relu-vs-tanh";
+        md.AppendLine("| arm | seeds | val top-1 error (mean ± spread) | val top-5 error | train top-1 error | steps to 25% train error |"
+            + (figure1 ? " steps to 15% |" : ""));
+        md.AppendLine("|---|---|---|---|---|---|" + (figure1 ? "---|" : ""));
         foreach (var g in results.GroupBy(r => r.Arm))
         {
             double[] top1 = g.Select(r => r.ValTop1).ToArray();
             double spread = top1.Length > 1 ? (top1.Max() - top1.Min()) / 2 : 0;
-            string steps = g.Any(r => r.Diverged) ? "diverged"
-                : g.All(r => r.StepsTo25.HasValue) ? StepsText(g)
-                : "not reached";
-            md.AppendLine($"| {g.Key} | {string.Join(",", g.Select(r => r.Seed))} | {P(top1.Average())} ± {P(spread)} | {P(g.Average(r => r.ValTop5))} | {P(g.Average(r => r.TrainTop1))} | {steps} |");
+            md.AppendLine($"| {g.Key} | {string.Join(",", g.Select(r => r.Seed))} | {P(top1.Average())} ± {P(spread)} | {P(g.Average(r => r.ValTop5))} | " +
+                $"{P(g.Average(r => r.TrainTop1))} | {StepsCell(g, r => r.StepsTo25)} |" + (figure1 ? $" {StepsCell(g, r => r.StepsTo15)} |" : ""));
         }
-        if (e.Name == "relu-vs-tanh")
+        if (figure1)
         {
-            md.AppendLine().AppendLine(ReluVersusTanh(results));
+            md.AppendLine().AppendLine("Steps are counted on the training error averaged over each logging window; an arm's cell gives the mean over seeds (range).");
+            md.AppendLine().AppendLine(ReluVersusTanh(results)).AppendLine().AppendLine(ReluVersusTanh(results, harder: true) +
+                " (Fashion-MNIST is easier than CIFAR-10: a net of this size ends near 10% training error here, so 15% is the point comparable to Figure 1's 25%.)");
         }
         md.AppendLine().AppendLine($"Each arm's run folder (options, metrics.jsonl, curves) is beside this file. Plot: ![curves]({e.Name}.png)");
         AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), md.ToString());
