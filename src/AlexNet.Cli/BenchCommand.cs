@@ -38,7 +38,7 @@ internal static class BenchCommand
         var peerScript = new Option<string>("--peer-script") { Description = "With --peer: the peer script.", DefaultValueFactory = _ => "bench/peer.py" };
         var peerPython = new Option<string>("--peer-python") { Description = "With --peer: the interpreter that runs the peer script.", DefaultValueFactory = _ => PeerComparison.DefaultPython };
         var peerChannelsLast = new Option<bool>("--peer-channels-last") { Description = "With --peer: run the peer in channels-last (NHWC) layout." };
-        var json = new Option<string?>("--json") { Description = "With --peer: also write the results to this JSON file." };
+        var json = new Option<string?>("--json") { Description = "Also write the results to this JSON file (throughput runs and --peer)." };
         foreach (Option o in new Option[] { peer, models, rounds, peerScript, peerPython, peerChannelsLast, json })
         {
             command.Options.Add(o);
@@ -119,6 +119,14 @@ internal static class BenchCommand
                 $"{b.Model} lrn={b.Lrn} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB"));
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{b.MultiplyAddsPerImage / 1e6:F1} M multiply-adds per image forward; achieved train {b.TrainGflops:F1} GFLOP/s ({100 * b.TrainGflops / matmul:F0}% of the machine's libtorch matmul, {matmul:F1} GFLOP/s), infer {b.InferGflops:F1} GFLOP/s ({100 * b.InferGflops / matmul:F0}%)"));
+            if (r.GetValue(json) is string jsonPath)
+            {
+                AlexNet.Data.AtomicFile.WriteAllText(jsonPath, System.Text.Json.JsonSerializer.Serialize(new
+                {
+                    b.Model, b.Lrn, b.Batch, b.Threads, b.TrainImagesPerSecond, b.InferImagesPerSecond, b.TrainStepMs, b.InferMs, b.PeakRssBytes,
+                    b.MultiplyAddsPerImage, b.TrainGflops, b.InferGflops, MatmulGflops = matmul,
+                }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+            }
             return 0;
         }));
         return command;

@@ -46,6 +46,21 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public void APlainRunWritesItsJsonResult()
+    {
+        using var dir = new TestData.TempDir();
+        Assert.Equal(0, App.Run(new[] { "bench", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1", "--steps", "2",
+            "--json", dir["bench.json"] }));
+        using var doc = JsonDocument.Parse(File.ReadAllText(dir["bench.json"]));
+        JsonElement r = doc.RootElement;
+        Assert.Equal("small", r.GetProperty("Model").GetString());
+        Assert.Equal(ModelSummary.Of(Variants.Get(Variants.Small, 10, 1)).MultiplyAdds, r.GetProperty("MultiplyAddsPerImage").GetInt64());
+        Assert.True(r.GetProperty("TrainImagesPerSecond").GetDouble() > 0 && r.GetProperty("MatmulGflops").GetDouble() > 0);
+        Assert.Equal(6.0 * r.GetProperty("MultiplyAddsPerImage").GetInt64() * r.GetProperty("TrainImagesPerSecond").GetDouble() / 1e9,
+            r.GetProperty("TrainGflops").GetDouble(), 6);
+    }
+
+    [Fact]
     public void AMissingOrFailingPeerIsAClearError()
     {
         using var dir = new TestData.TempDir();
