@@ -149,14 +149,7 @@ public static class Experiments
     {
         Func<ArmResult, double?> steps = harder ? r => r.StepsTo15 : r => r.StepsTo25;
         string target = harder ? "15%" : "25%";
-        (string Arm, double Steps)? Best(string activation) => results
-            .Where(r => r.Arm.StartsWith(activation + " ", StringComparison.Ordinal) || r.Arm == activation)
-            .GroupBy(r => r.Arm)
-            .Where(g => g.All(r => steps(r).HasValue && !r.Diverged))
-            .Select(g => (g.Key, g.Average(r => steps(r)!.Value)))
-            .OrderBy(t => t.Item2)
-            .Cast<(string, double)?>()
-            .FirstOrDefault();
+        (string Arm, double Steps)? Best(string activation) => Fastest(results, activation, steps);
         var relu = Best("ReLU");
         var tanh = Best("tanh");
         if (relu is null || tanh is null)
@@ -167,6 +160,16 @@ public static class Experiments
         return $"**Ours:** at each net's fastest ε ({relu.Value.Arm}: {relu.Value.Steps:F0} steps; {tanh.Value.Arm}: {tanh.Value.Steps:F0} steps), " +
             $"tanh needs {ratio}× the steps of ReLU to reach {target} training error.";
     }
+
+    /// <summary>The arm of <paramref name="activation"/> with the fewest mean steps, over arms where every seed got there.</summary>
+    static (string Arm, double Steps)? Fastest(IReadOnlyList<ArmResult> results, string activation, Func<ArmResult, double?> steps) => results
+        .Where(r => r.Arm.StartsWith(activation + " ", StringComparison.Ordinal) || r.Arm == activation)
+        .GroupBy(r => r.Arm)
+        .Where(g => g.All(r => steps(r).HasValue && !r.Diverged))
+        .Select(g => (g.Key, g.Average(r => steps(r)!.Value)))
+        .OrderBy(t => t.Item2)
+        .Cast<(string, double)?>()
+        .FirstOrDefault();
 
     static void WriteReport(Experiment e, List<ArmResult> results, string outDir)
     {
@@ -199,7 +202,17 @@ public static class Experiments
             NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
         }));
         var plot = new ScottPlot.Plot();
-        foreach (ArmResult r in results)
+        IEnumerable<ArmResult> plotted = results;
+        if (figure1)
+        {
+            // Figure 1 draws one curve per net: each at its fastest ε, every seed.
+            var best = new[] { "ReLU", "tanh" }.Select(a => Fastest(results, a, r => r.StepsTo25)?.Arm).Where(a => a is not null).ToHashSet();
+            plotted = best.Count > 0 ? results.Where(r => best.Contains(r.Arm)) : results;
+            var target = plot.Add.HorizontalLine(25);
+            target.LinePattern = ScottPlot.LinePattern.Dashed;
+            target.LegendText = "25% (Figure 1)";
+        }
+        foreach (ArmResult r in plotted)
         {
             RunPlots.Series s = RunPlots.Read(Path.Combine(outDir, $"{Slug(r.Arm)}-s{r.Seed}"));
             var line = e.Name == "relu-vs-tanh"
@@ -208,7 +221,7 @@ public static class Experiments
             line.LegendText = $"{r.Arm} (seed {r.Seed})";
         }
         plot.ShowLegend();
-        plot.Title($"{e.Name}: {e.Metric}");
+        plot.Title(figure1 ? $"{e.Name}: each net at its fastest ε" : $"{e.Name}: {e.Metric}");
         plot.XLabel(e.Name == "relu-vs-tanh" ? "step" : "epoch");
         plot.YLabel(e.Name == "relu-vs-tanh" ? "training top-1 error (%)" : "validation top-1 error (%)");
         plot.SavePng(Path.Combine(outDir, $"{e.Name}.png"), 800, 500);
