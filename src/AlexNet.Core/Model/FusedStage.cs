@@ -208,20 +208,22 @@ public static class FusedStage
             int n = (int)s[0], c = (int)s[1], h = (int)s[2], w = (int)s[3];
             int ho = (h - window) / stride + 1, wo = (w - window) / stride + 1;
             float* px = Ptr(x), pgy = Ptr(gy), pgx = Ptr(gx);
+            int ring = p.Size + 1;
             Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = LrnKernel.Threads }, img =>
             {
                 int plane = h * w;
                 int size = c * plane;
-                float[] sArr = ArrayPool<float>.Shared.Rent(size);
-                float[] bArr = ArrayPool<float>.Shared.Rent(size);
-                float[] gbArr = ArrayPool<float>.Shared.Rent(size);
-                float[] accArr = ArrayPool<float>.Shared.Rent(plane);
+                float[] sArr = ArrayPool<float>.Shared.Rent(ring * plane);
+                float[] bArr = ArrayPool<float>.Shared.Rent(ring * plane);
+                float[] gbArr = ArrayPool<float>.Shared.Rent(ring * plane);
+                float[] squaresArr = ArrayPool<float>.Shared.Rent(plane);
+                float[] ratiosArr = ArrayPool<float>.Shared.Rent(plane);
                 try
                 {
-                    fixed (float* sc = sArr, b = bArr, gb = gbArr, acc = accArr)
+                    fixed (float* sc = sArr, b = bArr, gb = gbArr, squares = squaresArr, ratios = ratiosArr)
                     {
                         BackwardImage(px + (long)img * size, pgy + (long)img * c * ho * wo, pgx + (long)img * size,
-                            c, h, w, ho, wo, p, window, stride, sc, b, gb, acc);
+                            c, h, w, ho, wo, p, window, stride, ring, sc, b, gb, squares, ratios);
                     }
                 }
                 finally
@@ -229,90 +231,104 @@ public static class FusedStage
                     ArrayPool<float>.Shared.Return(sArr);
                     ArrayPool<float>.Shared.Return(bArr);
                     ArrayPool<float>.Shared.Return(gbArr);
-                    ArrayPool<float>.Shared.Return(accArr);
+                    ArrayPool<float>.Shared.Return(squaresArr);
+                    ArrayPool<float>.Shared.Return(ratiosArr);
                 }
             });
         }
 
+        /// <summary>
+        /// One image. Channel c's input gradient needs Σ ∂b·b/s over channels [c − hi, c + lo], so the recomputation of s, b
+        /// and ∂b runs lo channels ahead of the gradient, and only a ring of <paramref name="ring"/> = n + 1 channel planes of
+        /// each is kept: the scratch stays in L2 (all C planes of three arrays spilled it: 3 × 1.2 MB for conv1 of `paper`).
+        /// </summary>
         static void BackwardImage(float* x, float* gy, float* gx, int channels, int h, int w, int ho, int wo, LrnParams p,
-            int window, int stride, float* s, float* b, float* gb, float* acc)
+            int window, int stride, int ring, float* s, float* b, float* gb, float* squares, float* ratios)
         {
             int plane = h * w;
             int lo = p.Size / 2, hi = (p.Size - 1) / 2;
             float k = (float)p.K, alpha = (float)p.Alpha, beta = (float)p.Beta;
             bool threeQuarters = beta == 0.75f;
             int vw = Vector<float>.Count;
-
-            // 1. Recompute s and b for every channel (the forward's rolling window), and route ∂y to ∂b.
-            new Span<float>(acc, plane).Clear();
-            for (int j = 0; j <= Math.Min(hi, channels - 1); j++)
-            {
-                AddReluSquares(acc, x + (long)j * plane, plane, 1f);
-            }
             var vk = new Vector<float>(k);
             var va = new Vector<float>(alpha);
-            for (int ch = 0; ch < channels; ch++)
+            long Slot(int ch) => (long)(ch % ring) * plane;
+
+            // Recompute s and b of channel `next` (the forward's rolling Σ a² in `squares`) and route ∂y to ∂b.
+            int next = 0;
+            void Produce()
             {
-                long off = (long)ch * plane;
+                int ch = next++;
+                long off = Slot(ch);
+                float* xc = x + (long)ch * plane;
                 int i = 0;
                 for (; i <= plane - vw; i += vw)
                 {
-                    Vector<float> z = vk + va * Vector.Max(Vector.LoadUnsafe(ref acc[i]), Vector<float>.Zero);
+                    Vector<float> z = vk + va * Vector.Max(Vector.LoadUnsafe(ref squares[i]), Vector<float>.Zero);
                     z.StoreUnsafe(ref s[off + i]);
-                    Vector<float> a = Vector.Max(Vector.LoadUnsafe(ref x[off + i]), Vector<float>.Zero);
+                    Vector<float> a = Vector.Max(Vector.LoadUnsafe(ref xc[i]), Vector<float>.Zero);
                     (a * LrnKernel.NegPow(z, beta, threeQuarters)).StoreUnsafe(ref b[off + i]);
                 }
                 for (; i < plane; i++)
                 {
-                    float z = k + alpha * MathF.Max(acc[i], 0f);
+                    float z = k + alpha * MathF.Max(squares[i], 0f);
                     s[off + i] = z;
-                    b[off + i] = MathF.Max(x[off + i], 0f) * MathF.Pow(z, -beta);
+                    b[off + i] = MathF.Max(xc[i], 0f) * MathF.Pow(z, -beta);
                 }
                 if (ch + hi + 1 < channels)
                 {
-                    AddReluSquares(acc, x + (long)(ch + hi + 1) * plane, plane, 1f);
+                    AddReluSquares(squares, x + (long)(ch + hi + 1) * plane, plane, 1f);
                 }
                 if (ch - lo >= 0)
                 {
-                    AddReluSquares(acc, x + (long)(ch - lo) * plane, plane, -1f);
+                    AddReluSquares(squares, x + (long)(ch - lo) * plane, plane, -1f);
                 }
                 Unpool(b + off, gb + off, gy + (long)ch * ho * wo, plane, w, ho, wo, window, stride);
             }
+            void AddRatio(int ch, float sign) => LrnKernel.AddRatio(ratios, gb + Slot(ch), b + Slot(ch), s + Slot(ch), plane, sign);
 
-            // 2. LRN backward with a rolling Σ ∂b·b/s over [c − hi, c + lo], then ReLU's mask.
-            new Span<float>(acc, plane).Clear();
+            new Span<float>(squares, plane).Clear();
+            for (int j = 0; j <= Math.Min(hi, channels - 1); j++)
+            {
+                AddReluSquares(squares, x + (long)j * plane, plane, 1f);
+            }
+            new Span<float>(ratios, plane).Clear();
             for (int j = 0; j <= Math.Min(lo, channels - 1); j++)
             {
-                LrnKernel.AddRatio(acc, gb + (long)j * plane, b + (long)j * plane, s + (long)j * plane, plane, 1f);
+                Produce();
+                AddRatio(j, 1f);
             }
+
+            // LRN backward with the rolling Σ ∂b·b/s over [c − hi, c + lo], then ReLU's mask.
             var vc = new Vector<float>(2f * alpha * beta);
             for (int ch = 0; ch < channels; ch++)
             {
-                long off = (long)ch * plane;
+                long off = Slot(ch);
+                float* xc = x + (long)ch * plane;
+                float* gxc = gx + (long)ch * plane;
                 int i = 0;
                 for (; i <= plane - vw; i += vw)
                 {
-                    Vector<float> xv = Vector.LoadUnsafe(ref x[off + i]);
+                    Vector<float> xv = Vector.LoadUnsafe(ref xc[i]);
                     Vector<float> a = Vector.Max(xv, Vector<float>.Zero);
                     Vector<float> ga = Vector.LoadUnsafe(ref gb[off + i]) * LrnKernel.NegPow(Vector.LoadUnsafe(ref s[off + i]), beta, threeQuarters)
-                        - vc * a * Vector.LoadUnsafe(ref acc[i]);
-                    Vector.ConditionalSelect(Vector.GreaterThan(xv, Vector<float>.Zero), ga, Vector<float>.Zero).StoreUnsafe(ref gx[off + i]);
+                        - vc * a * Vector.LoadUnsafe(ref ratios[i]);
+                    Vector.ConditionalSelect(Vector.GreaterThan(xv, Vector<float>.Zero), ga, Vector<float>.Zero).StoreUnsafe(ref gxc[i]);
                 }
                 for (; i < plane; i++)
                 {
-                    float a = MathF.Max(x[off + i], 0f);
-                    float ga = gb[off + i] * MathF.Pow(s[off + i], -beta) - 2f * alpha * beta * a * acc[i];
-                    gx[off + i] = x[off + i] > 0f ? ga : 0f;
+                    float a = MathF.Max(xc[i], 0f);
+                    float ga = gb[off + i] * MathF.Pow(s[off + i], -beta) - 2f * alpha * beta * a * ratios[i];
+                    gxc[i] = xc[i] > 0f ? ga : 0f;
                 }
                 if (ch + lo + 1 < channels)
                 {
-                    long j = (long)(ch + lo + 1) * plane;
-                    LrnKernel.AddRatio(acc, gb + j, b + j, s + j, plane, 1f);
+                    Produce();
+                    AddRatio(ch + lo + 1, 1f);
                 }
                 if (ch - hi >= 0)
                 {
-                    long j = (long)(ch - hi) * plane;
-                    LrnKernel.AddRatio(acc, gb + j, b + j, s + j, plane, -1f);
+                    AddRatio(ch - hi, -1f);   // its slot is reused only lo + hi + 1 = n channels later, and the ring holds n + 1
                 }
             }
         }

@@ -12,6 +12,7 @@ public class FusedStageTests
     [InlineData(3, 12, 13, 11, 3, 2, 1e-4)]   // the paper's α, odd sizes
     [InlineData(2, 5, 12, 12, 2, 2, 0.05)]    // the non-overlapping 2/2 of the ablation
     [InlineData(1, 3, 9, 9, 3, 2, 0.3)]       // fewer channels than the window
+    [InlineData(2, 20, 9, 9, 3, 2, 0.05)]     // the backward's ring of n + 1 channel planes wraps three times
     public void ForwardAndGradientMatchTheSeparateOperations(int n, int c, int h, int w, int window, int stride, double alpha)
     {
         var p = new LrnParams(5, alpha, 0.75, 2.0);
