@@ -51,13 +51,14 @@ internal static class PeerComparison
         var table = new Table().AddColumns("net", "train ours", "train peer", "ratio", "infer ours", "infer peer", "ratio");
         var notes = new List<string>();
         var rows = new List<object>();
+        static double Median<T>(List<T> runs, Func<T, double> value) => Benchmark.Median(runs.Select(value).ToList());
+        var oursTrain = models.ToDictionary(m => m, m => Median(ours[m], r => r.TrainImagesPerSecond));
+        var oursInfer = models.ToDictionary(m => m, m => Median(ours[m], r => r.InferImagesPerSecond));
         foreach (string model in models)
         {
-            double ot = Benchmark.Median(ours[model].Select(r => r.TrainImagesPerSecond).ToList());
-            double oi = Benchmark.Median(ours[model].Select(r => r.InferImagesPerSecond).ToList());
-            double pt = Benchmark.Median(peer[model].Select(r => r.TrainImagesPerSecond).ToList());
-            double pi = Benchmark.Median(peer[model].Select(r => r.InferImagesPerSecond).ToList());
-            double gflops = 6.0 * ours[model][0].MultiplyAddsPerImage * ot / 1e9;
+            double ot = oursTrain[model], oi = oursInfer[model];
+            double pt = Median(peer[model], r => r.TrainImagesPerSecond), pi = Median(peer[model], r => r.InferImagesPerSecond);
+            double gflops = (ours[model][0] with { TrainImagesPerSecond = ot }).TrainGflops;
             long ourRss = ours[model].Max(r => r.PeakRssBytes), peerRss = peer[model].Max(r => r.PeakRssBytes);
             table.AddRow(model, F(ot), F(pt), F(ot / pt, "F2") + "×", F(oi), F(pi), F(oi / pi, "F2") + "×");
             notes.Add($"{model}: ours trains at {F(gflops)} GFLOP/s ({F(100 * gflops / matmul, "F0")}% of the matmul rate); peak RSS ours {ourRss >> 20} MiB " +
@@ -73,18 +74,14 @@ internal static class PeerComparison
         AnsiConsole.Write(table);
         notes.ForEach(Console.WriteLine);
         Console.WriteLine($"peer: {Path.GetFileName(script)}, BLAS {peer[models[0]][0].Blas}; medians over {rounds} interleaved rounds of {steps} steps each.");
-        if (ours.ContainsKey(Variants.Paper) && ours.ContainsKey(Variants.Owt))
+        if (oursTrain.ContainsKey(Variants.Paper) && oursTrain.ContainsKey(Variants.Owt))
         {
-            double paper = Benchmark.Median(ours[Variants.Paper].Select(r => r.TrainImagesPerSecond).ToList());
-            double owt = Benchmark.Median(ours[Variants.Owt].Select(r => r.TrainImagesPerSecond).ToList());
-            double paperInfer = Benchmark.Median(ours[Variants.Paper].Select(r => r.InferImagesPerSecond).ToList());
-            double owtInfer = Benchmark.Median(ours[Variants.Owt].Select(r => r.InferImagesPerSecond).ToList());
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"ours, paper / owt: training {paper / owt:F2}×, inference {paperInfer / owtInfer:F2}×"));
+                $"ours, paper / owt: training {oursTrain[Variants.Paper] / oursTrain[Variants.Owt]:F2}×, inference {oursInfer[Variants.Paper] / oursInfer[Variants.Owt]:F2}×"));
         }
         if (jsonPath is not null)
         {
-            File.WriteAllText(jsonPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+            AlexNet.Data.AtomicFile.WriteAllText(jsonPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
         }
         return 0;
     }

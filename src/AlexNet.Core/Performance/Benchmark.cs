@@ -21,18 +21,26 @@ public sealed record BenchResult(string Model, string Lrn, int Batch, int Thread
 
 public static class Benchmark
 {
+    /// <summary>
+    /// The net for an LRN mode: fused (ours: the fused stages and our LRN kernel), torch (libtorch's LRN, separate modules),
+    /// none (no LRN). Sets the process-wide kernel choice; callers restore it with <see cref="RestoreLrn"/>.
+    /// </summary>
+    static AlexNetModel ModelFor(Architecture arch, string lrnMode)
+    {
+        bool fused = lrnMode != "torch";
+        LocalResponseNorm.UseFusedKernel = fused;
+        return new AlexNetModel(lrnMode == "none" ? arch with { Lrn = null } : arch, seed: 1) { FuseStages = fused };
+    }
+
+    static void RestoreLrn() => LocalResponseNorm.UseFusedKernel = true;
+
     public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps)
     {
         Compute.UseThreads(threads);
-        bool fused = lrnMode != "torch";
-        LocalResponseNorm.UseFusedKernel = fused;
-        if (lrnMode == "none")
-        {
-            arch = arch with { Lrn = null };
-        }
         try
         {
-            using var model = new AlexNetModel(arch, seed: 1) { FuseStages = fused };
+            using AlexNetModel model = ModelFor(arch, lrnMode);
+            arch = model.Architecture;
             using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
             using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
             using var y = randint(0, arch.Classes, new long[] { batch });
@@ -70,7 +78,7 @@ public static class Benchmark
         }
         finally
         {
-            LocalResponseNorm.UseFusedKernel = true;
+            RestoreLrn();
         }
     }
 
@@ -223,25 +231,32 @@ public static class Benchmark
     /// Resident memory over <paramref name="steps"/> training steps after <paramref name="warmup"/>: samples every 50 steps.
     /// Flat (within a few %) means every tensor of a step is freed by its dispose scope.
     /// </summary>
-    public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, int batch, int threads, int warmup, int steps, bool fused = true)
+    public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps)
     {
         Compute.UseThreads(threads);
-        using var model = new AlexNetModel(arch, seed: 1) { FuseStages = fused };
-        using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
-        using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
-        using var y = randint(0, arch.Classes, new long[] { batch });
-        model.train();
-        var samples = new List<(int, long)>();
-        for (int i = 1; i <= warmup + steps; i++)
+        try
         {
-            TrainStep(model, sgd, x, y);
-            if (i >= warmup && (i - warmup) % 50 == 0)
+            using AlexNetModel model = ModelFor(arch, lrnMode);
+            using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
+            using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
+            using var y = randint(0, arch.Classes, new long[] { batch });
+            model.train();
+            var samples = new List<(int, long)>();
+            for (int i = 1; i <= warmup + steps; i++)
             {
-                using var p = Process.GetCurrentProcess();
-                samples.Add((i - warmup, p.WorkingSet64));
+                TrainStep(model, sgd, x, y);
+                if (i >= warmup && (i - warmup) % 50 == 0)
+                {
+                    using var p = Process.GetCurrentProcess();
+                    samples.Add((i - warmup, p.WorkingSet64));
+                }
             }
+            return samples;
         }
-        return samples;
+        finally
+        {
+            RestoreLrn();
+        }
     }
 
     /// <summary>

@@ -215,15 +215,15 @@ public static class Experiments
         foreach (ArmResult r in plotted)
         {
             RunPlots.Series s = RunPlots.Read(Path.Combine(outDir, $"{Slug(r.Arm)}-s{r.Seed}"));
-            var line = e.Name == "relu-vs-tanh"
+            var line = figure1
                 ? plot.Add.Scatter(s.Steps.ToArray(), s.StepTop1.Select(v => 100 * v).ToArray())
                 : plot.Add.Scatter(s.Epochs.ToArray(), s.ValTop1.ToArray());
             line.LegendText = $"{r.Arm} (seed {r.Seed})";
         }
         plot.ShowLegend();
         plot.Title(figure1 ? $"{e.Name}: each net at its fastest ε" : $"{e.Name}: {e.Metric}");
-        plot.XLabel(e.Name == "relu-vs-tanh" ? "step" : "epoch");
-        plot.YLabel(e.Name == "relu-vs-tanh" ? "training top-1 error (%)" : "validation top-1 error (%)");
+        plot.XLabel(figure1 ? "step" : "epoch");
+        plot.YLabel(figure1 ? "training top-1 error (%)" : "validation top-1 error (%)");
         plot.SavePng(Path.Combine(outDir, $"{e.Name}.png"), 800, 500);
     }
 }
