@@ -26,6 +26,8 @@ internal static class BenchCommand
         };
         var lrnOnly = new Option<string?>("--lrn-only") { Description = "Time LRN alone on a tensor of this shape, e.g. 64x96x55x55." };
         command.Options.Add(lrnOnly);
+        var stageOnly = new Option<string?>("--stage-only") { Description = "Time the fused ReLU→LRN→max-pool stage and libtorch's three operations on a conv output of this shape, e.g. 64x96x55x55." };
+        command.Options.Add(stageOnly);
         var layers = new Option<bool>("--layers") { Description = "Time each layer's forward and backward alone." };
         command.Options.Add(layers);
         var rss = new Option<int>("--rss-steps") { Description = "Train this many steps after 50 warm-up steps and report resident memory every 50." };
@@ -85,6 +87,17 @@ internal static class BenchCommand
                 (double withLoader, double inMemory) = Benchmark.LoaderVersusMemory(store, o, r.GetValue(steps));
                 System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{o.Model} batch {o.BatchSize}: step {withLoader:F1} ms fed by the loader (full augmentation, 1 worker) vs {inMemory:F1} ms in memory: ratio {withLoader / inMemory:F3}; the step consumes {o.BatchSize * 1000 / inMemory:F1} images/s"));
+                return 0;
+            }
+            if (r.GetValue(stageOnly) is string stageShape)
+            {
+                long[] shape = System.Array.ConvertAll(stageShape.Split('x'), long.Parse);
+                foreach (bool fused in new[] { true, false })
+                {
+                    (double f, double bw) = Benchmark.StageOnly(shape, fused, r.GetValue(threads));
+                    System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"ReLU→LRN→pool {(fused ? "fused" : "libtorch")} {stageShape}: forward {f:F2} ms, backward {bw:F2} ms"));
+                }
                 return 0;
             }
             if (r.GetValue(lrnOnly) is string shapeText)

@@ -110,29 +110,54 @@ public static class Benchmark
     /// <summary>Forward and backward milliseconds (medians) of LRN alone on an N×C×H×W tensor.</summary>
     public static (double ForwardMs, double BackwardMs) LrnOnly(long[] shape, bool fused, int threads, int steps = 10)
     {
-        Compute.UseThreads(threads);
         var p = new LrnParams();
-        using var x = randn(shape).relu_().requires_grad_();
-        using var g = randn(shape);
+        using var x = randn(shape).relu_();
+        return ForwardBackward(x, a => LocalResponseNorm.Apply(a, p, fused), threads, steps);
+    }
+
+    /// <summary>
+    /// Forward and backward milliseconds (medians) of conv1/conv2's tail, ReLU → LRN → 3/2 max-pool, on an N×C×H×W conv
+    /// output: the fused stage, or libtorch's three operations.
+    /// </summary>
+    public static (double ForwardMs, double BackwardMs) StageOnly(long[] shape, bool fused, int threads, int steps = 10)
+    {
+        var p = new LrnParams();
+        using var x = randn(shape);
+        return ForwardBackward(x, a => fused ? FusedStage.Apply(a, p, 3, 2) : FusedStage.Reference(a, p, 3, 2), threads, steps);
+    }
+
+    static (double ForwardMs, double BackwardMs) ForwardBackward(Tensor input, Func<Tensor, Tensor> op, int threads, int steps)
+    {
+        Compute.UseThreads(threads);
+        using var x = input.detach().requires_grad_();
+        Tensor? g = null;
         var fwd = new List<double>();
         var bwd = new List<double>();
-        for (int i = 0; i < steps + 2; i++)
+        try
         {
-            using (NewDisposeScope())
+            for (int i = 0; i < steps + 2; i++)
             {
-                var clock = Stopwatch.StartNew();
-                Tensor y = LocalResponseNorm.Apply(x, p, fused);
-                double f = clock.Elapsed.TotalMilliseconds;
-                clock.Restart();
-                y.backward(new[] { g });
-                double b = clock.Elapsed.TotalMilliseconds;
-                x.grad?.zero_();
-                if (i >= 2)
+                using (NewDisposeScope())
                 {
-                    fwd.Add(f);
-                    bwd.Add(b);
+                    var clock = Stopwatch.StartNew();
+                    Tensor y = op(x);
+                    double f = clock.Elapsed.TotalMilliseconds;
+                    g ??= randn_like(y).DetachFromDisposeScope();
+                    clock.Restart();
+                    y.backward(new[] { g });
+                    double b = clock.Elapsed.TotalMilliseconds;
+                    x.grad?.zero_();
+                    if (i >= 2)
+                    {
+                        fwd.Add(f);
+                        bwd.Add(b);
+                    }
                 }
             }
+        }
+        finally
+        {
+            g?.Dispose();
         }
         return (Median(fwd), Median(bwd));
     }
