@@ -129,7 +129,7 @@ internal static class BenchCommand
             BenchResult b = Benchmark.Run(arch, r.GetValue(lrn)!, r.GetValue(batch), r.GetValue(threads), 3, r.GetValue(steps));
             double matmul = Benchmark.MatmulGflops(r.GetValue(threads));
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{b.Model} lrn={b.Lrn} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB"));
+                $"{b.Model} lrn={b.Lrn} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB ({b.HugePageBytes / 1048576} MiB in huge pages after training)"));
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{b.MultiplyAddsPerImage / 1e6:F1} M multiply-adds per image forward; achieved train {b.TrainGflops:F1} GFLOP/s ({100 * b.TrainGflops / matmul:F0}% of the machine's libtorch matmul, {matmul:F1} GFLOP/s), infer {b.InferGflops:F1} GFLOP/s ({100 * b.InferGflops / matmul:F0}%)"));
             if (r.GetValue(json) is string jsonPath)
@@ -137,7 +137,7 @@ internal static class BenchCommand
                 AlexNet.Data.AtomicFile.WriteAllText(jsonPath, System.Text.Json.JsonSerializer.Serialize(new
                 {
                     b.Model, b.Lrn, b.Batch, b.Threads, b.TrainImagesPerSecond, b.InferImagesPerSecond, b.TrainStepMs, b.InferMs, b.PeakRssBytes,
-                    b.MultiplyAddsPerImage, b.TrainGflops, b.InferGflops, MatmulGflops = matmul,
+                    b.MultiplyAddsPerImage, b.TrainGflops, b.InferGflops, MatmulGflops = matmul, b.HugePageBytes,
                 }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             }
             return 0;

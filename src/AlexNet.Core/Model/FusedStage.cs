@@ -1,12 +1,12 @@
 // The tail of conv1 and conv2 (Figure 2): ReLU (§3.1) → LRN (§3.3) → overlapping max-pool (§3.4), as one
 // operation with one pass each way. Composed from libtorch's ops this tail allocates and streams four
 // full-size tensors forward and as many backward (ReLU, LRN output, LRN scale, pool indices, and each
-// one's gradient); fused, the forward writes only the pooled output and the backward only the gradient
-// of the conv output, recomputing the rest per image in cache-sized scratch.
+// one's gradient); fused, the forward writes only the pooled output and each window's maximum's index, and
+// the backward only the gradient of the conv output, recomputing the LRN scale per image in cache-sized scratch.
 //
 // Shapes: x = conv output N×C×H×W; y = N×C×Ho×Wo with Ho = (H − z)/s + 1 (z = window, s = stride).
-// Backward, per image:  a = max(x, 0);  s = k + α Σ_W a²;  b = a·s^−β;  ∂b from ∂y at each window's first
-// maximum (libtorch's tie rule);  ∂a = ∂b·s^−β − 2αβ·a·Σ_{j: c∈W(j)} ∂b[j]·b[j]/s[j];  ∂x = ∂a·[x > 0].
+// Backward, per image:  a = max(x, 0);  s = k + α Σ_W a²;  b = a·s^−β;  ∂b = ∂y scattered to the saved maxima
+// (libtorch's first maximum);  ∂a = ∂b·s^−β − 2αβ·a·Σ_{j: c∈W(j)} ∂b[j]·b[j]/s[j];  ∂x = ∂a·[x > 0].
 using System;
 using System.Buffers;
 using System.Collections.Generic;
@@ -30,7 +30,7 @@ public static class FusedStage
         {
             using Tensor c = x.contiguous();
             Tensor y = empty(OutputShape(c, window, stride));
-            Kernel.Forward(c, y, p, window, stride);
+            Kernel.Forward(c, y, null, p, window, stride);
             return y;
         }
         return StageFunction.apply(x, new StageArgs(p, window, stride));
@@ -61,9 +61,11 @@ public static class FusedStage
         {
             var args = (StageArgs)vars[1];
             Tensor x = ((Tensor)vars[0]).contiguous();
-            Tensor y = empty(OutputShape(x, args.Window, args.Stride));
-            Kernel.Forward(x, y, args.P, args.Window, args.Stride);
-            ctx.save_for_backward(new List<Tensor> { x });
+            long[] shape = OutputShape(x, args.Window, args.Stride);
+            Tensor y = empty(shape);
+            Tensor argmax = empty(shape, ScalarType.Int32);
+            Kernel.Forward(x, y, argmax, args.P, args.Window, args.Stride);
+            ctx.save_for_backward(new List<Tensor> { x, argmax });
             ctx.save_data("args", args);
             return y;
         }
@@ -74,7 +76,7 @@ public static class FusedStage
             List<Tensor> saved = ctx.get_saved_variables();
             using Tensor gy = gradOutput.contiguous();
             Tensor gx = empty_like(saved[0]);
-            Kernel.Backward(saved[0], gy, gx, args.P, args.Window, args.Stride);
+            Kernel.Backward(saved[0], saved[1], gy, gx, args.P, args.Window, args.Stride);
             foreach (Tensor t in saved)
             {
                 t.Dispose();
@@ -89,276 +91,355 @@ public static class FusedStage
     {
         static float* Ptr(Tensor t) => LrnKernel.Ptr(t);
 
-        public static void Forward(Tensor x, Tensor y, LrnParams p, int window, int stride)
+        /// <summary>Scratch floats past a plane's end: the vector pooling reads up to a vector beyond its last window.</summary>
+        static int Pad => 2 * Vector<float>.Count;
+
+        /// <summary>Forward: y = pool(b), and with <paramref name="argmax"/> each window's first maximum as an index into its plane.</summary>
+        public static void Forward(Tensor x, Tensor y, Tensor? argmax, LrnParams p, int window, int stride)
         {
             long[] s = x.shape;
             int n = (int)s[0], c = (int)s[1], h = (int)s[2], w = (int)s[3];
             int ho = (h - window) / stride + 1, wo = (w - window) / stride + 1;
             float* px = Ptr(x), py = Ptr(y);
+            int* pi = argmax is null ? null : (int*)LrnKernel.Ptr(argmax);
             Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = LrnKernel.Threads }, img =>
             {
                 int plane = h * w;
-                float[] acc = ArrayPool<float>.Shared.Rent(plane);
-                float[] b = ArrayPool<float>.Shared.Rent(plane);
+                float[] acc = ArrayPool<float>.Shared.Rent(plane + Pad);
+                float[] b = ArrayPool<float>.Shared.Rent(plane + Pad);
+                float[] zero = ArrayPool<float>.Shared.Rent(plane + Pad);
+                float[] rowMax = ArrayPool<float>.Shared.Rent(plane + Pad);
+                int[] rowArg = ArrayPool<int>.Shared.Rent(plane + Pad);
                 try
                 {
-                    ForwardImage(px + (long)img * c * plane, py + (long)img * c * ho * wo, c, h, w, ho, wo, p, window, stride, acc, b);
+                    long outPlanes = (long)img * c * ho * wo;
+                    ForwardImage(px + (long)img * c * plane, py + outPlanes, pi == null ? null : pi + outPlanes,
+                        c, h, w, ho, wo, p, window, stride, acc, b, zero, rowMax, rowArg);
                 }
                 finally
                 {
                     ArrayPool<float>.Shared.Return(acc);
                     ArrayPool<float>.Shared.Return(b);
+                    ArrayPool<float>.Shared.Return(zero);
+                    ArrayPool<float>.Shared.Return(rowMax);
+                    ArrayPool<int>.Shared.Return(rowArg);
                 }
             });
         }
 
-        static void ForwardImage(float* x, float* y, int channels, int h, int w, int ho, int wo, LrnParams p, int window, int stride,
-            float[] accArray, float[] bArray)
+        static void ForwardImage(float* x, float* y, int* argmax, int channels, int h, int w, int ho, int wo, LrnParams p,
+            int window, int stride, float[] accArray, float[] bArray, float[] zeroArray, float[] rowMaxArray, int[] rowArgArray)
         {
             int plane = h * w;
             int lo = p.Size / 2, hi = (p.Size - 1) / 2;
-            float k = (float)p.K, alpha = (float)p.Alpha, beta = (float)p.Beta;
-            bool threeQuarters = beta == 0.75f;
-            fixed (float* acc = accArray, b = bArray)
+            var lrn = new Lrn(p);
+            fixed (float* acc = accArray, b = bArray, zero = zeroArray, rowMax = rowMaxArray)
+            fixed (int* rowArg = rowArgArray)
             {
                 new Span<float>(acc, plane).Clear();
+                new Span<float>(zero, plane + Pad).Clear();
+                new Span<float>(b + plane, Pad).Clear();
                 for (int j = 0; j <= Math.Min(hi, channels - 1); j++)
                 {
-                    AddReluSquares(acc, x + (long)j * plane, plane, 1f);
+                    Roll(acc, x + (long)j * plane, zero, plane);
                 }
                 for (int ch = 0; ch < channels; ch++)
                 {
-                    float* xc = x + (long)ch * plane;
-                    Normalise(xc, acc, b, plane, k, alpha, beta, threeQuarters);
-                    Pool(b, y + (long)ch * ho * wo, w, ho, wo, window, stride);
-                    if (ch + hi + 1 < channels)
-                    {
-                        AddReluSquares(acc, x + (long)(ch + hi + 1) * plane, plane, 1f);
-                    }
-                    if (ch - lo >= 0)
-                    {
-                        AddReluSquares(acc, x + (long)(ch - lo) * plane, plane, -1f);
-                    }
+                    float* entering = ch + hi + 1 < channels ? x + (long)(ch + hi + 1) * plane : zero;
+                    float* leaving = ch - lo >= 0 ? x + (long)(ch - lo) * plane : zero;
+                    lrn.Normalise(x + (long)ch * plane, acc, b, entering, leaving, plane);
+                    long o = (long)ch * ho * wo;
+                    Pool(b, y + o, argmax == null ? null : argmax + o, h, w, ho, wo, window, stride, rowMax, rowArg);
                 }
             }
         }
 
-        /// <summary>b = relu(x)·(k + α·acc)^−β over one plane.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static void Normalise(float* x, float* acc, float* b, int plane, float k, float alpha, float beta, bool threeQuarters)
+        /// <summary>The LRN arithmetic of §3.3 on whole vectors, tails included, so that equal inputs give equal outputs.</summary>
+        readonly struct Lrn
         {
-            var vk = new Vector<float>(k);
-            var va = new Vector<float>(alpha);
-            int vw = Vector<float>.Count;
-            int i = 0;
-            for (; i <= plane - vw; i += vw)
+            readonly Vector<float> _k, _alpha;
+            readonly float _beta;
+            readonly bool _threeQuarters;
+
+            public Lrn(LrnParams p)
             {
-                Vector<float> z = vk + va * Vector.Max(Vector.LoadUnsafe(ref acc[i]), Vector<float>.Zero);
-                Vector<float> a = Vector.Max(Vector.LoadUnsafe(ref x[i]), Vector<float>.Zero);
-                (a * LrnKernel.NegPow(z, beta, threeQuarters)).StoreUnsafe(ref b[i]);
+                _k = new Vector<float>((float)p.K);
+                _alpha = new Vector<float>((float)p.Alpha);
+                _beta = (float)p.Beta;
+                _threeQuarters = _beta == 0.75f;
             }
-            for (; i < plane; i++)
+
+            public Vector<float> Scale(Vector<float> squares) => _k + _alpha * Vector.Max(squares, Vector<float>.Zero);
+
+            /// <summary>(s^−β, s^−β/s): the forward's divisor and the factor of the cross-channel gradient term.</summary>
+            public (Vector<float> Pow, Vector<float> PowOverS) Powers(Vector<float> s)
             {
-                b[i] = MathF.Max(x[i], 0f) * MathF.Pow(k + alpha * MathF.Max(acc[i], 0f), -beta);
+                if (_threeQuarters)
+                {
+                    Vector<float> rs = LrnKernel.Rsqrt(s);
+                    Vector<float> pow = rs * rs * LrnKernel.Rsqrt(rs);
+                    return (pow, pow * rs * rs);
+                }
+                Vector<float> general = LrnKernel.NegPow(s, _beta, false);
+                return (general, general / s);
+            }
+
+            /// <summary>b = relu(x)·s^−β with s from the rolling Σ a², which then moves one channel on.</summary>
+            public void Normalise(float* x, float* acc, float* b, float* entering, float* leaving, int plane)
+            {
+                int vw = Vector<float>.Count;
+                for (int i = 0; i < plane; i += vw)
+                {
+                    Vector<float> a = Relu(Load(x, i, plane));
+                    Vector<float> sq = Vector.LoadUnsafe(ref acc[i]);
+                    (a * LrnKernel.NegPow(Scale(sq), _beta, _threeQuarters)).StoreUnsafe(ref b[i]);
+                    Vector<float> e = Relu(Load(entering, i, plane)), l = Relu(Load(leaving, i, plane));
+                    (sq + e * e - l * l).StoreUnsafe(ref acc[i]);
+                }
             }
         }
 
-        static void Pool(float* b, float* y, int w, int ho, int wo, int window, int stride)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector<float> Relu(Vector<float> v) => Vector.Max(v, Vector<float>.Zero);
+
+        /// <summary>A vector at p[i]; past the plane's end the lanes are 0 (tensor memory may end there).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static Vector<float> Load(float* p, int i, int plane) =>
+            i + Vector<float>.Count <= plane ? Vector.LoadUnsafe(ref p[i]) : LoadTail(p, i, plane);
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static Vector<float> LoadTail(float* p, int i, int plane)
         {
+            Span<float> lanes = stackalloc float[Vector<float>.Count];
+            lanes.Clear();
+            new ReadOnlySpan<float>(p + i, plane - i).CopyTo(lanes);
+            return new Vector<float>(lanes);
+        }
+
+        /// <summary>acc += relu(entering)² − relu(leaving)² (the window's first channels, before the forward's loop).</summary>
+        static void Roll(float* acc, float* entering, float* leaving, int plane)
+        {
+            int vw = Vector<float>.Count;
+            for (int i = 0; i < plane; i += vw)
+            {
+                Vector<float> e = Relu(Load(entering, i, plane)), l = Relu(Load(leaving, i, plane));
+                (Vector.LoadUnsafe(ref acc[i]) + e * e - l * l).StoreUnsafe(ref acc[i]);
+            }
+        }
+
+        /// <summary>
+        /// Max-pool of one plane, separably and on whole vectors: each row's window maximum at every column, then
+        /// the maximum of those down each window's rows. Strict "greater than" in both passes keeps the leftmost of
+        /// equal values within a row and then the topmost row: libtorch's first maximum in row-major order. NaN wins.
+        /// </summary>
+        static void Pool(float* b, float* y, int* argmax, int h, int w, int ho, int wo, int window, int stride, float* rowMax, int* rowArg)
+        {
+            int vw = Vector<float>.Count;
+            int cols = w - window + 1;   // window starts along a row
+            Span<int> iota = stackalloc int[vw];
+            for (int l = 0; l < vw; l++)
+            {
+                iota[l] = l;
+            }
+            var lanes = new Vector<int>(iota);
+            int rows = (ho - 1) * stride + window;
+            for (int r = 0; r < rows; r++)
+            {
+                float* row = b + r * w;
+                for (int x0 = 0; x0 < cols; x0 += vw)
+                {
+                    Vector<float> m = Vector.LoadUnsafe(ref row[x0]);
+                    Vector<int> start = lanes + new Vector<int>(r * w + x0);
+                    Vector<int> at = start;
+                    for (int dx = 1; dx < window; dx++)
+                    {
+                        Vector<float> v = Vector.LoadUnsafe(ref row[x0 + dx]);
+                        Vector<int> take = Vector.GreaterThan(v, m) | ~Vector.Equals(v, v);
+                        m = Vector.ConditionalSelect(take, v, m);
+                        at = Vector.ConditionalSelect(take, start + new Vector<int>(dx), at);
+                    }
+                    m.StoreUnsafe(ref rowMax[r * w + x0]);
+                    at.StoreUnsafe(ref rowArg[r * w + x0]);
+                }
+            }
+            Span<float> windowMax = stackalloc float[cols + vw];
+            Span<int> windowArg = stackalloc int[cols + vw];
             for (int oy = 0; oy < ho; oy++)
             {
+                int top = oy * stride * w;
+                for (int x0 = 0; x0 < cols; x0 += vw)
+                {
+                    Vector<float> m = Vector.LoadUnsafe(ref rowMax[top + x0]);
+                    Vector<int> at = Vector.LoadUnsafe(ref rowArg[top + x0]);
+                    for (int dy = 1; dy < window; dy++)
+                    {
+                        Vector<float> v = Vector.LoadUnsafe(ref rowMax[top + dy * w + x0]);
+                        Vector<int> take = Vector.GreaterThan(v, m) | ~Vector.Equals(v, v);
+                        m = Vector.ConditionalSelect(take, v, m);
+                        at = Vector.ConditionalSelect(take, Vector.LoadUnsafe(ref rowArg[top + dy * w + x0]), at);
+                    }
+                    m.StoreUnsafe(ref windowMax[x0]);
+                    at.StoreUnsafe(ref windowArg[x0]);
+                }
+                // The pooled values are those of the windows that start at every stride-th column.
+                float* yo = y + oy * wo;
                 for (int ox = 0; ox < wo; ox++)
                 {
-                    float* start = b + oy * stride * w + ox * stride;
-                    float m = float.NegativeInfinity;
-                    for (int dy = 0; dy < window; dy++)
+                    yo[ox] = windowMax[ox * stride];
+                }
+                if (argmax != null)
+                {
+                    int* io = argmax + oy * wo;
+                    for (int ox = 0; ox < wo; ox++)
                     {
-                        float* row = start + dy * w;
-                        for (int dx = 0; dx < window; dx++)
-                        {
-                            m = MathF.Max(m, row[dx]);
-                        }
+                        io[ox] = windowArg[ox * stride];
                     }
-                    y[oy * wo + ox] = m;
                 }
             }
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        static void AddReluSquares(float* acc, float* x, int len, float sign)
-        {
-            var vs = new Vector<float>(sign);
-            int vw = Vector<float>.Count;
-            int i = 0;
-            for (; i <= len - vw; i += vw)
-            {
-                Vector<float> a = Vector.Max(Vector.LoadUnsafe(ref x[i]), Vector<float>.Zero);
-                (Vector.LoadUnsafe(ref acc[i]) + vs * a * a).StoreUnsafe(ref acc[i]);
-            }
-            for (; i < len; i++)
-            {
-                float a = MathF.Max(x[i], 0f);
-                acc[i] += sign * a * a;
-            }
-        }
-
-        public static void Backward(Tensor x, Tensor gy, Tensor gx, LrnParams p, int window, int stride)
+        public static void Backward(Tensor x, Tensor argmax, Tensor gy, Tensor gx, LrnParams p, int window, int stride)
         {
             long[] s = x.shape;
             int n = (int)s[0], c = (int)s[1], h = (int)s[2], w = (int)s[3];
             int ho = (h - window) / stride + 1, wo = (w - window) / stride + 1;
             float* px = Ptr(x), pgy = Ptr(gy), pgx = Ptr(gx);
+            int* pi = (int*)LrnKernel.Ptr(argmax);
             int ring = p.Size + 1;
+            int slot = h * w + Pad;
             Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = LrnKernel.Threads }, img =>
             {
                 int plane = h * w;
-                int size = c * plane;
-                float[] sArr = ArrayPool<float>.Shared.Rent(ring * plane);
-                float[] bArr = ArrayPool<float>.Shared.Rent(ring * plane);
-                float[] gbArr = ArrayPool<float>.Shared.Rent(ring * plane);
-                float[] squaresArr = ArrayPool<float>.Shared.Rent(plane);
-                float[] ratiosArr = ArrayPool<float>.Shared.Rent(plane);
+                float[] tArr = ArrayPool<float>.Shared.Rent(ring * slot);
+                float[] rArr = ArrayPool<float>.Shared.Rent(ring * slot);
+                float[] gbArr = ArrayPool<float>.Shared.Rent(slot);
+                float[] squaresArr = ArrayPool<float>.Shared.Rent(slot);
+                float[] ratiosArr = ArrayPool<float>.Shared.Rent(slot);
+                float[] zeroArr = ArrayPool<float>.Shared.Rent(slot);
                 try
                 {
-                    fixed (float* sc = sArr, b = bArr, gb = gbArr, squares = squaresArr, ratios = ratiosArr)
+                    fixed (float* t = tArr, r = rArr, gb = gbArr, squares = squaresArr, ratios = ratiosArr, zero = zeroArr)
                     {
-                        BackwardImage(px + (long)img * size, pgy + (long)img * c * ho * wo, pgx + (long)img * size,
-                            c, h, w, ho, wo, p, window, stride, ring, sc, b, gb, squares, ratios);
+                        long outPlanes = (long)img * c * ho * wo;
+                        BackwardImage(px + (long)img * c * plane, pi + outPlanes, pgy + outPlanes, pgx + (long)img * c * plane,
+                            c, plane, ho * wo, p, ring, slot, t, r, gb, squares, ratios, zero);
                     }
                 }
                 finally
                 {
-                    ArrayPool<float>.Shared.Return(sArr);
-                    ArrayPool<float>.Shared.Return(bArr);
+                    ArrayPool<float>.Shared.Return(tArr);
+                    ArrayPool<float>.Shared.Return(rArr);
                     ArrayPool<float>.Shared.Return(gbArr);
                     ArrayPool<float>.Shared.Return(squaresArr);
                     ArrayPool<float>.Shared.Return(ratiosArr);
+                    ArrayPool<float>.Shared.Return(zeroArr);
                 }
             });
         }
 
         /// <summary>
-        /// One image. Channel c's input gradient needs Σ ∂b·b/s over channels [c − hi, c + lo], so the recomputation of s, b
-        /// and ∂b runs lo channels ahead of the gradient, and only a ring of <paramref name="ring"/> = n + 1 channel planes of
-        /// each is kept: the scratch stays in L2 (all C planes of three arrays spilled it: 3 × 1.2 MB for conv1 of `paper`).
+        /// One image. ∂b is ∂y scattered to the forward's saved maxima; from it, per channel j, t_j = ∂b·s^−β and
+        /// r_j = ∂b·b/s = ∂b·a·s^−β/s, with s recomputed from the rolling Σ a². Channel c's gradient needs Σ r_j over
+        /// j ∈ [c − hi, c + lo], so t and r run lo + 1 channels ahead of it in a ring of n + 1 planes that stays in L2.
         /// </summary>
-        static void BackwardImage(float* x, float* gy, float* gx, int channels, int h, int w, int ho, int wo, LrnParams p,
-            int window, int stride, int ring, float* s, float* b, float* gb, float* squares, float* ratios)
+        static void BackwardImage(float* x, int* argmax, float* gy, float* gx, int channels, int plane, int pooled, LrnParams p,
+            int ring, int slot, float* t, float* r, float* gb, float* squares, float* ratios, float* zero)
         {
-            int plane = h * w;
             int lo = p.Size / 2, hi = (p.Size - 1) / 2;
-            float k = (float)p.K, alpha = (float)p.Alpha, beta = (float)p.Beta;
-            bool threeQuarters = beta == 0.75f;
+            var lrn = new Lrn(p);
             int vw = Vector<float>.Count;
-            var vk = new Vector<float>(k);
-            var va = new Vector<float>(alpha);
-            long Slot(int ch) => (long)(ch % ring) * plane;
+            long Slot(int ch) => (long)(ch % ring) * slot;
+            float* Channel(int ch) => ch >= 0 && ch < channels ? x + (long)ch * plane : zero;
 
-            // Recompute s and b of channel `next` (the forward's rolling Σ a² in `squares`) and route ∂y to ∂b.
-            int next = 0;
-            void Produce()
+            // t and r of channel j, moving the rolling Σ a² on to channel j + 1.
+            void Produce(int j)
             {
-                int ch = next++;
-                long off = Slot(ch);
-                float* xc = x + (long)ch * plane;
-                int i = 0;
-                for (; i <= plane - vw; i += vw)
+                new Span<float>(gb, plane).Clear();
+                int* at = argmax + (long)j * pooled;
+                float* g = gy + (long)j * pooled;
+                for (int o = 0; o < pooled; o++)
                 {
-                    Vector<float> z = vk + va * Vector.Max(Vector.LoadUnsafe(ref squares[i]), Vector<float>.Zero);
-                    z.StoreUnsafe(ref s[off + i]);
-                    Vector<float> a = Vector.Max(Vector.LoadUnsafe(ref xc[i]), Vector<float>.Zero);
-                    (a * LrnKernel.NegPow(z, beta, threeQuarters)).StoreUnsafe(ref b[off + i]);
+                    gb[at[o]] += g[o];
                 }
-                for (; i < plane; i++)
+                float* xj = x + (long)j * plane, tj = t + Slot(j), rj = r + Slot(j);
+                float* entering = Channel(j + hi + 1), leaving = Channel(j - lo);
+                for (int i = 0; i < plane; i += vw)
                 {
-                    float z = k + alpha * MathF.Max(squares[i], 0f);
-                    s[off + i] = z;
-                    b[off + i] = MathF.Max(xc[i], 0f) * MathF.Pow(z, -beta);
+                    Vector<float> sq = Vector.LoadUnsafe(ref squares[i]);
+                    (Vector<float> pow, Vector<float> powOverS) = lrn.Powers(lrn.Scale(sq));
+                    Vector<float> d = Vector.LoadUnsafe(ref gb[i]);
+                    (d * pow).StoreUnsafe(ref tj[i]);
+                    (d * Relu(Load(xj, i, plane)) * powOverS).StoreUnsafe(ref rj[i]);
+                    Vector<float> e = Relu(Load(entering, i, plane)), l = Relu(Load(leaving, i, plane));
+                    (sq + e * e - l * l).StoreUnsafe(ref squares[i]);
                 }
-                if (ch + hi + 1 < channels)
-                {
-                    AddReluSquares(squares, x + (long)(ch + hi + 1) * plane, plane, 1f);
-                }
-                if (ch - lo >= 0)
-                {
-                    AddReluSquares(squares, x + (long)(ch - lo) * plane, plane, -1f);
-                }
-                Unpool(b + off, gb + off, gy + (long)ch * ho * wo, plane, w, ho, wo, window, stride);
             }
-            void AddRatio(int ch, float sign) => LrnKernel.AddRatio(ratios, gb + Slot(ch), b + Slot(ch), s + Slot(ch), plane, sign);
 
-            new Span<float>(squares, plane).Clear();
+            new Span<float>(zero, slot).Clear();
+            new Span<float>(gb + plane, slot - plane).Clear();
+            new Span<float>(squares, slot).Clear();
             for (int j = 0; j <= Math.Min(hi, channels - 1); j++)
             {
-                AddReluSquares(squares, x + (long)j * plane, plane, 1f);
+                Roll(squares, x + (long)j * plane, zero, plane);
             }
-            new Span<float>(ratios, plane).Clear();
+            new Span<float>(ratios, slot).Clear();
             for (int j = 0; j <= Math.Min(lo, channels - 1); j++)
             {
-                Produce();
-                AddRatio(j, 1f);
+                Produce(j);
+                Roll2(ratios, r + Slot(j), plane);
             }
 
-            // LRN backward with the rolling Σ ∂b·b/s over [c − hi, c + lo], then ReLU's mask.
-            var vc = new Vector<float>(2f * alpha * beta);
+            // ∂a = t − 2αβ·a·Σ r, then ReLU's mask; the Σ r window moves on by one channel in the same pass.
+            var vc = new Vector<float>((float)(2 * p.Alpha * p.Beta));
             for (int ch = 0; ch < channels; ch++)
             {
-                long off = Slot(ch);
-                float* xc = x + (long)ch * plane;
-                float* gxc = gx + (long)ch * plane;
-                int i = 0;
-                for (; i <= plane - vw; i += vw)
+                int entering = ch + lo + 1, leaving = ch - hi;
+                if (entering < channels)
                 {
-                    Vector<float> xv = Vector.LoadUnsafe(ref xc[i]);
-                    Vector<float> a = Vector.Max(xv, Vector<float>.Zero);
-                    Vector<float> ga = Vector.LoadUnsafe(ref gb[off + i]) * LrnKernel.NegPow(Vector.LoadUnsafe(ref s[off + i]), beta, threeQuarters)
-                        - vc * a * Vector.LoadUnsafe(ref ratios[i]);
-                    Vector.ConditionalSelect(Vector.GreaterThan(xv, Vector<float>.Zero), ga, Vector<float>.Zero).StoreUnsafe(ref gxc[i]);
+                    Produce(entering);
                 }
-                for (; i < plane; i++)
+                float* rin = entering < channels ? r + Slot(entering) : zero;
+                float* rout = leaving >= 0 ? r + Slot(leaving) : zero;
+                float* xc = x + (long)ch * plane, tc = t + Slot(ch), gxc = gx + (long)ch * plane;
+                for (int i = 0; i < plane; i += vw)
                 {
-                    float a = MathF.Max(xc[i], 0f);
-                    float ga = gb[off + i] * MathF.Pow(s[off + i], -beta) - 2f * alpha * beta * a * ratios[i];
-                    gxc[i] = xc[i] > 0f ? ga : 0f;
-                }
-                if (ch + lo + 1 < channels)
-                {
-                    Produce();
-                    AddRatio(ch + lo + 1, 1f);
-                }
-                if (ch - hi >= 0)
-                {
-                    AddRatio(ch - hi, -1f);   // its slot is reused only lo + hi + 1 = n channels later, and the ring holds n + 1
+                    Vector<float> xv = Load(xc, i, plane);
+                    Vector<float> sum = Vector.LoadUnsafe(ref ratios[i]);
+                    Vector<float> ga = Vector.LoadUnsafe(ref tc[i]) - vc * Relu(xv) * sum;
+                    Store(gxc, i, plane, Vector.ConditionalSelect(Vector.GreaterThan(xv, Vector<float>.Zero), ga, Vector<float>.Zero));
+                    (sum + Vector.LoadUnsafe(ref rin[i]) - Vector.LoadUnsafe(ref rout[i])).StoreUnsafe(ref ratios[i]);
                 }
             }
         }
 
-        /// <summary>∂b = 0, then each ∂y[o] added at its window's first maximum in row-major order (libtorch's rule).</summary>
-        static void Unpool(float* b, float* gb, float* gy, int plane, int w, int ho, int wo, int window, int stride)
+        /// <summary>acc += v over one plane (whole vectors; the scratch is padded).</summary>
+        static void Roll2(float* acc, float* v, int plane)
         {
-            new Span<float>(gb, plane).Clear();
-            for (int oy = 0; oy < ho; oy++)
+            int vw = Vector<float>.Count;
+            for (int i = 0; i < plane; i += vw)
             {
-                for (int ox = 0; ox < wo; ox++)
-                {
-                    int start = oy * stride * w + ox * stride;
-                    int best = start;
-                    float m = b[start];
-                    for (int dy = 0; dy < window; dy++)
-                    {
-                        int row = start + dy * w;
-                        for (int dx = 0; dx < window; dx++)
-                        {
-                            if (b[row + dx] > m)
-                            {
-                                m = b[row + dx];
-                                best = row + dx;
-                            }
-                        }
-                    }
-                    gb[best] += gy[oy * wo + ox];
-                }
+                (Vector.LoadUnsafe(ref acc[i]) + Vector.LoadUnsafe(ref v[i])).StoreUnsafe(ref acc[i]);
             }
+        }
+
+        /// <summary>Stores v at p[i], only the lanes before the plane's end.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        static void Store(float* p, int i, int plane, Vector<float> v)
+        {
+            if (i + Vector<float>.Count <= plane)
+            {
+                v.StoreUnsafe(ref p[i]);
+                return;
+            }
+            StoreTail(p, i, plane, v);
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        static void StoreTail(float* p, int i, int plane, Vector<float> v)
+        {
+            Span<float> lanes = stackalloc float[Vector<float>.Count];
+            v.CopyTo(lanes);
+            lanes[..(plane - i)].CopyTo(new Span<float>(p + i, plane - i));
         }
     }
 }

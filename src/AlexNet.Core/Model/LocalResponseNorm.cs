@@ -293,7 +293,7 @@ internal static unsafe class LrnKernel
 
     /// <summary>1/√z to about 23 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector<float> Rsqrt(Vector<float> z)
+    internal static Vector<float> Rsqrt(Vector<float> z)
     {
         if (Avx.IsSupported && Vector<float>.Count == 8)
         {

@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 namespace AlexNet.Performance;
 
 public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads, double TrainImagesPerSecond, double InferImagesPerSecond,
-    double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage)
+    double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage, long HugePageBytes = 0)
 {
     /// <summary>Achieved training GFLOP/s: a step is about three forward passes (forward, input and weight gradients), 2 FLOPs per multiply-add.</summary>
     public double TrainGflops => 3 * 2.0 * MultiplyAddsPerImage * TrainImagesPerSecond / 1e9;
@@ -55,6 +55,7 @@ public static class Benchmark
                     trainTimes.Add(clock.Elapsed.TotalMilliseconds);
                 }
             }
+            long hugePages = Compute.HugePageBytes();
             model.eval();
             var inferTimes = new List<double>();
             using (no_grad())
@@ -74,7 +75,7 @@ public static class Benchmark
             }
             double train = Median(trainTimes), infer = Median(inferTimes);
             return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000, batch / infer * 1000, train, infer,
-                Process.GetCurrentProcess().PeakWorkingSet64, ModelSummary.Of(arch).MultiplyAdds);
+                Process.GetCurrentProcess().PeakWorkingSet64, ModelSummary.Of(arch).MultiplyAdds, hugePages);
         }
         finally
         {

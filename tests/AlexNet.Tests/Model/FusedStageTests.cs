@@ -36,6 +36,35 @@ public class FusedStageTests
         Assert.True(x32.grad!.to(ScalarType.Float64).allclose(x64.grad!, rtol: 1e-4, atol: 1e-5), $"max gradient error {diff.item<double>()}");
     }
 
+    /// <summary>
+    /// Equal values in a window: x depends only on (h, w) and takes three values, so b ties within and across windows.
+    /// The forward's saved maximum must be libtorch's (the first in row-major order) or ∂x lands elsewhere.
+    /// </summary>
+    [Theory]
+    [InlineData(13, 13)]
+    [InlineData(11, 18)]   // rows longer than two vectors, odd tails
+    public void TiesGoToTheFirstMaximumAsInLibtorch(int h, int w)
+    {
+        var p = new LrnParams(5, 0.05, 0.75, 2.0);
+        using var g = new Generator(5);
+        using Tensor levels = randint(0, 3, new long[] { 1, 1, h, w }, dtype: ScalarType.Float64, generator: g) - 1;
+        using Tensor x64 = levels.expand(2, 6, h, w).contiguous().requires_grad_();
+        using Tensor reference = FusedStage.Reference(x64, p, 3, 2);
+        using Tensor up = randn(reference.shape, dtype: ScalarType.Float64, generator: g);
+        using (Tensor l = (reference * up).sum())
+        {
+            l.backward();
+        }
+        using Tensor x32 = x64.detach().to(ScalarType.Float32).requires_grad_();
+        using Tensor fused = FusedStage.Apply(x32, p, 3, 2);
+        using (Tensor l = (fused * up.to(ScalarType.Float32)).sum())
+        {
+            l.backward();
+        }
+        Assert.True(fused.to(ScalarType.Float64).allclose(reference.detach(), rtol: 1e-5, atol: 1e-6));
+        Assert.True(x32.grad!.to(ScalarType.Float64).allclose(x64.grad!, rtol: 1e-4, atol: 1e-5));
+    }
+
     [Fact]
     public void TheModelGivesTheSameOutputsFusedOrNot()
     {

@@ -1,0 +1,37 @@
+using System;
+using System.IO;
+using System.Runtime.InteropServices;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace AlexNet.Tests.Native;
+
+/// <summary>Compute's request that libtorch back large tensors with transparent huge pages (fewer page faults per step).</summary>
+public partial class HugePagesTests
+{
+    [LibraryImport("libc", EntryPoint = "getenv", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial IntPtr GetEnv(string name);
+
+    [Fact]
+    public void TheNativeEnvironmentAsksLibtorchForHugePages()
+    {
+        IntPtr value = GetEnv("THP_MEM_ALLOC_ENABLE");
+        Assert.NotEqual(IntPtr.Zero, value);
+        Assert.Equal("1", Marshal.PtrToStringUTF8(value));
+    }
+
+    [Fact]
+    public void ALargeTensorLiesInHugePagesWhereTheKernelOffersThem()
+    {
+        const string setting = "/sys/kernel/mm/transparent_hugepage/enabled";
+        if (!File.Exists(setting) || File.ReadAllText(setting).Contains("[never]", StringComparison.Ordinal))
+        {
+            return;   // no transparent huge pages on this kernel: libtorch's request is a no-op
+        }
+        long before = Compute.HugePageBytes();
+        using Tensor t = empty(64L << 18);   // 64 MiB of float32
+        t.fill_(1f);
+        long after = Compute.HugePageBytes();
+        Assert.True(after - before >= 2L << 20, $"AnonHugePages {before >> 20} → {after >> 20} MiB after touching a 64 MiB tensor");
+    }
+}
