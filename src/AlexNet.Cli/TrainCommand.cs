@@ -43,6 +43,7 @@ internal static class TrainCommand
     static readonly Option<double> PcaStd = new("--pca-std") { Description = "σ of the PCA colour noise αᵢ (§4.1: 0.1; 0 = off).", DefaultValueFactory = _ => D.PcaStd };
     static readonly Option<bool> NoMean = new("--no-mean") { Description = "Do not subtract the mean image (§2)." };
     static readonly Option<float> InputScale = new("--input-scale") { Description = "Multiply the centred 0–255 inputs by this (1 = the paper's raw values).", DefaultValueFactory = _ => D.InputScale };
+    static readonly Option<int?> Crop = new("--crop") { Description = "Side of §4.1's patches (random in training, centre or ten at test). Default: 224 of 256 (7/8); small images: the padded image less the shift range." };
     static readonly Option<int> Pad = new("--pad") { Description = "Small images: zero padding before cropping; the crop is the image plus the padding less the shift range (−1 = the default 4).", DefaultValueFactory = _ => D.Pad };
     static readonly Option<string?> RemoveLayer = new("--remove-layer") { Description = "§7 ablation: drop a middle conv layer (conv3 or conv4)." };
     static readonly Option<long> Seed = new("--seed") { Description = "Seed of init, shuffling, augmentation and dropout.", DefaultValueFactory = _ => D.Seed };
@@ -57,7 +58,7 @@ internal static class TrainCommand
         var command = new Command("train", "Train a network with §5's SGD, schedule and checkpoints, one folder per run.")
         {
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule,
-            Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, RemoveLayer,
+            Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
             Seed, Threads, Workers, CheckpointEvery, LogEvery, MaxSteps,
         };
         command.SetAction(r => Cli.Run(() =>
@@ -139,6 +140,7 @@ internal static class TrainCommand
         if (r.GetValue(NoMean)) o = o with { SubtractMean = false };
         if (Given(InputScale)) o = o with { InputScale = r.GetValue(InputScale) };
         if (Given(Pad)) o = o with { Pad = r.GetValue(Pad) };
+        if (r.GetValue(Crop) is int crop) o = o with { Crop = crop };
         if (r.GetValue(RemoveLayer) is string layer) o = o with { RemoveLayer = layer };
         if (Given(Seed)) o = o with { Seed = r.GetValue(Seed) };
         if (Given(Threads)) o = o with { Threads = r.GetValue(Threads) };

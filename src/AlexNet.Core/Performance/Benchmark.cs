@@ -198,41 +198,55 @@ public static class Benchmark
         bool first = true;
         foreach ((string name, nn.IModule<Tensor, Tensor> module, bool flatten) in model.Pipeline())
         {
-            var fwd = new List<double>();
-            var bwd = new List<double>();
-            Tensor? output = null;
-            for (int i = 0; i < steps + 1; i++)
+            (double f, double b, Tensor output) = TimeLayer(x, a => flatten ? module.call(a).flatten(1) : module.call(a), needsGradient: !first, steps);
+            rows.Add((name, f, b));
+            if (first && module is TorchSharp.Modules.Conv2d conv && DirectConv.Supports(x, arch.Convs[0]))
             {
-                using var scope = NewDisposeScope();
-                // The image needs no gradient in training, so conv1's backward computes only its weights' gradient.
-                using Tensor leaf = x.detach().clone().requires_grad_(!first);
-                Tensor input = leaf.mul(1);   // not a leaf, so in-place ReLU may write to it
-                var clock = Stopwatch.StartNew();
-                Tensor y = module.call(input);
-                if (flatten)
-                {
-                    y = y.flatten(1);
-                }
-                double f = clock.Elapsed.TotalMilliseconds;
-                using Tensor g = ones_like(y);
-                clock.Restart();
-                y.backward(new[] { g });
-                double b = clock.Elapsed.TotalMilliseconds;
-                if (i > 0)
-                {
-                    fwd.Add(f);
-                    bwd.Add(b);
-                }
-                output?.Dispose();
-                output = y.detach().clone().MoveToOuterDisposeScope();
+                // What training runs for conv1 of grayscale images (DirectConv.cs), beside libtorch's module above.
+                (double df, double db, Tensor direct) = TimeLayer(x, a => DirectConv.Apply(a, conv.weight!, conv.bias!, arch.Convs[0].Padding), false, steps);
+                direct.Dispose();
+                rows[^1] = (Unused(name), f, b);
+                rows.Add(($"{name} direct", df, db));
             }
-            rows.Add((name, Median(fwd), Median(bwd)));
             first = false;
             x.Dispose();
-            x = output!;
+            x = output;
         }
         x.Dispose();
         return rows;
+    }
+
+    /// <summary>A per-layer row that training replaces with a faster path; totals leave it out.</summary>
+    public static string Unused(string layer) => $"{layer} (libtorch's, not used)";
+
+    /// <summary>Median forward and backward ms of one layer, and its output (the next layer's input).</summary>
+    static (double ForwardMs, double BackwardMs, Tensor Output) TimeLayer(Tensor x, Func<Tensor, Tensor> layer, bool needsGradient, int steps)
+    {
+        var fwd = new List<double>();
+        var bwd = new List<double>();
+        Tensor? output = null;
+        for (int i = 0; i < steps + 1; i++)
+        {
+            using var scope = NewDisposeScope();
+            // The image needs no gradient in training, so conv1's backward computes only its weights' gradient.
+            using Tensor leaf = x.detach().clone().requires_grad_(needsGradient);
+            Tensor input = needsGradient ? leaf.mul(1) : leaf;   // not a leaf, so in-place ReLU may write to it
+            var clock = Stopwatch.StartNew();
+            Tensor y = layer(input);
+            double f = clock.Elapsed.TotalMilliseconds;
+            using Tensor g = ones_like(y);
+            clock.Restart();
+            y.backward(new[] { g });
+            double b = clock.Elapsed.TotalMilliseconds;
+            if (i > 0)
+            {
+                fwd.Add(f);
+                bwd.Add(b);
+            }
+            output?.Dispose();
+            output = y.detach().clone().MoveToOuterDisposeScope();
+        }
+        return (Median(fwd), Median(bwd), output!);
     }
 
     /// <summary>Images per second the loader delivers with §4.1's full training augmentation (no training step).</summary>

@@ -52,6 +52,7 @@ public sealed record TrainOptions
     public bool SubtractMean { get; init; } = true;        // §2
     public float InputScale { get; init; } = 1f;           // 1 = raw 0–255 values, as the paper
     public int Pad { get; init; } = -1;                    // −1: 2 px for small images, 0 for ImageNet
+    public int? Crop { get; init; }                        // §4.1's patch side; null: 224 of 256, small images side + pad
     public string? RemoveLayer { get; init; }              // §7 ablation: drop one middle conv layer
     public long Seed { get; init; } = 1;
     public int Threads { get; init; } = Environment.ProcessorCount;
@@ -97,6 +98,7 @@ public sealed record TrainOptions
         Check(Patience >= 1, "--patience must be at least 1");
         Check(Threads >= 1 && Workers >= 1, "--threads and --workers must be at least 1");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");
+        Check(Crop is null or >= 1, "--crop must be at least 1");
         Check(PoolWindow >= 1 && PoolStride >= 1, "pooling window and stride must be at least 1");
         Check(RemoveLayer is null or "conv3" or "conv4", "--remove-layer takes conv3 or conv4 (the middle layers, §7)");
     }

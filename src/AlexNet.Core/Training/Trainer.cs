@@ -65,13 +65,13 @@ public static class Trainer
             // The run's own options rule, except a longer --epochs or a new step limit.
             options = saved.Options with { Epochs = Math.Max(saved.Options.Epochs, options.Epochs), MaxSteps = options.MaxSteps };
         }
-        else
-        {
-            PrepareRunDirectory(runDir);
-        }
         CheckData(train, val);
-
         AugmentOptions augment = AugmentOptionsFor(options, train);
+        if (!resume)
+        {
+            PrepareRunDirectory(runDir);   // only once the data and options are known to fit: a bad flag leaves no folder
+        }
+
         Architecture arch = options.Architecture(train.ClassCount, train.Channels, augment.Crop);
         using var model = new AlexNetModel(arch, options.Seed);
         using var sgd = new PaperSgd(model.parameters(), options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer);
@@ -206,6 +206,14 @@ public static class Trainer
         if (o.Pad >= 0 && stored < 64)
         {
             a = a with { Pad = o.Pad, Crop = stored + o.Pad };   // small images: the crop is the padded image less the shift range
+        }
+        if (o.Crop is int crop)
+        {
+            if (crop > Math.Min(height, width) + 2 * a.Pad)
+            {
+                throw new ArgumentException($"--crop {crop} does not fit the {height}×{width} images padded by {a.Pad}: use at most {Math.Min(height, width) + 2 * a.Pad}.");
+            }
+            a = a with { Crop = crop };
         }
         return a with
         {

@@ -1,3 +1,4 @@
+using System.Linq;
 using System.IO;
 using System.Text.Json;
 using AlexNet.Cli;
@@ -58,6 +59,19 @@ public class BenchCommandTests
         Assert.True(r.GetProperty("TrainImagesPerSecond").GetDouble() > 0 && r.GetProperty("MatmulGflops").GetDouble() > 0);
         Assert.Equal(6.0 * r.GetProperty("MultiplyAddsPerImage").GetInt64() * r.GetProperty("TrainImagesPerSecond").GetDouble() / 1e9,
             r.GetProperty("TrainGflops").GetDouble(), 6);
+    }
+
+    [Fact]
+    public void PerLayerTimingsShowConv1AsTrainingRunsIt()
+    {
+        var rows = Benchmark.PerLayer(Variants.Get(Variants.Small, 10, 1), batch: 4, threads: 1, steps: 1);
+        Assert.Equal(new[] { Benchmark.Unused("conv1"), "conv1 direct" }, rows.Take(2).Select(r => r.Layer));
+        Assert.Contains(rows, r => r.Layer == "fc8");
+        Assert.All(rows, r => Assert.True(r.ForwardMs > 0 && r.BackwardMs > 0, r.Layer));
+        // RGB: conv1 stays with libtorch, one row.
+        var rgb = Benchmark.PerLayer(Variants.Get(Variants.Small, 10, 3), batch: 2, threads: 1, steps: 1);
+        Assert.Equal("conv1", rgb[0].Layer);
+        Assert.DoesNotContain(rgb, r => r.Layer.Contains("direct"));
     }
 
     [Fact]

@@ -27,6 +27,9 @@ public class CliErrorTests
         Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--lr", "-1" }));
         Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "nonet" }));
         Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--pool", "3" }));
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--crop", "0" }));
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--crop", "999", "--out", dir["big"] }));
+        Assert.False(Directory.Exists(dir["big"]));
         Assert.NotEqual(0, App.Run(new[] { "train", "-d", dir["data"], "--no-such-flag" }));
         File.WriteAllText(dir["preset.json"], "{\"model\": \"small\", \"learningRat\": 0.1}");
         Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "--preset", dir["preset.json"] }));
