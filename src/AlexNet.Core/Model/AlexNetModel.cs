@@ -19,10 +19,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
 
     public Architecture Architecture { get; }
 
-    /// <summary>
-    /// When false, every layer runs as libtorch's own module: the reference that the fast paths (the fused ReLU → LRN →
-    /// pool stages, FusedStage.cs, and conv1 of grayscale images, DirectConv.cs) are tested against.
-    /// </summary>
+    /// <summary>When false, ReLU, LRN and max-pool run as separate modules (the reference the fused stage is tested against).</summary>
     public bool FuseStages { get; set; } = true;
 
     /// <param name="seed">Seeds the initialisation; the same seed gives the same weights.</param>
@@ -153,20 +150,12 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>
-    /// features[0 .. end), with conv1's and conv2's ReLU → LRN → pool as one fused operation where it applies (FusedStage.cs)
-    /// and conv1 of grayscale images computed directly (DirectConv.cs).
-    /// </summary>
+    /// <summary>features[0 .. end), with conv1's and conv2's ReLU → LRN → pool as one fused operation where it applies (FusedStage.cs).</summary>
     Tensor RunFeatures(Tensor x, int end)
     {
         Tensor h = x;
         for (int i = 0; i < end; i++)
         {
-            if (FuseStages && i == 0 && _features[0] is Conv2d conv1 && DirectConv.Supports(h, Architecture.Convs[0]))
-            {
-                h = DirectConv.Apply(h, conv1.weight!, conv1.bias!, Architecture.Convs[0].Padding);
-                continue;
-            }
             if (FuseStages && i + 2 < end && _features[i] is ReLU && _features[i + 1] is LocalResponseNorm lrn
                 && _features[i + 2] is MaxPool2d && FusedStage.Supports(h))
             {
