@@ -1,4 +1,3 @@
-using System;
 using System.CommandLine;
 using System.Linq;
 using System.Globalization;
@@ -120,11 +119,8 @@ internal static class BenchCommand
                 foreach ((string layer, double f, double bw) in Benchmark.PerLayer(arch, r.GetValue(batch), r.GetValue(threads)))
                 {
                     table.AddRow(Markup.Escape(layer), f.ToString("F2", CultureInfo.InvariantCulture), bw.ToString("F2", CultureInfo.InvariantCulture));
-                    if (!layer.EndsWith(Benchmark.Unused(""), StringComparison.Ordinal))
-                    {
-                        tf += f;
-                        tb += bw;
-                    }
+                    tf += f;
+                    tb += bw;
                 }
                 table.AddRow("total", tf.ToString("F1", CultureInfo.InvariantCulture), tb.ToString("F1", CultureInfo.InvariantCulture));
                 AnsiConsole.Write(table);

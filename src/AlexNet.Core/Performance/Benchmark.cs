@@ -200,14 +200,6 @@ public static class Benchmark
         {
             (double f, double b, Tensor output) = TimeLayer(x, a => flatten ? module.call(a).flatten(1) : module.call(a), needsGradient: !first, steps);
             rows.Add((name, f, b));
-            if (first && module is TorchSharp.Modules.Conv2d conv && DirectConv.Supports(x, arch.Convs[0]))
-            {
-                // What training runs for conv1 of grayscale images (DirectConv.cs), beside libtorch's module above.
-                (double df, double db, Tensor direct) = TimeLayer(x, a => DirectConv.Apply(a, conv.weight!, conv.bias!, arch.Convs[0].Padding), false, steps);
-                direct.Dispose();
-                rows[^1] = (Unused(name), f, b);
-                rows.Add(($"{name} direct", df, db));
-            }
             first = false;
             x.Dispose();
             x = output;
@@ -215,9 +207,6 @@ public static class Benchmark
         x.Dispose();
         return rows;
     }
-
-    /// <summary>A per-layer row that training replaces with a faster path; totals leave it out.</summary>
-    public static string Unused(string layer) => $"{layer} (libtorch's, not used)";
 
     /// <summary>Median forward and backward ms of one layer, and its output (the next layer's input).</summary>
     static (double ForwardMs, double BackwardMs, Tensor Output) TimeLayer(Tensor x, Func<Tensor, Tensor> layer, bool needsGradient, int steps)
