@@ -29,12 +29,41 @@ public static partial class Compute
         {
             // The native environment, which libtorch reads; Environment.SetEnvironmentVariable changes only .NET's copy.
             _ = SetEnv(HugePagesVariable, "1", overwrite: 0);
+            KeepTheHeap();
         }
     }
 #pragma warning restore CA2255
 
+    /// <summary>
+    /// glibc's malloc: blocks up to 32 MB from the heap, which is never trimmed; larger ones mapped (and so in huge
+    /// pages, faulted in 2 MB at a time). By default glibc moves its mmap threshold as blocks are freed and gives the
+    /// heap's top back to the kernel, so the same training step's blocks were sometimes reused and sometimes
+    /// faulted in again: RSS over 500 steps of `small` wandered by 7–21% (bumps and slow climbs, no leak); with
+    /// these two settings it stayed within 0.9–5.5% (docs/performance.md, "Memory"). A user's MALLOC_* settings win.
+    /// </summary>
+    static void KeepTheHeap()
+    {
+        const int trimThreshold = -1, mmapThreshold = -3;   // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD (malloc.h)
+        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null || Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not null)
+        {
+            return;
+        }
+        try
+        {
+            _ = MallOpt(mmapThreshold, 32 << 20);        // glibc's largest allowed value on 64-bit
+            _ = MallOpt(trimThreshold, int.MaxValue);
+        }
+        catch (EntryPointNotFoundException)
+        {
+            // not glibc (e.g. musl): its allocator has no such knobs
+        }
+    }
+
     [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int SetEnv(string name, string value, int overwrite);
+
+    [LibraryImport("libc", EntryPoint = "mallopt")]
+    private static partial int MallOpt(int parameter, int value);
 
     /// <summary>Resident memory in transparent huge pages (AnonHugePages of /proc/self/smaps_rollup); 0 where unknown.</summary>
     public static long HugePageBytes()
