@@ -136,7 +136,7 @@ public static class FusedStage
             fixed (float* acc = accArray, b = bArray, zero = zeroArray, rowMax = rowMaxArray)
             fixed (int* rowArg = rowArgArray)
             {
-                new Span<float>(acc, plane).Clear();
+                new Span<float>(acc, plane + Pad).Clear();   // whole vectors run past the plane: keep those lanes finite
                 new Span<float>(zero, plane + Pad).Clear();
                 new Span<float>(b + plane, Pad).Clear();
                 for (int j = 0; j <= Math.Min(hi, channels - 1); j++)
