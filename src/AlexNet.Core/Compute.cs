@@ -14,16 +14,17 @@ public static partial class Compute
     const string HugePagesVariable = "THP_MEM_ALLOC_ENABLE";
 
     /// <summary>
+    /// Native memory, set as this assembly loads, before anything here touches libtorch: huge pages for libtorch's
+    /// large tensors, and glibc's heap kept (<see cref="KeepTheHeap"/>).
     /// libtorch's CPU allocator (c10 alloc_cpu) backs each allocation of 2 MB or more with transparent huge pages
     /// when THP_MEM_ALLOC_ENABLE=1, read once at its first allocation. A training step allocates its activations and
     /// gradients afresh, and each large one came back from the kernel 4 KB page by page: `paper` at batch 64 took
     /// 2.3–2.6 M minor page faults in a 45 s bench run, 0.16 M with huge pages, and trained 4–15% faster
-    /// (docs/performance.md). Runs as this assembly loads, before anything here touches libtorch; a value the user
-    /// set (0 turns it off) is kept.
+    /// (docs/performance.md). A value the user set (0 turns it off) is kept.
     /// </summary>
 #pragma warning disable CA2255   // a library's module initializer on purpose: it must run before any libtorch allocation
     [ModuleInitializer]
-    internal static void RequestHugePages()
+    internal static void ConfigureNativeMemory()
     {
         if (OperatingSystem.IsLinux())
         {

@@ -28,6 +28,9 @@ public sealed record AugmentOptions(
     public static AugmentOptions PaperFor(int stored) => stored >= 64
         ? new AugmentOptions(Crop: stored * 7 / 8)
         : new AugmentOptions(Crop: stored + 4, Pad: 4);
+
+    /// <summary>The largest patch a height×width record padded by <see cref="Pad"/> holds.</summary>
+    public int LargestCrop(int height, int width) => Math.Min(height, width) + 2 * Pad;
 }
 
 /// <summary>One of §4.1's ten test views.</summary>
@@ -54,7 +57,7 @@ public sealed class Augmentation
 
     public Augmentation(int channels, int height, int width, float[] mean, PcaStats pca, AugmentOptions options)
     {
-        if (options.Crop < 1 || options.Crop > Math.Min(height, width) + 2 * options.Pad)
+        if (options.Crop < 1 || options.Crop > options.LargestCrop(height, width))
         {
             throw new ArgumentException($"crop {options.Crop} does not fit a {height}×{width} record padded by {options.Pad}.");
         }

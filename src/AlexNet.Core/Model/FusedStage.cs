@@ -176,9 +176,8 @@ public static class FusedStage
             {
                 if (_threeQuarters)
                 {
-                    Vector<float> rs = LrnKernel.Rsqrt(s);
-                    Vector<float> pow = rs * rs * LrnKernel.Rsqrt(rs);
-                    return (pow, pow * rs * rs);
+                    (Vector<float> pow, Vector<float> inverse) = LrnKernel.NegThreeQuarters(s);   // no division
+                    return (pow, pow * inverse);
                 }
                 Vector<float> general = LrnKernel.NegPow(s, _beta, false);
                 return (general, general / s);
@@ -386,7 +385,7 @@ public static class FusedStage
             for (int j = 0; j <= Math.Min(lo, channels - 1); j++)
             {
                 Produce(j);
-                Roll2(ratios, r + Slot(j), plane);
+                AddPlane(ratios, r + Slot(j), plane);
             }
 
             // ∂a = t − 2αβ·a·Σ r, then ReLU's mask; the Σ r window moves on by one channel in the same pass.
@@ -413,7 +412,7 @@ public static class FusedStage
         }
 
         /// <summary>acc += v over one plane (whole vectors; the scratch is padded).</summary>
-        static void Roll2(float* acc, float* v, int plane)
+        static void AddPlane(float* acc, float* v, int plane)
         {
             int vw = Vector<float>.Count;
             for (int i = 0; i < plane; i += vw)

@@ -259,7 +259,7 @@ internal static unsafe class LrnKernel
     }
 
     /// <summary>acc += sign·g·b/s over one channel's chunk.</summary>
-    internal static void AddRatio(float* acc, float* g, float* b, float* s, int len, float sign)
+    static void AddRatio(float* acc, float* g, float* b, float* s, int len, float sign)
     {
         var vs = new Vector<float>(sign);
         int w = Vector<float>.Count;
@@ -283,17 +283,21 @@ internal static unsafe class LrnKernel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static Vector<float> NegPow(Vector<float> z, float beta, bool threeQuarters)
     {
-        if (threeQuarters)
-        {
-            Vector<float> r = Rsqrt(z);
-            return r * r * Rsqrt(r);
-        }
-        return NegPowGeneral(z, beta);
+        return threeQuarters ? NegThreeQuarters(z).Power : NegPowGeneral(z, beta);
+    }
+
+    /// <summary>z^−¾ as in <see cref="NegPow"/>, and 1/z = r·r from the same reciprocal square root.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static (Vector<float> Power, Vector<float> Inverse) NegThreeQuarters(Vector<float> z)
+    {
+        Vector<float> r = Rsqrt(z);
+        Vector<float> inverse = r * r;
+        return (inverse * Rsqrt(r), inverse);
     }
 
     /// <summary>1/√z to about 23 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector<float> Rsqrt(Vector<float> z)
+    static Vector<float> Rsqrt(Vector<float> z)
     {
         if (Avx.IsSupported && Vector<float>.Count == 8)
         {

@@ -209,9 +209,9 @@ public static class Trainer
         }
         if (o.Crop is int crop)
         {
-            if (crop > Math.Min(height, width) + 2 * a.Pad)
+            if (crop > a.LargestCrop(height, width))
             {
-                throw new ArgumentException($"--crop {crop} does not fit the {height}×{width} images padded by {a.Pad}: use at most {Math.Min(height, width) + 2 * a.Pad}.");
+                throw new ArgumentException($"--crop {crop} does not fit the {height}×{width} images padded by {a.Pad}: use at most {a.LargestCrop(height, width)}.");
             }
             a = a with { Crop = crop };
         }
