@@ -29,7 +29,8 @@ internal static class TrainCommand
     static readonly Option<double> Momentum = new("--momentum") { Description = "Momentum (§5: 0.9).", DefaultValueFactory = _ => D.Momentum };
     static readonly Option<double> WeightDecay = new("--weight-decay") { Description = "Weight decay (§5: 0.0005).", DefaultValueFactory = _ => D.WeightDecay };
     static readonly Option<OptimizerKind> Optimizer = new("--optimizer") { Description = "paper = §5's rule exactly; torch = libtorch's SGD (differs when ε changes).", DefaultValueFactory = _ => D.Optimizer };
-    static readonly Option<ScheduleKind> Schedule = new("--schedule") { Description = "plateau = §5: ÷10 when validation error stops improving; step = ÷10 at --step-epochs.", DefaultValueFactory = _ => D.Schedule };
+    static readonly Option<ScheduleKind> Schedule = new("--schedule") { Description = "plateau = §5: ÷10 when validation error stops improving; step = ÷10 at --step-epochs; poly = Caffe's ε₀·(1 − t/T)^power every step.", DefaultValueFactory = _ => D.Schedule };
+    static readonly Option<double> Power = new("--power") { Description = "Poly schedule: the exponent (1 = linear to 0).", DefaultValueFactory = _ => D.Power };
     static readonly Option<int> Patience = new("--patience") { Description = "Plateau: epochs without improvement before dividing ε.", DefaultValueFactory = _ => D.Patience };
     static readonly Option<int> MaxReductions = new("--max-reductions") { Description = "Plateau: at most this many divisions (§5: 3).", DefaultValueFactory = _ => D.MaxReductions };
     static readonly Option<string?> StepEpochs = new("--step-epochs") { Description = "Step schedule: comma-separated epochs after which ε is divided by 10, e.g. 30,60,80." };
@@ -57,7 +58,7 @@ internal static class TrainCommand
     {
         var command = new Command("train", "Train a network with §5's SGD, schedule and checkpoints, one folder per run.")
         {
-            Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule,
+            Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
             Seed, Threads, Workers, CheckpointEvery, LogEvery, MaxSteps,
         };
@@ -118,6 +119,7 @@ internal static class TrainCommand
         if (Given(WeightDecay)) o = o with { WeightDecay = r.GetValue(WeightDecay) };
         if (Given(Optimizer)) o = o with { Optimizer = r.GetValue(Optimizer) };
         if (Given(Schedule)) o = o with { Schedule = r.GetValue(Schedule) };
+        if (Given(Power)) o = o with { Power = r.GetValue(Power) };
         if (Given(Patience)) o = o with { Patience = r.GetValue(Patience) };
         if (Given(MaxReductions)) o = o with { MaxReductions = r.GetValue(MaxReductions) };
         if (r.GetValue(StepEpochs) is string steps) o = o with { StepEpochs = ParseInts(steps, "--step-epochs"), Schedule = ScheduleKind.Step };

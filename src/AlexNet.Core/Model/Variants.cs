@@ -88,15 +88,17 @@ public static class Variants
 
     /// <summary>
     /// The same 8-layer design for 28–32 px inputs: conv1 5×5 stride 1 (the paper's 11×11/4 exists to shrink
-    /// 224 px; a 28 px image has nothing to shrink), widths about a third of the paper's (32-64-96-96-64),
-    /// LRN after conv1 and conv2, overlapping 3/2 pooling after conv1, conv2, conv5, grouped conv2/4/5,
-    /// fc6/fc7 of 512 with dropout. At 28 px: 28 → 13 → 6 → 2, so fc6 reads 2×2×64 = 256 features.
+    /// 224 px; a 28 px image has nothing to shrink), unpadded like Caffe's conv1 on 227 px, widths about a third
+    /// of the paper's (32-64-96-96-64), LRN after conv1 and conv2, overlapping 3/2 pooling after conv1, conv2,
+    /// conv5, grouped conv2/4/5, fc6/fc7 of 512 with dropout. At 28 px: 28 → 24 → 11 → 5 → 2, so fc6 reads
+    /// 2×2×64 = 256 features and every pool covers its whole map (a padded conv1 gave 28 → 13 → 6, whose last
+    /// pool skips conv5's last row and column, for 1.4× the work: docs/results.md).
     /// Init is He's fan-in scaled normal: N(0, 0.01²) leaves this net's loss stuck at ln 10 (docs/paper-map.md).
     /// </summary>
     static Architecture SmallNet(int classes, int channels, int size) => new(
         Small, channels, size, classes,
         ImmutableArray.Create(
-            new ConvLayer("conv1", 32, 5, 1, 2, 1, Lrn: true, Pool: true, BiasOne: false),
+            new ConvLayer("conv1", 32, 5, 1, 0, 1, Lrn: true, Pool: true, BiasOne: false),
             new ConvLayer("conv2", 64, 5, 1, 2, 2, Lrn: true, Pool: true, BiasOne: true),
             new ConvLayer("conv3", 96, 3, 1, 1, 1, Lrn: false, Pool: false, BiasOne: false),
             new ConvLayer("conv4", 96, 3, 1, 1, 2, Lrn: false, Pool: false, BiasOne: true),
@@ -110,7 +112,7 @@ public static class Variants
     {
         Variant = Small1Gpu,
         Convs = ImmutableArray.Create(
-            new ConvLayer("conv1", 16, 5, 1, 2, 1, Lrn: true, Pool: true, BiasOne: false),
+            new ConvLayer("conv1", 16, 5, 1, 0, 1, Lrn: true, Pool: true, BiasOne: false),
             new ConvLayer("conv2", 32, 5, 1, 2, 1, Lrn: true, Pool: true, BiasOne: true),
             new ConvLayer("conv3", 48, 3, 1, 1, 1, Lrn: false, Pool: false, BiasOne: false),
             new ConvLayer("conv4", 48, 3, 1, 1, 1, Lrn: false, Pool: false, BiasOne: true),

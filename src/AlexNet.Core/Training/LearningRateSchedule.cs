@@ -1,6 +1,8 @@
 // §5 "The heuristic which we followed was to divide the learning rate by 10 when the validation error
 // rate stopped improving with the current learning rate. ... reduced three times prior to termination."
 // A small pure type: feed it each epoch's validation error, read the learning rate for the next epoch.
+// Besides §5's rule: fixed steps, and Caffe's "poly" policy, which sets ε every step from the step alone
+// (so a resumed run follows the same curve) and suits budgets far shorter than the paper's 90 epochs.
 using System;
 using System.Linq;
 
@@ -22,10 +24,26 @@ public sealed class LearningRateSchedule
 
     public double LearningRate => State.LearningRate;
 
+    /// <summary>True when ε changes every step (<see cref="AtStep"/>) rather than between epochs.</summary>
+    public bool PerStep => _o.Schedule == ScheduleKind.Poly;
+
+    /// <summary>The poly policy's ε for 0-based <paramref name="step"/> of a run of <paramref name="totalSteps"/> steps.</summary>
+    public double AtStep(long step, long totalSteps)
+    {
+        double left = Math.Max(0, 1 - (double)step / totalSteps);
+        State = State with { LearningRate = _o.LearningRate * Math.Pow(left, _o.Power) };
+        return State.LearningRate;
+    }
+
     /// <summary>Records the validation error of the epoch just finished (1-based <paramref name="epoch"/>); returns the next ε.</summary>
     public double EndEpoch(int epoch, double validationError)
     {
         ScheduleState s = State;
+        if (PerStep)
+        {
+            State = s with { BestError = Math.Min(s.BestError, validationError) };
+            return State.LearningRate;
+        }
         if (_o.Schedule == ScheduleKind.Step)
         {
             int drops = _o.StepEpochs.Count(e => e <= epoch);

@@ -15,6 +15,9 @@ public enum ScheduleKind
 
     /// <summary>Divide ε by 10 at fixed epochs (StepEpochs).</summary>
     Step,
+
+    /// <summary>Caffe's "poly" policy: every step ε = ε₀·(1 − t/T)^Power over the run's T steps (Power 1: linear to 0).</summary>
+    Poly,
 }
 
 public enum OptimizerKind
@@ -40,6 +43,7 @@ public sealed record TrainOptions
     public int MaxReductions { get; init; } = 3;           // §5: "reduced three times prior to termination"
     public double LrFactor { get; init; } = 0.1;           // §5: "divided by 10"
     public int[] StepEpochs { get; init; } = Array.Empty<int>();
+    public double Power { get; init; } = 1;                // poly schedule's exponent
     public InitScheme? Init { get; init; }                 // null: the variant's default (§5 for paper)
     public Activation Activation { get; init; } = Activation.Relu;   // §3.1
     public bool Lrn { get; init; } = true;                 // §3.3
@@ -96,6 +100,7 @@ public sealed record TrainOptions
         Check(Dropout is >= 0 and < 1, "--dropout must be in [0, 1)");
         Check(LrFactor is > 0 and < 1, "--lr-factor must be in (0, 1)");
         Check(Patience >= 1, "--patience must be at least 1");
+        Check(Power > 0 && double.IsFinite(Power), "--power must be a positive number");
         Check(Threads >= 1 && Workers >= 1, "--threads and --workers must be at least 1");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");
         Check(Crop is null or >= 1, "--crop must be at least 1");

@@ -108,6 +108,7 @@ public static class Trainer
         {
             // Set ε for this epoch (§5: one rate for all layers).
             sgd.LearningRate = schedule.LearningRate;
+            long totalSteps = (long)options.Epochs * loader.BatchesPerEpoch;
             model.train();
             progress.EpochStarted(epoch, options.Epochs, loader.BatchesPerEpoch, stepInEpoch);
             var epochClock = Stopwatch.StartNew();
@@ -127,6 +128,10 @@ public static class Trainer
                     Tensor loss = nn.functional.cross_entropy(logits, batch.Labels);
                     sgd.ZeroGrad();
                     loss.backward();
+                    if (schedule.PerStep)
+                    {
+                        sgd.LearningRate = schedule.AtStep(step, totalSteps);
+                    }
                     sgd.Step();
                     (Tensor top1, Tensor top5) = TopK.Correct(logits.detach(), batch.Labels);
                     Tensor row = stack(new[] { loss.detach().to(ScalarType.Float64) * batch.Count, top1.to(ScalarType.Float64),

@@ -28,6 +28,16 @@ public class ArchitectureTests
         Assert.Equal(ModelSummary.Of(model.Architecture).Parameters, model.ParameterCount);
     }
 
+    [Theory]
+    [InlineData(28, new[] { 24, 11, 11, 5, 5, 5, 5, 2 })]   // Fashion-MNIST: every 3/2 pool covers its whole map
+    [InlineData(32, new[] { 28, 13, 13, 6, 6, 6, 6, 2 })]    // CIFAR-10
+    public void SmallNetMapsShrinkFromAnUnpaddedConv1(int size, int[] sides)
+    {
+        SummaryRow[] maps = ModelSummary.Of(Variants.Get(Variants.Small, 10, 1, size)).Rows.Where(r => r.Height > 1 && r.Layer != "input").ToArray();
+        Assert.Equal(new[] { "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5" }, maps.Select(r => r.Layer));
+        Assert.Equal(sides, maps.Select(r => r.Height));
+    }
+
     [Fact]
     public void PaperNetMultiplyAddsMatchThePaper()
     {

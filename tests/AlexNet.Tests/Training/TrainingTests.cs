@@ -82,6 +82,19 @@ public class TrainingTests
     }
 
     [Fact]
+    public void ThePolyScheduleFallsEveryStepToZero()
+    {
+        var linear = new LearningRateSchedule(new TrainOptions { LearningRate = 0.04, Schedule = ScheduleKind.Poly });
+        Assert.True(linear.PerStep);
+        Assert.Equal(new[] { 0.04, 0.03, 0.02, 0.01, 0.0 }, Enumerable.Range(0, 5).Select(t => Math.Round(linear.AtStep(t, 4), 12)));
+        var square = new LearningRateSchedule(new TrainOptions { LearningRate = 0.04, Schedule = ScheduleKind.Poly, Power = 2 });
+        Assert.Equal(0.01, square.AtStep(5, 10), 12);                      // 0.04·(1/2)²
+        Assert.Equal(0.01, square.EndEpoch(1, 0.3), 12);                   // the validation error does not move it
+        Assert.False(new LearningRateSchedule(new TrainOptions()).PerStep);
+        Assert.Throws<ArgumentException>(() => new TrainOptions { Power = 0 }.Validate());
+    }
+
+    [Fact]
     public void CropSetsThePatchSideAndTheNetsInputFollowsIt()
     {
         var o = new TrainOptions { Model = Variants.Small, Pad = 0, Crop = 24 };
@@ -133,15 +146,17 @@ public class TrainingTests
         }
     }
 
-    [Fact]
-    public void ResumingAfterAStopGivesBitForBitTheUninterruptedRun()
+    [Theory]
+    [InlineData(ScheduleKind.Step)]
+    [InlineData(ScheduleKind.Poly)]
+    public void ResumingAfterAStopGivesBitForBitTheUninterruptedRun(ScheduleKind schedule)
     {
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["train"], 72, 4);   // 5 batches of 16 (the last of 8) per epoch
         TestData.WriteSyntheticStore(dir["val"], 16, 4, seed: 3);
         using ImageStore train = ImageStore.Open(dir["train"]);
         using ImageStore val = ImageStore.Open(dir["val"]);
-        TrainOptions o = Tiny with { Epochs = 2 };
+        TrainOptions o = Tiny with { Epochs = 2, Schedule = schedule };
         Trainer.Fit(o, train, val, dir["whole"], resume: false, new SilentProgress());
         // Stop mid-epoch at step 3 (as a kill would, from the last checkpoint), then resume to the end.
         Trainer.Fit(o with { MaxSteps = 3 }, train, val, dir["split"], resume: false, new SilentProgress());
