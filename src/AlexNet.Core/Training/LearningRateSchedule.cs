@@ -24,11 +24,11 @@ public sealed class LearningRateSchedule
 
     public double LearningRate => State.LearningRate;
 
-    /// <summary>True when ε changes every step (<see cref="AtStep"/>) rather than between epochs.</summary>
+    /// <summary>True when ε changes every step (<see cref="BeginStep"/>) rather than between epochs.</summary>
     public bool PerStep => _o.Schedule == ScheduleKind.Poly;
 
-    /// <summary>The poly policy's ε for 0-based <paramref name="step"/> of a run of <paramref name="totalSteps"/> steps.</summary>
-    public double AtStep(long step, long totalSteps)
+    /// <summary>Sets and returns the poly policy's ε for 0-based <paramref name="step"/> of a run of <paramref name="totalSteps"/> steps.</summary>
+    public double BeginStep(long step, long totalSteps)
     {
         double left = Math.Max(0, 1 - (double)step / totalSteps);
         State = State with { LearningRate = _o.LearningRate * Math.Pow(left, _o.Power) };

@@ -104,11 +104,11 @@ public static class Trainer
             Array.Empty<TensorEntry>());
 
         EpochMetrics? last = null;
+        long totalSteps = (long)options.Epochs * loader.BatchesPerEpoch;   // the poly schedule's T (a resume with more --epochs stretches it)
         for (int epoch = epochsDone + 1; epoch <= options.Epochs; epoch++)
         {
             // Set ε for this epoch (§5: one rate for all layers).
             sgd.LearningRate = schedule.LearningRate;
-            long totalSteps = (long)options.Epochs * loader.BatchesPerEpoch;
             model.train();
             progress.EpochStarted(epoch, options.Epochs, loader.BatchesPerEpoch, stepInEpoch);
             var epochClock = Stopwatch.StartNew();
@@ -130,7 +130,7 @@ public static class Trainer
                     loss.backward();
                     if (schedule.PerStep)
                     {
-                        sgd.LearningRate = schedule.AtStep(step, totalSteps);
+                        sgd.LearningRate = schedule.BeginStep(step, totalSteps);
                     }
                     sgd.Step();
                     (Tensor top1, Tensor top5) = TopK.Correct(logits.detach(), batch.Labels);

@@ -86,9 +86,9 @@ public class TrainingTests
     {
         var linear = new LearningRateSchedule(new TrainOptions { LearningRate = 0.04, Schedule = ScheduleKind.Poly });
         Assert.True(linear.PerStep);
-        Assert.Equal(new[] { 0.04, 0.03, 0.02, 0.01, 0.0 }, Enumerable.Range(0, 5).Select(t => Math.Round(linear.AtStep(t, 4), 12)));
+        Assert.Equal(new[] { 0.04, 0.03, 0.02, 0.01, 0.0 }, Enumerable.Range(0, 5).Select(t => Math.Round(linear.BeginStep(t, 4), 12)));
         var square = new LearningRateSchedule(new TrainOptions { LearningRate = 0.04, Schedule = ScheduleKind.Poly, Power = 2 });
-        Assert.Equal(0.01, square.AtStep(5, 10), 12);                      // 0.04·(1/2)²
+        Assert.Equal(0.01, square.BeginStep(5, 10), 12);                      // 0.04·(1/2)²
         Assert.Equal(0.01, square.EndEpoch(1, 0.3), 12);                   // the validation error does not move it
         Assert.False(new LearningRateSchedule(new TrainOptions()).PerStep);
         Assert.Throws<ArgumentException>(() => new TrainOptions { Power = 0 }.Validate());
