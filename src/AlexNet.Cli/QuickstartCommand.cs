@@ -2,7 +2,6 @@ using System;
 using System.CommandLine;
 using System.Diagnostics;
 using System.IO;
-using System.Linq;
 using System.Text.Json;
 using AlexNet.Data;
 using AlexNet.Evaluation;

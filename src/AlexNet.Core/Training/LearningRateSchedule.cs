@@ -1,6 +1,7 @@
 // §5 "The heuristic which we followed was to divide the learning rate by 10 when the validation error
 // rate stopped improving with the current learning rate. ... reduced three times prior to termination."
-// A small pure type: feed it each epoch's validation error, read the learning rate for the next epoch.
+// A small type with no I/O: feed it each epoch's validation error, read the learning rate for the next epoch
+// (for the poly policy, ask it at each step instead).
 // Besides §5's rule: fixed steps, and Caffe's "poly" policy, which sets ε every step from the step alone
 // (so a resumed run follows the same curve) and suits budgets far shorter than the paper's 90 epochs.
 using System;
