@@ -5,9 +5,9 @@ using System.IO;
 using System.Linq;
 using AlexNet.Analysis;
 using AlexNet.Data;
+using AlexNet.Evaluation;
 using AlexNet.Model;
 using AlexNet.Training;
-using SkiaSharp;
 using Spectre.Console;
 using static TorchSharp.torch;
 
@@ -49,7 +49,7 @@ internal static class AnalysisCommands
             using (model)
             using (ImageStore store = ImageStore.Open(r.GetValue(data)!))
             {
-                Augmentation aug = EvalCommand.TestAugmentation(state, store.Height, store.Width);
+                Augmentation aug = TestPipeline.Augmentation(state, store.Height, store.Width);
                 var clock = System.Diagnostics.Stopwatch.StartNew();
                 FeatureHeader h = Retrieval.Extract(model, store, aug, r.GetValue(layer)!, r.GetValue(output)!, ckpt);
                 AnsiConsole.MarkupLineInterpolated($"Wrote {r.GetValue(output)}: {h.Count} × {h.Dimensions} ({h.Layer}) in {clock.Elapsed.TotalSeconds:F1} s.");
@@ -74,11 +74,11 @@ internal static class AnalysisCommands
             using (model)
             using (ImageStore store = ImageStore.Open(header.Store))
             {
-                Augmentation aug = EvalCommand.TestAugmentation(state, store.Height, store.Width);
+                Augmentation aug = TestPipeline.Augmentation(state, store.Height, store.Width);
                 string q = r.GetValue(query)!;
                 byte[] record = q.StartsWith("store:", StringComparison.Ordinal)
                     ? store.Record(int.Parse(q[6..], CultureInfo.InvariantCulture)).ToArray()
-                    : PredictCommand.LoadRecord(q, state);
+                    : Predictor.LoadRecord(q, state);
                 var input = new float[aug.OutputLength];
                 aug.Test(record, input);
                 using var _ = no_grad();
@@ -97,30 +97,12 @@ internal static class AnalysisCommands
                 AnsiConsole.Write(table);
                 if (r.GetValue(figure) is string png)
                 {
-                    DrawStrip(store, record, hits.Select(h => h.Index).ToArray(), png);
+                    Figures.Neighbours(store, record, hits.Select(h => h.Index).ToArray(), png);
                     AnsiConsole.MarkupLineInterpolated($"Wrote {png}");
                 }
             }
             return 0;
         }));
         return command;
-    }
-
-    static void DrawStrip(ImageStore store, byte[] query, int[] neighbours, string path)
-    {
-        const int thumb = 96, pad = 6;
-        using var surface = SKSurface.Create(new SKImageInfo((neighbours.Length + 1) * (thumb + pad) + pad + 10, thumb + 2 * pad));
-        surface.Canvas.Clear(SKColors.White);
-        void Put(byte[] rec, int slot, float x)
-        {
-            using SKBitmap b = Figures.ToBitmap(rec, store.Height, store.Channels);
-            surface.Canvas.DrawBitmap(b, SKRect.Create(x, pad, thumb, thumb));
-        }
-        Put(query, 0, pad);
-        for (int i = 0; i < neighbours.Length; i++)
-        {
-            Put(store.Record(neighbours[i]).ToArray(), i + 1, pad + 10 + (i + 1) * (thumb + pad));
-        }
-        Figures.Save(surface, path);
     }
 }

@@ -22,5 +22,9 @@ public static class App
         return root;
     }
 
-    public static int Run(string[] args) => Build().Parse(args).Invoke();
+    public static int Run(string[] args)
+    {
+        Compute.ConfigureNativeMemory();   // before any tensor: huge pages for libtorch and glibc's heap kept (Compute.cs)
+        return Build().Parse(args).Invoke();
+    }
 }

@@ -82,9 +82,8 @@ internal static class BenchCommand
                     System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"loader {storeDir} ({store.Height}×{store.Width}×{store.Channels}), full §4.1 augmentation, {workers} worker(s), batch {r.GetValue(batch)}: {rate:F0} images/s"));
                 }
-                var o = new AlexNet.Training.TrainOptions { Model = r.GetValue(model)!, BatchSize = r.GetValue(batch), Threads = r.GetValue(threads),
-                    InputScale = store.Height < 64 ? 0.0125f : 1f };
-                (double withLoader, double inMemory) = Benchmark.LoaderVersusMemory(store, o, r.GetValue(steps));
+                var o = new AlexNet.Training.TrainOptions { Model = r.GetValue(model)!, BatchSize = r.GetValue(batch), InputScale = AlexNet.Training.Recipes.InputScaleFor(store.Height) };
+                (double withLoader, double inMemory) = Benchmark.LoaderVersusMemory(store, o, new AlexNet.Training.MachineOptions(r.GetValue(threads)), r.GetValue(steps));
                 System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{o.Model} batch {o.BatchSize}: step {withLoader:F1} ms fed by the loader (full augmentation, 1 worker) vs {inMemory:F1} ms in memory: ratio {withLoader / inMemory:F3}; the step consumes {o.BatchSize * 1000 / inMemory:F1} images/s"));
                 return 0;
@@ -103,7 +102,11 @@ internal static class BenchCommand
             if (r.GetValue(lrnOnly) is string shapeText)
             {
                 long[] shape = System.Array.ConvertAll(shapeText.Split('x'), long.Parse);
-                System.Console.WriteLine($"kernel only, 1 thread: {Benchmark.LrnKernelOnly(shape, 1):F2} ms; 2 threads: {Benchmark.LrnKernelOnly(shape, 2):F2} ms");
+                foreach (int t in new[] { 1, 2 })
+                {
+                    (double kf, double kb) = Benchmark.LrnKernelOnly(shape, t);
+                    System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"LRN kernel only, {t} thread(s): forward {kf:F2} ms, backward {kb:F2} ms"));
+                }
                 foreach (bool fused in new[] { true, false })
                 {
                     (double f, double bw) = Benchmark.LrnOnly(shape, fused, r.GetValue(threads));
@@ -134,11 +137,7 @@ internal static class BenchCommand
                 $"{b.MultiplyAddsPerImage / 1e6:F1} M multiply-adds per image forward; achieved train {b.TrainGflops:F1} GFLOP/s ({100 * b.TrainGflops / matmul:F0}% of the machine's libtorch matmul, {matmul:F1} GFLOP/s), infer {b.InferGflops:F1} GFLOP/s ({100 * b.InferGflops / matmul:F0}%)"));
             if (r.GetValue(json) is string jsonPath)
             {
-                AlexNet.Data.AtomicFile.WriteAllText(jsonPath, System.Text.Json.JsonSerializer.Serialize(new
-                {
-                    b.Model, b.Lrn, b.Batch, b.Threads, b.TrainImagesPerSecond, b.InferImagesPerSecond, b.TrainStepMs, b.InferMs, b.PeakRssBytes,
-                    b.MultiplyAddsPerImage, b.TrainGflops, b.InferGflops, MatmulGflops = matmul, b.HugePageBytes,
-                }, new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+                Json.Write(jsonPath, b with { MatmulGflops = matmul });
             }
             return 0;
         }));

@@ -2,13 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.CommandLine;
 using System.Globalization;
-using System.IO;
 using System.Linq;
-using System.Text.Json;
-using AlexNet.Data;
 using AlexNet.Evaluation;
-using AlexNet.Model;
-using AlexNet.Training;
 using Spectre.Console;
 
 namespace AlexNet.Cli;
@@ -33,102 +28,19 @@ internal static class EvalCommand
         command.SetAction(r => Cli.Run(() =>
         {
             string[] paths = (r.GetValue(checkpoint) ?? Array.Empty<string>()).Concat(r.GetValue(ensemble) ?? Array.Empty<string>()).ToArray();
-            if (paths.Length == 0)
-            {
-                throw new UserError("give a --checkpoint (or --ensemble C1 C2 …).");
-            }
             Compute.UseThreads(r.GetValue(threads));
-            var results = Run(paths, r.GetValue(data)!, r.GetValue(views)!, r.GetValue(batch));
+            using Ensemble nets = Ensemble.Load(paths);
+            List<EvalResult> results = TestPipeline.Evaluate(nets, r.GetValue(data)!, Enum.Parse<ViewSet>(r.GetValue(views)!, ignoreCase: true),
+                r.GetValue(batch), m => AnsiConsole.MarkupLineInterpolated($"{m}"));
             Print(results);
             if (r.GetValue(json) is string jsonPath)
             {
-                AtomicFile.WriteAllText(jsonPath, JsonSerializer.Serialize(results, ResultJson));
+                Json.Write(jsonPath, results);
                 AnsiConsole.MarkupLineInterpolated($"Wrote {jsonPath}");
             }
             return 0;
         }));
         return command;
-    }
-
-    internal static readonly JsonSerializerOptions ResultJson = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    };
-
-    public static List<EvalResult> Run(string[] checkpoints, string data, string views, int batch)
-    {
-        var models = new List<AlexNetModel>();
-        try
-        {
-            RunState? first = null;
-            foreach (string c in checkpoints)
-            {
-                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c);
-                models.Add(m);
-                first ??= s;
-                if (s.Architecture.Classes != first.Architecture.Classes || s.StoreHeight != first.StoreHeight || s.Architecture.InputChannels != first.Architecture.InputChannels)
-                {
-                    throw new UserError($"{c} does not fit in an ensemble with {checkpoints[0]}: classes, input size and channels must agree.");
-                }
-            }
-            using ImageStore store = OpenOrPrepare(data, first!);
-            if (store.ClassCount != first!.Architecture.Classes || store.Channels != first.Architecture.InputChannels)
-            {
-                throw new UserError($"{data} has {store.ClassCount} classes and {store.Channels} channels; the network expects {first.Architecture.Classes} and {first.Architecture.InputChannels}.");
-            }
-            Augmentation aug = TestAugmentation(first, store.Height, store.Width);
-            var results = new List<EvalResult>();
-            if (views is "centre" or "both")
-            {
-                results.Add(Evaluator.Evaluate(models, store, aug, tenCrop: false, batch));
-            }
-            if (views is "ten" or "both")
-            {
-                results.Add(Evaluator.Evaluate(models, store, aug, tenCrop: true, batch));
-            }
-            return results;
-        }
-        finally
-        {
-            foreach (AlexNetModel m in models)
-            {
-                m.Dispose();
-            }
-        }
-    }
-
-    /// <summary>§4.1's test-time geometry and §2's mean image, both from the checkpoint's training set.</summary>
-    public static Augmentation TestAugmentation(RunState s, int height, int width)
-    {
-        if (height != s.StoreHeight || width != s.StoreWidth)
-        {
-            throw new UserError($"the data is {height}×{width}, the network was trained on {s.StoreHeight}×{s.StoreWidth} records; prepare it with --size {s.StoreHeight}.");
-        }
-        var noPca = new PcaStats(new double[s.Architecture.InputChannels], Enumerable.Range(0, s.Architecture.InputChannels)
-            .Select(_ => new double[s.Architecture.InputChannels]).ToArray(), Array.Empty<double[]>());
-        return new Augmentation(s.Architecture.InputChannels, height, width, s.Mean, noPca, Trainer.AugmentOptionsFor(s.Options, height, width));
-    }
-
-    static ImageStore OpenOrPrepare(string data, RunState s)
-    {
-        if (ImageStore.IsComplete(data))
-        {
-            return ImageStore.Open(data);
-        }
-        if (Directory.Exists(data) && Directory.GetDirectories(data).Length > 0 && !File.Exists(Path.Combine(data, "progress.json")))
-        {
-            string store = Path.Combine(Path.GetTempPath(), "alexnet-eval-" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(
-                System.Text.Encoding.UTF8.GetBytes(Path.GetFullPath(data))))[..16]);
-            if (!ImageStore.IsComplete(store))
-            {
-                AnsiConsole.MarkupLineInterpolated($"Preparing {data} into {store} …");
-                FolderPreparer.Prepare(ImageFolder.FromClassFolders(data), store, s.StoreHeight, Environment.ProcessorCount);
-            }
-            return ImageStore.Open(store);
-        }
-        return ImageStore.Open(data);   // gives the store's own clear error
     }
 
     public static void Print(IEnumerable<EvalResult> results)

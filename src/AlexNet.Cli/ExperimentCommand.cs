@@ -42,7 +42,7 @@ internal static class ExperimentCommand
             var baseline = new TrainOptions
             {
                 Model = r.GetValue(model)!, Epochs = r.GetValue(epochs), TrainLimit = r.GetValue(limit), LearningRate = r.GetValue(lr),
-                Threads = r.GetValue(threads), InputScale = train.Height < 64 ? Recipes.QuickStart.InputScale : 1f,
+                InputScale = Recipes.InputScaleFor(train.Height),
                 Schedule = ScheduleKind.Step, StepEpochs = Array.Empty<int>(), LogEvery = 20,
             };
             double[] sweep = ParseList(r.GetValue(lrs)!, "--lrs", double.Parse);
@@ -54,7 +54,7 @@ internal static class ExperimentCommand
             long[] seedList = ParseList(r.GetValue(seeds)!, "--seeds", long.Parse);
             string outDir = r.GetValue(output) ?? Path.Combine("runs", $"experiment-{e.Name}");
             var progress = new ConsoleProgress();
-            var results = Experiments.Run(e, train, val, outDir, seedList, progress);
+            var results = Experiments.Run(e, train, val, outDir, seedList, MachineOptions.Default with { Threads = r.GetValue(threads) }, progress);
             AnsiConsole.Write(new Markup(Markup.Escape(File.ReadAllText(Path.Combine(outDir, "report.md")))));
             AnsiConsole.WriteLine();
             return 0;

@@ -81,7 +81,7 @@ internal static class PeerComparison
         }
         if (jsonPath is not null)
         {
-            AlexNet.Data.AtomicFile.WriteAllText(jsonPath, JsonSerializer.Serialize(rows, new JsonSerializerOptions { WriteIndented = true }));
+            Json.Write(jsonPath, rows);
         }
         return 0;
     }

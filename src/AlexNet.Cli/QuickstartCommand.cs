@@ -2,7 +2,6 @@ using System;
 using System.CommandLine;
 using System.Diagnostics;
 using System.IO;
-using System.Text.Json;
 using AlexNet.Data;
 using AlexNet.Evaluation;
 using AlexNet.Training;
@@ -40,7 +39,8 @@ internal static class QuickstartCommand
                 Seed = r.GetValue(seed),
             };
             string runDir = r.GetValue(output) ?? Path.Combine("runs", $"quickstart-{DateTime.Now:yyyyMMdd-HHmmss}");
-            int code = TrainCommand.Execute(o, Path.Combine(dataDir, "train"), Path.Combine(dataDir, "val"), runDir, resume: false);
+            int code = TrainCommand.Execute(o, MachineOptions.Default, Path.Combine(dataDir, "train"), Path.Combine(dataDir, "val"), runDir, resume: false,
+                $"alexnet train --out {runDir} --data {dataDir} --resume");
             if (code != 0)
             {
                 return code;
@@ -48,10 +48,11 @@ internal static class QuickstartCommand
             // The last epoch's weights: `val` is Fashion-MNIST's test split, so best.ckpt would be chosen on the test set.
             string last = Path.Combine(runDir, Trainer.LastCheckpoint);
             // The centre view only: it keeps the whole command inside 10 minutes (`alexnet eval --views ten` adds §4.1's ten patches).
-            var results = EvalCommand.Run(new[] { last }, Path.Combine(dataDir, "val"), "centre", 500);
+            using Ensemble net = Ensemble.Load(new[] { last });
+            var results = TestPipeline.Evaluate(net, Path.Combine(dataDir, "val"), ViewSet.Centre, 500);
             AnsiConsole.MarkupLineInterpolated($"Fashion-MNIST test set (10,000 images), {last}:");
             EvalCommand.Print(results);
-            AtomicFile.WriteAllText(Path.Combine(runDir, "result.json"), JsonSerializer.Serialize(results, EvalCommand.ResultJson));
+            Json.Write(Path.Combine(runDir, "result.json"), results);
             AnsiConsole.MarkupLineInterpolated($"Total time {clock.Elapsed.TotalMinutes:F1} min. Run folder: {runDir} (metrics.jsonl, loss.png, error.png, result.json).");
             return 0;
         }));

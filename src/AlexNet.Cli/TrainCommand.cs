@@ -3,6 +3,8 @@ using System.CommandLine;
 using System.Globalization;
 using System.IO;
 using System.Linq;
+using System.Runtime.InteropServices;
+using System.Threading;
 using AlexNet.Data;
 using AlexNet.Model;
 using AlexNet.Training;
@@ -48,8 +50,8 @@ internal static class TrainCommand
     static readonly Option<int> Pad = new("--pad") { Description = "Small images: zero padding before cropping; the crop is the image plus the padding less the shift range (−1 = the default 4).", DefaultValueFactory = _ => D.Pad };
     static readonly Option<string?> RemoveLayer = new("--remove-layer") { Description = "§7 ablation: drop a middle conv layer (conv3 or conv4)." };
     static readonly Option<long> Seed = new("--seed") { Description = "Seed of init, shuffling, augmentation and dropout.", DefaultValueFactory = _ => D.Seed };
-    static readonly Option<int> Threads = new("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => D.Threads };
-    static readonly Option<int> Workers = new("--workers") { Description = "Background threads that assemble batches.", DefaultValueFactory = _ => D.Workers };
+    static readonly Option<int> Threads = new("--threads") { Description = "Compute threads (a machine setting: --resume takes today's).", DefaultValueFactory = _ => MachineOptions.Default.Threads };
+    static readonly Option<int> Workers = new("--workers") { Description = "Background threads that assemble batches (a machine setting; the batches do not depend on it).", DefaultValueFactory = _ => MachineOptions.Default.Workers };
     static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Also checkpoint every N steps (0 = at epoch ends).", DefaultValueFactory = _ => D.CheckpointEvery };
     static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
     static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
@@ -64,32 +66,63 @@ internal static class TrainCommand
         };
         command.SetAction(r => Cli.Run(() =>
         {
-            TrainOptions o = Options(r);
+            bool resume = r.GetValue(Resume);
+            string? given = r.GetValue(Out);
+            if (resume && given is null)
+            {
+                throw new UserError("--resume continues the run in --out: say which (e.g. --out runs/paper).");
+            }
+            string runDir = given ?? Path.Combine("runs", $"{r.GetValue(ModelName)}-{DateTime.Now:yyyyMMdd-HHmmss}");
+            TrainOptions o = Options(r, resume ? Path.Combine(runDir, Trainer.OptionsFile) : null);
             (string trainDir, string valDir) = Stores(r.GetValue(Data), r.GetValue(TrainStore), r.GetValue(ValStore));
-            string runDir = r.GetValue(Out) ?? Path.Combine("runs", $"{o.Model}-{DateTime.Now:yyyyMMdd-HHmmss}");
-            return Execute(o, trainDir, valDir, runDir, r.GetValue(Resume));
+            var machine = new MachineOptions(r.GetValue(Threads), r.GetValue(Workers));
+            return Execute(o, machine, trainDir, valDir, runDir, resume, ResumeCommand(r, runDir));
         }));
         return command;
     }
 
-    public static int Execute(TrainOptions o, string trainDir, string valDir, string runDir, bool resume)
+    /// <summary>Trains (or resumes) a run; Ctrl-C or SIGTERM stops it after the current step with last.ckpt written (exit 130/143).</summary>
+    public static int Execute(TrainOptions o, MachineOptions machine, string trainDir, string valDir, string runDir, bool resume, string resumeCommand)
     {
         using ImageStore train = ImageStore.Open(trainDir);
         using ImageStore val = ImageStore.Open(valDir);
         var progress = new ConsoleProgress();
         AnsiConsole.MarkupLineInterpolated($"Training {o.Model} on {train.Count} images ({train.Height}×{train.Width}×{train.Channels}, {train.ClassCount} classes) → {runDir}");
+        using var stop = new StopSignal();
         TrainResult result;
         try
         {
-            result = progress.Run(() => Trainer.Fit(o, train, val, runDir, resume, progress));
+            result = progress.Run(() => Trainer.Fit(o, machine, train, val, runDir, resume, progress, stop.Token));
         }
         catch (TrainingDivergedException e)
         {
             AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
             return Cli.Failure;
         }
-        AnsiConsole.MarkupLineInterpolated($"Done: {result.Steps} steps; best validation top-1 error {ConsoleProgress.Pct(result.BestValidationError)}; run folder {runDir}");
+        string best = double.IsFinite(result.BestValidationError) ? ConsoleProgress.Pct(result.BestValidationError) : "none yet (no epoch finished)";
+        if (stop.ExitCode is int code)
+        {
+            AnsiConsole.MarkupLineInterpolated($"Stopped at step {result.Steps}: {Path.Combine(runDir, Trainer.LastCheckpoint)} holds the position. Continue with:");
+            AnsiConsole.MarkupLineInterpolated($"  {resumeCommand}");
+            return code;
+        }
+        AnsiConsole.MarkupLineInterpolated($"Done: {result.Steps} steps; best validation top-1 error {best}; run folder {runDir}");
         return 0;
+    }
+
+    /// <summary>The command line that continues this run: the same arguments with --resume and --out.</summary>
+    static string ResumeCommand(ParseResult r, string runDir)
+    {
+        var args = r.Tokens.Select(t => t.Value).ToList();
+        if (!args.Contains("--resume"))
+        {
+            args.Add("--resume");
+        }
+        if (r.GetValue(Out) is null)
+        {
+            args.AddRange(new[] { "--out", runDir });
+        }
+        return "alexnet train " + string.Join(" ", args.Select(a => a.Contains(' ', StringComparison.Ordinal) ? $"'{a}'" : a));
     }
 
     public static (string Train, string Val) Stores(string? data, string? train, string? val)
@@ -105,10 +138,15 @@ internal static class TrainCommand
         return (train, val);
     }
 
-    static TrainOptions Options(ParseResult r)
+    /// <summary>
+    /// The flags given, over a preset, or over the run's own options.json when resuming (so only flags given on this
+    /// command line can differ from the run's, and the trainer names those it ignores).
+    /// </summary>
+    static TrainOptions Options(ParseResult r, string? runOptions)
     {
-        TrainOptions o = r.GetValue(Preset) is string preset
-            ? TrainOptions.FromJson(File.Exists(preset) ? File.ReadAllText(preset) : throw new FileNotFoundException($"preset {preset} does not exist.", preset), preset)
+        string? basis = r.GetValue(Preset) ?? (runOptions is not null && File.Exists(runOptions) ? runOptions : null);
+        TrainOptions o = basis is not null
+            ? TrainOptions.FromJson(File.Exists(basis) ? File.ReadAllText(basis) : throw new FileNotFoundException($"preset {basis} does not exist.", basis), basis)
             : new TrainOptions();
         bool Given(Option opt) => r.GetResult(opt) is { Implicit: false };
         if (Given(ModelName)) o = o with { Model = r.GetValue(ModelName)! };
@@ -145,8 +183,6 @@ internal static class TrainCommand
         if (r.GetValue(Crop) is int crop) o = o with { Crop = crop };
         if (r.GetValue(RemoveLayer) is string layer) o = o with { RemoveLayer = layer };
         if (Given(Seed)) o = o with { Seed = r.GetValue(Seed) };
-        if (Given(Threads)) o = o with { Threads = r.GetValue(Threads) };
-        if (Given(Workers)) o = o with { Workers = r.GetValue(Workers) };
         if (Given(CheckpointEvery)) o = o with { CheckpointEvery = r.GetValue(CheckpointEvery) };
         if (Given(LogEvery)) o = o with { LogEvery = r.GetValue(LogEvery) };
         if (Given(MaxSteps)) o = o with { MaxSteps = r.GetValue(MaxSteps) };
@@ -166,5 +202,44 @@ internal static class TrainCommand
         {
             throw new ArgumentException($"{flag} takes whole numbers separated by commas, got '{text}'.");
         }
+    }
+}
+
+/// <summary>
+/// SIGINT (Ctrl-C) or SIGTERM (a batch scheduler's warning) asks the trainer to stop after the current step; a
+/// second SIGINT aborts at once. Exit codes follow the shell's 128 + signal: 130 and 143.
+/// </summary>
+internal sealed class StopSignal : IDisposable
+{
+    readonly CancellationTokenSource _cts = new();
+    readonly PosixSignalRegistration _interrupt, _terminate;
+
+    public StopSignal()
+    {
+        _interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => Request(c, 130));
+        _terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => Request(c, 143));
+    }
+
+    public CancellationToken Token => _cts.Token;
+
+    public int? ExitCode { get; private set; }
+
+    void Request(PosixSignalContext context, int code)
+    {
+        if (ExitCode is not null && context.Signal == PosixSignal.SIGINT)
+        {
+            return;   // the second Ctrl-C: let the runtime end the process now
+        }
+        context.Cancel = true;
+        ExitCode ??= code;
+        Console.Error.WriteLine($"Stopping after this step and writing last.ckpt ({(code == 130 ? "Ctrl-C again aborts at once" : "SIGTERM")}) …");
+        _cts.Cancel();
+    }
+
+    public void Dispose()
+    {
+        _interrupt.Dispose();
+        _terminate.Dispose();
+        _cts.Dispose();
     }
 }

@@ -1,9 +1,7 @@
 using System;
 using System.IO;
 using System.Linq;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using AlexNet.Model;
 using TorchSharp;
 
 namespace AlexNet;
@@ -13,34 +11,34 @@ public static partial class Compute
 {
     const string HugePagesVariable = "THP_MEM_ALLOC_ENABLE";
 
+    static bool _configured;
+
     /// <summary>
-    /// Native memory, set as this assembly loads, before anything here touches libtorch: huge pages for libtorch's
-    /// large tensors, and glibc's heap kept (<see cref="KeepTheHeap"/>).
-    /// libtorch's CPU allocator (c10 alloc_cpu) backs each allocation of 2 MB or more with transparent huge pages
-    /// when THP_MEM_ALLOC_ENABLE=1, read once at its first allocation. A training step allocates its activations and
-    /// gradients afresh, and each large one came back from the kernel 4 KB page by page: `paper` at batch 64 took
-    /// 2.3–2.6 M minor page faults in a 45 s bench run, 0.16 M with huge pages, and trained 4–15% faster
-    /// (docs/performance.md). A value the user set (0 turns it off) is kept.
+    /// Native memory settings for training: huge pages for libtorch's large tensors, and glibc's heap kept
+    /// (<see cref="KeepTheHeap"/>). Call once at start-up, before the first tensor is made (libtorch reads the
+    /// huge-page switch at its first allocation); the `alexnet` tool does, and a library user may. Nothing here
+    /// runs on its own when the library loads. A value the user set in the environment wins (0 turns huge pages off).
+    /// Why: libtorch's CPU allocator backs each allocation of 2 MB or more with transparent huge pages when
+    /// THP_MEM_ALLOC_ENABLE=1. A training step allocates its activations and gradients afresh, and without huge pages
+    /// each large one comes back from the kernel 4 KB at a time (measurements in docs/performance.md, "Huge pages").
     /// </summary>
-#pragma warning disable CA2255   // a library's module initializer on purpose: it must run before any libtorch allocation
-    [ModuleInitializer]
-    internal static void ConfigureNativeMemory()
+    public static void ConfigureNativeMemory()
     {
-        if (OperatingSystem.IsLinux())
+        if (_configured || !OperatingSystem.IsLinux())
         {
-            // The native environment, which libtorch reads; Environment.SetEnvironmentVariable changes only .NET's copy.
-            _ = SetEnv(HugePagesVariable, "1", overwrite: 0);
-            KeepTheHeap();
+            return;
         }
+        _configured = true;
+        // The native environment, which libtorch reads; Environment.SetEnvironmentVariable changes only .NET's copy.
+        _ = SetEnv(HugePagesVariable, "1", overwrite: 0);
+        KeepTheHeap();
     }
-#pragma warning restore CA2255
 
     /// <summary>
     /// glibc's malloc: blocks up to 32 MB from the heap, which is never trimmed; larger ones mapped (and so in huge
-    /// pages, faulted in 2 MB at a time). By default glibc moves its mmap threshold as blocks are freed and gives the
-    /// heap's top back to the kernel, so the same training step's blocks were sometimes reused and sometimes
-    /// faulted in again: RSS over 500 steps of `small` wandered by 7–21% (bumps and slow climbs, no leak); with
-    /// these two settings it stayed within 0.9–5.5% (docs/performance.md, "Memory"). A user's MALLOC_* settings win.
+    /// pages). By default glibc moves its mmap threshold as blocks are freed and gives the heap's top back to the
+    /// kernel, so the same step's blocks were sometimes reused and sometimes faulted in again and RSS wandered
+    /// (no leak; docs/performance.md, "Memory"). A user's MALLOC_* settings win.
     /// </summary>
     static void KeepTheHeap()
     {
@@ -80,7 +78,7 @@ public static partial class Compute
         }
     }
 
-    /// <summary>Threads for libtorch's kernels and for the fused LRN kernel alike.</summary>
+    /// <summary>Threads for libtorch's kernels; our own kernels (LRN, the fused stage) read the same setting.</summary>
     public static void UseThreads(int threads)
     {
         if (threads < 1)
@@ -88,15 +86,16 @@ public static partial class Compute
             throw new ArgumentException("--threads must be at least 1.");
         }
         torch.set_num_threads(threads);
-        LrnKernel.Threads = threads;
     }
 
     /// <summary>
-    /// Call after each training step, outside its dispose scope. TorchSharp's custom autograd functions (our fused LRN
-    /// and ReLU→LRN→pool stage, §3.3) leave about eight finalizable wrappers per call whose native memory is released
-    /// only by their finalizers; a step allocates so little managed memory (~30 KB) that no collection may come for
-    /// hundreds of steps, and RSS climbed ~1.3 MB per step meanwhile. A generation-0 collection per step returns it
-    /// (measured on the `small` net, 500 steps: RSS flat at 251 MiB instead of 234 → 706 MiB; step time unchanged).
+    /// A workaround, called once after each training step outside its dispose scope: a generation-0 collection.
+    /// What it works around: TorchSharp's custom autograd functions (our LRN and fused ReLU→LRN→pool, §3.3) leave
+    /// about eight finalizable wrappers per call whose native memory only their finalizers release. A step
+    /// allocates so little managed memory (~30 KB) that no collection comes for hundreds of steps, and RSS climbs
+    /// ~1.3 MB per step meanwhile; with this it stays flat at no measurable cost (docs/performance.md, "Memory").
+    /// This is not the leak-hiding `GC.Collect()` STYLE §5 forbids: every tensor of a step is still disposed by its
+    /// scope; only memory that is already garbage, and can be freed by nothing but a finalizer, is returned sooner.
     /// </summary>
-    public static void ReleaseStepGarbage() => GC.Collect(0, GCCollectionMode.Forced, blocking: true);
+    public static void ReleaseCustomFunctionWrappers() => GC.Collect(0, GCCollectionMode.Forced, blocking: true);
 }

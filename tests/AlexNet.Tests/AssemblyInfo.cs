@@ -6,9 +6,8 @@ namespace AlexNet.Tests
 {
     internal static class TestProcess
     {
-        /// <summary>As in the `alexnet` process, AlexNet.Core (and its request for huge pages) loads before libtorch allocates.</summary>
+        /// <summary>As the `alexnet` tool does at start-up, before libtorch's first allocation: huge pages and glibc's heap (Compute.cs).</summary>
         [System.Runtime.CompilerServices.ModuleInitializer]
-        internal static void LoadCoreFirst() =>
-            System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(AlexNet.Compute).Module.ModuleHandle);
+        internal static void ConfigureLikeTheTool() => AlexNet.Compute.ConfigureNativeMemory();
     }
 }

@@ -4,6 +4,7 @@
 // per tower (the first half of conv1's kernels, then the second half).
 using System;
 using System.IO;
+using AlexNet.Model;
 using SkiaSharp;
 using static TorchSharp.torch;
 
@@ -68,7 +69,10 @@ public static class KernelGrid
         {
             Directory.CreateDirectory(dir);
         }
-        File.WriteAllBytes(path, png.ToArray());
+        AtomicFile.WriteAllBytes(path, png.ToArray());
         return g;
     }
+
+    /// <summary>Pixels per weight that make a net's conv1 grid readable: 4 for the 11×11 kernels, 8 for the small nets' 5×5.</summary>
+    public static int ScaleFor(Architecture arch) => arch.Convs[0].Size >= 11 ? 4 : 8;
 }

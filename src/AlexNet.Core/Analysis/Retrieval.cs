@@ -29,10 +29,9 @@ public static class Retrieval
         model.eval();
         var loader = new BatchLoader(store, augmentation, new LoaderOptions(batchSize));
         int dims = -1;
-        string temp = path + ".tmp";
-        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-        using (no_grad())
+        AtomicFile.Write(path, file =>
         {
+            using var _ = no_grad();
             foreach (Batch batch in loader.TestPass())
             {
                 using (batch)
@@ -43,11 +42,9 @@ public static class Retrieval
                     file.Write(f.bytes);
                 }
             }
-            file.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: true);
+        });
         var header = new FeatureHeader(Format, layer, store.Count, dims, Path.GetFullPath(store.Directory), Path.GetFullPath(checkpoint));
-        AtomicFile.WriteAllText(path + ".json", JsonSerializer.Serialize(header, new JsonSerializerOptions { WriteIndented = true }));
+        Json.Write(path + ".json", header);
         return header;
     }
 
@@ -58,7 +55,7 @@ public static class Retrieval
         {
             throw new FileNotFoundException($"feature file {path} (and {meta}) not found: write it with `alexnet features`.", path);
         }
-        FeatureHeader h = JsonSerializer.Deserialize<FeatureHeader>(File.ReadAllText(meta)) ?? throw new InvalidDataException($"{meta} is empty.");
+        FeatureHeader h = Json.Read<FeatureHeader>(meta);
         if (h.Format != Format || new FileInfo(path).Length != (long)h.Count * h.Dimensions * 4)
         {
             throw new InvalidDataException($"{path} does not hold {h.Count}×{h.Dimensions} floats as {meta} says: write it again with `alexnet features`.");

@@ -40,12 +40,6 @@ public sealed record StoreManifest(
     [JsonIgnore]
     public int RecordBytes => Channels * Height * Width;
 
-    internal static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
 }
 
 /// <summary>A complete store opened for reading; records are served straight from the memory map.</summary>
@@ -109,7 +103,7 @@ public sealed unsafe class ImageStore : IDisposable
         StoreManifest manifest;
         try
         {
-            manifest = JsonSerializer.Deserialize<StoreManifest>(File.ReadAllText(manifestPath), StoreManifest.Json)
+            manifest = JsonSerializer.Deserialize<StoreManifest>(File.ReadAllText(manifestPath), Json.Options)
                 ?? throw new InvalidDataException("empty manifest");
         }
         catch (JsonException e)

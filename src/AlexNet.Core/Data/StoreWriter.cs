@@ -95,8 +95,7 @@ public sealed class StoreWriter : IDisposable
             }
             return null;
         }
-        return JsonSerializer.Deserialize<Progress>(File.ReadAllText(path))
-            ?? throw new IOException($"{path} is empty; delete {_dir} and prepare again.");
+        return Json.Read<Progress>(path);
     }
 
     /// <summary>On resume, the statistics of the records already written are gathered again from disk.</summary>
@@ -168,7 +167,7 @@ public sealed class StoreWriter : IDisposable
             f.Flush(flushToDisk: true);
         }
         var progress = new Progress(_fingerprint, InputsDone, Records, _rejects.Length, _sources.Length);
-        AtomicFile.WriteAllText(Path.Combine(_dir, ProgressFile), JsonSerializer.Serialize(progress));
+        Json.Write(Path.Combine(_dir, ProgressFile), progress);
     }
 
     /// <summary>Writes the mean image and PCA, then the manifest: from here on the store is complete.</summary>
@@ -191,7 +190,7 @@ public sealed class StoreWriter : IDisposable
         }
         var manifest = new StoreManifest(StoreManifest.FormatName, StoreManifest.CurrentVersion, Records, Channels, Height, Width,
             classes.ToArray(), source, DatasetStats.Pca(_moments, Channels, _pixels), DateTime.UtcNow);
-        AtomicFile.WriteAllText(Path.Combine(_dir, ImageStore.ManifestFile), JsonSerializer.Serialize(manifest, StoreManifest.Json));
+        AtomicFile.WriteAllText(Path.Combine(_dir, ImageStore.ManifestFile), Json.Serialize(manifest));
         File.Delete(Path.Combine(_dir, ProgressFile));
         return manifest;
     }
@@ -203,21 +202,4 @@ public sealed class StoreWriter : IDisposable
         _sources.Dispose();
         _rejects.Dispose();
     }
-}
-
-public static class AtomicFile
-{
-    /// <summary>Temp file, flushed to disk, then renamed over the target: readers see the old or the new file whole.</summary>
-    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
-    {
-        string temp = path + ".tmp";
-        using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write))
-        {
-            f.Write(bytes);
-            f.Flush(flushToDisk: true);
-        }
-        File.Move(temp, path, overwrite: true);
-    }
-
-    public static void WriteAllText(string path, string text) => WriteAllBytes(path, Encoding.UTF8.GetBytes(text));
 }

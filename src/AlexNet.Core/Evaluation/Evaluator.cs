@@ -1,5 +1,6 @@
 // §6 evaluation: top-1/top-5 error on the centre crop or averaged over §4.1's ten views, and §6's
 // ensembles ("averaging the predictions of ... CNNs"): softmax outputs are averaged over views and nets.
+// Stores (`alexnet eval`) and single files (`alexnet predict`) go through the same average.
 using System;
 using System.Collections.Generic;
 using System.Linq;
@@ -22,17 +23,62 @@ public sealed record EvalResult(
     double[] PerClassAccuracy,
     ConfusedPair[] MostConfused);
 
+/// <summary>The network inputs of one view of every image, batch by batch in image order.</summary>
+public interface IViewSource
+{
+    int Count { get; }
+
+    /// <summary>(index of the batch's first image, its inputs); each tensor is disposed by the caller's scope.</summary>
+    IEnumerable<(int Start, Tensor Inputs)> Pass(View view, CancellationToken cancel);
+}
+
+/// <summary>A store's records through the background loader.</summary>
+public sealed class StoreViews(ImageStore store, Augmentation augmentation, int batchSize = 256, int workers = 1) : IViewSource
+{
+    public int Count => store.Count;
+
+    public IEnumerable<(int Start, Tensor Inputs)> Pass(View view, CancellationToken cancel)
+    {
+        var loader = new BatchLoader(store, augmentation, new LoaderOptions(batchSize, workers));
+        foreach (Batch batch in loader.TestPass(view, cancel))
+        {
+            using (batch)
+            {
+                yield return (batch.Indices[0], batch.Inputs);
+            }
+        }
+    }
+}
+
+/// <summary>A few records in memory (files to predict, a report's samples), as one batch.</summary>
+public sealed class RecordViews(IReadOnlyList<byte[]> records, Augmentation augmentation) : IViewSource
+{
+    public int Count => records.Count;
+
+    public IEnumerable<(int Start, Tensor Inputs)> Pass(View view, CancellationToken cancel)
+    {
+        int length = augmentation.OutputLength;
+        var inputs = new float[records.Count * length];
+        for (int i = 0; i < records.Count; i++)
+        {
+            augmentation.Test(records[i], inputs.AsSpan(i * length, length), view);
+        }
+        using Tensor x = tensor(inputs, new long[] { records.Count, augmentation.Channels, augmentation.Crop, augmentation.Crop });
+        yield return (0, x);
+    }
+}
+
 public static class Evaluator
 {
     public static readonly View[] TenViews = Enum.GetValues<View>();
 
-    /// <summary>N×K softmax probabilities averaged over the views and the models.</summary>
-    public static Tensor Probabilities(IReadOnlyList<AlexNetModel> models, ImageStore store, Augmentation augmentation,
-        bool tenCrop, int batchSize = 256, int workers = 1, CancellationToken cancel = default)
+    public static View[] Views(bool tenCrop) => tenCrop ? TenViews : new[] { View.Centre };
+
+    /// <summary>N×K softmax probabilities averaged over the views and the models (§4.1, §6).</summary>
+    public static Tensor Probabilities(IReadOnlyList<AlexNetModel> models, IViewSource source, IReadOnlyList<View> views, int classes,
+        CancellationToken cancel = default)
     {
-        View[] views = tenCrop ? TenViews : new[] { View.Centre };
-        var loader = new BatchLoader(store, augmentation, new LoaderOptions(batchSize, workers));
-        Tensor sum = zeros(store.Count, models[0].Architecture.Classes);
+        Tensor sum = zeros(source.Count, classes);
         foreach (AlexNetModel m in models)
         {
             m.eval();
@@ -40,31 +86,32 @@ public static class Evaluator
         using var _ = no_grad();
         foreach (View view in views)
         {
-            foreach (Batch batch in loader.TestPass(view, cancel))
+            foreach ((int start, Tensor inputs) in source.Pass(view, cancel))
             {
-                using (batch)
                 using (NewDisposeScope())
                 {
-                    int start = batch.Indices[0];
+                    long n = inputs.shape[0];
                     foreach (AlexNetModel m in models)
                     {
-                        sum[TensorIndex.Slice(start, start + batch.Count)].add_(m.forward(batch.Inputs).softmax(1));
+                        sum[TensorIndex.Slice(start, start + n)].add_(m.forward(inputs).softmax(1));
                     }
                 }
             }
         }
-        sum.div_(views.Length * models.Count);
+        sum.div_(views.Count * models.Count);
         return sum;
     }
 
+    /// <summary>§6 on a store: the centre view, or the average over the ten.</summary>
     public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store, Augmentation augmentation, bool tenCrop,
         int batchSize = 256, int workers = 1, CancellationToken cancel = default)
     {
-        using Tensor p = Probabilities(models, store, augmentation, tenCrop, batchSize, workers, cancel);
+        using Tensor p = Probabilities(models, new StoreViews(store, augmentation, batchSize, workers), Views(tenCrop),
+            models[0].Architecture.Classes, cancel);
         return Score(p, store.Labels, store.Manifest.Classes.Select(c => c.Name).ToArray(), tenCrop ? "10-crop" : "centre", models.Count);
     }
 
-    /// <summary>Errors, mean cross-entropy, per-class accuracy and the most-confused pairs from probabilities.</summary>
+    /// <summary>Errors, mean cross-entropy, per-class accuracy and the ten most-confused pairs from probabilities.</summary>
     public static EvalResult Score(Tensor probabilities, int[] labels, IReadOnlyList<string> classNames, string views, int models)
     {
         using var scope = NewDisposeScope();
@@ -97,5 +144,5 @@ public static class Evaluator
             pairs.OrderByDescending(p => p.Count).ThenBy(p => p.True).Take(10).ToArray());
     }
 
-    static string Name(IReadOnlyList<string> names, int i) => i < names.Count ? names[i] : i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    internal static string Name(IReadOnlyList<string> names, int i) => i < names.Count ? names[i] : i.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

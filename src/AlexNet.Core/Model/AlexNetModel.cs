@@ -10,6 +10,19 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Model;
 
+/// <summary>The code behind §3.3's LRN and the ReLU → LRN → pool tail of conv1 and conv2. Each one's results are tested against the next.</summary>
+public enum KernelChoice
+{
+    /// <summary>Ours: the tail as one fused operation (FusedStage), our LRN kernel elsewhere. CPU float32 only; other tensors take libtorch's.</summary>
+    Fused,
+
+    /// <summary>ReLU, LRN and max-pool as separate modules, LRN by our kernel.</summary>
+    Separate,
+
+    /// <summary>ReLU, LRN and max-pool as separate modules, all libtorch's.</summary>
+    Libtorch,
+}
+
 public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
 {
     readonly Sequential _features;
@@ -19,14 +32,16 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
 
     public Architecture Architecture { get; }
 
-    /// <summary>When false, ReLU, LRN and max-pool run as separate modules (the reference the fused stage is tested against).</summary>
-    public bool FuseStages { get; set; } = true;
+    /// <summary>Which code runs §3.3's LRN and conv1/conv2's ReLU → LRN → pool.</summary>
+    public KernelChoice Kernels { get; }
 
     /// <param name="seed">Seeds the initialisation; the same seed gives the same weights.</param>
-    public AlexNetModel(Architecture arch, long seed = 0) : base("AlexNet")
+    /// <param name="kernels">Fused (the default) or the references the fused code is tested against.</param>
+    public AlexNetModel(Architecture arch, long seed = 0, KernelChoice kernels = KernelChoice.Fused) : base("AlexNet")
     {
         arch.Validate();
         Architecture = arch;
+        Kernels = kernels;
         var features = new List<(string, nn.Module<Tensor, Tensor>)>();
         int channels = arch.InputChannels;
         foreach (ConvLayer c in arch.Convs)
@@ -36,7 +51,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
             features.Add(Next(features, MakeActivation(arch.Activation)));
             if (c.Lrn && arch.Lrn is not null)
             {
-                features.Add(Next(features, new LocalResponseNorm(arch.Lrn)));     // §3.3, after the ReLU
+                features.Add(Next(features, new LocalResponseNorm(arch.Lrn, fused: kernels != KernelChoice.Libtorch)));     // §3.3, after the ReLU
             }
             if (c.Pool)
             {
@@ -156,7 +171,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         Tensor h = x;
         for (int i = 0; i < end; i++)
         {
-            if (FuseStages && i + 2 < end && _features[i] is ReLU && _features[i + 1] is LocalResponseNorm lrn
+            if (Kernels == KernelChoice.Fused && i + 2 < end && _features[i] is ReLU && _features[i + 1] is LocalResponseNorm lrn
                 && _features[i + 2] is MaxPool2d && FusedStage.Supports(h))
             {
                 h = FusedStage.Apply(h, lrn.Params, Architecture.PoolWindow, Architecture.PoolStride);

@@ -35,6 +35,15 @@ public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 
     /// <summary>libtorch, Caffe and ONNX divide α by n inside the sum, so the paper's α is α·n there.</summary>
     [JsonIgnore]
     public double TorchAlpha => Alpha * Size;
+
+    /// <summary>Any n ≥ 1: an even n takes PyTorch's window, one more channel below than above (LrnKernel.cs).</summary>
+    public void Validate()
+    {
+        if (Size < 1 || K < 0 || Alpha < 0 || Beta < 0)
+        {
+            throw new ArgumentException($"LRN needs n ≥ 1, k ≥ 0, α ≥ 0, β ≥ 0; got n={Size}, k={K}, α={Alpha}, β={Beta}.");
+        }
+    }
 }
 
 /// <summary>One convolutional stage of Figure 2: conv → activation → optional LRN → optional max-pool.</summary>
@@ -77,10 +86,10 @@ public sealed record Architecture(
             {
                 throw new ArgumentException($"{c.Name}: {channels} input maps and {c.Kernels} kernels cannot be split into {c.Groups} towers.");
             }
-            size = (size + 2 * c.Padding - c.Size) / c.Stride + 1;
+            size = Shapes.OutputSize(size, c.Size, c.Stride, c.Padding);
             if (c.Pool)
             {
-                size = (size - PoolWindow) / PoolStride + 1;
+                size = Shapes.PooledSize(size, PoolWindow, PoolStride);
             }
             if (size < 1)
             {

@@ -25,7 +25,7 @@ public sealed record ModelSummary(Architecture Architecture, IReadOnlyList<Summa
         int channels = arch.InputChannels;
         foreach (ConvLayer c in arch.Convs)
         {
-            int outSize = (size + 2 * c.Padding - c.Size) / c.Stride + 1;
+            int outSize = Shapes.OutputSize(size, c.Size, c.Stride, c.Padding);
             long weights = (long)c.Kernels * (channels / c.Groups) * c.Size * c.Size;
             string op = $"conv {c.Size}×{c.Size}/{c.Stride}" + (c.Padding > 0 ? $" pad {c.Padding}" : "")
                 + (c.Groups > 1 ? $", {c.Groups} towers" : "") + $", {arch.Activation.ToString().ToLowerInvariant()}"
@@ -34,7 +34,7 @@ public sealed record ModelSummary(Architecture Architecture, IReadOnlyList<Summa
             size = outSize;
             if (c.Pool)
             {
-                size = (size - arch.PoolWindow) / arch.PoolStride + 1;
+                size = Shapes.PooledSize(size, arch.PoolWindow, arch.PoolStride);
                 rows.Add(new SummaryRow($"pool{c.Name[^1]}", $"max-pool {arch.PoolWindow}/{arch.PoolStride}", c.Kernels, size, size, 0, 0));
             }
             channels = c.Kernels;

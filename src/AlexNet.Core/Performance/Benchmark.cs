@@ -12,7 +12,7 @@ using static TorchSharp.torch;
 namespace AlexNet.Performance;
 
 public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads, double TrainImagesPerSecond, double InferImagesPerSecond,
-    double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage, long HugePageBytes = 0)
+    double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage, long HugePageBytes = 0, double MatmulGflops = 0)
 {
     /// <summary>Achieved training GFLOP/s: a step is about three forward passes (forward, input and weight gradients), 2 FLOPs per multiply-add.</summary>
     public double TrainGflops => 3 * 2.0 * MultiplyAddsPerImage * TrainImagesPerSecond / 1e9;
@@ -23,64 +23,51 @@ public static class Benchmark
 {
     /// <summary>
     /// The net for an LRN mode: fused (ours: the fused stages and our LRN kernel), torch (libtorch's LRN, separate modules),
-    /// none (no LRN). Sets the process-wide kernel choice; callers restore it with <see cref="RestoreLrn"/>.
+    /// none (no LRN).
     /// </summary>
-    static AlexNetModel ModelFor(Architecture arch, string lrnMode)
-    {
-        bool fused = lrnMode != "torch";
-        LocalResponseNorm.UseFusedKernel = fused;
-        return new AlexNetModel(lrnMode == "none" ? arch with { Lrn = null } : arch, seed: 1) { FuseStages = fused };
-    }
-
-    static void RestoreLrn() => LocalResponseNorm.UseFusedKernel = true;
+    static AlexNetModel ModelFor(Architecture arch, string lrnMode) =>
+        new(lrnMode == "none" ? arch with { Lrn = null } : arch, seed: 1, lrnMode == "torch" ? KernelChoice.Libtorch : KernelChoice.Fused);
 
     public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps)
     {
         Compute.UseThreads(threads);
-        try
+        using AlexNetModel model = ModelFor(arch, lrnMode);
+        arch = model.Architecture;
+        using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
+        using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
+        using var y = randint(0, arch.Classes, new long[] { batch });
+        model.train();
+        var trainTimes = new List<double>();
+        for (int i = 0; i < warmup + steps; i++)
         {
-            using AlexNetModel model = ModelFor(arch, lrnMode);
-            arch = model.Architecture;
-            using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
-            using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
-            using var y = randint(0, arch.Classes, new long[] { batch });
-            model.train();
-            var trainTimes = new List<double>();
+            var clock = Stopwatch.StartNew();
+            TrainingStep.RunOnce(model, sgd, x, y);
+            if (i >= warmup)
+            {
+                trainTimes.Add(clock.Elapsed.TotalMilliseconds);
+            }
+        }
+        long hugePages = Compute.HugePageBytes();
+        model.eval();
+        var inferTimes = new List<double>();
+        using (no_grad())
+        {
             for (int i = 0; i < warmup + steps; i++)
             {
                 var clock = Stopwatch.StartNew();
-                TrainStep(model, sgd, x, y);
+                using (NewDisposeScope())
+                {
+                    model.forward(x);
+                }
                 if (i >= warmup)
                 {
-                    trainTimes.Add(clock.Elapsed.TotalMilliseconds);
+                    inferTimes.Add(clock.Elapsed.TotalMilliseconds);
                 }
             }
-            long hugePages = Compute.HugePageBytes();
-            model.eval();
-            var inferTimes = new List<double>();
-            using (no_grad())
-            {
-                for (int i = 0; i < warmup + steps; i++)
-                {
-                    var clock = Stopwatch.StartNew();
-                    using (NewDisposeScope())
-                    {
-                        model.forward(x);
-                    }
-                    if (i >= warmup)
-                    {
-                        inferTimes.Add(clock.Elapsed.TotalMilliseconds);
-                    }
-                }
-            }
-            double train = Median(trainTimes), infer = Median(inferTimes);
-            return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000, batch / infer * 1000, train, infer,
-                Process.GetCurrentProcess().PeakWorkingSet64, ModelSummary.Of(arch).MultiplyAdds, hugePages);
         }
-        finally
-        {
-            RestoreLrn();
-        }
+        double train = Median(trainTimes), infer = Median(inferTimes);
+        return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000, batch / infer * 1000, train, infer,
+            Process.GetCurrentProcess().PeakWorkingSet64, ModelSummary.Of(arch).MultiplyAdds, hugePages);
     }
 
     /// <summary>
@@ -163,28 +150,27 @@ public static class Benchmark
         return (Median(fwd), Median(bwd));
     }
 
-    /// <summary>The fused forward kernel alone on preallocated tensors (no allocation, no autograd).</summary>
-    public static double LrnKernelOnly(long[] shape, int threads, int steps = 20)
+    /// <summary>Median forward and backward ms of our LRN kernel alone on preallocated tensors (no allocation, no autograd).</summary>
+    public static (double ForwardMs, double BackwardMs) LrnKernelOnly(long[] shape, int threads, int steps = 20)
     {
-        LrnKernel.Threads = threads;
+        Compute.UseThreads(threads);
+        var p = new LrnParams();
         using var x = randn(shape).relu_();
         using var y = empty_like(x);
-        using var s = empty_like(x);
         using var g = randn(shape);
         using var gx = empty_like(x);
-        var times = new List<double>();
-        var back = new List<double>();
+        var forward = new List<double>();
+        var backward = new List<double>();
         for (int i = 0; i < steps; i++)
         {
             var clock = Stopwatch.StartNew();
-            LrnKernel.Forward(x, y, s, new LrnParams());
-            times.Add(clock.Elapsed.TotalMilliseconds);
+            LocalResponseNorm.Kernel.Forward(x, y, p);
+            forward.Add(clock.Elapsed.TotalMilliseconds);
             clock.Restart();
-            LrnKernel.Backward(x, y, s, g, gx, new LrnParams());
-            back.Add(clock.Elapsed.TotalMilliseconds);
+            LocalResponseNorm.Kernel.Backward(x, g, gx, p);
+            backward.Add(clock.Elapsed.TotalMilliseconds);
         }
-        Console.WriteLine($"backward kernel only, {threads} threads: {Median(back):F2} ms");
-        return Median(times);
+        return (Median(forward), Median(backward));
     }
 
     /// <summary>Median forward and backward milliseconds of each module of the net, in training mode, each timed alone.</summary>
@@ -263,44 +249,37 @@ public static class Benchmark
     public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps)
     {
         Compute.UseThreads(threads);
-        try
+        using AlexNetModel model = ModelFor(arch, lrnMode);
+        using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
+        using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
+        using var y = randint(0, arch.Classes, new long[] { batch });
+        model.train();
+        var samples = new List<(int, long)>();
+        for (int i = 1; i <= warmup + steps; i++)
         {
-            using AlexNetModel model = ModelFor(arch, lrnMode);
-            using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
-            using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
-            using var y = randint(0, arch.Classes, new long[] { batch });
-            model.train();
-            var samples = new List<(int, long)>();
-            for (int i = 1; i <= warmup + steps; i++)
+            TrainingStep.RunOnce(model, sgd, x, y);
+            if (i >= warmup && (i - warmup) % 50 == 0)
             {
-                TrainStep(model, sgd, x, y);
-                if (i >= warmup && (i - warmup) % 50 == 0)
-                {
-                    using var p = Process.GetCurrentProcess();
-                    samples.Add((i - warmup, p.WorkingSet64));
-                }
+                using var p = Process.GetCurrentProcess();
+                samples.Add((i - warmup, p.WorkingSet64));
             }
-            return samples;
         }
-        finally
-        {
-            RestoreLrn();
-        }
+        return samples;
     }
 
     /// <summary>
     /// §4.1's claim that augmentation costs no wall time: median training-step time fed by the real loader (full
     /// augmentation, background workers) against the same net fed one in-memory batch. Returns (loader, memory) ms.
     /// </summary>
-    public static (double LoaderMs, double MemoryMs) LoaderVersusMemory(AlexNet.Data.ImageStore store, TrainOptions o, int steps)
+    public static (double LoaderMs, double MemoryMs) LoaderVersusMemory(AlexNet.Data.ImageStore store, TrainOptions o, MachineOptions machine, int steps)
     {
-        Compute.UseThreads(o.Threads);
+        Compute.UseThreads(machine.Threads);
         AlexNet.Data.AugmentOptions augment = Trainer.AugmentOptionsFor(o, store);
         Architecture arch = o.Architecture(store.ClassCount, store.Channels, augment.Crop);
         using var model = new AlexNetModel(arch, seed: 1);
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
         model.train();
-        var loader = new AlexNet.Data.BatchLoader(store, new AlexNet.Data.Augmentation(store, augment), new AlexNet.Data.LoaderOptions(o.BatchSize, o.Workers));
+        var loader = new AlexNet.Data.BatchLoader(store, new AlexNet.Data.Augmentation(store, augment), new AlexNet.Data.LoaderOptions(o.BatchSize, machine.Workers));
         var fromLoader = new List<double>();
         var clock = Stopwatch.StartNew();
         int n = 0;
@@ -312,7 +291,7 @@ public static class Benchmark
                 {
                     if (b.Count == o.BatchSize)
                     {
-                        TrainStep(model, sgd, b.Inputs, b.Labels);
+                        TrainingStep.RunOnce(model, sgd, b.Inputs, b.Labels);
                         if (n++ >= 3)
                         {
                             fromLoader.Add(clock.Elapsed.TotalMilliseconds);
@@ -332,7 +311,7 @@ public static class Benchmark
             for (int i = 0; i < steps + 3; i++)
             {
                 clock.Restart();
-                TrainStep(model, sgd, fixedBatch.Inputs, fixedBatch.Labels);
+                TrainingStep.RunOnce(model, sgd, fixedBatch.Inputs, fixedBatch.Labels);
                 if (i >= 3)
                 {
                     inMemory.Add(clock.Elapsed.TotalMilliseconds);
@@ -340,19 +319,6 @@ public static class Benchmark
             }
         }
         return (Median(fromLoader), Median(inMemory));
-    }
-
-    /// <summary>One SGD step of softmax cross-entropy on (x, y), its tensors freed with the step's dispose scope.</summary>
-    static void TrainStep(AlexNetModel model, PaperSgd sgd, Tensor x, Tensor y)
-    {
-        using (NewDisposeScope())
-        {
-            Tensor loss = nn.functional.cross_entropy(model.forward(x), y);
-            sgd.ZeroGrad();
-            loss.backward();
-            sgd.Step();
-        }
-        Compute.ReleaseStepGarbage();
     }
 
     public static double Median(IReadOnlyList<double> xs)

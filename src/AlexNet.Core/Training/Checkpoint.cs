@@ -62,48 +62,26 @@ public static class Checkpoint
         {
             Tensors = tensors.Select(t => new TensorEntry(t.Item1, t.Item2.shape, t.Item2.numel() * 4)).ToArray(),
         };
-        byte[] header = JsonSerializer.SerializeToUtf8Bytes(state, TrainOptions.Json);
-        string temp = path + ".tmp";
-        try
+        byte[] header = JsonSerializer.SerializeToUtf8Bytes(state, Json.Options);
+        AtomicFile.Write(path, file =>
         {
-            using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
-            using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            void Write(ReadOnlySpan<byte> bytes)
             {
-                void Write(ReadOnlySpan<byte> bytes)
-                {
-                    file.Write(bytes);
-                    hash.AppendData(bytes);
-                }
-                Write(Magic);
-                Write(BitConverter.GetBytes(Version));
-                Write(BitConverter.GetBytes((uint)header.Length));
-                Write(header);
-                foreach ((_, Tensor t) in tensors)
-                {
-                    using Tensor cpu = t.detach().to(DeviceType.CPU).to(ScalarType.Float32).contiguous();
-                    Write(cpu.bytes);
-                }
-                file.Write(hash.GetHashAndReset());
-                file.Flush(flushToDisk: true);
+                file.Write(bytes);
+                hash.AppendData(bytes);
             }
-            File.Move(temp, path, overwrite: true);
-        }
-        catch (IOException e)
-        {
-            TryDelete(temp);
-            throw new IOException($"could not write checkpoint {path}: {e.Message} (is the disk full?). The previous checkpoint, if any, is intact.", e);
-        }
-    }
-
-    static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
-        }
-        catch (IOException)
-        {
-        }
+            Write(Magic);
+            Write(BitConverter.GetBytes(Version));
+            Write(BitConverter.GetBytes((uint)header.Length));
+            Write(header);
+            foreach ((_, Tensor t) in tensors)
+            {
+                using Tensor cpu = t.detach().to(DeviceType.CPU).to(ScalarType.Float32).contiguous();
+                Write(cpu.bytes);
+            }
+            file.Write(hash.GetHashAndReset());
+        });
     }
 
     /// <summary>Reads and verifies the header; the tensors are read by <see cref="LoadInto"/>.</summary>
@@ -122,7 +100,7 @@ public static class Checkpoint
         f.ReadExactly(header);
         try
         {
-            return JsonSerializer.Deserialize<RunState>(header, TrainOptions.Json) ?? throw new InvalidDataException("empty header");
+            return JsonSerializer.Deserialize<RunState>(header, Json.Options) ?? throw new InvalidDataException("empty header");
         }
         catch (JsonException e)
         {
@@ -170,8 +148,8 @@ public static class Checkpoint
     /// <summary>Copies the saved weights (and momentum buffers) into a model of the same architecture.</summary>
     public static void LoadInto(string path, RunState state, AlexNetModel model, PaperSgd? optimizer)
     {
-        string mine = JsonSerializer.Serialize(model.Architecture, TrainOptions.Json);
-        string theirs = JsonSerializer.Serialize(state.Architecture, TrainOptions.Json);
+        string mine = JsonSerializer.Serialize(model.Architecture, Json.Options);
+        string theirs = JsonSerializer.Serialize(state.Architecture, Json.Options);
         if (mine != theirs)
         {
             throw new InvalidDataException($"{path} holds a {state.Architecture.Variant} net ({state.Architecture.Classes} classes, " +

@@ -75,7 +75,7 @@ public static class Experiments
 
     /// <summary>Trains every arm for every seed into outDir/ARM-sSEED, then writes outDir/report.md and plots.</summary>
     public static List<ArmResult> Run(Experiment e, ImageStore train, ImageStore val, string outDir, IReadOnlyList<long> seeds,
-        ITrainingProgress progress)
+        MachineOptions machine, ITrainingProgress progress)
     {
         Directory.CreateDirectory(outDir);
         var results = new List<ArmResult>();
@@ -92,7 +92,7 @@ public static class Experiments
                 {
                     try
                     {
-                        Trainer.Fit(arm.Options with { Seed = seed }, train, val, dir, resume: File.Exists(Path.Combine(dir, Trainer.LastCheckpoint)), progress);
+                        Trainer.Fit(arm.Options with { Seed = seed }, machine, train, val, dir, resume: File.Exists(Path.Combine(dir, Trainer.LastCheckpoint)), progress);
                     }
                     catch (TrainingDivergedException ex)
                     {
@@ -196,11 +196,7 @@ public static class Experiments
         }
         md.AppendLine().AppendLine($"Each arm's run folder (options, metrics.jsonl, curves) is beside this file. Plot: ![curves]({e.Name}.png)");
         AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), md.ToString());
-        AtomicFile.WriteAllText(Path.Combine(outDir, "results.json"), JsonSerializer.Serialize(results, new JsonSerializerOptions
-        {
-            WriteIndented = true,
-            NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
-        }));
+        Json.Write(Path.Combine(outDir, "results.json"), results);
         var plot = new ScottPlot.Plot();
         IEnumerable<ArmResult> plotted = results;
         if (figure1)

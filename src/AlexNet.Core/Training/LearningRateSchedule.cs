@@ -1,7 +1,6 @@
 // §5 "The heuristic which we followed was to divide the learning rate by 10 when the validation error
 // rate stopped improving with the current learning rate. ... reduced three times prior to termination."
-// A small type with no I/O: feed it each epoch's validation error, read the learning rate for the next epoch
-// (for the poly policy, ask it at each step instead).
+// A small type with no I/O: ask it for ε at the top of every step, feed it each epoch's validation error.
 // Besides §5's rule: fixed steps, and Caffe's "poly" policy, which sets ε every step from the step alone
 // (so a resumed run follows the same curve) and suits budgets far shorter than the paper's 90 epochs.
 using System;
@@ -28,9 +27,16 @@ public sealed class LearningRateSchedule
     /// <summary>True when ε changes every step (<see cref="BeginStep"/>) rather than between epochs.</summary>
     public bool PerStep => _o.Schedule == ScheduleKind.Poly;
 
-    /// <summary>Sets and returns the poly policy's ε for 0-based <paramref name="step"/> of a run of <paramref name="totalSteps"/> steps.</summary>
+    /// <summary>
+    /// ε for 0-based <paramref name="step"/> of a run of <paramref name="totalSteps"/> steps: the poly policy sets it from
+    /// the step alone; the others keep the rate of the epoch (set by <see cref="EndEpoch"/>).
+    /// </summary>
     public double BeginStep(long step, long totalSteps)
     {
+        if (!PerStep)
+        {
+            return State.LearningRate;
+        }
         double left = Math.Max(0, 1 - (double)step / totalSteps);
         State = State with { LearningRate = _o.LearningRate * Math.Pow(left, _o.Power) };
         return State.LearningRate;

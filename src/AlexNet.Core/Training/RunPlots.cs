@@ -3,7 +3,6 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using System.Text.Json;
 
 namespace AlexNet.Training;
 
@@ -15,30 +14,23 @@ public static class RunPlots
     public static Series Read(string runDir)
     {
         var s = new Series(new(), new(), new(), new(), new(), new(), new(), new(), new());
-        string path = Path.Combine(runDir, Trainer.MetricsFile);
-        if (!File.Exists(path))
+        foreach (MetricsRecord record in MetricsLog.Read(runDir))
         {
-            return s;
-        }
-        foreach (string line in File.ReadLines(path))
-        {
-            using JsonDocument doc = JsonDocument.Parse(line);
-            JsonElement e = doc.RootElement;
-            double Get(string name) => e.TryGetProperty(name, out JsonElement v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
-            if (e.GetProperty("kind").GetString() == "step")
+            switch (record)
             {
-                s.Steps.Add(Get("step"));
-                s.Loss.Add(Get("loss"));
-                s.StepTop1.Add(Get("top1Error"));
-            }
-            else
-            {
-                s.Epochs.Add(Get("epoch"));
-                s.TrainTop1.Add(100 * Get("trainTop1Error"));
-                s.ValTop1.Add(100 * Get("valTop1Error"));
-                s.TrainTop5.Add(100 * Get("trainTop5Error"));
-                s.ValTop5.Add(100 * Get("valTop5Error"));
-                s.Lr.Add(Get("lr"));
+                case StepMetrics m:
+                    s.Steps.Add(m.Step);
+                    s.Loss.Add(m.Loss);
+                    s.StepTop1.Add(m.Top1Error);
+                    break;
+                case EpochMetrics m:
+                    s.Epochs.Add(m.Epoch);
+                    s.TrainTop1.Add(100 * m.TrainTop1Error);
+                    s.ValTop1.Add(100 * m.ValTop1Error);
+                    s.TrainTop5.Add(100 * m.TrainTop5Error);
+                    s.ValTop5.Add(100 * m.ValTop5Error);
+                    s.Lr.Add(m.LearningRate);
+                    break;
             }
         }
         return s;

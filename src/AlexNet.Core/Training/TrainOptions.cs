@@ -1,9 +1,7 @@
-// One immutable record of everything a run depends on, with the paper's defaults (§5 unless noted).
-// It is saved beside every run (options.json) and inside every checkpoint.
+// One immutable record of everything a run's numbers depend on, with the paper's defaults (§5 unless noted).
+// It is saved beside every run (options.json) and inside every checkpoint. The machine it runs on (threads,
+// workers) is not part of it: MachineOptions.
 using System;
-using System.IO;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using AlexNet.Model;
 
 namespace AlexNet.Training;
@@ -59,36 +57,15 @@ public sealed record TrainOptions
     public int? Crop { get; init; }                        // §4.1's patch side; null: 224 of 256, small images side + pad
     public string? RemoveLayer { get; init; }              // §7 ablation: drop one middle conv layer
     public long Seed { get; init; } = 1;
-    public int Threads { get; init; } = Environment.ProcessorCount;
-    public int Workers { get; init; } = 1;
     public int CheckpointEvery { get; init; } = 0;          // steps; 0 = at the end of every epoch only
     public int LogEvery { get; init; } = 50;                // steps between metric lines (and NaN checks)
     public int MaxSteps { get; init; } = 0;                 // 0 = no limit (tests and smoke runs)
     public int TrainLimit { get; init; } = 0;               // use only the first N training records (0 = all)
 
-    public static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower) },
-        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,   // the best error starts at +∞
-    };
-
-    public string ToJson() => JsonSerializer.Serialize(this, Json);
+    public string ToJson() => AlexNet.Json.Serialize(this);
 
     /// <summary>Reads options (a preset or a run's options.json); an unknown key is an error.</summary>
-    public static TrainOptions FromJson(string json, string source)
-    {
-        try
-        {
-            return JsonSerializer.Deserialize<TrainOptions>(json, Json) ?? throw new InvalidDataException($"{source} is empty.");
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidDataException($"{source}: {e.Message}");
-        }
-    }
+    public static TrainOptions FromJson(string json, string source) => AlexNet.Json.Parse<TrainOptions>(json, source);
 
     public void Validate()
     {
@@ -101,7 +78,8 @@ public sealed record TrainOptions
         Check(LrFactor is > 0 and < 1, "--lr-factor must be in (0, 1)");
         Check(Patience >= 1, "--patience must be at least 1");
         Check(Power > 0 && double.IsFinite(Power), "--power must be a positive number");
-        Check(Threads >= 1 && Workers >= 1, "--threads and --workers must be at least 1");
+        Check(LogEvery >= 1, "--log-every must be at least 1");
+        Check(CheckpointEvery >= 0 && MaxSteps >= 0, "--checkpoint-every and --max-steps must be ≥ 0");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");
         Check(Crop is null or >= 1, "--crop must be at least 1");
         Check(PoolWindow >= 1 && PoolStride >= 1, "pooling window and stride must be at least 1");

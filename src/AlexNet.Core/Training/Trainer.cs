@@ -1,6 +1,6 @@
-// §5 Learning: the training loop, top to bottom in visible phases per epoch:
-//   set ε → for each batch: forward, softmax cross-entropy, backward, the paper's update → log →
-//   evaluate on the validation set → schedule (divide ε by 10 on a plateau) → checkpoint.
+// §5 Learning: the training loop. Fit reads top to bottom, one epoch at a time:
+//   TrainOneEpoch (for each batch: set ε → forward, loss, backward, the paper's update → log)
+//   → Evaluate on the validation set (§6: centre crop) → EndEpoch (schedule, checkpoints, plots).
 // One folder per run: options.json, metrics.jsonl, last.ckpt, best.ckpt, plots.
 using System;
 using System.Diagnostics;
@@ -15,12 +15,6 @@ using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AlexNet.Training;
-
-public sealed record StepMetrics(int Epoch, long Step, int StepInEpoch, int StepsPerEpoch, double Loss, double Top1Error, double Top5Error,
-    double LearningRate, double ImagesPerSecond);
-
-public sealed record EpochMetrics(int Epoch, long Step, double TrainLoss, double TrainTop1Error, double TrainTop5Error,
-    double ValLoss, double ValTop1Error, double ValTop5Error, double LearningRate, double ImagesPerSecond, double Seconds);
 
 /// <summary>How the library reports progress; the CLI draws it, tests ignore it.</summary>
 public interface ITrainingProgress
@@ -39,6 +33,23 @@ public sealed class SilentProgress : ITrainingProgress
     public void Message(string text) { }
 }
 
+/// <summary>The machine a run happens to use: not part of the run's identity, so a resumed run takes today's.</summary>
+/// <param name="Threads">Compute threads (libtorch's and our kernels').</param>
+/// <param name="Workers">Background threads that assemble batches; the batches do not depend on how many.</param>
+public sealed record MachineOptions(int Threads, int Workers = 1)
+{
+    public static MachineOptions Default => new(Environment.ProcessorCount);
+
+    public void Validate()
+    {
+        if (Threads < 1 || Workers < 1)
+        {
+            throw new ArgumentException("--threads and --workers must be at least 1.");
+        }
+    }
+}
+
+/// <param name="BestValidationError">+∞ when no epoch has been evaluated yet.</param>
 public sealed record TrainResult(string RunDirectory, int Epochs, long Steps, EpochMetrics? Last, double BestValidationError, bool Stopped);
 
 /// <summary>The loss became NaN or infinite: the run stops, the last good checkpoint is kept.</summary>
@@ -47,158 +58,251 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 public static class Trainer
 {
     public const string OptionsFile = "options.json";
-    public const string MetricsFile = "metrics.jsonl";
+    public const string MetricsFile = MetricsLog.FileName;
     public const string LastCheckpoint = "last.ckpt";
     public const string BestCheckpoint = "best.ckpt";
 
     /// <summary>Trains a new run in <paramref name="runDir"/>, or continues the one there when <paramref name="resume"/> is set.</summary>
-    public static TrainResult Fit(TrainOptions options, ImageStore train, ImageStore val, string runDir, bool resume,
+    public static TrainResult Fit(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, bool resume,
         ITrainingProgress progress, CancellationToken cancel = default)
     {
-        options.Validate();
-        Compute.UseThreads(options.Threads);
-        string lastPath = Path.Combine(runDir, LastCheckpoint);
-        RunState? saved = null;
-        if (resume)
+        machine.Validate();
+        Compute.UseThreads(machine.Threads);
+        using Run run = resume ? Run.Resume(options, machine, train, val, runDir, progress) : Run.Start(options, machine, train, val, runDir);
+        for (int epoch = run.EpochsDone + 1; epoch <= run.Options.Epochs && !run.Stopping(cancel); epoch++)
         {
-            saved = Checkpoint.ReadState(lastPath);
-            // The run's own options rule, except a longer --epochs or a new step limit.
-            options = saved.Options with { Epochs = Math.Max(saved.Options.Epochs, options.Epochs), MaxSteps = options.MaxSteps };
-        }
-        CheckData(train, val);
-        AugmentOptions augment = AugmentOptionsFor(options, train);
-        if (!resume)
-        {
-            PrepareRunDirectory(runDir);   // only once the data and options are known to fit: a bad flag leaves no folder
-        }
-
-        Architecture arch = options.Architecture(train.ClassCount, train.Channels, augment.Crop);
-        using var model = new AlexNetModel(arch, options.Seed);
-        using var sgd = new PaperSgd(model.parameters(), options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer);
-        var schedule = new LearningRateSchedule(options, saved?.Schedule);
-        int epochsDone = 0, stepInEpoch = 0;
-        long step = 0;
-        double best = double.PositiveInfinity;
-        double[] carried = new double[4];
-        if (saved is not null)
-        {
-            Checkpoint.LoadInto(lastPath, saved, model, sgd);
-            (epochsDone, stepInEpoch, step, best, carried) = (saved.Epoch, saved.StepInEpoch, saved.Step, saved.BestValidationError, saved.EpochAccumulators);
-            using Tensor rng = tensor(Convert.FromBase64String(saved.RngState));
-            torch.random.set_rng_state(rng);
-            progress.Message($"Resumed {runDir} at epoch {epochsDone + 1}, step {step}.");
-        }
-        else
-        {
-            torch.random.manual_seed(options.Seed);   // dropout masks (§4.2) draw from libtorch's generator
-            AtomicFile.WriteAllText(Path.Combine(runDir, OptionsFile), options.ToJson());
-        }
-
-        var trainAug = new Augmentation(train, augment);
-        var valAug = new Augmentation(val.Channels, val.Height, val.Width, train.Mean, train.Manifest.Pca, augment);
-        var loader = new BatchLoader(train, trainAug, new LoaderOptions(options.BatchSize, options.Workers, Limit: options.TrainLimit));
-        using var metricsLog = new StreamWriter(Path.Combine(runDir, MetricsFile), append: true);
-        string[] classNames = train.Manifest.Classes.Select(c => c.Name).ToArray();
-        RunState State(int epoch, int inEpoch, double[] acc) => new(options, arch, epoch, inEpoch, step, schedule.State, acc, best,
-            RngState(), classNames, train.Mean, train.Height, train.Width,
-            Array.Empty<TensorEntry>());
-
-        EpochMetrics? last = null;
-        long totalSteps = (long)options.Epochs * loader.BatchesPerEpoch;   // the poly schedule's T (a resume with more --epochs stretches it)
-        for (int epoch = epochsDone + 1; epoch <= options.Epochs; epoch++)
-        {
-            // Set ε for this epoch (§5: one rate for all layers).
-            sgd.LearningRate = schedule.LearningRate;
-            model.train();
-            progress.EpochStarted(epoch, options.Epochs, loader.BatchesPerEpoch, stepInEpoch);
-            var epochClock = Stopwatch.StartNew();
-            var windowClock = Stopwatch.StartNew();
-            long windowImages = 0;
-            using Tensor acc = tensor(carried);                 // loss sum, top-1 hits, top-5 hits, images
-            using Tensor window = zeros(4, ScalarType.Float64);
-            double[] AccValues() => acc.data<double>().ToArray();
-
-            foreach (Batch batch in loader.TrainEpoch(options.Seed, epoch, stepInEpoch, cancel))
+            EpochTotals? totals = TrainOneEpoch(run, epoch, progress, cancel);
+            if (totals is null)
             {
-                using (batch)
+                break;   // stopped inside the epoch; last.ckpt holds the position
+            }
+            EvalResult validation = Evaluate(run);
+            progress.EpochEnded(EndEpoch(run, epoch, totals, validation));
+        }
+        return run.Result();
+    }
+
+    /// <summary>
+    /// The run's own options rule on resume, except a longer <c>Epochs</c> and a new <c>MaxSteps</c>. Returns them and
+    /// every other option in <paramref name="requested"/> that differs from the run's (ignored), as "name value (run: value)".
+    /// </summary>
+    public static (TrainOptions Options, string[] Ignored) ResumedOptions(TrainOptions saved, TrainOptions requested)
+    {
+        TrainOptions merged = saved with { Epochs = Math.Max(saved.Epochs, requested.Epochs), MaxSteps = requested.MaxSteps };
+        JsonElement mine = JsonSerializer.SerializeToElement(merged, Json.Options);
+        JsonElement theirs = JsonSerializer.SerializeToElement(requested with { Epochs = merged.Epochs }, Json.Options);
+        var names = mine.EnumerateObject().Select(p => p.Name).Union(theirs.EnumerateObject().Select(p => p.Name));
+        string Value(JsonElement e, string name) => e.TryGetProperty(name, out JsonElement v) ? v.GetRawText() : "null";
+        string[] ignored = names.Where(n => Value(mine, n) != Value(theirs, n))
+            .Select(n => $"{n} {Value(theirs, n)} (run: {Value(mine, n)})").ToArray();
+        return (merged, ignored);
+    }
+
+    /// <summary>One pass over the training set from the run's position; null when the run stopped inside the epoch.</summary>
+    static EpochTotals? TrainOneEpoch(Run run, int epoch, ITrainingProgress progress, CancellationToken cancel)
+    {
+        TrainOptions o = run.Options;
+        int perEpoch = run.Loader.BatchesPerEpoch;
+        run.Model.train();
+        progress.EpochStarted(epoch, o.Epochs, perEpoch, run.StepInEpoch);
+        var epochClock = Stopwatch.StartNew();
+        var windowClock = Stopwatch.StartNew();
+        long windowImages = 0;
+        using Tensor epochSums = tensor(run.Carried);           // loss sum, top-1 hits, top-5 hits, images
+        using Tensor windowSums = zeros(4, ScalarType.Float64);
+        // The loader is not given the token: a stop is taken between steps, where the position can be saved.
+        foreach (Batch batch in run.Loader.TrainEpoch(o.Seed, epoch, run.StepInEpoch))
+        {
+            using (batch)
+            {
+                run.Sgd.LearningRate = run.Schedule.BeginStep(run.Step, run.TotalSteps);   // §5: ε for this update
                 using (NewDisposeScope())
                 {
-                    // Forward, softmax cross-entropy (§3.5's "multinomial logistic regression"), backward, update.
-                    Tensor logits = model.forward(batch.Inputs);
-                    Tensor loss = nn.functional.cross_entropy(logits, batch.Labels);
-                    sgd.ZeroGrad();
-                    loss.backward();
-                    if (schedule.PerStep)
-                    {
-                        sgd.LearningRate = schedule.BeginStep(step, totalSteps);
-                    }
-                    sgd.Step();
-                    (Tensor top1, Tensor top5) = TopK.Correct(logits.detach(), batch.Labels);
-                    Tensor row = stack(new[] { loss.detach().to(ScalarType.Float64) * batch.Count, top1.to(ScalarType.Float64),
-                        top5.to(ScalarType.Float64), tensor((double)batch.Count) });
-                    acc.add_(row);
-                    window.add_(row);
+                    (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels);
+                    Tensor row = Sums(loss, logits, batch);
+                    epochSums.add_(row);
+                    windowSums.add_(row);
                 }
-                Compute.ReleaseStepGarbage();
-                step++;
-                stepInEpoch++;
-                windowImages += batch.Count;
-
-                if (step % options.LogEvery == 0 || stepInEpoch == loader.BatchesPerEpoch)
-                {
-                    // Scalars leave the device only here.
-                    double[] w = window.data<double>().ToArray();
-                    window.zero_();
-                    CheckFinite(w[0], epoch, step, runDir);
-                    var m = new StepMetrics(epoch, step, stepInEpoch, loader.BatchesPerEpoch, w[0] / w[3], 1 - w[1] / w[3], 1 - w[2] / w[3],
-                        sgd.LearningRate, windowImages / windowClock.Elapsed.TotalSeconds);
-                    windowClock.Restart();
-                    windowImages = 0;
-                    WriteLine(metricsLog, new { kind = "step", m.Epoch, m.Step, m.Loss, m.Top1Error, m.Top5Error, lr = m.LearningRate, m.ImagesPerSecond });
-                    progress.Step(m);
-                }
-                bool limit = options.MaxSteps > 0 && step >= options.MaxSteps;
-                if ((options.CheckpointEvery > 0 && step % options.CheckpointEvery == 0 || limit || cancel.IsCancellationRequested)
-                    && stepInEpoch < loader.BatchesPerEpoch)
-                {
-                    double[] a = AccValues();
-                    CheckFinite(a[0], epoch, step, runDir);
-                    Checkpoint.Save(lastPath, State(epoch - 1, stepInEpoch, a), model, sgd);
-                }
-                if (limit || cancel.IsCancellationRequested)
-                {
-                    return new TrainResult(runDir, epoch - 1, step, last, best, Stopped: true);
-                }
+                Compute.ReleaseCustomFunctionWrappers();
             }
+            run.Step++;
+            run.StepInEpoch++;
+            windowImages += batch.Count;
 
-            // End of epoch: training averages, validation error (§6: centre crop), schedule, checkpoints.
-            double[] t = AccValues();
-            CheckFinite(t[0], epoch, step, runDir);
-            double trainSeconds = epochClock.Elapsed.TotalSeconds;
-            EvalResult v = Evaluator.Evaluate(new[] { model }, val, valAug, tenCrop: false, batchSize: Math.Max(options.BatchSize, 256), cancel: cancel);
-            double lr = sgd.LearningRate;
-            schedule.EndEpoch(epoch, v.Top1Error);
-            bool improved = v.Top1Error < best;
-            best = Math.Min(best, v.Top1Error);
-            last = new EpochMetrics(epoch, step, t[0] / t[3], 1 - t[1] / t[3], 1 - t[2] / t[3], v.Loss, v.Top1Error, v.Top5Error, lr,
-                t[3] / trainSeconds, epochClock.Elapsed.TotalSeconds);
-            WriteLine(metricsLog, new { kind = "epoch", last.Epoch, last.Step, last.TrainLoss, last.TrainTop1Error, last.TrainTop5Error,
-                last.ValLoss, last.ValTop1Error, last.ValTop5Error, lr, last.ImagesPerSecond, last.Seconds });
-            carried = new double[4];
-            stepInEpoch = 0;
-            Checkpoint.Save(lastPath, State(epoch, 0, carried), model, sgd);
-            if (improved)
+            if (run.Step % o.LogEvery == 0 || run.StepInEpoch == perEpoch)
             {
-                File.Copy(lastPath, Path.Combine(runDir, BestCheckpoint), overwrite: true);
+                // Scalars leave the device only here.
+                double[] w = windowSums.data<double>().ToArray();
+                windowSums.zero_();
+                CheckFinite(w[0], epoch, run);
+                var m = new StepMetrics(epoch, run.Step, run.StepInEpoch, perEpoch, w[0] / w[3], 1 - w[1] / w[3], 1 - w[2] / w[3],
+                    run.Sgd.LearningRate, windowImages / windowClock.Elapsed.TotalSeconds);
+                windowClock.Restart();
+                windowImages = 0;
+                run.Log.Append(m);
+                progress.Step(m);
             }
-            progress.EpochEnded(last);
-            RunPlots.Write(runDir);
-            if (options.MaxSteps > 0 && step >= options.MaxSteps)
+            if (run.StepInEpoch < perEpoch)
             {
-                return new TrainResult(runDir, epoch, step, last, best, Stopped: true);
+                bool stop = run.Stopping(cancel);
+                if (stop || o.CheckpointEvery > 0 && run.Step % o.CheckpointEvery == 0)
+                {
+                    double[] sums = epochSums.data<double>().ToArray();
+                    CheckFinite(sums[0], epoch, run);
+                    run.Save(epochsDone: epoch - 1, sums);
+                }
+                if (stop)
+                {
+                    return null;
+                }
             }
         }
-        return new TrainResult(runDir, options.Epochs, step, last, best, Stopped: false);
+        double[] t = epochSums.data<double>().ToArray();
+        CheckFinite(t[0], epoch, run);
+        return new EpochTotals(t[0] / t[3], 1 - t[1] / t[3], 1 - t[2] / t[3], t[3] / epochClock.Elapsed.TotalSeconds, epochClock);
+    }
+
+    /// <summary>A batch's loss sum, top-1 and top-5 hits and image count, as one float64 row.</summary>
+    static Tensor Sums(Tensor loss, Tensor logits, Batch batch)
+    {
+        (Tensor top1, Tensor top5) = TopK.Correct(logits, batch.Labels);
+        return stack(new[] { loss.to(ScalarType.Float64) * batch.Count, top1.to(ScalarType.Float64),
+            top5.to(ScalarType.Float64), tensor((double)batch.Count) });
+    }
+
+    /// <summary>§6 on the validation set, centre crop only (ten views are for `alexnet eval`).</summary>
+    static EvalResult Evaluate(Run run) =>
+        Evaluator.Evaluate(new[] { run.Model }, run.Val, run.ValAugmentation, tenCrop: false, batchSize: Math.Max(run.Options.BatchSize, 256));
+
+    /// <summary>The schedule learns the validation error (§5); the epoch is logged and checkpointed, best.ckpt kept, the curves redrawn.</summary>
+    static EpochMetrics EndEpoch(Run run, int epoch, EpochTotals train, EvalResult validation)
+    {
+        double lr = run.Sgd.LearningRate;
+        run.Schedule.EndEpoch(epoch, validation.Top1Error);
+        bool improved = validation.Top1Error < run.Best;
+        run.Best = Math.Min(run.Best, validation.Top1Error);
+        var m = new EpochMetrics(epoch, run.Step, train.Loss, train.Top1Error, train.Top5Error, validation.Loss, validation.Top1Error,
+            validation.Top5Error, lr, train.ImagesPerSecond, train.Clock.Elapsed.TotalSeconds);
+        run.Log.Append(m);
+        run.StepInEpoch = 0;
+        run.EpochsDone = epoch;
+        run.Save(epochsDone: epoch, new double[4]);
+        if (improved)
+        {
+            File.Copy(run.LastPath, Path.Combine(run.Directory, BestCheckpoint), overwrite: true);
+        }
+        run.Last = m;
+        RunPlots.Write(run.Directory);
+        return m;
+    }
+
+    sealed record EpochTotals(double Loss, double Top1Error, double Top5Error, double ImagesPerSecond, Stopwatch Clock);
+
+    /// <summary>Everything a run holds while it trains: the net, the optimiser, the schedule, the data and its position.</summary>
+    sealed class Run : IDisposable
+    {
+        public required TrainOptions Options { get; init; }
+        public required string Directory { get; init; }
+        public required AlexNetModel Model { get; init; }
+        public required PaperSgd Sgd { get; init; }
+        public required LearningRateSchedule Schedule { get; init; }
+        public required BatchLoader Loader { get; init; }
+        public required ImageStore Train { get; init; }
+        public required ImageStore Val { get; init; }
+        public required Augmentation ValAugmentation { get; init; }
+        public required MetricsLog Log { get; init; }
+
+        public int EpochsDone { get; set; }
+        public int StepInEpoch { get; set; }
+        public long Step { get; set; }
+        public double Best { get; set; } = double.PositiveInfinity;
+        public double[] Carried { get; set; } = new double[4];
+        public EpochMetrics? Last { get; set; }
+
+        public string LastPath => Path.Combine(Directory, LastCheckpoint);
+
+        /// <summary>The poly schedule's T: all steps of the run (a resume with more --epochs stretches it).</summary>
+        public long TotalSteps => (long)Options.Epochs * Loader.BatchesPerEpoch;
+
+        bool ReachedMaxSteps => Options.MaxSteps > 0 && Step >= Options.MaxSteps;
+
+        public bool Stopping(CancellationToken cancel) => ReachedMaxSteps || cancel.IsCancellationRequested;
+
+        public static Run Start(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir)
+        {
+            options.Validate();
+            Run run = Create(options, machine, train, val, runDir, schedule: null, () => PrepareRunDirectory(runDir));
+            torch.random.manual_seed(options.Seed);   // dropout masks (§4.2) draw from libtorch's generator
+            Json.Write(Path.Combine(runDir, OptionsFile), options);
+            return run;
+        }
+
+        public static Run Resume(TrainOptions requested, MachineOptions machine, ImageStore train, ImageStore val, string runDir,
+            ITrainingProgress progress)
+        {
+            string lastPath = Path.Combine(runDir, LastCheckpoint);
+            RunState saved = Checkpoint.ReadState(lastPath);
+            (TrainOptions options, string[] ignored) = ResumedOptions(saved.Options, requested);
+            if (ignored.Length > 0)
+            {
+                progress.Message($"--resume continues {runDir} with its own options; ignored: {string.Join(", ", ignored)}.");
+            }
+            Run run = Create(options, machine, train, val, runDir, saved.Schedule, prepare: null);
+            Checkpoint.LoadInto(lastPath, saved, run.Model, run.Sgd);
+            run.EpochsDone = saved.Epoch;
+            run.StepInEpoch = saved.StepInEpoch;
+            run.Step = saved.Step;
+            run.Best = saved.BestValidationError;
+            run.Carried = saved.EpochAccumulators;
+            using Tensor rng = tensor(Convert.FromBase64String(saved.RngState));
+            torch.random.set_rng_state(rng);
+            progress.Message(run.ReachedMaxSteps
+                ? $"{runDir} is already at step {run.Step} of --max-steps {options.MaxSteps}: nothing to do (raise --max-steps to go on)."
+                : $"Resumed {runDir} at epoch {run.EpochsDone + 1}, step {run.Step}.");
+            return run;
+        }
+
+        /// <summary>Checks the data and builds the net before <paramref name="prepare"/> makes the folder: a bad flag leaves none behind.</summary>
+        static Run Create(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, ScheduleState? schedule,
+            Action? prepare)
+        {
+            CheckData(train, val);
+            AugmentOptions augment = AugmentOptionsFor(options, train);
+            Architecture arch = options.Architecture(train.ClassCount, train.Channels, augment.Crop);
+            prepare?.Invoke();
+            var model = new AlexNetModel(arch, options.Seed);
+            return new Run
+            {
+                Options = options,
+                Directory = runDir,
+                Model = model,
+                Sgd = new PaperSgd(model.parameters(), options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer),
+                Schedule = new LearningRateSchedule(options, schedule),
+                Loader = new BatchLoader(train, new Augmentation(train, augment),
+                    new LoaderOptions(options.BatchSize, machine.Workers, Limit: options.TrainLimit)),
+                Train = train,
+                Val = val,
+                ValAugmentation = new Augmentation(val.Channels, val.Height, val.Width, train.Mean, train.Manifest.Pca, augment),
+                Log = new MetricsLog(runDir),
+            };
+        }
+
+        public void Save(int epochsDone, double[] epochSums)
+        {
+            var state = new RunState(Options, Model.Architecture, epochsDone, StepInEpoch, Step, Schedule.State, epochSums, Best,
+                RngState(), Train.Manifest.Classes.Select(c => c.Name).ToArray(), Train.Mean, Train.Height, Train.Width,
+                Array.Empty<TensorEntry>());
+            Checkpoint.Save(LastPath, state, Model, Sgd);
+        }
+
+        public TrainResult Result() => new(Directory, EpochsDone, Step, Last, Best, Stopped: EpochsDone < Options.Epochs);
+
+        public void Dispose()
+        {
+            Log.Dispose();
+            Sgd.Dispose();
+            Model.Dispose();
+        }
     }
 
     /// <summary>§4.1's crops for the store's size, with the ablation switches of the options.</summary>
@@ -254,24 +358,12 @@ public static class Trainer
         }
     }
 
-    static void CheckFinite(double lossSum, int epoch, long step, string runDir)
+    static void CheckFinite(double lossSum, int epoch, Run run)
     {
         if (!double.IsFinite(lossSum))
         {
-            throw new TrainingDivergedException($"the loss became {(double.IsNaN(lossSum) ? "NaN" : "infinite")} by step {step} (epoch {epoch}); " +
-                $"training stopped. {Path.Combine(runDir, LastCheckpoint)} still holds the last good state. Lower --lr, or check the data.");
+            throw new TrainingDivergedException($"the loss became {(double.IsNaN(lossSum) ? "NaN" : "infinite")} by step {run.Step} (epoch {epoch}); " +
+                $"training stopped. {run.LastPath} still holds the last good state. Lower --lr, or check the data.");
         }
     }
-
-    static void WriteLine(StreamWriter log, object record)
-    {
-        log.WriteLine(JsonSerializer.Serialize(record, MetricsJson));
-        log.Flush();
-    }
-
-    internal static readonly JsonSerializerOptions MetricsJson = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
-    };
 }

@@ -62,14 +62,14 @@ public class ExperimentTests
         using ImageStore val = ImageStore.Open(dir["val"]);
         var baseline = new AlexNet.Training.TrainOptions
         {
-            Model = Variants.Small, Epochs = 1, BatchSize = 32, InputScale = 0.0125f, LogEvery = 1, Threads = 2,
+            Model = Variants.Small, Epochs = 1, BatchSize = 32, InputScale = 0.0125f, LogEvery = 1,
             Schedule = AlexNet.Training.ScheduleKind.Step,
         };
         foreach (string name in new[] { "pooling", "relu-vs-tanh" })
         {
             // relu-vs-tanh sweeps ε per net (§3.1); a diverging ε (1e30 here, for ReLU) is recorded as such and the sweep goes on.
             var e = AlexNet.Training.Experiments.Get(name, baseline, new[] { 0.01, 1e30 });
-            var results = AlexNet.Training.Experiments.Run(e, train, val, dir[name], new long[] { 1, 2 }, new AlexNet.Training.SilentProgress());
+            var results = AlexNet.Training.Experiments.Run(e, train, val, dir[name], new long[] { 1, 2 }, new AlexNet.Training.MachineOptions(2), new AlexNet.Training.SilentProgress());
             int arms = name == "pooling" ? 2 : 4;
             Assert.Equal(2 * arms, results.Count);
             string[] report = System.IO.File.ReadAllLines(dir[$"{name}/report.md"]);

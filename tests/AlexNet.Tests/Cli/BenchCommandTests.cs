@@ -54,11 +54,11 @@ public class BenchCommandTests
             "--json", dir["bench.json"] }));
         using var doc = JsonDocument.Parse(File.ReadAllText(dir["bench.json"]));
         JsonElement r = doc.RootElement;
-        Assert.Equal("small", r.GetProperty("Model").GetString());
-        Assert.Equal(ModelSummary.Of(Variants.Get(Variants.Small, 10, 1)).MultiplyAdds, r.GetProperty("MultiplyAddsPerImage").GetInt64());
-        Assert.True(r.GetProperty("TrainImagesPerSecond").GetDouble() > 0 && r.GetProperty("MatmulGflops").GetDouble() > 0);
-        Assert.Equal(6.0 * r.GetProperty("MultiplyAddsPerImage").GetInt64() * r.GetProperty("TrainImagesPerSecond").GetDouble() / 1e9,
-            r.GetProperty("TrainGflops").GetDouble(), 6);
+        Assert.Equal("small", r.GetProperty("model").GetString());
+        Assert.Equal(ModelSummary.Of(Variants.Get(Variants.Small, 10, 1)).MultiplyAdds, r.GetProperty("multiplyAddsPerImage").GetInt64());
+        Assert.True(r.GetProperty("trainImagesPerSecond").GetDouble() > 0 && r.GetProperty("matmulGflops").GetDouble() > 0);
+        Assert.Equal(6.0 * r.GetProperty("multiplyAddsPerImage").GetInt64() * r.GetProperty("trainImagesPerSecond").GetDouble() / 1e9,
+            r.GetProperty("trainGflops").GetDouble(), 6);
     }
 
     [Fact]

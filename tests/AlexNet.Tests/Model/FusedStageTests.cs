@@ -68,13 +68,19 @@ public class FusedStageTests
     [Fact]
     public void TheModelGivesTheSameOutputsFusedOrNot()
     {
-        using var model = new AlexNetModel(Variants.Get(Variants.Small, 10, 1, 32), seed: 8);
+        Architecture arch = Variants.Get(Variants.Small, 10, 1, 32);
+        using var model = new AlexNetModel(arch, seed: 8);
+        using var separate = new AlexNetModel(arch, seed: 8, KernelChoice.Separate);
+        using var libtorch = new AlexNetModel(arch, seed: 8, KernelChoice.Libtorch);
         model.eval();
+        separate.eval();
+        libtorch.eval();
         using Tensor x = randn(4, 1, 32, 32) * 80;
         using var _ = no_grad();
         using Tensor fused = model.forward(x);
-        model.FuseStages = false;
-        using Tensor plain = model.forward(x);
+        using Tensor plain = separate.forward(x);
+        using Tensor reference = libtorch.forward(x);
         Assert.True(fused.allclose(plain, rtol: 1e-4, atol: 1e-5));
+        Assert.True(fused.allclose(reference, rtol: 1e-4, atol: 1e-5));
     }
 }

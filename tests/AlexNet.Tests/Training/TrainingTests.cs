@@ -121,9 +121,11 @@ public class TrainingTests
         Assert.Equal(2, top5.item<long>());
     }
 
+    static MachineOptions TwoThreads => new(2);
+
     static TrainOptions Tiny => new()
     {
-        Model = Variants.Small, Epochs = 2, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Threads = 2, Seed = 11,
+        Model = Variants.Small, Epochs = 2, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
         Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 },
     };
 
@@ -135,7 +137,7 @@ public class TrainingTests
         TestData.WriteSyntheticStore(dir["val"], 64, 4, seed: 9);
         using ImageStore train = ImageStore.Open(dir["train"]);
         using ImageStore val = ImageStore.Open(dir["val"]);
-        TrainResult r = Trainer.Fit(Tiny with { Epochs = 3, LearningRate = 0.02 }, train, val, dir["run"], resume: false, new SilentProgress());
+        TrainResult r = Trainer.Fit(Tiny with { Epochs = 3, LearningRate = 0.02 }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress());
         var steps = File.ReadLines(dir["run/metrics.jsonl"]).Where(l => l.Contains("\"step\"") && l.Contains("\"kind\":\"step\"")).ToArray();
         double first = System.Text.Json.JsonDocument.Parse(steps.First()).RootElement.GetProperty("loss").GetDouble();
         Assert.True(r.Last!.TrainLoss < first * 0.6, $"loss went from {first} to {r.Last.TrainLoss}");
@@ -157,10 +159,10 @@ public class TrainingTests
         using ImageStore train = ImageStore.Open(dir["train"]);
         using ImageStore val = ImageStore.Open(dir["val"]);
         TrainOptions o = Tiny with { Epochs = 2, Schedule = schedule };
-        Trainer.Fit(o, train, val, dir["whole"], resume: false, new SilentProgress());
+        Trainer.Fit(o, TwoThreads, train, val, dir["whole"], resume: false, new SilentProgress());
         // Stop mid-epoch at step 3 (as a kill would, from the last checkpoint), then resume to the end.
-        Trainer.Fit(o with { MaxSteps = 3 }, train, val, dir["split"], resume: false, new SilentProgress());
-        Trainer.Fit(o, train, val, dir["split"], resume: true, new SilentProgress());
+        Trainer.Fit(o with { MaxSteps = 3 }, TwoThreads, train, val, dir["split"], resume: false, new SilentProgress());
+        Trainer.Fit(o, TwoThreads, train, val, dir["split"], resume: true, new SilentProgress());
 
         (AlexNetModel a, RunState sa) = Checkpoint.LoadModel(dir["whole/last.ckpt"]);
         (AlexNetModel b, RunState sb) = Checkpoint.LoadModel(dir["split/last.ckpt"]);
@@ -223,11 +225,11 @@ public class TrainingTests
         TestData.WriteSyntheticStore(dir["val"], 16, 4, seed: 3);
         using ImageStore train = ImageStore.Open(dir["train"]);
         using ImageStore val = ImageStore.Open(dir["val"]);
-        Trainer.Fit(Tiny with { Epochs = 1 }, train, val, dir["run"], resume: false, new SilentProgress());
+        Trainer.Fit(Tiny with { Epochs = 1 }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress());
         byte[] good = File.ReadAllBytes(dir["run/last.ckpt"]);
         // A run with an absurd rate must diverge, say so, and write no checkpoint of the NaN weights.
         var e = Assert.Throws<TrainingDivergedException>(() =>
-            Trainer.Fit(Tiny with { Epochs = 1, LearningRate = 1e12, InputScale = 1000 }, train, val, dir["fresh"], resume: false, new SilentProgress()));
+            Trainer.Fit(Tiny with { Epochs = 1, LearningRate = 1e12, InputScale = 1000 }, TwoThreads, train, val, dir["fresh"], resume: false, new SilentProgress()));
         Assert.Contains("NaN", e.Message.Replace("infinite", "NaN"));
         Assert.Contains("last.ckpt", e.Message);
         Assert.Equal(good, File.ReadAllBytes(dir["run/last.ckpt"]));
@@ -243,7 +245,7 @@ public class TrainingTests
         using var model = new AlexNetModel(Variants.Get(Variants.Small, 4, 1, 32), seed: 2);
         model.eval();
         var aug = new Augmentation(val, AugmentOptions.PaperFor(28) with { Scale = 0.0125f });
-        using Tensor ten = Evaluator.Probabilities(new[] { model }, val, aug, tenCrop: true, batchSize: 8);
+        using Tensor ten = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug, 8), Evaluator.TenViews, 4);
         using Tensor sum = zeros(20, 4);
         using (no_grad())
         {
@@ -259,8 +261,8 @@ public class TrainingTests
             }
         }
         Assert.True(ten.allclose(sum / 10, rtol: 1e-5, atol: 1e-6));
-        using Tensor single = Evaluator.Probabilities(new[] { model }, val, aug, tenCrop: false);
-        using Tensor pair = Evaluator.Probabilities(new[] { model, model }, val, aug, tenCrop: false);
+        using Tensor single = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug), Evaluator.Views(false), 4);
+        using Tensor pair = Evaluator.Probabilities(new[] { model, model }, new StoreViews(val, aug), Evaluator.Views(false), 4);
         Assert.True(single.allclose(pair, rtol: 1e-6, atol: 1e-7));
         EvalResult r = Evaluator.Score(single, val.Labels, new[] { "a", "b", "c", "d" }, "centre", 1);
         Assert.Equal(20, r.Count);

@@ -1,0 +1,92 @@
+// §6.1, Figure 4 (left): the five most probable classes of an image, its softmax averaged over §4.1's ten
+// views (Evaluator.Probabilities, the same average `alexnet eval` takes). Files go through §2's
+// preprocessing at the checkpoint's record size; store records are used as they are, with their true class.
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text.Json.Serialization;
+using AlexNet.Data;
+using AlexNet.Model;
+using AlexNet.Training;
+using static TorchSharp.torch;
+
+namespace AlexNet.Evaluation;
+
+public sealed record ClassScore(int Index, string Name, double Probability);
+
+/// <param name="Source">The file, or the store record ("STORE:INDEX").</param>
+/// <param name="TrueClass">The correct class where known (store records), as Figure 4 labels each image.</param>
+/// <param name="Record">The §2 record the net saw (planar bytes), for drawing.</param>
+public sealed record Prediction(string Source, int? TrueClass, string? TrueName, ClassScore[] Top,
+    [property: JsonIgnore] byte[] Record, [property: JsonIgnore] int Side, [property: JsonIgnore] int Channels);
+
+public static class Predictor
+{
+    /// <summary>Image files: the top <paramref name="top"/> classes of each, ten-view averaged.</summary>
+    public static List<Prediction> PredictFiles(AlexNetModel model, RunState state, IReadOnlyList<string> files, int top)
+    {
+        byte[][] records = files.Select(f => LoadRecord(f, state)).ToArray();
+        return Predict(model, state, records, top, files.ToArray(), trueClasses: null);
+    }
+
+    /// <summary>Records of a store, labelled with their true classes.</summary>
+    public static List<Prediction> PredictRecords(AlexNetModel model, RunState state, ImageStore store, IReadOnlyList<int> indices, int top)
+    {
+        byte[][] records = indices.Select(i => store.Record(i).ToArray()).ToArray();
+        string[] sources = indices.Select(i => $"{store.Directory}:{i}").ToArray();
+        return Predict(model, state, records, top, sources, indices.Select(i => store.Labels[i]).ToArray());
+    }
+
+    static List<Prediction> Predict(AlexNetModel model, RunState state, byte[][] records, int top, string[] sources, int[]? trueClasses)
+    {
+        if (records.Length == 0)
+        {
+            return new List<Prediction>();
+        }
+        Augmentation aug = TestPipeline.Augmentation(state, state.StoreHeight, state.StoreWidth);
+        using Tensor p = Evaluator.Probabilities(new[] { model }, new RecordViews(records, aug), Evaluator.TenViews, state.Architecture.Classes);
+        float[] all = p.data<float>().ToArray();
+        int k = state.Architecture.Classes;
+        var result = new List<Prediction>();
+        for (int n = 0; n < records.Length; n++)
+        {
+            ClassScore[] best = Enumerable.Range(0, k).OrderByDescending(c => all[n * k + c]).Take(Math.Min(top, k))
+                .Select(c => new ClassScore(c, Evaluator.Name(state.ClassNames, c), all[n * k + c])).ToArray();
+            int? truth = trueClasses?[n];
+            result.Add(new Prediction(sources[n], truth, truth is int t ? Evaluator.Name(state.ClassNames, t) : null, best, records[n],
+                state.StoreHeight, state.Architecture.InputChannels));
+        }
+        return result;
+    }
+
+    /// <summary>A file through §2's preprocessing, at the record size (and channels) the checkpoint was trained on.</summary>
+    public static byte[] LoadRecord(string file, RunState state)
+    {
+        if (!File.Exists(file))
+        {
+            throw new FileNotFoundException($"{file} does not exist.", file);
+        }
+        try
+        {
+            byte[] record = ImageDecoder.CentreSquare(file, state.StoreHeight);
+            return state.Architecture.InputChannels == 1 ? ToGray(record, state.StoreHeight * state.StoreHeight) : record;
+        }
+        catch (ImageRejectedException e)
+        {
+            throw new InvalidDataException($"{file}: {e.Message}. Pass a JPEG, PNG, WebP, BMP or GIF image.");
+        }
+    }
+
+    /// <summary>ITU-R 601 luma, for nets trained on grayscale data.</summary>
+    static byte[] ToGray(byte[] planarRgb, int plane)
+    {
+        var gray = new byte[plane];
+        for (int i = 0; i < plane; i++)
+        {
+            gray[i] = (byte)Math.Round(0.299 * planarRgb[i] + 0.587 * planarRgb[plane + i] + 0.114 * planarRgb[2 * plane + i]);
+        }
+        return gray;
+    }
+}

@@ -1,0 +1,137 @@
+// §6 from checkpoints: the nets of an ensemble, the test-time input pipeline a checkpoint implies (§2's mean
+// image of its training set, §4.1's test geometry), the data to evaluate, and the evaluation itself.
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using System.Text;
+using AlexNet.Data;
+using AlexNet.Model;
+using AlexNet.Training;
+
+namespace AlexNet.Evaluation;
+
+/// <summary>Which of §4.1's test views to score: the centre patch, the average over ten, or both.</summary>
+public enum ViewSet
+{
+    Centre,
+    Ten,
+    Both,
+}
+
+/// <summary>One net, or §6's ensemble of several, loaded from checkpoints that agree on classes, record size and channels.</summary>
+public sealed class Ensemble : IDisposable
+{
+    readonly List<AlexNetModel> _models;
+
+    Ensemble(List<AlexNetModel> models, RunState state, string first)
+    {
+        _models = models;
+        State = state;
+        FirstCheckpoint = first;
+    }
+
+    public IReadOnlyList<AlexNetModel> Models => _models;
+
+    /// <summary>The first checkpoint's state: its classes, mean image, record size and options.</summary>
+    public RunState State { get; }
+
+    public string FirstCheckpoint { get; }
+
+    public static Ensemble Load(IReadOnlyList<string> checkpoints)
+    {
+        if (checkpoints.Count == 0)
+        {
+            throw new ArgumentException("give a --checkpoint (or --ensemble C1 C2 …).");
+        }
+        var models = new List<AlexNetModel>();
+        try
+        {
+            RunState? first = null;
+            foreach (string c in checkpoints)
+            {
+                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c);
+                models.Add(m);
+                first ??= s;
+                if (s.Architecture.Classes != first.Architecture.Classes || s.StoreHeight != first.StoreHeight
+                    || s.Architecture.InputChannels != first.Architecture.InputChannels)
+                {
+                    throw new ArgumentException($"{c} does not fit in an ensemble with {checkpoints[0]}: classes, input size and channels must agree.");
+                }
+            }
+            return new Ensemble(models, first!, checkpoints[0]);
+        }
+        catch
+        {
+            models.ForEach(m => m.Dispose());
+            throw;
+        }
+    }
+
+    /// <summary>§4.1's test-time geometry and §2's mean image, both from the checkpoint's training set.</summary>
+    public Augmentation TestAugmentation(int height, int width) => TestPipeline.Augmentation(State, height, width);
+
+    public void Dispose() => _models.ForEach(m => m.Dispose());
+}
+
+public static class TestPipeline
+{
+    /// <summary>§4.1's test-time geometry and §2's mean image, both from the checkpoint's training set (no PCA noise at test).</summary>
+    public static Augmentation Augmentation(RunState s, int height, int width)
+    {
+        if (height != s.StoreHeight || width != s.StoreWidth)
+        {
+            throw new ArgumentException($"the data is {height}×{width}, the network was trained on {s.StoreHeight}×{s.StoreWidth} records; prepare it with --size {s.StoreHeight}.");
+        }
+        int c = s.Architecture.InputChannels;
+        var noPca = new PcaStats(new double[c], Enumerable.Range(0, c).Select(_ => new double[c]).ToArray(), Array.Empty<double[]>());
+        return new Augmentation(c, height, width, s.Mean, noPca, Trainer.AugmentOptionsFor(s.Options, height, width));
+    }
+
+    /// <summary>
+    /// A prepared store, or an ImageNet-style folder ROOT/&lt;class&gt;/&lt;image&gt; prepared once (§2, at the checkpoint's
+    /// record size) into a cache under the temporary folder, named by the folder's full path.
+    /// </summary>
+    public static ImageStore OpenData(string data, RunState s, Action<string>? message = null)
+    {
+        if (ImageStore.IsComplete(data))
+        {
+            return ImageStore.Open(data);
+        }
+        if (Directory.Exists(data) && Directory.GetDirectories(data).Length > 0 && !File.Exists(Path.Combine(data, "progress.json")))
+        {
+            string hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(data))))[..16];
+            string store = Path.Combine(Path.GetTempPath(), "alexnet-eval-" + hash);
+            if (!ImageStore.IsComplete(store))
+            {
+                message?.Invoke($"Preparing {data} into {store} …");
+                FolderPreparer.Prepare(ImageFolder.FromClassFolders(data), store, s.StoreHeight, Environment.ProcessorCount);
+            }
+            return ImageStore.Open(store);
+        }
+        return ImageStore.Open(data);   // gives the store's own clear error
+    }
+
+    /// <summary>§6 for `alexnet eval`: the ensemble on a store or folder, one result per view set asked for.</summary>
+    public static List<EvalResult> Evaluate(Ensemble nets, string data, ViewSet views, int batchSize, Action<string>? message = null)
+    {
+        RunState s = nets.State;
+        using ImageStore store = OpenData(data, s, message);
+        if (store.ClassCount != s.Architecture.Classes || store.Channels != s.Architecture.InputChannels)
+        {
+            throw new ArgumentException($"{data} has {store.ClassCount} classes and {store.Channels} channels; the network expects {s.Architecture.Classes} and {s.Architecture.InputChannels}.");
+        }
+        Augmentation aug = nets.TestAugmentation(store.Height, store.Width);
+        var results = new List<EvalResult>();
+        if (views is ViewSet.Centre or ViewSet.Both)
+        {
+            results.Add(Evaluator.Evaluate(nets.Models, store, aug, tenCrop: false, batchSize));
+        }
+        if (views is ViewSet.Ten or ViewSet.Both)
+        {
+            results.Add(Evaluator.Evaluate(nets.Models, store, aug, tenCrop: true, batchSize));
+        }
+        return results;
+    }
+}
