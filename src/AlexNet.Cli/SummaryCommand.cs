@@ -21,13 +21,14 @@ internal static class SummaryCommand
         command.SetAction(r => Cli.Run(() =>
         {
             Architecture arch = Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels), r.GetValue(input));
-            Print(ModelSummary.Of(arch));
+            AnsiConsole.Write(Table(ModelSummary.Of(arch)));
             return 0;
         }));
         return command;
     }
 
-    static void Print(ModelSummary s)
+    /// <summary>The §3.5 table of a net: one row per layer, then the totals.</summary>
+    internal static Table Table(ModelSummary s)
     {
         var table = new Table().Title($"{s.Architecture.Variant}: {s.Architecture.InputSize}×{s.Architecture.InputSize}×{s.Architecture.InputChannels} → {s.Architecture.Classes} classes");
         table.AddColumn("layer").AddColumn("operation").AddColumn(new TableColumn("output").RightAligned())
@@ -37,7 +38,7 @@ internal static class SummaryCommand
             table.AddRow(row.Layer, Markup.Escape(row.Operation), row.Shape, N(row.Parameters), N(row.MultiplyAdds));
         }
         table.AddRow("[bold]total[/]", "", "", $"[bold]{N(s.Parameters)}[/]", $"[bold]{N(s.MultiplyAdds)}[/]");
-        AnsiConsole.Write(table);
+        return table;
     }
 
     static string N(long v) => v == 0 ? "" : v.ToString("N0", CultureInfo.InvariantCulture);

@@ -21,6 +21,19 @@ public class ArchitectureTests
         Assert.Equal(expected, ModelSummary.Of(model.Architecture).Parameters);
     }
 
+    [Theory]
+    [InlineData(Variants.Small, 10, 1, 28, 550_538L)]      // the quick start's net (README)
+    [InlineData(Variants.Small, 10, 3, 32, 552_138L)]      // CIFAR-10 (README)
+    [InlineData(Variants.Small1Gpu, 10, 1, 28, 474_986L)]  // the towers ablation's baseline
+    // Figure 1's net at 32 px: conv 832 + 25,632 + 51,264 (5×5, 1→32→32→64), 3×3×64 = 576 → fc8 5,770.
+    [InlineData(Variants.Figure1, 10, 1, 32, 83_498L)]
+    public void SmallVariantCountsArePinned(string variant, int classes, int channels, int size, long expected)
+    {
+        using var model = new AlexNetModel(Variants.Get(variant, classes, channels, size));
+        Assert.Equal(expected, model.ParameterCount);
+        Assert.Equal(expected, ModelSummary.Of(model.Architecture).Parameters);
+    }
+
     [Fact]
     public void SmallNetCountMatchesItsSummary()
     {

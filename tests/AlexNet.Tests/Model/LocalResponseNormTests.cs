@@ -8,7 +8,10 @@ namespace AlexNet.Tests.Model;
 /// <summary>Tier 2: the fused §3.3 kernel against the formula in float64 and against libtorch's own LRN.</summary>
 public class LocalResponseNormTests
 {
-    /// <summary>The paper's formula, written out with loops in float64.</summary>
+    /// <summary>
+    /// The paper's formula, written out with loops in float64. The window is [i − ⌊n/2⌋, i + ⌊(n−1)/2⌋]: centred for
+    /// the paper's odd n; for even n PyTorch's choice, one more channel below than above.
+    /// </summary>
     static double[] ByHand(float[] a, int n, int c, int plane, LrnParams p)
     {
         var b = new double[a.Length];
@@ -19,7 +22,7 @@ public class LocalResponseNormTests
                 for (int x = 0; x < plane; x++)
                 {
                     double sum = 0;
-                    for (int j = Math.Max(0, i - p.Size / 2); j <= Math.Min(c - 1, i + p.Size / 2); j++)
+                    for (int j = Math.Max(0, i - p.Size / 2); j <= Math.Min(c - 1, i + (p.Size - 1) / 2); j++)
                     {
                         double v = a[(img * c + j) * plane + x];
                         sum += v * v;
@@ -30,6 +33,37 @@ public class LocalResponseNormTests
             }
         }
         return b;
+    }
+
+    [Theory]
+    [InlineData(2, 7, 5, 5, 4, 2.0, 0.3, 0.75)]     // even n: PyTorch's asymmetric window
+    [InlineData(1, 9, 6, 6, 2, 1.0, 0.5, 0.75)]     // n = 2: the channel itself and the one below
+    public void EvenWindowsFollowPyTorchsWindow(int n, int c, int h, int w, int size, double k, double alpha, double beta)
+    {
+        var p = new LrnParams(size, alpha, beta, k);
+        using var g = new Generator(3);
+        using Tensor a = (randn(new long[] { n, c, h, w }, generator: g) * 3).requires_grad_();
+        using Tensor b = LocalResponseNorm.Apply(a, p);
+        double[] expected = ByHand(a.detach().data<float>().ToArray(), n, c, h * w, p);
+        float[] actual = b.detach().data<float>().ToArray();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"element {i}: {actual[i]} vs {expected[i]}");
+        }
+        // And libtorch (which pads ⌊n/2⌋ below and ⌊(n−1)/2⌋ above) agrees, gradient included.
+        using Tensor a64 = a.detach().to(ScalarType.Float64).requires_grad_();
+        using Tensor reference = nn.functional.local_response_norm(a64, size, p.TorchAlpha, beta, k);
+        using Tensor up = randn(reference.shape, dtype: ScalarType.Float64, generator: g);
+        using (Tensor l = (reference * up).sum())
+        {
+            l.backward();
+        }
+        using (Tensor l = (b * up.to(ScalarType.Float32)).sum())
+        {
+            l.backward();
+        }
+        Assert.True(b.detach().to(ScalarType.Float64).allclose(reference.detach(), rtol: 1e-5, atol: 1e-6));
+        Assert.True(a.grad!.to(ScalarType.Float64).allclose(a64.grad!, rtol: 1e-4, atol: 1e-5));
     }
 
     [Theory]
