@@ -1,6 +1,6 @@
 using System.CommandLine;
-using System.Linq;
 using System.Globalization;
+using System.Linq;
 using AlexNet.Model;
 using AlexNet.Performance;
 using Spectre.Console;

@@ -15,7 +15,7 @@ internal static class PrepareCommand
         var cifar = new Option<string?>("--cifar10") { Description = "Folder of CIFAR-10's binary version (data_batch_1.bin … test_batch.bin)." };
         var folder = new Option<string?>("--folder") { Description = "ImageNet-style folder: ROOT/<class>/<image> (one store; run once per split)." };
         var flat = new Option<string?>("--flat") { Description = "ILSVRC validation layout: one flat folder of images; needs --labels." };
-        var labels = new Option<string?>("--labels") { Description = "With --flat: ground truth, one line per image in sorted file-name order: a 1-based ILSVRC index or a class id." };
+        var labels = new Option<string?>("--labels") { Description = "With --flat: ground truth: the devkit's ILSVRC2012_validation_ground_truth.txt (ILSVRC2012_IDs, the devkit's synset order), one wnid per line in sorted file-name order, or LOC_val_solution.csv." };
         var classes = new Option<string?>("--classes") { Description = "With --flat/--folder: class list file (ids [names]); default: the class folders, or ILSVRC-2012's 1000." };
         var size = new Option<int>("--size") { Description = "§2: rescale the shorter side to this and keep the central square.", DefaultValueFactory = _ => 256 };
         var threads = new Option<int>("--threads") { Description = "Decoding threads.", DefaultValueFactory = _ => Environment.ProcessorCount };

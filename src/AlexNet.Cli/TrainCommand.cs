@@ -149,21 +149,81 @@ internal static class TrainCommand
             ? TrainOptions.FromJson(File.Exists(basis) ? File.ReadAllText(basis) : throw new FileNotFoundException($"preset {basis} does not exist.", basis), basis)
             : new TrainOptions();
         bool Given(Option opt) => r.GetResult(opt) is { Implicit: false };
-        if (Given(ModelName)) o = o with { Model = r.GetValue(ModelName)! };
-        if (Given(Epochs)) o = o with { Epochs = r.GetValue(Epochs) };
-        if (Given(BatchSize)) o = o with { BatchSize = r.GetValue(BatchSize) };
-        if (Given(Lr)) o = o with { LearningRate = r.GetValue(Lr) };
-        if (Given(Momentum)) o = o with { Momentum = r.GetValue(Momentum) };
-        if (Given(WeightDecay)) o = o with { WeightDecay = r.GetValue(WeightDecay) };
-        if (Given(Optimizer)) o = o with { Optimizer = r.GetValue(Optimizer) };
-        if (Given(Schedule)) o = o with { Schedule = r.GetValue(Schedule) };
-        if (Given(Power)) o = o with { Power = r.GetValue(Power) };
-        if (Given(Patience)) o = o with { Patience = r.GetValue(Patience) };
-        if (Given(MaxReductions)) o = o with { MaxReductions = r.GetValue(MaxReductions) };
-        if (r.GetValue(StepEpochs) is string steps) o = o with { StepEpochs = ParseInts(steps, "--step-epochs"), Schedule = ScheduleKind.Step };
-        if (Given(Init)) o = o with { Init = r.GetValue(Init) };
-        if (Given(Act)) o = o with { Activation = r.GetValue(Act) };
-        if (r.GetValue(NoLrn)) o = o with { Lrn = false };
+        if (Given(ModelName))
+        {
+            o = o with { Model = r.GetValue(ModelName)! };
+        }
+
+        if (Given(Epochs))
+        {
+            o = o with { Epochs = r.GetValue(Epochs) };
+        }
+
+        if (Given(BatchSize))
+        {
+            o = o with { BatchSize = r.GetValue(BatchSize) };
+        }
+
+        if (Given(Lr))
+        {
+            o = o with { LearningRate = r.GetValue(Lr) };
+        }
+
+        if (Given(Momentum))
+        {
+            o = o with { Momentum = r.GetValue(Momentum) };
+        }
+
+        if (Given(WeightDecay))
+        {
+            o = o with { WeightDecay = r.GetValue(WeightDecay) };
+        }
+
+        if (Given(Optimizer))
+        {
+            o = o with { Optimizer = r.GetValue(Optimizer) };
+        }
+
+        if (Given(Schedule))
+        {
+            o = o with { Schedule = r.GetValue(Schedule) };
+        }
+
+        if (Given(Power))
+        {
+            o = o with { Power = r.GetValue(Power) };
+        }
+
+        if (Given(Patience))
+        {
+            o = o with { Patience = r.GetValue(Patience) };
+        }
+
+        if (Given(MaxReductions))
+        {
+            o = o with { MaxReductions = r.GetValue(MaxReductions) };
+        }
+
+        if (r.GetValue(StepEpochs) is string steps)
+        {
+            o = o with { StepEpochs = ParseInts(steps, "--step-epochs"), Schedule = ScheduleKind.Step };
+        }
+
+        if (Given(Init))
+        {
+            o = o with { Init = r.GetValue(Init) };
+        }
+
+        if (Given(Act))
+        {
+            o = o with { Activation = r.GetValue(Act) };
+        }
+
+        if (r.GetValue(NoLrn))
+        {
+            o = o with { Lrn = false };
+        }
+
         if (Given(Pool))
         {
             int[] p = ParseInts(r.GetValue(Pool)!.Replace('/', ','), "--pool");
@@ -173,19 +233,71 @@ internal static class TrainCommand
             }
             o = o with { PoolWindow = p[0], PoolStride = p[1] };
         }
-        if (Given(Dropout)) o = o with { Dropout = r.GetValue(Dropout) };
-        if (r.GetValue(NoCrop)) o = o with { RandomCrop = false };
-        if (r.GetValue(NoFlip)) o = o with { Flip = false };
-        if (Given(PcaStd)) o = o with { PcaStd = r.GetValue(PcaStd) };
-        if (r.GetValue(NoMean)) o = o with { SubtractMean = false };
-        if (Given(InputScale)) o = o with { InputScale = r.GetValue(InputScale) };
-        if (Given(Pad)) o = o with { Pad = r.GetValue(Pad) };
-        if (r.GetValue(Crop) is int crop) o = o with { Crop = crop };
-        if (r.GetValue(RemoveLayer) is string layer) o = o with { RemoveLayer = layer };
-        if (Given(Seed)) o = o with { Seed = r.GetValue(Seed) };
-        if (Given(CheckpointEvery)) o = o with { CheckpointEvery = r.GetValue(CheckpointEvery) };
-        if (Given(LogEvery)) o = o with { LogEvery = r.GetValue(LogEvery) };
-        if (Given(MaxSteps)) o = o with { MaxSteps = r.GetValue(MaxSteps) };
+        if (Given(Dropout))
+        {
+            o = o with { Dropout = r.GetValue(Dropout) };
+        }
+
+        if (r.GetValue(NoCrop))
+        {
+            o = o with { RandomCrop = false };
+        }
+
+        if (r.GetValue(NoFlip))
+        {
+            o = o with { Flip = false };
+        }
+
+        if (Given(PcaStd))
+        {
+            o = o with { PcaStd = r.GetValue(PcaStd) };
+        }
+
+        if (r.GetValue(NoMean))
+        {
+            o = o with { SubtractMean = false };
+        }
+
+        if (Given(InputScale))
+        {
+            o = o with { InputScale = r.GetValue(InputScale) };
+        }
+
+        if (Given(Pad))
+        {
+            o = o with { Pad = r.GetValue(Pad) };
+        }
+
+        if (r.GetValue(Crop) is int crop)
+        {
+            o = o with { Crop = crop };
+        }
+
+        if (r.GetValue(RemoveLayer) is string layer)
+        {
+            o = o with { RemoveLayer = layer };
+        }
+
+        if (Given(Seed))
+        {
+            o = o with { Seed = r.GetValue(Seed) };
+        }
+
+        if (Given(CheckpointEvery))
+        {
+            o = o with { CheckpointEvery = r.GetValue(CheckpointEvery) };
+        }
+
+        if (Given(LogEvery))
+        {
+            o = o with { LogEvery = r.GetValue(LogEvery) };
+        }
+
+        if (Given(MaxSteps))
+        {
+            o = o with { MaxSteps = r.GetValue(MaxSteps) };
+        }
+
         o.Validate();
         _ = Variants.Get(o.Model, 10, 1, null);   // an unknown model fails here, before any data is read
         return o;

@@ -27,6 +27,27 @@ internal static class TestData
         }
     }
 
+    /// <summary>A synthetic training store and validation store of 4 classes in DIR/train and DIR/val, opened.</summary>
+    public sealed class Stores : IDisposable
+    {
+        public Stores(TempDir dir, int train, int val, int valSeed = 3)
+        {
+            WriteSyntheticStore(dir["train"], train, 4);
+            WriteSyntheticStore(dir["val"], val, 4, seed: valSeed);
+            Train = ImageStore.Open(dir["train"]);
+            Val = ImageStore.Open(dir["val"]);
+        }
+
+        public ImageStore Train { get; }
+        public ImageStore Val { get; }
+
+        public void Dispose()
+        {
+            Train.Dispose();
+            Val.Dispose();
+        }
+    }
+
     /// <summary>A store of <paramref name="count"/> synthetic C×S×S images of <paramref name="classes"/> classes, each
     /// class a bright bar at its own place on noise, so a net can learn it in a few steps.</summary>
     public static void WriteSyntheticStore(string dir, int count, int classes, int channels = 1, int size = 28, int seed = 0)

@@ -2,7 +2,8 @@
 // that the higher levels of the neural network consider them to be similar." The last hidden layer
 // (fc7, 4096-d for the paper's net) of every image of a store, and exact nearest-neighbour search by
 // batched matrix products: ‖q − x‖² = ‖q‖² + ‖x‖² − 2 q·x, one (queries × block) product per block.
-// Cost: O(N·D) per query, streamed in blocks, so memory stays at one block whatever N is.
+// Cost: O(N·D) per query, the products taken one block of rows at a time; the feature file itself is read
+// into one array (int offsets: up to 2³¹ floats, e.g. 524,287 images × 4096; issue #13 asks for a memory map).
 using System;
 using System.IO;
 using System.Linq;

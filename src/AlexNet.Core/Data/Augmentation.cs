@@ -9,7 +9,7 @@ using System;
 namespace AlexNet.Data;
 
 /// <param name="Crop">Side of the patch fed to the net (§4.1: 224 of 256).</param>
-/// <param name="Pad">Zero padding around the record before cropping (the small-image nets: 28 from 28+2·2).</param>
+/// <param name="Pad">Zero padding around the record before cropping (small images: 4, so a 32-px patch of 28+2·4 shifts by ±2 px).</param>
 /// <param name="PcaStd">σ of αᵢ ~ N(0, σ²) (§4.1: 0.1); 0 switches the colour noise off.</param>
 /// <param name="Scale">Multiplies the centred values (1 = the paper's raw scale).</param>
 public sealed record AugmentOptions(

@@ -20,6 +20,24 @@ public static class ClassNames
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     };
 
+    /// <summary>
+    /// The devkit's own order of the 1000 synsets (meta.mat), which its ILSVRC2012_IDs count from 1: the first 1000
+    /// lines of darknet's imagenet.labels.list (line 1 n02119789 kit fox, line 490 n01751748 sea snake). Not sorted.
+    /// </summary>
+    public static string[] DevkitOrder(string idsFile = DarknetIds)
+    {
+        if (!File.Exists(idsFile))
+        {
+            throw new FileNotFoundException($"{idsFile} is missing: install the Debian package 'darknet' (./setup.sh does).", idsFile);
+        }
+        string[] ids = File.ReadLines(idsFile).Take(1000).Select(l => l.Trim()).ToArray();
+        if (ids.Length != 1000 || ids.Distinct().Count() != 1000)
+        {
+            throw new InvalidDataException($"expected 1000 distinct synset ids at the top of {idsFile}; got {ids.Distinct().Count()}.");
+        }
+        return ids;
+    }
+
     /// <summary>The 1000 ILSVRC-2012 classes in id-sorted order (index = the label the network predicts).</summary>
     public static IReadOnlyList<ClassInfo> Ilsvrc2012(string idsFile = DarknetIds, string namesFile = OpenCvNames)
     {

@@ -58,11 +58,14 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
     }
 
     /// <summary>
-    /// ILSVRC's validation layout: images in one folder, and a ground-truth file with one line per image in
-    /// sorted file-name order: a 1-based class index (ILSVRC2012_validation_ground_truth.txt, indices into the
-    /// id-sorted classes) or a class id.
+    /// ILSVRC's validation layout: images in one folder, and a ground-truth file, one of:
+    /// the devkit's ILSVRC2012_validation_ground_truth.txt (one ILSVRC2012_ID per line in sorted file-name order;
+    /// the IDs count the synsets in the devkit's own order, <see cref="ClassNames.DevkitOrder"/>, not the sorted one);
+    /// one class id (wnid) per line in the same order; or LOC_val_solution.csv (ImageId,PredictionString, whose first
+    /// token is the wnid), matched by file name. With a <paramref name="classesFile"/> of one's own, a number is a
+    /// 1-based line of that file. Labels are always indices into the id-sorted classes, as --folder gives them.
     /// </summary>
-    public static ImageFolder FromFlat(string dir, string labelsFile, string? classesFile = null)
+    public static ImageFolder FromFlat(string dir, string labelsFile, string? classesFile = null, string devkitIds = ClassNames.DarknetIds)
     {
         if (!Directory.Exists(dir))
         {
@@ -72,31 +75,53 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
         {
             throw new FileNotFoundException($"ground-truth file {labelsFile} does not exist.", labelsFile);
         }
-        IReadOnlyList<ClassInfo> classes = classesFile is null ? ClassNames.Ilsvrc2012() : ClassNames.Load(classesFile);
+        IReadOnlyList<ClassInfo> classes = classesFile is null ? ClassNames.Ilsvrc2012(devkitIds) : ClassNames.Load(classesFile);
         var byId = classes.Select((c, i) => (c.Id, i)).ToDictionary(x => x.Id, x => x.i);
+        // What a number means: an ILSVRC2012_ID (the devkit's order), or a line of the user's own classes file.
+        string[] numbered = classesFile is null ? ClassNames.DevkitOrder(devkitIds) : classes.Select(c => c.Id).ToArray();
         string[] files = Directory.GetFiles(dir).Where(f => !Path.GetFileName(f).StartsWith('.')).OrderBy(f => f, StringComparer.Ordinal).ToArray();
         string[] lines = File.ReadAllLines(labelsFile).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         if (files.Length == 0)
         {
             throw new InvalidDataException($"{dir} holds no files (--flat expects one folder of images).");
         }
-        if (lines.Length != files.Length)
+        bool csv = lines.Length > 0 && lines[0].StartsWith("ImageId,", StringComparison.Ordinal);
+        string[] perFile = csv ? FromSolutionCsv(lines, files, labelsFile) : lines;
+        if (perFile.Length != files.Length)
         {
-            throw new InvalidDataException($"{labelsFile} has {lines.Length} labels for {files.Length} files in {dir}: one line per image, in sorted file-name order.");
+            throw new InvalidDataException($"{labelsFile} has {perFile.Length} labels for {files.Length} files in {dir}: one line per image, in sorted file-name order.");
         }
         var items = new List<(string, int)>();
         for (int i = 0; i < files.Length; i++)
         {
-            string l = lines[i];
-            int label = int.TryParse(l, NumberStyles.None, CultureInfo.InvariantCulture, out int oneBased) ? oneBased - 1
-                : byId.TryGetValue(l, out int id) ? id : -1;
-            if (label < 0 || label >= classes.Count)
+            string l = perFile[i];
+            string id = int.TryParse(l, NumberStyles.None, CultureInfo.InvariantCulture, out int oneBased) && oneBased >= 1 && oneBased <= numbered.Length
+                ? numbered[oneBased - 1] : l;
+            if (!byId.TryGetValue(id, out int label))
             {
-                throw new InvalidDataException($"{labelsFile}, line {i + 1}: '{l}' is neither an index 1..{classes.Count} nor a known class id.");
+                throw new InvalidDataException($"{labelsFile}, {(csv ? Path.GetFileName(files[i]) : $"line {i + 1}")}: '{l}' is neither an ILSVRC2012_ID 1..{numbered.Length} nor a known class id.");
             }
             items.Add((files[i], label));
         }
         return new ImageFolder(dir, items, classes);
+    }
+
+    /// <summary>LOC_val_solution.csv: each file's wnid, the first token of its row's PredictionString.</summary>
+    static string[] FromSolutionCsv(string[] lines, string[] files, string labelsFile)
+    {
+        var byImage = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string row in lines.Skip(1))
+        {
+            int comma = row.IndexOf(',');
+            string[] tokens = comma < 0 ? Array.Empty<string>() : row[(comma + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (tokens.Length == 0)
+            {
+                throw new InvalidDataException($"{labelsFile}: '{row}' is not ImageId,PredictionString.");
+            }
+            byImage[row[..comma]] = tokens[0];
+        }
+        return files.Select(f => byImage.TryGetValue(Path.GetFileNameWithoutExtension(f), out string? wnid) ? wnid
+            : throw new InvalidDataException($"{labelsFile} has no row for {Path.GetFileNameWithoutExtension(f)} ({f}).")).ToArray();
     }
 }
 

@@ -10,13 +10,13 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
-using Architecture = AlexNet.Model.Architecture;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using AlexNet.Model;
 using TorchSharp;
 using static TorchSharp.torch;
+using Architecture = AlexNet.Model.Architecture;
 
 namespace AlexNet.Training;
 

@@ -68,10 +68,16 @@ public static class Experiments
     /// <summary>Figure 1: "no regularization of any kind"; one arm per activation and ε, named "ReLU ε=0.01".</summary>
     static ExperimentArm Fig1(TrainOptions b, Activation a) => new(
         (a == Activation.Relu ? "ReLU" : "tanh") + " ε=" + b.LearningRate.ToString(CultureInfo.InvariantCulture), b with
-    {
-        Model = Variants.Figure1, Activation = a, Dropout = 0, WeightDecay = 0, RandomCrop = false, Flip = false, PcaStd = 0,
-        LogEvery = Math.Min(b.LogEvery, 10),
-    });
+        {
+            Model = Variants.Figure1,
+            Activation = a,
+            Dropout = 0,
+            WeightDecay = 0,
+            RandomCrop = false,
+            Flip = false,
+            PcaStd = 0,
+            LogEvery = Math.Min(b.LogEvery, 10),
+        });
 
     /// <summary>Trains every arm for every seed into outDir/ARM-sSEED, then writes outDir/report.md and plots.</summary>
     public static List<ArmResult> Run(Experiment e, ImageStore train, ImageStore val, string outDir, IReadOnlyList<long> seeds,

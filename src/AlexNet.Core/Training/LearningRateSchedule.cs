@@ -54,8 +54,12 @@ public sealed class LearningRateSchedule
         if (_o.Schedule == ScheduleKind.Step)
         {
             int drops = _o.StepEpochs.Count(e => e <= epoch);
-            State = s with { LearningRate = _o.LearningRate * Math.Pow(_o.LrFactor, drops), Reductions = drops,
-                BestError = Math.Min(s.BestError, validationError) };
+            State = s with
+            {
+                LearningRate = _o.LearningRate * Math.Pow(_o.LrFactor, drops),
+                Reductions = drops,
+                BestError = Math.Min(s.BestError, validationError)
+            };
             return State.LearningRate;
         }
         if (validationError < s.BestError)

@@ -53,7 +53,7 @@ public sealed record TrainOptions
     public double PcaStd { get; init; } = 0.1;             // §4.1: αᵢ ~ N(0, 0.1²)
     public bool SubtractMean { get; init; } = true;        // §2
     public float InputScale { get; init; } = 1f;           // 1 = raw 0–255 values, as the paper
-    public int Pad { get; init; } = -1;                    // −1: 2 px for small images, 0 for ImageNet
+    public int Pad { get; init; } = -1;                    // −1: §4.1's default, 4 px for small images (AugmentOptions.PaperFor), 0 for ImageNet
     public int? Crop { get; init; }                        // §4.1's patch side; null: 224 of 256, small images side + pad
     public string? RemoveLayer { get; init; }              // §7 ablation: drop one middle conv layer
     public long Seed { get; init; } = 1;

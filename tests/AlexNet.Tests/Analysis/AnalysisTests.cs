@@ -73,7 +73,7 @@ public class ExperimentTests
             int arms = name == "pooling" ? 2 : 4;
             Assert.Equal(2 * arms, results.Count);
             string[] report = System.IO.File.ReadAllLines(dir[$"{name}/report.md"]);
-            string[] rows = report.Where(l => l.StartsWith("| ") && !l.StartsWith("| arm") ).ToArray();
+            string[] rows = report.Where(l => l.StartsWith("| ") && !l.StartsWith("| arm")).ToArray();
             Assert.Equal(arms, rows.Length);
             if (name == "relu-vs-tanh")
             {

@@ -1,5 +1,5 @@
-using System.Linq;
 using System.IO;
+using System.Linq;
 using System.Text.Json;
 using AlexNet.Cli;
 using AlexNet.Model;

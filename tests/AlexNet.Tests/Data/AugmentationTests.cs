@@ -87,7 +87,11 @@ public class AugmentationTests
             double red = output[0], green = output[4], blue = output[8];
             Assert.Equal(red, output[3], 4);                 // the same shift on every pixel of a channel
             double a1 = (red + green) * r, a2 = (red - green) * r;   // coordinates along p1, p2
-            s1 += a1; s11 += a1 * a1; s2 += a2; s22 += a2 * a2; s3 += Math.Abs(blue);
+            s1 += a1;
+            s11 += a1 * a1;
+            s2 += a2;
+            s22 += a2 * a2;
+            s3 += Math.Abs(blue);
         }
         Assert.InRange(s1 / n, -0.1, 0.1);
         Assert.InRange(Math.Sqrt(s11 / n), 0.1 * 20 * 0.97, 0.1 * 20 * 1.03);   // α σ: 0.1 × √400

@@ -151,9 +151,24 @@ public class ImageTests
         {
             File.WriteAllBytes(dir[$"val/ILSVRC2012_val_0000000{i}.JPEG"], TestData.Encode(40, 40, (x, y) => Red, SKEncodedImageFormat.Jpeg));
         }
-        File.WriteAllLines(dir["gt.txt"], new[] { "1", "1000", "n01443537" });
+        // The devkit's file begins 490, 361, 171: ILSVRC2012_IDs in the devkit's order, n01751748 (sea snake),
+        // n09193705 (alp), n02105855 (Shetland sheepdog). Sea snake is class 65 of the id-sorted classes.
+        File.WriteAllLines(dir["gt.txt"], new[] { "490", "361", "171" });
         ImageFolder f = ImageFolder.FromFlat(dir["val"], dir["gt.txt"]);
-        Assert.Equal(new[] { 0, 999, 1 }, f.Items.Select(i => i.Label));
+        string[] ids = f.Items.Select(i => f.Classes[i.Label].Id).ToArray();
+        Assert.Equal(new[] { "n01751748", "n09193705", "n02105855" }, ids);
+        Assert.Equal(65, f.Items[0].Label);
+        Assert.Equal("sea snake", f.Classes[65].Name);
+        Assert.Equal("alp", f.Classes[f.Items[1].Label].Name);
+        // The same truth as one wnid per line, and as LOC_val_solution.csv (rows in any order, matched by file name).
+        File.WriteAllLines(dir["wnids.txt"], new[] { "n01751748", "n09193705", "n02105855" });
+        Assert.Equal(f.Items.Select(i => i.Label), ImageFolder.FromFlat(dir["val"], dir["wnids.txt"]).Items.Select(i => i.Label));
+        File.WriteAllLines(dir["LOC_val_solution.csv"], new[] { "ImageId,PredictionString",
+            "ILSVRC2012_val_00000003,n02105855 10 20 100 200 n02105855 5 5 50 50", "ILSVRC2012_val_00000001,n01751748 1 2 3 4",
+            "ILSVRC2012_val_00000002,n09193705 0 0 9 9" });
+        Assert.Equal(f.Items.Select(i => i.Label), ImageFolder.FromFlat(dir["val"], dir["LOC_val_solution.csv"]).Items.Select(i => i.Label));
+        File.WriteAllLines(dir["gt.txt"], new[] { "1001", "1", "1" });
+        Assert.Contains("neither an ILSVRC2012_ID", Assert.Throws<InvalidDataException>(() => ImageFolder.FromFlat(dir["val"], dir["gt.txt"])).Message);
         File.WriteAllLines(dir["gt.txt"], new[] { "1", "2" });
         Assert.Contains("2 labels for 3 files", Assert.Throws<InvalidDataException>(() => ImageFolder.FromFlat(dir["val"], dir["gt.txt"])).Message);
     }

@@ -33,10 +33,8 @@ public class RunControlTests
     public void ResumingARunAtItsStepLimitRunsNoFurtherStep()
     {
         using var dir = new TestData.TempDir();
-        TestData.WriteSyntheticStore(dir["train"], 72, 4);   // 5 steps per epoch
-        TestData.WriteSyntheticStore(dir["val"], 16, 4, seed: 3);
-        using ImageStore train = ImageStore.Open(dir["train"]);
-        using ImageStore val = ImageStore.Open(dir["val"]);
+        using var stores = new TestData.Stores(dir, 72, 16);   // 5 steps per epoch
+        (ImageStore train, ImageStore val) = (stores.Train, stores.Val);
         TrainResult first = Trainer.Fit(Tiny with { MaxSteps = 3 }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress());
         Assert.Equal(3, first.Steps);
         Assert.True(first.Stopped);
@@ -74,10 +72,8 @@ public class RunControlTests
     public void ANetTooLargeForTheStoreLeavesNoRunFolder()
     {
         using var dir = new TestData.TempDir();
-        TestData.WriteSyntheticStore(dir["train"], 16, 4);
-        TestData.WriteSyntheticStore(dir["val"], 16, 4, seed: 3);
-        using ImageStore train = ImageStore.Open(dir["train"]);
-        using ImageStore val = ImageStore.Open(dir["val"]);
+        using var stores = new TestData.Stores(dir, 16, 16);
+        (ImageStore train, ImageStore val) = (stores.Train, stores.Val);
         Assert.Throws<System.ArgumentException>(() =>
             Trainer.Fit(Tiny with { Model = Variants.Paper }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress()));
         Assert.False(Directory.Exists(dir["run"]));
@@ -107,10 +103,8 @@ public class RunControlTests
     public void PredictionsOfStoreRecordsCarryTheirTrueClass()
     {
         using var dir = new TestData.TempDir();
-        TestData.WriteSyntheticStore(dir["train"], 64, 4);
-        TestData.WriteSyntheticStore(dir["val"], 16, 4, seed: 3);
-        using ImageStore train = ImageStore.Open(dir["train"]);
-        using ImageStore val = ImageStore.Open(dir["val"]);
+        using var stores = new TestData.Stores(dir, 64, 16);
+        (ImageStore train, ImageStore val) = (stores.Train, stores.Val);
         Trainer.Fit(Tiny with { Epochs = 1 }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress());
         (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["run/last.ckpt"]);
         using (model)
