@@ -1,5 +1,6 @@
 using System;
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
 using System.IO;
 using System.Linq;
@@ -113,7 +114,7 @@ internal static class TrainCommand
     /// <summary>The command line that continues this run: the same arguments with --resume and --out.</summary>
     static string ResumeCommand(ParseResult r, string runDir)
     {
-        var args = r.Tokens.Select(t => t.Value).ToList();
+        var args = r.Tokens.Where(t => t.Type != TokenType.Command).Select(t => t.Value).ToList();
         if (!args.Contains("--resume"))
         {
             args.Add("--resume");
