@@ -9,6 +9,7 @@ public static class App
         var root = new RootCommand("AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) on TorchSharp: train, evaluate and inspect the paper's network.");
         root.Subcommands.Add(SummaryCommand.Create());
         root.Subcommands.Add(PrepareCommand.Create());
+        root.Subcommands.Add(RehearsalCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(PredictCommand.Create());

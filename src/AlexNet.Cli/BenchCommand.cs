@@ -40,6 +40,10 @@ internal static class BenchCommand
         var peerScript = new Option<string>("--peer-script") { Description = "With --peer: the peer script.", DefaultValueFactory = _ => "bench/peer.py" };
         var peerPython = new Option<string>("--peer-python") { Description = "With --peer: the interpreter that runs the peer script.", DefaultValueFactory = _ => PeerComparison.DefaultPython };
         var peerChannelsLast = new Option<bool>("--peer-channels-last") { Description = "With --peer: run the peer in channels-last (NHWC) layout." };
+        var prepare = new Option<string?>("--prepare") { Description = "Time `alexnet prepare` on this class-folder tree against the PIL peer (bench/prepare_peer.py), --rounds rounds, and print the ratio." };
+        var prepareScript = new Option<string>("--prepare-script") { Description = "With --prepare: the PIL peer script.", DefaultValueFactory = _ => "bench/prepare_peer.py" };
+        command.Options.Add(prepare);
+        command.Options.Add(prepareScript);
         var json = new Option<string?>("--json") { Description = "Also write the results to this JSON file (throughput runs and --peer)." };
         foreach (Option o in new Option[] { peer, models, rounds, peerScript, peerPython, peerChannelsLast, json })
         {
@@ -47,6 +51,10 @@ internal static class BenchCommand
         }
         command.SetAction(r => Cli.Run(() =>
         {
+            if (r.GetValue(prepare) is string prepareRoot)
+            {
+                return PreparePeer.Run(prepareRoot, r.GetValue(threads), r.GetValue(rounds), r.GetValue(peerPython)!, r.GetValue(prepareScript)!, r.GetValue(json));
+            }
             if (r.GetValue(peer))
             {
                 string[] names = (r.GetValue(models) ?? r.GetValue(model)!).Split(',', System.StringSplitOptions.RemoveEmptyEntries | System.StringSplitOptions.TrimEntries);

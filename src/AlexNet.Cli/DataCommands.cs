@@ -68,3 +68,28 @@ internal static class PrepareCommand
         }
     }
 }
+
+/// <summary>`alexnet rehearsal`: an ImageNet-shaped folder from the real photographs in Debian packages (<see cref="Rehearsal"/>).</summary>
+internal static class RehearsalCommand
+{
+    public static Command Create()
+    {
+        var output = new Option<string>("--out", "-o") { Description = "Folder to create: train/<wnid>/*.JPEG, val/*.JPEG and the devkit's ground truth.", Required = true };
+        var classes = new Option<int>("--classes") { Description = "How many of ILSVRC-2012's classes (the first in id order).", DefaultValueFactory = _ => 1000 };
+        var perClass = new Option<int>("--per-class") { Description = "Training images per class.", DefaultValueFactory = _ => 2 };
+        var val = new Option<int>("--val") { Description = "Validation images (flat folder, devkit-style labels).", DefaultValueFactory = _ => 1000 };
+        var seed = new Option<long>("--seed") { Description = "Seed of the crops.", DefaultValueFactory = _ => 1 };
+        var command = new Command("rehearsal", "Make an ImageNet-shaped data set (1000 class folders of real-size JPEGs) from the photographs in Debian packages, to rehearse prepare → train → eval.")
+        {
+            output, classes, perClass, val, seed,
+        };
+        command.SetAction(r => Cli.Run(() =>
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            RehearsalSummary s = Rehearsal.Write(r.GetValue(output)!, r.GetValue(classes), r.GetValue(perClass), r.GetValue(val), r.GetValue(seed));
+            AnsiConsole.MarkupLineInterpolated($"{s.Root}: {s.TrainImages} training images in {s.Classes} class folders, {s.ValImages} validation images, {s.Bytes / 1e6:F1} MB, cut from {s.Photographs} photographs in {clock.Elapsed.TotalSeconds:F1} s.");
+            return 0;
+        }));
+        return command;
+    }
+}

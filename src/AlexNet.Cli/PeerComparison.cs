@@ -88,35 +88,51 @@ internal static class PeerComparison
 
     static PeerResult RunPeer(string python, string script, string model, int batch, int threads, int steps, int classes, int channels, bool channelsLast)
     {
+        var args = new List<string> { "--model", model, "--batch", Inv(batch), "--threads", Inv(threads), "--steps", Inv(steps),
+            "--classes", Inv(classes), "--channels", Inv(channels) };
+        if (channelsLast)
+        {
+            args.Add("--channels-last");
+        }
+        var env = new Dictionary<string, string> { ["OMP_NUM_THREADS"] = Inv(threads) };
+        if (Directory.Exists(OpenBlasDirectory))
+        {
+            string? old = Environment.GetEnvironmentVariable("LD_LIBRARY_PATH");
+            env["LD_LIBRARY_PATH"] = string.IsNullOrEmpty(old) ? OpenBlasDirectory : OpenBlasDirectory + ":" + old;
+        }
+        using JsonDocument doc = RunScript(python, script, args, env, "python3-torch python3-torchvision libopenblas0-pthread", $"--model {model}");
+        JsonElement r = doc.RootElement;
+        return new PeerResult(model, channelsLast, r.GetProperty("train_images_per_second").GetDouble(), r.GetProperty("infer_images_per_second").GetDouble(),
+            r.GetProperty("peak_rss_bytes").GetInt64(), r.GetProperty("blas").GetString() ?? "?");
+    }
+
+    /// <summary>Runs a peer script that prints one JSON line; a missing interpreter or module, or a failure, is a clear error naming the packages.</summary>
+    internal static JsonDocument RunScript(string python, string script, IEnumerable<string> args, IReadOnlyDictionary<string, string> env,
+        string packages, string what)
+    {
         var start = new ProcessStartInfo(python)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string arg in new[] { script, "--model", model, "--batch", Inv(batch), "--threads", Inv(threads), "--steps", Inv(steps),
-            "--classes", Inv(classes), "--channels", Inv(channels) })
+        start.ArgumentList.Add(script);
+        foreach (string arg in args)
         {
             start.ArgumentList.Add(arg);
         }
-        if (channelsLast)
+        foreach ((string key, string value) in env)
         {
-            start.ArgumentList.Add("--channels-last");
+            start.Environment[key] = value;
         }
-        if (Directory.Exists(OpenBlasDirectory))
-        {
-            string? old = Environment.GetEnvironmentVariable("LD_LIBRARY_PATH");
-            start.Environment["LD_LIBRARY_PATH"] = string.IsNullOrEmpty(old) ? OpenBlasDirectory : OpenBlasDirectory + ":" + old;
-        }
-        start.Environment["OMP_NUM_THREADS"] = Inv(threads);
         Process process;
         try
         {
-            process = Process.Start(start) ?? throw new UserError("python3 did not start.");
+            process = Process.Start(start) ?? throw new UserError($"{python} did not start.");
         }
         catch (System.ComponentModel.Win32Exception)
         {
-            throw new UserError($"'{python}' could not be started: the peer needs `apt-get install python3-torch python3-torchvision libopenblas0-pthread`.");
+            throw new UserError($"'{python}' could not be started: the peer needs `apt-get install {packages}`.");
         }
         using (process)
         {
@@ -126,15 +142,17 @@ internal static class PeerComparison
             if (process.ExitCode != 0)
             {
                 string err = stderr.Result;
-                string hint = err.Contains("No module named 'torch", StringComparison.Ordinal)
-                    ? " Install the peer with `apt-get install python3-torch python3-torchvision libopenblas0-pthread`."
-                    : "";
-                throw new UserError($"The peer ({script} --model {model}) failed with exit code {process.ExitCode}.{hint}\n{err.Trim()}");
+                string hint = err.Contains("No module named", StringComparison.Ordinal) ? $" Install the peer with `apt-get install {packages}`." : "";
+                throw new UserError($"The peer ({script} {what}) failed with exit code {process.ExitCode}.{hint}\n{err.Trim()}");
             }
-            using var doc = JsonDocument.Parse(stdout);
-            JsonElement r = doc.RootElement;
-            return new PeerResult(model, channelsLast, r.GetProperty("train_images_per_second").GetDouble(), r.GetProperty("infer_images_per_second").GetDouble(),
-                r.GetProperty("peak_rss_bytes").GetInt64(), r.GetProperty("blas").GetString() ?? "?");
+            try
+            {
+                return JsonDocument.Parse(stdout);
+            }
+            catch (JsonException)
+            {
+                throw new UserError($"The peer ({script} {what}) printed no JSON result: {stdout.Trim()}");
+            }
         }
     }
 

@@ -1,7 +1,9 @@
 // §2 "we down-sampled the images to a fixed resolution of 256 × 256. Given a rectangular image, we first
 // rescaled the image such that the shorter side was of length 256, and then cropped out the central
-// 256×256 patch." Decoding is SkiaSharp's (JPEG, PNG, WebP, BMP, GIF's first frame); grayscale, palette
-// and CMYK come out as RGB, alpha is composited over black, EXIF orientation is applied first.
+// 256×256 patch." Decoding is SkiaSharp's (JPEG, PNG, WebP, BMP, GIF's first frame; a JPEG at the smallest
+// DCT scale that keeps the shorter side ≥ 256, as PIL's draft mode); grayscale, palette and CMYK come out as
+// RGB, alpha is composited over black, EXIF orientation is applied first. The rescale is Resampler.cs's
+// antialiased bicubic.
 using System;
 using System.IO;
 using SkiaSharp;
@@ -38,7 +40,14 @@ public static class ImageDecoder
     public static byte[] CentreSquare(byte[] encoded, int size)
     {
         using SKBitmap oriented = Decode(encoded, size);
-        return ToPlanarRgb(ResizeCentreSquare(oriented, size));
+        return CentreSquare(oriented, size);
+    }
+
+    /// <summary>§2's central square of a decoded RGBA image, rescaled to <paramref name="size"/>² (Resampler.cs), planar RGB.</summary>
+    public static byte[] CentreSquare(SKBitmap rgba, int size)
+    {
+        int side = Math.Min(rgba.Width, rgba.Height);
+        return Resampler.SquareToPlanar(rgba.GetPixelSpan(), rgba.RowBytes, (rgba.Width - side) / 2, (rgba.Height - side) / 2, side, size);
     }
 
     /// <summary>Decodes at the smallest scale the codec offers that keeps the shorter side ≥ <paramref name="minSide"/>, then orients.</summary>
@@ -111,56 +120,5 @@ public static class ImageDecoder
         canvas.SetMatrix(m);
         canvas.DrawBitmap(src, 0, 0);
         return dst;
-    }
-
-    /// <summary>The central square, rescaled to <paramref name="size"/>²: halvings by 2×2 averaging while more than 2× too big, then Mitchell cubic.</summary>
-    public static SKBitmap ResizeCentreSquare(SKBitmap src, int size)
-    {
-        int side = Math.Min(src.Width, src.Height);
-        var subset = new SKBitmap();
-        if (!src.ExtractSubset(subset, SKRectI.Create((src.Width - side) / 2, (src.Height - side) / 2, side, side)))
-        {
-            throw new ImageRejectedException("could not crop the central square");
-        }
-        SKBitmap current = subset;
-        while (current.Width / 2 >= size)
-        {
-            SKBitmap half = current.Resize(new SKImageInfo(current.Width / 2, current.Height / 2, SKColorType.Rgba8888, SKAlphaType.Premul),
-                new SKSamplingOptions(SKFilterMode.Linear, SKMipmapMode.None));
-            current.Dispose();
-            current = half;
-        }
-        if (current.Width != size)
-        {
-            SKBitmap final = current.Resize(new SKImageInfo(size, size, SKColorType.Rgba8888, SKAlphaType.Premul),
-                new SKSamplingOptions(SKCubicResampler.Mitchell));
-            current.Dispose();
-            current = final;
-        }
-        else if (ReferenceEquals(current, subset))
-        {
-            SKBitmap copy = subset.Copy();
-            subset.Dispose();
-            current = copy;
-        }
-        return current;
-    }
-
-    /// <summary>RGBA (premultiplied, i.e. over black) → planar R, G, B bytes; disposes the bitmap.</summary>
-    public static byte[] ToPlanarRgb(SKBitmap bitmap)
-    {
-        using (bitmap)
-        {
-            int plane = bitmap.Width * bitmap.Height;
-            var result = new byte[3 * plane];
-            ReadOnlySpan<byte> rgba = bitmap.GetPixelSpan();
-            for (int p = 0; p < plane; p++)
-            {
-                result[p] = rgba[4 * p];
-                result[plane + p] = rgba[4 * p + 1];
-                result[2 * plane + p] = rgba[4 * p + 2];
-            }
-            return result;
-        }
     }
 }

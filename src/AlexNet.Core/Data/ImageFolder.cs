@@ -5,6 +5,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
+using System.Threading.Tasks;
 using System.Security.Cryptography;
 using System.Text;
 
@@ -130,7 +131,7 @@ public sealed record PrepareSummary(int Written, int Rejected, int Total, string
 /// <summary>Decodes a folder into a store on several threads, in order, resumably (see <see cref="StoreWriter"/>).</summary>
 public static class FolderPreparer
 {
-    const int Block = 64;
+    const int Block = 256;   // images decoded between commits; large enough that the decoders seldom wait at a block's end
 
     public static PrepareSummary Prepare(ImageFolder folder, string outDir, int size, int threads, Action<int, int>? progress = null,
         System.Threading.CancellationToken cancel = default)
@@ -141,37 +142,50 @@ public static class FolderPreparer
         }
         using var writer = new StoreWriter(outDir, 3, size, size, folder.Fingerprint());
         int total = folder.Items.Count;
-        var results = new (byte[]? Pixels, string? Error)[Block];
+        var decoding = new (byte[]? Pixels, string? Error)[Block];
+        var writing = new (byte[]? Pixels, string? Error)[Block];
+        // Block k is written (and committed) on its own thread while block k + 1 decodes: the writer's serial work
+        // (the file appends and the mean and covariance sums) stays off the decoders' path.
+        Task pending = Task.CompletedTask;
         for (int start = writer.InputsDone; start < total; start += Block)
         {
             cancel.ThrowIfCancellationRequested();
             int n = Math.Min(Block, total - start);
-            System.Threading.Tasks.Parallel.For(0, n, new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
+            int first = start;
+            var results = decoding;
+            Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
             {
                 try
                 {
-                    results[i] = (ImageDecoder.CentreSquare(folder.Items[start + i].Path, size), null);
+                    results[i] = (ImageDecoder.CentreSquare(folder.Items[first + i].Path, size), null);
                 }
                 catch (ImageRejectedException e)
                 {
                     results[i] = (null, e.Message);
                 }
             });
-            for (int i = 0; i < n; i++)
+            pending.GetAwaiter().GetResult();
+            (decoding, writing) = (writing, decoding);
+            var block = writing;
+            pending = Task.Run(() =>
             {
-                (string path, int label) = folder.Items[start + i];
-                if (results[i].Pixels is byte[] pixels)
+                for (int i = 0; i < n; i++)
                 {
-                    writer.Add(pixels, label, path);
+                    (string path, int label) = folder.Items[first + i];
+                    if (block[i].Pixels is byte[] pixels)
+                    {
+                        writer.Add(pixels, label, path);
+                    }
+                    else
+                    {
+                        writer.Reject(path, block[i].Error!);
+                    }
                 }
-                else
-                {
-                    writer.Reject(path, results[i].Error!);
-                }
-            }
-            writer.Commit();
-            progress?.Invoke(start + n, total);
+                writer.Commit();
+                progress?.Invoke(first + n, total);
+            });
         }
+        pending.GetAwaiter().GetResult();
         string rejects = Path.Combine(outDir, ImageStore.RejectsFile);
         int written = writer.Records, rejected = writer.Rejected;
         writer.Finish(folder.Classes, folder.Root);
