@@ -70,7 +70,8 @@ internal static class AnalysisCommands
         command.SetAction(r => Cli.Run(() =>
         {
             (AlexNetModel model, RunState state) = Checkpoint.LoadModel(r.GetValue(checkpoint)!);
-            (FeatureHeader header, float[] data) = Retrieval.Load(r.GetValue(features)!);
+            using FeatureMatrix data = Retrieval.Open(r.GetValue(features)!);
+            FeatureHeader header = data.Header!;
             using (model)
             using (ImageStore store = ImageStore.Open(header.Store))
             {
@@ -84,12 +85,13 @@ internal static class AnalysisCommands
                 using var _ = no_grad();
                 using Tensor x = tensor(input, new long[] { 1, store.Channels, aug.Crop, aug.Crop });
                 using Tensor f = model.ForwardTo(x, header.Layer).flatten(1);
-                var hits = Retrieval.Nearest(f, data, header.Dimensions, r.GetValue(k))[0];
+                var hits = Retrieval.Nearest(f, data, r.GetValue(k))[0];
                 var sources = store.Sources();
                 var table = new Table().AddColumn("rank").AddColumn("record").AddColumn("class").AddColumn(new TableColumn("distance").RightAligned()).AddColumn("source");
                 for (int i = 0; i < hits.Length; i++)
                 {
-                    (int index, double d) = hits[i];
+                    (long row, double d) = hits[i];
+                    int index = checked((int)row);   // a store's records are int-indexed
                     table.AddRow((i + 1).ToString(CultureInfo.InvariantCulture), index.ToString(CultureInfo.InvariantCulture),
                         Markup.Escape(store.Manifest.Classes[store.Labels[index]].Name), d.ToString("F3", CultureInfo.InvariantCulture),
                         Markup.Escape(index < sources.Count ? sources[index] : ""));
@@ -97,7 +99,7 @@ internal static class AnalysisCommands
                 AnsiConsole.Write(table);
                 if (r.GetValue(figure) is string png)
                 {
-                    Figures.Neighbours(store, record, hits.Select(h => h.Index).ToArray(), png);
+                    Figures.Neighbours(store, record, hits.Select(h => checked((int)h.Index)).ToArray(), png);
                     AnsiConsole.MarkupLineInterpolated($"Wrote {png}");
                 }
             }

@@ -8,7 +8,7 @@ namespace AlexNet.Cli;
 /// <summary>Draws `alexnet prepare --folder/--flat`: a progress bar with images/s and ETA, then the counts.</summary>
 internal static class FolderPrepare
 {
-    public static int Run(ImageFolder folder, string outDir, int size, int threads)
+    public static int Run(ImageFolder folder, string outDir, int size, int threads, RecordEncoding encoding = RecordEncoding.Raw, int quality = RecordCodec.DefaultQuality)
     {
         PrepareSummary summary;
         if (AnsiConsole.Profile.Capabilities.Interactive)
@@ -18,7 +18,7 @@ internal static class FolderPrepare
                 .Start(ctx =>
                 {
                     ProgressTask task = ctx.AddTask($"prepare {folder.Root}", maxValue: folder.Items.Count);
-                    return FolderPreparer.Prepare(folder, outDir, size, threads, (done, _) => task.Value = done);
+                    return FolderPreparer.Prepare(folder, outDir, size, threads, (done, _) => task.Value = done, default, encoding, quality);
                 });
         }
         else
@@ -32,9 +32,11 @@ internal static class FolderPrepare
                     last = done;
                     Console.WriteLine($"{done}/{total} images, {done / clock.Elapsed.TotalSeconds:F0} images/s");
                 }
-            });
+            }, default, encoding, quality);
         }
         AnsiConsole.MarkupLineInterpolated($"{outDir}: {summary.Written} images written, {summary.Rejected} rejected of {summary.Total}.");
+        AnsiConsole.MarkupLineInterpolated(
+            $"{summary.Encoding.ToString().ToLowerInvariant()} records: {summary.BytesPerImage / 1024:F1} KB per image; ILSVRC-2012's 1.28 M training images would take {summary.ProjectedImageNetBytes / 1e9:F1} GB.");
         if (summary.Rejected > 0)
         {
             AnsiConsole.MarkupLineInterpolated($"[yellow]Rejected inputs and reasons: {summary.RejectsFile}[/]");

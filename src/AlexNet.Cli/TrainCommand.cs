@@ -54,6 +54,7 @@ internal static class TrainCommand
     static readonly Option<int> Threads = new("--threads") { Description = "Compute threads (a machine setting: --resume takes today's).", DefaultValueFactory = _ => MachineOptions.Default.Threads };
     static readonly Option<int> Workers = new("--workers") { Description = "Background threads that assemble batches (a machine setting; the batches do not depend on it).", DefaultValueFactory = _ => MachineOptions.Default.Workers };
     static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Also checkpoint every N steps (0 = at epoch ends).", DefaultValueFactory = _ => D.CheckpointEvery };
+    static readonly Option<double> CheckpointMinutes = new("--checkpoint-minutes") { Description = "Also checkpoint when this many minutes have passed since the last checkpoint (0 = off).", DefaultValueFactory = _ => D.CheckpointMinutes };
     static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
     static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
 
@@ -63,7 +64,7 @@ internal static class TrainCommand
         {
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
-            Seed, Threads, Workers, CheckpointEvery, LogEvery, MaxSteps,
+            Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps,
         };
         command.SetAction(r => Cli.Run(() =>
         {

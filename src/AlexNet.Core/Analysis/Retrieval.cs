@@ -2,10 +2,11 @@
 // that the higher levels of the neural network consider them to be similar." The last hidden layer
 // (fc7, 4096-d for the paper's net) of every image of a store, and exact nearest-neighbour search by
 // batched matrix products: ‖q − x‖² = ‖q‖² + ‖x‖² − 2 q·x, one (queries × block) product per block.
-// Cost: O(N·D) per query, the products taken one block of rows at a time; the feature file itself is read
-// into one array (int offsets: up to 2³¹ floats, e.g. 524,287 images × 4096; issue #13 asks for a memory map).
+// Cost: O(N·D) per query, one block of rows at a time from the memory-mapped file (64-bit offsets), so memory
+// stays at one block whatever N is: ImageNet's 1.28 M × 4096 floats are 21 GB on disk.
 using System;
 using System.IO;
+using System.IO.MemoryMappedFiles;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text.Json;
@@ -49,7 +50,8 @@ public static class Retrieval
         return header;
     }
 
-    public static (FeatureHeader Header, float[] Data) Load(string path)
+    /// <summary>Opens a feature file memory-mapped: N×D floats of any size (64-bit offsets), one block in memory at a time.</summary>
+    public static FeatureMatrix Open(string path)
     {
         string meta = path + ".json";
         if (!File.Exists(path) || !File.Exists(meta))
@@ -61,25 +63,26 @@ public static class Retrieval
         {
             throw new InvalidDataException($"{path} does not hold {h.Count}×{h.Dimensions} floats as {meta} says: write it again with `alexnet features`.");
         }
-        var data = new float[(long)h.Count * h.Dimensions];
-        using FileStream f = File.OpenRead(path);
-        f.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
-        return (h, data);
+        return FeatureMatrix.Map(path, h);
     }
 
-    /// <summary>The k rows of <paramref name="features"/> nearest to each query row (Euclidean), exact.</summary>
-    public static (int Index, double Distance)[][] Nearest(Tensor queries, float[] features, int dims, int k, int block = 8192)
+    /// <summary>
+    /// The k rows of <paramref name="features"/> (rows [<paramref name="from"/>, <paramref name="to"/>), all by default)
+    /// nearest to each query row (Euclidean), exact. Rows are read one block at a time.
+    /// </summary>
+    public static (long Index, double Distance)[][] Nearest(Tensor queries, FeatureMatrix features, int k, int block = 8192, long from = 0, long to = -1)
     {
         using var scope = NewDisposeScope();
-        long count = features.LongLength / dims;
+        int dims = features.Dimensions;
+        long end = to < 0 ? features.Count : Math.Min(to, features.Count);
         Tensor q = queries.to(ScalarType.Float32);
         Tensor qq = q.pow(2).sum(1, keepdim: true);
         Tensor bestD = full(q.shape[0], 0, double.PositiveInfinity);
         Tensor bestI = zeros(new long[] { q.shape[0], 0 }, ScalarType.Int64);
-        for (long start = 0; start < count; start += block)
+        for (long start = from; start < end; start += block)
         {
-            long n = Math.Min(block, count - start);
-            Tensor x = tensor(features.AsSpan((int)(start * dims), (int)(n * dims)).ToArray(), new long[] { n, dims });
+            int n = (int)Math.Min(block, end - start);
+            Tensor x = tensor(features.Rows(start, n).ToArray(), new long[] { n, dims });
             Tensor d = (qq + x.pow(2).sum(1).unsqueeze(0) - 2 * q.matmul(x.t())).clamp_min(0);
             Tensor allD = cat(new[] { bestD, d }, 1);
             Tensor allI = cat(new[] { bestI, arange(start, start + n, ScalarType.Int64).unsqueeze(0).expand(q.shape[0], n) }, 1);
@@ -93,16 +96,78 @@ public static class Retrieval
         // The expansion above loses digits to cancellation when ‖q‖ is large; the k winners get their exact distance.
         double Exact(int r, long i)
         {
+            ReadOnlySpan<float> row = features.Rows(i, 1);
             double sum = 0;
             for (int d = 0; d < dims; d++)
             {
-                double diff = qs[r * dims + d] - features[i * dims + d];
+                double diff = qs[r * dims + d] - row[d];
                 sum += diff * diff;
             }
             return Math.Sqrt(sum);
         }
         return Enumerable.Range(0, (int)q.shape[0])
-            .Select(r => Enumerable.Range(0, kk).Select(j => ((int)index[r * kk + j], Exact(r, index[r * kk + j])))
+            .Select(r => Enumerable.Range(0, kk).Select(j => (index[r * kk + j], Exact(r, index[r * kk + j])))
                 .OrderBy(t => t.Item2).ToArray()).ToArray();
+    }
+}
+
+/// <summary>N×D float32 features, in memory or memory-mapped from a feature file; rows addressed with 64-bit offsets.</summary>
+public sealed unsafe class FeatureMatrix : IDisposable
+{
+    readonly float[]? _memory;
+    readonly MemoryMappedFile? _map;
+    readonly MemoryMappedViewAccessor? _view;
+    readonly float* _base;
+
+    public long Count { get; }
+    public int Dimensions { get; }
+    public FeatureHeader? Header { get; }
+
+    public FeatureMatrix(float[] rows, int dimensions)
+    {
+        _memory = rows;
+        Dimensions = dimensions;
+        Count = rows.LongLength / dimensions;
+    }
+
+    FeatureMatrix(MemoryMappedFile map, MemoryMappedViewAccessor view, FeatureHeader header)
+    {
+        (_map, _view, Header) = (map, view, header);
+        byte* p = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        _base = (float*)(p + view.PointerOffset);
+        Count = header.Count;
+        Dimensions = header.Dimensions;
+    }
+
+    internal static FeatureMatrix Map(string path, FeatureHeader header)
+    {
+        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        return new FeatureMatrix(map, map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read), header);
+    }
+
+    /// <summary>Float offset of a row: 64-bit, so files past 2³¹ floats (ImageNet's 1.28 M × 4096 is 5.2·10⁹) are addressed right.</summary>
+    public static long Offset(long row, int dimensions) => row * dimensions;
+
+    /// <summary>Rows [start, start + n) as one span (n·D must fit an int: one block).</summary>
+    public ReadOnlySpan<float> Rows(long start, int n)
+    {
+        if (start < 0 || n < 0 || start + n > Count)
+        {
+            throw new ArgumentOutOfRangeException(nameof(start), $"rows {start}..{start + n} of {Count}");
+        }
+        int length = checked(n * Dimensions);
+        return _memory is not null ? _memory.AsSpan().Slice(checked((int)Offset(start, Dimensions)), length)
+            : new ReadOnlySpan<float>(_base + Offset(start, Dimensions), length);
+    }
+
+    public void Dispose()
+    {
+        if (_view is not null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _view.Dispose();
+        }
+        _map?.Dispose();
     }
 }

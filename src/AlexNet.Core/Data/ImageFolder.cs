@@ -5,9 +5,9 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
-using System.Threading.Tasks;
 using System.Security.Cryptography;
 using System.Text;
+using System.Threading.Tasks;
 
 namespace AlexNet.Data;
 
@@ -126,7 +126,14 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
     }
 }
 
-public sealed record PrepareSummary(int Written, int Rejected, int Total, string RejectsFile);
+/// <param name="ImageBytes">Bytes the records take on disk (raw: C×H×W each; JPEG: as encoded).</param>
+public sealed record PrepareSummary(int Written, int Rejected, int Total, string RejectsFile, long ImageBytes, RecordEncoding Encoding)
+{
+    public double BytesPerImage => Written == 0 ? 0 : ImageBytes / (double)Written;
+
+    /// <summary>What ILSVRC-2012's 1,281,167 training images would take at this rate.</summary>
+    public double ProjectedImageNetBytes => BytesPerImage * 1_281_167;
+}
 
 /// <summary>Decodes a folder into a store on several threads, in order, resumably (see <see cref="StoreWriter"/>).</summary>
 public static class FolderPreparer
@@ -134,16 +141,18 @@ public static class FolderPreparer
     const int Block = 256;   // images decoded between commits; large enough that the decoders seldom wait at a block's end
 
     public static PrepareSummary Prepare(ImageFolder folder, string outDir, int size, int threads, Action<int, int>? progress = null,
-        System.Threading.CancellationToken cancel = default)
+        System.Threading.CancellationToken cancel = default, RecordEncoding encoding = RecordEncoding.Raw, int quality = RecordCodec.DefaultQuality)
     {
         if (size < 8)
         {
             throw new ArgumentException($"--size {size} is too small.");
         }
-        using var writer = new StoreWriter(outDir, 3, size, size, folder.Fingerprint());
+        using var writer = new StoreWriter(outDir, 3, size, size, folder.Fingerprint(), encoding, quality);
         int total = folder.Items.Count;
-        var decoding = new (byte[]? Pixels, string? Error)[Block];
-        var writing = new (byte[]? Pixels, string? Error)[Block];
+        writer.EnsureSpace(total - writer.InputsDone);
+        bool jpeg = encoding == RecordEncoding.Jpeg;
+        var decoding = new (byte[]? Pixels, byte[]? Encoded, string? Error)[Block];
+        var writing = new (byte[]? Pixels, byte[]? Encoded, string? Error)[Block];
         // Block k is written (and committed) on its own thread while block k + 1 decodes: the writer's serial work
         // (the file appends and the mean and covariance sums) stays off the decoders' path.
         Task pending = Task.CompletedTask;
@@ -157,11 +166,12 @@ public static class FolderPreparer
             {
                 try
                 {
-                    results[i] = (ImageDecoder.CentreSquare(folder.Items[first + i].Path, size), null);
+                    byte[] pixels = ImageDecoder.CentreSquare(folder.Items[first + i].Path, size);
+                    results[i] = (pixels, jpeg ? RecordCodec.Encode(pixels, 3, size, size, quality) : null, null);
                 }
                 catch (ImageRejectedException e)
                 {
-                    results[i] = (null, e.Message);
+                    results[i] = (null, null, e.Message);
                 }
             });
             pending.GetAwaiter().GetResult();
@@ -169,26 +179,35 @@ public static class FolderPreparer
             var block = writing;
             pending = Task.Run(() =>
             {
-                for (int i = 0; i < n; i++)
+                try
                 {
-                    (string path, int label) = folder.Items[first + i];
-                    if (block[i].Pixels is byte[] pixels)
+                    for (int i = 0; i < n; i++)
                     {
-                        writer.Add(pixels, label, path);
+                        (string path, int label) = folder.Items[first + i];
+                        if (block[i].Pixels is byte[] pixels)
+                        {
+                            writer.Add(pixels, label, path, block[i].Encoded);
+                        }
+                        else
+                        {
+                            writer.Reject(path, block[i].Error!);
+                        }
                     }
-                    else
-                    {
-                        writer.Reject(path, block[i].Error!);
-                    }
+                    writer.Commit();
                 }
-                writer.Commit();
+                catch (IOException e)
+                {
+                    throw new IOException($"writing {outDir} failed: {e.Message}. Everything up to the last committed block is kept: free space " +
+                        "(or fix the cause) and run the same command again to resume.", e);
+                }
                 progress?.Invoke(first + n, total);
             });
         }
         pending.GetAwaiter().GetResult();
         string rejects = Path.Combine(outDir, ImageStore.RejectsFile);
         int written = writer.Records, rejected = writer.Rejected;
+        long bytes = writer.ImageBytes;
         writer.Finish(folder.Classes, folder.Root);
-        return new PrepareSummary(written, rejected, total, rejects);
+        return new PrepareSummary(written, rejected, total, rejects, bytes, encoding);
     }
 }

@@ -32,7 +32,9 @@ public sealed record StoreManifest(
     ClassInfo[] Classes,
     string Source,
     PcaStats Pca,
-    DateTime Created)
+    DateTime Created,
+    RecordEncoding Encoding = RecordEncoding.Raw,
+    int? Quality = null)
 {
     public const string FormatName = "alexnet-store";
     public const int CurrentVersion = 1;
@@ -47,6 +49,8 @@ public sealed unsafe class ImageStore : IDisposable
 {
     public const string ManifestFile = "manifest.json";
     public const string ImagesFile = "images.u8";
+    public const string JpegFile = "images.jpg";
+    public const string OffsetsFile = "offsets.i64";
     public const string LabelsFile = "labels.i32";
     public const string MeanFile = "mean.f32";
     public const string SourcesFile = "sources.txt";
@@ -55,6 +59,10 @@ public sealed unsafe class ImageStore : IDisposable
     readonly MemoryMappedFile? _map;
     readonly MemoryMappedViewAccessor? _view;
     readonly byte* _base;
+    readonly long[]? _offsets;
+
+    [ThreadStatic]
+    static byte[]? t_decoded;
 
     public string Directory { get; }
     public StoreManifest Manifest { get; }
@@ -69,13 +77,14 @@ public sealed unsafe class ImageStore : IDisposable
     public int Width => Manifest.Width;
     public int ClassCount => Manifest.Classes.Length;
 
-    ImageStore(string dir, StoreManifest manifest, int[] labels, float[] mean)
+    ImageStore(string dir, StoreManifest manifest, int[] labels, float[] mean, long[]? offsets)
     {
         Directory = dir;
         Manifest = manifest;
         Labels = labels;
         Mean = mean;
-        string images = Path.Combine(dir, ImagesFile);
+        _offsets = offsets;
+        string images = Path.Combine(dir, offsets is null ? ImagesFile : JpegFile);
         if (manifest.Count > 0)
         {
             _map = MemoryMappedFile.CreateFromFile(images, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
@@ -114,7 +123,17 @@ public sealed unsafe class ImageStore : IDisposable
         {
             throw new InvalidDataException($"{manifestPath}: format {manifest.Format} v{manifest.Version} is not {StoreManifest.FormatName} v{StoreManifest.CurrentVersion}; prepare the data again.");
         }
-        ExpectLength(dir, ImagesFile, (long)manifest.Count * manifest.RecordBytes);
+        long[]? offsets = null;
+        if (manifest.Encoding == RecordEncoding.Jpeg)
+        {
+            ExpectLength(dir, OffsetsFile, (manifest.Count + 1) * 8L);
+            offsets = ReadArray<long>(Path.Combine(dir, OffsetsFile), manifest.Count + 1);
+            ExpectLength(dir, JpegFile, offsets[^1]);
+        }
+        else
+        {
+            ExpectLength(dir, ImagesFile, (long)manifest.Count * manifest.RecordBytes);
+        }
         ExpectLength(dir, LabelsFile, manifest.Count * 4L);
         ExpectLength(dir, MeanFile, manifest.RecordBytes * 4L);
         int[] labels = ReadArray<int>(Path.Combine(dir, LabelsFile), manifest.Count);
@@ -123,7 +142,7 @@ public sealed unsafe class ImageStore : IDisposable
             throw new InvalidDataException($"{Path.Combine(dir, LabelsFile)} holds a label outside 0..{manifest.Classes.Length - 1}; the store is damaged: prepare it again.");
         }
         float[] mean = ReadArray<float>(Path.Combine(dir, MeanFile), manifest.RecordBytes);
-        return new ImageStore(dir, manifest, labels, mean);
+        return new ImageStore(dir, manifest, labels, mean, offsets);
     }
 
     static void ExpectLength(string dir, string file, long expected)
@@ -144,15 +163,28 @@ public sealed unsafe class ImageStore : IDisposable
         return result;
     }
 
-    /// <summary>Record i: C×H×W bytes, planar.</summary>
+    /// <summary>
+    /// Record i: C×H×W bytes, planar. A raw store serves it from the memory map; a JPEG store decodes it into a buffer
+    /// of the calling thread, valid until that thread's next call (the loader's workers each use their own).
+    /// </summary>
     public ReadOnlySpan<byte> Record(int i)
     {
         if ((uint)i >= (uint)Count)
         {
             throw new ArgumentOutOfRangeException(nameof(i));
         }
-        return new ReadOnlySpan<byte>(_base + (long)i * Manifest.RecordBytes, Manifest.RecordBytes);
+        if (_offsets is null)
+        {
+            return new ReadOnlySpan<byte>(_base + (long)i * Manifest.RecordBytes, Manifest.RecordBytes);
+        }
+        byte[] buffer = t_decoded is { } b && b.Length == Manifest.RecordBytes ? b : t_decoded = new byte[Manifest.RecordBytes];
+        var jpeg = new ReadOnlySpan<byte>(_base + _offsets[i], checked((int)(_offsets[i + 1] - _offsets[i])));
+        RecordCodec.Decode(jpeg, buffer, Channels, Height, Width);
+        return buffer;
     }
+
+    /// <summary>Bytes the records take on disk.</summary>
+    public long ImageBytes => _offsets is null ? (long)Count * Manifest.RecordBytes : _offsets[^1];
 
     public IReadOnlyList<string> Sources()
     {

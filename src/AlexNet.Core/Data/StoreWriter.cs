@@ -15,19 +15,24 @@ namespace AlexNet.Data;
 public sealed class StoreWriter : IDisposable
 {
     const string ProgressFile = "progress.json";
+    const string StatisticsFile = "progress.sums";   // the mean and covariance sums of the committed records
 
-    sealed record Progress(string Fingerprint, int InputsDone, int Records, long RejectsBytes, long SourcesBytes);
+    sealed record Progress(string Fingerprint, int InputsDone, int Records, long RejectsBytes, long SourcesBytes, long ImagesBytes = -1);
 
     readonly string _dir;
     readonly string _fingerprint;
     readonly int _recordBytes;
     readonly FileStream _images;
+    readonly FileStream? _offsets;   // jpeg stores: record i is images.jpg[offsets[i] .. offsets[i+1])
     readonly FileStream _labels;
     readonly FileStream _sources;
     readonly FileStream _rejects;
     readonly long[] _sum;         // Σ x per position, for §2's mean image
     readonly long[] _moments;     // Σ over pixels of x xᵀ (C×C) and Σ x (C), for §4.1's covariance
     long _pixels;
+
+    public RecordEncoding Encoding { get; }
+    public int Quality { get; }
 
     public int Channels { get; }
     public int Height { get; }
@@ -39,8 +44,16 @@ public sealed class StoreWriter : IDisposable
     public int Rejected { get; private set; }
 
     /// <param name="fingerprint">Identifies the input list; resuming with a different one is refused.</param>
-    public StoreWriter(string dir, int channels, int height, int width, string fingerprint)
+    /// <param name="encoding">Raw records, or each record encoded once as a JPEG of <paramref name="quality"/> (RecordCodec.cs).</param>
+    public StoreWriter(string dir, int channels, int height, int width, string fingerprint, RecordEncoding encoding = RecordEncoding.Raw,
+        int quality = RecordCodec.DefaultQuality)
     {
+        if (quality is < 1 or > 100)
+        {
+            throw new ArgumentException($"--quality must be 1–100, got {quality}.");
+        }
+        Encoding = encoding;
+        Quality = quality;
         _dir = dir;
         Channels = channels;
         Height = height;
@@ -59,7 +72,20 @@ public sealed class StoreWriter : IDisposable
         {
             throw new IOException($"{dir} holds an interrupted prepare of other inputs; delete it or choose another --out.");
         }
-        _images = Open(ImageStore.ImagesFile, (long)(progress?.Records ?? 0) * _recordBytes);
+        int records = progress?.Records ?? 0;
+        if (encoding == RecordEncoding.Jpeg)
+        {
+            _offsets = Open(ImageStore.OffsetsFile, progress is null ? 0 : (records + 1) * 8L);
+            if (_offsets.Length == 0)
+            {
+                _offsets.Write(BitConverter.GetBytes(0L));
+            }
+            _images = Open(ImageStore.JpegFile, progress?.ImagesBytes ?? 0);
+        }
+        else
+        {
+            _images = Open(ImageStore.ImagesFile, (long)records * _recordBytes);
+        }
         _labels = Open(ImageStore.LabelsFile, (progress?.Records ?? 0) * 4L);
         _sources = Open(ImageStore.SourcesFile, progress?.SourcesBytes ?? 0);
         _rejects = Open(ImageStore.RejectsFile, progress?.RejectsBytes ?? 0);
@@ -68,9 +94,38 @@ public sealed class StoreWriter : IDisposable
             InputsDone = progress.InputsDone;
             Records = progress.Records;
             Rejected = File.ReadLines(Path.Combine(dir, ImageStore.RejectsFile)).Count();
-            AccumulateExisting();
+            if (!ReadStatistics())
+            {
+                AccumulateExisting();
+            }
+        }
+        else
+        {
+            Commit();   // from the first moment the folder is a prepare under way: the same command resumes it, whatever stops it
         }
     }
+
+    /// <summary>
+    /// Refuses to start when the disk cannot hold <paramref name="inputs"/> more records (raw: exactly; JPEG: at the
+    /// average size so far, or a fifth of a raw record before the first), saying how much is needed and free.
+    /// </summary>
+    public void EnsureSpace(int inputs)
+    {
+        long perRecord = Encoding == RecordEncoding.Raw ? _recordBytes
+            : Records > 0 ? _images.Length / Records + 1 : _recordBytes / 5;
+        long needed = inputs * (perRecord + 16L);   // + label, offset and a source line
+        long free = new DriveInfo(Path.GetFullPath(_dir)).AvailableFreeSpace;
+        if (needed > free)
+        {
+            throw new IOException($"{_dir} needs about {Gb(needed)} for {inputs} more images ({Encoding.ToString().ToLowerInvariant()} records of " +
+                $"~{perRecord / 1024.0:F0} KB) and its disk has {Gb(free)} free. Free space (or use --format jpeg, ~5× smaller) and run the same command again: it resumes.");
+        }
+    }
+
+    static string Gb(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F1} GB" : $"{bytes / (double)(1 << 20):F1} MB";
+
+    /// <summary>Bytes of image data written so far (for the bytes-per-image report).</summary>
+    public long ImageBytes => _images.Length;
 
     FileStream Open(string name, long keep)
     {
@@ -99,17 +154,69 @@ public sealed class StoreWriter : IDisposable
         return Json.Read<Progress>(path);
     }
 
-    /// <summary>On resume, the statistics of the records already written are gathered again from disk.</summary>
+    /// <summary>The committed records' sums, as Commit saved them; false when there are none (then they are gathered again).</summary>
+    bool ReadStatistics()
+    {
+        string path = Path.Combine(_dir, StatisticsFile);
+        if (!File.Exists(path) || new FileInfo(path).Length != 8L * (_sum.Length + _moments.Length + 2))
+        {
+            return false;
+        }
+        using var r = new BinaryReader(File.OpenRead(path));
+        if (r.ReadInt64() != Records)
+        {
+            return false;   // written for a block whose commit did not finish
+        }
+        for (int i = 0; i < _sum.Length; i++)
+        {
+            _sum[i] = r.ReadInt64();
+        }
+        for (int i = 0; i < _moments.Length; i++)
+        {
+            _moments[i] = r.ReadInt64();
+        }
+        _pixels = r.ReadInt64();
+        return true;
+    }
+
+    void WriteStatistics() => AtomicFile.Write(Path.Combine(_dir, StatisticsFile), f =>
+    {
+        f.Write(BitConverter.GetBytes((long)Records));
+        f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_sum.AsSpan()));
+        f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_moments.AsSpan()));
+        f.Write(BitConverter.GetBytes(_pixels));
+    });
+
+    /// <summary>On resume without saved sums (a raw store of an older prepare), the records already written are read again.</summary>
     void AccumulateExisting()
     {
         var buffer = new byte[_recordBytes];
+        long end = _images.Length;
         _images.Seek(0, SeekOrigin.Begin);
-        for (int i = 0; i < Records; i++)
+        if (_offsets is not null)
         {
-            _images.ReadExactly(buffer);
-            Accumulate(buffer);
+            var offsets = new byte[(Records + 1) * 8];
+            _offsets.Seek(0, SeekOrigin.Begin);
+            _offsets.ReadExactly(offsets);
+            for (int i = 0; i < Records; i++)
+            {
+                long from = BitConverter.ToInt64(offsets, i * 8), to = BitConverter.ToInt64(offsets, (i + 1) * 8);
+                var jpeg = new byte[to - from];
+                _images.ReadExactly(jpeg);
+                RecordCodec.Decode(jpeg, buffer, Channels, Height, Width);
+                Accumulate(buffer);
+            }
+            _offsets.Seek(0, SeekOrigin.End);
         }
-        _images.Seek((long)Records * _recordBytes, SeekOrigin.Begin);
+        else
+        {
+            for (int i = 0; i < Records; i++)
+            {
+                _images.ReadExactly(buffer);
+                Accumulate(buffer);
+            }
+        }
+        _images.Seek(end, SeekOrigin.Begin);
     }
 
     /// <summary>
@@ -198,15 +305,24 @@ public sealed class StoreWriter : IDisposable
         return total;
     }
 
-    public void Add(ReadOnlySpan<byte> chw, int label, string source)
+    /// <param name="encoded">The record already encoded (by a decoding thread) for a JPEG store; encoded here when null.</param>
+    public void Add(ReadOnlySpan<byte> chw, int label, string source, byte[]? encoded = null)
     {
         if (chw.Length != _recordBytes)
         {
             throw new ArgumentException($"record of {chw.Length} bytes, expected {_recordBytes}.");
         }
-        _images.Write(chw);
+        if (_offsets is not null)
+        {
+            _images.Write(encoded ?? RecordCodec.Encode(chw, Channels, Height, Width, Quality));
+            _offsets.Write(BitConverter.GetBytes(_images.Length));
+        }
+        else
+        {
+            _images.Write(chw);
+        }
         _labels.Write(BitConverter.GetBytes(label));
-        _sources.Write(Encoding.UTF8.GetBytes(source.Replace('\n', ' ') + "\n"));
+        _sources.Write(System.Text.Encoding.UTF8.GetBytes(source.Replace('\n', ' ') + "\n"));
         Accumulate(chw);
         Records++;
         InputsDone++;
@@ -214,7 +330,7 @@ public sealed class StoreWriter : IDisposable
 
     public void Reject(string source, string reason)
     {
-        _rejects.Write(Encoding.UTF8.GetBytes($"{source.Replace('\t', ' ')}\t{reason.Replace('\n', ' ')}\n"));
+        _rejects.Write(System.Text.Encoding.UTF8.GetBytes($"{source.Replace('\t', ' ')}\t{reason.Replace('\n', ' ')}\n"));
         Rejected++;
         InputsDone++;
     }
@@ -222,11 +338,12 @@ public sealed class StoreWriter : IDisposable
     /// <summary>Makes everything added so far durable and records it as done.</summary>
     public void Commit()
     {
-        foreach (FileStream f in new[] { _images, _labels, _sources, _rejects })
+        foreach (FileStream? f in new[] { _images, _offsets, _labels, _sources, _rejects })
         {
-            f.Flush(flushToDisk: true);
+            f?.Flush(flushToDisk: true);
         }
-        var progress = new Progress(_fingerprint, InputsDone, Records, _rejects.Length, _sources.Length);
+        WriteStatistics();   // tagged with the record count: used on resume only if progress.json agrees
+        var progress = new Progress(_fingerprint, InputsDone, Records, _rejects.Length, _sources.Length, _images.Length);
         Json.Write(Path.Combine(_dir, ProgressFile), progress);
     }
 
@@ -249,15 +366,18 @@ public sealed class StoreWriter : IDisposable
             f.Flush(flushToDisk: true);
         }
         var manifest = new StoreManifest(StoreManifest.FormatName, StoreManifest.CurrentVersion, Records, Channels, Height, Width,
-            classes.ToArray(), source, DatasetStats.Pca(Array.ConvertAll(_moments, m => (double)m), Channels, _pixels), DateTime.UtcNow);
+            classes.ToArray(), source, DatasetStats.Pca(Array.ConvertAll(_moments, m => (double)m), Channels, _pixels), DateTime.UtcNow,
+            Encoding, Encoding == RecordEncoding.Jpeg ? Quality : null);
         AtomicFile.WriteAllText(Path.Combine(_dir, ImageStore.ManifestFile), Json.Serialize(manifest));
         File.Delete(Path.Combine(_dir, ProgressFile));
+        File.Delete(Path.Combine(_dir, StatisticsFile));
         return manifest;
     }
 
     public void Dispose()
     {
         _images.Dispose();
+        _offsets?.Dispose();
         _labels.Dispose();
         _sources.Dispose();
         _rejects.Dispose();

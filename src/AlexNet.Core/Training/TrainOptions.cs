@@ -58,6 +58,7 @@ public sealed record TrainOptions
     public string? RemoveLayer { get; init; }              // §7 ablation: drop one middle conv layer
     public long Seed { get; init; } = 1;
     public int CheckpointEvery { get; init; } = 0;          // steps; 0 = at the end of every epoch only
+    public double CheckpointMinutes { get; init; } = 30;    // also checkpoint when this long has passed since the last (an ImageNet epoch is hours on a CPU); 0 = off
     public int LogEvery { get; init; } = 50;                // steps between metric lines (and NaN checks)
     public int MaxSteps { get; init; } = 0;                 // 0 = no limit (tests and smoke runs)
     public int TrainLimit { get; init; } = 0;               // use only the first N training records (0 = all)
@@ -80,6 +81,7 @@ public sealed record TrainOptions
         Check(Power > 0 && double.IsFinite(Power), "--power must be a positive number");
         Check(LogEvery >= 1, "--log-every must be at least 1");
         Check(CheckpointEvery >= 0 && MaxSteps >= 0, "--checkpoint-every and --max-steps must be ≥ 0");
+        Check(CheckpointMinutes >= 0 && double.IsFinite(CheckpointMinutes), "--checkpoint-minutes must be ≥ 0");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");
         Check(Crop is null or >= 1, "--crop must be at least 1");
         Check(PoolWindow >= 1 && PoolStride >= 1, "pooling window and stride must be at least 1");

@@ -145,7 +145,9 @@ public static class Trainer
             if (run.StepInEpoch < perEpoch)
             {
                 bool stop = run.Stopping(cancel);
-                if (stop || o.CheckpointEvery > 0 && run.Step % o.CheckpointEvery == 0)
+                bool due = o.CheckpointEvery > 0 && run.Step % o.CheckpointEvery == 0
+                    || o.CheckpointMinutes > 0 && run.SinceSave.Elapsed.TotalMinutes >= o.CheckpointMinutes;
+                if (stop || due)
                 {
                     double[] sums = epochSums.data<double>().ToArray();
                     CheckFinite(sums[0], epoch, run);
@@ -218,6 +220,9 @@ public static class Trainer
         public double Best { get; set; } = double.PositiveInfinity;
         public double[] Carried { get; set; } = new double[4];
         public EpochMetrics? Last { get; set; }
+
+        /// <summary>Time since last.ckpt was written (for --checkpoint-minutes).</summary>
+        public Stopwatch SinceSave { get; } = Stopwatch.StartNew();
 
         public string LastPath => Path.Combine(Directory, LastCheckpoint);
 
@@ -293,6 +298,7 @@ public static class Trainer
                 RngState(), Train.Manifest.Classes.Select(c => c.Name).ToArray(), Train.Mean, Train.Height, Train.Width,
                 Array.Empty<TensorEntry>());
             Checkpoint.Save(LastPath, state, Model, Sgd);
+            SinceSave.Restart();
         }
 
         public TrainResult Result() => new(Directory, EpochsDone, Step, Last, Best, Stopped: EpochsDone < Options.Epochs);

@@ -1,3 +1,5 @@
+using System;
+using System.IO;
 using System.Linq;
 using AlexNet.Analysis;
 using AlexNet.Data;
@@ -37,10 +39,10 @@ public class AnalysisTests
         var aug = new Augmentation(store, AugmentOptions.PaperFor(28) with { Scale = 0.0125f });
         FeatureHeader h = Retrieval.Extract(model, store, aug, "fc7", dir["f.bin"], "test.ckpt", batchSize: 16);
         Assert.Equal((40, 512), (h.Count, h.Dimensions));
-        (FeatureHeader read, float[] data) = Retrieval.Load(dir["f.bin"]);
-        Assert.Equal(h, read);
-        using Tensor queries = tensor(data, new long[] { 40, 512 });
-        var hits = Retrieval.Nearest(queries, data, 512, k: 3, block: 7);   // blocks smaller than the set: the merge is exercised
+        using FeatureMatrix data = Retrieval.Open(dir["f.bin"]);
+        Assert.Equal(h, data.Header);
+        using Tensor queries = tensor(data.Rows(0, 40).ToArray(), new long[] { 40, 512 });
+        var hits = Retrieval.Nearest(queries, data, k: 3, block: 7);   // blocks smaller than the set: the merge is exercised
         for (int i = 0; i < 40; i++)
         {
             Assert.Equal(i, hits[i][0].Index);
@@ -52,6 +54,42 @@ public class AnalysisTests
 
 public class ExperimentTests
 {
+    /// <summary>
+    /// ImageNet-sized features: 600,000 × 4096 floats (2.46·10⁹, past 2³¹) in a sparse file, memory-mapped; two vectors
+    /// written past the 2³¹-float mark are found where they are, by reading only the blocks around them.
+    /// </summary>
+    [Fact]
+    public void FeaturesPastTwoToTheThirtyFirstFloatsAreAddressedRight()
+    {
+        using var dir = new TestData.TempDir();
+        const int dims = 4096;
+        const long rows = 600_000;
+        Assert.True(FeatureMatrix.Offset(rows - 1, dims) > int.MaxValue);
+        string path = dir["big.f32"];
+        long[] marked = { 524_300, 599_999 };   // both beyond 2³¹ / 4096 = 524,288 rows
+        using (var f = new FileStream(path, FileMode.Create, FileAccess.Write))
+        {
+            f.SetLength(rows * dims * 4);   // sparse: no blocks written but these
+            foreach (long row in marked)
+            {
+                f.Seek(FeatureMatrix.Offset(row, dims) * 4, SeekOrigin.Begin);
+                var v = new float[dims];
+                Array.Fill(v, row == marked[0] ? 1f : -1f);
+                f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan()));
+            }
+        }
+        AlexNet.Json.Write(path + ".json", new FeatureHeader("alexnet-features-v1", "fc7", (int)rows, dims, "store", "ckpt"));
+        using FeatureMatrix m = Retrieval.Open(path);
+        Assert.Equal(1f, m.Rows(marked[0], 1)[dims - 1]);
+        Assert.Equal(-1f, m.Rows(marked[1], 1)[0]);
+        using Tensor q = full(new long[] { 2, dims }, 0.9f);
+        q[1].fill_(-0.9f);
+        var hits = Retrieval.Nearest(q, m, k: 1, block: 4096, from: 520_000, to: 530_000);
+        Assert.Equal(marked[0], hits[0][0].Index);
+        Assert.Equal(0.1 * Math.Sqrt(dims), hits[0][0].Distance, 4);
+        Assert.Equal(marked[1], Retrieval.Nearest(q, m, k: 1, block: 4096, from: 595_000)[1][0].Index);
+    }
+
     [Fact]
     public void TheHarnessOnATinyBudgetWritesAWellFormedTable()
     {
