@@ -28,6 +28,8 @@ internal static class BenchCommand
         command.Options.Add(lrnOnly);
         var stageOnly = new Option<string?>("--stage-only") { Description = "Time the fused ReLU→LRN→max-pool stage and libtorch's three operations on a conv output of this shape, e.g. 64x96x55x55." };
         command.Options.Add(stageOnly);
+        var updateOnly = new Option<bool>("--update-only") { Description = "Time §5's update over the net's parameters alone: the fused pass and libtorch's operations." };
+        command.Options.Add(updateOnly);
         var layers = new Option<bool>("--layers") { Description = "Time each layer's forward and backward alone." };
         command.Options.Add(layers);
         var rss = new Option<int>("--rss-steps") { Description = "Train this many steps after 50 warm-up steps and report resident memory every 50." };
@@ -123,6 +125,13 @@ internal static class BenchCommand
                 return 0;
             }
             Architecture arch = Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels), r.GetValue(input));
+            if (r.GetValue(updateOnly))
+            {
+                (double fusedMs, double torchMs) = Benchmark.UpdateOnly(arch, r.GetValue(threads), r.GetValue(steps));
+                System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"§5 update of {ModelSummary.Of(arch).Parameters / 1e6:F1} M parameters, {r.GetValue(threads)} threads: one fused pass {fusedMs:F1} ms, libtorch's operations and zero_ {torchMs:F1} ms ({torchMs / fusedMs:F2}×)"));
+                return 0;
+            }
             if (r.GetValue(layers))
             {
                 var table = new Table().AddColumn("layer").AddColumn(new TableColumn("forward ms").RightAligned()).AddColumn(new TableColumn("backward ms").RightAligned());
@@ -139,13 +148,19 @@ internal static class BenchCommand
             }
             BenchResult b = Benchmark.Run(arch, r.GetValue(lrn)!, r.GetValue(batch), r.GetValue(threads), 3, r.GetValue(steps));
             double matmul = Benchmark.MatmulGflops(r.GetValue(threads));
+            PeakRate peak = PeakProbe.Measure(r.GetValue(threads));
+            b = b with { MatmulGflops = matmul, PeakGflops = peak.Gflops };
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{b.Model} lrn={b.Lrn} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB ({b.HugePageBytes / 1048576} MiB in huge pages after training)"));
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{b.MultiplyAddsPerImage / 1e6:F1} M multiply-adds per image forward; achieved train {b.TrainGflops:F1} GFLOP/s ({100 * b.TrainGflops / matmul:F0}% of the machine's libtorch matmul, {matmul:F1} GFLOP/s), infer {b.InferGflops:F1} GFLOP/s ({100 * b.InferGflops / matmul:F0}%)"));
+                $"the machine: FMA peak {peak.Gflops:F1} GFLOP/s ({peak.Vectors}, {peak.Threads} threads); libtorch's 2048² matmul {matmul:F1} GFLOP/s"));
+            System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{b.MultiplyAddsPerImage / 1e6:F1} M multiply-adds per image forward, {b.TrainMultiplyAddsPerImage / 1e6:F1} M per training image (3× less conv1's input gradient, {b.Conv1MultiplyAdds / 1e6:F1} M, which is not computed)"));
+            System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"achieved: train {b.TrainGflops:F1} GFLOP/s = {100 * b.TrainGflops / peak.Gflops:F0}% of the FMA peak ({100 * b.TrainGflops / matmul:F0}% of the matmul rate); infer {b.InferGflops:F1} GFLOP/s = {100 * b.InferGflops / peak.Gflops:F0}% of the peak"));
             if (r.GetValue(json) is string jsonPath)
             {
-                Json.Write(jsonPath, b with { MatmulGflops = matmul });
+                Json.Write(jsonPath, b);
             }
             return 0;
         }));

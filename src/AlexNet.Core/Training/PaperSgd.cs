@@ -4,9 +4,13 @@
 //     w_{i+1} := w_i + v_{i+1}"
 // Unlike libtorch's SGD, v holds ε inside it, so after ε changes the old velocity still moves the
 // weights at the old rate for a while. Weight decay applies to every parameter, biases too, as written.
+// On the CPU the rule runs as one vectorised pass over w, v and ∂L/∂w per parameter, which also zeroes
+// ∂L/∂w for the next step (libtorch's ops take four passes and a fifth to zero): the same arithmetic in the
+// same order, each product added with a fused multiply-add as libtorch's add_(…, alpha) does.
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Runtime.Intrinsics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -36,6 +40,11 @@ public sealed class PaperSgd : IDisposable
     /// <summary>The momentum buffers v, one per parameter, in parameter order (saved in checkpoints).</summary>
     public IReadOnlyList<Tensor> Velocity => _velocity;
 
+    /// <summary>True when <see cref="Step"/> leaves every gradient zero (the fused CPU pass), so no ZeroGrad is needed before the next backward.</summary>
+    public bool StepZeroesGradients => _kind == OptimizerKind.Paper && _parameters.All(p => Fusable(p));
+
+    static bool Fusable(Tensor w) => w.device_type == DeviceType.CPU && w.dtype == ScalarType.Float32 && w.is_contiguous();
+
     public void ZeroGrad()
     {
         foreach (var p in _parameters)
@@ -57,7 +66,11 @@ public sealed class PaperSgd : IDisposable
                 continue;
             }
             Tensor v = _velocity[i];
-            if (_kind == OptimizerKind.Paper)
+            if (_kind == OptimizerKind.Paper && Fusable(w) && Fusable(g) && v.is_contiguous())
+            {
+                FusedUpdate(w, v, g, (float)Momentum, (float)(-WeightDecay * eps), (float)-eps);
+            }
+            else if (_kind == OptimizerKind.Paper)
             {
                 v.mul_(Momentum).add_(w, alpha: -WeightDecay * eps).add_(g, alpha: -eps);   // v ← μv − λεw − εg
                 w.add_(v);                                                              // w ← w + v
@@ -68,6 +81,38 @@ public sealed class PaperSgd : IDisposable
                 w.add_(v, alpha: -eps);                                                 // w ← w − εv
             }
         }
+    }
+
+    /// <summary>v ← μv + a·w + b·g (a = −λε, b = −ε), w ← w + v, g ← 0: one pass, in libtorch's rounding order.</summary>
+    static unsafe void FusedUpdate(Tensor w, Tensor v, Tensor g, float momentum, float a, float b)
+    {
+        long n = w.numel();
+        float* pw = AlexNet.Model.Planes.Ptr(w), pv = AlexNet.Model.Planes.Ptr(v), pg = AlexNet.Model.Planes.Ptr(g);
+        const long chunk = 1 << 16;
+        System.Threading.Tasks.Parallel.For(0, (n + chunk - 1) / chunk,
+            new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, torch.get_num_threads()) }, c =>
+            {
+                long start = c * chunk, end = Math.Min(n, start + chunk);
+                var mu = Vector256.Create(momentum);
+                var va = Vector256.Create(a);
+                var vb = Vector256.Create(b);
+                long i = start;
+                for (; i + 8 <= end; i += 8)
+                {
+                    Vector256<float> wv = Vector256.Load(pw + i), gv = Vector256.Load(pg + i);
+                    Vector256<float> vel = Vector256.FusedMultiplyAdd(gv, vb, Vector256.FusedMultiplyAdd(wv, va, Vector256.Load(pv + i) * mu));
+                    vel.Store(pv + i);
+                    (wv + vel).Store(pw + i);
+                    Vector256<float>.Zero.Store(pg + i);
+                }
+                for (; i < end; i++)
+                {
+                    float vel = MathF.FusedMultiplyAdd(pg[i], b, MathF.FusedMultiplyAdd(pw[i], a, pv[i] * momentum));
+                    pv[i] = vel;
+                    pw[i] += vel;
+                    pg[i] = 0;
+                }
+            });
     }
 
     public void Dispose()

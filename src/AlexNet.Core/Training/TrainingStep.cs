@@ -17,7 +17,10 @@ public static class TrainingStep
     {
         Tensor logits = model.forward(inputs);
         Tensor loss = nn.functional.cross_entropy(logits, labels);
-        sgd.ZeroGrad();
+        if (!sgd.StepZeroesGradients)
+        {
+            sgd.ZeroGrad();   // the fused update already left them zero
+        }
         loss.backward();
         sgd.Step();
         return (loss.detach(), logits.detach());

@@ -12,12 +12,15 @@ namespace AlexNet.Tests.Cli;
 public class BenchCommandTests
 {
     [Fact]
-    public void AchievedFlopsCountThreeForwardPassesPerTrainingStep()
+    public void AchievedFlopsCountThreeForwardPassesPerTrainingStepLessConv1sInputGradient()
     {
         long macs = ModelSummary.Of(Variants.Get(Variants.Paper)).MultiplyAdds;
-        var r = new BenchResult("paper", "fused", 64, 2, TrainImagesPerSecond: 20, InferImagesPerSecond: 60, 3200, 1066, 0, macs);
+        // conv1: 55×55 positions × 96 kernels × 3×11×11 weights.
+        const long conv1 = 55L * 55 * 96 * 3 * 11 * 11;
+        var r = new BenchResult("paper", "fused", 64, 2, TrainImagesPerSecond: 20, InferImagesPerSecond: 60, 3200, 1066, 0, macs, Conv1MultiplyAdds: conv1);
         Assert.Equal(724_406_816, macs);
-        Assert.Equal(3 * 2.0 * 724_406_816 * 20 / 1e9, r.TrainGflops, 9);
+        Assert.Equal(105_415_200, conv1);
+        Assert.Equal(2.0 * (3L * 724_406_816 - 105_415_200) * 20 / 1e9, r.TrainGflops, 9);
         Assert.Equal(2.0 * 724_406_816 * 60 / 1e9, r.InferGflops, 9);
     }
 
@@ -57,8 +60,18 @@ public class BenchCommandTests
         Assert.Equal("small", r.GetProperty("model").GetString());
         Assert.Equal(ModelSummary.Of(Variants.Get(Variants.Small, 10, 1)).MultiplyAdds, r.GetProperty("multiplyAddsPerImage").GetInt64());
         Assert.True(r.GetProperty("trainImagesPerSecond").GetDouble() > 0 && r.GetProperty("matmulGflops").GetDouble() > 0);
-        Assert.Equal(6.0 * r.GetProperty("multiplyAddsPerImage").GetInt64() * r.GetProperty("trainImagesPerSecond").GetDouble() / 1e9,
-            r.GetProperty("trainGflops").GetDouble(), 6);
+        Assert.Equal(2.0 * (3 * r.GetProperty("multiplyAddsPerImage").GetInt64() - r.GetProperty("conv1MultiplyAdds").GetInt64())
+            * r.GetProperty("trainImagesPerSecond").GetDouble() / 1e9, r.GetProperty("trainGflops").GetDouble(), 6);
+        Assert.True(r.GetProperty("conv1MultiplyAdds").GetInt64() > 0 && r.GetProperty("peakGflops").GetDouble() > r.GetProperty("matmulGflops").GetDouble() / 4);
+    }
+
+    [Fact]
+    public void ThePeakProbeMeasuresAPlausibleRate()
+    {
+        PeakRate p = PeakProbe.Measure(threads: 1, seconds: 0.05);
+        // One core does at least 2 FLOPs × 8 lanes per cycle at well under 1 GHz, and at most 2 FMA ports × 16 lanes × 2 at 6 GHz.
+        Assert.InRange(p.Gflops, 8, 400);
+        Assert.Equal(1, p.Threads);
     }
 
     [Fact]

@@ -38,6 +38,37 @@ public class TrainingTests
         }
     }
 
+    /// <summary>The one-pass CPU update against the rule as libtorch's four operations, over steps with an ε change.</summary>
+    [Fact]
+    public void TheFusedUpdateMatchesLibtorchsOperationsAndZeroesTheGradient()
+    {
+        using var g = new Generator(5);
+        using var p = new TorchSharp.Modules.Parameter(randn(new long[] { 70_003 }, generator: g));   // chunks and a vector tail
+        using Tensor w = p.detach().clone();
+        using Tensor v = zeros_like(w);
+        using var sgd = new PaperSgd(new[] { p }, 0.1, 0.9, 0.0005);
+        Assert.True(sgd.StepZeroesGradients);
+        foreach (double eps in new[] { 0.1, 0.1, 0.01, 0.01, 0.05 })
+        {
+            using Tensor c = randn(new long[] { 70_003 }, generator: g);
+            using (Tensor loss = (p * c).sum())
+            {
+                loss.backward();   // ∂L/∂w = c; the gradient was left zero by the previous step
+            }
+            sgd.LearningRate = eps;
+            sgd.Step();
+            using (no_grad())
+            {
+                v.mul_(0.9).add_(w, alpha: -0.0005 * eps).add_(c, alpha: -eps);
+                w.add_(v);
+            }
+            Assert.True(p.grad!.eq(0).all().item<bool>(), "the update leaves ∂L/∂w zero");
+            using Tensor dw = (p.detach() - w).abs().max(), dv = (sgd.Velocity[0] - v).abs().max();
+            Assert.True(p.detach().allclose(w, rtol: 1e-6, atol: 1e-7), $"weights differ by up to {dw.item<float>()}");
+            Assert.True(sgd.Velocity[0].allclose(v, rtol: 1e-6, atol: 1e-8), $"velocities differ by up to {dv.item<float>()}");
+        }
+    }
+
     [Fact]
     public void LibtorchsRuleEqualsThePapersOnlyWhileTheRateIsConstant()
     {
