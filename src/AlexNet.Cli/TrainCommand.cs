@@ -55,6 +55,10 @@ internal static class TrainCommand
     static readonly Option<int> Workers = new("--workers") { Description = "Background threads that assemble batches (a machine setting; the batches do not depend on it).", DefaultValueFactory = _ => MachineOptions.Default.Workers };
     static readonly Option<int> CheckpointEvery = new("--checkpoint-every") { Description = "Also checkpoint every N steps (0 = at epoch ends).", DefaultValueFactory = _ => D.CheckpointEvery };
     static readonly Option<double> CheckpointMinutes = new("--checkpoint-minutes") { Description = "Also checkpoint when this many minutes have passed since the last checkpoint (0 = off).", DefaultValueFactory = _ => D.CheckpointMinutes };
+    static readonly Option<double> LabelSmoothing = new("--label-smoothing") { Description = "Not in the paper: label smoothing ε (targets (1 − ε)·one-hot + ε/K).", DefaultValueFactory = _ => D.LabelSmoothing };
+    static readonly Option<double> WarmupEpochs = new("--warmup-epochs") { Description = "Not in the paper: ε rises linearly to the schedule's over these epochs.", DefaultValueFactory = _ => D.WarmupEpochs };
+    static readonly Option<bool> Nesterov = new("--nesterov") { Description = "Not in the paper: Nesterov momentum in §5's form." };
+    static readonly Option<double> ClipGradNorm = new("--clip-grad-norm") { Description = "Not in the paper: rescale the gradients when their global L2 norm exceeds this (0 = off).", DefaultValueFactory = _ => D.ClipGradNorm };
     static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
     static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
 
@@ -64,7 +68,7 @@ internal static class TrainCommand
         {
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
-            Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps,
+            Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm,
         };
         command.SetAction(r => Cli.Run(() =>
         {

@@ -31,7 +31,16 @@ public sealed class LearningRateSchedule
     /// ε for 0-based <paramref name="step"/> of a run of <paramref name="totalSteps"/> steps: the poly policy sets it from
     /// the step alone; the others keep the rate of the epoch (set by <see cref="EndEpoch"/>).
     /// </summary>
-    public double BeginStep(long step, long totalSteps)
+    public double BeginStep(long step, long totalSteps) => Warm(step, totalSteps, ScheduledRate(step, totalSteps));
+
+    /// <summary>Not in the paper: over the first WarmupEpochs, ε·(t + 1)/W of the schedule's ε (W the warm-up's steps).</summary>
+    double Warm(long step, long totalSteps, double rate)
+    {
+        long warmup = (long)Math.Round(_o.WarmupEpochs * totalSteps / _o.Epochs);
+        return step < warmup ? rate * (step + 1) / warmup : rate;
+    }
+
+    double ScheduledRate(long step, long totalSteps)
     {
         if (!PerStep)
         {

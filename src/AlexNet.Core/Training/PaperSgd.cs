@@ -26,9 +26,15 @@ public sealed class PaperSgd : IDisposable
     public double Momentum { get; }
     public double WeightDecay { get; }
 
+    /// <summary>Not in the paper: Nesterov's momentum in §5's form, v ← μv − ελw − εg; w ← w + μv − ελw − εg.</summary>
+    public bool Nesterov { get; }
+
+    public IReadOnlyList<TorchSharp.Modules.Parameter> Parameters => _parameters;
+
     public PaperSgd(IEnumerable<TorchSharp.Modules.Parameter> parameters, double learningRate, double momentum, double weightDecay,
-        OptimizerKind kind = OptimizerKind.Paper)
+        OptimizerKind kind = OptimizerKind.Paper, bool nesterov = false)
     {
+        Nesterov = nesterov;
         _parameters = parameters.ToArray();
         _velocity = _parameters.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
         LearningRate = learningRate;
@@ -68,23 +74,33 @@ public sealed class PaperSgd : IDisposable
             Tensor v = _velocity[i];
             if (_kind == OptimizerKind.Paper && Fusable(w) && Fusable(g) && v.is_contiguous())
             {
-                FusedUpdate(w, v, g, (float)Momentum, (float)(-WeightDecay * eps), (float)-eps);
+                FusedUpdate(w, v, g, (float)Momentum, (float)(-WeightDecay * eps), (float)-eps, Nesterov);
             }
             else if (_kind == OptimizerKind.Paper)
             {
-                v.mul_(Momentum).add_(w, alpha: -WeightDecay * eps).add_(g, alpha: -eps);   // v ← μv − λεw − εg
-                w.add_(v);                                                              // w ← w + v
+                if (Nesterov)
+                {
+                    using Tensor step = (w * (-WeightDecay * eps)).add_(g, alpha: -eps);   // −λεw − εg
+                    v.mul_(Momentum).add_(step);
+                    w.add_(v, alpha: Momentum).add_(step);                                  // w ← w + μv − λεw − εg
+                }
+                else
+                {
+                    v.mul_(Momentum).add_(w, alpha: -WeightDecay * eps).add_(g, alpha: -eps);   // v ← μv − λεw − εg
+                    w.add_(v);                                                              // w ← w + v
+                }
             }
             else
             {
-                v.mul_(Momentum).add_(g).add_(w, alpha: WeightDecay);                   // v ← μv + g + λw
-                w.add_(v, alpha: -eps);                                                 // w ← w − εv
+                using Tensor d = g.add(w, alpha: WeightDecay);                          // g + λw
+                v.mul_(Momentum).add_(d);                                               // v ← μv + g + λw
+                w.add_(Nesterov ? d.add(v, alpha: Momentum) : v, alpha: -eps);         // w ← w − εv (Nesterov: w − ε(d + μv))
             }
         }
     }
 
     /// <summary>v ← μv + a·w + b·g (a = −λε, b = −ε), w ← w + v, g ← 0: one pass, in libtorch's rounding order.</summary>
-    static unsafe void FusedUpdate(Tensor w, Tensor v, Tensor g, float momentum, float a, float b)
+    static unsafe void FusedUpdate(Tensor w, Tensor v, Tensor g, float momentum, float a, float b, bool nesterov)
     {
         long n = w.numel();
         float* pw = AlexNet.Model.Planes.Ptr(w), pv = AlexNet.Model.Planes.Ptr(v), pg = AlexNet.Model.Planes.Ptr(g);
@@ -102,14 +118,14 @@ public sealed class PaperSgd : IDisposable
                     Vector256<float> wv = Vector256.Load(pw + i), gv = Vector256.Load(pg + i);
                     Vector256<float> vel = Vector256.FusedMultiplyAdd(gv, vb, Vector256.FusedMultiplyAdd(wv, va, Vector256.Load(pv + i) * mu));
                     vel.Store(pv + i);
-                    (wv + vel).Store(pw + i);
+                    (nesterov ? wv + Vector256.FusedMultiplyAdd(gv, vb, Vector256.FusedMultiplyAdd(wv, va, vel * mu)) : wv + vel).Store(pw + i);
                     Vector256<float>.Zero.Store(pg + i);
                 }
                 for (; i < end; i++)
                 {
                     float vel = MathF.FusedMultiplyAdd(pg[i], b, MathF.FusedMultiplyAdd(pw[i], a, pv[i] * momentum));
                     pv[i] = vel;
-                    pw[i] += vel;
+                    pw[i] += nesterov ? MathF.FusedMultiplyAdd(pg[i], b, MathF.FusedMultiplyAdd(pw[i], a, vel * momentum)) : vel;
                     pg[i] = 0;
                 }
             });

@@ -63,6 +63,12 @@ public sealed record TrainOptions
     public int MaxSteps { get; init; } = 0;                 // 0 = no limit (tests and smoke runs)
     public int TrainLimit { get; init; } = 0;               // use only the first N training records (0 = all)
 
+    // Not in the paper: what a modern reference trainer offers. All off by default, so the defaults stay §5's recipe.
+    public double LabelSmoothing { get; init; } = 0;        // targets (1 − ε)·one-hot + ε/K (Szegedy et al. 2016)
+    public double WarmupEpochs { get; init; } = 0;          // ε rises linearly from ε/T to the schedule's over these epochs (Goyal et al. 2017)
+    public bool Nesterov { get; init; } = false;            // Nesterov momentum (Sutskever et al. 2013) in §5's form
+    public double ClipGradNorm { get; init; } = 0;          // rescale ∂L/∂w when its global L2 norm exceeds this; 0 = off
+
     public string ToJson() => AlexNet.Json.Serialize(this);
 
     /// <summary>Reads options (a preset or a run's options.json); an unknown key is an error.</summary>
@@ -82,6 +88,9 @@ public sealed record TrainOptions
         Check(LogEvery >= 1, "--log-every must be at least 1");
         Check(CheckpointEvery >= 0 && MaxSteps >= 0, "--checkpoint-every and --max-steps must be ≥ 0");
         Check(CheckpointMinutes >= 0 && double.IsFinite(CheckpointMinutes), "--checkpoint-minutes must be ≥ 0");
+        Check(LabelSmoothing is >= 0 and < 1, "--label-smoothing must be in [0, 1)");
+        Check(WarmupEpochs >= 0 && WarmupEpochs <= Epochs, "--warmup-epochs must be between 0 and --epochs");
+        Check(ClipGradNorm >= 0 && double.IsFinite(ClipGradNorm), "--clip-grad-norm must be ≥ 0");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");
         Check(Crop is null or >= 1, "--crop must be at least 1");
         Check(PoolWindow >= 1 && PoolStride >= 1, "pooling window and stride must be at least 1");

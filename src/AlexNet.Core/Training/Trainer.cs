@@ -118,7 +118,7 @@ public static class Trainer
                 run.Sgd.LearningRate = run.Schedule.BeginStep(run.Step, run.TotalSteps);   // §5: ε for this update
                 using (NewDisposeScope())
                 {
-                    (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels);
+                    (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm);
                     Tensor row = Sums(loss, logits, batch);
                     epochSums.add_(row);
                     windowSums.add_(row);
@@ -281,7 +281,7 @@ public static class Trainer
                 Options = options,
                 Directory = runDir,
                 Model = model,
-                Sgd = new PaperSgd(model.parameters(), options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer),
+                Sgd = new PaperSgd(model.parameters(), options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer, options.Nesterov),
                 Schedule = new LearningRateSchedule(options, schedule),
                 Loader = new BatchLoader(train, new Augmentation(train, augment),
                     new LoaderOptions(options.BatchSize, machine.Workers, Limit: options.TrainLimit)),

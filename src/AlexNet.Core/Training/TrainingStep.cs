@@ -1,6 +1,7 @@
 // §5: one step of stochastic gradient descent on a batch — forward, softmax cross-entropy (§3.5's
 // "multinomial logistic regression"), backward, the paper's update. The trainer and the benchmark both run
 // this function, so what `bench` times is what `train` does.
+using System.Linq;
 using AlexNet.Model;
 using static TorchSharp.torch;
 
@@ -13,17 +14,35 @@ public static class TrainingStep
     /// come back detached, in the caller's dispose scope; after that scope, call
     /// <see cref="Compute.ReleaseCustomFunctionWrappers"/> (<see cref="RunOnce"/> does both).
     /// </summary>
-    public static (Tensor Loss, Tensor Logits) Run(AlexNetModel model, PaperSgd sgd, Tensor inputs, Tensor labels)
+    /// <param name="labelSmoothing">Not in the paper: ε of label smoothing (0: §5's cross-entropy).</param>
+    /// <param name="clipGradNorm">Not in the paper: the largest global L2 norm of ∂L/∂w (0: no clipping).</param>
+    public static (Tensor Loss, Tensor Logits) Run(AlexNetModel model, PaperSgd sgd, Tensor inputs, Tensor labels,
+        double labelSmoothing = 0, double clipGradNorm = 0)
     {
         Tensor logits = model.forward(inputs);
-        Tensor loss = nn.functional.cross_entropy(logits, labels);
+        Tensor loss = Loss(logits, labels, labelSmoothing);
         if (!sgd.StepZeroesGradients)
         {
             sgd.ZeroGrad();   // the fused update already left them zero
         }
         loss.backward();
+        if (clipGradNorm > 0)
+        {
+            ClipGradients(sgd.Parameters, clipGradNorm);
+        }
         sgd.Step();
         return (loss.detach(), logits.detach());
+    }
+
+    /// <summary>Mean softmax cross-entropy, against (1 − ε)·one-hot + ε/K targets when smoothing (ε = 0: the plain loss).</summary>
+    public static Tensor Loss(Tensor logits, Tensor labels, double labelSmoothing = 0) =>
+        labelSmoothing > 0 ? nn.functional.cross_entropy(logits, labels, label_smoothing: labelSmoothing) : nn.functional.cross_entropy(logits, labels);
+
+    /// <summary>Scales every gradient by min(1, max/‖g‖) where ‖g‖ is the L2 norm of all of them together; returns ‖g‖ before.</summary>
+    public static double ClipGradients(System.Collections.Generic.IEnumerable<TorchSharp.Modules.Parameter> parameters, double maxNorm)
+    {
+        using Tensor norm = nn.utils.clip_grad_norm_(parameters.Where(p => p.grad is not null), maxNorm, 2);
+        return norm.item<double>();
     }
 
     /// <summary>One step with its own dispose scope, for callers that read nothing back (the benchmark).</summary>
