@@ -16,8 +16,8 @@ internal static class EvalCommand
         var checkpoint = new Option<string[]>("--checkpoint", "-c") { Description = "Checkpoint(s) to evaluate; several are averaged as an ensemble (§6).", AllowMultipleArgumentsPerToken = true };
         var ensemble = new Option<string[]>("--ensemble") { Description = "Checkpoints whose softmax outputs are averaged (§6).", AllowMultipleArgumentsPerToken = true };
         var data = new Option<string>("--data", "-d") { Description = "A prepared store (e.g. data/fashion-mnist/val), or an ImageNet-style folder ROOT/<class>/<image>.", Required = true };
-        var views = new Option<string>("--views") { Description = "centre, ten (§4.1's ten patches) or both.", DefaultValueFactory = _ => "both" };
-        views.AcceptOnlyFromAmong("centre", "ten", "both");
+        var views = new Option<string>("--views") { Description = "centre, ten (§4.1's ten patches), both, or flip (not in the paper: the centre and its reflection averaged).", DefaultValueFactory = _ => "both" };
+        views.AcceptOnlyFromAmong("centre", "ten", "both", "flip");
         var json = new Option<string?>("--json") { Description = "Write the full result (per-class accuracy, most-confused pairs) to this JSON file." };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Batch size.", DefaultValueFactory = _ => 256 };
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };

@@ -74,6 +74,9 @@ public static class Evaluator
 
     public static View[] Views(bool tenCrop) => tenCrop ? TenViews : new[] { View.Centre };
 
+    /// <summary>Not in the paper: the centre patch and its reflection, the flip averaging small-image recipes use.</summary>
+    public static readonly View[] FlipViews = { View.Centre, View.CentreFlipped };
+
     /// <summary>N×K softmax probabilities averaged over the views and the models (§4.1, §6).</summary>
     public static Tensor Probabilities(IReadOnlyList<AlexNetModel> models, IViewSource source, IReadOnlyList<View> views, int classes,
         CancellationToken cancel = default)
@@ -104,11 +107,15 @@ public static class Evaluator
 
     /// <summary>§6 on a store: the centre view, or the average over the ten.</summary>
     public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store, Augmentation augmentation, bool tenCrop,
-        int batchSize = 256, int workers = 1, CancellationToken cancel = default)
+        int batchSize = 256, int workers = 1, CancellationToken cancel = default) =>
+        Evaluate(models, store, augmentation, Views(tenCrop), tenCrop ? "10-crop" : "centre", batchSize, workers, cancel);
+
+    /// <summary>§6 on a store with the softmax averaged over <paramref name="views"/>, reported as <paramref name="name"/>.</summary>
+    public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store, Augmentation augmentation, IReadOnlyList<View> views,
+        string name, int batchSize = 256, int workers = 1, CancellationToken cancel = default)
     {
-        using Tensor p = Probabilities(models, new StoreViews(store, augmentation, batchSize, workers), Views(tenCrop),
-            models[0].Architecture.Classes, cancel);
-        return Score(p, store.Labels, store.Manifest.Classes.Select(c => c.Name).ToArray(), tenCrop ? "10-crop" : "centre", models.Count);
+        using Tensor p = Probabilities(models, new StoreViews(store, augmentation, batchSize, workers), views, models[0].Architecture.Classes, cancel);
+        return Score(p, store.Labels, store.Manifest.Classes.Select(c => c.Name).ToArray(), name, models.Count);
     }
 
     /// <summary>Errors, mean cross-entropy, per-class accuracy and the ten most-confused pairs from probabilities.</summary>

@@ -12,12 +12,13 @@ using AlexNet.Training;
 
 namespace AlexNet.Evaluation;
 
-/// <summary>Which of §4.1's test views to score: the centre patch, the average over ten, or both.</summary>
+/// <summary>Which of §4.1's test views to score: the centre patch, the average over ten, or both; or (not in the paper) the centre and its reflection.</summary>
 public enum ViewSet
 {
     Centre,
     Ten,
     Both,
+    Flip,
 }
 
 /// <summary>One net, or §6's ensemble of several, loaded from checkpoints that agree on classes, record size and channels.</summary>
@@ -131,6 +132,10 @@ public static class TestPipeline
         if (views is ViewSet.Ten or ViewSet.Both)
         {
             results.Add(Evaluator.Evaluate(nets.Models, store, aug, tenCrop: true, batchSize));
+        }
+        if (views is ViewSet.Flip)
+        {
+            results.Add(Evaluator.Evaluate(nets.Models, store, aug, Evaluator.FlipViews, "flip", batchSize));
         }
         return results;
     }

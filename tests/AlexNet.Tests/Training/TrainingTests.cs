@@ -292,6 +292,12 @@ public class TrainingTests
             }
         }
         Assert.True(ten.allclose(sum / 10, rtol: 1e-5, atol: 1e-6));
+        // Flip averaging: the mean of the centre view's and its reflection's softmax.
+        using Tensor flip = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug), Evaluator.FlipViews, 4);
+        using Tensor centre = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug), new[] { View.Centre }, 4);
+        using Tensor mirrored = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug), new[] { View.CentreFlipped }, 4);
+        Assert.True(flip.allclose((centre + mirrored) / 2, rtol: 1e-5, atol: 1e-6));
+        Assert.False(centre.allclose(mirrored, rtol: 1e-3, atol: 1e-4));
         using Tensor single = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug), Evaluator.Views(false), 4);
         using Tensor pair = Evaluator.Probabilities(new[] { model, model }, new StoreViews(val, aug), Evaluator.Views(false), 4);
         Assert.True(single.allclose(pair, rtol: 1e-6, atol: 1e-7));
