@@ -18,18 +18,20 @@ internal static class EvalCommand
         var data = new Option<string>("--data", "-d") { Description = "A prepared store (e.g. data/fashion-mnist/val), or an ImageNet-style folder ROOT/<class>/<image>.", Required = true };
         var views = new Option<string>("--views") { Description = "centre, ten (§4.1's ten patches), both, or flip (not in the paper: the centre and its reflection averaged).", DefaultValueFactory = _ => "both" };
         views.AcceptOnlyFromAmong("centre", "ten", "both", "flip");
+        var weights = new Option<string>("--weights") { Description = "model (the trained weights) or ema (their moving average, for runs trained with --ema; not in the paper).", DefaultValueFactory = _ => "model" };
+        weights.AcceptOnlyFromAmong("model", "ema");
         var json = new Option<string?>("--json") { Description = "Write the full result (per-class accuracy, most-confused pairs) to this JSON file." };
         var batch = new Option<int>("--batch-size", "-b") { Description = "Batch size.", DefaultValueFactory = _ => 256 };
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var command = new Command("eval", "Evaluate checkpoints: top-1/top-5 error with the centre crop and with 10-crop averaging.")
         {
-            checkpoint, ensemble, data, views, json, batch, threads,
+            checkpoint, ensemble, data, views, weights, json, batch, threads,
         };
         command.SetAction(r => Cli.Run(() =>
         {
             string[] paths = (r.GetValue(checkpoint) ?? Array.Empty<string>()).Concat(r.GetValue(ensemble) ?? Array.Empty<string>()).ToArray();
             Compute.UseThreads(r.GetValue(threads));
-            using Ensemble nets = Ensemble.Load(paths);
+            using Ensemble nets = Ensemble.Load(paths, averagedWeights: r.GetValue(weights) == "ema");
             List<EvalResult> results = TestPipeline.Evaluate(nets, r.GetValue(data)!, Enum.Parse<ViewSet>(r.GetValue(views)!, ignoreCase: true),
                 r.GetValue(batch), m => AnsiConsole.MarkupLineInterpolated($"{m}"));
             Print(results);

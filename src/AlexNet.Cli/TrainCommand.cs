@@ -59,6 +59,7 @@ internal static class TrainCommand
     static readonly Option<double> WarmupEpochs = new("--warmup-epochs") { Description = "Not in the paper: ε rises linearly to the schedule's over these epochs.", DefaultValueFactory = _ => D.WarmupEpochs };
     static readonly Option<bool> Nesterov = new("--nesterov") { Description = "Not in the paper: Nesterov momentum in §5's form." };
     static readonly Option<double> ClipGradNorm = new("--clip-grad-norm") { Description = "Not in the paper: rescale the gradients when their global L2 norm exceeds this (0 = off).", DefaultValueFactory = _ => D.ClipGradNorm };
+    static readonly Option<double> Ema = new("--ema") { Description = "Not in the paper: keep a moving average of the weights with this decay (e.g. 0.999), evaluated and checkpointed beside them (0 = off).", DefaultValueFactory = _ => D.Ema };
     static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
     static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
 
@@ -68,7 +69,7 @@ internal static class TrainCommand
         {
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
-            Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm,
+            Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema,
         };
         command.SetAction(r => Cli.Run(() =>
         {

@@ -40,7 +40,8 @@ public sealed class Ensemble : IDisposable
 
     public string FirstCheckpoint { get; }
 
-    public static Ensemble Load(IReadOnlyList<string> checkpoints)
+    /// <param name="averagedWeights">Each run's weight average (--ema) instead of its weights.</param>
+    public static Ensemble Load(IReadOnlyList<string> checkpoints, bool averagedWeights = false)
     {
         if (checkpoints.Count == 0)
         {
@@ -52,7 +53,7 @@ public sealed class Ensemble : IDisposable
             RunState? first = null;
             foreach (string c in checkpoints)
             {
-                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c);
+                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c, averagedWeights);
                 models.Add(m);
                 first ??= s;
                 if (s.Architecture.Classes != first.Architecture.Classes || s.StoreHeight != first.StoreHeight

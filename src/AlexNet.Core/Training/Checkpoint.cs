@@ -44,7 +44,7 @@ public static class Checkpoint
     static readonly byte[] Magic = Encoding.ASCII.GetBytes("ALXNCKPT");
     const uint Version = 1;
 
-    public static void Save(string path, RunState state, AlexNetModel model, PaperSgd? optimizer)
+    public static void Save(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null)
     {
         var tensors = new List<(string, Tensor)>();
         foreach ((string name, Tensor t) in model.state_dict())
@@ -57,6 +57,10 @@ public static class Checkpoint
             {
                 tensors.Add(($"velocity/{i}", optimizer.Velocity[i]));
             }
+        }
+        if (ema is not null)
+        {
+            tensors.AddRange(ema.Averages.Select(a => ("ema/" + a.Name, a.Average)));
         }
         state = state with
         {
@@ -146,7 +150,9 @@ public static class Checkpoint
     }
 
     /// <summary>Copies the saved weights (and momentum buffers) into a model of the same architecture.</summary>
-    public static void LoadInto(string path, RunState state, AlexNetModel model, PaperSgd? optimizer)
+    /// <param name="ema">The run's weight average to restore, or null.</param>
+    /// <param name="averagedWeights">Load the weight average (ema/…) into the model instead of its weights.</param>
+    public static void LoadInto(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null, bool averagedWeights = false)
     {
         string mine = JsonSerializer.Serialize(model.Architecture, Json.Options);
         string theirs = JsonSerializer.Serialize(state.Architecture, Json.Options);
@@ -166,6 +172,21 @@ public static class Checkpoint
             for (int i = 0; i < optimizer.Velocity.Count; i++)
             {
                 targets[$"velocity/{i}"] = optimizer.Velocity[i];
+            }
+        }
+        foreach ((string name, Tensor average) in ema?.Averages ?? Enumerable.Empty<(string, Tensor)>())
+        {
+            targets["ema/" + name] = average;
+        }
+        if (averagedWeights)
+        {
+            if (!state.Tensors.Any(t => t.Name.StartsWith("ema/", StringComparison.Ordinal)))
+            {
+                throw new InvalidDataException($"{path} holds no weight average: the run was trained without --ema. Evaluate its weights (--weights model).");
+            }
+            foreach ((string name, Tensor t) in model.state_dict())
+            {
+                targets["ema/" + name] = t;   // read after model/…, so the averages win
             }
         }
         using FileStream f = File.OpenRead(path);
@@ -192,11 +213,12 @@ public static class Checkpoint
     }
 
     /// <summary>Builds the network a checkpoint holds and loads its weights, for evaluation and prediction.</summary>
-    public static (AlexNetModel Model, RunState State) LoadModel(string path)
+    /// <param name="averagedWeights">The run's weight average (--ema) instead of its weights.</param>
+    public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false)
     {
         RunState state = ReadState(path);
         var model = new AlexNetModel(state.Architecture, state.Options.Seed);
-        LoadInto(path, state, model, optimizer: null);
+        LoadInto(path, state, model, optimizer: null, averagedWeights: averagedWeights);
         model.eval();
         return (model, state);
     }

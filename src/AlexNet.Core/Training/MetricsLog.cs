@@ -16,10 +16,10 @@ public abstract record MetricsRecord;
 public sealed record StepMetrics(int Epoch, long Step, int StepInEpoch, int StepsPerEpoch, double Loss, double Top1Error, double Top5Error,
     [property: JsonPropertyName("lr")] double LearningRate, double ImagesPerSecond) : MetricsRecord;
 
-/// <summary>One epoch: the training averages, the validation result (§6: centre crop) and the ε it ran with.</summary>
+/// <summary>One epoch: the training averages, the validation result (§6: centre crop) and the ε it ran with; with --ema, the averaged weights' validation errors too.</summary>
 public sealed record EpochMetrics(int Epoch, long Step, double TrainLoss, double TrainTop1Error, double TrainTop5Error,
     double ValLoss, double ValTop1Error, double ValTop5Error, [property: JsonPropertyName("lr")] double LearningRate,
-    double ImagesPerSecond, double Seconds) : MetricsRecord;
+    double ImagesPerSecond, double Seconds, double? EmaValTop1Error = null, double? EmaValTop5Error = null) : MetricsRecord;
 
 public sealed class MetricsLog : System.IDisposable
 {

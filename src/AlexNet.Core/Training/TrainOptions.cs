@@ -68,6 +68,7 @@ public sealed record TrainOptions
     public double WarmupEpochs { get; init; } = 0;          // ε rises linearly from ε/T to the schedule's over these epochs (Goyal et al. 2017)
     public bool Nesterov { get; init; } = false;            // Nesterov momentum (Sutskever et al. 2013) in §5's form
     public double ClipGradNorm { get; init; } = 0;          // rescale ∂L/∂w when its global L2 norm exceeds this; 0 = off
+    public double Ema { get; init; } = 0;                   // decay of a moving average of the weights (Polyak); 0 = off
 
     public string ToJson() => AlexNet.Json.Serialize(this);
 
@@ -91,6 +92,7 @@ public sealed record TrainOptions
         Check(LabelSmoothing is >= 0 and < 1, "--label-smoothing must be in [0, 1)");
         Check(WarmupEpochs >= 0 && WarmupEpochs <= Epochs, "--warmup-epochs must be between 0 and --epochs");
         Check(ClipGradNorm >= 0 && double.IsFinite(ClipGradNorm), "--clip-grad-norm must be ≥ 0");
+        Check(Ema is >= 0 and < 1, "--ema must be in [0, 1) (0 = off; e.g. 0.999)");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");
         Check(Crop is null or >= 1, "--crop must be at least 1");
         Check(PoolWindow >= 1 && PoolStride >= 1, "pooling window and stride must be at least 1");

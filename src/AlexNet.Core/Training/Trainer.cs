@@ -76,8 +76,9 @@ public static class Trainer
             {
                 break;   // stopped inside the epoch; last.ckpt holds the position
             }
-            EvalResult validation = Evaluate(run);
-            progress.EpochEnded(EndEpoch(run, epoch, totals, validation));
+            EvalResult validation = Evaluate(run, run.Model);
+            EvalResult? averaged = run.Ema is null ? null : Evaluate(run, run.AveragedModel());
+            progress.EpochEnded(EndEpoch(run, epoch, totals, validation, averaged));
         }
         return run.Result();
     }
@@ -119,6 +120,7 @@ public static class Trainer
                 using (NewDisposeScope())
                 {
                     (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm);
+                    run.Ema?.Update();
                     Tensor row = Sums(loss, logits, batch);
                     epochSums.add_(row);
                     windowSums.add_(row);
@@ -173,18 +175,18 @@ public static class Trainer
     }
 
     /// <summary>§6 on the validation set, centre crop only (ten views are for `alexnet eval`).</summary>
-    static EvalResult Evaluate(Run run) =>
-        Evaluator.Evaluate(new[] { run.Model }, run.Val, run.ValAugmentation, tenCrop: false, batchSize: Math.Max(run.Options.BatchSize, 256));
+    static EvalResult Evaluate(Run run, AlexNetModel model) =>
+        Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, tenCrop: false, batchSize: Math.Max(run.Options.BatchSize, 256));
 
     /// <summary>The schedule learns the validation error (§5); the epoch is logged and checkpointed, best.ckpt kept, the curves redrawn.</summary>
-    static EpochMetrics EndEpoch(Run run, int epoch, EpochTotals train, EvalResult validation)
+    static EpochMetrics EndEpoch(Run run, int epoch, EpochTotals train, EvalResult validation, EvalResult? averaged)
     {
         double lr = run.Sgd.LearningRate;
         run.Schedule.EndEpoch(epoch, validation.Top1Error);
         bool improved = validation.Top1Error < run.Best;
         run.Best = Math.Min(run.Best, validation.Top1Error);
         var m = new EpochMetrics(epoch, run.Step, train.Loss, train.Top1Error, train.Top5Error, validation.Loss, validation.Top1Error,
-            validation.Top5Error, lr, train.ImagesPerSecond, train.Clock.Elapsed.TotalSeconds);
+            validation.Top5Error, lr, train.ImagesPerSecond, train.Clock.Elapsed.TotalSeconds, averaged?.Top1Error, averaged?.Top5Error);
         run.Log.Append(m);
         run.StepInEpoch = 0;
         run.EpochsDone = epoch;
@@ -213,6 +215,16 @@ public static class Trainer
         public required ImageStore Val { get; init; }
         public required Augmentation ValAugmentation { get; init; }
         public required MetricsLog Log { get; init; }
+        public WeightEma? Ema { get; init; }
+        AlexNetModel? _averaged;
+
+        /// <summary>A second net holding the weight average, for evaluating it.</summary>
+        public AlexNetModel AveragedModel()
+        {
+            _averaged ??= new AlexNetModel(Model.Architecture, Options.Seed);
+            Ema!.CopyTo(_averaged);
+            return _averaged;
+        }
 
         public int EpochsDone { get; set; }
         public int StepInEpoch { get; set; }
@@ -253,7 +265,7 @@ public static class Trainer
                 progress.Message($"--resume continues {runDir} with its own options; ignored: {string.Join(", ", ignored)}.");
             }
             Run run = Create(options, machine, train, val, runDir, saved.Schedule, prepare: null);
-            Checkpoint.LoadInto(lastPath, saved, run.Model, run.Sgd);
+            Checkpoint.LoadInto(lastPath, saved, run.Model, run.Sgd, run.Ema);
             run.EpochsDone = saved.Epoch;
             run.StepInEpoch = saved.StepInEpoch;
             run.Step = saved.Step;
@@ -289,6 +301,7 @@ public static class Trainer
                 Val = val,
                 ValAugmentation = new Augmentation(val.Channels, val.Height, val.Width, train.Mean, train.Manifest.Pca, augment),
                 Log = new MetricsLog(runDir),
+                Ema = options.Ema > 0 ? new WeightEma(model, options.Ema) : null,
             };
         }
 
@@ -297,7 +310,7 @@ public static class Trainer
             var state = new RunState(Options, Model.Architecture, epochsDone, StepInEpoch, Step, Schedule.State, epochSums, Best,
                 RngState(), Train.Manifest.Classes.Select(c => c.Name).ToArray(), Train.Mean, Train.Height, Train.Width,
                 Array.Empty<TensorEntry>());
-            Checkpoint.Save(LastPath, state, Model, Sgd);
+            Checkpoint.Save(LastPath, state, Model, Sgd, Ema);
             SinceSave.Restart();
         }
 
@@ -305,6 +318,8 @@ public static class Trainer
 
         public void Dispose()
         {
+            Ema?.Dispose();
+            _averaged?.Dispose();
             Log.Dispose();
             Sgd.Dispose();
             Model.Dispose();

@@ -101,3 +101,64 @@ public class ModernOptionsTests
         Assert.Throws<ArgumentException>(() => (d with { WarmupEpochs = 91 }).Validate());
     }
 }
+
+/// <summary>--ema: the average by hand, and a run that checkpoints, resumes and evaluates it.</summary>
+public class WeightEmaTests
+{
+    [Fact]
+    public void TheAverageFollowsItsRecurrenceByHand()
+    {
+        using var model = new AlexNet.Model.AlexNetModel(AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Figure1, 10, 1, 32), seed: 1);
+        TorchSharp.Modules.Parameter w = model.parameters().First();
+        float w0 = w.detach().flatten()[0].item<float>();
+        using var ema = new WeightEma(model, decay: 0.9);
+        double e = w0;
+        foreach (float shift in new[] { 1f, -2f, 0.5f })
+        {
+            using (no_grad())
+            {
+                w.add_(shift);
+            }
+            ema.Update();
+            e = 0.9 * e + 0.1 * w.detach().flatten()[0].item<float>();   // e ← d·e + (1 − d)·w
+            Assert.Equal(e, ema.Averages.First().Average.flatten()[0].item<float>(), 5);
+        }
+        using var copy = new AlexNet.Model.AlexNetModel(model.Architecture, seed: 2);
+        ema.CopyTo(copy);
+        Assert.Equal(e, copy.parameters().First().detach().flatten()[0].item<float>(), 5);
+    }
+
+    [Fact]
+    public void ARunWithEmaEvaluatesCheckpointsAndResumesIt()
+    {
+        using var dir = new TestData.TempDir();
+        using var stores = new TestData.Stores(dir, 72, 16);
+        var o = new TrainOptions
+        {
+            Model = AlexNet.Model.Variants.Small, Epochs = 2, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
+            Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 }, Ema = 0.9,
+        };
+        var machine = new MachineOptions(2);
+        TrainResult whole = Trainer.Fit(o, machine, stores.Train, stores.Val, dir["whole"], resume: false, new SilentProgress());
+        Assert.NotNull(whole.Last!.EmaValTop1Error);
+        Trainer.Fit(o with { MaxSteps = 3 }, machine, stores.Train, stores.Val, dir["split"], resume: false, new SilentProgress());
+        Trainer.Fit(o, machine, stores.Train, stores.Val, dir["split"], resume: true, new SilentProgress());
+        (AlexNet.Model.AlexNetModel a, _) = Checkpoint.LoadModel(dir["whole/last.ckpt"], averagedWeights: true);
+        (AlexNet.Model.AlexNetModel b, _) = Checkpoint.LoadModel(dir["split/last.ckpt"], averagedWeights: true);
+        (AlexNet.Model.AlexNetModel plain, _) = Checkpoint.LoadModel(dir["whole/last.ckpt"]);
+        using (a)
+        using (b)
+        using (plain)
+        {
+            foreach ((string name, Tensor t) in a.state_dict())
+            {
+                Assert.True(t.eq(b.state_dict()[name]).all().item<bool>(), $"{name}: the average differs after resuming");
+            }
+            Assert.False(a.state_dict()["features.0.weight"].allclose(plain.state_dict()["features.0.weight"]));
+        }
+        Assert.Equal(0, AlexNet.Cli.App.Run(new[] { "eval", "-c", dir["whole/last.ckpt"], "-d", dir["val"], "--views", "centre", "--weights", "ema" }));
+        TrainResult without = Trainer.Fit(o with { Ema = 0, Epochs = 1 }, machine, stores.Train, stores.Val, dir["plain"], resume: false, new SilentProgress());
+        Assert.Null(without.Last!.EmaValTop1Error);
+        Assert.Contains("--ema", Assert.Throws<System.IO.InvalidDataException>(() => Checkpoint.LoadModel(dir["plain/last.ckpt"], averagedWeights: true)).Message);
+    }
+}
