@@ -60,6 +60,7 @@ internal static class TrainCommand
     static readonly Option<bool> Nesterov = new("--nesterov") { Description = "Not in the paper: Nesterov momentum in §5's form." };
     static readonly Option<double> ClipGradNorm = new("--clip-grad-norm") { Description = "Not in the paper: rescale the gradients when their global L2 norm exceeds this (0 = off).", DefaultValueFactory = _ => D.ClipGradNorm };
     static readonly Option<double> Ema = new("--ema") { Description = "Not in the paper: keep a moving average of the weights with this decay (e.g. 0.999), evaluated and checkpointed beside them (0 = off).", DefaultValueFactory = _ => D.Ema };
+    static readonly Option<int> ValSplit = new("--val-split") { Description = "Hold out this many training images (chosen by --seed) to validate and schedule on; the validation store is then the test set, scored once when the run ends (test.json).", DefaultValueFactory = _ => D.ValSplit };
     static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
     static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
 
@@ -69,7 +70,7 @@ internal static class TrainCommand
         {
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
-            Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema,
+            Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema, ValSplit,
         };
         command.SetAction(r => Cli.Run(() =>
         {

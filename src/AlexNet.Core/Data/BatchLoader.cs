@@ -33,7 +33,8 @@ public sealed class Batch(Tensor inputs, Tensor labels, int[] indices) : IDispos
 }
 
 /// <param name="Limit">Train on the first Limit records only (0 = all): the short versions of the experiments.</param>
-public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Prefetch = 3, int Limit = 0);
+/// <param name="Records">The store's records this loader serves, in order (null = all): a held-out split's part.</param>
+public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Prefetch = 3, int Limit = 0, int[]? Records = null);
 
 public sealed class BatchLoader
 {
@@ -52,9 +53,32 @@ public sealed class BatchLoader
         _options = options;
     }
 
-    int TrainCount => _options.Limit > 0 ? Math.Min(_options.Limit, _store.Count) : _store.Count;
+    int Available => _options.Records?.Length ?? _store.Count;
+
+    int TrainCount => _options.Limit > 0 ? Math.Min(_options.Limit, Available) : Available;
+
+    /// <summary>The store index of the loader's i-th record.</summary>
+    int RecordAt(int i) => _options.Records is int[] r ? r[i] : i;
 
     public int BatchesPerEpoch => (TrainCount + _options.BatchSize - 1) / _options.BatchSize;
+
+    /// <summary>
+    /// A held-out split of a store's records, fixed by the seed: <paramref name="heldOut"/> records to validate on and the
+    /// rest to train on, each in store order. The same seed and count give the same split on any machine.
+    /// </summary>
+    public static (int[] Train, int[] HeldOut) Split(int count, int heldOut, long seed)
+    {
+        if (heldOut <= 0 || heldOut >= count)
+        {
+            throw new ArgumentException($"--val-split {heldOut} must leave records on both sides of a store of {count}.");
+        }
+        int[] order = Rng.For(seed, -7, -7).Permutation(count);
+        int[] held = order[..heldOut];
+        int[] train = order[heldOut..];
+        Array.Sort(held);
+        Array.Sort(train);
+        return (train, held);
+    }
 
     /// <summary>The order of the records in an epoch: reshuffled every epoch from (seed, epoch).</summary>
     public static int[] Order(int count, long seed, int epoch) => Rng.For(seed, epoch, -1).Permutation(count);
@@ -63,6 +87,10 @@ public sealed class BatchLoader
     public IEnumerable<Batch> TrainEpoch(long seed, int epoch, int skip = 0, CancellationToken cancel = default)
     {
         int[] order = Order(TrainCount, seed, epoch);
+        for (int i = 0; i < order.Length; i++)
+        {
+            order[i] = RecordAt(order[i]);
+        }
         return Run(order, skip, (record, output, index) =>
         {
             Rng rng = Rng.For(seed, epoch, index);
@@ -73,10 +101,10 @@ public sealed class BatchLoader
     /// <summary>Test batches in store order, all cut as <paramref name="view"/>.</summary>
     public IEnumerable<Batch> TestPass(View view = View.Centre, CancellationToken cancel = default)
     {
-        var order = new int[_store.Count];
+        var order = new int[Available];
         for (int i = 0; i < order.Length; i++)
         {
-            order[i] = i;
+            order[i] = RecordAt(i);
         }
         return Run(order, 0, (record, output, _) => _augmentation.Test(record, output, view), cancel);
     }

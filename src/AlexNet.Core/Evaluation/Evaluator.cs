@@ -32,19 +32,21 @@ public interface IViewSource
     IEnumerable<(int Start, Tensor Inputs)> Pass(View view, CancellationToken cancel);
 }
 
-/// <summary>A store's records through the background loader.</summary>
-public sealed class StoreViews(ImageStore store, Augmentation augmentation, int batchSize = 256, int workers = 1) : IViewSource
+/// <summary>A store's records (or those of <paramref name="records"/>, in order) through the background loader.</summary>
+public sealed class StoreViews(ImageStore store, Augmentation augmentation, int batchSize = 256, int workers = 1, int[]? records = null) : IViewSource
 {
-    public int Count => store.Count;
+    public int Count => records?.Length ?? store.Count;
 
     public IEnumerable<(int Start, Tensor Inputs)> Pass(View view, CancellationToken cancel)
     {
-        var loader = new BatchLoader(store, augmentation, new LoaderOptions(batchSize, workers));
+        var loader = new BatchLoader(store, augmentation, new LoaderOptions(batchSize, workers, Records: records));
+        int position = 0;
         foreach (Batch batch in loader.TestPass(view, cancel))
         {
             using (batch)
             {
-                yield return (batch.Indices[0], batch.Inputs);
+                yield return (position, batch.Inputs);
+                position += batch.Count;
             }
         }
     }
@@ -111,11 +113,13 @@ public static class Evaluator
         Evaluate(models, store, augmentation, Views(tenCrop), tenCrop ? "10-crop" : "centre", batchSize, workers, cancel);
 
     /// <summary>§6 on a store with the softmax averaged over <paramref name="views"/>, reported as <paramref name="name"/>.</summary>
+    /// <param name="records">Only these records of the store (a held-out split), or all.</param>
     public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store, Augmentation augmentation, IReadOnlyList<View> views,
-        string name, int batchSize = 256, int workers = 1, CancellationToken cancel = default)
+        string name, int batchSize = 256, int workers = 1, CancellationToken cancel = default, int[]? records = null)
     {
-        using Tensor p = Probabilities(models, new StoreViews(store, augmentation, batchSize, workers), views, models[0].Architecture.Classes, cancel);
-        return Score(p, store.Labels, store.Manifest.Classes.Select(c => c.Name).ToArray(), name, models.Count);
+        using Tensor p = Probabilities(models, new StoreViews(store, augmentation, batchSize, workers, records), views, models[0].Architecture.Classes, cancel);
+        int[] labels = records is null ? store.Labels : records.Select(i => store.Labels[i]).ToArray();
+        return Score(p, labels, store.Manifest.Classes.Select(c => c.Name).ToArray(), name, models.Count);
     }
 
     /// <summary>Errors, mean cross-entropy, per-class accuracy and the ten most-confused pairs from probabilities.</summary>

@@ -62,6 +62,7 @@ public sealed record TrainOptions
     public int LogEvery { get; init; } = 50;                // steps between metric lines (and NaN checks)
     public int MaxSteps { get; init; } = 0;                 // 0 = no limit (tests and smoke runs)
     public int TrainLimit { get; init; } = 0;               // use only the first N training records (0 = all)
+    public int ValSplit { get; init; } = 0;                 // hold out N training records (chosen by Seed) to validate and select on; the val store is then the test set, scored once at the end
 
     // Not in the paper: what a modern reference trainer offers. All off by default, so the defaults stay §5's recipe.
     public double LabelSmoothing { get; init; } = 0;        // targets (1 − ε)·one-hot + ε/K (Szegedy et al. 2016)
@@ -92,6 +93,7 @@ public sealed record TrainOptions
         Check(LabelSmoothing is >= 0 and < 1, "--label-smoothing must be in [0, 1)");
         Check(WarmupEpochs >= 0 && WarmupEpochs <= Epochs, "--warmup-epochs must be between 0 and --epochs");
         Check(ClipGradNorm >= 0 && double.IsFinite(ClipGradNorm), "--clip-grad-norm must be ≥ 0");
+        Check(ValSplit >= 0, "--val-split must be ≥ 0");
         Check(Ema is >= 0 and < 1, "--ema must be in [0, 1) (0 = off; e.g. 0.999)");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");
         Check(Crop is null or >= 1, "--crop must be at least 1");

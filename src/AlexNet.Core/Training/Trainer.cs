@@ -3,6 +3,7 @@
 //   → Evaluate on the validation set (§6: centre crop) → EndEpoch (schedule, checkpoints, plots).
 // One folder per run: options.json, metrics.jsonl, last.ckpt, best.ckpt, plots.
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
@@ -80,7 +81,33 @@ public static class Trainer
             EvalResult? averaged = run.Ema is null ? null : Evaluate(run, run.AveragedModel());
             progress.EpochEnded(EndEpoch(run, epoch, totals, validation, averaged));
         }
+        if (run.Options.ValSplit > 0 && run.EpochsDone == run.Options.Epochs)
+        {
+            ScoreTestSetOnce(run, progress);
+        }
         return run.Result();
+    }
+
+    public const string TestResultFile = "test.json";
+
+    /// <summary>
+    /// With a held-out split, the run validated and chose on it; the test set is scored here once, when the run is
+    /// complete, with the last weights (and their average with --ema), and never again for that run.
+    /// </summary>
+    static void ScoreTestSetOnce(Run run, ITrainingProgress progress)
+    {
+        string path = Path.Combine(run.Directory, TestResultFile);
+        if (File.Exists(path))
+        {
+            return;
+        }
+        var results = new List<EvalResult> { Evaluator.Evaluate(new[] { run.Model }, run.Test, run.ValAugmentation, tenCrop: false) };
+        if (run.Ema is not null)
+        {
+            results.Add(Evaluator.Evaluate(new[] { run.AveragedModel() }, run.Test, run.ValAugmentation, tenCrop: false) with { Views = "centre, weight average" });
+        }
+        Json.Write(path, results);
+        progress.Message($"Test set {run.Test.Directory}, scored once with the last weights: top-1 error {100 * results[0].Top1Error:F2}%, top-5 {100 * results[0].Top5Error:F2}% ({path}).");
     }
 
     /// <summary>
@@ -176,7 +203,8 @@ public static class Trainer
 
     /// <summary>§6 on the validation set, centre crop only (ten views are for `alexnet eval`).</summary>
     static EvalResult Evaluate(Run run, AlexNetModel model) =>
-        Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, tenCrop: false, batchSize: Math.Max(run.Options.BatchSize, 256));
+        Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, Evaluator.Views(false), "centre", batchSize: Math.Max(run.Options.BatchSize, 256),
+            records: run.ValRecords);
 
     /// <summary>The schedule learns the validation error (§5); the epoch is logged and checkpointed, best.ckpt kept, the curves redrawn.</summary>
     static EpochMetrics EndEpoch(Run run, int epoch, EpochTotals train, EvalResult validation, EvalResult? averaged)
@@ -212,7 +240,12 @@ public static class Trainer
         public required LearningRateSchedule Schedule { get; init; }
         public required BatchLoader Loader { get; init; }
         public required ImageStore Train { get; init; }
+        /// <summary>What the run validates on: the val store, or with --val-split the held-out part of the training store.</summary>
         public required ImageStore Val { get; init; }
+        public int[]? ValRecords { get; init; }
+
+        /// <summary>The test set, scored once at the end when a held-out split is the validation set.</summary>
+        public required ImageStore Test { get; init; }
         public required Augmentation ValAugmentation { get; init; }
         public required MetricsLog Log { get; init; }
         public WeightEma? Ema { get; init; }
@@ -286,6 +319,7 @@ public static class Trainer
             CheckData(train, val);
             AugmentOptions augment = AugmentOptionsFor(options, train);
             Architecture arch = options.Architecture(train.ClassCount, train.Channels, augment.Crop);
+            (int[]? trainRecords, int[]? heldOut) = options.ValSplit > 0 ? BatchLoader.Split(train.Count, options.ValSplit, options.Seed) : (null, null);
             prepare?.Invoke();
             var model = new AlexNetModel(arch, options.Seed);
             return new Run
@@ -296,9 +330,11 @@ public static class Trainer
                 Sgd = new PaperSgd(model.parameters(), options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer, options.Nesterov),
                 Schedule = new LearningRateSchedule(options, schedule),
                 Loader = new BatchLoader(train, new Augmentation(train, augment),
-                    new LoaderOptions(options.BatchSize, machine.Workers, Limit: options.TrainLimit)),
+                    new LoaderOptions(options.BatchSize, machine.Workers, Limit: options.TrainLimit, Records: trainRecords)),
                 Train = train,
-                Val = val,
+                Val = heldOut is null ? val : train,
+                ValRecords = heldOut,
+                Test = val,
                 ValAugmentation = new Augmentation(val.Channels, val.Height, val.Width, train.Mean, train.Manifest.Pca, augment),
                 Log = new MetricsLog(runDir),
                 Ema = options.Ema > 0 ? new WeightEma(model, options.Ema) : null,

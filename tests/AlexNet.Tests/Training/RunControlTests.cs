@@ -123,3 +123,50 @@ public class RunControlTests
         Assert.DoesNotContain("alexnet-report", md);   // no temporary files stand in for the images
     }
 }
+
+/// <summary>--val-split: choose on records held out of the training set; the test set is scored once, at the end.</summary>
+public class HeldOutSplitTests
+{
+    [Fact]
+    public void TheSplitIsSeededDisjointAndCoversTheStore()
+    {
+        (int[] train, int[] held) = BatchLoader.Split(100, 20, seed: 3);
+        Assert.Equal(20, held.Length);
+        Assert.Equal(80, train.Length);
+        Assert.Empty(train.Intersect(held));
+        Assert.Equal(Enumerable.Range(0, 100), train.Concat(held).Order());
+        Assert.Equal(held, BatchLoader.Split(100, 20, seed: 3).HeldOut);
+        Assert.NotEqual(held, BatchLoader.Split(100, 20, seed: 4).HeldOut);
+        Assert.Throws<System.ArgumentException>(() => BatchLoader.Split(100, 100, seed: 3));
+    }
+
+    [Fact]
+    public void ARunValidatesOnTheHeldOutRecordsAndScoresTheTestSetOnce()
+    {
+        using var dir = new TestData.TempDir();
+        using var stores = new TestData.Stores(dir, 80, 16);
+        var o = new TrainOptions
+        {
+            Model = Variants.Small, Epochs = 1, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
+            Schedule = ScheduleKind.Step, ValSplit = 24,
+        };
+        TrainResult r = Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
+        // 56 training images: 4 steps of 16 (the last of 8).
+        Assert.Equal(4, r.Steps);
+        // The epoch's validation is the held-out part: recomputed on those 24 records of the training store, it matches.
+        (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["run/last.ckpt"]);
+        using (model)
+        {
+            (_, int[] held) = BatchLoader.Split(80, 24, 11);
+            EvalResult again = Evaluator.Evaluate(new[] { model }, stores.Train, TestPipeline.Augmentation(state, 28, 28), Evaluator.Views(false),
+                "centre", records: held);
+            Assert.Equal(24, again.Count);
+            Assert.Equal(r.Last!.ValTop1Error, again.Top1Error, 9);
+        }
+        var test = System.Text.Json.JsonDocument.Parse(File.ReadAllText(dir["run/test.json"])).RootElement;
+        Assert.Equal(16, test[0].GetProperty("count").GetInt32());   // the test store, whole
+        File.WriteAllText(dir["run/test.json"], "[]");
+        Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress());
+        Assert.Equal("[]", File.ReadAllText(dir["run/test.json"]));   // scored once: a resume does not score it again
+    }
+}
