@@ -21,6 +21,7 @@ public sealed class PaperSgd : IDisposable
     readonly IReadOnlyList<TorchSharp.Modules.Parameter> _parameters;
     readonly Tensor[] _velocity;
     readonly OptimizerKind _kind;
+    readonly bool _fused;
 
     public double LearningRate { get; set; }
     public double Momentum { get; }
@@ -31,10 +32,12 @@ public sealed class PaperSgd : IDisposable
 
     public IReadOnlyList<TorchSharp.Modules.Parameter> Parameters => _parameters;
 
+    /// <param name="fused">false: §5's rule as libtorch's operations even where the fused pass applies (the reference it is timed against).</param>
     public PaperSgd(IEnumerable<TorchSharp.Modules.Parameter> parameters, double learningRate, double momentum, double weightDecay,
-        OptimizerKind kind = OptimizerKind.Paper, bool nesterov = false)
+        OptimizerKind kind = OptimizerKind.Paper, bool nesterov = false, bool fused = true)
     {
         Nesterov = nesterov;
+        _fused = fused;
         _parameters = parameters.ToArray();
         _velocity = _parameters.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
         LearningRate = learningRate;
@@ -46,8 +49,8 @@ public sealed class PaperSgd : IDisposable
     /// <summary>The momentum buffers v, one per parameter, in parameter order (saved in checkpoints).</summary>
     public IReadOnlyList<Tensor> Velocity => _velocity;
 
-    /// <summary>True when <see cref="Step"/> leaves every gradient zero (the fused CPU pass), so no ZeroGrad is needed before the next backward.</summary>
-    public bool StepZeroesGradients => _kind == OptimizerKind.Paper && _parameters.All(p => Fusable(p));
+    /// <summary>True when <see cref="Step"/> leaves every gradient zero (§5's rule does, fused or not), so no ZeroGrad is needed before the next backward.</summary>
+    public bool StepZeroesGradients => _kind == OptimizerKind.Paper;
 
     static bool Fusable(Tensor w) => w.device_type == DeviceType.CPU && w.dtype == ScalarType.Float32 && w.is_contiguous();
 
@@ -72,7 +75,7 @@ public sealed class PaperSgd : IDisposable
                 continue;
             }
             Tensor v = _velocity[i];
-            if (_kind == OptimizerKind.Paper && Fusable(w) && Fusable(g) && v.is_contiguous())
+            if (_kind == OptimizerKind.Paper && _fused && Fusable(w) && Fusable(g) && v.is_contiguous())
             {
                 FusedUpdate(w, v, g, (float)Momentum, (float)(-WeightDecay * eps), (float)-eps, Nesterov);
             }
@@ -89,12 +92,20 @@ public sealed class PaperSgd : IDisposable
                     v.mul_(Momentum).add_(w, alpha: -WeightDecay * eps).add_(g, alpha: -eps);   // v ← μv − λεw − εg
                     w.add_(v);                                                              // w ← w + v
                 }
+                g.zero_();   // as the fused pass does: the next backward starts from zero
             }
             else
             {
                 using Tensor d = g.add(w, alpha: WeightDecay);                          // g + λw
                 v.mul_(Momentum).add_(d);                                               // v ← μv + g + λw
-                w.add_(Nesterov ? d.add(v, alpha: Momentum) : v, alpha: -eps);         // w ← w − εv (Nesterov: w − ε(d + μv))
+                if (Nesterov)
+                {
+                    w.add_(d.add_(v, alpha: Momentum), alpha: -eps);                    // w ← w − ε(d + μv)
+                }
+                else
+                {
+                    w.add_(v, alpha: -eps);                                             // w ← w − εv
+                }
             }
         }
     }

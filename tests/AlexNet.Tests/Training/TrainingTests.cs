@@ -69,6 +69,23 @@ public class TrainingTests
         }
     }
 
+    /// <summary>The same rule as libtorch's operations (fused: false) also leaves ∂L/∂w zero, as the training step relies on.</summary>
+    [Fact]
+    public void TheLibtorchPathOfTheRuleAlsoZeroesTheGradient()
+    {
+        using var p = new TorchSharp.Modules.Parameter(tensor(new[] { 0.5f, -1f, 2f }));
+        using var sgd = new PaperSgd(new[] { p }, 0.1, 0.9, 0.0005, fused: false);
+        Assert.True(sgd.StepZeroesGradients);
+        using (Tensor loss = (p * tensor(new[] { 1f, 2f, 3f })).sum())
+        {
+            loss.backward();
+        }
+        sgd.Step();
+        Assert.True(p.grad!.eq(0).all().item<bool>());
+        // v = −0.0005·0.1·w − 0.1·g; w + v.
+        Assert.Equal(0.5f - 0.00005f * 0.5f - 0.1f, p[0].item<float>(), 6);
+    }
+
     [Fact]
     public void LibtorchsRuleEqualsThePapersOnlyWhileTheRateIsConstant()
     {
