@@ -20,7 +20,7 @@ internal static class PrepareCommand
         var size = new Option<int>("--size") { Description = "§2: rescale the shorter side to this and keep the central square.", DefaultValueFactory = _ => 256 };
         var threads = new Option<int>("--threads") { Description = "Decoding threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var output = new Option<string>("--out", "-o") { Description = "Output folder (stores are written under it).", Required = true };
-        var format = new Option<RecordEncoding>("--format") { Description = "With --folder/--flat: raw (C×H×W bytes per image, memory-mapped; ImageNet ≈ 252 GB) or jpeg (each §2 record encoded once, decoded by the loader; ~5–8× smaller).", DefaultValueFactory = _ => RecordEncoding.Raw };
+        var format = new Option<RecordEncoding>("--format") { Description = "With --folder/--flat: raw (C×H×W bytes per image, memory-mapped; ImageNet ≈ 252 GB) or jpeg (each §2 record encoded once, decoded by the loader; 5–10× smaller).", DefaultValueFactory = _ => RecordEncoding.Raw };
         var quality = new Option<int>("--quality") { Description = "With --format jpeg: JPEG quality.", DefaultValueFactory = _ => RecordCodec.DefaultQuality };
         var command = new Command("prepare", "Prepare a data set once into a fast store: decoded, §2-rescaled, with its mean image and RGB PCA.")
         {

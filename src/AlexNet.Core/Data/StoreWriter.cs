@@ -117,8 +117,9 @@ public sealed class StoreWriter : IDisposable
         long free = new DriveInfo(Path.GetFullPath(_dir)).AvailableFreeSpace;
         if (needed > free)
         {
+            string smaller = Encoding == RecordEncoding.Raw ? " (or use --format jpeg, 5–10× smaller)" : "";
             throw new IOException($"{_dir} needs about {Gb(needed)} for {inputs} more images ({Encoding.ToString().ToLowerInvariant()} records of " +
-                $"~{perRecord / 1024.0:F0} KB) and its disk has {Gb(free)} free. Free space (or use --format jpeg, ~5× smaller) and run the same command again: it resumes.");
+                $"~{perRecord / 1024.0:F0} KB) and its disk has {Gb(free)} free. Free space{smaller} and run the same command again: it resumes.");
         }
     }
 
@@ -154,10 +155,14 @@ public sealed class StoreWriter : IDisposable
         return Json.Read<Progress>(path);
     }
 
-    /// <summary>The committed records' sums, as Commit saved them; false when there are none (then they are gathered again).</summary>
-    bool ReadStatistics()
+    /// <summary>
+    /// The committed records' sums, as Commit saved them: the latest file, or the one before it when a stop fell
+    /// between writing the sums and progress.json. False when neither matches (then they are gathered again).
+    /// </summary>
+    bool ReadStatistics() => ReadStatistics(Path.Combine(_dir, StatisticsFile)) || ReadStatistics(Path.Combine(_dir, StatisticsFile + ".prev"));
+
+    bool ReadStatistics(string path)
     {
-        string path = Path.Combine(_dir, StatisticsFile);
         if (!File.Exists(path) || new FileInfo(path).Length != 8L * (_sum.Length + _moments.Length + 2))
         {
             return false;
@@ -165,7 +170,7 @@ public sealed class StoreWriter : IDisposable
         using var r = new BinaryReader(File.OpenRead(path));
         if (r.ReadInt64() != Records)
         {
-            return false;   // written for a block whose commit did not finish
+            return false;   // written for another block than the last committed one
         }
         for (int i = 0; i < _sum.Length; i++)
         {
@@ -179,44 +184,42 @@ public sealed class StoreWriter : IDisposable
         return true;
     }
 
-    void WriteStatistics() => AtomicFile.Write(Path.Combine(_dir, StatisticsFile), f =>
+    void WriteStatistics()
+    {
+        string path = Path.Combine(_dir, StatisticsFile);
+        if (File.Exists(path))
+        {
+            File.Move(path, path + ".prev", overwrite: true);   // still the committed block's, until progress.json moves on
+        }
+        AtomicFile.Write(path, WriteSums);
+    }
+
+    void WriteSums(Stream f)
     {
         f.Write(BitConverter.GetBytes((long)Records));
         f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_sum.AsSpan()));
         f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_moments.AsSpan()));
         f.Write(BitConverter.GetBytes(_pixels));
-    });
+    }
 
-    /// <summary>On resume without saved sums (a raw store of an older prepare), the records already written are read again.</summary>
+    /// <summary>
+    /// On resume without saved sums (a raw store of an older prepare), the records already written are read again. A
+    /// JPEG store always saves its sums: its records, read back, are not the pixels the sums were taken of.
+    /// </summary>
     void AccumulateExisting()
     {
-        var buffer = new byte[_recordBytes];
-        long end = _images.Length;
-        _images.Seek(0, SeekOrigin.Begin);
         if (_offsets is not null)
         {
-            var offsets = new byte[(Records + 1) * 8];
-            _offsets.Seek(0, SeekOrigin.Begin);
-            _offsets.ReadExactly(offsets);
-            for (int i = 0; i < Records; i++)
-            {
-                long from = BitConverter.ToInt64(offsets, i * 8), to = BitConverter.ToInt64(offsets, (i + 1) * 8);
-                var jpeg = new byte[to - from];
-                _images.ReadExactly(jpeg);
-                RecordCodec.Decode(jpeg, buffer, Channels, Height, Width);
-                Accumulate(buffer);
-            }
-            _offsets.Seek(0, SeekOrigin.End);
+            throw new IOException($"{_dir}: the sums of its committed images ({StatisticsFile}) are missing; delete {_dir} and prepare again.");
         }
-        else
+        var buffer = new byte[_recordBytes];
+        _images.Seek(0, SeekOrigin.Begin);
+        for (int i = 0; i < Records; i++)
         {
-            for (int i = 0; i < Records; i++)
-            {
-                _images.ReadExactly(buffer);
-                Accumulate(buffer);
-            }
+            _images.ReadExactly(buffer);
+            Accumulate(buffer);
         }
-        _images.Seek(end, SeekOrigin.Begin);
+        _images.Seek(0, SeekOrigin.End);
     }
 
     /// <summary>
@@ -371,6 +374,7 @@ public sealed class StoreWriter : IDisposable
         AtomicFile.WriteAllText(Path.Combine(_dir, ImageStore.ManifestFile), Json.Serialize(manifest));
         File.Delete(Path.Combine(_dir, ProgressFile));
         File.Delete(Path.Combine(_dir, StatisticsFile));
+        File.Delete(Path.Combine(_dir, StatisticsFile + ".prev"));
         return manifest;
     }
 
