@@ -15,21 +15,40 @@ internal static class PredictCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint", "-c") { Description = "Checkpoint to predict with.", Required = true };
+        var checkpoint = new Option<string?>("--checkpoint", "-c") { Description = "Checkpoint to predict with." };
+        var onnx = new Option<string?>("--onnx") { Description = "Or an ONNX file from `alexnet export`, run by ONNX Runtime alone (its preprocessing from its metadata)." };
+        var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var files = new Argument<string[]>("files") { Description = "Image files (JPEG, PNG, WebP, BMP, GIF).", Arity = ArgumentArity.OneOrMore };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of tables." };
         var figure = new Option<string?>("--figure") { Description = "Draw the images with their top-5 bars into this PNG (Figure 4, left)." };
         var top = new Option<int>("--top") { Description = "How many classes to show.", DefaultValueFactory = _ => 5 };
         var command = new Command("predict", "Classify image files: top classes with names and probabilities, 10-crop averaged.")
         {
-            checkpoint, files, json, figure, top,
+            checkpoint, onnx, files, json, figure, top, threads,
         };
         command.SetAction(r => Cli.Run(() =>
         {
-            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(r.GetValue(checkpoint)!);
-            using (model)
+            List<Prediction> predictions;
+            if (r.GetValue(onnx) is string onnxFile)
             {
-                List<Prediction> predictions = Predictor.PredictFiles(model, state, r.GetValue(files)!, r.GetValue(top));
+                if (r.GetValue(checkpoint) is not null)
+                {
+                    throw new UserError("pass --checkpoint or --onnx, not both.");
+                }
+                using var classifier = new AlexNet.Interop.OnnxClassifier(onnxFile, r.GetValue(threads));
+                predictions = classifier.PredictFiles(r.GetValue(files)!, r.GetValue(top));
+            }
+            else
+            {
+                string path = r.GetValue(checkpoint) ?? throw new UserError("say what to predict with: --checkpoint CKPT or --onnx FILE.");
+                Compute.UseThreads(r.GetValue(threads));
+                (AlexNetModel model, RunState state) = Checkpoint.LoadModel(path);
+                using (model)
+                {
+                    predictions = Predictor.PredictFiles(model, state, r.GetValue(files)!, r.GetValue(top));
+                }
+            }
+            {
                 if (r.GetValue(json))
                 {
                     Console.WriteLine(Json.Serialize(predictions));

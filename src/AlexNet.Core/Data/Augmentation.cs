@@ -12,6 +12,7 @@ namespace AlexNet.Data;
 /// <param name="Pad">Zero padding around the record before cropping (small images: 4, so a 32-px patch of 28+2·4 shifts by ±2 px).</param>
 /// <param name="PcaStd">σ of αᵢ ~ N(0, σ²) (§4.1: 0.1); 0 switches the colour noise off.</param>
 /// <param name="Scale">Multiplies the centred values (1 = the paper's raw scale).</param>
+/// <param name="ChannelNorm">Per-channel mean and std in place of §2's mean image and Scale (torchvision's weights), or null.</param>
 public sealed record AugmentOptions(
     int Crop,
     int Pad = 0,
@@ -19,7 +20,8 @@ public sealed record AugmentOptions(
     bool Flip = true,
     double PcaStd = 0.1,
     bool SubtractMean = true,
-    float Scale = 1f)
+    float Scale = 1f,
+    Normalization? ChannelNorm = null)
 {
     /// <summary>
     /// §4.1's settings for a store of side <paramref name="stored"/>: 224 of 256. Small images (28, 32 px) are padded
@@ -43,7 +45,8 @@ public enum View
 public sealed class Augmentation
 {
     readonly int _c, _h, _w;
-    readonly float[] _mean;
+    readonly float[] _mean;       // subtracted per pixel (§2's mean image, or each channel's mean level)
+    readonly float[] _scale;      // then multiplied per channel
     readonly float[] _pcaBasis;   // C×C: pcaBasis[c·C + i] = pᵢ[c]·√λᵢ
 
     public AugmentOptions Options { get; }
@@ -64,8 +67,25 @@ public sealed class Augmentation
         _c = channels;
         _h = height;
         _w = width;
-        _mean = mean;
         Options = options;
+        if (options.ChannelNorm is Normalization norm)
+        {
+            // (x/255 − m)/s = (x − 255m)·1/(255s): the same centre-then-scale, with a constant per channel.
+            norm.Validate(channels);
+            _mean = new float[channels * height * width];
+            _scale = new float[channels];
+            for (int c = 0; c < channels; c++)
+            {
+                _mean.AsSpan(c * height * width, height * width).Fill(255f * norm.Mean[c]);
+                _scale[c] = 1f / (255f * norm.Std[c]);
+            }
+        }
+        else
+        {
+            _mean = mean;
+            _scale = new float[channels];
+            Array.Fill(_scale, options.Scale);
+        }
         _pcaBasis = new float[channels * channels];
         for (int c = 0; c < channels; c++)
         {
@@ -126,11 +146,11 @@ public sealed class Augmentation
     {
         int crop = Options.Crop;
         int plane = _h * _w;
-        float scale = Options.Scale;
-        bool centre = Options.SubtractMean;
+        bool centre = Options.SubtractMean || Options.ChannelNorm is not null;
         for (int c = 0; c < _c; c++)
         {
             float s = shift[c];
+            float scale = _scale[c];
             for (int y = 0; y < crop; y++)
             {
                 int sy = top + y;

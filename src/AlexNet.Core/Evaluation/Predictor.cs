@@ -62,7 +62,10 @@ public static class Predictor
     }
 
     /// <summary>A file through §2's preprocessing, at the record size (and channels) the checkpoint was trained on.</summary>
-    public static byte[] LoadRecord(string file, RunState state)
+    public static byte[] LoadRecord(string file, RunState state) => LoadRecord(file, state.StoreHeight, state.Architecture.InputChannels);
+
+    /// <summary>A file through §2's preprocessing: the central square rescaled to <paramref name="side"/>², RGB or gray.</summary>
+    public static byte[] LoadRecord(string file, int side, int channels)
     {
         if (!File.Exists(file))
         {
@@ -70,8 +73,8 @@ public static class Predictor
         }
         try
         {
-            byte[] record = ImageDecoder.CentreSquare(file, state.StoreHeight);
-            return state.Architecture.InputChannels == 1 ? ToGray(record, state.StoreHeight * state.StoreHeight) : record;
+            byte[] record = ImageDecoder.CentreSquare(file, side);
+            return channels == 1 ? ToGray(record, side * side) : record;
         }
         catch (ImageRejectedException e)
         {

@@ -114,6 +114,14 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         return (at.InFeatures ? _features : _classifier)[at.Index];
     }
 
+    /// <summary>A learned layer's state_dict prefix: conv2 → "features.4", fc8 → "classifier.6" (torchvision's keys).</summary>
+    public string StateKey(string name)
+    {
+        Layer(name);   // the error for an unknown name
+        (bool inFeatures, int index) = _layers[name];
+        return $"{(inFeatures ? "features" : "classifier")}.{index}";
+    }
+
     public (Tensor Weight, Tensor Bias) LayerParameters(string name) => Layer(name) switch
     {
         Conv2d c => (c.weight!, c.bias!),

@@ -41,6 +41,13 @@ public sealed record RunState(
 
 public static class Checkpoint
 {
+    /// <summary>The header of a checkpoint of weights alone (imported, or for export): no schedule, no optimiser, step 0.</summary>
+    /// <param name="mean">§2's mean image of the training data (empty where the options normalise per channel).</param>
+    /// <param name="recordSize">Side of the §2 records the net is evaluated on.</param>
+    public static RunState WeightsOnly(TrainOptions options, Architecture arch, string[] classNames, float[] mean, int recordSize) => new(
+        options, arch, Epoch: 0, StepInEpoch: 0, Step: 0, new ScheduleState(options.LearningRate, double.PositiveInfinity, 0, 0), new double[4],
+        double.PositiveInfinity, RngState: "", classNames, mean, recordSize, recordSize, Array.Empty<TensorEntry>());
+
     static readonly byte[] Magic = Encoding.ASCII.GetBytes("ALXNCKPT");
     const uint Version = 1;
 

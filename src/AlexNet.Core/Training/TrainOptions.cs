@@ -27,6 +27,16 @@ public enum OptimizerKind
     Torch,
 }
 
+/// <summary>How a record's 0–255 pixels become the net's input.</summary>
+public enum InputNormalization
+{
+    /// <summary>§2: minus the training set's mean image (per pixel), times InputScale.</summary>
+    MeanImage,
+
+    /// <summary>torchvision's ImageNet weights: (x/255 − mean)/std per RGB channel (Normalization.cs).</summary>
+    Imagenet,
+}
+
 public sealed record TrainOptions
 {
     public string Model { get; init; } = Variants.Paper;
@@ -53,6 +63,7 @@ public sealed record TrainOptions
     public double PcaStd { get; init; } = 0.1;             // §4.1: αᵢ ~ N(0, 0.1²)
     public bool SubtractMean { get; init; } = true;        // §2
     public float InputScale { get; init; } = 1f;           // 1 = raw 0–255 values, as the paper
+    public InputNormalization Normalization { get; init; } = InputNormalization.MeanImage;   // §2; imagenet: what torchvision's weights expect
     public int Pad { get; init; } = -1;                    // −1: §4.1's default, 4 px for small images (AugmentOptions.PaperFor), 0 for ImageNet
     public int? Crop { get; init; }                        // §4.1's patch side; null: 224 of 256, small images side + pad
     public string? RemoveLayer { get; init; }              // §7 ablation: drop one middle conv layer
@@ -70,6 +81,11 @@ public sealed record TrainOptions
     public bool Nesterov { get; init; } = false;            // Nesterov momentum (Sutskever et al. 2013) in §5's form
     public double ClipGradNorm { get; init; } = 0;          // rescale ∂L/∂w when its global L2 norm exceeds this; 0 = off
     public double Ema { get; init; } = 0;                   // decay of a moving average of the weights (Polyak); 0 = off
+
+    // Fine-tuning (not in the paper): start from a checkpoint's weights (an imported torchvision net, or a run of ours).
+    public string? InitFrom { get; init; }                  // checkpoint whose weights start the run; fc8 too when the classes match
+    public bool FreezeFeatures { get; init; } = false;      // conv1–conv5 keep their weights; only the classifier learns
+    public double PretrainedLrFactor { get; init; } = 1;    // ε of the layers taken from InitFrom, as a fraction of ε (fc8 re-initialised keeps ε)
 
     public string ToJson() => AlexNet.Json.Serialize(this);
 
@@ -96,6 +112,8 @@ public sealed record TrainOptions
         Check(ValSplit >= 0, "--val-split must be ≥ 0");
         Check(Ema is >= 0 and < 1, "--ema must be in [0, 1) (0 = off; e.g. 0.999)");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");
+        Check(PretrainedLrFactor is >= 0 and <= 1 && double.IsFinite(PretrainedLrFactor), "--pretrained-lr-factor must be in [0, 1]");
+        Check(InitFrom is not null || (!FreezeFeatures && PretrainedLrFactor == 1), "--freeze and --pretrained-lr-factor need --init-from CKPT");
         Check(Crop is null or >= 1, "--crop must be at least 1");
         Check(PoolWindow >= 1 && PoolStride >= 1, "pooling window and stride must be at least 1");
         Check(RemoveLayer is null or "conv3" or "conv4", "--remove-layer takes conv3 or conv4 (the middle layers, §7)");

@@ -388,6 +388,7 @@ public static class Trainer
             PcaStd = o.PcaStd,
             SubtractMean = o.SubtractMean,
             Scale = o.InputScale,
+            ChannelNorm = o.Normalization == InputNormalization.Imagenet ? AlexNet.Data.Normalization.Imagenet : null,
         };
     }
 

@@ -1,0 +1,128 @@
+// ONNX Runtime serving an exported net (OnnxExport.cs) on its own: the preprocessing comes from the model's
+// metadata, the softmax is averaged over §4.1's ten views as `alexnet predict` does with our own net.
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using AlexNet.Data;
+using AlexNet.Evaluation;
+using Microsoft.ML.OnnxRuntime;
+
+namespace AlexNet.Interop;
+
+public sealed class OnnxClassifier : IDisposable
+{
+    readonly InferenceSession _session;
+    readonly RunOptions _run = new();
+
+    public string Path { get; }
+    public OnnxPreprocessing Preprocessing { get; }
+    public string[] ClassNames { get; }
+    public string Variant { get; }
+
+    /// <summary>§2's mean image (C×R×R) where the net was trained on it, else empty.</summary>
+    public float[] Mean { get; }
+
+    public int Classes => ClassNames.Length;
+
+    /// <param name="threads">ONNX Runtime's intra-op threads (the bench gives it ours).</param>
+    /// <param name="optimize">false: ONNX Runtime's graph optimisations off (the tests check both).</param>
+    public OnnxClassifier(string path, int threads, bool optimize = true)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"ONNX file {path} does not exist.", path);
+        }
+        Path = path;
+        using var options = new SessionOptions
+        {
+            IntraOpNumThreads = threads,
+            InterOpNumThreads = 1,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            GraphOptimizationLevel = optimize ? GraphOptimizationLevel.ORT_ENABLE_ALL : GraphOptimizationLevel.ORT_DISABLE_ALL,
+        };
+        try
+        {
+            _session = new InferenceSession(path, options);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new InvalidDataException($"{path}: ONNX Runtime cannot load it ({e.Message.Trim()}). Export it again with `alexnet export`.", e);
+        }
+        Dictionary<string, string> meta = _session.ModelMetadata.CustomMetadataMap;
+        if (!meta.TryGetValue(OnnxExport.PreprocessingKey, out string? pre) || !meta.TryGetValue(OnnxExport.ClassesKey, out string? classes))
+        {
+            _session.Dispose();
+            throw new InvalidDataException($"{path} has no {OnnxExport.PreprocessingKey} metadata, so its preprocessing is unknown: export it with `alexnet export`.");
+        }
+        Preprocessing = Json.Parse<OnnxPreprocessing>(pre, path);
+        ClassNames = Json.Parse<string[]>(classes, path);
+        Variant = meta.GetValueOrDefault(OnnxExport.VariantKey, "?");
+        Mean = meta.TryGetValue(OnnxExport.MeanKey, out string? mean)
+            ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(Convert.FromBase64String(mean)).ToArray()
+            : Array.Empty<float>();
+    }
+
+    /// <summary>Logits, N×classes, of N inputs already preprocessed (N×C×Crop×Crop floats).</summary>
+    public float[] Logits(float[] input, int n)
+    {
+        int c = Preprocessing.Channels, s = Preprocessing.Crop;
+        using OrtValue x = OrtValue.CreateTensorValueFromMemory(input, new long[] { n, c, s, s });
+        using IDisposableReadOnlyCollection<OrtValue> y = _session.Run(_run, new[] { OnnxExport.InputName }, new[] { x }, new[] { OnnxExport.OutputName });
+        return y[0].GetTensorDataAsSpan<float>().ToArray();
+    }
+
+    /// <summary>The test-time cut of a §2 record, as the net's metadata describes it.</summary>
+    public Augmentation TestAugmentation()
+    {
+        int c = Preprocessing.Channels, r = Preprocessing.RecordSize;
+        var noPca = new PcaStats(new double[c], Enumerable.Range(0, c).Select(_ => new double[c]).ToArray(), Array.Empty<double[]>());
+        return new Augmentation(c, r, r, Mean.Length > 0 ? Mean : new float[c * r * r], noPca, Preprocessing.Augment());
+    }
+
+    /// <summary>Image files: the top <paramref name="top"/> classes of each, the softmax averaged over §4.1's ten views.</summary>
+    public List<Prediction> PredictFiles(IReadOnlyList<string> files, int top)
+    {
+        byte[][] records = files.Select(f => Predictor.LoadRecord(f, Preprocessing.RecordSize, Preprocessing.Channels)).ToArray();
+        Augmentation aug = TestAugmentation();
+        int n = records.Length, k = Classes, len = aug.OutputLength;
+        var p = new double[n * k];
+        var input = new float[n * len];
+        foreach (View view in Evaluator.TenViews)
+        {
+            for (int i = 0; i < n; i++)
+            {
+                aug.Test(records[i], input.AsSpan(i * len, len), view);
+            }
+            float[] logits = Logits(input, n);
+            for (int i = 0; i < n; i++)
+            {
+                ReadOnlySpan<float> z = logits.AsSpan(i * k, k);
+                float max = float.NegativeInfinity;
+                foreach (float v in z)
+                {
+                    max = Math.Max(max, v);
+                }
+                double sum = 0;
+                foreach (float v in z)
+                {
+                    sum += Math.Exp(v - max);
+                }
+                for (int j = 0; j < k; j++)
+                {
+                    p[i * k + j] += Math.Exp(z[j] - max) / sum / Evaluator.TenViews.Length;
+                }
+            }
+        }
+        return Enumerable.Range(0, n).Select(i => new Prediction(files[i], null, null,
+            Enumerable.Range(0, k).OrderByDescending(j => p[i * k + j]).Take(Math.Min(top, k))
+                .Select(j => new ClassScore(j, Evaluator.Name(ClassNames, j), p[i * k + j])).ToArray(),
+            records[i], Preprocessing.RecordSize, Preprocessing.Channels)).ToList();
+    }
+
+    public void Dispose()
+    {
+        _run.Dispose();
+        _session.Dispose();
+    }
+}
