@@ -54,6 +54,11 @@ public static class OnnxExport
     public static ModelProto Build(AlexNetModel model, RunState state)
     {
         Architecture a = model.Architecture;
+        AugmentOptions aug = Trainer.AugmentOptionsFor(state.Options, state.StoreHeight, state.StoreWidth);
+        if (aug.Crop != a.InputSize)
+        {
+            throw new ArgumentException($"the checkpoint's {state.StoreHeight}-px records give {aug.Crop}-px views, but its {a.Variant} net takes {a.InputSize} px; the checkpoint is inconsistent.");
+        }
         var g = new GraphProto { Name = a.Variant };
         Dictionary<string, Tensor> weights = model.state_dict();
         string h = InputName;
@@ -134,7 +139,6 @@ public static class OnnxExport
             Graph = g,
         };
         m.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
-        AugmentOptions aug = Trainer.AugmentOptionsFor(state.Options, state.StoreHeight, state.StoreWidth);
         var pre = new OnnxPreprocessing(state.Options.Normalization, a.InputChannels, state.StoreHeight, aug.Crop, aug.Pad, aug.SubtractMean, aug.Scale,
             aug.ChannelNorm?.Mean, aug.ChannelNorm?.Std);
         Meta(m, PreprocessingKey, Json.Serialize(pre));

@@ -1,0 +1,140 @@
+using System;
+using System.IO;
+using System.Linq;
+using AlexNet.Cli;
+using AlexNet.Interop;
+using AlexNet.Model;
+using AlexNet.Training;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace AlexNet.Tests.Interop;
+
+/// <summary>Every variant exported to ONNX and run by ONNX Runtime: the same logits as ours (1e-4) and the same top-1.</summary>
+public class OnnxTests
+{
+    /// <summary>The side of the net's input for records of the variant's usual size (§4.1's crop of them).</summary>
+    static int InputSize(string variant)
+    {
+        int record = PyTorchWeights.DefaultRecordSize(variant);
+        return Trainer.AugmentOptionsFor(new TrainOptions { Model = variant }, record, record).Crop;
+    }
+
+    static RunState Header(AlexNetModel model, InputNormalization norm = InputNormalization.MeanImage, int? recordSize = null, int? crop = null)
+    {
+        Architecture a = model.Architecture;
+        int record = recordSize ?? PyTorchWeights.DefaultRecordSize(a.Variant);
+        var options = new TrainOptions { Model = a.Variant, Normalization = norm, Crop = crop };
+        float[] mean = norm == InputNormalization.MeanImage ? Enumerable.Range(0, a.InputChannels * record * record).Select(i => (float)(i % 97)).ToArray() : Array.Empty<float>();
+        return Checkpoint.WeightsOnly(options, a, Enumerable.Range(0, a.Classes).Select(i => $"c{i}").ToArray(), mean, record);
+    }
+
+    [Theory]
+    [InlineData(Variants.Paper, 3)]
+    [InlineData(Variants.Paper1Gpu, 3)]
+    [InlineData(Variants.Owt, 3)]
+    [InlineData(Variants.Small, 1)]
+    [InlineData(Variants.Small1Gpu, 3)]
+    [InlineData(Variants.Figure1, 3)]
+    public void OnnxRuntimeReproducesOurLogits(string variant, int channels)
+    {
+        using var dir = new TestData.TempDir();
+        int size = InputSize(variant);
+        using var model = new AlexNetModel(Variants.Get(variant, classes: 10, inputChannels: channels, inputSize: size), seed: 3);
+        model.eval();
+        // Larger logits than the initialisation's: scale fc8 so that a wrong layer cannot hide under the tolerance.
+        using (no_grad())
+        {
+            model.LayerParameters("fc8").Weight.mul_(50);
+        }
+        OnnxExport.Write(dir["net.onnx"], model, Header(model));
+        using var generator = new Generator(11);
+        using Tensor x = randn(new long[] { 3, channels, size, size }, generator: generator).mul_(40);
+        float[] ours;
+        using (no_grad())
+        using (Tensor y = model.forward(x))
+        {
+            ours = y.data<float>().ToArray();
+        }
+        Assert.True(ours.Max(Math.Abs) > 0.1, "the test needs logits well above the tolerance");
+        foreach (bool optimize in new[] { true, false })
+        {
+            using var ort = new OnnxClassifier(dir["net.onnx"], threads: 2, optimize);
+            float[] theirs = ort.Logits(x.data<float>().ToArray(), 3);
+            Assert.Equal(ours.Length, theirs.Length);
+            double scale = Math.Max(1, ours.Max(Math.Abs));
+            for (int i = 0; i < ours.Length; i++)
+            {
+                Assert.True(Math.Abs(ours[i] - theirs[i]) <= 1e-4 * scale, $"{variant}, optimisations {optimize}: logit {i} {ours[i]} vs {theirs[i]}");
+            }
+            for (int n = 0; n < 3; n++)
+            {
+                Assert.Equal(ArgMax(ours, n, 10), ArgMax(theirs, n, 10));
+            }
+            Assert.Equal(10, ort.Classes);
+            Assert.Equal(variant, ort.Variant);
+        }
+    }
+
+    static int ArgMax(float[] v, int row, int k) => Enumerable.Range(0, k).MaxBy(j => v[row * k + j]);
+
+    [Fact]
+    public void TorchvisionsAdaptivePoolBecomesAnAveragePoolWhereItDivides()
+    {
+        using var dir = new TestData.TempDir();
+        // 415 px: conv1 103 → 51 → 25 → 12, a 12×12 map that the adaptive pool halves.
+        using var model = new AlexNetModel(Variants.Get(Variants.Owt, classes: 10, inputSize: 415), seed: 2);
+        model.eval();
+        OnnxExport.Write(dir["owt415.onnx"], model, Header(model, InputNormalization.Imagenet, recordSize: 474, crop: 415));
+        using Tensor x = rand(1, 3, 415, 415);
+        using var ort = new OnnxClassifier(dir["owt415.onnx"], threads: 2);
+        float[] theirs = ort.Logits(x.data<float>().ToArray(), 1);
+        using (no_grad())
+        using (Tensor y = model.forward(x))
+        {
+            float[] ours = y.data<float>().ToArray();
+            Assert.All(ours.Zip(theirs), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-4));
+        }
+        Assert.Contains("Imagenet", System.Text.Json.JsonSerializer.Serialize(ort.Preprocessing.Normalization.ToString()));
+
+        using var uneven = new AlexNetModel(Variants.Get(Variants.Owt, classes: 10, inputSize: 256), seed: 2);   // a 7×7 map
+        var e = Assert.Throws<ArgumentException>(() => OnnxExport.Build(uneven, Header(uneven, InputNormalization.Imagenet, recordSize: 292, crop: 256)));
+        Assert.Contains("7×7", e.Message);
+    }
+
+    [Fact]
+    public void AnEvenLrnSizeIsRefused()
+    {
+        Architecture a = Variants.Get(Variants.Small, 10, 1, 32);
+        using var model = new AlexNetModel(a with { Lrn = new LrnParams(Size: 4) }, seed: 1);
+        Assert.Throws<ArgumentException>(() => OnnxExport.Build(model, Header(model)));
+    }
+
+    [SkippableFact]
+    public void ExportAndPredictThroughTheCommandsAgree()
+    {
+        using var dir = new TestData.TempDir();
+        Assert.Equal(0, App.Run(new[] { "import", ImportTests.Fixture("small.pth"), "-m", "small", "-o", dir["s.ckpt"], "--normalize", "mean-image",
+            "--mean-from", MeanStore(dir) }));
+        Assert.Equal(0, App.Run(new[] { "export", "-c", dir["s.ckpt"], "--onnx", dir["s.onnx"] }));
+        const string image = "/usr/share/darknet/data/dog.jpg";
+        Skip.IfNot(File.Exists(image), $"{image} (Debian's darknet) is not installed");
+        (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["s.ckpt"]);
+        using (model)
+        using (var ort = new OnnxClassifier(dir["s.onnx"], threads: 2))
+        {
+            var ours = AlexNet.Evaluation.Predictor.PredictFiles(model, state, new[] { image }, 10)[0];
+            var theirs = ort.PredictFiles(new[] { image }, 10)[0];
+            Assert.Equal(ours.Top.Select(c => c.Index), theirs.Top.Select(c => c.Index));
+            Assert.All(ours.Top.Zip(theirs.Top), p => Assert.Equal(p.First.Probability, p.Second.Probability, 1e-5));
+        }
+        Assert.Equal(0, App.Run(new[] { "predict", "--onnx", dir["s.onnx"], image }));
+        Assert.Equal(2, App.Run(new[] { "predict", "--onnx", dir["s.ckpt"], image }));   // not an ONNX file
+    }
+
+    static string MeanStore(TestData.TempDir dir)
+    {
+        TestData.WriteSyntheticStore(dir["store"], 8, 2);
+        return dir["store"];
+    }
+}
