@@ -61,6 +61,10 @@ internal static class TrainCommand
     static readonly Option<double> ClipGradNorm = new("--clip-grad-norm") { Description = "Not in the paper: rescale the gradients when their global L2 norm exceeds this (0 = off).", DefaultValueFactory = _ => D.ClipGradNorm };
     static readonly Option<double> Ema = new("--ema") { Description = "Not in the paper: keep a moving average of the weights with this decay (e.g. 0.999), evaluated and checkpointed beside them (0 = off).", DefaultValueFactory = _ => D.Ema };
     static readonly Option<int> ValSplit = new("--val-split") { Description = "Hold out this many training images (chosen by --seed) to validate and schedule on; the validation store is then the test set, scored once when the run ends (test.json).", DefaultValueFactory = _ => D.ValSplit };
+    static readonly Option<string?> InitFrom = new("--init-from") { Description = "Not in the paper: fine-tune: start from this checkpoint's weights (a run's, or `alexnet import`'s); its net, normalisation and input scale unless given; fc8 is re-initialised when the data has other classes." };
+    static readonly Option<string?> Freeze = new("--freeze") { Description = "With --init-from: 'features' keeps conv1–conv5 as they are, so only the classifier (fc6–fc8) learns." };
+    static readonly Option<double> PretrainedLrFactor = new("--pretrained-lr-factor") { Description = "With --init-from: ε of the layers taken from the checkpoint, as a fraction of --lr (a re-initialised fc8 keeps --lr).", DefaultValueFactory = _ => D.PretrainedLrFactor };
+    static readonly Option<string> Normalize = new("--normalize") { Description = "Input normalisation: mean-image (§2) or imagenet (torchvision's per-channel mean/std, what its weights expect). Default: §2's, or the --init-from checkpoint's.", DefaultValueFactory = _ => "mean-image" };
     static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
     static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
 
@@ -71,7 +75,10 @@ internal static class TrainCommand
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
             Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema, ValSplit,
+            InitFrom, Freeze, PretrainedLrFactor, Normalize,
         };
+        Freeze.AcceptOnlyFromAmong("features");
+        Normalize.AcceptOnlyFromAmong("mean-image", "imagenet");
         command.SetAction(r => Cli.Run(() =>
         {
             bool resume = r.GetValue(Resume);
@@ -150,7 +157,7 @@ internal static class TrainCommand
     /// The flags given, over a preset, or over the run's own options.json when resuming (so only flags given on this
     /// command line can differ from the run's, and the trainer names those it ignores).
     /// </summary>
-    static TrainOptions Options(ParseResult r, string? runOptions)
+    internal static TrainOptions Options(ParseResult r, string? runOptions)
     {
         string? basis = r.GetValue(Preset) ?? (runOptions is not null && File.Exists(runOptions) ? runOptions : null);
         TrainOptions o = basis is not null
@@ -296,9 +303,78 @@ internal static class TrainCommand
             o = o with { CheckpointEvery = r.GetValue(CheckpointEvery) };
         }
 
+        if (Given(CheckpointMinutes))
+        {
+            o = o with { CheckpointMinutes = r.GetValue(CheckpointMinutes) };
+        }
+
         if (Given(LogEvery))
         {
             o = o with { LogEvery = r.GetValue(LogEvery) };
+        }
+
+        if (Given(LabelSmoothing))
+        {
+            o = o with { LabelSmoothing = r.GetValue(LabelSmoothing) };
+        }
+
+        if (Given(WarmupEpochs))
+        {
+            o = o with { WarmupEpochs = r.GetValue(WarmupEpochs) };
+        }
+
+        if (r.GetValue(Nesterov))
+        {
+            o = o with { Nesterov = true };
+        }
+
+        if (Given(ClipGradNorm))
+        {
+            o = o with { ClipGradNorm = r.GetValue(ClipGradNorm) };
+        }
+
+        if (Given(Ema))
+        {
+            o = o with { Ema = r.GetValue(Ema) };
+        }
+
+        if (Given(ValSplit))
+        {
+            o = o with { ValSplit = r.GetValue(ValSplit) };
+        }
+
+        if (r.GetValue(InitFrom) is string init)
+        {
+            // Fine-tuning: the checkpoint's net and input conventions, unless the command line says otherwise.
+            RunState source = Checkpoint.ReadState(init);
+            o = o with { InitFrom = init };
+            if (!Given(ModelName))
+            {
+                o = o with { Model = source.Architecture.Variant };
+            }
+            if (!Given(Normalize))
+            {
+                o = o with { Normalization = source.Options.Normalization };
+            }
+            if (!Given(InputScale))
+            {
+                o = o with { InputScale = source.Options.InputScale };
+            }
+        }
+
+        if (r.GetValue(Freeze) is not null)
+        {
+            o = o with { FreezeFeatures = true };
+        }
+
+        if (Given(PretrainedLrFactor))
+        {
+            o = o with { PretrainedLrFactor = r.GetValue(PretrainedLrFactor) };
+        }
+
+        if (Given(Normalize))
+        {
+            o = o with { Normalization = r.GetValue(Normalize) == "imagenet" ? InputNormalization.Imagenet : InputNormalization.MeanImage };
         }
 
         if (Given(MaxSteps))

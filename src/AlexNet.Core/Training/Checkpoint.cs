@@ -196,6 +196,23 @@ public static class Checkpoint
                 targets["ema/" + name] = t;   // read after model/…, so the averages win
             }
         }
+        ReadTensors(path, state, targets);
+    }
+
+    /// <summary>Fine-tuning: copies the checkpoint's weights named in <paramref name="keys"/> (state_dict keys) into a model whose other layers may differ.</summary>
+    public static void LoadWeights(string path, RunState state, AlexNetModel model, ISet<string> keys)
+    {
+        var targets = model.state_dict().Where(kv => keys.Contains(kv.Key)).ToDictionary(kv => "model/" + kv.Key, kv => kv.Value);
+        string[] absent = targets.Keys.Where(k => !state.Tensors.Any(t => t.Name == k)).ToArray();
+        if (absent.Length > 0)
+        {
+            throw new InvalidDataException($"{path} lacks {string.Join(", ", absent)}: it does not hold a {model.Architecture.Variant} net.");
+        }
+        ReadTensors(path, state, targets);
+    }
+
+    static void ReadTensors(string path, RunState state, Dictionary<string, Tensor> targets)
+    {
         using FileStream f = File.OpenRead(path);
         f.Seek(Magic.Length + 4, SeekOrigin.Begin);
         var lengthBytes = new byte[4];

@@ -22,6 +22,7 @@ public sealed class PaperSgd : IDisposable
     readonly Tensor[] _velocity;
     readonly OptimizerKind _kind;
     readonly bool _fused;
+    readonly double[] _rateFactors;
 
     public double LearningRate { get; set; }
     public double Momentum { get; }
@@ -33,12 +34,18 @@ public sealed class PaperSgd : IDisposable
     public IReadOnlyList<TorchSharp.Modules.Parameter> Parameters => _parameters;
 
     /// <param name="fused">false: §5's rule as libtorch's operations even where the fused pass applies (the reference it is timed against).</param>
+    /// <param name="rateFactors">Per parameter, ε as a fraction of <see cref="LearningRate"/> (fine-tuning's lower rate for pretrained layers); null: 1 for all.</param>
     public PaperSgd(IEnumerable<TorchSharp.Modules.Parameter> parameters, double learningRate, double momentum, double weightDecay,
-        OptimizerKind kind = OptimizerKind.Paper, bool nesterov = false, bool fused = true)
+        OptimizerKind kind = OptimizerKind.Paper, bool nesterov = false, bool fused = true, IReadOnlyList<double>? rateFactors = null)
     {
         Nesterov = nesterov;
         _fused = fused;
         _parameters = parameters.ToArray();
+        _rateFactors = rateFactors?.ToArray() ?? Enumerable.Repeat(1.0, _parameters.Count).ToArray();
+        if (_rateFactors.Length != _parameters.Count)
+        {
+            throw new ArgumentException($"{_rateFactors.Length} rate factors for {_parameters.Count} parameters.");
+        }
         _velocity = _parameters.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
         LearningRate = learningRate;
         Momentum = momentum;
@@ -65,9 +72,9 @@ public sealed class PaperSgd : IDisposable
     public void Step()
     {
         using var _ = no_grad();
-        double eps = LearningRate;
         for (int i = 0; i < _parameters.Count; i++)
         {
+            double eps = LearningRate * _rateFactors[i];
             Tensor w = _parameters[i];
             Tensor? g = w.grad;
             if (g is null)

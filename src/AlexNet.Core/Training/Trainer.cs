@@ -318,16 +318,24 @@ public static class Trainer
         {
             CheckData(train, val);
             AugmentOptions augment = AugmentOptionsFor(options, train);
-            Architecture arch = options.Architecture(train.ClassCount, train.Channels, augment.Crop);
+            RunState? source = options.InitFrom is string init ? Checkpoint.ReadState(init) : null;
+            Architecture arch = source is null
+                ? options.Architecture(train.ClassCount, train.Channels, augment.Crop)
+                : FineTuning.Architecture(options, source, train.ClassCount, train.Channels, augment.Crop);
             (int[]? trainRecords, int[]? heldOut) = options.ValSplit > 0 ? BatchLoader.Split(train.Count, options.ValSplit, options.Seed) : (null, null);
             prepare?.Invoke();
             var model = new AlexNetModel(arch, options.Seed);
+            // A resumed run's weights come from its own last.ckpt; only a new one starts from InitFrom's.
+            ISet<string> pretrained = source is not null && schedule is null
+                ? FineTuning.LoadPretrained(options.InitFrom!, source, model)
+                : FineTuning.PretrainedKeys(model, source);
+            (TorchSharp.Modules.Parameter[] learned, double[] factors) = FineTuning.Parameters(model, options, pretrained);
             return new Run
             {
                 Options = options,
                 Directory = runDir,
                 Model = model,
-                Sgd = new PaperSgd(model.parameters(), options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer, options.Nesterov),
+                Sgd = new PaperSgd(learned, options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer, options.Nesterov, rateFactors: factors),
                 Schedule = new LearningRateSchedule(options, schedule),
                 Loader = new BatchLoader(train, new Augmentation(train, augment),
                     new LoaderOptions(options.BatchSize, machine.Workers, Limit: options.TrainLimit, Records: trainRecords)),

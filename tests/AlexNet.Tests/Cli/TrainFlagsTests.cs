@@ -1,0 +1,39 @@
+using System;
+using AlexNet.Cli;
+using AlexNet.Training;
+using Xunit;
+
+namespace AlexNet.Tests.Cli;
+
+/// <summary>Every flag of `alexnet train` reaches the run's options (a flag that parses but changes nothing is a silent lie).</summary>
+public class TrainFlagsTests
+{
+    static TrainOptions Parse(params string[] flags)
+    {
+        var args = new[] { "train", "-d", "unused" };
+        return TrainCommand.Options(App.Build().Parse([.. args, .. flags]), runOptions: null);
+    }
+
+    public static TheoryData<string[], Func<TrainOptions, bool>> Flags => new()
+    {
+        { new[] { "--label-smoothing", "0.1" }, o => o.LabelSmoothing == 0.1 },
+        { new[] { "--warmup-epochs", "2" }, o => o.WarmupEpochs == 2 },
+        { new[] { "--nesterov" }, o => o.Nesterov },
+        { new[] { "--clip-grad-norm", "5" }, o => o.ClipGradNorm == 5 },
+        { new[] { "--ema", "0.999" }, o => o.Ema == 0.999 },
+        { new[] { "--val-split", "100" }, o => o.ValSplit == 100 },
+        { new[] { "--checkpoint-minutes", "5" }, o => o.CheckpointMinutes == 5 },
+        { new[] { "--checkpoint-every", "7" }, o => o.CheckpointEvery == 7 },
+        { new[] { "--normalize", "imagenet" }, o => o.Normalization == InputNormalization.Imagenet },
+        { new[] { "--lr", "0.05", "--epochs", "3", "--seed", "9" }, o => o.LearningRate == 0.05 && o.Epochs == 3 && o.Seed == 9 },
+        { new[] { "--no-flip", "--no-crop", "--pca-std", "0" }, o => !o.Flip && !o.RandomCrop && o.PcaStd == 0 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Flags))]
+    public void AFlagChangesItsOption(string[] flags, Func<TrainOptions, bool> took)
+    {
+        Assert.True(took(Parse(flags)), string.Join(" ", flags));
+        Assert.False(took(new TrainOptions()), "the default must differ for the test to mean anything");
+    }
+}
