@@ -46,6 +46,8 @@ internal static class BenchCommand
         var prepareScript = new Option<string>("--prepare-script") { Description = "With --prepare: the PIL peer script.", DefaultValueFactory = _ => "bench/prepare_peer.py" };
         command.Options.Add(prepare);
         command.Options.Add(prepareScript);
+        var onnxPeer = new Option<bool>("--onnx-peer") { Description = "Inference of the net (--models or --model) exported to ONNX and run by ONNX Runtime, same weights, batch and threads, alternating --rounds with ours; the ratio." };
+        command.Options.Add(onnxPeer);
         var json = new Option<string?>("--json") { Description = "Also write the results to this JSON file (throughput runs and --peer)." };
         foreach (Option o in new Option[] { peer, models, rounds, peerScript, peerPython, peerChannelsLast, json })
         {
@@ -56,6 +58,11 @@ internal static class BenchCommand
             if (r.GetValue(prepare) is string prepareRoot)
             {
                 return PreparePeer.Run(prepareRoot, r.GetValue(threads), r.GetValue(rounds), r.GetValue(peerPython)!, r.GetValue(prepareScript)!, r.GetValue(json));
+            }
+            if (r.GetValue(onnxPeer))
+            {
+                string[] nets = (r.GetValue(models) ?? r.GetValue(model)!).Split(',', System.StringSplitOptions.RemoveEmptyEntries | System.StringSplitOptions.TrimEntries);
+                return OnnxPeer(nets, r.GetValue(batch), r.GetValue(threads), r.GetValue(steps), r.GetValue(rounds), r.GetValue(classes), r.GetValue(channels), r.GetValue(json));
             }
             if (r.GetValue(peer))
             {
@@ -165,5 +172,39 @@ internal static class BenchCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>`bench --onnx-peer`: our inference against ONNX Runtime's on the same exported weights, alternating rounds.</summary>
+    static int OnnxPeer(string[] nets, int batch, int threads, int steps, int rounds, int classes, int channels, string? json)
+    {
+        var table = new Table().Title($"inference, batch {batch}, {threads} threads, {rounds} alternating rounds (medians)")
+            .AddColumn("net").AddColumn(new TableColumn("ours img/s").RightAligned()).AddColumn(new TableColumn("ONNX Runtime img/s").RightAligned())
+            .AddColumn(new TableColumn("ours / ORT").RightAligned());
+        var results = new System.Collections.Generic.List<object>();
+        string temp = System.IO.Directory.CreateTempSubdirectory("alexnet-onnx-peer").FullName;
+        try
+        {
+            foreach (string name in nets)
+            {
+                Architecture arch = Variants.Get(name, classes, channels);
+                var perRound = Benchmark.VersusOnnxRuntime(arch, batch, threads, steps, rounds, System.IO.Path.Combine(temp, name + ".onnx"));
+                double ours = Benchmark.Median(perRound.Select(p => p.Ours).ToList()), ort = Benchmark.Median(perRound.Select(p => p.OnnxRuntime).ToList());
+                double ratio = Benchmark.Median(perRound.Select(p => p.Ours / p.OnnxRuntime).ToList());
+                table.AddRow(name, ours.ToString("F1", CultureInfo.InvariantCulture), ort.ToString("F1", CultureInfo.InvariantCulture),
+                    (ratio < 1 ? "[red]" : "") + ratio.ToString("F2", CultureInfo.InvariantCulture) + "×" + (ratio < 1 ? "[/]" : ""));
+                results.Add(new { net = name, batch, threads, rounds = perRound.Select(p => new { ours = p.Ours, onnxRuntime = p.OnnxRuntime }).ToArray(), ours, onnxRuntime = ort, ratio });
+                System.IO.File.Delete(System.IO.Path.Combine(temp, name + ".onnx"));
+            }
+        }
+        finally
+        {
+            System.IO.Directory.Delete(temp, recursive: true);
+        }
+        AnsiConsole.Write(table);
+        if (json is not null)
+        {
+            Json.Write(json, results);
+        }
+        return 0;
     }
 }

@@ -22,7 +22,7 @@ internal static class ImportCommand
         normalize.AcceptOnlyFromAmong("imagenet", "mean-image");
         var meanFrom = new Option<string?>("--mean-from") { Description = "With --normalize mean-image: the store whose mean image the net was trained with." };
         var recordSize = new Option<int?>("--record-size") { Description = "Side of the §2 records it is evaluated on (default: 256 for 224-px nets: resize the short side to 256, centre 224)." };
-        var classes = new Option<string?>("--classes") { Description = "Class names in output order, one a line ([id] name); default: ILSVRC-2012's for 1000 outputs (darknet + opencv-doc)." };
+        var classes = new Option<string?>("--classes") { Description = "Class names in output order, one a line ([id] name); default: --mean-from's store's, else ILSVRC-2012's for 1000 outputs (darknet + opencv-doc)." };
         var command = new Command("import", "Import PyTorch weights (e.g. your copy of torchvision's alexnet-owt-7be5be79.pth) as a checkpoint for eval, predict, features, export and fine-tuning.")
         {
             weights, model, output, normalize, meanFrom, recordSize, classes,
@@ -31,14 +31,15 @@ internal static class ImportCommand
         {
             string outPath = r.GetValue(output)!;
             float[]? mean = null;
+            string[]? names = r.GetValue(classes) is string file ? ClassNames.Load(file).Select(c => c.Name).ToArray() : null;
             int? record = r.GetValue(recordSize);
             if (r.GetValue(meanFrom) is string store)
             {
                 using var s = ImageStore.Open(store);
                 mean = s.Mean;
                 record ??= s.Height;
+                names ??= s.Manifest.Classes.Select(c => c.Name).ToArray();
             }
-            string[]? names = r.GetValue(classes) is string file ? ClassNames.Load(file).Select(c => c.Name).ToArray() : null;
             InputNormalization norm = r.GetValue(normalize) == "imagenet" ? InputNormalization.Imagenet : InputNormalization.MeanImage;
             var o = new ImportOptions(r.GetValue(model)!, record, norm, mean, names);
             (AlexNetModel net, RunState state) = PyTorchWeights.Import(r.GetValue(weights)!, o);

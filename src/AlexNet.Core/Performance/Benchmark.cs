@@ -80,6 +80,48 @@ public static class Benchmark
     }
 
     /// <summary>
+    /// Inference in ONNX Runtime against ours: the net exported (OnnxExport.cs) to <paramref name="onnxPath"/>, the same
+    /// weights, batch and threads, timed in alternating rounds (the machine's noise falls on both). Images/s per round.
+    /// </summary>
+    public static List<(double Ours, double OnnxRuntime)> VersusOnnxRuntime(Architecture arch, int batch, int threads, int steps, int rounds, string onnxPath)
+    {
+        Compute.UseThreads(threads);
+        using AlexNetModel model = ModelFor(arch, "fused");
+        model.eval();
+        var options = new TrainOptions { Model = arch.Variant, Crop = arch.InputSize };
+        RunState header = Checkpoint.WeightsOnly(options, arch, Enumerable.Range(0, arch.Classes).Select(i => $"{i}").ToArray(),
+            new float[arch.InputChannels * arch.InputSize * arch.InputSize], arch.InputSize);
+        AlexNet.Interop.OnnxExport.Write(onnxPath, model, header);
+        using var ort = new AlexNet.Interop.OnnxClassifier(onnxPath, threads);
+        using Tensor x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
+        float[] input = x.data<float>().ToArray();
+        var result = new List<(double, double)>();
+        for (int round = 0; round < rounds; round++)
+        {
+            var ours = new List<double>();
+            var theirs = new List<double>();
+            for (int i = 0; i < 2 + steps; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                using (no_grad())
+                using (NewDisposeScope())
+                {
+                    model.forward(x);
+                }
+                ours.Add(clock.Elapsed.TotalMilliseconds);
+            }
+            for (int i = 0; i < 2 + steps; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                ort.Logits(input, batch);
+                theirs.Add(clock.Elapsed.TotalMilliseconds);
+            }
+            result.Add((batch / Median(ours.Skip(2).ToList()) * 1000, batch / Median(theirs.Skip(2).ToList()) * 1000));
+        }
+        return result;
+    }
+
+    /// <summary>
     /// The machine's own rate for a large float32 matrix product through libtorch (GFLOP/s, median of 10): the ceiling
     /// against which each net's achieved FLOP/s is read.
     /// </summary>
