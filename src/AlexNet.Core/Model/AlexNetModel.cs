@@ -186,6 +186,12 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
                 i += 2;
                 continue;
             }
+            if (Kernels == KernelChoice.Fused && i + 1 < end && _features[i] is ReLU && _features[i + 1] is MaxPool2d && FusedStage.Supports(h))
+            {
+                h = FusedStage.Apply(h, p: null, Architecture.PoolWindow, Architecture.PoolStride);   // no LRN here: owt, §3.3's ablation
+                i += 1;
+                continue;
+            }
             h = _features[i].call(h);
         }
         return h;

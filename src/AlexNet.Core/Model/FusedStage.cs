@@ -3,7 +3,8 @@
 // full-size tensors forward and as many backward (ReLU, LRN output, LRN scale, pool indices, and each
 // one's gradient); fused, the forward writes only the pooled output and each window's maximum's index, and
 // the backward only the gradient of the conv output. The arithmetic is LrnKernel's (with ReLU applied to its
-// input) and MaxPoolKernel's; this file only wires them per image.
+// input) and MaxPoolKernel's; this file only wires them per image. Nets without LRN (owt, §3.3's ablation)
+// fuse ReLU → max-pool the same way: each plane rectified into scratch, then pooled.
 //
 // Shapes: x = conv output N×C×H×W; y = N×C×Ho×Wo with Ho = (H − z)/s + 1 (z = window, s = stride).
 using System.Collections.Generic;
@@ -17,8 +18,8 @@ public static class FusedStage
 {
     public static bool Supports(Tensor x) => Planes.Supports(x);
 
-    /// <summary>relu → LRN → max-pool(window, stride) of a conv output.</summary>
-    public static Tensor Apply(Tensor x, LrnParams p, int window, int stride)
+    /// <summary>relu → LRN → max-pool(window, stride) of a conv output; with <paramref name="p"/> null, relu → max-pool.</summary>
+    public static Tensor Apply(Tensor x, LrnParams? p, int window, int stride)
     {
         if (!torch.is_grad_enabled() || !x.requires_grad)
         {
@@ -31,11 +32,11 @@ public static class FusedStage
     }
 
     /// <summary>The same computation from libtorch's own operations, for any device and dtype.</summary>
-    public static Tensor Reference(Tensor x, LrnParams p, int window, int stride)
+    public static Tensor Reference(Tensor x, LrnParams? p, int window, int stride)
     {
         using var scope = NewDisposeScope();
         Tensor a = nn.functional.relu(x);
-        Tensor b = nn.functional.local_response_norm(a, p.Size, p.TorchAlpha, p.Beta, p.K);
+        Tensor b = p is null ? a : nn.functional.local_response_norm(a, p.Size, p.TorchAlpha, p.Beta, p.K);
         return nn.functional.max_pool2d(b, new long[] { window, window }, new long[] { stride, stride }).MoveToOuterDisposeScope();
     }
 
@@ -45,11 +46,11 @@ public static class FusedStage
         return new[] { s[0], s[1], Shapes.PooledSize((int)s[2], window, stride), Shapes.PooledSize((int)s[3], window, stride) };
     }
 
-    sealed record StageArgs(LrnParams P, int Window, int Stride);
+    sealed record StageArgs(LrnParams? P, int Window, int Stride);
 
     sealed class StageFunction : autograd.SingleTensorFunction<StageFunction>
     {
-        public override string Name => "AlexNetReluLrnPool";
+        public override string Name => "AlexNetReluLrnPool";   // or ReLU → pool where P is null
 
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
@@ -84,7 +85,7 @@ public static class FusedStage
     /// <summary>Per image: LrnKernel's passes with ReLU on their input, feeding or fed by MaxPoolKernel.</summary>
     static unsafe class Kernel
     {
-        public static void Forward(Tensor x, Tensor y, Tensor? argmax, LrnParams p, int window, int stride)
+        public static void Forward(Tensor x, Tensor y, Tensor? argmax, LrnParams? p, int window, int stride)
         {
             long[] s = x.shape;
             int n = (int)s[0], c = (int)s[1], h = (int)s[2], w = (int)s[3];
@@ -96,24 +97,59 @@ public static class FusedStage
                 using var scratch = new Scratch(h * w, LrnKernel.ForwardScratchPlanes + MaxPoolKernel.ScratchPlanes + 1);
                 long o = (long)img * c * pooled;
                 var sink = new PoolingSink(py + o, pi == null ? null : pi + o, h, w, window, stride, pooled, scratch);
-                LrnKernel.ForwardImage<Relu, PoolingSink>(px + (long)img * c * h * w, c, h * w, p, scratch, ref sink);
+                float* image = px + (long)img * c * h * w;
+                if (p is not null)
+                {
+                    LrnKernel.ForwardImage<Relu, PoolingSink>(image, c, h * w, p, scratch, ref sink);
+                    return;
+                }
+                for (int ch = 0; ch < c; ch++)
+                {
+                    float* b = sink.Target(ch);
+                    Rectify(image + (long)ch * h * w, b, h * w);
+                    sink.Written(ch, b);
+                }
             });
         }
 
-        public static void Backward(Tensor x, Tensor argmax, Tensor gy, Tensor gx, LrnParams p, int window, int stride)
+        /// <summary>b = max(0, a) over one plane, into padded scratch.</summary>
+        static void Rectify(float* a, float* b, int plane)
+        {
+            int vw = System.Numerics.Vector<float>.Count;
+            for (int i = 0; i < plane; i += vw)
+            {
+                Planes.Store(b, i, plane, Relu.Forward(Planes.Load(a, i, plane)));
+            }
+        }
+
+        public static void Backward(Tensor x, Tensor argmax, Tensor gy, Tensor gx, LrnParams? p, int window, int stride)
         {
             long[] s = x.shape;
             int n = (int)s[0], c = (int)s[1], h = (int)s[2], w = (int)s[3];
             int pooled = Shapes.PooledSize(h, window, stride) * Shapes.PooledSize(w, window, stride);
             float* px = Planes.Ptr(x), pgy = Planes.Ptr(gy), pgx = Planes.Ptr(gx);
             int* pi = Planes.IntPtr(argmax);
-            int lrnPlanes = LrnKernel.BackwardScratchPlanes(p);
+            int lrnPlanes = p is null ? 0 : LrnKernel.BackwardScratchPlanes(p);
             Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = Planes.Threads }, img =>
             {
                 using var scratch = new Scratch(h * w, lrnPlanes + 1);
                 long o = (long)img * c * pooled, image = (long)img * c * h * w;
                 var grad = new PooledGradient(pgy + o, pi + o, pooled, h * w, scratch[lrnPlanes]);
-                LrnKernel.BackwardImage<Relu, PooledGradient>(px + image, pgx + image, c, h * w, p, scratch, ref grad);
+                if (p is not null)
+                {
+                    LrnKernel.BackwardImage<Relu, PooledGradient>(px + image, pgx + image, c, h * w, p, scratch, ref grad);
+                    return;
+                }
+                int plane = h * w;
+                int vw = System.Numerics.Vector<float>.Count;
+                for (int ch = 0; ch < c; ch++)
+                {
+                    float* gb = grad.Gradient(ch), xc = px + image + (long)ch * plane, gxc = pgx + image + (long)ch * plane;
+                    for (int i = 0; i < plane; i += vw)
+                    {
+                        Planes.Store(gxc, i, plane, Relu.Backward(Planes.Load(xc, i, plane), System.Numerics.Vector.LoadUnsafe(ref gb[i])));
+                    }
+                }
             });
         }
     }

@@ -87,4 +87,49 @@ public class FusedStageTests
         Assert.True(fused.allclose(plain, rtol: 1e-4, atol: 1e-5));
         Assert.True(fused.allclose(reference, rtol: 1e-4, atol: 1e-5));
     }
+
+    /// <summary>Without LRN (owt, fig1, §3.3's ablation) the stage is ReLU → max-pool: libtorch's results to the bit.</summary>
+    [Theory]
+    [InlineData(2, 7, 15, 15, 3, 2)]
+    [InlineData(3, 4, 27, 27, 3, 2)]   // owt's conv2-sized maps, rows past three vectors
+    [InlineData(2, 5, 12, 12, 2, 2)]
+    public void WithoutLrnForwardAndGradientAreLibtorchsExactly(int n, int c, int h, int w, int window, int stride)
+    {
+        using var g = new Generator(5);
+        using Tensor x = randn(new long[] { n, c, h, w }, generator: g).requires_grad_();
+        using Tensor up = randn(new long[] { n, c, Shapes.PooledSize(h, window, stride), Shapes.PooledSize(w, window, stride) }, generator: g);
+        using Tensor reference = FusedStage.Reference(x, null, window, stride);
+        using (Tensor l = (reference * up).sum())
+        {
+            l.backward();
+        }
+        using Tensor expected = x.grad!.clone();
+        x.grad!.zero_();
+        using Tensor fused = FusedStage.Apply(x, null, window, stride);
+        using (Tensor l = (fused * up).sum())
+        {
+            l.backward();
+        }
+        Assert.True(fused.equal(reference).all().item<bool>());
+        Assert.True(x.grad!.equal(expected).all().item<bool>());
+    }
+
+    [Fact]
+    public void OwtGivesTheSameOutputsAndGradientsFusedOrNot()
+    {
+        Architecture arch = Variants.Get(Variants.Owt, classes: 10);
+        using var fused = new AlexNetModel(arch, seed: 3);
+        using var libtorch = new AlexNetModel(arch, seed: 3, KernelChoice.Libtorch);
+        fused.eval();   // no dropout: the same function, so the same gradients
+        libtorch.eval();
+        using var g = new Generator(4);
+        using Tensor x = randn(new long[] { 2, 3, 224, 224 }, generator: g) * 50;
+        using Tensor a = fused.forward(x), b = libtorch.forward(x);
+        Assert.True(a.equal(b).all().item<bool>());
+        a.sum().backward();
+        b.sum().backward();
+        (Tensor w1, _) = fused.LayerParameters("conv1");
+        (Tensor w2, _) = libtorch.LayerParameters("conv1");
+        Assert.True(w1.grad!.equal(w2.grad!).all().item<bool>());
+    }
 }
