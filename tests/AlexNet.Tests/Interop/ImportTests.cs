@@ -79,7 +79,7 @@ public class ImportTests
 
     static string WriteZeroMeanStore(TestData.TempDir dir)
     {
-        TestData.WriteSyntheticStore(dir["store"], 8, 2);
+        TestData.WriteSyntheticStore(dir["store"], 10, 10);   // the fixture net's 10 classes: import takes the store's names
         return dir["store"];
     }
 

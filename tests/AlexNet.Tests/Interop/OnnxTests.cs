@@ -134,7 +134,7 @@ public class OnnxTests
 
     static string MeanStore(TestData.TempDir dir)
     {
-        TestData.WriteSyntheticStore(dir["store"], 8, 2);
+        TestData.WriteSyntheticStore(dir["store"], 10, 10);   // the fixture net's 10 classes: import takes the store's names
         return dir["store"];
     }
 }
