@@ -2,11 +2,12 @@
 # One-time set-up on a fresh Debian 12 machine: the Debian packages that hold the real data, then the build.
 #   dataset-fashion-mnist  the quick start's data set (IDX files)
 #   darknet, opencv-doc    the 1000 ILSVRC-2012 WordNet ids and their names; a few real photos
+#   openmpi-bin            mpirun, for data-parallel training (`mpirun -np N ./alexnet train …`) and its tests
 # Safe to run again: it installs only what is missing and the build is incremental.
 set -euo pipefail
 cd "$(dirname "$0")"
 need=()
-for p in dataset-fashion-mnist darknet opencv-doc; do
+for p in dataset-fashion-mnist darknet opencv-doc openmpi-bin; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -79,7 +79,7 @@ internal static class TrainCommand
         };
         Freeze.AcceptOnlyFromAmong("features");
         Normalize.AcceptOnlyFromAmong("mean-image", "imagenet");
-        command.SetAction(r => Cli.Run(() =>
+        command.SetAction(r => Distributed(parallel => Cli.Run(() =>
         {
             bool resume = r.GetValue(Resume);
             string? given = r.GetValue(Out);
@@ -87,13 +87,57 @@ internal static class TrainCommand
             {
                 throw new UserError("--resume continues the run in --out: say which (e.g. --out runs/paper).");
             }
+            if (parallel is not null && given is null)
+            {
+                throw new UserError("with mpirun, give --out: every rank must name the same run folder (rank 0 writes it).");
+            }
             string runDir = given ?? Path.Combine("runs", $"{r.GetValue(ModelName)}-{DateTime.Now:yyyyMMdd-HHmmss}");
             TrainOptions o = Options(r, resume ? Path.Combine(runDir, Trainer.OptionsFile) : null);
             (string trainDir, string valDir) = Stores(r.GetValue(Data), r.GetValue(TrainStore), r.GetValue(ValStore));
-            var machine = new MachineOptions(r.GetValue(Threads), r.GetValue(Workers));
+            var machine = new MachineOptions(r.GetValue(Threads), r.GetValue(Workers), parallel);
             return Execute(o, machine, trainDir, valDir, runDir, resume, ResumeCommand(r, runDir));
-        }));
+        })));
         return command;
+    }
+
+    /// <summary>
+    /// Under mpirun, the job's MPI group around the command: finalised when every rank ends alike (done, or stopped at
+    /// the same step), aborted when this rank fails, so that the other ranks end too instead of waiting in a collective.
+    /// </summary>
+    static int Distributed(Func<AlexNet.Distributed.DataParallel?, int> body)
+    {
+        if (!AlexNet.Distributed.Mpi.Launched)
+        {
+            return body(null);
+        }
+        AlexNet.Distributed.DataParallel parallel;
+        try
+        {
+            parallel = AlexNet.Distributed.DataParallel.FromEnvironment()!;
+        }
+        catch (Exception e) when (e is FileNotFoundException or EntryPointNotFoundException or InvalidOperationException)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return Cli.Failure;
+        }
+        int code = Cli.Failure;
+        try
+        {
+            code = body(parallel);
+        }
+        finally
+        {
+            if (code is 0 or 130 or 143)
+            {
+                parallel.Dispose();
+            }
+            else
+            {
+                Console.Error.WriteLine($"rank {parallel.Rank} of {parallel.Ranks} failed (exit {code}): ending the job.");
+                parallel.Abort(code);
+            }
+        }
+        return code;
     }
 
     /// <summary>Trains (or resumes) a run; Ctrl-C or SIGTERM stops it after the current step with last.ckpt written (exit 130/143).</summary>
@@ -101,8 +145,16 @@ internal static class TrainCommand
     {
         using ImageStore train = ImageStore.Open(trainDir);
         using ImageStore val = ImageStore.Open(valDir);
+        if (machine.Parallel is { IsLeader: false })
+        {
+            // Rank 0 reports for the job; the others train quietly, and stop where it does (mpirun forwards the signal to all).
+            using var quietStop = new StopSignal();
+            Trainer.Fit(o, machine, train, val, runDir, resume, new SilentProgress(), quietStop.Token);
+            return quietStop.ExitCode ?? 0;
+        }
         var progress = new ConsoleProgress();
-        AnsiConsole.MarkupLineInterpolated($"Training {o.Model} on {train.Count} images ({train.Height}×{train.Width}×{train.Channels}, {train.ClassCount} classes) → {runDir}");
+        string ranks = machine.Parallel is { } p ? $", {p.Ranks} ranks ({p.Flavour}) × batch {o.BatchSize}" : "";
+        AnsiConsole.MarkupLineInterpolated($"Training {o.Model} on {train.Count} images ({train.Height}×{train.Width}×{train.Channels}, {train.ClassCount} classes){ranks} → {runDir}");
         using var stop = new StopSignal();
         TrainResult result;
         try
@@ -122,6 +174,10 @@ internal static class TrainCommand
             return code;
         }
         AnsiConsole.MarkupLineInterpolated($"Done: {result.Steps} steps; best validation top-1 error {best}; run folder {runDir}");
+        if (machine.Parallel is { } group)
+        {
+            AnsiConsole.MarkupLineInterpolated($"Gradient allreduce on rank 0: {group.ReduceSeconds:F2} s in all ({group.Ranks} ranks, {group.Flavour}).");
+        }
         return 0;
     }
 

@@ -15,8 +15,11 @@ using static TorchSharp.torch;
 namespace AlexNet.Data;
 
 /// <summary>A batch of N×C×H×W inputs and N int64 labels; the receiver disposes it.</summary>
-public sealed class Batch(Tensor inputs, Tensor labels, int[] indices) : IDisposable
+public sealed class Batch(Tensor inputs, Tensor labels, int[] indices, int globalCount = -1) : IDisposable
 {
+    /// <summary>Images in the whole batch across data-parallel ranks (this rank holds <see cref="Count"/> of them).</summary>
+    public int GlobalCount { get; } = globalCount < 0 ? indices.Length : globalCount;
+
     public Tensor Inputs { get; } = inputs;
     public Tensor Labels { get; } = labels;
 
@@ -34,7 +37,8 @@ public sealed class Batch(Tensor inputs, Tensor labels, int[] indices) : IDispos
 
 /// <param name="Limit">Train on the first Limit records only (0 = all): the short versions of the experiments.</param>
 /// <param name="Records">The store's records this loader serves, in order (null = all): a held-out split's part.</param>
-public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Prefetch = 3, int Limit = 0, int[]? Records = null);
+/// <param name="Rank">Data parallel: this process's share of every batch of <see cref="BatchSize"/> × <paramref name="Ranks"/> images.</param>
+public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Prefetch = 3, int Limit = 0, int[]? Records = null, int Rank = 0, int Ranks = 1);
 
 public sealed class BatchLoader
 {
@@ -60,7 +64,10 @@ public sealed class BatchLoader
     /// <summary>The store index of the loader's i-th record.</summary>
     int RecordAt(int i) => _options.Records is int[] r ? r[i] : i;
 
-    public int BatchesPerEpoch => (TrainCount + _options.BatchSize - 1) / _options.BatchSize;
+    /// <summary>Images of one step across all ranks (the batch of one process: BatchSize).</summary>
+    int GlobalBatch => _options.BatchSize * _options.Ranks;
+
+    public int BatchesPerEpoch => (TrainCount + GlobalBatch - 1) / GlobalBatch;
 
     /// <summary>
     /// A held-out split of a store's records, fixed by the seed: <paramref name="heldOut"/> records to validate on and the
@@ -113,7 +120,7 @@ public sealed class BatchLoader
 
     IEnumerable<Batch> Run(int[] order, int skip, Fill fill, CancellationToken outer)
     {
-        int batches = (order.Length + _options.BatchSize - 1) / _options.BatchSize;
+        int batches = (order.Length + GlobalBatch - 1) / GlobalBatch;
         int workers = Math.Min(_options.Workers, Math.Max(1, batches - skip));
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(outer);
         var queues = new Channel<Batch>[workers];
@@ -191,8 +198,12 @@ public sealed class BatchLoader
 
     unsafe Batch Build(int[] order, int b, Fill fill)
     {
-        int start = b * _options.BatchSize;
-        int n = Math.Min(_options.BatchSize, order.Length - start);
+        // Data parallel: every rank reads the same seeded order and takes its slice of each global batch, split evenly.
+        int globalStart = b * GlobalBatch;
+        int m = Math.Min(GlobalBatch, order.Length - globalStart);
+        int r = _options.Rank, ranks = _options.Ranks;
+        int start = globalStart + (int)((long)r * m / ranks);
+        int n = globalStart + (int)((long)(r + 1) * m / ranks) - start;
         int crop = _augmentation.Crop;
         int length = _augmentation.OutputLength;
         // Written in place into the tensor's memory: no intermediate array, no copy.
@@ -207,6 +218,6 @@ public sealed class BatchLoader
             labels[i] = _store.Labels[index];
             fill(_store.Record(index), new Span<float>(data + (long)i * length, length), index);
         }
-        return new Batch(inputs, tensor(labels), indices);
+        return new Batch(inputs, tensor(labels), indices, m);
     }
 }

@@ -30,6 +30,11 @@ public sealed class MetricsLog : System.IDisposable
     /// <summary>Appends to RUN/metrics.jsonl (a resumed run continues the same file).</summary>
     public MetricsLog(string runDir) => _writer = new StreamWriter(Path.Combine(runDir, FileName), append: true);
 
+    MetricsLog(StreamWriter writer) => _writer = writer;
+
+    /// <summary>A log that writes nothing: data-parallel ranks other than 0.</summary>
+    public static MetricsLog Discard() => new(StreamWriter.Null);
+
     /// <summary>Writes one line and flushes it, so a run stopped at any point keeps every line written before.</summary>
     public void Append(MetricsRecord record)
     {

@@ -37,7 +37,8 @@ public sealed class SilentProgress : ITrainingProgress
 /// <summary>The machine a run happens to use: not part of the run's identity, so a resumed run takes today's.</summary>
 /// <param name="Threads">Compute threads (libtorch's and our kernels').</param>
 /// <param name="Workers">Background threads that assemble batches; the batches do not depend on how many.</param>
-public sealed record MachineOptions(int Threads, int Workers = 1)
+/// <param name="Parallel">Data parallel over MPI (`mpirun -np N`), or null for one process.</param>
+public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distributed.DataParallel? Parallel = null)
 {
     public static MachineOptions Default => new(Environment.ProcessorCount);
 
@@ -97,7 +98,7 @@ public static class Trainer
     static void ScoreTestSetOnce(Run run, ITrainingProgress progress)
     {
         string path = Path.Combine(run.Directory, TestResultFile);
-        if (File.Exists(path))
+        if (File.Exists(path) || !run.IsLeader)
         {
             return;
         }
@@ -135,7 +136,6 @@ public static class Trainer
         progress.EpochStarted(epoch, o.Epochs, perEpoch, run.StepInEpoch);
         var epochClock = Stopwatch.StartNew();
         var windowClock = Stopwatch.StartNew();
-        long windowImages = 0;
         using Tensor epochSums = tensor(run.Carried);           // loss sum, top-1 hits, top-5 hits, images
         using Tensor windowSums = zeros(4, ScalarType.Float64);
         // The loader is not given the token: a stop is taken between steps, where the position can be saved.
@@ -146,28 +146,36 @@ public static class Trainer
                 run.Sgd.LearningRate = run.Schedule.BeginStep(run.Step, run.TotalSteps);   // §5: ε for this update
                 using (NewDisposeScope())
                 {
-                    (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm);
+                    var parallel = run.Parallel;
+                    Action? reduce = parallel is null ? null : () => parallel.AverageGradients(run.Sgd.Parameters, (double)batch.Count / batch.GlobalCount);
+                    if (batch.Count == 0)
+                    {
+                        TrainingStep.RunEmpty(run.Sgd, reduce!, o.ClipGradNorm);   // a rank whose share of a short last batch is empty
+                    }
+                    else
+                    {
+                        (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm, reduce);
+                        Tensor row = Sums(loss, logits, batch);
+                        epochSums.add_(row);
+                        windowSums.add_(row);
+                    }
                     run.Ema?.Update();
-                    Tensor row = Sums(loss, logits, batch);
-                    epochSums.add_(row);
-                    windowSums.add_(row);
                 }
                 Compute.ReleaseCustomFunctionWrappers();
             }
             run.Step++;
             run.StepInEpoch++;
-            windowImages += batch.Count;
 
             if (run.Step % o.LogEvery == 0 || run.StepInEpoch == perEpoch)
             {
                 // Scalars leave the device only here.
                 double[] w = windowSums.data<double>().ToArray();
+                run.Parallel?.Sum(w);   // every rank's images
                 windowSums.zero_();
                 CheckFinite(w[0], epoch, run);
                 var m = new StepMetrics(epoch, run.Step, run.StepInEpoch, perEpoch, w[0] / w[3], 1 - w[1] / w[3], 1 - w[2] / w[3],
-                    run.Sgd.LearningRate, windowImages / windowClock.Elapsed.TotalSeconds);
+                    run.Sgd.LearningRate, w[3] / windowClock.Elapsed.TotalSeconds);   // all ranks' images
                 windowClock.Restart();
-                windowImages = 0;
                 run.Log.Append(m);
                 progress.Step(m);
             }
@@ -176,9 +184,11 @@ public static class Trainer
                 bool stop = run.Stopping(cancel);
                 bool due = o.CheckpointEvery > 0 && run.Step % o.CheckpointEvery == 0
                     || o.CheckpointMinutes > 0 && run.SinceSave.Elapsed.TotalMinutes >= o.CheckpointMinutes;
+                due = run.Parallel?.Any(due) ?? due;   // rank 0's clock decides for all: the sums below are a collective
                 if (stop || due)
                 {
                     double[] sums = epochSums.data<double>().ToArray();
+                    run.Parallel?.Sum(sums);
                     CheckFinite(sums[0], epoch, run);
                     run.Save(epochsDone: epoch - 1, sums);
                 }
@@ -189,6 +199,7 @@ public static class Trainer
             }
         }
         double[] t = epochSums.data<double>().ToArray();
+        run.Parallel?.Sum(t);
         CheckFinite(t[0], epoch, run);
         return new EpochTotals(t[0] / t[3], 1 - t[1] / t[3], 1 - t[2] / t[3], t[3] / epochClock.Elapsed.TotalSeconds, epochClock);
     }
@@ -202,9 +213,28 @@ public static class Trainer
     }
 
     /// <summary>§6 on the validation set, centre crop only (ten views are for `alexnet eval`).</summary>
-    static EvalResult Evaluate(Run run, AlexNetModel model) =>
-        Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, Evaluator.Views(false), "centre", batchSize: Math.Max(run.Options.BatchSize, 256),
-            records: run.ValRecords);
+    static EvalResult Evaluate(Run run, AlexNetModel model)
+    {
+        if (run.Parallel is not { } parallel)
+        {
+            return Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, Evaluator.Views(false), "centre", batchSize: Math.Max(run.Options.BatchSize, 256),
+                records: run.ValRecords);
+        }
+        // Sharded: each rank scores its slice of the validation records; the sums are added.
+        int[] all = run.ValRecords ?? Enumerable.Range(0, run.Val.Count).ToArray();
+        int from = (int)((long)parallel.Rank * all.Length / parallel.Ranks), to = (int)((long)(parallel.Rank + 1) * all.Length / parallel.Ranks);
+        double[] sums = new double[4];
+        EvalResult? mine = null;
+        if (to > from)
+        {
+            mine = Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, Evaluator.Views(false), "centre", batchSize: Math.Max(run.Options.BatchSize, 256),
+                records: all[from..to]);
+            sums = new[] { mine.Loss * mine.Count, mine.Top1Error * mine.Count, mine.Top5Error * mine.Count, mine.Count };
+        }
+        parallel.Sum(sums);
+        return new EvalResult((int)sums[3], sums[0] / sums[3], sums[1] / sums[3], sums[2] / sums[3], "centre", 1,
+            Array.Empty<double>(), Array.Empty<ConfusedPair>());
+    }
 
     /// <summary>The schedule learns the validation error (§5); the epoch is logged and checkpointed, best.ckpt kept, the curves redrawn.</summary>
     static EpochMetrics EndEpoch(Run run, int epoch, EpochTotals train, EvalResult validation, EvalResult? averaged)
@@ -219,12 +249,15 @@ public static class Trainer
         run.StepInEpoch = 0;
         run.EpochsDone = epoch;
         run.Save(epochsDone: epoch, new double[4]);
-        if (improved)
+        if (run.IsLeader)
         {
-            File.Copy(run.LastPath, Path.Combine(run.Directory, BestCheckpoint), overwrite: true);
+            if (improved)
+            {
+                File.Copy(run.LastPath, Path.Combine(run.Directory, BestCheckpoint), overwrite: true);
+            }
+            RunPlots.Write(run.Directory);
         }
         run.Last = m;
-        RunPlots.Write(run.Directory);
         return m;
     }
 
@@ -276,14 +309,30 @@ public static class Trainer
 
         bool ReachedMaxSteps => Options.MaxSteps > 0 && Step >= Options.MaxSteps;
 
-        public bool Stopping(CancellationToken cancel) => ReachedMaxSteps || cancel.IsCancellationRequested;
+        /// <summary>Data parallel over MPI, or null.</summary>
+        public AlexNet.Distributed.DataParallel? Parallel { get; init; }
+
+        /// <summary>Rank 0 (or the only process): the one that writes the run folder.</summary>
+        public bool IsLeader => Parallel?.IsLeader ?? true;
+
+        /// <summary>Every rank stops at the same step: a stop signal seen by any rank stops all.</summary>
+        public bool Stopping(CancellationToken cancel)
+        {
+            bool stop = ReachedMaxSteps || cancel.IsCancellationRequested;
+            return Parallel?.Any(stop) ?? stop;
+        }
 
         public static Run Start(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir)
         {
             options.Validate();
-            Run run = Create(options, machine, train, val, runDir, schedule: null, () => PrepareRunDirectory(runDir));
-            torch.random.manual_seed(options.Seed);   // dropout masks (§4.2) draw from libtorch's generator
-            Json.Write(Path.Combine(runDir, OptionsFile), options);
+            bool leader = machine.Parallel?.IsLeader ?? true;
+            Run run = Create(options, machine, train, val, runDir, schedule: null, leader ? () => PrepareRunDirectory(runDir) : null);
+            // Dropout masks (§4.2) draw from libtorch's generator; each rank its own stream, rank 0 the single process's.
+            torch.random.manual_seed(options.Seed + 7919L * (machine.Parallel?.Rank ?? 0));
+            if (leader)
+            {
+                Json.Write(Path.Combine(runDir, OptionsFile), options);
+            }
             return run;
         }
 
@@ -303,9 +352,14 @@ public static class Trainer
             run.StepInEpoch = saved.StepInEpoch;
             run.Step = saved.Step;
             run.Best = saved.BestValidationError;
-            run.Carried = saved.EpochAccumulators;
+            run.Carried = run.IsLeader ? saved.EpochAccumulators : new double[4];   // the saved sums are all ranks'; rank 0 carries them
             using Tensor rng = tensor(Convert.FromBase64String(saved.RngState));
             torch.random.set_rng_state(rng);
+            if (machine.Parallel is { Rank: > 0 } p)
+            {
+                torch.random.manual_seed(options.Seed + 7919L * p.Rank + run.Step);   // the other ranks' dropout streams, fixed by the position
+            }
+            machine.Parallel?.Broadcast(run.Model);
             progress.Message(run.ReachedMaxSteps
                 ? $"{runDir} is already at step {run.Step} of --max-steps {options.MaxSteps}: nothing to do (raise --max-steps to go on)."
                 : $"Resumed {runDir} at epoch {run.EpochsDone + 1}, step {run.Step}.");
@@ -317,6 +371,7 @@ public static class Trainer
             Action? prepare)
         {
             CheckData(train, val);
+            machine.Parallel?.Agree("the options and data", $"{options.ToJson()} train {train.Count}×{train.Height} val {val.Count}×{val.Height} resume {schedule is not null}");
             AugmentOptions augment = AugmentOptionsFor(options, train);
             RunState? source = options.InitFrom is string init ? Checkpoint.ReadState(init) : null;
             Architecture arch = source is null
@@ -330,6 +385,7 @@ public static class Trainer
                 ? FineTuning.LoadPretrained(options.InitFrom!, source, model)
                 : FineTuning.PretrainedKeys(model, source);
             (TorchSharp.Modules.Parameter[] learned, double[] factors) = FineTuning.Parameters(model, options, pretrained);
+            machine.Parallel?.Broadcast(model);   // rank 0's initial weights everywhere (DDP's first step)
             return new Run
             {
                 Options = options,
@@ -338,19 +394,25 @@ public static class Trainer
                 Sgd = new PaperSgd(learned, options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer, options.Nesterov, rateFactors: factors),
                 Schedule = new LearningRateSchedule(options, schedule),
                 Loader = new BatchLoader(train, new Augmentation(train, augment),
-                    new LoaderOptions(options.BatchSize, machine.Workers, Limit: options.TrainLimit, Records: trainRecords)),
+                    new LoaderOptions(options.BatchSize, machine.Workers, Limit: options.TrainLimit, Records: trainRecords,
+                        Rank: machine.Parallel?.Rank ?? 0, Ranks: machine.Parallel?.Ranks ?? 1)),
                 Train = train,
                 Val = heldOut is null ? val : train,
                 ValRecords = heldOut,
                 Test = val,
                 ValAugmentation = new Augmentation(val.Channels, val.Height, val.Width, train.Mean, train.Manifest.Pca, augment),
-                Log = new MetricsLog(runDir),
+                Log = machine.Parallel is { IsLeader: false } ? MetricsLog.Discard() : new MetricsLog(runDir),
+                Parallel = machine.Parallel,
                 Ema = options.Ema > 0 ? new WeightEma(model, options.Ema) : null,
             };
         }
 
         public void Save(int epochsDone, double[] epochSums)
         {
+            if (!IsLeader)
+            {
+                return;
+            }
             var state = new RunState(Options, Model.Architecture, epochsDone, StepInEpoch, Step, Schedule.State, epochSums, Best,
                 RngState(), Train.Manifest.Classes.Select(c => c.Name).ToArray(), Train.Mean, Train.Height, Train.Width,
                 Array.Empty<TensorEntry>());

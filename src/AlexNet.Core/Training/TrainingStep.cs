@@ -16,8 +16,9 @@ public static class TrainingStep
     /// </summary>
     /// <param name="labelSmoothing">Not in the paper: ε of label smoothing (0: §5's cross-entropy).</param>
     /// <param name="clipGradNorm">Not in the paper: the largest global L2 norm of ∂L/∂w (0: no clipping).</param>
+    /// <param name="reduceGradients">Data parallel: averages ∂L/∂w over the ranks between the backward pass and the update.</param>
     public static (Tensor Loss, Tensor Logits) Run(AlexNetModel model, PaperSgd sgd, Tensor inputs, Tensor labels,
-        double labelSmoothing = 0, double clipGradNorm = 0)
+        double labelSmoothing = 0, double clipGradNorm = 0, System.Action? reduceGradients = null)
     {
         Tensor logits = model.forward(inputs);
         Tensor loss = Loss(logits, labels, labelSmoothing);
@@ -26,12 +27,25 @@ public static class TrainingStep
             sgd.ZeroGrad();   // the fused update already left them zero
         }
         loss.backward();
+        reduceGradients?.Invoke();
         if (clipGradNorm > 0)
         {
             ClipGradients(sgd.Parameters, clipGradNorm);
         }
         sgd.Step();
         return (loss.detach(), logits.detach());
+    }
+
+    /// <summary>Data parallel: a rank with no images in this step takes part in the reduction with zero gradients, then updates.</summary>
+    public static void RunEmpty(PaperSgd sgd, System.Action reduceGradients, double clipGradNorm = 0)
+    {
+        sgd.ZeroGrad();
+        reduceGradients();
+        if (clipGradNorm > 0)
+        {
+            ClipGradients(sgd.Parameters, clipGradNorm);
+        }
+        sgd.Step();
     }
 
     /// <summary>Mean softmax cross-entropy, against (1 − ε)·one-hot + ε/K targets when smoothing (ε = 0: the plain loss).</summary>
