@@ -53,7 +53,14 @@ internal static class QuickstartCommand
             AnsiConsole.MarkupLineInterpolated($"Fashion-MNIST test set (10,000 images), {last}:");
             EvalCommand.Print(results);
             Json.Write(Path.Combine(runDir, "result.json"), results);
-            AnsiConsole.MarkupLineInterpolated($"Total time {clock.Elapsed.TotalMinutes:F1} min. Run folder: {runDir} (metrics.jsonl, loss.png, error.png, result.json).");
+            // What it trained: the curves, conv1's kernels (Figure 3) and test images with their top-5 (Figure 4), in report.md.
+            string report = AlexNet.Analysis.RunReport.Write(runDir, Path.Combine(dataDir, "val"), checkpoint: last);
+            AnsiConsole.MarkupLineInterpolated($"Total time {clock.Elapsed.TotalMinutes:F1} min. Run folder: {runDir}:");
+            foreach (string file in new[] { "result.json", "metrics.jsonl", "loss.png", "error.png", "kernels.png", "predictions.png" })
+            {
+                AnsiConsole.MarkupLineInterpolated($"  {Path.Combine(runDir, file)}");
+            }
+            AnsiConsole.MarkupLineInterpolated($"  {report} (all of it in one page)");
             return 0;
         }));
         return command;

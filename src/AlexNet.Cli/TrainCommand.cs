@@ -6,6 +6,7 @@ using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
+using AlexNet.Analysis;
 using AlexNet.Data;
 using AlexNet.Model;
 using AlexNet.Training;
@@ -65,6 +66,7 @@ internal static class TrainCommand
     static readonly Option<string?> Freeze = new("--freeze") { Description = "With --init-from: 'features' keeps conv1–conv5 as they are, so only the classifier (fc6–fc8) learns." };
     static readonly Option<double> PretrainedLrFactor = new("--pretrained-lr-factor") { Description = "With --init-from: ε of the layers taken from the checkpoint, as a fraction of --lr (a re-initialised fc8 keeps --lr).", DefaultValueFactory = _ => D.PretrainedLrFactor };
     static readonly Option<string> Normalize = new("--normalize") { Description = "Input normalisation: mean-image (§2) or imagenet (torchvision's per-channel mean/std, what its weights expect). Default: §2's, or the --init-from checkpoint's.", DefaultValueFactory = _ => "mean-image" };
+    static readonly Option<string?> TensorBoard = new("--tensorboard") { Description = "Not in the paper: also write TensorBoard event files here (metrics.jsonl's scalars; at the end the conv1 kernels and a few predictions)." };
     static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
     static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
 
@@ -75,7 +77,7 @@ internal static class TrainCommand
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
             Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema, ValSplit,
-            InitFrom, Freeze, PretrainedLrFactor, Normalize,
+            InitFrom, Freeze, PretrainedLrFactor, Normalize, TensorBoard,
         };
         Freeze.AcceptOnlyFromAmong("features");
         Normalize.AcceptOnlyFromAmong("mean-image", "imagenet");
@@ -95,7 +97,7 @@ internal static class TrainCommand
             TrainOptions o = Options(r, resume ? Path.Combine(runDir, Trainer.OptionsFile) : null);
             (string trainDir, string valDir) = Stores(r.GetValue(Data), r.GetValue(TrainStore), r.GetValue(ValStore));
             var machine = new MachineOptions(r.GetValue(Threads), r.GetValue(Workers), parallel);
-            return Execute(o, machine, trainDir, valDir, runDir, resume, ResumeCommand(r, runDir));
+            return Execute(o, machine, trainDir, valDir, runDir, resume, ResumeCommand(r, runDir), r.GetValue(TensorBoard));
         })));
         return command;
     }
@@ -141,7 +143,9 @@ internal static class TrainCommand
     }
 
     /// <summary>Trains (or resumes) a run; Ctrl-C or SIGTERM stops it after the current step with last.ckpt written (exit 130/143).</summary>
-    public static int Execute(TrainOptions o, MachineOptions machine, string trainDir, string valDir, string runDir, bool resume, string resumeCommand)
+    /// <param name="tensorBoard">Also write TensorBoard event files to this folder, or null.</param>
+    public static int Execute(TrainOptions o, MachineOptions machine, string trainDir, string valDir, string runDir, bool resume, string resumeCommand,
+        string? tensorBoard = null)
     {
         using ImageStore train = ImageStore.Open(trainDir);
         using ImageStore val = ImageStore.Open(valDir);
@@ -159,7 +163,14 @@ internal static class TrainCommand
         TrainResult result;
         try
         {
-            result = progress.Run(() => Trainer.Fit(o, machine, train, val, runDir, resume, progress, stop.Token));
+            TensorBoardLog? board = tensorBoard is null ? null : new TensorBoardLog(tensorBoard, progress);
+            result = progress.Run(() => Trainer.Fit(o, machine, train, val, runDir, resume, board is null ? progress : board, stop.Token));
+            if (board is not null && File.Exists(Path.Combine(runDir, Trainer.LastCheckpoint)))
+            {
+                RunReport.Write(runDir, valDir, checkpoint: Path.Combine(runDir, Trainer.LastCheckpoint));   // kernels.png, predictions.png
+                board.AddPictures(runDir, result.Steps);
+                AnsiConsole.MarkupLineInterpolated($"TensorBoard: {board.Directory} (tensorboard --logdir {board.Directory})");
+            }
         }
         catch (TrainingDivergedException e)
         {

@@ -17,7 +17,8 @@ public static class RunReport
     public const string FileName = "report.md";
 
     /// <summary>Writes RUN/report.md (and kernels.png, predictions.png with <paramref name="samplesFrom"/>); returns its path.</summary>
-    public static string Write(string runDir, string? samplesFrom, int samples = 8)
+    /// <param name="checkpoint">The checkpoint pictured (default: best.ckpt, else last.ckpt).</param>
+    public static string Write(string runDir, string? samplesFrom, int samples = 8, string? checkpoint = null)
     {
         if (File.Exists(Path.Combine(runDir, "results.json")) && !File.Exists(Path.Combine(runDir, Trainer.OptionsFile)))
         {
@@ -49,7 +50,7 @@ public static class RunReport
         {
             md.AppendLine($"![{Path.GetFileNameWithoutExtension(png)}]({Path.GetFileName(png)})");
         }
-        string ckpt = Path.Combine(runDir, File.Exists(Path.Combine(runDir, Trainer.BestCheckpoint)) ? Trainer.BestCheckpoint : Trainer.LastCheckpoint);
+        string ckpt = checkpoint ?? Path.Combine(runDir, File.Exists(Path.Combine(runDir, Trainer.BestCheckpoint)) ? Trainer.BestCheckpoint : Trainer.LastCheckpoint);
         if (File.Exists(ckpt))
         {
             (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt);
