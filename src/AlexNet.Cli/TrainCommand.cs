@@ -66,6 +66,8 @@ internal static class TrainCommand
     static readonly Option<string?> Freeze = new("--freeze") { Description = "With --init-from: 'features' keeps conv1–conv5 as they are, so only the classifier (fc6–fc8) learns." };
     static readonly Option<double> PretrainedLrFactor = new("--pretrained-lr-factor") { Description = "With --init-from: ε of the layers taken from the checkpoint, as a fraction of --lr (a re-initialised fc8 keeps --lr).", DefaultValueFactory = _ => D.PretrainedLrFactor };
     static readonly Option<string> Normalize = new("--normalize") { Description = "Input normalisation: mean-image (§2) or imagenet (torchvision's per-channel mean/std, what its weights expect). Default: §2's, or the --init-from checkpoint's.", DefaultValueFactory = _ => "mean-image" };
+    static readonly Option<double> MixupAlpha = new("--mixup-alpha") { Description = "Not in the paper: mixup, images blended with a shuffled copy of the batch, λ ~ Beta(α, α) (0 = off; torchvision's recipes use 0.2).", DefaultValueFactory = _ => D.MixupAlpha };
+    static readonly Option<double> CutmixAlpha = new("--cutmix-alpha") { Description = "Not in the paper: CutMix, a box of a shuffled copy pasted in, λ ~ Beta(α, α) (0 = off; torchvision's recipes use 1.0). With --mixup-alpha too, each batch takes one of them.", DefaultValueFactory = _ => D.CutmixAlpha };
     static readonly Option<string?> TensorBoard = new("--tensorboard") { Description = "Not in the paper: also write TensorBoard event files here (metrics.jsonl's scalars; at the end the conv1 kernels and a few predictions)." };
     static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
     static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
@@ -77,7 +79,7 @@ internal static class TrainCommand
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
             Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema, ValSplit,
-            InitFrom, Freeze, PretrainedLrFactor, Normalize, TensorBoard,
+            InitFrom, Freeze, PretrainedLrFactor, Normalize, TensorBoard, MixupAlpha, CutmixAlpha,
         };
         Freeze.AcceptOnlyFromAmong("features");
         Normalize.AcceptOnlyFromAmong("mean-image", "imagenet");
@@ -403,6 +405,16 @@ internal static class TrainCommand
         if (Given(Ema))
         {
             o = o with { Ema = r.GetValue(Ema) };
+        }
+
+        if (Given(MixupAlpha))
+        {
+            o = o with { MixupAlpha = r.GetValue(MixupAlpha) };
+        }
+
+        if (Given(CutmixAlpha))
+        {
+            o = o with { CutmixAlpha = r.GetValue(CutmixAlpha) };
         }
 
         if (Given(ValSplit))

@@ -81,6 +81,8 @@ public sealed record TrainOptions
     public bool Nesterov { get; init; } = false;            // Nesterov momentum (Sutskever et al. 2013) in §5's form
     public double ClipGradNorm { get; init; } = 0;          // rescale ∂L/∂w when its global L2 norm exceeds this; 0 = off
     public double Ema { get; init; } = 0;                   // decay of a moving average of the weights (Polyak); 0 = off
+    public double MixupAlpha { get; init; } = 0;            // mixup's Beta(α, α) (Zhang et al. 2018); 0 = off
+    public double CutmixAlpha { get; init; } = 0;           // CutMix's Beta(α, α) (Yun et al. 2019); 0 = off; with both, one of them per batch
 
     // Fine-tuning (not in the paper): start from a checkpoint's weights (an imported torchvision net, or a run of ours).
     public string? InitFrom { get; init; }                  // checkpoint whose weights start the run; fc8 too when the classes match
@@ -110,6 +112,7 @@ public sealed record TrainOptions
         Check(WarmupEpochs >= 0 && WarmupEpochs <= Epochs, "--warmup-epochs must be between 0 and --epochs");
         Check(ClipGradNorm >= 0 && double.IsFinite(ClipGradNorm), "--clip-grad-norm must be ≥ 0");
         Check(ValSplit >= 0, "--val-split must be ≥ 0");
+        Check(MixupAlpha >= 0 && CutmixAlpha >= 0 && double.IsFinite(MixupAlpha + CutmixAlpha), "--mixup-alpha and --cutmix-alpha must be ≥ 0");
         Check(Ema is >= 0 and < 1, "--ema must be in [0, 1) (0 = off; e.g. 0.999)");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");
         Check(PretrainedLrFactor is >= 0 and <= 1 && double.IsFinite(PretrainedLrFactor), "--pretrained-lr-factor must be in [0, 1]");

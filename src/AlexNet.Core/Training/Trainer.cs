@@ -154,7 +154,8 @@ public static class Trainer
                     }
                     else
                     {
-                        (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm, reduce);
+                        Mix? mix = Mixing.Apply(batch.Inputs, batch.Labels, o.MixupAlpha, o.CutmixAlpha, o.Seed + 7919L * (run.Parallel?.Rank ?? 0), run.Step);
+                        (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm, reduce, mix);
                         Tensor row = Sums(loss, logits, batch);
                         epochSums.add_(row);
                         windowSums.add_(row);

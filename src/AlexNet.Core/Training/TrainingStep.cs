@@ -17,11 +17,13 @@ public static class TrainingStep
     /// <param name="labelSmoothing">Not in the paper: ε of label smoothing (0: §5's cross-entropy).</param>
     /// <param name="clipGradNorm">Not in the paper: the largest global L2 norm of ∂L/∂w (0: no clipping).</param>
     /// <param name="reduceGradients">Data parallel: averages ∂L/∂w over the ranks between the backward pass and the update.</param>
+    /// <param name="mix">Not in the paper: a mixup/CutMix batch's second labels and λ (Mixing.cs), or null.</param>
     public static (Tensor Loss, Tensor Logits) Run(AlexNetModel model, PaperSgd sgd, Tensor inputs, Tensor labels,
-        double labelSmoothing = 0, double clipGradNorm = 0, System.Action? reduceGradients = null)
+        double labelSmoothing = 0, double clipGradNorm = 0, System.Action? reduceGradients = null, Mix? mix = null)
     {
         Tensor logits = model.forward(inputs);
-        Tensor loss = Loss(logits, labels, labelSmoothing);
+        Tensor loss = mix is null ? Loss(logits, labels, labelSmoothing)
+            : Loss(logits, labels, labelSmoothing) * mix.Lambda + Loss(logits, mix.OtherLabels, labelSmoothing) * (1 - mix.Lambda);
         if (!sgd.StepZeroesGradients)
         {
             sgd.ZeroGrad();   // the fused update already left them zero

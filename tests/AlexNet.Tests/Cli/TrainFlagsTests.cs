@@ -24,6 +24,8 @@ public class TrainFlagsTests
         { new[] { "--val-split", "100" }, o => o.ValSplit == 100 },
         { new[] { "--checkpoint-minutes", "5" }, o => o.CheckpointMinutes == 5 },
         { new[] { "--checkpoint-every", "7" }, o => o.CheckpointEvery == 7 },
+        { new[] { "--mixup-alpha", "0.2" }, o => o.MixupAlpha == 0.2 },
+        { new[] { "--cutmix-alpha", "1" }, o => o.CutmixAlpha == 1 },
         { new[] { "--normalize", "imagenet" }, o => o.Normalization == InputNormalization.Imagenet },
         { new[] { "--lr", "0.05", "--epochs", "3", "--seed", "9" }, o => o.LearningRate == 0.05 && o.Epochs == 3 && o.Seed == 9 },
         { new[] { "--no-flip", "--no-crop", "--pca-std", "0" }, o => !o.Flip && !o.RandomCrop && o.PcaStd == 0 },
