@@ -27,7 +27,7 @@ internal static class AnalysisCommands
             (AlexNetModel model, _) = Checkpoint.LoadModel(r.GetValue(checkpoint)!);
             using (model)
             {
-                GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight, r.GetValue(output)!, r.GetValue(scale));
+                GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight, r.GetValue(output)!, r.GetValue(scale), KernelGrid.TowersOf(model.Architecture));
                 AnsiConsole.MarkupLineInterpolated($"Wrote {r.GetValue(output)}: {g.Kernels} kernels {g.KernelSide}×{g.KernelSide}, {g.Towers} tower block(s), {g.Width}×{g.Height} px.");
             }
             return 0;

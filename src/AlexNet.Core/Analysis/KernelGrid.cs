@@ -4,6 +4,7 @@
 // per tower (the first half of conv1's kernels, then the second half).
 using System;
 using System.IO;
+using System.Linq;
 using AlexNet.Model;
 using SkiaSharp;
 using static TorchSharp.torch;
@@ -28,11 +29,12 @@ public static class KernelGrid
     }
 
     /// <summary>Draws conv1's weights (K×C×s×s, C = 3 or 1) as a PNG.</summary>
-    public static GridLayout Draw(Tensor weight, string path, int scale = 4)
+    /// <param name="towers">2: Figure 3's two blocks, the kernels of each GPU (§3.2); 1 for single-tower nets.</param>
+    public static GridLayout Draw(Tensor weight, string path, int scale = 4, int towers = 2)
     {
         using Tensor w = weight.detach().to(ScalarType.Float32).cpu().contiguous();
         int k = (int)w.shape[0], c = (int)w.shape[1], side = (int)w.shape[2];
-        GridLayout g = Layout(k, side, scale);
+        GridLayout g = Layout(k, side, scale, towers);
         float[] data = w.data<float>().ToArray();
         using var bitmap = new SKBitmap(new SKImageInfo(g.Width, g.Height, SKColorType.Rgba8888, SKAlphaType.Opaque));
         using (var canvas = new SKCanvas(bitmap))
@@ -74,5 +76,8 @@ public static class KernelGrid
     }
 
     /// <summary>Pixels per weight that make a net's conv1 grid readable: 4 for the 11×11 kernels, 8 for the small nets' 5×5.</summary>
+    /// <summary>Two blocks for the two-tower nets (a grouped layer anywhere), one for the others.</summary>
+    public static int TowersOf(Architecture arch) => arch.Convs.Any(c => c.Groups == 2) ? 2 : 1;
+
     public static int ScaleFor(Architecture arch) => arch.Convs[0].Size >= 11 ? 4 : 8;
 }

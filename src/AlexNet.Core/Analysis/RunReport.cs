@@ -56,7 +56,7 @@ public static class RunReport
             (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt);
             using (model)
             {
-                GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight, Path.Combine(runDir, "kernels.png"), scale: KernelGrid.ScaleFor(model.Architecture));
+                GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight, Path.Combine(runDir, "kernels.png"), scale: KernelGrid.ScaleFor(model.Architecture), towers: KernelGrid.TowersOf(model.Architecture));
                 md.AppendLine().AppendLine($"## conv1 kernels (Figure 3), from {Path.GetFileName(ckpt)}").AppendLine();
                 md.AppendLine($"{g.Kernels} kernels of {g.KernelSide}×{g.KernelSide}, {g.Towers} block(s):").AppendLine().AppendLine("![kernels](kernels.png)");
                 if (samplesFrom is not null)
