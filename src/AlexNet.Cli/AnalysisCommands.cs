@@ -41,11 +41,12 @@ internal static class AnalysisCommands
         var data = new Option<string>("--data", "-d") { Description = "Store whose images to describe (e.g. data/fashion-mnist/train).", Required = true };
         var layer = new Option<string>("--layer") { Description = "Layer (§6.1 uses fc7, the last hidden layer).", DefaultValueFactory = _ => "fc7" };
         var output = new Option<string>("--out", "-o") { Description = "Feature file (float32 N×D, plus FILE.json).", Required = true };
-        var command = new Command("features", "Write every image's last-hidden-layer (fc7) activations to a file (§6.1).") { checkpoint, data, layer, output };
+        Option<string> device = Cli.DeviceOption();
+        var command = new Command("features", "Write every image's last-hidden-layer (fc7) activations to a file (§6.1).") { checkpoint, data, layer, output, device };
         command.SetAction(r => Cli.Run(() =>
         {
             string ckpt = r.GetValue(checkpoint)!;
-            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt);
+            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt, device: Compute.ResolveDevice(r.GetValue(device)!));
             using (model)
             using (ImageStore store = ImageStore.Open(r.GetValue(data)!))
             {

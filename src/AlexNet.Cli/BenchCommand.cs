@@ -20,9 +20,10 @@ internal static class BenchCommand
         var input = new Option<int?>("--input", "-s") { Description = "Input side (default: the variant's)." };
         var classes = new Option<int>("--classes") { Description = "Classes.", DefaultValueFactory = _ => 1000 };
         var channels = new Option<int>("--channels") { Description = "Input channels.", DefaultValueFactory = _ => 3 };
+        Option<string> device = Cli.DeviceOption();
         var command = new Command("bench", "Measure training-step and inference throughput on in-memory batches.")
         {
-            model, batch, threads, lrn, steps, classes, channels, input,
+            model, batch, threads, lrn, steps, classes, channels, input, device,
         };
         var lrnOnly = new Option<string?>("--lrn-only") { Description = "Time LRN alone on a tensor of this shape, e.g. 64x96x55x55." };
         command.Options.Add(lrnOnly);
@@ -153,7 +154,7 @@ internal static class BenchCommand
                 AnsiConsole.Write(table);
                 return 0;
             }
-            BenchResult b = Benchmark.Run(arch, r.GetValue(lrn)!, r.GetValue(batch), r.GetValue(threads), 3, r.GetValue(steps));
+            BenchResult b = Benchmark.Run(arch, r.GetValue(lrn)!, r.GetValue(batch), r.GetValue(threads), 3, r.GetValue(steps), r.GetValue(device)!);
             double matmul = Benchmark.MatmulGflops(r.GetValue(threads));
             PeakRate peak = PeakProbe.Measure(r.GetValue(threads));
             b = b with { MatmulGflops = matmul, PeakGflops = peak.Gflops };

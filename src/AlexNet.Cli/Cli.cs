@@ -19,6 +19,13 @@ internal static class Cli
         DefaultValueFactory = _ => defaultModel,
     };
 
+    /// <summary>--device: where the net runs (the fused C# kernels are CPU float32's; elsewhere libtorch's operations run).</summary>
+    public static Option<string> DeviceOption() => new("--device")
+    {
+        Description = "cpu, cuda or cuda:N (cuda needs the CUDA build: README, \"The CUDA build\").",
+        DefaultValueFactory = _ => "cpu",
+    };
+
     /// <summary>Runs a command body; a bad input becomes one clear line and a non-zero exit code, never a stack dump.</summary>
     public static int Run(Func<int> body)
     {

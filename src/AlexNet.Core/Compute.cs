@@ -79,6 +79,34 @@ public static partial class Compute
     }
 
     /// <summary>Threads for libtorch's kernels; our own kernels (LRN, the fused stage) read the same setting.</summary>
+    /// <summary>
+    /// A device name (cpu, cuda, cuda:N) as libtorch's device, checked: this build links the CPU libtorch unless it was
+    /// built with -p:TorchBackend=cuda, and then only the GPUs that are there can be named.
+    /// </summary>
+    public static torch.Device ResolveDevice(string name)
+    {
+        string n = name.Trim().ToLowerInvariant();
+        if (n == "cpu")
+        {
+            return torch.CPU;
+        }
+        if (n != "cuda" && !n.StartsWith("cuda:", StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"--device {name}: use cpu, cuda or cuda:N.");
+        }
+        if (!torch.cuda.is_available())
+        {
+            throw new ArgumentException($"--device {name}: no CUDA device is usable here. This build's libtorch is the CPU one (libtorch-cpu-linux-x64); " +
+                "on a machine with an NVIDIA GPU, build with `dotnet build -c Release -p:TorchBackend=cuda` (README, \"The CUDA build\").");
+        }
+        int index = n == "cuda" ? 0 : int.TryParse(n[5..], out int i) ? i : -1;
+        if (index < 0 || index >= torch.cuda.device_count())
+        {
+            throw new ArgumentException($"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 … cuda:{torch.cuda.device_count() - 1}.");
+        }
+        return new torch.Device(DeviceType.CUDA, index);
+    }
+
     public static void UseThreads(int threads)
     {
         if (threads < 1)

@@ -39,7 +39,7 @@ public static class Retrieval
                 using (batch)
                 using (NewDisposeScope())
                 {
-                    Tensor f = model.ForwardTo(batch.Inputs, layer).flatten(1).contiguous();
+                    Tensor f = model.ForwardTo(batch.Inputs, layer).flatten(1).cpu().contiguous();
                     dims = (int)f.shape[1];
                     file.Write(f.bytes);
                 }

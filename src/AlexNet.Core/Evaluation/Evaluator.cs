@@ -98,7 +98,7 @@ public static class Evaluator
                     long n = inputs.shape[0];
                     foreach (AlexNetModel m in models)
                     {
-                        sum[TensorIndex.Slice(start, start + n)].add_(m.forward(inputs).softmax(1));
+                        sum[TensorIndex.Slice(start, start + n)].add_(m.forward(inputs).softmax(1).cpu());
                     }
                 }
             }

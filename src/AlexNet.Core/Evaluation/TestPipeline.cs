@@ -41,7 +41,8 @@ public sealed class Ensemble : IDisposable
     public string FirstCheckpoint { get; }
 
     /// <param name="averagedWeights">Each run's weight average (--ema) instead of its weights.</param>
-    public static Ensemble Load(IReadOnlyList<string> checkpoints, bool averagedWeights = false)
+    /// <param name="device">Where the nets run (null: the CPU).</param>
+    public static Ensemble Load(IReadOnlyList<string> checkpoints, bool averagedWeights = false, TorchSharp.torch.Device? device = null)
     {
         if (checkpoints.Count == 0)
         {
@@ -53,7 +54,7 @@ public sealed class Ensemble : IDisposable
             RunState? first = null;
             foreach (string c in checkpoints)
             {
-                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c, averagedWeights);
+                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c, averagedWeights, device);
                 models.Add(m);
                 first ??= s;
                 if (s.Architecture.Classes != first.Architecture.Classes || s.StoreHeight != first.StoreHeight

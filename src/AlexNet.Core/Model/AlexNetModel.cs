@@ -131,6 +131,16 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
 
     public long ParameterCount => parameters().Sum(p => p.numel());
 
+    /// <summary>Where the weights live (model.to(device) moves them); inputs are moved here by forward.</summary>
+    public Device Device => parameters().First().device;
+
+    /// <summary>x on the weights' device: a batch assembled on the CPU runs where the net is.</summary>
+    Tensor OnDevice(Tensor x)
+    {
+        Device d = Device;
+        return x.device_type == d.type && x.device_index == d.index ? x : x.to(d);
+    }
+
     void Initialize(long seed)
     {
         using var generator = new Generator((ulong)seed);
@@ -152,7 +162,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        Tensor h = RunFeatures(x, _features.Count);
+        Tensor h = RunFeatures(OnDevice(x), _features.Count);
         // h: N×256×6×6 for the paper's net
         h = _avgpool.forward(h).flatten(1);     // N×9216
         return _classifier.forward(h).MoveToOuterDisposeScope();
@@ -206,7 +216,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         }
         using var scope = NewDisposeScope();
         // Through the layer and its activation: §6.1's features are post-ReLU.
-        Tensor h = RunFeatures(x, at.InFeatures ? at.Index + 2 : _features.Count);
+        Tensor h = RunFeatures(OnDevice(x), at.InFeatures ? at.Index + 2 : _features.Count);
         if (!at.InFeatures)
         {
             h = _avgpool.forward(h).flatten(1);

@@ -36,20 +36,27 @@ public static class Benchmark
     static AlexNetModel ModelFor(Architecture arch, string lrnMode) =>
         new(lrnMode == "none" ? arch with { Lrn = null } : arch, seed: 1, lrnMode == "torch" ? KernelChoice.Libtorch : KernelChoice.Fused);
 
-    public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps)
+    /// <param name="device">cpu, cuda or cuda:N: the net, the batch and the update there (the fused kernels are the CPU's).</param>
+    public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps, string device = "cpu")
     {
         Compute.UseThreads(threads);
+        Device d = Compute.ResolveDevice(device);
         using AlexNetModel model = ModelFor(arch, lrnMode);
+        model.to(d);
         arch = model.Architecture;
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
-        using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
-        using var y = randint(0, arch.Classes, new long[] { batch });
+        using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize, device: d);
+        using var y = randint(0, arch.Classes, new long[] { batch }, device: d);
         model.train();
         var trainTimes = new List<double>();
         for (int i = 0; i < warmup + steps; i++)
         {
             var clock = Stopwatch.StartNew();
             TrainingStep.RunOnce(model, sgd, x, y);
+            if (d.type == DeviceType.CUDA)
+            {
+                torch.cuda.synchronize();   // the GPU runs behind the host: time the work, not its launch
+            }
             if (i >= warmup)
             {
                 trainTimes.Add(clock.Elapsed.TotalMilliseconds);
@@ -66,6 +73,10 @@ public static class Benchmark
                 using (NewDisposeScope())
                 {
                     model.forward(x);
+                }
+                if (d.type == DeviceType.CUDA)
+                {
+                    torch.cuda.synchronize();
                 }
                 if (i >= warmup)
                 {

@@ -238,10 +238,15 @@ public static class Checkpoint
 
     /// <summary>Builds the network a checkpoint holds and loads its weights, for evaluation and prediction.</summary>
     /// <param name="averagedWeights">The run's weight average (--ema) instead of its weights.</param>
-    public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false)
+    /// <param name="device">Where to put the net (null: the CPU); a checkpoint is device-free, so any device loads it.</param>
+    public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false, Device? device = null)
     {
         RunState state = ReadState(path);
         var model = new AlexNetModel(state.Architecture, state.Options.Seed);
+        if (device is not null)
+        {
+            model.to(device);
+        }
         LoadInto(path, state, model, optimizer: null, averagedWeights: averagedWeights);
         model.eval();
         return (model, state);

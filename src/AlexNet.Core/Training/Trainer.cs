@@ -38,7 +38,8 @@ public sealed class SilentProgress : ITrainingProgress
 /// <param name="Threads">Compute threads (libtorch's and our kernels').</param>
 /// <param name="Workers">Background threads that assemble batches; the batches do not depend on how many.</param>
 /// <param name="Parallel">Data parallel over MPI (`mpirun -np N`), or null for one process.</param>
-public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distributed.DataParallel? Parallel = null)
+/// <param name="Device">Where the net trains: cpu, cuda or cuda:N (Compute.ResolveDevice); the fused kernels run on CPU float32 only.</param>
+public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distributed.DataParallel? Parallel = null, string Device = "cpu")
 {
     public static MachineOptions Default => new(Environment.ProcessorCount);
 
@@ -209,8 +210,8 @@ public static class Trainer
     static Tensor Sums(Tensor loss, Tensor logits, Batch batch)
     {
         (Tensor top1, Tensor top5) = TopK.Correct(logits, batch.Labels);
-        return stack(new[] { loss.to(ScalarType.Float64) * batch.Count, top1.to(ScalarType.Float64),
-            top5.to(ScalarType.Float64), tensor((double)batch.Count) });
+        return stack(new[] { loss.cpu().to(ScalarType.Float64) * batch.Count, top1.cpu().to(ScalarType.Float64),
+            top5.cpu().to(ScalarType.Float64), tensor((double)batch.Count) });
     }
 
     /// <summary>§6 on the validation set, centre crop only (ten views are for `alexnet eval`).</summary>
@@ -288,7 +289,7 @@ public static class Trainer
         /// <summary>A second net holding the weight average, for evaluating it.</summary>
         public AlexNetModel AveragedModel()
         {
-            _averaged ??= new AlexNetModel(Model.Architecture, Options.Seed);
+            _averaged ??= new AlexNetModel(Model.Architecture, Options.Seed).to(Model.Device);
             Ema!.CopyTo(_averaged);
             return _averaged;
         }
@@ -381,6 +382,7 @@ public static class Trainer
             (int[]? trainRecords, int[]? heldOut) = options.ValSplit > 0 ? BatchLoader.Split(train.Count, options.ValSplit, options.Seed) : (null, null);
             prepare?.Invoke();
             var model = new AlexNetModel(arch, options.Seed);
+            model.to(Compute.ResolveDevice(machine.Device));   // before the optimiser: its momentum buffers are made beside the weights
             // A resumed run's weights come from its own last.ckpt; only a new one starts from InitFrom's.
             ISet<string> pretrained = source is not null && schedule is null
                 ? FineTuning.LoadPretrained(options.InitFrom!, source, model)

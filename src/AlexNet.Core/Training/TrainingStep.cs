@@ -22,6 +22,11 @@ public static class TrainingStep
         double labelSmoothing = 0, double clipGradNorm = 0, System.Action? reduceGradients = null, Mix? mix = null)
     {
         Tensor logits = model.forward(inputs);
+        if (labels.device_type != logits.device_type || labels.device_index != logits.device_index)
+        {
+            labels = labels.to(logits.device);
+            mix = mix is null ? null : mix with { OtherLabels = mix.OtherLabels.to(logits.device) };
+        }
         Tensor loss = mix is null ? Loss(logits, labels, labelSmoothing)
             : Loss(logits, labels, labelSmoothing) * mix.Lambda + Loss(logits, mix.OtherLabels, labelSmoothing) * (1 - mix.Lambda);
         if (!sgd.StepZeroesGradients)

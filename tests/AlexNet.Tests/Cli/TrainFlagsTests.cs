@@ -39,3 +39,22 @@ public class TrainFlagsTests
         Assert.False(took(new TrainOptions()), "the default must differ for the test to mean anything");
     }
 }
+
+/// <summary>--device: cpu runs; a device this build cannot use is a clear error before anything is read or written.</summary>
+public class DeviceOptionTests
+{
+    [SkippableFact]
+    public void CpuTrainsAndCudaWithoutACudaBuildIsRefused()
+    {
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["data/train"], 16, 2);
+        TestData.WriteSyntheticStore(dir["data/val"], 8, 2);
+        Assert.Equal(0, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--max-steps", "2", "--input-scale", "0.0125", "--device", "cpu", "--out", dir["cpu"] }));
+        Assert.Equal(0, App.Run(new[] { "eval", "-c", System.IO.Path.Combine(dir["cpu"], "last.ckpt"), "-d", dir["data/val"], "--views", "centre", "--device", "cpu" }));
+        Skip.If(TorchSharp.torch.cuda.is_available(), "this build has CUDA: the refusal cannot be shown");
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--device", "cuda", "--out", dir["cuda"] }));
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--device", "tpu", "--out", dir["tpu"] }));
+        Assert.Equal(2, App.Run(new[] { "bench", "-m", "small", "--device", "cuda:0" }));
+        Assert.False(System.IO.Directory.Exists(dir["cuda"]) || System.IO.Directory.Exists(dir["tpu"]));
+    }
+}
