@@ -93,4 +93,29 @@ public class DataParallelTests
         Assert.NotEqual(0, code);
         Assert.Contains("ranks disagree on the options and data", output);
     }
+
+    [SkippableFact]
+    public void ATwoRankRunStoppedAndResumedEqualsOneThatRanThrough()
+    {
+        Skip.IfNot(File.Exists(Mpirun), "Open MPI (Debian's openmpi-bin) is not installed");
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["data/train"], 72, 4);
+        TestData.WriteSyntheticStore(dir["data/val"], 20, 4, seed: 3);
+        Assert.Equal(0, Run($"-np 2 {Train(dir["data"], dir["through"], 8)}").Code);
+        // The same run stopped after 2 steps, then resumed to Train's 5.
+        Assert.Equal(0, Run($"-np 2 {Train(dir["data"], dir["resumed"], 8).Replace("--max-steps 5", "--max-steps 2")}").Code);
+        (int code, string output) = Run($"-np 2 {Train(dir["data"], dir["resumed"], 8, "--resume")}");
+        Assert.True(code == 0, output);
+        (AlexNetModel a, _) = Checkpoint.LoadModel(Path.Combine(dir["through"], Trainer.LastCheckpoint));
+        (AlexNetModel b, RunState sb) = Checkpoint.LoadModel(Path.Combine(dir["resumed"], Trainer.LastCheckpoint));
+        using (a)
+        using (b)
+        {
+            Assert.Equal(5, sb.Step);
+            foreach ((string key, Tensor t) in a.state_dict())
+            {
+                Assert.True(t.eq(b.state_dict()[key]).all().item<bool>(), $"{key} differs after the resume");
+            }
+        }
+    }
 }
