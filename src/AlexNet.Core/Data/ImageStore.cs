@@ -20,7 +20,12 @@ namespace AlexNet.Data;
 /// <summary>§4.1: the principal components of the RGB pixel values over the training set.</summary>
 /// <param name="Eigenvalues">λᵢ, largest first.</param>
 /// <param name="Eigenvectors">pᵢ as columns: Eigenvectors[c][i] is component c of pᵢ.</param>
-public sealed record PcaStats(double[] Eigenvalues, double[][] Eigenvectors, double[][] Covariance);
+public sealed record PcaStats(double[] Eigenvalues, double[][] Eigenvectors, double[][] Covariance)
+{
+    /// <summary>No colour noise: what test-time views use (§4.1's PCA noise is for training only).</summary>
+    public static PcaStats None(int channels) =>
+        new(new double[channels], Enumerable.Range(0, channels).Select(_ => new double[channels]).ToArray(), Array.Empty<double[]>());
+}
 
 public sealed record StoreManifest(
     string Format,

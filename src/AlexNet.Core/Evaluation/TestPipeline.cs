@@ -88,7 +88,7 @@ public static class TestPipeline
             throw new ArgumentException($"the data is {height}×{width}, the network was trained on {s.StoreHeight}×{s.StoreWidth} records; prepare it with --size {s.StoreHeight}.");
         }
         int c = s.Architecture.InputChannels;
-        var noPca = new PcaStats(new double[c], Enumerable.Range(0, c).Select(_ => new double[c]).ToArray(), Array.Empty<double[]>());
+        PcaStats noPca = PcaStats.None(c);
         return new Augmentation(c, height, width, s.Mean, noPca, Trainer.AugmentOptionsFor(s.Options, height, width));
     }
 

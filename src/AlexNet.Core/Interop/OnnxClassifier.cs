@@ -76,7 +76,7 @@ public sealed class OnnxClassifier : IDisposable
     public Augmentation TestAugmentation()
     {
         int c = Preprocessing.Channels, r = Preprocessing.RecordSize;
-        var noPca = new PcaStats(new double[c], Enumerable.Range(0, c).Select(_ => new double[c]).ToArray(), Array.Empty<double[]>());
+        PcaStats noPca = PcaStats.None(c);
         return new Augmentation(c, r, r, Mean.Length > 0 ? Mean : new float[c * r * r], noPca, Preprocessing.Augment());
     }
 
