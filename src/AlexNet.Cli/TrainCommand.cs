@@ -119,7 +119,7 @@ internal static class TrainCommand
         AlexNet.Distributed.DataParallel parallel;
         try
         {
-            parallel = AlexNet.Distributed.DataParallel.FromEnvironment()!;
+            parallel = new AlexNet.Distributed.DataParallel(new AlexNet.Distributed.Mpi());
         }
         catch (Exception e) when (e is FileNotFoundException or EntryPointNotFoundException or InvalidOperationException)
         {

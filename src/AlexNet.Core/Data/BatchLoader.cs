@@ -201,9 +201,9 @@ public sealed class BatchLoader
         // Data parallel: every rank reads the same seeded order and takes its slice of each global batch, split evenly.
         int globalStart = b * GlobalBatch;
         int m = Math.Min(GlobalBatch, order.Length - globalStart);
-        int r = _options.Rank, ranks = _options.Ranks;
-        int start = globalStart + (int)((long)r * m / ranks);
-        int n = globalStart + (int)((long)(r + 1) * m / ranks) - start;
+        (int from, int to) = AlexNet.Distributed.DataParallel.Share(m, _options.Rank, _options.Ranks);
+        int start = globalStart + from;
+        int n = to - from;
         int crop = _augmentation.Crop;
         int length = _augmentation.OutputLength;
         // Written in place into the tensor's memory: no intermediate array, no copy.

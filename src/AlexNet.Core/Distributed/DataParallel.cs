@@ -39,6 +39,10 @@ public sealed unsafe class DataParallel : IDisposable
         _bucket = (float*)NativeMemory.AlignedAlloc((nuint)BucketBytes, 64);
     }
 
+    /// <summary>Rank <paramref name="rank"/>'s slice [From, To) of <paramref name="count"/> items split evenly over <paramref name="ranks"/>.</summary>
+    public static (int From, int To) Share(int count, int rank, int ranks) =>
+        ((int)((long)rank * count / ranks), (int)((long)(rank + 1) * count / ranks));
+
     /// <summary>Started by mpirun with more than one rank: the job's group; otherwise null (one process, nothing to do).</summary>
     public static DataParallel? FromEnvironment() => Mpi.Launched ? new DataParallel(new Mpi()) : null;
 

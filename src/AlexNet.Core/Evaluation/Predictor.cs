@@ -52,14 +52,19 @@ public static class Predictor
         var result = new List<Prediction>();
         for (int n = 0; n < records.Length; n++)
         {
-            ClassScore[] best = Enumerable.Range(0, k).OrderByDescending(c => all[n * k + c]).Take(Math.Min(top, k))
-                .Select(c => new ClassScore(c, Evaluator.Name(state.ClassNames, c), all[n * k + c])).ToArray();
+            int row = n;
+            ClassScore[] best = Best(c => all[row * k + c], k, state.ClassNames, top);
             int? truth = trueClasses?[n];
             result.Add(new Prediction(sources[n], truth, truth is int t ? Evaluator.Name(state.ClassNames, t) : null, best, records[n],
                 state.StoreHeight, state.Architecture.InputChannels));
         }
         return result;
     }
+
+    /// <summary>The <paramref name="top"/> most probable of <paramref name="k"/> classes, most probable first.</summary>
+    internal static ClassScore[] Best(Func<int, double> probability, int k, string[] names, int top) =>
+        Enumerable.Range(0, k).OrderByDescending(probability).Take(Math.Min(top, k))
+            .Select(c => new ClassScore(c, Evaluator.Name(names, c), probability(c))).ToArray();
 
     /// <summary>A file through §2's preprocessing, at the record size (and channels) the checkpoint was trained on.</summary>
     public static byte[] LoadRecord(string file, RunState state) => LoadRecord(file, state.StoreHeight, state.Architecture.InputChannels);

@@ -7,6 +7,7 @@ using System.Linq;
 using AlexNet.Data;
 using AlexNet.Evaluation;
 using Microsoft.ML.OnnxRuntime;
+using static TorchSharp.torch;
 
 namespace AlexNet.Interop;
 
@@ -86,38 +87,23 @@ public sealed class OnnxClassifier : IDisposable
         byte[][] records = files.Select(f => Predictor.LoadRecord(f, Preprocessing.RecordSize, Preprocessing.Channels)).ToArray();
         Augmentation aug = TestAugmentation();
         int n = records.Length, k = Classes, len = aug.OutputLength;
-        var p = new double[n * k];
         var input = new float[n * len];
+        // As Evaluator.Probabilities averages our own net's softmax over the views.
+        using Tensor sum = zeros(n, k);
         foreach (View view in Evaluator.TenViews)
         {
             for (int i = 0; i < n; i++)
             {
                 aug.Test(records[i], input.AsSpan(i * len, len), view);
             }
-            float[] logits = Logits(input, n);
-            for (int i = 0; i < n; i++)
-            {
-                ReadOnlySpan<float> z = logits.AsSpan(i * k, k);
-                float max = float.NegativeInfinity;
-                foreach (float v in z)
-                {
-                    max = Math.Max(max, v);
-                }
-                double sum = 0;
-                foreach (float v in z)
-                {
-                    sum += Math.Exp(v - max);
-                }
-                for (int j = 0; j < k; j++)
-                {
-                    p[i * k + j] += Math.Exp(z[j] - max) / sum / Evaluator.TenViews.Length;
-                }
-            }
+            using Tensor logits = tensor(Logits(input, n), new long[] { n, k });
+            using Tensor p = logits.softmax(1);
+            sum.add_(p);
         }
+        sum.div_(Evaluator.TenViews.Length);
+        float[] all = sum.data<float>().ToArray();
         return Enumerable.Range(0, n).Select(i => new Prediction(files[i], null, null,
-            Enumerable.Range(0, k).OrderByDescending(j => p[i * k + j]).Take(Math.Min(top, k))
-                .Select(j => new ClassScore(j, Evaluator.Name(ClassNames, j), p[i * k + j])).ToArray(),
-            records[i], Preprocessing.RecordSize, Preprocessing.Channels)).ToList();
+            Predictor.Best(j => all[i * k + j], k, ClassNames, top), records[i], Preprocessing.RecordSize, Preprocessing.Channels)).ToList();
     }
 
     public void Dispose()

@@ -155,7 +155,7 @@ public static class Trainer
                     }
                     else
                     {
-                        Mix? mix = Mixing.Apply(batch.Inputs, batch.Labels, o.MixupAlpha, o.CutmixAlpha, o.Seed + 7919L * (run.Parallel?.Rank ?? 0), run.Step);
+                        Mix? mix = Mixing.Apply(batch.Inputs, batch.Labels, o.MixupAlpha, o.CutmixAlpha, RankSeed(o, run.Parallel), run.Step);
                         (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm, reduce, mix);
                         Tensor row = Sums(loss, logits, batch);
                         epochSums.add_(row);
@@ -217,20 +217,19 @@ public static class Trainer
     /// <summary>§6 on the validation set, centre crop only (ten views are for `alexnet eval`).</summary>
     static EvalResult Evaluate(Run run, AlexNetModel model)
     {
+        EvalResult Score(int[]? records) => Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, Evaluator.Views(false), "centre",
+            batchSize: Math.Max(run.Options.BatchSize, 256), records: records);
         if (run.Parallel is not { } parallel)
         {
-            return Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, Evaluator.Views(false), "centre", batchSize: Math.Max(run.Options.BatchSize, 256),
-                records: run.ValRecords);
+            return Score(run.ValRecords);
         }
         // Sharded: each rank scores its slice of the validation records; the sums are added.
         int[] all = run.ValRecords ?? Enumerable.Range(0, run.Val.Count).ToArray();
-        int from = (int)((long)parallel.Rank * all.Length / parallel.Ranks), to = (int)((long)(parallel.Rank + 1) * all.Length / parallel.Ranks);
+        (int from, int to) = AlexNet.Distributed.DataParallel.Share(all.Length, parallel.Rank, parallel.Ranks);
         double[] sums = new double[4];
-        EvalResult? mine = null;
         if (to > from)
         {
-            mine = Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, Evaluator.Views(false), "centre", batchSize: Math.Max(run.Options.BatchSize, 256),
-                records: all[from..to]);
+            EvalResult mine = Score(all[from..to]);
             sums = new[] { mine.Loss * mine.Count, mine.Top1Error * mine.Count, mine.Top5Error * mine.Count, mine.Count };
         }
         parallel.Sum(sums);
@@ -262,6 +261,9 @@ public static class Trainer
         run.Last = m;
         return m;
     }
+
+    /// <summary>Each rank's own stream for dropout and mixing; rank 0's (and a single process's) is the run's seed.</summary>
+    static long RankSeed(TrainOptions o, AlexNet.Distributed.DataParallel? parallel) => o.Seed + 7919L * (parallel?.Rank ?? 0);
 
     sealed record EpochTotals(double Loss, double Top1Error, double Top5Error, double ImagesPerSecond, Stopwatch Clock);
 
@@ -330,7 +332,7 @@ public static class Trainer
             bool leader = machine.Parallel?.IsLeader ?? true;
             Run run = Create(options, machine, train, val, runDir, schedule: null, leader ? () => PrepareRunDirectory(runDir) : null);
             // Dropout masks (§4.2) draw from libtorch's generator; each rank its own stream, rank 0 the single process's.
-            torch.random.manual_seed(options.Seed + 7919L * (machine.Parallel?.Rank ?? 0));
+            torch.random.manual_seed(RankSeed(options, machine.Parallel));
             if (leader)
             {
                 Json.Write(Path.Combine(runDir, OptionsFile), options);
@@ -359,7 +361,7 @@ public static class Trainer
             torch.random.set_rng_state(rng);
             if (machine.Parallel is { Rank: > 0 } p)
             {
-                torch.random.manual_seed(options.Seed + 7919L * p.Rank + run.Step);   // the other ranks' dropout streams, fixed by the position
+                torch.random.manual_seed(RankSeed(options, p) + run.Step);   // the other ranks' dropout streams, fixed by the position
             }
             machine.Parallel?.Broadcast(run.Model);
             progress.Message(run.ReachedMaxSteps
