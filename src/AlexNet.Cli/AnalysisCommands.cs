@@ -42,11 +42,13 @@ internal static class AnalysisCommands
         var layer = new Option<string>("--layer") { Description = "Layer (§6.1 uses fc7, the last hidden layer).", DefaultValueFactory = _ => "fc7" };
         var output = new Option<string>("--out", "-o") { Description = "Feature file (float32 N×D, plus FILE.json).", Required = true };
         Option<string> device = Cli.DeviceOption();
-        var command = new Command("features", "Write every image's last-hidden-layer (fc7) activations to a file (§6.1).") { checkpoint, data, layer, output, device };
+        Option<string?> precision = Cli.CheckpointPrecisionOption();
+        var command = new Command("features", "Write every image's last-hidden-layer (fc7) activations to a file (§6.1).") { checkpoint, data, layer, output, device, precision };
         command.SetAction(r => Cli.Run(() =>
         {
             string ckpt = r.GetValue(checkpoint)!;
-            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt, device: Compute.ResolveDevice(r.GetValue(device)!));
+            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt, device: Compute.ResolveDevice(r.GetValue(device)!),
+                precision: Cli.PrecisionOrNull(r.GetValue(precision)));
             using (model)
             using (ImageStore store = ImageStore.Open(r.GetValue(data)!))
             {

@@ -21,9 +21,10 @@ internal static class BenchCommand
         var classes = new Option<int>("--classes") { Description = "Classes.", DefaultValueFactory = _ => 1000 };
         var channels = new Option<int>("--channels") { Description = "Input channels.", DefaultValueFactory = _ => 3 };
         Option<string> device = Cli.DeviceOption();
+        Option<string> precision = Cli.PrecisionOption();
         var command = new Command("bench", "Measure training-step and inference throughput on in-memory batches.")
         {
-            model, batch, threads, lrn, steps, classes, channels, input, device,
+            model, batch, threads, lrn, steps, classes, channels, input, device, precision,
         };
         var lrnOnly = new Option<string?>("--lrn-only") { Description = "Time LRN alone on a tensor of this shape, e.g. 64x96x55x55." };
         command.Options.Add(lrnOnly);
@@ -144,7 +145,7 @@ internal static class BenchCommand
             {
                 var table = new Table().AddColumn("layer").AddColumn(new TableColumn("forward ms").RightAligned()).AddColumn(new TableColumn("backward ms").RightAligned());
                 double tf = 0, tb = 0;
-                foreach ((string layer, double f, double bw) in Benchmark.PerLayer(arch, r.GetValue(batch), r.GetValue(threads)))
+                foreach ((string layer, double f, double bw) in Benchmark.PerLayer(arch, r.GetValue(batch), r.GetValue(threads), LowPrecision.Parse(r.GetValue(precision)!)))
                 {
                     table.AddRow(Markup.Escape(layer), f.ToString("F2", CultureInfo.InvariantCulture), bw.ToString("F2", CultureInfo.InvariantCulture));
                     tf += f;
@@ -154,12 +155,13 @@ internal static class BenchCommand
                 AnsiConsole.Write(table);
                 return 0;
             }
-            BenchResult b = Benchmark.Run(arch, r.GetValue(lrn)!, r.GetValue(batch), r.GetValue(threads), 3, r.GetValue(steps), r.GetValue(device)!);
+            BenchResult b = Benchmark.Run(arch, r.GetValue(lrn)!, r.GetValue(batch), r.GetValue(threads), 3, r.GetValue(steps), r.GetValue(device)!,
+                LowPrecision.Parse(r.GetValue(precision)!));
             double matmul = Benchmark.MatmulGflops(r.GetValue(threads));
             PeakRate peak = PeakProbe.Measure(r.GetValue(threads));
             b = b with { MatmulGflops = matmul, PeakGflops = peak.Gflops };
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{b.Model} lrn={b.Lrn} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB ({b.HugePageBytes / 1048576} MiB in huge pages after training)"));
+                $"{b.Model} lrn={b.Lrn} precision={b.Precision.ToString().ToLowerInvariant()} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB ({b.HugePageBytes / 1048576} MiB in huge pages after training)"));
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"the machine: FMA peak {peak.Gflops:F1} GFLOP/s ({peak.Vectors}, {peak.Threads} threads); libtorch's 2048² matmul {matmul:F1} GFLOP/s"));
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

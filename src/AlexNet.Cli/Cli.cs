@@ -26,6 +26,15 @@ internal static class Cli
         DefaultValueFactory = _ => "cpu",
     };
 
+    const string PrecisionText = "Not in the paper: fp32, or bf16 = the conv and FC products in bfloat16 from float32 weights (fast where lscpu shows avx512_bf16)";
+
+    public static Option<string> PrecisionOption() => new("--precision") { Description = PrecisionText + ".", DefaultValueFactory = _ => "fp32" };
+
+    /// <summary>--precision for commands that load a checkpoint: absent = the precision the run trained in.</summary>
+    public static Option<string?> CheckpointPrecisionOption() => new("--precision") { Description = PrecisionText + "; default: the run's own." };
+
+    public static Precision? PrecisionOrNull(string? name) => name is null ? null : LowPrecision.Parse(name);
+
     /// <summary>Runs a command body; a bad input becomes one clear line and a non-zero exit code, never a stack dump.</summary>
     public static int Run(Func<int> body)
     {

@@ -24,15 +24,17 @@ internal static class EvalCommand
         var batch = new Option<int>("--batch-size", "-b") { Description = "Batch size.", DefaultValueFactory = _ => 256 };
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         Option<string> device = Cli.DeviceOption();
+        Option<string?> precision = Cli.CheckpointPrecisionOption();
         var command = new Command("eval", "Evaluate checkpoints: top-1/top-5 error with the centre crop and with 10-crop averaging.")
         {
-            checkpoint, ensemble, data, views, weights, json, batch, threads, device,
+            checkpoint, ensemble, data, views, weights, json, batch, threads, device, precision,
         };
         command.SetAction(r => Cli.Run(() =>
         {
             string[] paths = (r.GetValue(checkpoint) ?? Array.Empty<string>()).Concat(r.GetValue(ensemble) ?? Array.Empty<string>()).ToArray();
             Compute.UseThreads(r.GetValue(threads));
-            using Ensemble nets = Ensemble.Load(paths, averagedWeights: r.GetValue(weights) == "ema", Compute.ResolveDevice(r.GetValue(device)!));
+            using Ensemble nets = Ensemble.Load(paths, averagedWeights: r.GetValue(weights) == "ema", Compute.ResolveDevice(r.GetValue(device)!),
+                Cli.PrecisionOrNull(r.GetValue(precision)));
             List<EvalResult> results = TestPipeline.Evaluate(nets, r.GetValue(data)!, Enum.Parse<ViewSet>(r.GetValue(views)!, ignoreCase: true),
                 r.GetValue(batch), m => AnsiConsole.MarkupLineInterpolated($"{m}"));
             Print(results);

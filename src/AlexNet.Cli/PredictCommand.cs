@@ -18,6 +18,7 @@ internal static class PredictCommand
         var checkpoint = new Option<string?>("--checkpoint", "-c") { Description = "Checkpoint to predict with." };
         var onnx = new Option<string?>("--onnx") { Description = "Or an ONNX file from `alexnet export`, run by ONNX Runtime alone (its preprocessing from its metadata)." };
         Option<string> device = Cli.DeviceOption();
+        Option<string?> precision = Cli.CheckpointPrecisionOption();
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var files = new Argument<string[]>("files") { Description = "Image files (JPEG, PNG, WebP, BMP, GIF).", Arity = ArgumentArity.OneOrMore };
         var json = new Option<bool>("--json") { Description = "Print JSON instead of tables." };
@@ -25,7 +26,7 @@ internal static class PredictCommand
         var top = new Option<int>("--top") { Description = "How many classes to show.", DefaultValueFactory = _ => 5 };
         var command = new Command("predict", "Classify image files: top classes with names and probabilities, 10-crop averaged.")
         {
-            checkpoint, onnx, files, json, figure, top, threads, device,
+            checkpoint, onnx, files, json, figure, top, threads, device, precision,
         };
         command.SetAction(r => Cli.Run(() =>
         {
@@ -43,7 +44,8 @@ internal static class PredictCommand
             {
                 string path = r.GetValue(checkpoint) ?? throw new UserError("say what to predict with: --checkpoint CKPT or --onnx FILE.");
                 Compute.UseThreads(r.GetValue(threads));
-                (AlexNetModel model, RunState state) = Checkpoint.LoadModel(path, device: Compute.ResolveDevice(r.GetValue(device)!));
+                (AlexNetModel model, RunState state) = Checkpoint.LoadModel(path, device: Compute.ResolveDevice(r.GetValue(device)!),
+                    precision: Cli.PrecisionOrNull(r.GetValue(precision)));
                 using (model)
                 {
                     predictions = Predictor.PredictFiles(model, state, r.GetValue(files)!, r.GetValue(top));

@@ -22,9 +22,10 @@ internal static class QuickstartCommand
         var output = new Option<string?>("--out", "-o") { Description = "Run folder (default runs/quickstart-<time>)." };
         var epochs = new Option<int>("--epochs") { Description = "Epochs (ε falls linearly to 0 over them).", DefaultValueFactory = _ => Recipes.QuickStart.Epochs };
         var seed = new Option<long>("--seed") { Description = "Seed.", DefaultValueFactory = _ => Recipes.QuickStart.Seed };
+        Option<string> precision = Cli.PrecisionOption();
         var command = new Command("quickstart", "Train and evaluate the small AlexNet on Fashion-MNIST (the README's main command).")
         {
-            data, output, epochs, seed,
+            data, output, epochs, seed, precision,
         };
         command.SetAction(r => Cli.Run(() =>
         {
@@ -37,6 +38,7 @@ internal static class QuickstartCommand
             {
                 Epochs = epochCount,
                 Seed = r.GetValue(seed),
+                Precision = AlexNet.Model.LowPrecision.Parse(r.GetValue(precision)!),
             };
             string runDir = r.GetValue(output) ?? Path.Combine("runs", $"quickstart-{DateTime.Now:yyyyMMdd-HHmmss}");
             int code = TrainCommand.Execute(o, MachineOptions.Default, Path.Combine(dataDir, "train"), Path.Combine(dataDir, "val"), runDir, resume: false,

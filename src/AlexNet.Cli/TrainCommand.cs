@@ -69,6 +69,7 @@ internal static class TrainCommand
     static readonly Option<double> MixupAlpha = new("--mixup-alpha") { Description = "Not in the paper: mixup, images blended with a shuffled copy of the batch, λ ~ Beta(α, α) (0 = off; torchvision's recipes use 0.2).", DefaultValueFactory = _ => D.MixupAlpha };
     static readonly Option<double> CutmixAlpha = new("--cutmix-alpha") { Description = "Not in the paper: CutMix, a box of a shuffled copy pasted in, λ ~ Beta(α, α) (0 = off; torchvision's recipes use 1.0). With --mixup-alpha too, each batch takes one of them.", DefaultValueFactory = _ => D.CutmixAlpha };
     static readonly Option<string> Device = Cli.DeviceOption();
+    static readonly Option<string> PrecisionFlag = Cli.PrecisionOption();
     static readonly Option<string?> TensorBoard = new("--tensorboard") { Description = "Not in the paper: also write TensorBoard event files here (metrics.jsonl's scalars; at the end the conv1 kernels and a few predictions)." };
     static readonly Option<int> LogEvery = new("--log-every") { Description = "Steps between metric lines.", DefaultValueFactory = _ => D.LogEvery };
     static readonly Option<int> MaxSteps = new("--max-steps") { Description = "Stop after this many steps in all (0 = no limit).", DefaultValueFactory = _ => D.MaxSteps };
@@ -80,7 +81,7 @@ internal static class TrainCommand
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
             Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema, ValSplit,
-            InitFrom, Freeze, PretrainedLrFactor, Normalize, TensorBoard, MixupAlpha, CutmixAlpha, Device,
+            InitFrom, Freeze, PretrainedLrFactor, Normalize, TensorBoard, MixupAlpha, CutmixAlpha, Device, PrecisionFlag,
         };
         Freeze.AcceptOnlyFromAmong("features");
         Normalize.AcceptOnlyFromAmong("mean-image", "imagenet");
@@ -417,6 +418,11 @@ internal static class TrainCommand
         if (Given(CutmixAlpha))
         {
             o = o with { CutmixAlpha = r.GetValue(CutmixAlpha) };
+        }
+
+        if (Given(PrecisionFlag))
+        {
+            o = o with { Precision = LowPrecision.Parse(r.GetValue(PrecisionFlag)!) };
         }
 
         if (Given(ValSplit))

@@ -42,7 +42,8 @@ public sealed class Ensemble : IDisposable
 
     /// <param name="averagedWeights">Each run's weight average (--ema) instead of its weights.</param>
     /// <param name="device">Where the nets run (null: the CPU).</param>
-    public static Ensemble Load(IReadOnlyList<string> checkpoints, bool averagedWeights = false, TorchSharp.torch.Device? device = null)
+    /// <param name="precision">The products' number format (null: each run's own).</param>
+    public static Ensemble Load(IReadOnlyList<string> checkpoints, bool averagedWeights = false, TorchSharp.torch.Device? device = null, Precision? precision = null)
     {
         if (checkpoints.Count == 0)
         {
@@ -54,7 +55,7 @@ public sealed class Ensemble : IDisposable
             RunState? first = null;
             foreach (string c in checkpoints)
             {
-                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c, averagedWeights, device);
+                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c, averagedWeights, device, precision);
                 models.Add(m);
                 first ??= s;
                 if (s.Architecture.Classes != first.Architecture.Classes || s.StoreHeight != first.StoreHeight

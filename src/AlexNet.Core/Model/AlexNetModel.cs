@@ -29,11 +29,15 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     readonly nn.Module<Tensor, Tensor> _avgpool;
     readonly Sequential _classifier;
     readonly Dictionary<string, (bool InFeatures, int Index)> _layers = new();
+    readonly Dictionary<Conv2d, ConvLayer> _convLayer = new(ReferenceEqualityComparer.Instance);
 
     public Architecture Architecture { get; }
 
     /// <summary>Which code runs §3.3's LRN and conv1/conv2's ReLU → LRN → pool.</summary>
     public KernelChoice Kernels { get; }
+
+    /// <summary>The number format of the conv and FC products (Precision.cs); the weights are float32 either way.</summary>
+    public Precision Precision { get; set; } = Precision.Fp32;
 
     /// <param name="seed">Seeds the initialisation; the same seed gives the same weights.</param>
     /// <param name="kernels">Fused (the default) or the references the fused code is tested against.</param>
@@ -47,7 +51,9 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         foreach (ConvLayer c in arch.Convs)
         {
             _layers[c.Name] = (true, features.Count);
-            features.Add(Next(features, nn.Conv2d(channels, c.Kernels, c.Size, stride: c.Stride, padding: c.Padding, groups: c.Groups)));
+            Conv2d conv = nn.Conv2d(channels, c.Kernels, c.Size, stride: c.Stride, padding: c.Padding, groups: c.Groups);
+            _convLayer[conv] = c;
+            features.Add(Next(features, conv));
             features.Add(Next(features, MakeActivation(arch.Activation)));
             if (c.Lrn && arch.Lrn is not null)
             {
@@ -165,7 +171,25 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         Tensor h = RunFeatures(OnDevice(x), _features.Count);
         // h: N×256×6×6 for the paper's net
         h = _avgpool.forward(h).flatten(1);     // N×9216
-        return _classifier.forward(h).MoveToOuterDisposeScope();
+        return RunClassifier(h, _classifier.Count).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>One module of the net (from <see cref="Pipeline"/>), its conv or FC product in <see cref="Precision"/>.</summary>
+    public Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h) => (Precision, module) switch
+    {
+        (Precision.Bf16, Conv2d conv) => LowPrecision.Conv(h, conv, _convLayer[conv]),
+        (Precision.Bf16, Linear fc) => LowPrecision.Linear(h, fc),
+        _ => module.call(h),
+    };
+
+    /// <summary>classifier[0 .. end) on the flattened features.</summary>
+    Tensor RunClassifier(Tensor h, int end)
+    {
+        for (int i = 0; i < end; i++)
+        {
+            h = Call(_classifier[i], h);
+        }
+        return h;
     }
 
     /// <summary>Every module in forward order with a readable name (conv1, relu, lrn, pool, fc6, …), for per-layer timing.</summary>
@@ -202,7 +226,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
                 i += 1;
                 continue;
             }
-            h = _features[i].call(h);
+            h = Call(_features[i], h);
         }
         return h;
     }
@@ -219,11 +243,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         Tensor h = RunFeatures(OnDevice(x), at.InFeatures ? at.Index + 2 : _features.Count);
         if (!at.InFeatures)
         {
-            h = _avgpool.forward(h).flatten(1);
-            for (int i = 0; i <= Math.Min(at.Index + 1, _classifier.Count - 1); i++)
-            {
-                h = _classifier[i].call(h);
-            }
+            h = RunClassifier(_avgpool.forward(h).flatten(1), Math.Min(at.Index + 2, _classifier.Count));
         }
         return h.MoveToOuterDisposeScope();
     }

@@ -14,7 +14,7 @@ namespace AlexNet.Performance;
 /// <param name="Conv1MultiplyAdds">conv1's share of <paramref name="MultiplyAddsPerImage"/>: its input gradient is never computed (the image needs none).</param>
 public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads, double TrainImagesPerSecond, double InferImagesPerSecond,
     double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage, long HugePageBytes = 0, double MatmulGflops = 0,
-    long Conv1MultiplyAdds = 0, double PeakGflops = 0)
+    long Conv1MultiplyAdds = 0, double PeakGflops = 0, Precision Precision = Precision.Fp32)
 {
     /// <summary>
     /// Multiply-adds of one training step per image: forward, weight gradients and input gradients, each as many as
@@ -37,11 +37,14 @@ public static class Benchmark
         new(lrnMode == "none" ? arch with { Lrn = null } : arch, seed: 1, lrnMode == "torch" ? KernelChoice.Libtorch : KernelChoice.Fused);
 
     /// <param name="device">cpu, cuda or cuda:N: the net, the batch and the update there (the fused kernels are the CPU's).</param>
-    public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps, string device = "cpu")
+    /// <param name="precision">The conv and FC products' number format (Precision.cs).</param>
+    public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps, string device = "cpu",
+        Precision precision = Precision.Fp32)
     {
         Compute.UseThreads(threads);
         Device d = Compute.ResolveDevice(device);
         using AlexNetModel model = ModelFor(arch, lrnMode);
+        model.Precision = precision;
         model.to(d);
         arch = model.Architecture;
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
@@ -87,7 +90,8 @@ public static class Benchmark
         double train = Median(trainTimes), infer = Median(inferTimes);
         ModelSummary summary = ModelSummary.Of(arch);
         return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000, batch / infer * 1000, train, infer,
-            Process.GetCurrentProcess().PeakWorkingSet64, summary.MultiplyAdds, hugePages, Conv1MultiplyAdds: summary.Rows.First(r => r.Layer == "conv1").MultiplyAdds);
+            Process.GetCurrentProcess().PeakWorkingSet64, summary.MultiplyAdds, hugePages, Conv1MultiplyAdds: summary.Rows.First(r => r.Layer == "conv1").MultiplyAdds,
+            Precision: precision);
     }
 
     /// <summary>
@@ -267,17 +271,18 @@ public static class Benchmark
     }
 
     /// <summary>Median forward and backward milliseconds of each module of the net, in training mode, each timed alone.</summary>
-    public static List<(string Layer, double ForwardMs, double BackwardMs)> PerLayer(Architecture arch, int batch, int threads, int steps = 5)
+    public static List<(string Layer, double ForwardMs, double BackwardMs)> PerLayer(Architecture arch, int batch, int threads,
+        Precision precision = Precision.Fp32, int steps = 5)
     {
         Compute.UseThreads(threads);
-        using var model = new AlexNetModel(arch, seed: 1);
+        using var model = new AlexNetModel(arch, seed: 1) { Precision = precision };
         model.train();
         var rows = new List<(string, double, double)>();
         Tensor x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
         bool first = true;
         foreach ((string name, nn.IModule<Tensor, Tensor> module, bool flatten) in model.Pipeline())
         {
-            (double f, double b, Tensor output) = TimeLayer(x, a => flatten ? module.call(a).flatten(1) : module.call(a), needsGradient: !first, steps);
+            (double f, double b, Tensor output) = TimeLayer(x, a => flatten ? module.call(a).flatten(1) : model.Call(module, a), needsGradient: !first, steps);
             rows.Add((name, f, b));
             first = false;
             x.Dispose();

@@ -239,10 +239,11 @@ public static class Checkpoint
     /// <summary>Builds the network a checkpoint holds and loads its weights, for evaluation and prediction.</summary>
     /// <param name="averagedWeights">The run's weight average (--ema) instead of its weights.</param>
     /// <param name="device">Where to put the net (null: the CPU); a checkpoint is device-free, so any device loads it.</param>
-    public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false, Device? device = null)
+    /// <param name="precision">The products' number format (null: the one the run trained in); the weights are float32 either way.</param>
+    public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false, Device? device = null, Precision? precision = null)
     {
         RunState state = ReadState(path);
-        var model = new AlexNetModel(state.Architecture, state.Options.Seed);
+        var model = new AlexNetModel(state.Architecture, state.Options.Seed) { Precision = precision ?? state.Options.Precision };
         if (device is not null)
         {
             model.to(device);

@@ -83,6 +83,7 @@ public sealed record TrainOptions
     public double Ema { get; init; } = 0;                   // decay of a moving average of the weights (Polyak); 0 = off
     public double MixupAlpha { get; init; } = 0;            // mixup's Beta(α, α) (Zhang et al. 2018); 0 = off
     public double CutmixAlpha { get; init; } = 0;           // CutMix's Beta(α, α) (Yun et al. 2019); 0 = off; with both, one of them per batch
+    public Precision Precision { get; init; } = Precision.Fp32;   // bf16: the conv and FC products in bfloat16 from float32 weights (Precision.cs)
 
     // Fine-tuning (not in the paper): start from a checkpoint's weights (an imported torchvision net, or a run of ours).
     public string? InitFrom { get; init; }                  // checkpoint whose weights start the run; fc8 too when the classes match

@@ -291,7 +291,7 @@ public static class Trainer
         /// <summary>A second net holding the weight average, for evaluating it.</summary>
         public AlexNetModel AveragedModel()
         {
-            _averaged ??= new AlexNetModel(Model.Architecture, Options.Seed).to(Model.Device);
+            _averaged ??= new AlexNetModel(Model.Architecture, Options.Seed) { Precision = Model.Precision }.to(Model.Device);
             Ema!.CopyTo(_averaged);
             return _averaged;
         }
@@ -383,7 +383,7 @@ public static class Trainer
                 : FineTuning.Architecture(options, source, train.ClassCount, train.Channels, augment.Crop);
             (int[]? trainRecords, int[]? heldOut) = options.ValSplit > 0 ? BatchLoader.Split(train.Count, options.ValSplit, options.Seed) : (null, null);
             prepare?.Invoke();
-            var model = new AlexNetModel(arch, options.Seed);
+            var model = new AlexNetModel(arch, options.Seed) { Precision = options.Precision };
             model.to(Compute.ResolveDevice(machine.Device));   // before the optimiser: its momentum buffers are made beside the weights
             // A resumed run's weights come from its own last.ckpt; only a new one starts from InitFrom's.
             ISet<string> pretrained = source is not null && schedule is null
