@@ -76,16 +76,18 @@ public class FusedStageTests
         separate.eval();
         libtorch.eval();
         // Its own seeded input, so the result never depends on the tests run before. Through the whole net, libtorch's
-        // LRN and ours differ by float32 rounding: up to 3.8e-5 on logits of magnitude ~60 for 5 of 200 seeds tried
-        // (the per-operation tests compare them in float64); this seed is one of the 195 within the tolerance below.
+        // LRN and ours differ by float32 rounding: up to 3.8e-5 on logits of magnitude ~60 (6e-7 of the largest) over
+        // 200 seeds tried (the per-operation tests compare them in float64).
         using var g = new Generator(8);
         using Tensor x = randn(new long[] { 4, 1, 32, 32 }, generator: g) * 80;
         using var _ = no_grad();
         using Tensor fused = model.forward(x);
         using Tensor plain = separate.forward(x);
         using Tensor reference = libtorch.forward(x);
-        Assert.True(fused.allclose(plain, rtol: 1e-4, atol: 1e-5));
-        Assert.True(fused.allclose(reference, rtol: 1e-4, atol: 1e-5));
+        // Relative to the largest logit: the FC layers on oneDNN (FullyConnected.cs, in `model` only) sum in another order too.
+        double scale = reference.abs().max().item<float>();
+        Assert.True((fused - plain).abs().max().item<float>() <= 2e-6 * scale);
+        Assert.True((fused - reference).abs().max().item<float>() <= 2e-6 * scale);
     }
 
     /// <summary>Without LRN (owt, fig1, §3.3's ablation) the stage is ReLU → max-pool: libtorch's results to the bit.</summary>
@@ -124,12 +126,19 @@ public class FusedStageTests
         libtorch.eval();
         using var g = new Generator(4);
         using Tensor x = randn(new long[] { 2, 3, 224, 224 }, generator: g) * 50;
+        // The features to the bit (conv1's and conv2's fused ReLU → pool inside); after them the FC layers on oneDNN
+        // (FullyConnected.cs) sum in another order than libtorch's, so the logits and gradients agree to float32 rounding.
+        using (no_grad())
+        {
+            using Tensor fa = fused.ForwardTo(x, "conv5"), fb = libtorch.ForwardTo(x, "conv5");
+            Assert.True(fa.equal(fb).all().item<bool>());
+        }
         using Tensor a = fused.forward(x), b = libtorch.forward(x);
-        Assert.True(a.equal(b).all().item<bool>());
+        Assert.True((a - b).abs().max().item<float>() <= 1e-5 * b.abs().max().item<float>());
         a.sum().backward();
         b.sum().backward();
         (Tensor w1, _) = fused.LayerParameters("conv1");
         (Tensor w2, _) = libtorch.LayerParameters("conv1");
-        Assert.True(w1.grad!.equal(w2.grad!).all().item<bool>());
+        Assert.True((w1.grad! - w2.grad!).norm().item<float>() <= 1e-5 * w2.grad!.norm().item<float>());
     }
 }
