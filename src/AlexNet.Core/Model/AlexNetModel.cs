@@ -13,7 +13,7 @@ namespace AlexNet.Model;
 /// <summary>The code behind §3.3's LRN and the ReLU → LRN → pool tail of conv1 and conv2. Each one's results are tested against the next.</summary>
 public enum KernelChoice
 {
-    /// <summary>Ours: the tail as one fused operation (FusedStage), our LRN kernel elsewhere, the FC layers on oneDNN (FullyConnected). CPU float32 only; other tensors take libtorch's.</summary>
+    /// <summary>Ours: the tail as one fused operation (FusedStage), our LRN kernel elsewhere, the FC layers on oneDNN (FullyConnected), our dropout masks (DropoutMask). CPU float32 only; other tensors take libtorch's.</summary>
     Fused,
 
     /// <summary>ReLU, LRN and max-pool as separate modules, LRN by our kernel.</summary>
@@ -180,6 +180,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         (Precision.Bf16, Conv2d conv) => LowPrecision.Conv(h, conv, _convLayer[conv]),
         (Precision.Bf16, Linear fc) => LowPrecision.Linear(h, fc),
         (Precision.Fp32, Linear fc) when Kernels == KernelChoice.Fused && FullyConnected.Supports(h, fc) => FullyConnected.Apply(h, fc),
+        (_, Dropout) when Kernels == KernelChoice.Fused && training && Architecture.Dropout > 0 && DropoutMask.Supports(h) => DropoutMask.Apply(h, Architecture.Dropout),
         _ => module.call(h),
     };
 
