@@ -83,7 +83,7 @@ internal static class BenchCommand
             if (r.GetValue(rss) is int rssSteps && rssSteps > 0)
             {
                 var samples = Benchmark.RssOverSteps(Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels)), r.GetValue(lrn)!,
-                    r.GetValue(batch), r.GetValue(threads), 50, rssSteps);
+                    r.GetValue(batch), r.GetValue(threads), 50, rssSteps, LowPrecision.Parse(r.GetValue(precision)!));
                 foreach ((int step, long bytes) in samples)
                 {
                     System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"step {step}: RSS {bytes / 1048576.0:F1} MiB"));

@@ -344,10 +344,12 @@ public static class Benchmark
     /// Resident memory over <paramref name="steps"/> training steps after <paramref name="warmup"/>: samples every 50 steps.
     /// Flat (within a few %) means every tensor of a step is freed by its dispose scope.
     /// </summary>
-    public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps)
+    public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps,
+        Precision precision = Precision.Fp32)
     {
         Compute.UseThreads(threads);
         using AlexNetModel model = ModelFor(arch, lrnMode);
+        model.Precision = precision;
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
         using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
         using var y = randint(0, arch.Classes, new long[] { batch });
