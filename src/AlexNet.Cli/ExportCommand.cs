@@ -26,7 +26,9 @@ internal static class ExportCommand
         command.SetAction(r => Cli.Run(() =>
         {
             string path = r.GetValue(onnx)!;
-            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(r.GetValue(checkpoint)!, averagedWeights: r.GetValue(weights) == "ema");
+            // The graph is float32 whatever the run trained in (--precision bf16 keeps float32 weights), and so is the check.
+            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(r.GetValue(checkpoint)!, averagedWeights: r.GetValue(weights) == "ema",
+                precision: AlexNet.Model.Precision.Fp32);
             using (model)
             {
                 OnnxExport.Write(path, model, state);
