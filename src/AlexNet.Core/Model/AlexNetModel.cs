@@ -36,8 +36,18 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// <summary>Which code runs §3.3's LRN and conv1/conv2's ReLU → LRN → pool.</summary>
     public KernelChoice Kernels { get; }
 
-    /// <summary>The number format of the conv and FC products (Precision.cs); the weights are float32 either way.</summary>
-    public Precision Precision { get; set; } = Precision.Fp32;
+    Precision _precision = Precision.Fp32;
+
+    /// <summary>The number format of the conv and FC products (Precision.cs); the weights are float32 either way. Set it once the net is on its device: bf16 is refused where it would crawl.</summary>
+    public Precision Precision
+    {
+        get => _precision;
+        set
+        {
+            LowPrecision.Check(value, Device);
+            _precision = value;
+        }
+    }
 
     /// <param name="seed">Seeds the initialisation; the same seed gives the same weights.</param>
     /// <param name="kernels">Fused (the default) or the references the fused code is tested against.</param>

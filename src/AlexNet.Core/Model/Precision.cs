@@ -5,6 +5,8 @@
 // fused LRN/pool stage, dropout, the loss and every gradient outside the products stay float32. bfloat16
 // keeps float32's exponent, so no loss scaling is needed.
 using System;
+using System.Runtime.Intrinsics.X86;
+using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -22,6 +24,30 @@ public enum Precision
 
 public static class LowPrecision
 {
+    /// <summary>
+    /// Whether libtorch runs bfloat16 products on oneDNN on this device: any GPU, or a CPU with oneDNN's avx512_core
+    /// (AVX-512 F, BW, VL, DQ; avx512_bf16 makes it fast) unless ONEDNN_MAX_CPU_ISA caps it lower. Elsewhere (AVX2 CPUs)
+    /// libtorch falls back to its own bfloat16 convolutions, measured ~50× slower than float32 (docs/performance.md).
+    /// </summary>
+    public static bool Fast(Device device) => device.type != DeviceType.CPU || CpuRunsOneDnnBf16;
+
+    static readonly bool CpuRunsOneDnnBf16 = Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported && Avx512F.VL.IsSupported
+        && !IsaCappedBelowAvx512(Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA") ?? Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA"));
+
+    static bool IsaCappedBelowAvx512(string? cap) => cap is not null
+        && !(cap.StartsWith("AVX512", StringComparison.OrdinalIgnoreCase) || cap.StartsWith("AVX10", StringComparison.OrdinalIgnoreCase)
+            || cap.StartsWith("AMX", StringComparison.OrdinalIgnoreCase) || cap.Equals("ALL", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Refuses bf16 where it would crawl (see <see cref="Fast"/>), with what to do instead.</summary>
+    public static void Check(Precision precision, Device device)
+    {
+        if (precision == Precision.Bf16 && !Fast(device))
+        {
+            throw new ArgumentException("--precision bf16 needs a CPU with AVX-512 (lscpu: avx512f avx512bw avx512vl avx512dq; avx512_bf16 makes it fast): "
+                + "on this one libtorch has no oneDNN bfloat16 kernels and its fallback runs ~50× slower than float32. Use --precision fp32.");
+        }
+    }
+
     /// <summary>`fp32` or `bf16` (the flag's spelling) as a <see cref="Precision"/>.</summary>
     public static Precision Parse(string name) => name.ToLowerInvariant() switch
     {

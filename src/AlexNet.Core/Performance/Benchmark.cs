@@ -44,8 +44,8 @@ public static class Benchmark
         Compute.UseThreads(threads);
         Device d = Compute.ResolveDevice(device);
         using AlexNetModel model = ModelFor(arch, lrnMode);
-        model.Precision = precision;
         model.to(d);
+        model.Precision = precision;
         arch = model.Architecture;
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
         using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize, device: d);

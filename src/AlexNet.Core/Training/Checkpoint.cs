@@ -239,15 +239,17 @@ public static class Checkpoint
     /// <summary>Builds the network a checkpoint holds and loads its weights, for evaluation and prediction.</summary>
     /// <param name="averagedWeights">The run's weight average (--ema) instead of its weights.</param>
     /// <param name="device">Where to put the net (null: the CPU); a checkpoint is device-free, so any device loads it.</param>
-    /// <param name="precision">The products' number format (null: the one the run trained in); the weights are float32 either way.</param>
+    /// <param name="precision">The products' number format (null: the one the run trained in, or float32 where bf16 is not fast); the weights are float32 either way.</param>
     public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false, Device? device = null, Precision? precision = null)
     {
         RunState state = ReadState(path);
-        var model = new AlexNetModel(state.Architecture, state.Options.Seed) { Precision = precision ?? state.Options.Precision };
+        var model = new AlexNetModel(state.Architecture, state.Options.Seed);
         if (device is not null)
         {
             model.to(device);
         }
+        // A run trained in bf16 is evaluated in float32 where bf16 would crawl (its weights are float32); asked for, bf16 is refused there.
+        model.Precision = precision ?? (LowPrecision.Fast(model.Device) ? state.Options.Precision : Precision.Fp32);
         LoadInto(path, state, model, optimizer: null, averagedWeights: averagedWeights);
         model.eval();
         return (model, state);

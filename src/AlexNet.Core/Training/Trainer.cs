@@ -291,7 +291,11 @@ public static class Trainer
         /// <summary>A second net holding the weight average, for evaluating it.</summary>
         public AlexNetModel AveragedModel()
         {
-            _averaged ??= new AlexNetModel(Model.Architecture, Options.Seed) { Precision = Model.Precision }.to(Model.Device);
+            if (_averaged is null)
+            {
+                _averaged = new AlexNetModel(Model.Architecture, Options.Seed).to(Model.Device);
+                _averaged.Precision = Model.Precision;
+            }
             Ema!.CopyTo(_averaged);
             return _averaged;
         }
@@ -375,6 +379,7 @@ public static class Trainer
             Action? prepare)
         {
             CheckData(train, val);
+            LowPrecision.Check(options.Precision, Compute.ResolveDevice(machine.Device));
             machine.Parallel?.Agree("the options and data", $"{options.ToJson()} train {train.Count}×{train.Height} val {val.Count}×{val.Height} resume {schedule is not null}");
             AugmentOptions augment = AugmentOptionsFor(options, train);
             RunState? source = options.InitFrom is string init ? Checkpoint.ReadState(init) : null;
@@ -383,8 +388,9 @@ public static class Trainer
                 : FineTuning.Architecture(options, source, train.ClassCount, train.Channels, augment.Crop);
             (int[]? trainRecords, int[]? heldOut) = options.ValSplit > 0 ? BatchLoader.Split(train.Count, options.ValSplit, options.Seed) : (null, null);
             prepare?.Invoke();
-            var model = new AlexNetModel(arch, options.Seed) { Precision = options.Precision };
+            var model = new AlexNetModel(arch, options.Seed);
             model.to(Compute.ResolveDevice(machine.Device));   // before the optimiser: its momentum buffers are made beside the weights
+            model.Precision = options.Precision;
             // A resumed run's weights come from its own last.ckpt; only a new one starts from InitFrom's.
             ISet<string> pretrained = source is not null && schedule is null
                 ? FineTuning.LoadPretrained(options.InitFrom!, source, model)
