@@ -29,7 +29,6 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     readonly nn.Module<Tensor, Tensor> _avgpool;
     readonly Sequential _classifier;
     readonly Dictionary<string, (bool InFeatures, int Index)> _layers = new();
-    readonly Dictionary<Conv2d, ConvLayer> _convLayer = new(ReferenceEqualityComparer.Instance);
 
     public Architecture Architecture { get; }
 
@@ -61,9 +60,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         foreach (ConvLayer c in arch.Convs)
         {
             _layers[c.Name] = (true, features.Count);
-            Conv2d conv = nn.Conv2d(channels, c.Kernels, c.Size, stride: c.Stride, padding: c.Padding, groups: c.Groups);
-            _convLayer[conv] = c;
-            features.Add(Next(features, conv));
+            features.Add(Next(features, nn.Conv2d(channels, c.Kernels, c.Size, stride: c.Stride, padding: c.Padding, groups: c.Groups)));
             features.Add(Next(features, MakeActivation(arch.Activation)));
             if (c.Lrn && arch.Lrn is not null)
             {
@@ -187,7 +184,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// <summary>One module of the net (from <see cref="Pipeline"/>), its conv or FC product in <see cref="Precision"/>.</summary>
     public Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h) => (Precision, module) switch
     {
-        (Precision.Bf16, Conv2d conv) => LowPrecision.Conv(h, conv, _convLayer[conv]),
+        (Precision.Bf16, Conv2d conv) => LowPrecision.Conv(h, conv),
         (Precision.Bf16, Linear fc) => LowPrecision.Linear(h, fc),
         (Precision.Fp32, Linear fc) when Kernels == KernelChoice.Fused && FullyConnected.Supports(h, fc) => FullyConnected.Apply(h, fc),
         (_, Dropout) when Kernels == KernelChoice.Fused && training && Architecture.Dropout > 0 && DropoutMask.Supports(h) => DropoutMask.Apply(h, Architecture.Dropout),

@@ -15,7 +15,7 @@ namespace AlexNet.Model;
 public static unsafe class DropoutMask
 {
     /// <summary>The net's dropout on a CPU float32 tensor in training: x times a fresh mask of 0 and 1/(1 − p).</summary>
-    public static bool Supports(Tensor x) => x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32;
+    public static bool Supports(Tensor x) => Planes.IsCpuFloat32(x);
 
     public static Tensor Apply(Tensor x, double p)
     {

@@ -1,7 +1,7 @@
 // §3.5's fully connected layers (fc6, fc7, fc8) on oneDNN's float32 GEMM. libtorch hands a float32 linear layer
 // to MKL's sgemm, which on AMD processors runs its AVX2 code even where the CPU has AVX-512: fc6 ran at about a
 // quarter of the FMA peak while the convolutions, which libtorch hands to oneDNN, ran near it (docs/performance.md,
-// "The fully connected layers on oneDNN"). oneDNN's own sgemm picks its kernels by the CPU's features, not its
+// "Performance II"). oneDNN's own sgemm picks its kernels by the CPU's features, not its
 // vendor; libtorch links oneDNN privately, so we call Debian's (libdnnl2, dnnl_sgemm) through its C API. Used where
 // the library loads and the CPU has AVX-512 (where it was measured); elsewhere, and for any tensor but a 2-d float32
 // one on the CPU, libtorch's linear runs as before.
@@ -40,17 +40,14 @@ public static unsafe class FullyConnected
     public static bool Available => Sgemm != null;
 
     /// <summary>This layer's product can run on oneDNN: a 2-d float32 CPU input and weights.</summary>
-    public static bool Supports(Tensor x, Linear fc) => Available && x.dim() == 2 && IsCpuFloat32(x) && IsCpuFloat32(fc.weight!) && fc.weight!.is_contiguous();
-
-    static bool IsCpuFloat32(Tensor t) => t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32;
+    public static bool Supports(Tensor x, Linear fc) => Available && x.dim() == 2 && Planes.IsCpuFloat32(x) && Planes.IsCpuFloat32(fc.weight!) && fc.weight!.is_contiguous();
 
     /// <summary>y = x·Wᵀ + b, on oneDNN's sgemm, with its own backward (∂x = ∂y·W, ∂W = ∂yᵀ·x, ∂b = Σ ∂y).</summary>
     public static Tensor Apply(Tensor x, Linear fc)
     {
         if (!torch.is_grad_enabled() || !(x.requires_grad || fc.weight!.requires_grad))
         {
-            using Tensor c = x.contiguous();
-            return Forward(c, fc.weight!, fc.bias!);
+            return Forward(x, fc.weight!, fc.bias!);   // Forward reads x only through its transposed copy
         }
         return LinearFunction.apply(x, fc.weight!, fc.bias!);
     }

@@ -18,7 +18,10 @@ internal static unsafe class Planes
     public static int Pad => 2 * Vector<float>.Count;
 
     /// <summary>The kernels run on contiguous 4-d float32 CPU tensors; anything else takes libtorch's operations.</summary>
-    public static bool Supports(Tensor t) => t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.dim() == 4;
+    public static bool Supports(Tensor t) => IsCpuFloat32(t) && t.dim() == 4;
+
+    /// <summary>A float32 tensor in CPU memory: what every hand-written or directly called CPU kernel here reads.</summary>
+    public static bool IsCpuFloat32(Tensor t) => t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32;
 
     /// <summary>Images processed in parallel: libtorch's own thread count (Compute.UseThreads sets both at once).</summary>
     public static int Threads => Math.Max(1, torch.get_num_threads());

@@ -1,7 +1,8 @@
 // Not in the paper (it trained in float32 on GTX 580s): the conv and fully connected products in bfloat16,
 // as PyTorch's CPU autocast runs them. The weights stay float32 (the masters §5's update reads and writes);
 // each product casts its input and weights to bfloat16, libtorch hands it to oneDNN (AVX-512 BF16's dot
-// products where the CPU has them, emulated elsewhere), and the result comes back as float32, so ReLU, the
+// products where the CPU has them, emulated on other AVX-512 CPUs; refused without AVX-512, see Fast), and the
+// result comes back as float32, so ReLU, the
 // fused LRN/pool stage, dropout, the loss and every gradient outside the products stay float32. bfloat16
 // keeps float32's exponent, so no loss scaling is needed.
 using System;
@@ -57,11 +58,11 @@ public static class LowPrecision
     };
 
     /// <summary>A conv layer's product in bfloat16, returned as float32; gradients flow through the casts to the float32 weights.</summary>
-    public static Tensor Conv(Tensor x, Conv2d conv, ConvLayer layer)
+    public static Tensor Conv(Tensor x, Conv2d conv)
     {
         using var scope = NewDisposeScope();
         Tensor y = nn.functional.conv2d(x.to(ScalarType.BFloat16), conv.weight!.to(ScalarType.BFloat16), conv.bias!.to(ScalarType.BFloat16),
-            strides: [layer.Stride], padding: [layer.Padding], groups: layer.Groups);
+            strides: conv.stride, padding: conv.padding, dilation: conv.dilation, groups: conv.groups);
         return y.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 

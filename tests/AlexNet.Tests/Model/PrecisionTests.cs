@@ -26,22 +26,12 @@ public class PrecisionTests
         using var g = new Generator(7);
         using var model = new AlexNetModel(Variants.Get(Variants.Small, 10, 3, 32), seed: 2);
         var conv = (Conv2d)model.Layer("conv2");
-        ConvLayer layer = model.Architecture.Convs[1];
-        using Tensor x = randn(new long[] { 2, 32, 13, 13 }, generator: g).requires_grad_();
-        using Tensor y = LowPrecision.Conv(x, conv, layer);
-        using Tensor up = randn(y.shape, generator: g);
-        y.backward(new[] { up });
-        // The same product in float64 on the operands rounded to bfloat16: only the result's own rounding may differ.
-        using Tensor x64 = Rounded(x.detach()).requires_grad_(), w64 = Rounded(conv.weight!.detach()).requires_grad_();
-        using Tensor exact = nn.functional.conv2d(x64, w64, Rounded(conv.bias!.detach()), padding: [layer.Padding], groups: layer.Groups);
-        exact.backward(new[] { Rounded(up) });   // the gradient reaches the product through the cast, as bfloat16
-        Assert.Equal(ScalarType.Float32, y.dtype);
-        AssertWithinBfloat16(y, exact, "output");
-        AssertWithinBfloat16(x.grad!, x64.grad!, "input gradient");
-        AssertWithinBfloat16(conv.weight!.grad!, w64.grad!, "weight gradient");
-        // It ran in bfloat16: every output is a bfloat16 value (the float32 conv's are not).
-        using Tensor fp32 = conv.call(x.detach());
-        Assert.True(y.eq(y.to(ScalarType.BFloat16).to(ScalarType.Float32)).all().item<bool>());
+        ConvLayer layer = model.Architecture.Convs[1];   // the reference's geometry from the net's description, not the module
+        using Tensor x = randn(new long[] { 2, 32, 13, 13 }, generator: g);
+        AssertTheExactProductOfRoundedOperands(x, conv.weight!, conv.bias!, a => LowPrecision.Conv(a, conv),
+            (a, w, b) => nn.functional.conv2d(a, w, b, padding: [layer.Padding], groups: layer.Groups), g);
+        // The float32 conv's outputs are not all bfloat16 values, so the check above could tell.
+        using Tensor fp32 = conv.call(x);
         Assert.False(fp32.eq(fp32.to(ScalarType.BFloat16).to(ScalarType.Float32)).all().item<bool>());
     }
 
@@ -52,16 +42,28 @@ public class PrecisionTests
         using var g = new Generator(9);
         using var model = new AlexNetModel(Variants.Get(Variants.Small, 10, 3, 32), seed: 2);
         var fc = (Linear)model.Layer("fc7");
-        using Tensor x = randn(new long[] { 5, fc.weight!.shape[1] }, generator: g).requires_grad_();
-        using Tensor y = LowPrecision.Linear(x, fc);
+        using Tensor x = randn(new long[] { 5, fc.weight!.shape[1] }, generator: g);
+        AssertTheExactProductOfRoundedOperands(x, fc.weight!, fc.bias!, a => LowPrecision.Linear(a, fc), nn.functional.linear, g);
+    }
+
+    /// <summary>
+    /// The bfloat16 product against the same product in float64 on the operands rounded to bfloat16: forward and both
+    /// gradients may differ only by the result's own rounding, and every output is a bfloat16 value (so bfloat16 ran).
+    /// </summary>
+    static void AssertTheExactProductOfRoundedOperands(Tensor input, Tensor weight, Tensor bias, System.Func<Tensor, Tensor> lowPrecision,
+        System.Func<Tensor, Tensor, Tensor, Tensor> reference, Generator g)
+    {
+        using Tensor x = input.detach().clone().requires_grad_();
+        using Tensor y = lowPrecision(x);
         using Tensor up = randn(y.shape, generator: g);
         y.backward(new[] { up });
-        using Tensor x64 = Rounded(x.detach()).requires_grad_(), w64 = Rounded(fc.weight!.detach()).requires_grad_();
-        using Tensor exact = nn.functional.linear(x64, w64, Rounded(fc.bias!.detach()));
-        exact.backward(new[] { Rounded(up) });
+        using Tensor x64 = Rounded(x.detach()).requires_grad_(), w64 = Rounded(weight.detach()).requires_grad_();
+        using Tensor exact = reference(x64, w64, Rounded(bias.detach()));
+        exact.backward(new[] { Rounded(up) });   // the gradient reaches the product through the cast, as bfloat16
+        Assert.Equal(ScalarType.Float32, y.dtype);
         AssertWithinBfloat16(y, exact, "output");
         AssertWithinBfloat16(x.grad!, x64.grad!, "input gradient");
-        AssertWithinBfloat16(fc.weight!.grad!, w64.grad!, "weight gradient");
+        AssertWithinBfloat16(weight.grad!, w64.grad!, "weight gradient");
         Assert.True(y.eq(y.to(ScalarType.BFloat16).to(ScalarType.Float32)).all().item<bool>());
     }
 
