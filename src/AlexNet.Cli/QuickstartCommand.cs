@@ -20,7 +20,7 @@ internal static class QuickstartCommand
     {
         var data = new Option<string>("--data") { Description = "Where the prepared Fashion-MNIST stores go.", DefaultValueFactory = _ => Path.Combine("data", "fashion-mnist") };
         var output = new Option<string?>("--out", "-o") { Description = "Run folder (default runs/quickstart-<time>)." };
-        var epochs = new Option<int>("--epochs") { Description = "Epochs (ε falls linearly to 0 over them).", DefaultValueFactory = _ => Recipes.QuickStart.Epochs };
+        var epochs = new Option<int>("--epochs") { Description = "Epochs (ε rises over the first 2, then falls linearly to 0).", DefaultValueFactory = _ => Recipes.QuickStart.Epochs };
         var seed = new Option<long>("--seed") { Description = "Seed.", DefaultValueFactory = _ => Recipes.QuickStart.Seed };
         Option<string> precision = Cli.PrecisionOption();
         var command = new Command("quickstart", "Train and evaluate the small AlexNet on Fashion-MNIST (the README's main command).")
@@ -49,9 +49,9 @@ internal static class QuickstartCommand
             }
             // The last epoch's weights: `val` is Fashion-MNIST's test split, so best.ckpt would be chosen on the test set.
             string last = Path.Combine(runDir, Trainer.LastCheckpoint);
-            // The centre view only: it keeps the whole command inside 10 minutes (`alexnet eval --views ten` adds §4.1's ten patches).
+            // The recipe's views: each image and its reflection (`alexnet eval --views ten` adds §4.1's ten patches).
             using Ensemble net = Ensemble.Load(new[] { last });
-            var results = TestPipeline.Evaluate(net, Path.Combine(dataDir, "val"), ViewSet.Centre, 500);
+            var results = TestPipeline.Evaluate(net, Path.Combine(dataDir, "val"), o.ValViews, 500);
             AnsiConsole.MarkupLineInterpolated($"Fashion-MNIST test set (10,000 images), {last}:");
             EvalCommand.Print(results);
             Json.Write(Path.Combine(runDir, "result.json"), results);

@@ -79,6 +79,15 @@ public static class Evaluator
     /// <summary>Not in the paper: the centre patch and its reflection, the flip averaging small-image recipes use.</summary>
     public static readonly View[] FlipViews = { View.Centre, View.CentreFlipped };
 
+    /// <summary>The views of one view set (not Both) and the name results carry.</summary>
+    public static (View[] Views, string Name) Of(ViewSet set) => set switch
+    {
+        ViewSet.Centre => (Views(false), "centre"),
+        ViewSet.Ten => (TenViews, "10-crop"),
+        ViewSet.Flip => (FlipViews, "flip"),
+        _ => throw new ArgumentException($"{set} is two view sets; pick one of centre, ten or flip."),
+    };
+
     /// <summary>N×K softmax probabilities averaged over the views and the models (§4.1, §6).</summary>
     public static Tensor Probabilities(IReadOnlyList<AlexNetModel> models, IViewSource source, IReadOnlyList<View> views, int classes,
         CancellationToken cancel = default)

@@ -96,7 +96,23 @@ public static class OnnxExport
                 {
                     throw new ArgumentException($"ONNX's LRN centres its window, so it has no even size: this net's n = {lrn.Size} cannot be exported.");
                 }
-                h = Node("LRN", c.Name + ".lrn", new[] { h }, Int("size", lrn.Size), Float32("alpha", lrn.TorchAlpha), Float32("beta", lrn.Beta), Float32("bias", lrn.K));
+                AttributeProto[] lrnAttributes = { Int("size", lrn.Size), Float32("alpha", lrn.TorchAlpha), Float32("beta", lrn.Beta), Float32("bias", lrn.K) };
+                if (lrn.Towers == 1)
+                {
+                    h = Node("LRN", c.Name + ".lrn", new[] { h }, lrnAttributes);
+                }
+                else
+                {
+                    // §3.2: each tower normalises its own maps: split the channels in equal halves, LRN each, concatenate.
+                    var split = new NodeProto { OpType = "Split", Name = c.Name + ".towers" };
+                    split.Input.Add(h);
+                    split.Attribute.Add(Int("axis", 1));
+                    string[] towers = Enumerable.Range(0, lrn.Towers).Select(t => $"{c.Name}.tower{t}").ToArray();
+                    split.Output.AddRange(towers);
+                    g.Node.Add(split);
+                    string[] normalised = towers.Select(t => Node("LRN", t + ".lrn", new[] { t }, lrnAttributes)).ToArray();
+                    h = Node("Concat", c.Name + ".lrn", normalised, Int("axis", 1));
+                }
             }
             if (c.Pool)
             {

@@ -158,7 +158,7 @@ public static class PyTorchWeights
         }
     }
 
-    /// <summary>A state_dict file as a net of ours and the header of a checkpoint that holds it (<see cref="Checkpoint.Save"/>).</summary>
+    /// <summary>A state_dict file as a net of ours and the header of a checkpoint that holds it (Checkpoint.Save).</summary>
     public static (AlexNetModel Model, RunState State) Import(string path, ImportOptions o)
     {
         Dictionary<string, Tensor> state = Read(path);

@@ -182,14 +182,18 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>One module of the net (from <see cref="Pipeline"/>), its conv or FC product in <see cref="Precision"/>.</summary>
-    public Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h) => (Precision, module) switch
-    {
-        (Precision.Bf16, Conv2d conv) => LowPrecision.Conv(h, conv),
-        (Precision.Bf16, Linear fc) => LowPrecision.Linear(h, fc),
-        (Precision.Fp32, Linear fc) when Kernels == KernelChoice.Fused && FullyConnected.Supports(h, fc) => FullyConnected.Apply(h, fc),
-        (_, Dropout) when Kernels == KernelChoice.Fused && training && Architecture.Dropout > 0 && DropoutMask.Supports(h) => DropoutMask.Apply(h, Architecture.Dropout),
-        _ => module.call(h),
-    };
+    public Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h) => Call(module, h, Kernels, Precision, training, Architecture.Dropout);
+
+    /// <summary>One module on <paramref name="h"/> with the code <paramref name="kernels"/> and <paramref name="precision"/> pick (also each tower's, Towers.cs).</summary>
+    internal static Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h, KernelChoice kernels, Precision precision, bool training, double dropout) =>
+        (precision, module) switch
+        {
+            (Precision.Bf16, Conv2d conv) => LowPrecision.Conv(h, conv),
+            (Precision.Bf16, Linear fc) => LowPrecision.Linear(h, fc),
+            (Precision.Fp32, Linear fc) when kernels == KernelChoice.Fused && FullyConnected.Supports(h, fc) => FullyConnected.Apply(h, fc),
+            (_, Dropout) when kernels == KernelChoice.Fused && training && dropout > 0 && DropoutMask.Supports(h) => DropoutMask.Apply(h, dropout),
+            _ => module.call(h),
+        };
 
     /// <summary>classifier[0 .. end) on the flattened features.</summary>
     Tensor RunClassifier(Tensor h, int end)

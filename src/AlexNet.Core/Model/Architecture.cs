@@ -30,7 +30,9 @@ public enum InitScheme
 }
 
 /// <summary>§3.3: b = a / (k + α Σ a²)^β over n adjacent channels, α as the paper writes it (not divided by n).</summary>
-public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 0.75, double K = 2.0)
+/// <param name="Towers">§3.2: the net's towers; each normalises its own kernel maps (its GPU holds no others), so the
+/// n adjacent channels never cross from one tower's half of the maps into the other's. 1: all channels are adjacent.</param>
+public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 0.75, double K = 2.0, int Towers = 1)
 {
     /// <summary>libtorch, Caffe and ONNX divide α by n inside the sum, so the paper's α is α·n there.</summary>
     [JsonIgnore]
@@ -39,9 +41,9 @@ public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 
     /// <summary>Any n ≥ 1: an even n takes PyTorch's window, one more channel below than above (LrnKernel.cs).</summary>
     public void Validate()
     {
-        if (Size < 1 || K < 0 || Alpha < 0 || Beta < 0)
+        if (Size < 1 || K < 0 || Alpha < 0 || Beta < 0 || Towers < 1)
         {
-            throw new ArgumentException($"LRN needs n ≥ 1, k ≥ 0, α ≥ 0, β ≥ 0; got n={Size}, k={K}, α={Alpha}, β={Beta}.");
+            throw new ArgumentException($"LRN needs n ≥ 1, k ≥ 0, α ≥ 0, β ≥ 0 and at least one tower; got n={Size}, k={K}, α={Alpha}, β={Beta}, towers={Towers}.");
         }
     }
 }
@@ -85,6 +87,10 @@ public sealed record Architecture(
             if (channels % c.Groups != 0 || c.Kernels % c.Groups != 0)
             {
                 throw new ArgumentException($"{c.Name}: {channels} input maps and {c.Kernels} kernels cannot be split into {c.Groups} towers.");
+            }
+            if (c.Lrn && Lrn is not null && c.Kernels % Lrn.Towers != 0)
+            {
+                throw new ArgumentException($"{c.Name}: {c.Kernels} maps cannot be normalised in {Lrn.Towers} towers.");
             }
             size = Shapes.OutputSize(size, c.Size, c.Stride, c.Padding);
             if (c.Pool)

@@ -36,7 +36,7 @@ public static class FusedStage
     {
         using var scope = NewDisposeScope();
         Tensor a = nn.functional.relu(x);
-        Tensor b = p is null ? a : nn.functional.local_response_norm(a, p.Size, p.TorchAlpha, p.Beta, p.K);
+        Tensor b = p is null ? a : LocalResponseNorm.Reference(a, p);
         return nn.functional.max_pool2d(b, new long[] { window, window }, new long[] { stride, stride }).MoveToOuterDisposeScope();
     }
 

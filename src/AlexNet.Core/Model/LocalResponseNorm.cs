@@ -3,6 +3,7 @@
 // ReLU → LRN → pool run fused (FusedStage); this layer runs where the stage does not apply.
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Threading.Tasks;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -31,7 +32,7 @@ public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
     {
         if (!fused || !Planes.Supports(input))
         {
-            return nn.functional.local_response_norm(input, p.Size, p.TorchAlpha, p.Beta, p.K);
+            return Reference(input, p);
         }
         if (!torch.is_grad_enabled() || !input.requires_grad)
         {
@@ -41,6 +42,18 @@ public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
             return output;
         }
         return LrnFunction.apply(input, p);
+    }
+
+    /// <summary>libtorch's LRN, tower by tower (each tower's maps normalised among themselves, §3.2): the reference of our kernel, and the path of other devices and dtypes.</summary>
+    public static Tensor Reference(Tensor input, LrnParams p)
+    {
+        if (p.Towers == 1)
+        {
+            return nn.functional.local_response_norm(input, p.Size, p.TorchAlpha, p.Beta, p.K);
+        }
+        using var scope = NewDisposeScope();
+        Tensor[] towers = input.chunk(p.Towers, 1).Select(t => nn.functional.local_response_norm(t, p.Size, p.TorchAlpha, p.Beta, p.K)).ToArray();
+        return cat(towers, 1).MoveToOuterDisposeScope();
     }
 
     sealed class LrnFunction : autograd.SingleTensorFunction<LrnFunction>

@@ -1,6 +1,7 @@
 // §3.3 Local response normalisation across channels, the one CPU kernel (the layer alone and the fused
 // ReLU→LRN→pool stage both run it):
-//   b[c] = a[c] / s[c]^β,   s[c] = k + α Σ_{j ∈ W(c)} a[j]²,   W(c) = [c − ⌊n/2⌋, c + ⌊(n−1)/2⌋] ∩ [0, C)
+//   b[c] = a[c] / s[c]^β,   s[c] = k + α Σ_{j ∈ W(c)} a[j]²,   W(c) = [c − ⌊n/2⌋, c + ⌊(n−1)/2⌋] ∩ c's tower
+// (a tower: all C channels, or with §3.2's two towers the half that holds c)
 // with the paper's α (libtorch, Caffe and ONNX divide it by n). For odd n the window is centred, as the paper
 // writes it; for even n it is PyTorch's (one more channel below than above). Its gradient:
 //   ∂a[c] = ∂b[c]·s[c]^−β − 2αβ·a[c]·Σ_{j : c ∈ W(j)} ∂b[j]·b[j]/s[j]
@@ -46,22 +47,36 @@ internal static unsafe class LrnKernel
 
     /// <summary>
     /// One image: for each channel c in order, b = f(x_c)·s^−β is written where <paramref name="sink"/> says and
-    /// handed back to it. <paramref name="scratch"/> has <see cref="ForwardScratchPlanes"/> planes.
+    /// handed back to it. <paramref name="scratch"/> has <see cref="ForwardScratchPlanes"/> planes. With
+    /// <see cref="LrnParams.Towers"/> &gt; 1 each tower's channels are normalised among themselves (§3.2: a GPU
+    /// normalises its own kernel maps), as if the window met zeros at the towers' border.
     /// </summary>
     public static void ForwardImage<TAct, TSink>(float* x, int channels, int plane, LrnParams p, Scratch scratch, ref TSink sink)
         where TAct : IActivation
         where TSink : IPlaneSink
     {
+        int perTower = channels / p.Towers;
+        for (int from = 0; from < channels; from += perTower)
+        {
+            ForwardTower<TAct, TSink>(x, from, from + perTower, plane, p, scratch, ref sink);
+        }
+    }
+
+    static void ForwardTower<TAct, TSink>(float* x, int from, int to, int plane, LrnParams p, Scratch scratch, ref TSink sink)
+        where TAct : IActivation
+        where TSink : IPlaneSink
+    {
         float* squares = scratch[0], zero = scratch[1];
+        new Span<float>(squares, scratch.Slot).Clear();
         int lo = p.Size / 2, hi = (p.Size - 1) / 2;
         var terms = new Terms(p);
-        float* Channel(int c) => c >= 0 && c < channels ? x + (long)c * plane : zero;
-        for (int j = 0; j <= Math.Min(hi, channels - 1); j++)
+        float* Channel(int c) => c >= from && c < to ? x + (long)c * plane : zero;
+        for (int j = from; j <= Math.Min(from + hi, to - 1); j++)
         {
             Roll<TAct>(squares, Channel(j), zero, plane);
         }
         int vw = Vector<float>.Count;
-        for (int c = 0; c < channels; c++)
+        for (int c = from; c < to; c++)
         {
             float* xc = Channel(c), entering = Channel(c + hi + 1), leaving = Channel(c - lo);
             float* b = sink.Target(c);
@@ -87,12 +102,25 @@ internal static unsafe class LrnKernel
         where TAct : IActivation
         where TGrad : IPlaneGradient
     {
+        int perTower = channels / p.Towers;
+        for (int from = 0; from < channels; from += perTower)
+        {
+            BackwardTower<TAct, TGrad>(x, gx, from, from + perTower, plane, p, scratch, ref grad);
+        }
+    }
+
+    static void BackwardTower<TAct, TGrad>(float* x, float* gx, int from, int to, int plane, LrnParams p, Scratch scratch, ref TGrad grad)
+        where TAct : IActivation
+        where TGrad : IPlaneGradient
+    {
         int lo = p.Size / 2, hi = (p.Size - 1) / 2;
         int ring = p.Size + 1;
         float* squares = scratch[2 * ring], ratios = scratch[2 * ring + 1], zero = scratch[2 * ring + 2];
         float* T(int c) => scratch[c % ring];
         float* R(int c) => scratch[ring + c % ring];
-        float* Channel(int c) => c >= 0 && c < channels ? x + (long)c * plane : zero;
+        new Span<float>(squares, scratch.Slot).Clear();
+        new Span<float>(ratios, scratch.Slot).Clear();
+        float* Channel(int c) => c >= from && c < to ? x + (long)c * plane : zero;
         var terms = new Terms(p);
         int vw = Vector<float>.Count;
 
@@ -114,11 +142,11 @@ internal static unsafe class LrnKernel
             }
         }
 
-        for (int j = 0; j <= Math.Min(hi, channels - 1); j++)
+        for (int j = from; j <= Math.Min(from + hi, to - 1); j++)
         {
             Roll<TAct>(squares, Channel(j), zero, plane);
         }
-        for (int j = 0; j <= Math.Min(lo, channels - 1); j++)
+        for (int j = from; j <= Math.Min(from + lo, to - 1); j++)
         {
             Produce(j, ref grad);
             Planes.Add(ratios, R(j), plane);
@@ -126,15 +154,15 @@ internal static unsafe class LrnKernel
 
         // ∂a = t − 2αβ·a·Σ r, then the activation's derivative; the Σ r window moves on by one channel in the same pass.
         var twoAlphaBeta = new Vector<float>((float)(2 * p.Alpha * p.Beta));
-        for (int c = 0; c < channels; c++)
+        for (int c = from; c < to; c++)
         {
             int entering = c + lo + 1, leaving = c - hi;
-            if (entering < channels)
+            if (entering < to)
             {
                 Produce(entering, ref grad);
             }
-            float* rin = entering < channels ? R(entering) : zero;
-            float* rout = leaving >= 0 ? R(leaving) : zero;
+            float* rin = entering < to ? R(entering) : zero;
+            float* rout = leaving >= from ? R(leaving) : zero;
             float* xc = x + (long)c * plane, tc = T(c), gxc = gx + (long)c * plane;
             for (int i = 0; i < plane; i += vw)
             {

@@ -55,13 +55,14 @@ public static class Variants
             new ConvLayer("conv4", 384, 3, 1, 1, 2, Lrn: false, Pool: false, BiasOne: true),
             new ConvLayer("conv5", 256, 3, 1, 1, 2, Lrn: false, Pool: true, BiasOne: true)),
         ImmutableArray.Create(new FcLayer("fc6", 4096, BiasOne: true), new FcLayer("fc7", 4096, BiasOne: true)),
-        Activation.Relu, new LrnParams(), PoolWindow: 3, PoolStride: 2, Dropout: 0.5, InitScheme.Paper,
+        Activation.Relu, new LrnParams(Towers: 2), PoolWindow: 3, PoolStride: 2, Dropout: 0.5, InitScheme.Paper,
         TorchvisionLayout: false);
 
     /// <summary>§3.2: "a net with half as many kernels in each convolutional layer trained on one GPU" (conv5 and FC full).</summary>
     static Architecture PaperOneGpu(int classes, int channels, int size) => PaperNet(classes, channels, size) with
     {
         Variant = Paper1Gpu,
+        Lrn = new LrnParams(),
         Convs = ImmutableArray.Create(
             new ConvLayer("conv1", 48, 11, 4, 2, 1, Lrn: true, Pool: true, BiasOne: false),
             new ConvLayer("conv2", 128, 5, 1, 2, 1, Lrn: true, Pool: true, BiasOne: true),
@@ -104,13 +105,14 @@ public static class Variants
             new ConvLayer("conv4", 96, 3, 1, 1, 2, Lrn: false, Pool: false, BiasOne: true),
             new ConvLayer("conv5", 64, 3, 1, 1, 2, Lrn: false, Pool: true, BiasOne: true)),
         ImmutableArray.Create(new FcLayer("fc6", 512, BiasOne: true), new FcLayer("fc7", 512, BiasOne: true)),
-        Activation.Relu, new LrnParams(), PoolWindow: 3, PoolStride: 2, Dropout: 0.5, InitScheme.Kaiming,
+        Activation.Relu, new LrnParams(Towers: 2), PoolWindow: 3, PoolStride: 2, Dropout: 0.5, InitScheme.Kaiming,
         TorchvisionLayout: false);
 
     /// <summary>§3.2's comparison at small scale: half the kernels in conv1–conv4 on "one GPU", conv5 and FC full size.</summary>
     static Architecture SmallOneGpu(int classes, int channels, int size) => SmallNet(classes, channels, size) with
     {
         Variant = Small1Gpu,
+        Lrn = new LrnParams(),
         Convs = ImmutableArray.Create(
             new ConvLayer("conv1", 16, 5, 1, 0, 1, Lrn: true, Pool: true, BiasOne: false),
             new ConvLayer("conv2", 32, 5, 1, 2, 1, Lrn: true, Pool: true, BiasOne: true),

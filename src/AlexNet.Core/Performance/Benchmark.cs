@@ -14,7 +14,7 @@ namespace AlexNet.Performance;
 /// <param name="Conv1MultiplyAdds">conv1's share of <paramref name="MultiplyAddsPerImage"/>: its input gradient is never computed (the image needs none).</param>
 public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads, double TrainImagesPerSecond, double InferImagesPerSecond,
     double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage, long HugePageBytes = 0, double MatmulGflops = 0,
-    long Conv1MultiplyAdds = 0, double PeakGflops = 0, Precision Precision = Precision.Fp32)
+    long Conv1MultiplyAdds = 0, double PeakGflops = 0, Precision Precision = Precision.Fp32, string? Towers = null)
 {
     /// <summary>
     /// Multiply-adds of one training step per image: forward, weight gradients and input gradients, each as many as
@@ -38,15 +38,19 @@ public static class Benchmark
 
     /// <param name="device">cpu, cuda or cuda:N: the net, the batch and the update there (the fused kernels are the CPU's).</param>
     /// <param name="precision">The conv and FC products' number format (Precision.cs).</param>
+    /// <param name="towers">§3.2: run the net as two towers on these two devices (TowerNet), concurrently with <paramref name="concurrent"/>; null: the grouped net.</param>
     public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps, string device = "cpu",
-        Precision precision = Precision.Fp32)
+        Precision precision = Precision.Fp32, string? towers = null, bool concurrent = false)
     {
         Compute.UseThreads(threads);
         Device d = Compute.ResolveDevice(device);
-        using AlexNetModel model = ModelFor(arch, lrnMode);
-        model.to(d);
-        model.Precision = precision;
-        arch = model.Architecture;
+        using AlexNetModel grouped = ModelFor(arch, lrnMode);
+        grouped.to(d);
+        grouped.Precision = precision;
+        arch = grouped.Architecture;
+        using TowerNet? split = towers is null ? null
+            : new TowerNet(grouped, towers.Split(',').Select(t => Compute.ResolveDevice(t.Trim())).ToArray()) { Concurrent = concurrent, ThreadsPerTower = Math.Max(1, threads / 2) };
+        nn.Module<Tensor, Tensor> model = split is null ? grouped : split;
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
         using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize, device: d);
         using var y = randint(0, arch.Classes, new long[] { batch }, device: d);
@@ -91,7 +95,7 @@ public static class Benchmark
         ModelSummary summary = ModelSummary.Of(arch);
         return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000, batch / infer * 1000, train, infer,
             Process.GetCurrentProcess().PeakWorkingSet64, summary.MultiplyAdds, hugePages, Conv1MultiplyAdds: summary.Rows.First(r => r.Layer == "conv1").MultiplyAdds,
-            Precision: precision);
+            Precision: precision, Towers: towers is null ? null : towers + (concurrent ? " concurrent" : ""));
     }
 
     /// <summary>

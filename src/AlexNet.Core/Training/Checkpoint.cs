@@ -51,18 +51,22 @@ public static class Checkpoint
     static readonly byte[] Magic = Encoding.ASCII.GetBytes("ALXNCKPT");
     const uint Version = 1;
 
-    public static void Save(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null)
+    public static void Save(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null) =>
+        Save(path, state, model, optimizer?.Velocity, ema);
+
+    /// <param name="velocity">The momentum buffers in <paramref name="model"/>'s parameter order (a TowerNet's joined back: Trainer).</param>
+    public static void Save(string path, RunState state, AlexNetModel model, IReadOnlyList<Tensor>? velocity, WeightEma? ema = null)
     {
         var tensors = new List<(string, Tensor)>();
         foreach ((string name, Tensor t) in model.state_dict())
         {
             tensors.Add(("model/" + name, t));
         }
-        if (optimizer is not null)
+        if (velocity is not null)
         {
-            for (int i = 0; i < optimizer.Velocity.Count; i++)
+            for (int i = 0; i < velocity.Count; i++)
             {
-                tensors.Add(($"velocity/{i}", optimizer.Velocity[i]));
+                tensors.Add(($"velocity/{i}", velocity[i]));
             }
         }
         if (ema is not null)
@@ -95,7 +99,7 @@ public static class Checkpoint
         });
     }
 
-    /// <summary>Reads and verifies the header; the tensors are read by <see cref="LoadInto"/>.</summary>
+    /// <summary>Reads and verifies the header; the tensors are read by LoadInto.</summary>
     public static RunState ReadState(string path)
     {
         if (!File.Exists(path))
@@ -159,7 +163,11 @@ public static class Checkpoint
     /// <summary>Copies the saved weights (and momentum buffers) into a model of the same architecture.</summary>
     /// <param name="ema">The run's weight average to restore, or null.</param>
     /// <param name="averagedWeights">Load the weight average (ema/…) into the model instead of its weights.</param>
-    public static void LoadInto(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null, bool averagedWeights = false)
+    public static void LoadInto(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null, bool averagedWeights = false) =>
+        LoadInto(path, state, model, optimizer?.Velocity, ema, averagedWeights);
+
+    /// <param name="velocity">Momentum buffers in <paramref name="model"/>'s parameter order, to be read into.</param>
+    public static void LoadInto(string path, RunState state, AlexNetModel model, IReadOnlyList<Tensor>? velocity, WeightEma? ema = null, bool averagedWeights = false)
     {
         string mine = JsonSerializer.Serialize(model.Architecture, Json.Options);
         string theirs = JsonSerializer.Serialize(state.Architecture, Json.Options);
@@ -174,11 +182,11 @@ public static class Checkpoint
         {
             targets["model/" + name] = t;
         }
-        if (optimizer is not null)
+        if (velocity is not null)
         {
-            for (int i = 0; i < optimizer.Velocity.Count; i++)
+            for (int i = 0; i < velocity.Count; i++)
             {
-                targets[$"velocity/{i}"] = optimizer.Velocity[i];
+                targets[$"velocity/{i}"] = velocity[i];
             }
         }
         foreach ((string name, Tensor average) in ema?.Averages ?? Enumerable.Empty<(string, Tensor)>())

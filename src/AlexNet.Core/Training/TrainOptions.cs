@@ -2,6 +2,7 @@
 // It is saved beside every run (options.json) and inside every checkpoint. The machine it runs on (threads,
 // workers) is not part of it: MachineOptions.
 using System;
+using AlexNet.Evaluation;
 using AlexNet.Model;
 
 namespace AlexNet.Training;
@@ -74,6 +75,7 @@ public sealed record TrainOptions
     public int MaxSteps { get; init; } = 0;                 // 0 = no limit (tests and smoke runs)
     public int TrainLimit { get; init; } = 0;               // use only the first N training records (0 = all)
     public int ValSplit { get; init; } = 0;                 // hold out N training records (chosen by Seed) to validate and select on; the val store is then the test set, scored once at the end
+    public ViewSet ValViews { get; init; } = ViewSet.Centre; // the views each validation (and the test scoring) averages: §4.1's centre or ten, or (not in the paper) the centre and its reflection
 
     // Not in the paper: what a modern reference trainer offers. All off by default, so the defaults stay §5's recipe.
     public double LabelSmoothing { get; init; } = 0;        // targets (1 − ε)·one-hot + ε/K (Szegedy et al. 2016)
@@ -113,6 +115,7 @@ public sealed record TrainOptions
         Check(WarmupEpochs >= 0 && WarmupEpochs <= Epochs, "--warmup-epochs must be between 0 and --epochs");
         Check(ClipGradNorm >= 0 && double.IsFinite(ClipGradNorm), "--clip-grad-norm must be ≥ 0");
         Check(ValSplit >= 0, "--val-split must be ≥ 0");
+        Check(ValViews is not ViewSet.Both, "--val-views takes one of centre, ten or flip");
         Check(MixupAlpha >= 0 && CutmixAlpha >= 0 && double.IsFinite(MixupAlpha + CutmixAlpha), "--mixup-alpha and --cutmix-alpha must be ≥ 0");
         Check(Ema is >= 0 and < 1, "--ema must be in [0, 1) (0 = off; e.g. 0.999)");
         Check(PcaStd >= 0, "--pca-std must be ≥ 0");

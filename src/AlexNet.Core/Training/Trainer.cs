@@ -39,7 +39,9 @@ public sealed class SilentProgress : ITrainingProgress
 /// <param name="Workers">Background threads that assemble batches; the batches do not depend on how many.</param>
 /// <param name="Parallel">Data parallel over MPI (`mpirun -np N`), or null for one process.</param>
 /// <param name="Device">Where the net trains: cpu, cuda or cuda:N (Compute.ResolveDevice); the fused kernels run on CPU float32 only.</param>
-public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distributed.DataParallel? Parallel = null, string Device = "cpu")
+/// <param name="Towers">§3.2: two devices, e.g. "cpu,cpu" or "cuda:0,cuda:1", each running one tower of the net (TowerNet); null: the grouped net on Device.</param>
+public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distributed.DataParallel? Parallel = null, string Device = "cpu",
+    string? Towers = null, bool ConcurrentTowers = false)
 {
     public static MachineOptions Default => new(Environment.ProcessorCount);
 
@@ -48,6 +50,10 @@ public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distri
         if (Threads < 1 || Workers < 1)
         {
             throw new ArgumentException("--threads and --workers must be at least 1.");
+        }
+        if (Towers is not null && Parallel is not null)
+        {
+            throw new ArgumentException("--towers splits one net across two devices in one process; it does not combine with data parallel over MPI (run one process).");
         }
     }
 }
@@ -79,6 +85,7 @@ public static class Trainer
             {
                 break;   // stopped inside the epoch; last.ckpt holds the position
             }
+            run.Towers?.WriteInto(run.Model);   // the grouped net validates what the towers learned
             EvalResult validation = Evaluate(run, run.Model);
             EvalResult? averaged = run.Ema is null ? null : Evaluate(run, run.AveragedModel());
             progress.EpochEnded(EndEpoch(run, epoch, totals, validation, averaged));
@@ -103,10 +110,11 @@ public static class Trainer
         {
             return;
         }
-        var results = new List<EvalResult> { Evaluator.Evaluate(new[] { run.Model }, run.Test, run.ValAugmentation, tenCrop: false) };
+        (View[] views, string name) = Evaluator.Of(run.Options.ValViews);
+        var results = new List<EvalResult> { Evaluator.Evaluate(new[] { run.Model }, run.Test, run.ValAugmentation, views, name) };
         if (run.Ema is not null)
         {
-            results.Add(Evaluator.Evaluate(new[] { run.AveragedModel() }, run.Test, run.ValAugmentation, tenCrop: false) with { Views = "centre, weight average" });
+            results.Add(Evaluator.Evaluate(new[] { run.AveragedModel() }, run.Test, run.ValAugmentation, views, name) with { Views = $"{name}, weight average" });
         }
         Json.Write(path, results);
         progress.Message($"Test set {run.Test.Directory}, scored once with the last weights: top-1 error {100 * results[0].Top1Error:F2}%, top-5 {100 * results[0].Top5Error:F2}% ({path}).");
@@ -133,7 +141,7 @@ public static class Trainer
     {
         TrainOptions o = run.Options;
         int perEpoch = run.Loader.BatchesPerEpoch;
-        run.Model.train();
+        run.Net.train();
         progress.EpochStarted(epoch, o.Epochs, perEpoch, run.StepInEpoch);
         var epochClock = Stopwatch.StartNew();
         var windowClock = Stopwatch.StartNew();
@@ -156,7 +164,7 @@ public static class Trainer
                     else
                     {
                         Mix? mix = Mixing.Apply(batch.Inputs, batch.Labels, o.MixupAlpha, o.CutmixAlpha, RankSeed(o, run.Parallel), run.Step);
-                        (Tensor loss, Tensor logits) = TrainingStep.Run(run.Model, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm, reduce, mix);
+                        (Tensor loss, Tensor logits) = TrainingStep.Run(run.Net, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm, reduce, mix);
                         Tensor row = Sums(loss, logits, batch);
                         epochSums.add_(row);
                         windowSums.add_(row);
@@ -217,7 +225,8 @@ public static class Trainer
     /// <summary>§6 on the validation set, centre crop only (ten views are for `alexnet eval`).</summary>
     static EvalResult Evaluate(Run run, AlexNetModel model)
     {
-        EvalResult Score(int[]? records) => Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, Evaluator.Views(false), "centre",
+        (View[] views, string name) = Evaluator.Of(run.Options.ValViews);
+        EvalResult Score(int[]? records) => Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, views, name,
             batchSize: Math.Max(run.Options.BatchSize, 256), records: records);
         if (run.Parallel is not { } parallel)
         {
@@ -233,7 +242,7 @@ public static class Trainer
             sums = new[] { mine.Loss * mine.Count, mine.Top1Error * mine.Count, mine.Top5Error * mine.Count, mine.Count };
         }
         parallel.Sum(sums);
-        return new EvalResult((int)sums[3], sums[0] / sums[3], sums[1] / sums[3], sums[2] / sums[3], "centre", 1,
+        return new EvalResult((int)sums[3], sums[0] / sums[3], sums[1] / sums[3], sums[2] / sums[3], name, 1,
             Array.Empty<double>(), Array.Empty<ConfusedPair>());
     }
 
@@ -273,6 +282,13 @@ public static class Trainer
         public required TrainOptions Options { get; init; }
         public required string Directory { get; init; }
         public required AlexNetModel Model { get; init; }
+
+        /// <summary>With --towers, §3.2's two towers: they train (Sgd holds their parameters); Model gets their weights before each validation and checkpoint.</summary>
+        public TowerNet? Towers { get; init; }
+
+        /// <summary>What each training step runs forward and backward: the towers, or the grouped net.</summary>
+        public nn.Module<Tensor, Tensor> Net => Towers is null ? Model : Towers;
+
         public required PaperSgd Sgd { get; init; }
         public required LearningRateSchedule Schedule { get; init; }
         public required BatchLoader Loader { get; init; }
@@ -354,8 +370,23 @@ public static class Trainer
             {
                 progress.Message($"--resume continues {runDir} with its own options; ignored: {string.Join(", ", ignored)}.");
             }
-            Run run = Create(options, machine, train, val, runDir, saved.Schedule, prepare: null);
-            Checkpoint.LoadInto(lastPath, saved, run.Model, run.Sgd, run.Ema);
+            Run run = Create(options, machine, train, val, runDir, saved.Schedule, prepare: null, saved.Architecture);
+            if (run.Towers is null)
+            {
+                Checkpoint.LoadInto(lastPath, saved, run.Model, run.Sgd, run.Ema);
+            }
+            else
+            {
+                // The checkpoint is the grouped net's: its weights and momentum are read in that layout, then split to the towers.
+                Tensor[] velocity = run.Model.parameters().Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
+                Checkpoint.LoadInto(lastPath, saved, run.Model, velocity, run.Ema);
+                run.Towers.ReadFrom(run.Model);
+                run.Towers.SplitInto(run.Model, velocity, run.Sgd.Velocity);
+                foreach (Tensor v in velocity)
+                {
+                    v.Dispose();
+                }
+            }
             run.EpochsDone = saved.Epoch;
             run.StepInEpoch = saved.StepInEpoch;
             run.Step = saved.Step;
@@ -375,8 +406,9 @@ public static class Trainer
         }
 
         /// <summary>Checks the data and builds the net before <paramref name="prepare"/> makes the folder: a bad flag leaves none behind.</summary>
+        /// <param name="resumed">A resumed run's saved net: it keeps its LRN (a run from before LrnParams.Towers normalises across the towers).</param>
         static Run Create(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, ScheduleState? schedule,
-            Action? prepare)
+            Action? prepare, Architecture? resumed = null)
         {
             CheckData(train, val);
             LowPrecision.Check(options.Precision, Compute.ResolveDevice(machine.Device));
@@ -386,6 +418,10 @@ public static class Trainer
             Architecture arch = source is null
                 ? options.Architecture(train.ClassCount, train.Channels, augment.Crop)
                 : FineTuning.Architecture(options, source, train.ClassCount, train.Channels, augment.Crop);
+            if (resumed is not null && Json.Serialize(arch with { Lrn = resumed.Lrn }) == Json.Serialize(resumed))
+            {
+                arch = resumed;
+            }
             (int[]? trainRecords, int[]? heldOut) = options.ValSplit > 0 ? BatchLoader.Split(train.Count, options.ValSplit, options.Seed) : (null, null);
             prepare?.Invoke();
             var model = new AlexNetModel(arch, options.Seed);
@@ -397,11 +433,23 @@ public static class Trainer
                 : FineTuning.PretrainedKeys(model, source);
             (TorchSharp.Modules.Parameter[] learned, double[] factors) = FineTuning.Parameters(model, options, pretrained);
             machine.Parallel?.Broadcast(model);   // rank 0's initial weights everywhere (DDP's first step)
+            TowerNet? towers = null;
+            if (machine.Towers is string placement)
+            {
+                if (options.Ema > 0 || options.FreezeFeatures || options.PretrainedLrFactor != 1)
+                {
+                    throw new ArgumentException("--towers trains every weight at one ε without a weight average: leave out --ema, --freeze and --pretrained-lr-factor.");
+                }
+                towers = new TowerNet(model, placement.Split(',').Select(d => Compute.ResolveDevice(d.Trim())).ToArray()) { Concurrent = machine.ConcurrentTowers, ThreadsPerTower = Math.Max(1, machine.Threads / 2) };
+                learned = towers.parameters().ToArray();
+                factors = Enumerable.Repeat(1.0, learned.Length).ToArray();
+            }
             return new Run
             {
                 Options = options,
                 Directory = runDir,
                 Model = model,
+                Towers = towers,
                 Sgd = new PaperSgd(learned, options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer, options.Nesterov, rateFactors: factors),
                 Schedule = new LearningRateSchedule(options, schedule),
                 Loader = new BatchLoader(train, new Augmentation(train, augment),
@@ -427,7 +475,20 @@ public static class Trainer
             var state = new RunState(Options, Model.Architecture, epochsDone, StepInEpoch, Step, Schedule.State, epochSums, Best,
                 RngState(), Train.Manifest.Classes.Select(c => c.Name).ToArray(), Train.Mean, Train.Height, Train.Width,
                 Array.Empty<TensorEntry>());
-            Checkpoint.Save(LastPath, state, Model, Sgd, Ema);
+            if (Towers is null)
+            {
+                Checkpoint.Save(LastPath, state, Model, Sgd, Ema);
+            }
+            else
+            {
+                Towers.WriteInto(Model);
+                Tensor[] velocity = Towers.Join(Model, Sgd.Velocity);   // the grouped net's layout: the checkpoint is interchangeable
+                Checkpoint.Save(LastPath, state, Model, velocity, Ema);
+                foreach (Tensor v in velocity)
+                {
+                    v.Dispose();
+                }
+            }
             SinceSave.Restart();
         }
 
@@ -439,6 +500,7 @@ public static class Trainer
             _averaged?.Dispose();
             Log.Dispose();
             Sgd.Dispose();
+            Towers?.Dispose();
             Model.Dispose();
         }
     }

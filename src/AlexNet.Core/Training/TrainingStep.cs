@@ -18,7 +18,7 @@ public static class TrainingStep
     /// <param name="clipGradNorm">Not in the paper: the largest global L2 norm of ∂L/∂w (0: no clipping).</param>
     /// <param name="reduceGradients">Data parallel: averages ∂L/∂w over the ranks between the backward pass and the update.</param>
     /// <param name="mix">Not in the paper: a mixup/CutMix batch's second labels and λ (Mixing.cs), or null.</param>
-    public static (Tensor Loss, Tensor Logits) Run(AlexNetModel model, PaperSgd sgd, Tensor inputs, Tensor labels,
+    public static (Tensor Loss, Tensor Logits) Run(nn.Module<Tensor, Tensor> model, PaperSgd sgd, Tensor inputs, Tensor labels,
         double labelSmoothing = 0, double clipGradNorm = 0, System.Action? reduceGradients = null, Mix? mix = null)
     {
         Tensor logits = model.forward(inputs);
@@ -67,7 +67,7 @@ public static class TrainingStep
     }
 
     /// <summary>One step with its own dispose scope, for callers that read nothing back (the benchmark).</summary>
-    public static void RunOnce(AlexNetModel model, PaperSgd sgd, Tensor inputs, Tensor labels)
+    public static void RunOnce(nn.Module<Tensor, Tensor> model, PaperSgd sgd, Tensor inputs, Tensor labels)
     {
         using (NewDisposeScope())
         {

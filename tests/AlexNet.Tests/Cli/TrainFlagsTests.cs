@@ -22,6 +22,7 @@ public class TrainFlagsTests
         { new[] { "--clip-grad-norm", "5" }, o => o.ClipGradNorm == 5 },
         { new[] { "--ema", "0.999" }, o => o.Ema == 0.999 },
         { new[] { "--val-split", "100" }, o => o.ValSplit == 100 },
+        { new[] { "--val-views", "flip" }, o => o.ValViews == AlexNet.Evaluation.ViewSet.Flip },
         { new[] { "--checkpoint-minutes", "5" }, o => o.CheckpointMinutes == 5 },
         { new[] { "--checkpoint-every", "7" }, o => o.CheckpointEvery == 7 },
         { new[] { "--mixup-alpha", "0.2" }, o => o.MixupAlpha == 0.2 },

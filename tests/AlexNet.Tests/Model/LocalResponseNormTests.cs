@@ -22,7 +22,8 @@ public class LocalResponseNormTests
                 for (int x = 0; x < plane; x++)
                 {
                     double sum = 0;
-                    for (int j = Math.Max(0, i - p.Size / 2); j <= Math.Min(c - 1, i + (p.Size - 1) / 2); j++)
+                    int perTower = c / p.Towers, from = i / perTower * perTower, to = from + perTower;   // §3.2: i's tower
+                    for (int j = Math.Max(from, i - p.Size / 2); j <= Math.Min(to - 1, i + (p.Size - 1) / 2); j++)
                     {
                         double v = a[(img * c + j) * plane + x];
                         sum += v * v;
@@ -33,6 +34,72 @@ public class LocalResponseNormTests
             }
         }
         return b;
+    }
+
+    [Theory]
+    [InlineData(2, 8, 5, 5, 5, 2)]      // two towers of 4 maps, the paper's n = 5: the window is clipped at the border
+    [InlineData(1, 12, 6, 7, 5, 3)]     // three towers
+    [InlineData(2, 6, 4, 4, 2, 2)]      // even n
+    public void EachTowerNormalisesItsOwnMaps(int n, int c, int h, int w, int size, int towers)
+    {
+        var p = new LrnParams(size, 0.3, 0.75, 2.0, towers);   // a large α, so that every neighbour matters
+        using var g = new Generator(5);
+        using Tensor a = (randn(new long[] { n, c, h, w }, generator: g) * 3).requires_grad_();
+        using Tensor b = LocalResponseNorm.Apply(a, p);
+        double[] expected = ByHand(a.detach().data<float>().ToArray(), n, c, h * w, p);
+        float[] actual = b.detach().data<float>().ToArray();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"element {i}: {actual[i]} vs {expected[i]}");
+        }
+        // The gradient against libtorch's LRN run tower by tower in float64.
+        using Tensor a64 = a.detach().to(ScalarType.Float64).requires_grad_();
+        using Tensor reference = LocalResponseNorm.Reference(a64, p);
+        using Tensor up = randn(reference.shape, dtype: ScalarType.Float64, generator: g);
+        using (Tensor l = (reference * up).sum())
+        {
+            l.backward();
+        }
+        using (Tensor l = (b * up.to(ScalarType.Float32)).sum())
+        {
+            l.backward();
+        }
+        Assert.True(b.detach().to(ScalarType.Float64).allclose(reference.detach(), rtol: 1e-5, atol: 1e-6));
+        Assert.True(a.grad!.to(ScalarType.Float64).allclose(a64.grad!, rtol: 1e-4, atol: 1e-5));
+        // No tower reads another's maps: changing the last tower's inputs leaves the first tower's outputs as they were.
+        int perTower = c / towers;
+        using Tensor changed = a.detach().clone();
+        changed[TensorIndex.Colon, TensorIndex.Slice(c - perTower, c)].mul_(5);
+        using Tensor b2 = LocalResponseNorm.Apply(changed, p);
+        Assert.True(b2[TensorIndex.Colon, TensorIndex.Slice(0, perTower)].eq(b.detach()[TensorIndex.Colon, TensorIndex.Slice(0, perTower)]).all().item<bool>());
+        Assert.False(b2.eq(b.detach()).all().item<bool>());
+        // The fused ReLU → LRN → pool of conv1 and conv2 agrees with the same operations apart.
+        using Tensor x = a.detach().clone().requires_grad_();
+        using Tensor x64 = a.detach().to(ScalarType.Float64).requires_grad_();
+        using Tensor fused = FusedStage.Apply(x, p, 3, 2);
+        using Tensor apart = FusedStage.Reference(x64, p, 3, 2);
+        Assert.True(fused.to(ScalarType.Float64).allclose(apart, rtol: 1e-5, atol: 1e-6));
+        using Tensor up2 = randn(apart.shape, dtype: ScalarType.Float64, generator: g);
+        using (Tensor l = (apart * up2).sum())
+        {
+            l.backward();
+        }
+        using (Tensor l = (fused * up2.to(ScalarType.Float32)).sum())
+        {
+            l.backward();
+        }
+        Assert.True(x.grad!.to(ScalarType.Float64).allclose(x64.grad!, rtol: 1e-4, atol: 1e-5));
+    }
+
+    [Fact]
+    public void ParamsWrittenBeforeTowersReadAsOneTower()
+    {
+        // Checkpoints from before LrnParams.Towers: their LRN spanned all maps, and still does.
+        LrnParams old = AlexNet.Json.Parse<LrnParams>("{\"size\":5,\"alpha\":0.0001,\"beta\":0.75,\"k\":2}", "test");
+        Assert.Equal(1, old.Towers);
+        Assert.Equal(2, AlexNet.Json.Parse<LrnParams>(AlexNet.Json.Serialize(new LrnParams(Towers: 2)), "test").Towers);
+        Assert.Equal(2, Variants.Get(Variants.Paper).Lrn!.Towers);
+        Assert.Equal(1, Variants.Get(Variants.Paper1Gpu).Lrn!.Towers);
     }
 
     [Theory]

@@ -169,4 +169,56 @@ public class HeldOutSplitTests
         Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress());
         Assert.Equal("[]", File.ReadAllText(dir["run/test.json"]));   // scored once: a resume does not score it again
     }
+
+    [Fact]
+    public void ValViewsFlipValidatesAndScoresTheTestSetWithTheReflectionAveraged()
+    {
+        using var dir = new TestData.TempDir();
+        using var stores = new TestData.Stores(dir, 80, 16);
+        var o = new TrainOptions
+        {
+            Model = Variants.Small, Epochs = 1, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
+            Schedule = ScheduleKind.Step, ValSplit = 24, ValViews = ViewSet.Flip,
+        };
+        TrainResult r = Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
+        (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["run/last.ckpt"]);
+        using (model)
+        {
+            (_, int[] held) = BatchLoader.Split(80, 24, 11);
+            Augmentation aug = TestPipeline.Augmentation(state, 28, 28);
+            EvalResult flip = Evaluator.Evaluate(new[] { model }, stores.Train, aug, Evaluator.FlipViews, "flip", records: held);
+            EvalResult centre = Evaluator.Evaluate(new[] { model }, stores.Train, aug, Evaluator.Views(false), "centre", records: held);
+            Assert.Equal(flip.Loss, r.Last!.ValLoss, 9);
+            Assert.NotEqual(centre.Loss, r.Last!.ValLoss, 6);   // the reflection really entered the average
+            Assert.Equal(ViewSet.Flip, state.Options.ValViews);
+        }
+        var test = System.Text.Json.JsonDocument.Parse(File.ReadAllText(dir["run/test.json"])).RootElement;
+        Assert.Equal("flip", test[0].GetProperty("views").GetString());
+    }
+}
+
+/// <summary>A run from before LrnParams.Towers (its LRN spanned both towers' maps) resumes as it was trained.</summary>
+public class PreTowerRunTests
+{
+    [Fact]
+    public void ARunWhoseLrnSpannedTheTowersResumesWithIt()
+    {
+        using var dir = new TestData.TempDir();
+        using var stores = new TestData.Stores(dir, 48, 16);
+        var o = new TrainOptions { Model = Variants.Small, Epochs = 1, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 3, Schedule = ScheduleKind.Step };
+        Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
+        // Rewrite its checkpoint as the build before would have: the same weights under an LRN of one tower.
+        string last = dir["run/last.ckpt"];
+        (AlexNetModel model, RunState state) = Checkpoint.LoadModel(last);
+        Architecture old = state.Architecture with { Lrn = state.Architecture.Lrn! with { Towers = 1 } };
+        using (model)
+        using (var before = new AlexNetModel(old, seed: 0))
+        {
+            before.load_state_dict(model.state_dict());
+            Checkpoint.Save(last, state with { Architecture = old }, before, optimizer: null);
+        }
+        TrainResult r = Trainer.Fit(o with { Epochs = 2 }, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress());
+        Assert.Equal(2, r.Epochs);
+        Assert.Equal(1, Checkpoint.ReadState(last).Architecture.Lrn!.Towers);
+    }
 }

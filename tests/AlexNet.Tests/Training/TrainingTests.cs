@@ -255,7 +255,7 @@ public class TrainingTests
         Assert.True(copySgd.Velocity[0].eq(0.25).all().item<bool>());
 
         using var other = new AlexNetModel(Variants.Get(Variants.Small, 5, 1, 32));
-        Assert.Contains("differs", Assert.Throws<InvalidDataException>(() => Checkpoint.LoadInto(path, read, other, null)).Message);
+        Assert.Contains("differs", Assert.Throws<InvalidDataException>(() => Checkpoint.LoadInto(path, read, other, optimizer: null)).Message);
 
         byte[] bytes = File.ReadAllBytes(path);
         bytes[bytes.Length / 2] ^= 0x40;

@@ -19,6 +19,17 @@ import torch
 import torch.nn as nn
 
 
+class TowerLrn(nn.Module):
+    """§3.3's LRN as §3.2's towers run it: each tower (half of the maps) normalised on its own GPU (LrnParams.Towers)."""
+
+    def __init__(self, towers=2):
+        super().__init__()
+        self.towers, self.lrn = towers, nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)   # the paper's α = 1e-4 is α·n here
+
+    def forward(self, x):
+        return torch.cat([self.lrn(t) for t in x.chunk(self.towers, 1)], 1)
+
+
 def small_net():
     # conv: (out, kernel, stride, pad, groups, lrn, pool), as Variants.SmallNet
     convs = [(32, 5, 1, 0, 1, True, True), (64, 5, 1, 2, 2, True, True), (96, 3, 1, 1, 1, False, False),
@@ -27,7 +38,7 @@ def small_net():
     for cout, k, s, p, g, lrn, pool in convs:
         layers += [nn.Conv2d(cin, cout, k, s, p, groups=g), nn.ReLU(inplace=True)]
         if lrn:
-            layers.append(nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0))   # the paper's α = 1e-4 is α·n here
+            layers.append(TowerLrn())
         if pool:
             layers.append(nn.MaxPool2d(3, 2))
         cin = cout
