@@ -185,15 +185,29 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         Architecture a = Architecture;
-        Tensor[] h = Both(t => x.to(_devices[t]));
-        for (int i = 0; i < a.Convs.Length; i++)
+        Tensor[] h = { x.to(_devices[0]), x.to(_devices[1]) };
+        // Segments between exchanges: an ungrouped layer (conv1 on the image, conv3 on both towers' conv2 maps) starts
+        // one, and the grouped layers after it (conv2; conv4, conv5) continue it on their own tower's maps.
+        for (int end = 0; end < a.Convs.Length;)
         {
-            ConvLayer c = a.Convs[i];
-            // An ungrouped layer past conv1 (conv3) is an exchange: each tower reads both towers' maps.
-            Tensor[] inputs = i > 0 && c.Groups == 1 ? Exchange(h) : h;
-            h = Both(t => Stage(t, i, inputs[t]));
+            int start = end++;
+            while (end < a.Convs.Length && a.Convs[end].Groups == Count)
+            {
+                end++;
+            }
+            Tensor[] inputs = start > 0 ? Exchange(h) : h;
+            int from = start, to = end;
+            h = Both(t =>
+            {
+                Tensor y = inputs[t];
+                for (int layer = from; layer < to; layer++)
+                {
+                    y = Stage(t, layer, y);
+                }
+                return y;
+            });
         }
-        h = Both(t => h[t].flatten(1));
+        h = new[] { h[0].flatten(1), h[1].flatten(1) };
         int hidden = a.Hidden.Length;
         for (int i = 0; i <= hidden; i++)
         {
@@ -242,9 +256,10 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Both towers' maps, concatenated along the channels on each tower's device: the only traffic between devices.</summary>
-    Tensor[] Exchange(Tensor[] h) => Both(t => cat(new[] { h[0].to(_devices[t]), h[1].to(_devices[t]) }, 1));
+    Tensor[] Exchange(Tensor[] h) =>
+        Enumerable.Range(0, Count).Select(t => cat(new[] { h[0].to(_devices[t]), h[1].to(_devices[t]) }, 1)).ToArray();
 
-    /// <summary>f for each tower: one after the other, or at the same time on two threads.</summary>
+    /// <summary>f for each tower (a segment of conv layers): one after the other, or at the same time on two threads.</summary>
     Tensor[] Both(Func<int, Tensor> f)
     {
         if (!Concurrent)
