@@ -3,12 +3,13 @@
 #   dataset-fashion-mnist  the quick start's data set (IDX files)
 #   darknet, opencv-doc    the 1000 ILSVRC-2012 WordNet ids and their names; a few real photos
 #   openmpi-bin            mpirun, for data-parallel training (`mpirun -np N ./alexnet train …`) and its tests
+#   mpich                  mpiexec.mpich, the other MPI the data-parallel tests run (Open MPI stays Debian's default mpirun)
 #   libdnnl2               oneDNN's float32 GEMM for the fully connected layers where the CPU has AVX-512 (Model/FullyConnected.cs)
 # Safe to run again: it installs only what is missing and the build is incremental.
 set -euo pipefail
 cd "$(dirname "$0")"
 need=()
-for p in dataset-fashion-mnist darknet opencv-doc openmpi-bin libdnnl2; do
+for p in dataset-fashion-mnist darknet opencv-doc openmpi-bin mpich libdnnl2; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -71,16 +71,21 @@ public sealed unsafe class Mpi : IDisposable
         Size = s;
     }
 
+    /// <summary>The library of the launcher that started us: MPICH's Hydra sets PMI_*, Open MPI's mpirun OMPI_* (both may be installed).</summary>
     static nint Load()
     {
-        foreach (string name in new[] { "libmpi.so.40", "libmpi.so.12", "libmpi.so" })
+        bool mpich = Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") is null && Environment.GetEnvironmentVariable("PMI_SIZE") is not null;
+        string[] names = mpich
+            ? new[] { "libmpich.so.12", "libmpi.so.12", "libmpi.so.40", "libmpi.so" }
+            : new[] { "libmpi.so.40", "libmpich.so.12", "libmpi.so.12", "libmpi.so" };
+        foreach (string name in names)
         {
             if (NativeLibrary.TryLoad(name, out nint lib))
             {
                 return lib;
             }
         }
-        throw new FileNotFoundException("no MPI library (libmpi.so.40 of Open MPI, libmpi.so.12 of MPICH) could be loaded: install Debian's openmpi-bin (or mpich) to train with mpirun.");
+        throw new FileNotFoundException("no MPI library (libmpi.so.40 of Open MPI, libmpich.so.12 of MPICH) could be loaded: install Debian's openmpi-bin (or mpich) to train with mpirun.");
     }
 
     nint Export(string name) => NativeLibrary.TryGetExport(_lib, name, out nint p) ? p

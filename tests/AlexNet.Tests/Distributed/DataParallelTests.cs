@@ -13,13 +13,15 @@ namespace AlexNet.Tests.Distributed;
 public class DataParallelTests
 {
     const string Mpirun = "/usr/bin/mpirun";
+    const string MpichLauncher = "/usr/bin/mpiexec.mpich";
 
     static string Alexnet => Path.Combine(AppContext.BaseDirectory, "alexnet.dll");
 
     /// <summary>Runs mpirun with the given arguments; its exit code and output, or a failure when it hangs.</summary>
-    static (int Code, string Output) Run(string arguments, int timeoutSeconds = 120)
+    /// <param name="mpich">Launch with MPICH's Hydra instead of Open MPI's mpirun.</param>
+    static (int Code, string Output) Run(string arguments, int timeoutSeconds = 120, bool mpich = false)
     {
-        var start = new ProcessStartInfo(Mpirun, $"--oversubscribe --mca btl self,vader,tcp {arguments}")
+        var start = new ProcessStartInfo(mpich ? MpichLauncher : Mpirun, mpich ? arguments : $"--oversubscribe --mca btl self,vader,tcp {arguments}")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -42,18 +44,21 @@ public class DataParallelTests
         $"dotnet {Alexnet} train -d {data} -m small --batch-size {batch} --dropout 0 --lr 0.05 --input-scale 0.0125 --max-steps 5 " +
         $"--schedule step --step-epochs 9 --log-every 1 --threads 1 --out {run} {string.Join(" ", extra)}";
 
-    [SkippableFact]
-    public void TwoRanksEqualOneProcessWithTwiceTheBatch()
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TwoRanksEqualOneProcessWithTwiceTheBatch(bool mpich)
     {
         Skip.IfNot(File.Exists(Mpirun), "Open MPI (Debian's openmpi-bin) is not installed");
+        Skip.If(mpich && !File.Exists(MpichLauncher), "MPICH (Debian's mpich) is not installed");
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 72, 4);   // 72 = 4 global batches of 16 and a short one of 8
         TestData.WriteSyntheticStore(dir["data/val"], 20, 4, seed: 3);
         (int one, string oneOut) = Run($"-np 1 {Train(dir["data"], dir["one"], 16)}");
         Assert.True(one == 0, oneOut);
-        (int two, string twoOut) = Run($"-np 2 {Train(dir["data"], dir["two"], 8)}");
+        (int two, string twoOut) = Run($"-np 2 {Train(dir["data"], dir["two"], 8)}", mpich: mpich);
         Assert.True(two == 0, twoOut);
-        Assert.Contains("2 ranks (Open MPI)", twoOut);
+        Assert.Contains(mpich ? "2 ranks (MPICH)" : "2 ranks (Open MPI)", twoOut);
         Assert.False(File.Exists(Path.Combine(dir["two"], "rank-1")));
 
         // Five steps with momentum and weight decay, through an epoch end (validation sharded) and the short batch.
@@ -76,20 +81,23 @@ public class DataParallelTests
         Assert.Equal(va.TrainLoss, vb.TrainLoss, 5);
     }
 
-    [SkippableFact]
-    public void ARankThatFailsEndsTheJobAndRanksThatDisagreeStop()
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ARankThatFailsEndsTheJobAndRanksThatDisagreeStop(bool mpich)
     {
         Skip.IfNot(File.Exists(Mpirun), "Open MPI (Debian's openmpi-bin) is not installed");
+        Skip.If(mpich && !File.Exists(MpichLauncher), "MPICH (Debian's mpich) is not installed");
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 32, 4);
         TestData.WriteSyntheticStore(dir["data/val"], 8, 4, seed: 3);
         // Rank 1 cannot open its data: it must end rank 0, which would otherwise wait in the first collective.
-        (int code, string output) = Run($"-np 1 {Train(dir["data"], dir["a"], 8)} : -np 1 {Train(dir["nowhere"], dir["a"], 8)}", timeoutSeconds: 90);
+        (int code, string output) = Run($"-np 1 {Train(dir["data"], dir["a"], 8)} : -np 1 {Train(dir["nowhere"], dir["a"], 8)}", timeoutSeconds: 90, mpich: mpich);
         Assert.NotEqual(0, code);
         Assert.Contains("no prepared store", output);
         Assert.Contains("rank 1 of 2 failed", output);
         // Different options on the two ranks: a message that says so, and the job ends.
-        (code, output) = Run($"-np 1 {Train(dir["data"], dir["b"], 8)} : -np 1 {Train(dir["data"], dir["b"], 8, "--momentum", "0.8")}", timeoutSeconds: 90);
+        (code, output) = Run($"-np 1 {Train(dir["data"], dir["b"], 8)} : -np 1 {Train(dir["data"], dir["b"], 8, "--momentum", "0.8")}", timeoutSeconds: 90, mpich: mpich);
         Assert.NotEqual(0, code);
         Assert.Contains("ranks disagree on the options and data", output);
     }
