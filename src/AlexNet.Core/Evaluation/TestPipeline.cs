@@ -128,17 +128,10 @@ public static class TestPipeline
         }
         Augmentation aug = nets.TestAugmentation(store.Height, store.Width);
         var results = new List<EvalResult>();
-        if (views is ViewSet.Centre or ViewSet.Both)
+        foreach (ViewSet one in views is ViewSet.Both ? new[] { ViewSet.Centre, ViewSet.Ten } : new[] { views })
         {
-            results.Add(Evaluator.Evaluate(nets.Models, store, aug, tenCrop: false, batchSize));
-        }
-        if (views is ViewSet.Ten or ViewSet.Both)
-        {
-            results.Add(Evaluator.Evaluate(nets.Models, store, aug, tenCrop: true, batchSize));
-        }
-        if (views is ViewSet.Flip)
-        {
-            results.Add(Evaluator.Evaluate(nets.Models, store, aug, Evaluator.FlipViews, "flip", batchSize));
+            (View[] v, string name) = Evaluator.Of(one);
+            results.Add(Evaluator.Evaluate(nets.Models, store, aug, v, name, batchSize));
         }
         return results;
     }

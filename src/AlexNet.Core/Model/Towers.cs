@@ -23,6 +23,7 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     readonly Linear[][] _fcs;       // [tower][fc6, fc7, fc8]
     readonly int[][] _rows;         // [layer][tower]: the first row (kernel, neuron) of each tower in the grouped layer, and the end
     readonly LrnParams? _lrn;       // one tower's LRN: its own maps only
+    readonly Dropout _dropout;      // §4.2 on fc6's and fc7's halves, as the grouped net's (AlexNetModel.Call picks the code)
 
     public Architecture Architecture { get; }
 
@@ -39,8 +40,6 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     /// <summary>Threads each tower's operations use when <see cref="Concurrent"/>.</summary>
     public int ThreadsPerTower { get; set; } = 1;
 
-    public IReadOnlyList<Device> Devices => _devices;
-
     /// <summary>The towers of <paramref name="grouped"/> (a `paper` or `small` net, or an ablation of one), tower t's weights copied to devices[t].</summary>
     public TowerNet(AlexNetModel grouped, IReadOnlyList<Device> devices) : base("TowerNet")
     {
@@ -51,6 +50,8 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
         Precision = grouped.Precision;
         _devices = devices.ToArray();
         _lrn = a.Lrn is null ? null : a.Lrn with { Towers = 1 };
+        _dropout = nn.Dropout(a.Dropout);
+        register_module("dropout", _dropout);
         string[] layers = grouped.LayerNames.ToArray();
         _rows = layers.Select(name => Halves((int)grouped.LayerParameters(name).Weight.shape[0])).ToArray();
         _convs = new Conv2d[Count][];
@@ -88,6 +89,19 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
         }
         ReadFrom(grouped);
     }
+
+    /// <summary>`--towers DEV_A,DEV_B`: the towers of <paramref name="grouped"/> on those devices, <paramref name="threads"/> split between them when concurrent.</summary>
+    public static TowerNet Place(AlexNetModel grouped, string devices, int threads, bool concurrent) =>
+        new(grouped, Resolve(devices))
+        {
+            Concurrent = concurrent,
+            ThreadsPerTower = Math.Max(1, threads / 2),
+        };
+
+    /// <summary>Refuses a net without §3.2's towers or a device list that is not two usable devices, before anything is built or written.</summary>
+    public static void Check(Architecture a, string devices) => Check(a, Resolve(devices).Length);
+
+    static Device[] Resolve(string devices) => devices.Split(',').Select(d => Compute.ResolveDevice(d.Trim())).ToArray();
 
     int Size(int layer, int tower) => _rows[layer][tower + 1] - _rows[layer][tower];
 
@@ -230,7 +244,7 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
         {
             return FusedStage.Apply(h, lrn, a.PoolWindow, a.PoolStride);   // ReLU → LRN → pool, or ReLU → pool
         }
-        h = a.Activation == Activation.Relu ? nn.functional.relu(h) : h.tanh();
+        h = Activate(h);
         if (lrn is not null)
         {
             h = LocalResponseNorm.Apply(h, lrn, fused: Kernels != KernelChoice.Libtorch);
@@ -247,13 +261,11 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
         {
             return h;   // fc8's logits
         }
-        h = a.Activation == Activation.Relu ? nn.functional.relu(h) : h.tanh();
-        if (!training || a.Dropout == 0)
-        {
-            return h;
-        }
-        return Kernels == KernelChoice.Fused && DropoutMask.Supports(h) ? DropoutMask.Apply(h, a.Dropout) : nn.functional.dropout(h, a.Dropout, training: true);
+        return AlexNetModel.Call(_dropout, Activate(h), Kernels, Precision, training, a.Dropout);
     }
+
+    /// <summary>§3.1's ReLU, or tanh.</summary>
+    Tensor Activate(Tensor h) => Architecture.Activation == Activation.Relu ? nn.functional.relu(h) : h.tanh();
 
     /// <summary>Both towers' maps, concatenated along the channels on each tower's device: the only traffic between devices.</summary>
     Tensor[] Exchange(Tensor[] h) =>

@@ -48,8 +48,7 @@ public static class Benchmark
         grouped.to(d);
         grouped.Precision = precision;
         arch = grouped.Architecture;
-        using TowerNet? split = towers is null ? null
-            : new TowerNet(grouped, towers.Split(',').Select(t => Compute.ResolveDevice(t.Trim())).ToArray()) { Concurrent = concurrent, ThreadsPerTower = Math.Max(1, threads / 2) };
+        using TowerNet? split = towers is null ? null : TowerNet.Place(grouped, towers, threads, concurrent);
         nn.Module<Tensor, Tensor> model = split is null ? grouped : split;
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
         using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize, device: d);

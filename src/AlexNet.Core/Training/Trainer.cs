@@ -423,6 +423,14 @@ public static class Trainer
                 arch = resumed;
             }
             (int[]? trainRecords, int[]? heldOut) = options.ValSplit > 0 ? BatchLoader.Split(train.Count, options.ValSplit, options.Seed) : (null, null);
+            if (machine.Towers is string placement)
+            {
+                if (options.Ema > 0 || options.FreezeFeatures || options.PretrainedLrFactor != 1)
+                {
+                    throw new ArgumentException("--towers trains every weight at one ε without a weight average: leave out --ema, --freeze and --pretrained-lr-factor.");
+                }
+                TowerNet.Check(arch, placement);
+            }
             prepare?.Invoke();
             var model = new AlexNetModel(arch, options.Seed);
             model.to(Compute.ResolveDevice(machine.Device));   // before the optimiser: its momentum buffers are made beside the weights
@@ -434,13 +442,9 @@ public static class Trainer
             (TorchSharp.Modules.Parameter[] learned, double[] factors) = FineTuning.Parameters(model, options, pretrained);
             machine.Parallel?.Broadcast(model);   // rank 0's initial weights everywhere (DDP's first step)
             TowerNet? towers = null;
-            if (machine.Towers is string placement)
+            if (machine.Towers is string devices)
             {
-                if (options.Ema > 0 || options.FreezeFeatures || options.PretrainedLrFactor != 1)
-                {
-                    throw new ArgumentException("--towers trains every weight at one ε without a weight average: leave out --ema, --freeze and --pretrained-lr-factor.");
-                }
-                towers = new TowerNet(model, placement.Split(',').Select(d => Compute.ResolveDevice(d.Trim())).ToArray()) { Concurrent = machine.ConcurrentTowers, ThreadsPerTower = Math.Max(1, machine.Threads / 2) };
+                towers = TowerNet.Place(model, devices, machine.Threads, machine.ConcurrentTowers);
                 learned = towers.parameters().ToArray();
                 factors = Enumerable.Repeat(1.0, learned.Length).ToArray();
             }

@@ -36,6 +36,41 @@ public class LocalResponseNormTests
         return b;
     }
 
+    /// <summary><paramref name="b"/> (our LRN of <paramref name="a"/>) against <see cref="ByHand"/>, element by element.</summary>
+    static void AssertFormula(Tensor a, Tensor b, LrnParams p)
+    {
+        long[] s = a.shape;
+        double[] expected = ByHand(a.detach().data<float>().ToArray(), (int)s[0], (int)s[1], (int)(s[2] * s[3]), p);
+        float[] actual = b.detach().data<float>().ToArray();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"element {i}: {actual[i]} vs {expected[i]}");
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="ours"/> on x in float32 against <paramref name="reference"/> on x in float64: the outputs, and the
+    /// gradients of Σ output·u for one random u.
+    /// </summary>
+    static void AssertMatchesInFloat64(Tensor x, Func<Tensor, Tensor> ours, Func<Tensor, Tensor> reference, Generator g)
+    {
+        using Tensor x32 = x.detach().to(ScalarType.Float32).requires_grad_();
+        using Tensor x64 = x.detach().to(ScalarType.Float64).requires_grad_();
+        using Tensor expected = reference(x64);
+        using Tensor actual = ours(x32);
+        using Tensor up = randn(expected.shape, dtype: ScalarType.Float64, generator: g);
+        using (Tensor l = (expected * up).sum())
+        {
+            l.backward();
+        }
+        using (Tensor l = (actual * up.to(ScalarType.Float32)).sum())
+        {
+            l.backward();
+        }
+        Assert.True(actual.detach().to(ScalarType.Float64).allclose(expected.detach(), rtol: 1e-5, atol: 1e-6));
+        Assert.True(x32.grad!.to(ScalarType.Float64).allclose(x64.grad!, rtol: 1e-4, atol: 1e-5));
+    }
+
     [Theory]
     [InlineData(2, 8, 5, 5, 5, 2)]      // two towers of 4 maps, the paper's n = 5: the window is clipped at the border
     [InlineData(1, 12, 6, 7, 5, 3)]     // three towers
@@ -44,51 +79,20 @@ public class LocalResponseNormTests
     {
         var p = new LrnParams(size, 0.3, 0.75, 2.0, towers);   // a large α, so that every neighbour matters
         using var g = new Generator(5);
-        using Tensor a = (randn(new long[] { n, c, h, w }, generator: g) * 3).requires_grad_();
+        using Tensor a = randn(new long[] { n, c, h, w }, generator: g) * 3;
         using Tensor b = LocalResponseNorm.Apply(a, p);
-        double[] expected = ByHand(a.detach().data<float>().ToArray(), n, c, h * w, p);
-        float[] actual = b.detach().data<float>().ToArray();
-        for (int i = 0; i < expected.Length; i++)
-        {
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"element {i}: {actual[i]} vs {expected[i]}");
-        }
+        AssertFormula(a, b, p);
         // The gradient against libtorch's LRN run tower by tower in float64.
-        using Tensor a64 = a.detach().to(ScalarType.Float64).requires_grad_();
-        using Tensor reference = LocalResponseNorm.Reference(a64, p);
-        using Tensor up = randn(reference.shape, dtype: ScalarType.Float64, generator: g);
-        using (Tensor l = (reference * up).sum())
-        {
-            l.backward();
-        }
-        using (Tensor l = (b * up.to(ScalarType.Float32)).sum())
-        {
-            l.backward();
-        }
-        Assert.True(b.detach().to(ScalarType.Float64).allclose(reference.detach(), rtol: 1e-5, atol: 1e-6));
-        Assert.True(a.grad!.to(ScalarType.Float64).allclose(a64.grad!, rtol: 1e-4, atol: 1e-5));
+        AssertMatchesInFloat64(a, x => LocalResponseNorm.Apply(x, p), x => LocalResponseNorm.Reference(x, p), g);
         // No tower reads another's maps: changing the last tower's inputs leaves the first tower's outputs as they were.
         int perTower = c / towers;
-        using Tensor changed = a.detach().clone();
+        using Tensor changed = a.clone();
         changed[TensorIndex.Colon, TensorIndex.Slice(c - perTower, c)].mul_(5);
         using Tensor b2 = LocalResponseNorm.Apply(changed, p);
-        Assert.True(b2[TensorIndex.Colon, TensorIndex.Slice(0, perTower)].eq(b.detach()[TensorIndex.Colon, TensorIndex.Slice(0, perTower)]).all().item<bool>());
-        Assert.False(b2.eq(b.detach()).all().item<bool>());
+        Assert.True(b2[TensorIndex.Colon, TensorIndex.Slice(0, perTower)].eq(b[TensorIndex.Colon, TensorIndex.Slice(0, perTower)]).all().item<bool>());
+        Assert.False(b2.eq(b).all().item<bool>());
         // The fused ReLU → LRN → pool of conv1 and conv2 agrees with the same operations apart.
-        using Tensor x = a.detach().clone().requires_grad_();
-        using Tensor x64 = a.detach().to(ScalarType.Float64).requires_grad_();
-        using Tensor fused = FusedStage.Apply(x, p, 3, 2);
-        using Tensor apart = FusedStage.Reference(x64, p, 3, 2);
-        Assert.True(fused.to(ScalarType.Float64).allclose(apart, rtol: 1e-5, atol: 1e-6));
-        using Tensor up2 = randn(apart.shape, dtype: ScalarType.Float64, generator: g);
-        using (Tensor l = (apart * up2).sum())
-        {
-            l.backward();
-        }
-        using (Tensor l = (fused * up2.to(ScalarType.Float32)).sum())
-        {
-            l.backward();
-        }
-        Assert.True(x.grad!.to(ScalarType.Float64).allclose(x64.grad!, rtol: 1e-4, atol: 1e-5));
+        AssertMatchesInFloat64(a, x => FusedStage.Apply(x, p, 3, 2), x => FusedStage.Reference(x, p, 3, 2), g);
     }
 
     [Fact]
@@ -109,28 +113,13 @@ public class LocalResponseNormTests
     {
         var p = new LrnParams(size, alpha, beta, k);
         using var g = new Generator(3);
-        using Tensor a = (randn(new long[] { n, c, h, w }, generator: g) * 3).requires_grad_();
-        using Tensor b = LocalResponseNorm.Apply(a, p);
-        double[] expected = ByHand(a.detach().data<float>().ToArray(), n, c, h * w, p);
-        float[] actual = b.detach().data<float>().ToArray();
-        for (int i = 0; i < expected.Length; i++)
+        using Tensor a = randn(new long[] { n, c, h, w }, generator: g) * 3;
+        using (Tensor b = LocalResponseNorm.Apply(a, p))
         {
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"element {i}: {actual[i]} vs {expected[i]}");
+            AssertFormula(a, b, p);
         }
         // And libtorch (which pads ⌊n/2⌋ below and ⌊(n−1)/2⌋ above) agrees, gradient included.
-        using Tensor a64 = a.detach().to(ScalarType.Float64).requires_grad_();
-        using Tensor reference = nn.functional.local_response_norm(a64, size, p.TorchAlpha, beta, k);
-        using Tensor up = randn(reference.shape, dtype: ScalarType.Float64, generator: g);
-        using (Tensor l = (reference * up).sum())
-        {
-            l.backward();
-        }
-        using (Tensor l = (b * up.to(ScalarType.Float32)).sum())
-        {
-            l.backward();
-        }
-        Assert.True(b.detach().to(ScalarType.Float64).allclose(reference.detach(), rtol: 1e-5, atol: 1e-6));
-        Assert.True(a.grad!.to(ScalarType.Float64).allclose(a64.grad!, rtol: 1e-4, atol: 1e-5));
+        AssertMatchesInFloat64(a, x => LocalResponseNorm.Apply(x, p), x => nn.functional.local_response_norm(x, size, p.TorchAlpha, beta, k), g);
     }
 
     [Theory]
@@ -144,12 +133,7 @@ public class LocalResponseNormTests
         using var g = new Generator(7);
         using Tensor a = randn(new long[] { n, c, h, w }, generator: g) * 3;
         using Tensor b = LocalResponseNorm.Apply(a, p);
-        double[] expected = ByHand(a.data<float>().ToArray(), n, c, h * w, p);
-        float[] actual = b.data<float>().ToArray();
-        for (int i = 0; i < expected.Length; i++)
-        {
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"element {i}: {actual[i]} vs {expected[i]}");
-        }
+        AssertFormula(a, b, p);
     }
 
     [Theory]

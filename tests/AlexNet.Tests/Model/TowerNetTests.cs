@@ -165,5 +165,6 @@ public class TowerTrainingTests
         Assert.Contains("--ema", e.Message);
         Assert.Throws<ArgumentException>(() => AlexNet.Training.Trainer.Fit(Options(1) with { Model = Variants.Small1Gpu }, towers, stores.Train, stores.Val,
             dir["o"], resume: false, new AlexNet.Training.SilentProgress()));
+        Assert.False(System.IO.Directory.Exists(dir["e"]) || System.IO.Directory.Exists(dir["o"]));   // refused before a run folder is made
     }
 }

@@ -140,16 +140,19 @@ public class HeldOutSplitTests
         Assert.Throws<System.ArgumentException>(() => BatchLoader.Split(100, 100, seed: 3));
     }
 
+    /// <summary>One epoch of `small` on 80 training records, 24 of them held out by seed 11.</summary>
+    static TrainOptions HeldOut => new()
+    {
+        Model = Variants.Small, Epochs = 1, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
+        Schedule = ScheduleKind.Step, ValSplit = 24,
+    };
+
     [Fact]
     public void ARunValidatesOnTheHeldOutRecordsAndScoresTheTestSetOnce()
     {
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 80, 16);
-        var o = new TrainOptions
-        {
-            Model = Variants.Small, Epochs = 1, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
-            Schedule = ScheduleKind.Step, ValSplit = 24,
-        };
+        TrainOptions o = HeldOut;
         TrainResult r = Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
         // 56 training images: 4 steps of 16 (the last of 8).
         Assert.Equal(4, r.Steps);
@@ -175,11 +178,7 @@ public class HeldOutSplitTests
     {
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 80, 16);
-        var o = new TrainOptions
-        {
-            Model = Variants.Small, Epochs = 1, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
-            Schedule = ScheduleKind.Step, ValSplit = 24, ValViews = ViewSet.Flip,
-        };
+        TrainOptions o = HeldOut with { ValViews = ViewSet.Flip };
         TrainResult r = Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
         (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["run/last.ckpt"]);
         using (model)
