@@ -24,9 +24,10 @@ internal static class BenchCommand
         Option<string> precision = Cli.PrecisionOption();
         var towers = new Option<string?>("--towers") { Description = "§3.2: time the net as two towers on these two devices, e.g. cpu,cpu (paper and small)." };
         var concurrentTowers = new Option<bool>("--concurrent-towers") { Description = "With --towers: the two towers' forward work at the same time, --threads split between them." };
+        var replicas = new Option<int>("--replicas") { Description = Cli.ReplicasDescription, DefaultValueFactory = _ => 1 };
         var command = new Command("bench", "Measure training-step and inference throughput on in-memory batches.")
         {
-            model, batch, threads, lrn, steps, classes, channels, input, device, precision, towers, concurrentTowers,
+            model, batch, threads, lrn, steps, classes, channels, input, device, precision, towers, concurrentTowers, replicas,
         };
         var lrnOnly = new Option<string?>("--lrn-only") { Description = "Time LRN alone on a tensor of this shape, e.g. 64x96x55x55." };
         command.Options.Add(lrnOnly);
@@ -158,12 +159,12 @@ internal static class BenchCommand
                 return 0;
             }
             BenchResult b = Benchmark.Run(arch, r.GetValue(lrn)!, r.GetValue(batch), r.GetValue(threads), 3, r.GetValue(steps), r.GetValue(device)!,
-                LowPrecision.Parse(r.GetValue(precision)!), r.GetValue(towers), r.GetValue(concurrentTowers));
+                LowPrecision.Parse(r.GetValue(precision)!), r.GetValue(towers), r.GetValue(concurrentTowers), r.GetValue(replicas));
             double matmul = Benchmark.MatmulGflops(r.GetValue(threads));
             PeakRate peak = PeakProbe.Measure(r.GetValue(threads));
             b = b with { MatmulGflops = matmul, PeakGflops = peak.Gflops };
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{b.Model}{(b.Towers is null ? "" : $" towers={b.Towers}")} lrn={b.Lrn} precision={b.Precision.ToString().ToLowerInvariant()} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB ({b.HugePageBytes / 1048576} MiB in huge pages after training)"));
+                $"{b.Model}{(b.Towers is null ? "" : $" towers={b.Towers}")}{(b.Replicas > 1 ? $" replicas={b.Replicas}" : "")} lrn={b.Lrn} precision={b.Precision.ToString().ToLowerInvariant()} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB ({b.HugePageBytes / 1048576} MiB in huge pages after training)"));
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"the machine: FMA peak {peak.Gflops:F1} GFLOP/s ({peak.Vectors}, {peak.Threads} threads); libtorch's 2048² matmul {matmul:F1} GFLOP/s; float32 FC layers on {(FullyConnected.Available ? "oneDNN's sgemm" : "libtorch's linear (no libdnnl2 or no AVX-512)")}"));
             System.Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -28,6 +28,8 @@ internal static class Cli
 
     const string PrecisionText = "Not in the paper: fp32, or bf16 = the conv and FC products in bfloat16 from float32 weights (fast where lscpu shows avx512_bf16)";
 
+    public const string ReplicasDescription = "Not in the paper (One weird trick's data parallelism, in one process): split each batch across this many copies of the net, each on its own thread(s) of --threads, their gradients added in a fixed order (a machine setting).";
+
     public static Option<string> PrecisionOption() => new("--precision") { Description = PrecisionText + ".", DefaultValueFactory = _ => "fp32" };
 
     /// <summary>--precision for commands that load a checkpoint: absent = the precision the run trained in.</summary>

@@ -65,6 +65,7 @@ internal static class TrainCommand
     static readonly Option<string> ValViews = new("--val-views") { Description = "Views each validation averages (and the test scoring with --val-split): centre, ten (§4.1's ten patches), or flip (not in the paper: the centre and its reflection).", DefaultValueFactory = _ => "centre" };
     static readonly Option<string?> Towers = new("--towers") { Description = "§3.2: each of the net's two towers on its own device, e.g. cpu,cpu or cuda:0,cuda:1, exchanging maps only where Figure 2 connects them (paper and small; checkpoints stay the grouped net's; a machine setting)." };
     static readonly Option<bool> ConcurrentTowers = new("--concurrent-towers") { Description = "With --towers: run the two towers' forward work at the same time, --threads split between them." };
+    static readonly Option<int> ReplicasFlag = new("--replicas") { Description = Cli.ReplicasDescription, DefaultValueFactory = _ => 1 };
     static readonly Option<string?> InitFrom = new("--init-from") { Description = "Not in the paper: fine-tune: start from this checkpoint's weights (a run's, or `alexnet import`'s); its net, normalisation and input scale unless given; fc8 is re-initialised when the data has other classes." };
     static readonly Option<string?> Freeze = new("--freeze") { Description = "With --init-from: 'features' keeps conv1–conv5 as they are, so only the classifier (fc6–fc8) learns." };
     static readonly Option<double> PretrainedLrFactor = new("--pretrained-lr-factor") { Description = "With --init-from: ε of the layers taken from the checkpoint, as a fraction of --lr (a re-initialised fc8 keeps --lr).", DefaultValueFactory = _ => D.PretrainedLrFactor };
@@ -83,7 +84,7 @@ internal static class TrainCommand
         {
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
             Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
-            Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema, ValSplit, ValViews, Towers, ConcurrentTowers,
+            Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema, ValSplit, ValViews, Towers, ConcurrentTowers, ReplicasFlag,
             InitFrom, Freeze, PretrainedLrFactor, Normalize, TensorBoard, MixupAlpha, CutmixAlpha, Device, PrecisionFlag,
         };
         Freeze.AcceptOnlyFromAmong("features");
@@ -105,7 +106,8 @@ internal static class TrainCommand
             TrainOptions o = Options(r, resume ? Path.Combine(runDir, Trainer.OptionsFile) : null);
             (string trainDir, string valDir) = Stores(r.GetValue(Data), r.GetValue(TrainStore), r.GetValue(ValStore));
             Compute.ResolveDevice(r.GetValue(Device)!);   // a bad --device fails before any data is read
-            var machine = new MachineOptions(r.GetValue(Threads), r.GetValue(Workers), parallel, r.GetValue(Device)!, r.GetValue(Towers), r.GetValue(ConcurrentTowers));
+            var machine = new MachineOptions(r.GetValue(Threads), r.GetValue(Workers), parallel, r.GetValue(Device)!, r.GetValue(Towers), r.GetValue(ConcurrentTowers),
+                r.GetValue(ReplicasFlag));
             return Execute(o, machine, trainDir, valDir, runDir, resume, ResumeCommand(r, runDir), r.GetValue(TensorBoard));
         })));
         return command;

@@ -23,12 +23,36 @@ public static unsafe class DropoutMask
         return x.mul(mask);
     }
 
-    /// <summary>One draw from libtorch's default generator (seeded by torch.random.manual_seed, saved in checkpoints).</summary>
+    /// <summary>
+    /// The next mask's seed: one draw from libtorch's default generator (seeded by torch.random.manual_seed, saved in
+    /// checkpoints), or, on a thread given a stream (<see cref="UseStream"/>), the stream's next value.
+    /// </summary>
     static ulong NextSeed()
+    {
+        if (_stream is (ulong seed, ulong drawn))
+        {
+            _stream = (seed, drawn + 1);
+            return Mix(seed + (drawn + 1) * 0x9E3779B97F4A7C15UL);
+        }
+        return Draw();
+    }
+
+    /// <summary>One draw from libtorch's default generator.</summary>
+    public static ulong Draw()
     {
         using Tensor draw = randint(long.MaxValue, new long[] { 1 }, dtype: ScalarType.Int64);
         return (ulong)draw.item<long>();
     }
+
+    /// <summary>
+    /// This thread's masks from a stream of seeds derived from <paramref name="seed"/> (null: from libtorch's generator
+    /// again). Replicas (Training/Replicas.cs) run on several threads at once, which would take the shared generator's
+    /// draws in no fixed order; a stream per replica keeps every mask fixed by the run's seed.
+    /// </summary>
+    public static void UseStream(ulong? seed) => _stream = seed is ulong s ? (s, 0) : null;
+
+    [ThreadStatic]
+    static (ulong Seed, ulong Drawn)? _stream;
 
     /// <summary>Each value independently 1/(1 − p) with probability 1 − p, else 0; the same (shape, p, seed) gives the same mask.</summary>
     public static Tensor Make(long[] shape, double p, ulong seed)

@@ -14,7 +14,8 @@ namespace AlexNet.Performance;
 /// <param name="Conv1MultiplyAdds">conv1's share of <paramref name="MultiplyAddsPerImage"/>: its input gradient is never computed (the image needs none).</param>
 public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads, double TrainImagesPerSecond, double InferImagesPerSecond,
     double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage, long HugePageBytes = 0, double MatmulGflops = 0,
-    long Conv1MultiplyAdds = 0, double PeakGflops = 0, Precision Precision = Precision.Fp32, string? Towers = null)
+    long Conv1MultiplyAdds = 0, double PeakGflops = 0, Precision Precision = Precision.Fp32, string? Towers = null,
+    int Replicas = 1)
 {
     /// <summary>
     /// Multiply-adds of one training step per image: forward, weight gradients and input gradients, each as many as
@@ -40,9 +41,13 @@ public static class Benchmark
     /// <param name="precision">The conv and FC products' number format (Precision.cs).</param>
     /// <param name="towers">§3.2: run the net as two towers on these two devices (TowerNet), concurrently with <paramref name="concurrent"/>; null: the grouped net.</param>
     public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps, string device = "cpu",
-        Precision precision = Precision.Fp32, string? towers = null, bool concurrent = false)
+        Precision precision = Precision.Fp32, string? towers = null, bool concurrent = false, int replicas = 1)
     {
         Compute.UseThreads(threads);
+        if (replicas < 1 || replicas > 1 && towers is not null)
+        {
+            throw new ArgumentException("--replicas must be at least 1, and --towers and --replicas do not combine (one splits the net, the other the batch).");
+        }
         Device d = Compute.ResolveDevice(device);
         using AlexNetModel grouped = ModelFor(arch, lrnMode);
         grouped.to(d);
@@ -51,6 +56,7 @@ public static class Benchmark
         using TowerNet? split = towers is null ? null : TowerNet.Place(grouped, towers, threads, concurrent);
         nn.Module<Tensor, Tensor> model = split is null ? grouped : split;
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
+        using Replicas? parts = replicas > 1 ? new Replicas(grouped, replicas, threads) : null;
         using var x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize, device: d);
         using var y = randint(0, arch.Classes, new long[] { batch }, device: d);
         model.train();
@@ -58,7 +64,18 @@ public static class Benchmark
         for (int i = 0; i < warmup + steps; i++)
         {
             var clock = Stopwatch.StartNew();
-            TrainingStep.RunOnce(model, sgd, x, y);
+            if (parts is null)
+            {
+                TrainingStep.RunOnce(model, sgd, x, y);
+            }
+            else
+            {
+                using (NewDisposeScope())
+                {
+                    parts.Run(sgd, x, y);
+                }
+                Compute.ReleaseCustomFunctionWrappers();
+            }
             if (d.type == DeviceType.CUDA)
             {
                 torch.cuda.synchronize();   // the GPU runs behind the host: time the work, not its launch
@@ -94,7 +111,7 @@ public static class Benchmark
         ModelSummary summary = ModelSummary.Of(arch);
         return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000, batch / infer * 1000, train, infer,
             Process.GetCurrentProcess().PeakWorkingSet64, summary.MultiplyAdds, hugePages, Conv1MultiplyAdds: summary.Rows.First(r => r.Layer == "conv1").MultiplyAdds,
-            Precision: precision, Towers: towers is null ? null : towers + (concurrent ? " concurrent" : ""));
+            Precision: precision, Towers: towers is null ? null : towers + (concurrent ? " concurrent" : ""), Replicas: replicas);
     }
 
     /// <summary>

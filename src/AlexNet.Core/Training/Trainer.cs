@@ -41,15 +41,19 @@ public sealed class SilentProgress : ITrainingProgress
 /// <param name="Device">Where the net trains: cpu, cuda or cuda:N (Compute.ResolveDevice); the fused kernels run on CPU float32 only.</param>
 /// <param name="Towers">§3.2: two devices, e.g. "cpu,cpu" or "cuda:0,cuda:1", each running one tower of the net (TowerNet); null: the grouped net on Device.</param>
 public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distributed.DataParallel? Parallel = null, string Device = "cpu",
-    string? Towers = null, bool ConcurrentTowers = false)
+    string? Towers = null, bool ConcurrentTowers = false, int Replicas = 1)
 {
     public static MachineOptions Default => new(Environment.ProcessorCount);
 
     public void Validate()
     {
-        if (Threads < 1 || Workers < 1)
+        if (Threads < 1 || Workers < 1 || Replicas < 1)
         {
-            throw new ArgumentException("--threads and --workers must be at least 1.");
+            throw new ArgumentException("--threads, --workers and --replicas must be at least 1.");
+        }
+        if (Towers is not null && Replicas > 1)
+        {
+            throw new ArgumentException("--towers splits the net, --replicas the batch: choose one.");
         }
         if (Towers is not null && Parallel is not null)
         {
@@ -164,7 +168,9 @@ public static class Trainer
                     else
                     {
                         Mix? mix = Mixing.Apply(batch.Inputs, batch.Labels, o.MixupAlpha, o.CutmixAlpha, RankSeed(o, run.Parallel), run.Step);
-                        (Tensor loss, Tensor logits) = TrainingStep.Run(run.Net, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm, reduce, mix);
+                        (Tensor loss, Tensor logits) = run.Replicas is { } replicas
+                            ? replicas.Run(run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm, reduce, mix)
+                            : TrainingStep.Run(run.Net, run.Sgd, batch.Inputs, batch.Labels, o.LabelSmoothing, o.ClipGradNorm, reduce, mix);
                         Tensor row = Sums(loss, logits, batch);
                         epochSums.add_(row);
                         windowSums.add_(row);
@@ -288,6 +294,9 @@ public static class Trainer
 
         /// <summary>What each training step runs forward and backward: the towers, or the grouped net.</summary>
         public nn.Module<Tensor, Tensor> Net => Towers is null ? Model : Towers;
+
+        /// <summary>Not in the paper: each batch split across copies of the net on their own threads (--replicas), or null.</summary>
+        public Replicas? Replicas { get; init; }
 
         public required PaperSgd Sgd { get; init; }
         public required LearningRateSchedule Schedule { get; init; }
@@ -454,6 +463,7 @@ public static class Trainer
                 Directory = runDir,
                 Model = model,
                 Towers = towers,
+                Replicas = machine.Replicas > 1 ? new Replicas(model, machine.Replicas, machine.Threads) : null,
                 Sgd = new PaperSgd(learned, options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer, options.Nesterov, rateFactors: factors),
                 Schedule = new LearningRateSchedule(options, schedule),
                 Loader = new BatchLoader(train, new Augmentation(train, augment),
@@ -505,6 +515,7 @@ public static class Trainer
             Log.Dispose();
             Sgd.Dispose();
             Towers?.Dispose();
+            Replicas?.Dispose();
             Model.Dispose();
         }
     }

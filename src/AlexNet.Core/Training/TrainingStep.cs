@@ -21,6 +21,22 @@ public static class TrainingStep
     public static (Tensor Loss, Tensor Logits) Run(nn.Module<Tensor, Tensor> model, PaperSgd sgd, Tensor inputs, Tensor labels,
         double labelSmoothing = 0, double clipGradNorm = 0, System.Action? reduceGradients = null, Mix? mix = null)
     {
+        if (!sgd.StepZeroesGradients)
+        {
+            sgd.ZeroGrad();   // the fused update already left them zero
+        }
+        (Tensor loss, Tensor logits) = Backward(model, inputs, labels, labelSmoothing, mix);
+        Update(sgd, clipGradNorm, reduceGradients);
+        return (loss, logits);
+    }
+
+    /// <summary>
+    /// Forward, loss and backward: ∂L/∂w added into the parameters' gradients, the loss times <paramref name="share"/>
+    /// (a part of a batch: its fraction of the images, so that the parts' gradients add up to the batch's).
+    /// </summary>
+    public static (Tensor Loss, Tensor Logits) Backward(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor labels, double labelSmoothing = 0,
+        Mix? mix = null, double share = 1)
+    {
         Tensor logits = model.forward(inputs);
         if (labels.device_type != logits.device_type || labels.device_index != logits.device_index)
         {
@@ -29,30 +45,30 @@ public static class TrainingStep
         }
         Tensor loss = mix is null ? Loss(logits, labels, labelSmoothing)
             : Loss(logits, labels, labelSmoothing) * mix.Lambda + Loss(logits, mix.OtherLabels, labelSmoothing) * (1 - mix.Lambda);
-        if (!sgd.StepZeroesGradients)
+        if (share != 1)
         {
-            sgd.ZeroGrad();   // the fused update already left them zero
+            loss = loss * share;
         }
         loss.backward();
+        return (loss.detach(), logits.detach());
+    }
+
+    /// <summary>The update from the gradients in place: averaged over the ranks (data parallel), clipped if asked, then §5's rule.</summary>
+    public static void Update(PaperSgd sgd, double clipGradNorm = 0, System.Action? reduceGradients = null)
+    {
         reduceGradients?.Invoke();
         if (clipGradNorm > 0)
         {
             ClipGradients(sgd.Parameters, clipGradNorm);
         }
         sgd.Step();
-        return (loss.detach(), logits.detach());
     }
 
     /// <summary>Data parallel: a rank with no images in this step takes part in the reduction with zero gradients, then updates.</summary>
     public static void RunEmpty(PaperSgd sgd, System.Action reduceGradients, double clipGradNorm = 0)
     {
         sgd.ZeroGrad();
-        reduceGradients();
-        if (clipGradNorm > 0)
-        {
-            ClipGradients(sgd.Parameters, clipGradNorm);
-        }
-        sgd.Step();
+        Update(sgd, clipGradNorm, reduceGradients);
     }
 
     /// <summary>Mean softmax cross-entropy, against (1 − ε)·one-hot + ε/K targets when smoothing (ε = 0: the plain loss).</summary>
