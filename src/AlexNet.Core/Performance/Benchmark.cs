@@ -44,10 +44,7 @@ public static class Benchmark
         Precision precision = Precision.Fp32, string? towers = null, bool concurrent = false, int replicas = 1)
     {
         Compute.UseThreads(threads);
-        if (replicas < 1 || replicas > 1 && towers is not null)
-        {
-            throw new ArgumentException("--replicas must be at least 1, and --towers and --replicas do not combine (one splits the net, the other the batch).");
-        }
+        new MachineOptions(threads, Towers: towers, ConcurrentTowers: concurrent, Replicas: replicas).Validate();   // train's checks of the same flags
         Device d = Compute.ResolveDevice(device);
         using AlexNetModel grouped = ModelFor(arch, lrnMode);
         grouped.to(d);
@@ -64,18 +61,7 @@ public static class Benchmark
         for (int i = 0; i < warmup + steps; i++)
         {
             var clock = Stopwatch.StartNew();
-            if (parts is null)
-            {
-                TrainingStep.RunOnce(model, sgd, x, y);
-            }
-            else
-            {
-                using (NewDisposeScope())
-                {
-                    parts.Run(sgd, x, y);
-                }
-                Compute.ReleaseCustomFunctionWrappers();
-            }
+            TrainingStep.RunOnce(parts is null ? () => TrainingStep.Run(model, sgd, x, y) : () => parts.Run(sgd, x, y));
             if (d.type == DeviceType.CUDA)
             {
                 torch.cuda.synchronize();   // the GPU runs behind the host: time the work, not its launch

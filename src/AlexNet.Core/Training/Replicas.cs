@@ -54,7 +54,7 @@ public sealed class Replicas : IDisposable
         _copyState = _copies.Select(c => c.state_dict().Values.ToArray()).ToArray();
         _netParameters = net.parameters().ToArray();
         _copyParameters = _copies.Select(c => c.parameters().ToArray()).ToArray();
-        _lanes = new Lanes(count);
+        _lanes = new Lanes(count, ThreadsEach);
     }
 
     /// <summary>
@@ -94,7 +94,6 @@ public sealed class Replicas : IDisposable
         var logits = new Tensor[sizes.Length];
         _lanes.Run(sizes.Length, r =>
         {
-            torch.set_num_threads(ThreadsEach);   // this thread's OpenMP team
             DropoutMask.UseStream(dropoutSeed is ulong s ? s + (ulong)r : null);
             try
             {
@@ -189,7 +188,7 @@ public sealed class Replicas : IDisposable
 
     /// <summary>
     /// R − 1 threads kept for the whole run (one started per step would also start a fresh OpenMP team per step);
-    /// part 0 runs on the calling thread. An exception in any part is rethrown on the calling thread.
+    /// part 0 runs on the calling thread, which Run holds at ThreadsEach. An exception in any part is rethrown on the calling thread.
     /// </summary>
     sealed class Lanes : IDisposable
     {
@@ -198,16 +197,21 @@ public sealed class Replicas : IDisposable
         readonly CountdownEvent _done = new(0);
         readonly Exception?[] _errors;
         Action<int>? _work;
-        int _active;
         volatile bool _stopping;
 
-        public Lanes(int count)
+        /// <param name="threads">libtorch threads of each lane's OpenMP team, set once on each lane's own thread.</param>
+        public Lanes(int count, int threads)
         {
             _errors = new Exception?[count];
             _go = Enumerable.Range(0, count).Select(_ => new SemaphoreSlim(0)).ToArray();
             _threads = Enumerable.Range(1, count - 1).Select(lane =>
             {
-                var t = new Thread(() => Loop(lane)) { IsBackground = true, Name = $"replica {lane}" };
+                var t = new Thread(() =>
+                {
+                    torch.set_num_threads(threads);
+                    Loop(lane);
+                })
+                { IsBackground = true, Name = $"replica {lane}" };
                 t.Start();
                 return t;
             }).ToArray();
@@ -241,10 +245,9 @@ public sealed class Replicas : IDisposable
         public void Run(int parts, Action<int> work)
         {
             _work = work;
-            _active = parts;
             Array.Clear(_errors);
             _done.Reset(parts - 1);
-            for (int lane = 1; lane < _active; lane++)
+            for (int lane = 1; lane < parts; lane++)
             {
                 _go[lane].Release();
             }

@@ -12,7 +12,7 @@ public static class TrainingStep
     /// <summary>
     /// One update of <paramref name="model"/> on (inputs, labels), at the optimiser's current ε. The loss and the logits
     /// come back detached, in the caller's dispose scope; after that scope, call
-    /// <see cref="Compute.ReleaseCustomFunctionWrappers"/> (<see cref="RunOnce"/> does both).
+    /// <see cref="Compute.ReleaseCustomFunctionWrappers"/> (<c>RunOnce</c> does both).
     /// </summary>
     /// <param name="labelSmoothing">Not in the paper: ε of label smoothing (0: §5's cross-entropy).</param>
     /// <param name="clipGradNorm">Not in the paper: the largest global L2 norm of ∂L/∂w (0: no clipping).</param>
@@ -83,11 +83,15 @@ public static class TrainingStep
     }
 
     /// <summary>One step with its own dispose scope, for callers that read nothing back (the benchmark).</summary>
-    public static void RunOnce(nn.Module<Tensor, Tensor> model, PaperSgd sgd, Tensor inputs, Tensor labels)
+    public static void RunOnce(nn.Module<Tensor, Tensor> model, PaperSgd sgd, Tensor inputs, Tensor labels) =>
+        RunOnce(() => Run(model, sgd, inputs, labels));
+
+    /// <summary>Any step (one net's, or Replicas.Run) in its own dispose scope, the custom functions' wrappers released after it.</summary>
+    public static void RunOnce(System.Func<(Tensor Loss, Tensor Logits)> step)
     {
         using (NewDisposeScope())
         {
-            Run(model, sgd, inputs, labels);
+            step();
         }
         Compute.ReleaseCustomFunctionWrappers();
     }

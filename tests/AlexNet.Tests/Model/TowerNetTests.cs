@@ -14,13 +14,6 @@ public class TowerNetTests
     static Architecture NoDropout(string variant, int size) =>
         Variants.Get(variant, classes: 10, inputChannels: variant == Variants.Small ? 1 : 3, inputSize: size) with { Dropout = 0 };
 
-    static void AssertClose(Tensor expected, Tensor actual, double rtol, string what)
-    {
-        double scale = expected.abs().max().item<float>();
-        double diff = (expected - actual).abs().max().item<float>();
-        Assert.True(diff <= rtol * scale, $"{what}: max |Δ| {diff} against max |x| {scale}");
-    }
-
     [Theory]
     [InlineData(Variants.Small, 28, false)]
     [InlineData(Variants.Small, 28, true)]
@@ -38,7 +31,7 @@ public class TowerNetTests
         towers.train();
         using Tensor expected = grouped.forward(x);
         using Tensor actual = towers.forward(x);
-        AssertClose(expected, actual, 1e-5, "logits");
+        Close.Assert(expected, actual, 1e-5, "logits");
         using (Tensor l = nn.functional.cross_entropy(expected, labels))
         {
             l.backward();
@@ -55,7 +48,7 @@ public class TowerNetTests
         foreach ((int gi, int[] ti) in map)
         {
             using Tensor joined = cat(ti.Select(i => towerGrads[i]).ToArray(), 0);
-            AssertClose(groupedGrads[gi], joined, 1e-4, $"gradient of parameter {gi}");
+            Close.Assert(groupedGrads[gi], joined, 1e-4, $"gradient of parameter {gi}");
         }
     }
 
@@ -83,7 +76,7 @@ public class TowerNetTests
         using (Tensor a = other.forward(x))
         using (Tensor b = towers.forward(x))
         {
-            AssertClose(a, b, 1e-5, "logits after the write");
+            Close.Assert(a, b, 1e-5, "logits after the write");
         }
         // And read back, every tensor bit for bit.
         using var again = new TowerNet(other, TwoCpus);
@@ -114,24 +107,6 @@ public class TowerTrainingTests
         Schedule = AlexNet.Training.ScheduleKind.Step, Nesterov = true,
     };
 
-    static Tensor[] Weights(string checkpoint)
-    {
-        (AlexNetModel model, _) = AlexNet.Training.Checkpoint.LoadModel(checkpoint);
-        using (model)
-        {
-            return model.parameters().Select(p => p.detach().clone()).ToArray();
-        }
-    }
-
-    static void AssertSameWeights(string a, string b)
-    {
-        foreach ((Tensor x, Tensor y) in Weights(a).Zip(Weights(b)))
-        {
-            double diff = (x - y).abs().max().item<float>(), scale = x.abs().max().item<float>();
-            Assert.True(diff <= 1e-4 * scale, $"max |Δ| {diff} against max |w| {scale}");
-        }
-    }
-
     [Fact]
     public void TowersTrainAsTheGroupedNetAndTheirCheckpointsAreInterchangeable()
     {
@@ -143,15 +118,15 @@ public class TowerTrainingTests
         AlexNet.Training.Trainer.Fit(Options(1), grouped, stores.Train, stores.Val, dir["g"], resume: false, silent);
         var r = AlexNet.Training.Trainer.Fit(Options(1), towers, stores.Train, stores.Val, dir["t"], resume: false, silent);
         Assert.Equal(5, r.Steps);
-        AssertSameWeights(dir["g/last.ckpt"], dir["t/last.ckpt"]);
+        Close.SameWeights(dir["g/last.ckpt"], dir["t/last.ckpt"]);
         // Each run's second epoch on the other's layout: the towers resume the grouped checkpoint (momentum split
         // to them), the grouped net resumes the towers' (momentum joined), and they still agree.
         AlexNet.Training.Trainer.Fit(Options(2), towers, stores.Train, stores.Val, dir["g"], resume: true, silent);
         AlexNet.Training.Trainer.Fit(Options(2), grouped, stores.Train, stores.Val, dir["t"], resume: true, silent);
-        AssertSameWeights(dir["g/last.ckpt"], dir["t/last.ckpt"]);
+        Close.SameWeights(dir["g/last.ckpt"], dir["t/last.ckpt"]);
         using var fresh = new TestData.TempDir();
         AlexNet.Training.Trainer.Fit(Options(2), grouped, stores.Train, stores.Val, fresh["g2"], resume: false, silent);
-        AssertSameWeights(fresh["g2/last.ckpt"], dir["t/last.ckpt"]);   // and both equal two epochs of the grouped net alone
+        Close.SameWeights(fresh["g2/last.ckpt"], dir["t/last.ckpt"]);   // and both equal two epochs of the grouped net alone
     }
 
     [Fact]

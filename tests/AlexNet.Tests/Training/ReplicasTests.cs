@@ -12,13 +12,6 @@ public class ReplicasTests
 {
     static Architecture Small(double dropout) => Variants.Get(Variants.Small, classes: 10, inputChannels: 1) with { Dropout = dropout };
 
-    static void AssertClose(Tensor expected, Tensor actual, double rtol, string what)
-    {
-        double scale = expected.abs().max().item<float>();
-        double diff = (expected - actual).abs().max().item<float>();
-        Assert.True(diff <= rtol * scale, $"{what}: max |Δ| {diff} against max |x| {scale}");
-    }
-
     [Theory]
     [InlineData(2, false)]
     [InlineData(3, true)]
@@ -42,16 +35,16 @@ public class ReplicasTests
             plainSgd.LearningRate = splitSgd.LearningRate = step == 2 ? 0.002 : 0.02;   // an ε change on the way
             (Tensor lossA, Tensor logitsA) = TrainingStep.Run(plain, plainSgd, x, y, labelSmoothing: 0.1, mix: mix);
             (Tensor lossB, Tensor logitsB) = replicas.Run(splitSgd, x, y, labelSmoothing: 0.1, mix: mix);
-            AssertClose(logitsA, logitsB, 1e-5, $"step {step} logits");
+            Close.Assert(logitsA, logitsB, 1e-5, $"step {step} logits");
             Assert.Equal(lossA.item<float>(), lossB.item<float>(), 1e-5f);
         }
         foreach ((Tensor a, Tensor b) in plain.parameters().Zip(split.parameters()))
         {
-            AssertClose(a, b, 1e-5, "weights after 3 steps");
+            Close.Assert(a, b, 1e-5, "weights after 3 steps");
         }
         foreach ((Tensor a, Tensor b) in plainSgd.Velocity.Zip(splitSgd.Velocity))
         {
-            AssertClose(a, b, 1e-4, "momentum after 3 steps");
+            Close.Assert(a, b, 1e-4, "momentum after 3 steps");
         }
     }
 
@@ -99,21 +92,6 @@ public class ReplicasTrainingTests
         Schedule = ScheduleKind.Step, Nesterov = true, LabelSmoothing = 0.1,
     };
 
-    static void AssertSameWeights(string a, string b)
-    {
-        (AlexNetModel x, _) = Checkpoint.LoadModel(a);
-        (AlexNetModel y, _) = Checkpoint.LoadModel(b);
-        using (x)
-        using (y)
-        {
-            foreach ((Tensor p, Tensor q) in x.parameters().Zip(y.parameters()))
-            {
-                double diff = (p - q).abs().max().item<float>(), scale = p.abs().max().item<float>();
-                Assert.True(diff <= 1e-4 * scale, $"max |Δ| {diff} against max |w| {scale}");
-            }
-        }
-    }
-
     [Fact]
     public void ReplicasTrainAsOneThreadAndResumeEachOther()
     {
@@ -125,11 +103,11 @@ public class ReplicasTrainingTests
         Trainer.Fit(Options(1), plain, stores.Train, stores.Val, dir["p"], resume: false, silent);
         TrainResult r = Trainer.Fit(Options(1), split, stores.Train, stores.Val, dir["r"], resume: false, silent);
         Assert.Equal(5, r.Steps);
-        AssertSameWeights(dir["p/last.ckpt"], dir["r/last.ckpt"]);
+        Close.SameWeights(dir["p/last.ckpt"], dir["r/last.ckpt"]);
         // A second epoch of each with the other's setting: still the same run.
         Trainer.Fit(Options(2), split, stores.Train, stores.Val, dir["p"], resume: true, silent);
         Trainer.Fit(Options(2), plain, stores.Train, stores.Val, dir["r"], resume: true, silent);
-        AssertSameWeights(dir["p/last.ckpt"], dir["r/last.ckpt"]);
+        Close.SameWeights(dir["p/last.ckpt"], dir["r/last.ckpt"]);
     }
 
     [Fact]
