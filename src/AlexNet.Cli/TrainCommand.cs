@@ -147,6 +147,10 @@ internal static class TrainCommand
             else
             {
                 Console.Error.WriteLine($"rank {parallel.Rank} of {parallel.Ranks} failed (exit {code}): ending the job.");
+                // MPICH's launcher tears the job down at MPI_Abort and may drop what this rank wrote just before
+                // (seen in 3 of 5 runs of the failing-rank test): give it a moment to forward the lines.
+                Console.Error.Flush();
+                System.Threading.Thread.Sleep(500);
                 parallel.Abort(code);
             }
         }
