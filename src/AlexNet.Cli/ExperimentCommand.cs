@@ -30,12 +30,15 @@ internal static class ExperimentCommand
         };
         var output = new Option<string?>("--out", "-o") { Description = "Output folder (default runs/experiment-NAME)." };
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var replicas = new Option<int>("--replicas") { Description = Cli.ReplicasDescription, DefaultValueFactory = _ => 1 };
         var command = new Command("experiment", "Reproduce one of the paper's ablations at small scale: a markdown table beside the paper's claim, and plots.")
         {
-            name, data, model, epochs, limit, seeds, lr, lrs, output, threads,
+            name, data, model, epochs, limit, seeds, lr, lrs, output, threads, replicas,
         };
         command.SetAction(r => Cli.Run(() =>
         {
+            var machine = MachineOptions.Default with { Threads = r.GetValue(threads), Replicas = r.GetValue(replicas) };
+            machine.Validate();
             (string trainDir, string valDir) = TrainCommand.Stores(r.GetValue(data), null, null);
             using ImageStore train = ImageStore.Open(trainDir);
             using ImageStore val = ImageStore.Open(valDir);
@@ -54,7 +57,7 @@ internal static class ExperimentCommand
             long[] seedList = ParseList(r.GetValue(seeds)!, "--seeds", long.Parse);
             string outDir = r.GetValue(output) ?? Path.Combine("runs", $"experiment-{e.Name}");
             var progress = new ConsoleProgress();
-            var results = Experiments.Run(e, train, val, outDir, seedList, MachineOptions.Default with { Threads = r.GetValue(threads) }, progress);
+            var results = Experiments.Run(e, train, val, outDir, seedList, machine, progress);
             AnsiConsole.Write(new Markup(Markup.Escape(File.ReadAllText(Path.Combine(outDir, "report.md")))));
             AnsiConsole.WriteLine();
             return 0;

@@ -127,6 +127,24 @@ public class ExperimentTests
     }
 
     [Fact]
+    public void AnExperimentOnReplicasEndsWhereItEndsOnOneThread()
+    {
+        // `experiment --replicas 2` reaches the trainer: the arm without dropout ends where the one-thread run ends;
+        // the arm with dropout does not, since each replica draws its masks from its own stream (Replicas.cs).
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["data/train"], 40, 4);
+        TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 5);
+        foreach (string replicas in new[] { "1", "2" })
+        {
+            Assert.Equal(0, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "1", "--train-limit", "0", "--seeds", "1",
+                "--threads", "2", "--replicas", replicas, "--out", dir[$"r{replicas}"] }));
+        }
+        string Last(string run, string arm) => dir[$"{run}/{arm}-s1/{AlexNet.Training.Trainer.LastCheckpoint}"];
+        Close.SameWeights(Last("r1", "no-dropout"), Last("r2", "no-dropout"));
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => Close.SameWeights(Last("r1", "dropout-0-5"), Last("r2", "dropout-0-5")));
+    }
+
+    [Fact]
     public void ReluVersusTanhComparesEachNetAtItsFastestRate()
     {
         AlexNet.Training.ArmResult R(string arm, long seed, double? steps, bool diverged = false) =>

@@ -32,7 +32,8 @@ public class CliErrorTests
         Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--replicas", "0", "--out", dir["r0"] }));
         Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--replicas", "2", "--towers", "cpu,cpu", "--out", dir["rt"] }));
         Assert.Equal(2, App.Run(new[] { "bench", "-m", "small", "--replicas", "0", "--steps", "1" }));
-        Assert.False(Directory.Exists(dir["big"]) || Directory.Exists(dir["r0"]) || Directory.Exists(dir["rt"]));
+        Assert.Equal(2, App.Run(new[] { "experiment", "pooling", "-d", dir["data"], "--replicas", "0", "--out", dir["e0"] }));
+        Assert.False(Directory.Exists(dir["big"]) || Directory.Exists(dir["r0"]) || Directory.Exists(dir["rt"]) || Directory.Exists(dir["e0"]));
         Assert.NotEqual(0, App.Run(new[] { "train", "-d", dir["data"], "--no-such-flag" }));
         File.WriteAllText(dir["preset.json"], "{\"model\": \"small\", \"learningRat\": 0.1}");
         Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "--preset", dir["preset.json"] }));
