@@ -23,6 +23,7 @@ internal static class ExperimentCommand
         var limit = new Option<int>("--train-limit") { Description = "Budget: train on the first N images only (0 = all).", DefaultValueFactory = _ => 20000 };
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds; the table gives the spread over them.", DefaultValueFactory = _ => "1" };
         var lr = new Option<double>("--lr") { Description = "ε for every arm (relu-vs-tanh sweeps --lrs instead).", DefaultValueFactory = _ => 0.01 };
+        var steps = new Option<string?>("--step-epochs") { Description = "Budget: comma-separated epochs after which ε is divided by 10 (§5 divided it three times), e.g. 18,26; default: ε constant." };
         var lrs = new Option<string>("--lrs")
         {
             Description = "relu-vs-tanh: comma-separated ε, each net trained at each (§3.1: \"chosen independently to make training as fast as possible\").",
@@ -33,7 +34,7 @@ internal static class ExperimentCommand
         var replicas = new Option<int>("--replicas") { Description = Cli.ReplicasDescription, DefaultValueFactory = _ => 1 };
         var command = new Command("experiment", "Reproduce one of the paper's ablations at small scale: a markdown table beside the paper's claim, and plots.")
         {
-            name, data, model, epochs, limit, seeds, lr, lrs, output, threads, replicas,
+            name, data, model, epochs, limit, seeds, lr, steps, lrs, output, threads, replicas,
         };
         command.SetAction(r => Cli.Run(() =>
         {
@@ -42,11 +43,16 @@ internal static class ExperimentCommand
             (string trainDir, string valDir) = TrainCommand.Stores(r.GetValue(data), null, null);
             using ImageStore train = ImageStore.Open(trainDir);
             using ImageStore val = ImageStore.Open(valDir);
+            int[] stepEpochs = r.GetValue(steps) is string s ? ParseList(s, "--step-epochs", int.Parse) : Array.Empty<int>();
+            if (stepEpochs.Any(e => e < 1 || e >= r.GetValue(epochs)))
+            {
+                throw new ArgumentException($"--step-epochs: each epoch must be from 1 to --epochs − 1 ({r.GetValue(epochs) - 1}), got {r.GetValue(steps)}.");
+            }
             var baseline = new TrainOptions
             {
                 Model = r.GetValue(model)!, Epochs = r.GetValue(epochs), TrainLimit = r.GetValue(limit), LearningRate = r.GetValue(lr),
                 InputScale = Recipes.InputScaleFor(train.Height),
-                Schedule = ScheduleKind.Step, StepEpochs = Array.Empty<int>(), LogEvery = 20,
+                Schedule = ScheduleKind.Step, StepEpochs = stepEpochs, LogEvery = 20,
             };
             double[] sweep = ParseList(r.GetValue(lrs)!, "--lrs", double.Parse);
             if (sweep.Length == 0 || sweep.Any(v => !(v > 0) || double.IsInfinity(v)))

@@ -177,6 +177,15 @@ public static class Experiments
         .Cast<(string, double)?>()
         .FirstOrDefault();
 
+    /// <summary>What every arm trained for: epochs, images, ε and its steps (the arms differ only in what they compare).</summary>
+    static string Budget(TrainOptions o, bool sweep)
+    {
+        string images = o.TrainLimit > 0 ? $"the first {o.TrainLimit.ToString("N0", CultureInfo.InvariantCulture)} training images" : "every training image";
+        string rate = sweep ? "ε per arm" : $"ε = {o.LearningRate.ToString(CultureInfo.InvariantCulture)}";
+        string steps = o.StepEpochs.Length == 0 ? ", constant" : $", ÷10 after epoch {string.Join(", ", o.StepEpochs)}";
+        return $"{o.Epochs} epochs on {images}, batch {o.BatchSize}, {rate}{steps}.";
+    }
+
     static void WriteReport(Experiment e, List<ArmResult> results, string outDir)
     {
         var md = new StringBuilder();
@@ -184,6 +193,7 @@ public static class Experiments
         md.AppendLine($"# Experiment `{e.Name}` ({e.Section})").AppendLine();
         md.AppendLine($"**The paper:** {e.Claim}").AppendLine();
         bool figure1 = e.Name == "relu-vs-tanh";
+        md.AppendLine($"**Budget:** {Budget(e.Arms[0].Options, sweep: figure1)}").AppendLine();
         md.AppendLine("| arm | seeds | val top-1 error (mean ± spread) | val top-5 error | train top-1 error | steps to 25% train error |"
             + (figure1 ? " steps to 15% |" : ""));
         md.AppendLine("|---|---|---|---|---|---|" + (figure1 ? "---|" : ""));

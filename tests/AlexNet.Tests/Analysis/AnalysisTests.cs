@@ -127,21 +127,31 @@ public class ExperimentTests
     }
 
     [Fact]
-    public void AnExperimentOnReplicasEndsWhereItEndsOnOneThread()
+    public void AnExperimentTakesItsStepsOfεAndItsReplicas()
     {
-        // `experiment --replicas 2` reaches the trainer: the arm without dropout ends where the one-thread run ends;
-        // the arm with dropout does not, since each replica draws its masks from its own stream (Replicas.cs).
+        // `experiment --step-epochs 1 --replicas 2` reaches the trainer. ε: 0.01 in epoch 1, 0.001 in epoch 2 (§5's ÷10).
+        // Replicas: the arm without dropout ends where the one-thread run ends; the arm with dropout does not, since
+        // each replica draws its masks from its own stream (Replicas.cs).
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 40, 4);
         TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 5);
         foreach (string replicas in new[] { "1", "2" })
         {
-            Assert.Equal(0, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "1", "--train-limit", "0", "--seeds", "1",
-                "--threads", "2", "--replicas", replicas, "--out", dir[$"r{replicas}"] }));
+            Assert.Equal(0, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "2", "--step-epochs", "1", "--train-limit", "0",
+                "--seeds", "1", "--threads", "2", "--replicas", replicas, "--out", dir[$"r{replicas}"] }));
         }
-        string Last(string run, string arm) => dir[$"{run}/{arm}-s1/{AlexNet.Training.Trainer.LastCheckpoint}"];
-        Close.SameWeights(Last("r1", "no-dropout"), Last("r2", "no-dropout"));
-        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => Close.SameWeights(Last("r1", "dropout-0-5"), Last("r2", "dropout-0-5")));
+        string Run(string run, string arm) => dir[$"{run}/{arm}-s1"];
+        Close.SameWeights(System.IO.Path.Combine(Run("r1", "no-dropout"), AlexNet.Training.Trainer.LastCheckpoint),
+            System.IO.Path.Combine(Run("r2", "no-dropout"), AlexNet.Training.Trainer.LastCheckpoint));
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => Close.SameWeights(System.IO.Path.Combine(Run("r1", "dropout-0-5"), AlexNet.Training.Trainer.LastCheckpoint),
+            System.IO.Path.Combine(Run("r2", "dropout-0-5"), AlexNet.Training.Trainer.LastCheckpoint)));
+        double[] rates = System.IO.File.ReadLines(System.IO.Path.Combine(Run("r2", "no-dropout"), "metrics.jsonl"))
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
+            .Where(m => m.GetProperty("kind").GetString() == "epoch").Select(m => m.GetProperty("lr").GetDouble()).ToArray();
+        Assert.Equal(new[] { 0.01, 0.001 }, rates.Select(r => Math.Round(r, 12)));
+        Assert.Contains("**Budget:** 2 epochs on every training image, batch 128, ε = 0.01, ÷10 after epoch 1.", System.IO.File.ReadAllText(dir["r2/report.md"]));
+        Assert.Equal(2, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "2", "--step-epochs", "2", "--out", dir["bad"] }));
+        Assert.False(System.IO.Directory.Exists(dir["bad"]));
     }
 
     [Fact]
