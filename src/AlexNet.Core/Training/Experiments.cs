@@ -182,7 +182,12 @@ public static class Experiments
     {
         string images = o.TrainLimit > 0 ? $"the first {o.TrainLimit.ToString("N0", CultureInfo.InvariantCulture)} training images" : "every training image";
         string rate = sweep ? "ε per arm" : $"ε = {o.LearningRate.ToString(CultureInfo.InvariantCulture)}";
-        string steps = o.StepEpochs.Length == 0 ? ", constant" : $", ÷10 after epoch {string.Join(", ", o.StepEpochs)}";
+        string steps = o.StepEpochs.Length switch
+        {
+            0 => ", constant",
+            1 => $", ÷10 after epoch {o.StepEpochs[0]}",
+            _ => $", ÷10 after epochs {string.Join(", ", o.StepEpochs[..^1])} and {o.StepEpochs[^1]}",
+        };
         return $"{o.Epochs} epochs on {images}, batch {o.BatchSize}, {rate}{steps}.";
     }
 
