@@ -140,18 +140,16 @@ public class ExperimentTests
             Assert.Equal(0, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "2", "--step-epochs", "1", "--train-limit", "0",
                 "--seeds", "1", "--threads", "2", "--replicas", replicas, "--out", dir[$"r{replicas}"] }));
         }
-        string Run(string run, string arm) => dir[$"{run}/{arm}-s1"];
-        Close.SameWeights(System.IO.Path.Combine(Run("r1", "no-dropout"), AlexNet.Training.Trainer.LastCheckpoint),
-            System.IO.Path.Combine(Run("r2", "no-dropout"), AlexNet.Training.Trainer.LastCheckpoint));
-        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => Close.SameWeights(System.IO.Path.Combine(Run("r1", "dropout-0-5"), AlexNet.Training.Trainer.LastCheckpoint),
-            System.IO.Path.Combine(Run("r2", "dropout-0-5"), AlexNet.Training.Trainer.LastCheckpoint)));
-        double[] rates = System.IO.File.ReadLines(System.IO.Path.Combine(Run("r2", "no-dropout"), "metrics.jsonl"))
+        string Last(string run, string arm) => dir[$"{run}/{arm}-s1/{AlexNet.Training.Trainer.LastCheckpoint}"];
+        Close.SameWeights(Last("r1", "no-dropout"), Last("r2", "no-dropout"));
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => Close.SameWeights(Last("r1", "dropout-0-5"), Last("r2", "dropout-0-5")));
+        double[] rates = File.ReadLines(dir["r2/no-dropout-s1/metrics.jsonl"])
             .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
             .Where(m => m.GetProperty("kind").GetString() == "epoch").Select(m => m.GetProperty("lr").GetDouble()).ToArray();
         Assert.Equal(new[] { 0.01, 0.001 }, rates.Select(r => Math.Round(r, 12)));
-        Assert.Contains("**Budget:** 2 epochs on every training image, batch 128, ε = 0.01, ÷10 after epoch 1.", System.IO.File.ReadAllText(dir["r2/report.md"]));
+        Assert.Contains("**Budget:** 2 epochs on every training image, batch 128, ε = 0.01, ÷10 after epoch 1.", File.ReadAllText(dir["r2/report.md"]));
         Assert.Equal(2, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "2", "--step-epochs", "2", "--out", dir["bad"] }));
-        Assert.False(System.IO.Directory.Exists(dir["bad"]));
+        Assert.False(Directory.Exists(dir["bad"]));
     }
 
     [Fact]
