@@ -191,6 +191,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
             (Precision.Bf16, Conv2d conv) => LowPrecision.Conv(h, conv),
             (Precision.Bf16, Linear fc) => LowPrecision.Linear(h, fc),
             (Precision.Fp32, Linear fc) when kernels == KernelChoice.Fused && FullyConnected.Supports(h, fc) => FullyConnected.Apply(h, fc),
+            (Precision.Fp32, Conv2d conv) when kernels == KernelChoice.Fused && GrayscaleConv1.Supports(h, conv) => GrayscaleConv1.Apply(h, conv),
             (_, Dropout) when kernels == KernelChoice.Fused && training && dropout > 0 && DropoutMask.Supports(h) => DropoutMask.Apply(h, dropout),
             _ => module.call(h),
         };

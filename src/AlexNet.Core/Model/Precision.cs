@@ -30,9 +30,10 @@ public static class LowPrecision
     /// (AVX-512 F, BW, VL, DQ; avx512_bf16 makes it fast) unless ONEDNN_MAX_CPU_ISA caps it lower. Elsewhere (AVX2 CPUs)
     /// libtorch falls back to its own bfloat16 convolutions, measured ~50× slower than float32 (docs/performance.md).
     /// </summary>
-    public static bool Fast(Device device) => device.type != DeviceType.CPU || CpuRunsOneDnnBf16;
+    public static bool Fast(Device device) => device.type != DeviceType.CPU || OneDnnAvx512;
 
-    static readonly bool CpuRunsOneDnnBf16 = Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported && Avx512F.VL.IsSupported
+    /// <summary>oneDNN runs its avx512_core kernels on this CPU: AVX-512 F, BW, VL and DQ, and no ONEDNN_MAX_CPU_ISA below them.</summary>
+    internal static readonly bool OneDnnAvx512 = Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported && Avx512F.VL.IsSupported
         && !IsaCappedBelowAvx512(Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA") ?? Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA"));
 
     static bool IsaCappedBelowAvx512(string? cap) => cap is not null
