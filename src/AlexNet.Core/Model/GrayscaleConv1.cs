@@ -19,14 +19,15 @@ public static class GrayscaleConv1
 {
     /// <summary>
     /// This conv's training step takes this path: oneDNN without AVX-512, a one-channel float32 CPU batch that needs no
-    /// gradient of its own, weights that do, an ungrouped undilated conv.
+    /// gradient of its own, weights that do, an ungrouped undilated conv with a bias.
     /// </summary>
     public static bool Supports(Tensor x, Conv2d conv) => !LowPrecision.OneDnnAvx512 && Applies(x, conv);
 
     /// <summary>The shape and gradient conditions of <see cref="Supports"/>, whatever the CPU (the tests run the path everywhere).</summary>
     internal static bool Applies(Tensor x, Conv2d conv) =>
         torch.is_grad_enabled() && !x.requires_grad && conv.weight!.requires_grad && Planes.Supports(x) && x.shape[1] == 1
-        && conv.groups == 1 && conv.dilation.All(d => d == 1) && conv.padding is not null && Planes.IsCpuFloat32(conv.weight!);
+        && conv.groups == 1 && conv.dilation.All(d => d == 1) && conv.padding is not null && conv.bias is not null
+        && Planes.IsCpuFloat32(conv.weight!);
 
     /// <summary>y = conv(x, W) + b by libtorch, with the backward above.</summary>
     public static Tensor Apply(Tensor x, Conv2d conv) => Conv1Function.apply(x, conv.weight!, conv.bias!, new ConvArgs(conv.stride, conv.padding!));

@@ -40,6 +40,10 @@ public class GrayscaleConv1Tests
         using Tensor gray = randn(2, 1, 8, 8), colour = randn(2, 3, 8, 8);
         Assert.True(GrayscaleConv1.Applies(gray, conv));
         Assert.False(GrayscaleConv1.Applies(colour, conv));                      // three channels: libtorch's is as fast
+        using (var noBias = nn.Conv2d(1, 4, 3, bias: false))
+        {
+            Assert.False(GrayscaleConv1.Applies(gray, noBias));
+        }
         using (Tensor wanting = randn(2, 1, 8, 8).requires_grad_())
         {
             Assert.False(GrayscaleConv1.Applies(wanting, conv));                 // a layer whose input needs ∂x
