@@ -125,7 +125,7 @@ public static class Experiments
     static ArmResult Summarise(string arm, long seed, string dir, double seconds)
     {
         RunPlots.Series s = RunPlots.Read(dir);
-        double? StepsTo(double error)
+        double? FirstStepAt(double error)   // the first logged step whose training error is at most this fraction
         {
             for (int i = 0; i < s.Steps.Count; i++)
             {
@@ -137,7 +137,7 @@ public static class Experiments
             return null;
         }
         return new ArmResult(arm, seed, s.ValTop1.LastOrDefault(double.NaN) / 100, s.ValTop5.LastOrDefault(double.NaN) / 100,
-            s.TrainTop1.LastOrDefault(double.NaN) / 100, StepsTo(0.25), seconds, StepsTo15: StepsTo(0.15), StepsTo10: StepsTo(0.10), StepsTo5: StepsTo(0.05));
+            s.TrainTop1.LastOrDefault(double.NaN) / 100, FirstStepAt(0.25), seconds, StepsTo15: FirstStepAt(0.15), StepsTo10: FirstStepAt(0.10), StepsTo5: FirstStepAt(0.05));
     }
 
     static string StepsCell(IEnumerable<ArmResult> arm, Func<ArmResult, double?> steps) =>
