@@ -29,12 +29,17 @@ internal static class ExperimentCommand
             Description = "relu-vs-tanh: comma-separated ε, each net trained at each (§3.1: \"chosen independently to make training as fast as possible\").",
             DefaultValueFactory = _ => string.Join(",", Experiments.DefaultSweep.Select(v => v.ToString(CultureInfo.InvariantCulture))),
         };
+        var arms = new Option<string?>("--arms")
+        {
+            Description = "Train and report only these arms (comma-separated names or run-folder names, e.g. conv3-removed); " +
+                "a later run without it into the same --out trains what is missing and reports every arm.",
+        };
         var output = new Option<string?>("--out", "-o") { Description = "Output folder (default runs/experiment-NAME)." };
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var replicas = new Option<int>("--replicas") { Description = Cli.ReplicasDescription, DefaultValueFactory = _ => 1 };
         var command = new Command("experiment", "Reproduce one of the paper's ablations at small scale: a markdown table beside the paper's claim, and plots.")
         {
-            name, data, model, epochs, limit, seeds, lr, steps, lrs, output, threads, replicas,
+            name, data, model, epochs, limit, seeds, lr, steps, lrs, arms, output, threads, replicas,
         };
         command.SetAction(r => Cli.Run(() =>
         {
@@ -60,6 +65,10 @@ internal static class ExperimentCommand
                 throw new ArgumentException("--lrs needs one or more positive learning rates, e.g. 0.04,0.02,0.01.");
             }
             Experiment e = Experiments.Get(r.GetValue(name)!, baseline, sweep);
+            if (r.GetValue(arms) is string only)
+            {
+                e = Experiments.Only(e, only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            }
             long[] seedList = ParseList(r.GetValue(seeds)!, "--seeds", long.Parse);
             string outDir = r.GetValue(output) ?? Path.Combine("runs", $"experiment-{e.Name}");
             var progress = new ConsoleProgress();

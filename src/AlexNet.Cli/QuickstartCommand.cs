@@ -20,7 +20,7 @@ internal static class QuickstartCommand
     {
         var data = new Option<string>("--data") { Description = "Where the prepared Fashion-MNIST stores go.", DefaultValueFactory = _ => Path.Combine("data", "fashion-mnist") };
         var output = new Option<string?>("--out", "-o") { Description = "Run folder (default runs/quickstart-<time>)." };
-        var epochs = new Option<int>("--epochs") { Description = "Epochs (ε rises over the first 2, then falls linearly to 0).", DefaultValueFactory = _ => Recipes.QuickStart.Epochs };
+        var epochs = new Option<int>("--epochs") { Description = "Epochs (ε rises over the first 2, then falls linearly to 0; under 3 epochs it rises over 2/15 of them).", DefaultValueFactory = _ => Recipes.QuickStart.Epochs };
         var seed = new Option<long>("--seed") { Description = "Seed.", DefaultValueFactory = _ => Recipes.QuickStart.Seed };
         Option<string> precision = Cli.PrecisionOption();
         var command = new Command("quickstart", "Train and evaluate the small AlexNet on Fashion-MNIST (the README's main command).")
@@ -34,9 +34,8 @@ internal static class QuickstartCommand
             string dataDir = r.GetValue(data)!;
             PrepareCommand.PrepareSplits(dataDir, (train, store) => FashionMnist.Prepare(FashionMnist.DefaultDirectory, train, store));
             int epochCount = r.GetValue(epochs);
-            TrainOptions o = Recipes.QuickStart with
+            TrainOptions o = Recipes.QuickStartFor(epochCount) with
             {
-                Epochs = epochCount,
                 Seed = r.GetValue(seed),
                 Precision = AlexNet.Model.LowPrecision.Parse(r.GetValue(precision)!),
                 // Each epoch's test error only draws the curves: the centre view is enough, at half the cost.

@@ -68,6 +68,22 @@ public static class Experiments
         _ => throw new ArgumentException($"the towers experiment compares paper or small with its one-GPU baseline, not {model}."),
     };
 
+    /// <summary>
+    /// <paramref name="e"/> with only the arms named (by name, "conv3 removed", or by run-folder name, "conv3-removed"),
+    /// in the preset's order: to split an experiment over machines, or to train the arms a baseline lacks. A later run
+    /// with every arm into the same folder trains only what is missing and reports them all.
+    /// </summary>
+    public static Experiment Only(Experiment e, IReadOnlyCollection<string> arms)
+    {
+        string[] unknown = arms.Where(a => !e.Arms.Any(x => x.Name == a || Slug(x.Name) == a)).ToArray();
+        if (unknown.Length > 0 || arms.Count == 0)
+        {
+            throw new ArgumentException($"--arms: {(unknown.Length > 0 ? $"'{string.Join("', '", unknown)}' is not an arm of {e.Name}" : "no arm given")}. " +
+                $"Its arms: {string.Join(", ", e.Arms.Select(a => $"'{a.Name}' ({Slug(a.Name)})"))}.");
+        }
+        return e with { Arms = e.Arms.Where(x => arms.Contains(x.Name) || arms.Contains(Slug(x.Name))).ToArray() };
+    }
+
     /// <summary>Figure 1: "no regularization of any kind"; one arm per activation and ε, named "ReLU ε=0.01".</summary>
     static ExperimentArm Fig1(TrainOptions b, Activation a) => new(
         (a == Activation.Relu ? "ReLU" : "tanh") + " ε=" + b.LearningRate.ToString(CultureInfo.InvariantCulture), b with

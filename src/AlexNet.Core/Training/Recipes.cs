@@ -42,4 +42,14 @@ public static class Recipes
         InputScale = SmallImageInputScale,
         LogEvery = 100,
     };
+
+    /// <summary>
+    /// The quick start for <paramref name="epochs"/> epochs: the warm-up stays 2 epochs while ε has at least one more
+    /// to fall in; a shorter run (a smoke test) warms up over the recipe's share of it, 2/15.
+    /// </summary>
+    public static TrainOptions QuickStartFor(int epochs)
+    {
+        TrainOptions q = QuickStart;
+        return q with { Epochs = epochs, WarmupEpochs = epochs > q.WarmupEpochs ? q.WarmupEpochs : epochs * q.WarmupEpochs / q.Epochs };
+    }
 }

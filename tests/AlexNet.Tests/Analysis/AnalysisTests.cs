@@ -153,6 +153,41 @@ public class ExperimentTests
     }
 
     [Fact]
+    public void AnExperimentTrainsOnlyTheArmsAskedAndLaterTheRest()
+    {
+        // `--arms` trains and reports only those arms; a later run without it into the same folder trains only what is
+        // missing (the finished arm's checkpoint is not rewritten) and reports every arm.
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["data/train"], 40, 4);
+        TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 5);
+        string[] Args(params string[] more) => new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "1", "--train-limit", "0",
+            "--seeds", "1", "--threads", "1", "--out", dir["out"] }.Concat(more).ToArray();
+        string[] Rows() => File.ReadAllLines(dir["out/report.md"]).Where(l => l.StartsWith("| ") && !l.StartsWith("| arm")).ToArray();
+
+        Assert.Equal(0, AlexNet.Cli.App.Run(Args("--arms", "no-dropout")));
+        Assert.True(File.Exists(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
+        Assert.False(Directory.Exists(dir["out/dropout-0-5-s1"]));
+        Assert.Single(Rows(), r => r.StartsWith("| no dropout |"));
+        byte[] first = File.ReadAllBytes(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]);
+        DateTime written = File.GetLastWriteTimeUtc(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]);
+
+        Assert.Equal(0, AlexNet.Cli.App.Run(Args()));
+        Assert.True(File.Exists(dir[$"out/dropout-0-5-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
+        Assert.Equal(written, File.GetLastWriteTimeUtc(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
+        Assert.Equal(first, File.ReadAllBytes(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
+        Assert.Equal(new[] { "| dropout 0.5 |", "| no dropout |" }, Rows().Select(r => r[..(r.IndexOf(" |", 2) + 2)]));
+
+        // An arm the preset lacks is refused before anything is written, with the arms it has.
+        var e = AlexNet.Training.Experiments.Get("depth", new AlexNet.Training.TrainOptions { Model = Variants.Small });
+        var ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.Only(e, new[] { "conv5 removed" }));
+        Assert.Contains("'conv3 removed' (conv3-removed)", ex.Message);
+        Assert.Equal(new[] { "conv3 removed", "conv4 removed" },
+            AlexNet.Training.Experiments.Only(e, new[] { "conv4-removed", "conv3 removed" }).Arms.Select(a => a.Name));
+        Assert.Equal(2, AlexNet.Cli.App.Run(new[] { "experiment", "depth", "-d", dir["data"], "--arms", "conv5", "--out", dir["bad"] }));
+        Assert.False(Directory.Exists(dir["bad"]));
+    }
+
+    [Fact]
     public void ReluVersusTanhComparesEachNetAtItsFastestRate()
     {
         AlexNet.Training.ArmResult R(string arm, long seed, double? steps, bool diverged = false) =>

@@ -74,6 +74,25 @@ public class ModernOptionsTests
     }
 
     [Fact]
+    public void TheQuickStartShortensItsWarmupOnlyBelowThreeEpochs()
+    {
+        // `quickstart --epochs N`: the recipe's 2 warm-up epochs while ε has an epoch left to fall; 1 or 2 epochs (a
+        // smoke test) warm up over the recipe's 2/15 instead of being refused.
+        Assert.Equal(Recipes.QuickStart.ToJson(), Recipes.QuickStartFor(15).ToJson());
+        Assert.Equal(2, Recipes.QuickStartFor(3).WarmupEpochs);
+        Assert.Equal(2 / 15.0, Recipes.QuickStartFor(1).WarmupEpochs, 12);
+        Assert.Equal(4 / 15.0, Recipes.QuickStartFor(2).WarmupEpochs, 12);
+        foreach (int epochs in Enumerable.Range(1, 16))
+        {
+            TrainOptions o = Recipes.QuickStartFor(epochs);
+            o.Validate();
+            var schedule = new LearningRateSchedule(o);
+            long steps = 100L * epochs;
+            Assert.True(schedule.BeginStep(steps - 1, steps) < 0.05 * 0.02, $"{epochs} epochs: ε falls to ~0 by the last step");
+        }
+    }
+
+    [Fact]
     public void ClippingScalesTheGradientsToTheGlobalNorm()
     {
         using var a = new TorchSharp.Modules.Parameter(zeros(2));
