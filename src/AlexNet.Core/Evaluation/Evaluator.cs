@@ -89,9 +89,11 @@ public static class Evaluator
     };
 
     /// <summary>N×K softmax probabilities averaged over the views and the models (§4.1, §6).</summary>
+    /// <param name="forward">How a model's outputs are computed (the trainer's replicas split the batch); default its forward.</param>
     public static Tensor Probabilities(IReadOnlyList<AlexNetModel> models, IViewSource source, IReadOnlyList<View> views, int classes,
-        CancellationToken cancel = default)
+        CancellationToken cancel = default, Func<AlexNetModel, Tensor, Tensor>? forward = null)
     {
+        forward ??= (m, x) => m.forward(x);
         Tensor sum = zeros(source.Count, classes);
         foreach (AlexNetModel m in models)
         {
@@ -107,7 +109,7 @@ public static class Evaluator
                     long n = inputs.shape[0];
                     foreach (AlexNetModel m in models)
                     {
-                        sum[TensorIndex.Slice(start, start + n)].add_(m.forward(inputs).softmax(1).cpu());
+                        sum[TensorIndex.Slice(start, start + n)].add_(forward(m, inputs).softmax(1).cpu());
                     }
                 }
             }
@@ -124,9 +126,10 @@ public static class Evaluator
     /// <summary>§6 on a store with the softmax averaged over <paramref name="views"/>, reported as <paramref name="name"/>.</summary>
     /// <param name="records">Only these records of the store (a held-out split), or all.</param>
     public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store, Augmentation augmentation, IReadOnlyList<View> views,
-        string name, int batchSize = 256, int workers = 1, CancellationToken cancel = default, int[]? records = null)
+        string name, int batchSize = 256, int workers = 1, CancellationToken cancel = default, int[]? records = null,
+        Func<AlexNetModel, Tensor, Tensor>? forward = null)
     {
-        using Tensor p = Probabilities(models, new StoreViews(store, augmentation, batchSize, workers, records), views, models[0].Architecture.Classes, cancel);
+        using Tensor p = Probabilities(models, new StoreViews(store, augmentation, batchSize, workers, records), views, models[0].Architecture.Classes, cancel, forward);
         int[] labels = records is null ? store.Labels : records.Select(i => store.Labels[i]).ToArray();
         return Score(p, labels, store.Manifest.Classes.Select(c => c.Name).ToArray(), name, models.Count);
     }

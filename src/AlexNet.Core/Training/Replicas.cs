@@ -122,6 +122,40 @@ public sealed class Replicas : IDisposable
         return (total, cat(logits));
     }
 
+    /// <summary>
+    /// The net's outputs in evaluation mode, the batch split R ways as in training, each part on its own lane (the
+    /// validation of each epoch: `small` infers 1.3× faster on 2 threads than on 1, so two parts side by side gain).
+    /// Each image's output is the net's own; only the float32 rounding of a smaller batch may differ.
+    /// </summary>
+    public Tensor Infer(Tensor inputs)
+    {
+        int mine = torch.get_num_threads();
+        torch.set_num_threads(ThreadsEach);
+        bool training = _net.training;
+        try
+        {
+            Sync();
+            long[] sizes = Parts(inputs.shape[0], Count);
+            Tensor[] x = inputs.split(sizes);
+            var outputs = new Tensor[sizes.Length];
+            _lanes.Run(sizes.Length, r =>
+            {
+                using var scope = NewDisposeScope();
+                using var noGrad = no_grad();   // autograd's mode is per thread
+                AlexNetModel model = r == 0 ? _net : _copies[r - 1];
+                model.eval();
+                outputs[r] = model.forward(x[r]).DetachFromDisposeScope();
+            });
+            torch.CurrentDisposeScope?.Attach(outputs);
+            return cat(outputs);
+        }
+        finally
+        {
+            _net.train(training);
+            torch.set_num_threads(mine);
+        }
+    }
+
     /// <summary>n images in R parts as even as can be (the first ones one larger); parts with no image are left out.</summary>
     public static long[] Parts(long n, int count) =>
         Enumerable.Range(0, count).Select(r => n / count + (r < n % count ? 1 : 0)).Where(s => s > 0).ToArray();

@@ -232,8 +232,10 @@ public static class Trainer
     static EvalResult Evaluate(Run run, AlexNetModel model)
     {
         (View[] views, string name) = Evaluator.Of(run.Options.ValViews);
+        // The net itself on the replicas' lanes, as it trains (the weight average has no replicas).
+        Func<AlexNetModel, Tensor, Tensor>? forward = run.Replicas is { } replicas && model == run.Model ? (_, x) => replicas.Infer(x) : null;
         EvalResult Score(int[]? records) => Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, views, name,
-            batchSize: Math.Max(run.Options.BatchSize, 256), records: records);
+            batchSize: Math.Max(run.Options.BatchSize, 256), records: records, forward: forward);
         if (run.Parallel is not { } parallel)
         {
             return Score(run.ValRecords);

@@ -49,6 +49,35 @@ public class ReplicasTests
     }
 
     [Fact]
+    public void InferenceOnTheReplicasIsTheNetsOwnAfterAnUpdate()
+    {
+        // Each epoch's validation runs on the replicas' lanes: every image's output must be the net's in evaluation
+        // mode (dropout off), with the weights of the step just taken, and the net left in the mode it was in.
+        using var net = new AlexNetModel(Small(0.5), seed: 3);
+        using var sgd = new PaperSgd(net.parameters(), 0.02, 0.9, 0.0005);
+        using var replicas = new Replicas(net, 3, threads: 2);
+        using var g = new Generator(11);
+        using var scope = NewDisposeScope();
+        net.train();
+        replicas.Run(sgd, randn(new long[] { 16, 1, 28, 28 }, generator: g), randint(0, 10, new long[] { 16 }, generator: g));
+        Tensor x = randn(new long[] { 23, 1, 28, 28 }, generator: g);
+        net.eval();
+        Tensor split = replicas.Infer(x);
+        Assert.False(net.training);
+        Assert.False(split.requires_grad);
+        Tensor whole;
+        using (no_grad())
+        {
+            whole = net.forward(x);
+        }
+        Assert.Equal(new long[] { 23, 10 }, split.shape);
+        Close.Assert(whole, split, 1e-5, "outputs");
+        net.train();
+        replicas.Infer(x);
+        Assert.True(net.training);
+    }
+
+    [Fact]
     public void DropoutMasksAreFixedByTheSeedWhateverTheThreadsOrder()
     {
         Tensor[] Train()
