@@ -64,13 +64,20 @@ public sealed class Replicas : IDisposable
     public (Tensor Loss, Tensor Logits) Run(PaperSgd sgd, Tensor inputs, Tensor labels, double labelSmoothing = 0, double clipGradNorm = 0,
         Action? reduceGradients = null, Mix? mix = null)
     {
-        // The whole step at ThreadsEach on this thread too: an operation here on more threads would wake this
-        // thread's OpenMP team, whose threads then spin for a while on the cores the replicas are using.
+        return AtThreadsEach(() => Step(sgd, inputs, labels, labelSmoothing, clipGradNorm, reduceGradients, mix));
+    }
+
+    /// <summary>
+    /// <paramref name="work"/> with this thread at ThreadsEach too: an operation here on more threads would wake this
+    /// thread's OpenMP team, whose threads then spin for a while on the cores the replicas are using.
+    /// </summary>
+    T AtThreadsEach<T>(Func<T> work)
+    {
         int mine = torch.get_num_threads();
         torch.set_num_threads(ThreadsEach);
         try
         {
-            return Step(sgd, inputs, labels, labelSmoothing, clipGradNorm, reduceGradients, mix);
+            return work();
         }
         finally
         {
@@ -127,10 +134,8 @@ public sealed class Replicas : IDisposable
     /// validation of each epoch: `small` infers 1.3× faster on 2 threads than on 1, so two parts side by side gain).
     /// Each image's output is the net's own; only the float32 rounding of a smaller batch may differ.
     /// </summary>
-    public Tensor Infer(Tensor inputs)
+    public Tensor Infer(Tensor inputs) => AtThreadsEach(() =>
     {
-        int mine = torch.get_num_threads();
-        torch.set_num_threads(ThreadsEach);
         bool training = _net.training;
         try
         {
@@ -152,9 +157,8 @@ public sealed class Replicas : IDisposable
         finally
         {
             _net.train(training);
-            torch.set_num_threads(mine);
         }
-    }
+    });
 
     /// <summary>n images in R parts as even as can be (the first ones one larger); parts with no image are left out.</summary>
     public static long[] Parts(long n, int count) =>
