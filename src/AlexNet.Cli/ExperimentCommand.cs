@@ -34,12 +34,18 @@ internal static class ExperimentCommand
             Description = "Train and report only these arms (comma-separated names or run-folder names, e.g. conv3-removed); " +
                 "a later run without it into the same --out trains what is missing and reports every arm.",
         };
+        var join = new Option<string[]>("--join")
+        {
+            Description = "results.json files of the same experiment trained elsewhere (another machine or session, e.g. other seeds), " +
+                "reported beside this run's arms; checked first: the same arms and budget, each arm and seed from one place.",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var output = new Option<string?>("--out", "-o") { Description = "Output folder (default runs/experiment-NAME)." };
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var replicas = new Option<int>("--replicas") { Description = Cli.ReplicasDescription, DefaultValueFactory = _ => 1 };
         var command = new Command("experiment", "Reproduce one of the paper's ablations at small scale: a markdown table beside the paper's claim, and plots.")
         {
-            name, data, model, epochs, limit, seeds, lr, steps, lrs, arms, output, threads, replicas,
+            name, data, model, epochs, limit, seeds, lr, steps, lrs, arms, join, output, threads, replicas,
         };
         command.SetAction(r => Cli.Run(() =>
         {
@@ -70,9 +76,10 @@ internal static class ExperimentCommand
                 e = Experiments.Only(e, only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
             }
             long[] seedList = ParseList(r.GetValue(seeds)!, "--seeds", long.Parse);
+            JoinedResults[] joined = (r.GetValue(join) ?? Array.Empty<string>()).Select(Experiments.ReadJoined).ToArray();
             string outDir = r.GetValue(output) ?? Path.Combine("runs", $"experiment-{e.Name}");
             var progress = new ConsoleProgress();
-            var results = Experiments.Run(e, train, val, outDir, seedList, machine, progress);
+            var results = Experiments.Run(e, train, val, outDir, seedList, machine, progress, joined);
             AnsiConsole.Write(new Markup(Markup.Escape(File.ReadAllText(Path.Combine(outDir, "report.md")))));
             AnsiConsole.WriteLine();
             return 0;

@@ -14,14 +14,22 @@ namespace AlexNet.Training;
 
 public sealed record ExperimentArm(string Name, TrainOptions Options);
 
-public sealed record Experiment(string Name, string Section, string Claim, string Metric, IReadOnlyList<ExperimentArm> Arms);
+public sealed record Experiment(string Name, string Section, string Claim, string Metric, IReadOnlyList<ExperimentArm> Arms)
+{
+    /// <summary>Every arm of the preset, in its order, also after <see cref="Experiments.Only"/> kept some of them.</summary>
+    public IReadOnlyList<string> Preset { get; init; } = Arms.Select(a => a.Name).ToArray();
+}
 
 /// <summary>
 /// One arm's run. StepsTo25: Figure 1's measure; StepsTo15, StepsTo10, StepsTo5: the same at lower training errors, the
-/// points comparable to it on the easier Fashion-MNIST once a run is long enough to reach them.
+/// points comparable to it on the easier Fashion-MNIST once a run is long enough to reach them. Budget: the report's
+/// budget line, so that results joined from another machine can be checked against it (null in files written before it).
 /// </summary>
 public sealed record ArmResult(string Arm, long Seed, double ValTop1, double ValTop5, double TrainTop1, double? StepsTo25, double Seconds,
-    bool Diverged = false, double? StepsTo15 = null, double? StepsTo10 = null, double? StepsTo5 = null);
+    bool Diverged = false, double? StepsTo15 = null, double? StepsTo10 = null, double? StepsTo5 = null, string? Budget = null);
+
+/// <summary>Results of the same experiment trained elsewhere (another machine or session), read from its results.json.</summary>
+public sealed record JoinedResults(string Path, IReadOnlyList<ArmResult> Results);
 
 public static class Experiments
 {
@@ -98,10 +106,15 @@ public static class Experiments
             LogEvery = Math.Min(b.LogEvery, 10),
         });
 
-    /// <summary>Trains every arm for every seed into outDir/ARM-sSEED, then writes outDir/report.md and plots.</summary>
+    /// <summary>
+    /// Trains every arm for every seed into outDir/ARM-sSEED, then writes outDir/report.md and plots. <paramref name="joined"/>:
+    /// results of the same experiment trained elsewhere, reported beside these (checked by <see cref="CheckJoined"/> first).
+    /// </summary>
     public static List<ArmResult> Run(Experiment e, ImageStore train, ImageStore val, string outDir, IReadOnlyList<long> seeds,
-        MachineOptions machine, ITrainingProgress progress)
+        MachineOptions machine, ITrainingProgress progress, IReadOnlyList<JoinedResults>? joined = null)
     {
+        joined ??= Array.Empty<JoinedResults>();
+        CheckJoined(e, seeds, joined);
         Directory.CreateDirectory(outDir);
         var results = new List<ArmResult>();
         foreach (long seed in seeds)
@@ -127,11 +140,82 @@ public static class Experiments
                         progress.Message($"{arm.Name}, seed {seed}: diverged ({ex.Message})");
                     }
                 }
-                results.Add(Summarise(arm.Name, seed, dir, clock.Elapsed.TotalSeconds) with { Diverged = diverged });
+                results.Add(Summarise(arm.Name, seed, dir, clock.Elapsed.TotalSeconds) with { Diverged = diverged, Budget = BudgetOf(e) });
             }
         }
-        WriteReport(e, results, outDir);
+        // The preset's arm order, each arm's seeds in order: the joined results where they belong, not at the end.
+        results = results.Concat(joined.SelectMany(j => j.Results))
+            .OrderBy(r => IndexOf(e.Preset, r.Arm)).ThenBy(r => r.Seed).ToList();
+        WriteReport(e, results, outDir, joined);
         return results;
+    }
+
+    static int IndexOf(IReadOnlyList<string> names, string name)
+    {
+        for (int i = 0; i < names.Count; i++)
+        {
+            if (names[i] == name)
+            {
+                return i;
+            }
+        }
+        return names.Count;
+    }
+
+    /// <summary>A results.json that an experiment wrote (`experiment --join`): its arms, seeds and budget, checked against this run by Run.</summary>
+    public static JoinedResults ReadJoined(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"--join: {path} does not exist; give the results.json that `alexnet experiment` wrote into its --out folder.", path);
+        }
+        List<ArmResult> results = Json.Read<List<ArmResult>>(path);
+        if (results.Count == 0 || results.Any(r => r is null || string.IsNullOrEmpty(r.Arm)))
+        {
+            throw new InvalidDataException($"--join: {path} holds no arm results; give the results.json that `alexnet experiment` wrote into its --out folder.");
+        }
+        return new JoinedResults(path, results);
+    }
+
+    /// <summary>
+    /// Joined results must be arms of this preset (with these options: relu-vs-tanh's arms are its ε), of the same budget
+    /// where their file records it, and each arm and seed must come from one place: this run or one file. Checked before
+    /// any training, so that a wrong file costs no compute.
+    /// </summary>
+    public static void CheckJoined(Experiment e, IReadOnlyList<long> seeds, IReadOnlyList<JoinedResults> joined)
+    {
+        string budget = BudgetOf(e);
+        var from = new Dictionary<(string, long), string>();
+        foreach (ExperimentArm arm in e.Arms)
+        {
+            foreach (long seed in seeds)
+            {
+                from[(arm.Name, seed)] = "this run";
+            }
+        }
+        foreach (JoinedResults j in joined)
+        {
+            foreach (ArmResult r in j.Results)
+            {
+                if (!e.Preset.Contains(r.Arm))
+                {
+                    throw new ArgumentException($"--join: {j.Path} has the arm '{r.Arm}', which is not an arm of {e.Name} with these options " +
+                        $"(its arms: {string.Join(", ", e.Preset.Select(a => $"'{a}'"))}). Join results of the same experiment" +
+                        (e.Name == "relu-vs-tanh" ? " and the same --lrs." : "."));
+                }
+                if (r.Budget is not null && r.Budget != budget)
+                {
+                    throw new ArgumentException($"--join: {j.Path} was trained for another budget ({r.Budget}) than this run ({budget}). " +
+                        "Join results of the same --epochs, --train-limit, --lr and --step-epochs.");
+                }
+                if (from.TryGetValue((r.Arm, r.Seed), out string? other))
+                {
+                    throw new ArgumentException($"--join: '{r.Arm}', seed {r.Seed}, is in {j.Path} and in {other}; each arm and seed must come from one place " +
+                        "(leave the seed out of --seeds, or the file out of --join).");
+                }
+                from[(r.Arm, r.Seed)] = j.Path;
+            }
+        }
     }
 
     const string Diverged = "DIVERGED";
@@ -222,14 +306,17 @@ public static class Experiments
         return $"{o.Epochs} epochs on {images}, batch {o.BatchSize}, {rate}{steps}.";
     }
 
-    static void WriteReport(Experiment e, List<ArmResult> results, string outDir)
+    /// <summary>What every arm of <paramref name="e"/> trained for (the report's budget line).</summary>
+    static string BudgetOf(Experiment e) => Budget(e.Arms[0].Options, sweep: e.Name == "relu-vs-tanh");
+
+    static void WriteReport(Experiment e, List<ArmResult> results, string outDir, IReadOnlyList<JoinedResults> joined)
     {
         var md = new StringBuilder();
         string P(double v) => double.IsNaN(v) ? "—" : (100 * v).ToString("F2", CultureInfo.InvariantCulture) + "%";
         md.AppendLine($"# Experiment `{e.Name}` ({e.Section})").AppendLine();
         md.AppendLine($"**The paper:** {e.Claim}").AppendLine();
         bool figure1 = e.Name == "relu-vs-tanh";
-        md.AppendLine($"**Budget:** {Budget(e.Arms[0].Options, sweep: figure1)}").AppendLine();
+        md.AppendLine($"**Budget:** {BudgetOf(e)}").AppendLine();
         int[] lower = figure1 ? Figure1Targets[1..] : Array.Empty<int>();
         md.AppendLine("| arm | seeds | val top-1 error (mean ± spread) | val top-5 error | train top-1 error | steps to 25% train error |"
             + string.Concat(lower.Select(t => $" steps to {t}% |")));
@@ -251,6 +338,13 @@ public static class Experiments
             md.AppendLine().AppendLine("Fashion-MNIST is easier than CIFAR-10 (a linear classifier gets below 25% error), so the lower training errors, "
                 + "reached after the first transient, are the points comparable to Figure 1's 25%.");
         }
+        foreach (JoinedResults j in joined)
+        {
+            string seedsOf = string.Join(", ", j.Results.Select(r => r.Seed).Distinct());
+            string recorded = j.Results.All(r => r.Budget is not null) ? "the same budget" : "its budget not recorded in the file, so not checked";
+            md.AppendLine().AppendLine($"Joined from `{j.Path}`: {j.Results.Count} results, seed {seedsOf} ({recorded}); trained elsewhere, " +
+                "so their run folders are not beside this file and the plot draws only the runs that are.");
+        }
         md.AppendLine().AppendLine($"Each arm's run folder (options, metrics.jsonl, curves) is beside this file. Plot: ![curves]({e.Name}.png)");
         AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), md.ToString());
         Json.Write(Path.Combine(outDir, "results.json"), results);
@@ -267,7 +361,12 @@ public static class Experiments
         }
         foreach (ArmResult r in plotted)
         {
-            RunPlots.Series s = RunPlots.Read(Path.Combine(outDir, $"{Slug(r.Arm)}-s{r.Seed}"));
+            string dir = Path.Combine(outDir, $"{Slug(r.Arm)}-s{r.Seed}");
+            if (!File.Exists(Path.Combine(dir, MetricsLog.FileName)))
+            {
+                continue;   // joined from elsewhere: its curve is in its own folder, on its own machine
+            }
+            RunPlots.Series s = RunPlots.Read(dir);
             var line = figure1
                 ? plot.Add.Scatter(s.Steps.ToArray(), s.StepTop1.Select(v => 100 * v).ToArray())
                 : plot.Add.Scatter(s.Epochs.ToArray(), s.ValTop1.ToArray());

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using AlexNet.Analysis;
@@ -185,6 +186,57 @@ public class ExperimentTests
             AlexNet.Training.Experiments.Only(e, new[] { "conv4-removed", "conv3 removed" }).Arms.Select(a => a.Name));
         Assert.Equal(2, AlexNet.Cli.App.Run(new[] { "experiment", "depth", "-d", dir["data"], "--arms", "conv5", "--out", dir["bad"] }));
         Assert.False(Directory.Exists(dir["bad"]));
+    }
+
+    [Fact]
+    public void AnExperimentJoinsTheSeedsTrainedElsewhere()
+    {
+        // Seed 1 trained in one folder (another machine), seed 2 in another with `--join` of the first's results.json:
+        // one report over both seeds, its mean worked out here; a file of another experiment, budget or the same seed, a
+        // missing or a damaged one is refused before anything is trained or written.
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["data/train"], 40, 4);
+        TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 5);
+        string[] Args(string experiment, string seed, string epochs, string outDir, params string[] more) => new[] { "experiment", experiment,
+            "-d", dir["data"], "--epochs", epochs, "--train-limit", "0", "--seeds", seed, "--threads", "1", "--out", dir[outDir] }.Concat(more).ToArray();
+        List<AlexNet.Training.ArmResult> Read(string path) => AlexNet.Json.Read<List<AlexNet.Training.ArmResult>>(path);
+
+        Assert.Equal(0, AlexNet.Cli.App.Run(Args("dropout", "1", "1", "a")));
+        Assert.Equal(0, AlexNet.Cli.App.Run(Args("dropout", "2", "1", "b", "--join", dir["a/results.json"])));
+        List<AlexNet.Training.ArmResult> a = Read(dir["a/results.json"]), b = Read(dir["b/results.json"]);
+        Assert.Equal(new[] { ("dropout 0.5", 1L), ("dropout 0.5", 2L), ("no dropout", 1L), ("no dropout", 2L) }, b.Select(r => (r.Arm, r.Seed)));
+        Assert.Equal(a, b.Where(r => r.Seed == 1));   // seed 1 as the other machine reported it
+        Assert.All(b, r => Assert.Equal("1 epochs on every training image, batch 128, ε = 0.01, constant.", r.Budget));
+        Assert.False(Directory.Exists(dir["b/no-dropout-s1"]));
+        string report = File.ReadAllText(dir["b/report.md"]);
+        double[] top1 = b.Where(r => r.Arm == "no dropout").Select(r => r.ValTop1).ToArray();
+        string P(double v) => (100 * v).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "%";
+        Assert.Contains($"| no dropout | 1,2 | {P((top1[0] + top1[1]) / 2)} ± {P(Math.Abs(top1[0] - top1[1]) / 2)} |", report);
+        Assert.Contains($"Joined from `{dir["a/results.json"]}`: 2 results, seed 1 (the same budget)", report);
+        Assert.True(File.Exists(dir["b/dropout.png"]));
+
+        // Refused, nothing written: the same seed again, another budget, another experiment's arms, no file, a damaged file.
+        File.WriteAllText(dir["damaged.json"], "[{\"arm\": \"no dropout\", \"seed\": ");
+        Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "1", "1", "r1", "--join", dir["a/results.json"])));
+        Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "3", "2", "r2", "--join", dir["a/results.json"])));
+        Assert.Equal(2, AlexNet.Cli.App.Run(Args("pooling", "3", "1", "r3", "--join", dir["a/results.json"])));
+        Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "3", "1", "r4", "--join", dir["nowhere.json"])));
+        Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "3", "1", "r5", "--join", dir["damaged.json"])));
+        Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "3", "1", "r6", "--join", dir["a/results.json"], dir["b/results.json"])));
+        Assert.All(new[] { "r1", "r2", "r3", "r4", "r5", "r6" }, d => Assert.False(Directory.Exists(dir[d])));
+
+        // What the messages say: the file, and what to do.
+        var e = AlexNet.Training.Experiments.Get("pooling", new AlexNet.Training.TrainOptions { Model = Variants.Small, Epochs = 1 });
+        var joined = AlexNet.Training.Experiments.ReadJoined(dir["a/results.json"]);
+        var ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(e, new long[] { 3 }, new[] { joined }));
+        Assert.Contains($"{dir["a/results.json"]} has the arm 'dropout 0.5', which is not an arm of pooling", ex.Message);
+        var d = AlexNet.Training.Experiments.Get("dropout", new AlexNet.Training.TrainOptions { Model = Variants.Small, Epochs = 1 });
+        ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(d, new long[] { 1 }, new[] { joined }));
+        Assert.Contains("'dropout 0.5', seed 1, is in " + dir["a/results.json"] + " and in this run", ex.Message);
+        var longer = AlexNet.Training.Experiments.Get("dropout", new AlexNet.Training.TrainOptions { Model = Variants.Small, Epochs = 2 });
+        ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(longer, new long[] { 3 }, new[] { joined }));
+        Assert.Contains("was trained for another budget (1 epochs", ex.Message);
+        Assert.Contains(dir["damaged.json"], Assert.Throws<InvalidDataException>(() => AlexNet.Training.Experiments.ReadJoined(dir["damaged.json"])).Message);
     }
 
     [Fact]
