@@ -22,7 +22,8 @@ public sealed record Experiment(string Name, string Section, string Claim, strin
 
 /// <summary>
 /// One arm's run. StepsTo25: Figure 1's measure; StepsTo15, StepsTo10, StepsTo5: the same at lower training errors, the
-/// points comparable to it on the easier Fashion-MNIST once a run is long enough to reach them. Budget: the report's
+/// points comparable to it on the easier Fashion-MNIST once a run is long enough to reach them. Seconds: the training
+/// time its metrics.jsonl records (the epochs' sum), whichever runs trained it. Budget: the report's
 /// budget line, so that results joined from another machine can be checked against it (null in files written before it).
 /// </summary>
 public sealed record ArmResult(string Arm, long Seed, double ValTop1, double ValTop5, double TrainTop1, double? StepsTo25, double Seconds,
@@ -123,7 +124,6 @@ public static class Experiments
             {
                 string dir = Path.Combine(outDir, $"{Slug(arm.Name)}-s{seed}");
                 progress.Message($"{e.Name}: {arm.Name}, seed {seed} → {dir}");
-                var clock = System.Diagnostics.Stopwatch.StartNew();
                 bool done = File.Exists(Path.Combine(dir, Trainer.LastCheckpoint)) && Checkpoint.ReadState(Path.Combine(dir, Trainer.LastCheckpoint)).Epoch >= arm.Options.Epochs;
                 bool diverged = File.Exists(Path.Combine(dir, Diverged));
                 if (!done && !diverged)
@@ -140,7 +140,7 @@ public static class Experiments
                         progress.Message($"{arm.Name}, seed {seed}: diverged ({ex.Message})");
                     }
                 }
-                results.Add(Summarise(arm.Name, seed, dir, clock.Elapsed.TotalSeconds) with { Diverged = diverged, Budget = BudgetOf(e) });
+                results.Add(Summarise(arm.Name, seed, dir) with { Diverged = diverged, Budget = BudgetOf(e) });
             }
         }
         // The preset's arm order, each arm's seeds in order: the joined results where they belong, not at the end.
@@ -222,8 +222,10 @@ public static class Experiments
 
     static string Slug(string s) => new string(s.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray()).Trim('-');
 
-    static ArmResult Summarise(string arm, long seed, string dir, double seconds)
+    static ArmResult Summarise(string arm, long seed, string dir)
     {
+        // Not this call's clock: an arm trained by an earlier call (or resumed) is only read here.
+        double seconds = MetricsLog.Read(dir).OfType<EpochMetrics>().Sum(m => m.Seconds);
         RunPlots.Series s = RunPlots.Read(dir);
         double? FirstStepAt(double error)   // the first logged step whose training error is at most this fraction
         {

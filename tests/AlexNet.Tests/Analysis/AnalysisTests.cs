@@ -177,6 +177,11 @@ public class ExperimentTests
         Assert.Equal(written, File.GetLastWriteTimeUtc(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
         Assert.Equal(first, File.ReadAllBytes(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
         Assert.Equal(new[] { "| dropout 0.5 |", "| no dropout |" }, Rows().Select(r => r[..(r.IndexOf(" |", 2) + 2)]));
+        // The arm trained by the first call keeps its training time, not the second call's moment of reading it.
+        double logged = File.ReadLines(dir["out/no-dropout-s1/metrics.jsonl"]).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
+            .Where(m => m.GetProperty("kind").GetString() == "epoch").Sum(m => m.GetProperty("seconds").GetDouble());
+        Assert.True(logged > 0);
+        Assert.Equal(logged, AlexNet.Json.Read<System.Collections.Generic.List<AlexNet.Training.ArmResult>>(dir["out/results.json"]).Single(r => r.Arm == "no dropout").Seconds);
 
         // An arm the preset lacks is refused before anything is written, with the arms it has.
         var e = AlexNet.Training.Experiments.Get("depth", new AlexNet.Training.TrainOptions { Model = Variants.Small });
