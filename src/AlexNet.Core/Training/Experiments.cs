@@ -144,22 +144,11 @@ public static class Experiments
             }
         }
         // The preset's arm order, each arm's seeds in order: the joined results where they belong, not at the end.
+        string[] preset = e.Preset.ToArray();
         results = results.Concat(joined.SelectMany(j => j.Results))
-            .OrderBy(r => IndexOf(e.Preset, r.Arm)).ThenBy(r => r.Seed).ToList();
+            .OrderBy(r => Array.IndexOf(preset, r.Arm)).ThenBy(r => r.Seed).ToList();
         WriteReport(e, results, outDir, joined);
         return results;
-    }
-
-    static int IndexOf(IReadOnlyList<string> names, string name)
-    {
-        for (int i = 0; i < names.Count; i++)
-        {
-            if (names[i] == name)
-            {
-                return i;
-            }
-        }
-        return names.Count;
     }
 
     /// <summary>A results.json that an experiment wrote (`experiment --join`): its arms, seeds and budget, checked against this run by Run.</summary>
@@ -342,9 +331,9 @@ public static class Experiments
         }
         foreach (JoinedResults j in joined)
         {
-            string seedsOf = string.Join(", ", j.Results.Select(r => r.Seed).Distinct());
+            long[] seedsOf = j.Results.Select(r => r.Seed).Distinct().ToArray();
             string recorded = j.Results.All(r => r.Budget is not null) ? "the same budget" : "its budget not recorded in the file, so not checked";
-            md.AppendLine().AppendLine($"Joined from `{j.Path}`: {j.Results.Count} results, seed {seedsOf} ({recorded}); trained elsewhere, " +
+            md.AppendLine().AppendLine($"Joined from `{j.Path}`: {j.Results.Count} results, seed{(seedsOf.Length > 1 ? "s" : "")} {string.Join(", ", seedsOf)} ({recorded}); trained elsewhere, " +
                 "so their run folders are not beside this file and the plot draws only the runs that are.");
         }
         md.AppendLine().AppendLine($"Each arm's run folder (options, metrics.jsonl, curves) is beside this file. Plot: ![curves]({e.Name}.png)");
