@@ -158,10 +158,19 @@ public static class Experiments
         {
             throw new FileNotFoundException($"--join: {path} does not exist; give the results.json that `alexnet experiment` wrote into its --out folder.", path);
         }
-        List<ArmResult> results = Json.Read<List<ArmResult>>(path);
+        const string give = "give the results.json that `alexnet experiment` wrote into its --out folder";
+        List<ArmResult> results;
+        try
+        {
+            results = Json.Read<List<ArmResult>>(path);
+        }
+        catch (InvalidDataException ex)
+        {
+            throw new InvalidDataException($"--join: {path} is not an experiment's results.json, or it is damaged; {give}. ({ex.Message})");
+        }
         if (results.Count == 0 || results.Any(r => r is null || string.IsNullOrEmpty(r.Arm)))
         {
-            throw new InvalidDataException($"--join: {path} holds no arm results; give the results.json that `alexnet experiment` wrote into its --out folder.");
+            throw new InvalidDataException($"--join: {path} holds no arm results; {give}.");
         }
         return new JoinedResults(path, results);
     }

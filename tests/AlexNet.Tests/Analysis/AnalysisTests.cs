@@ -241,7 +241,8 @@ public class ExperimentTests
         var longer = AlexNet.Training.Experiments.Get("dropout", new AlexNet.Training.TrainOptions { Model = Variants.Small, Epochs = 2 });
         ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(longer, new long[] { 3 }, new[] { joined }));
         Assert.Contains("was trained for another budget (1 epochs", ex.Message);
-        Assert.Contains(dir["damaged.json"], Assert.Throws<InvalidDataException>(() => AlexNet.Training.Experiments.ReadJoined(dir["damaged.json"])).Message);
+        Assert.Contains($"--join: {dir["damaged.json"]} is not an experiment's results.json, or it is damaged",
+            Assert.Throws<InvalidDataException>(() => AlexNet.Training.Experiments.ReadJoined(dir["damaged.json"])).Message);
     }
 
     [Fact]
