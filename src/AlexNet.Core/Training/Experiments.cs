@@ -154,11 +154,11 @@ public static class Experiments
     /// <summary>A results.json that an experiment wrote (`experiment --join`): its arms, seeds and budget, checked against this run by Run.</summary>
     public static JoinedResults ReadJoined(string path)
     {
+        const string give = "give the results.json that `alexnet experiment` wrote into its --out folder";
         if (!File.Exists(path))
         {
-            throw new FileNotFoundException($"--join: {path} does not exist; give the results.json that `alexnet experiment` wrote into its --out folder.", path);
+            throw new FileNotFoundException($"--join: {path} does not exist; {give}.", path);
         }
-        const string give = "give the results.json that `alexnet experiment` wrote into its --out folder";
         List<ArmResult> results;
         try
         {
@@ -222,8 +222,6 @@ public static class Experiments
 
     static ArmResult Summarise(string arm, long seed, string dir)
     {
-        // Not this call's clock: an arm trained by an earlier call (or resumed) is only read here.
-        double seconds = MetricsLog.Read(dir).OfType<EpochMetrics>().Sum(m => m.Seconds);
         RunPlots.Series s = RunPlots.Read(dir);
         double? FirstStepAt(double error)   // the first logged step whose training error is at most this fraction
         {
@@ -236,8 +234,9 @@ public static class Experiments
             }
             return null;
         }
+        // Seconds from the log, not this call's clock: an arm trained by an earlier call (or resumed) is only read here.
         return new ArmResult(arm, seed, s.ValTop1.LastOrDefault(double.NaN) / 100, s.ValTop5.LastOrDefault(double.NaN) / 100,
-            s.TrainTop1.LastOrDefault(double.NaN) / 100, FirstStepAt(0.25), seconds, StepsTo15: FirstStepAt(0.15), StepsTo10: FirstStepAt(0.10), StepsTo5: FirstStepAt(0.05));
+            s.TrainTop1.LastOrDefault(double.NaN) / 100, FirstStepAt(0.25), s.EpochSeconds.Sum(), StepsTo15: FirstStepAt(0.15), StepsTo10: FirstStepAt(0.10), StepsTo5: FirstStepAt(0.05));
     }
 
     static string StepsCell(IEnumerable<ArmResult> arm, Func<ArmResult, double?> steps) =>

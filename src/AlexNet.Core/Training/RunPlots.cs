@@ -8,12 +8,13 @@ namespace AlexNet.Training;
 
 public static class RunPlots
 {
+    /// <summary>A run's metrics.jsonl as columns; EpochSeconds: each epoch's time as logged.</summary>
     public sealed record Series(List<double> Steps, List<double> Loss, List<double> StepTop1, List<double> Epochs, List<double> TrainTop1, List<double> ValTop1,
-        List<double> TrainTop5, List<double> ValTop5, List<double> Lr);
+        List<double> TrainTop5, List<double> ValTop5, List<double> Lr, List<double> EpochSeconds);
 
     public static Series Read(string runDir)
     {
-        var s = new Series(new(), new(), new(), new(), new(), new(), new(), new(), new());
+        var s = new Series(new(), new(), new(), new(), new(), new(), new(), new(), new(), new());
         foreach (MetricsRecord record in MetricsLog.Read(runDir))
         {
             switch (record)
@@ -30,6 +31,7 @@ public static class RunPlots
                     s.TrainTop5.Add(100 * m.TrainTop5Error);
                     s.ValTop5.Add(100 * m.ValTop5Error);
                     s.Lr.Add(m.LearningRate);
+                    s.EpochSeconds.Add(m.Seconds);
                     break;
             }
         }
