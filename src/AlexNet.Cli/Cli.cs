@@ -50,6 +50,11 @@ internal static class Cli
             AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
             return UsageError;
         }
+        catch (UnauthorizedAccessException e)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message} This user may not read or write there: choose a path it can (or change the folder's permissions).");
+            return Failure;
+        }
         catch (IOException e)
         {
             AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.CommandLine;
 using System.Globalization;
 using AlexNet.Analysis;
+using AlexNet.Data;
 using AlexNet.Evaluation;
 using AlexNet.Model;
 using AlexNet.Training;
@@ -24,13 +25,26 @@ internal static class PredictCommand
         var json = new Option<bool>("--json") { Description = "Print JSON instead of tables." };
         var figure = new Option<string?>("--figure") { Description = "Draw the images with their top-5 bars into this PNG (Figure 4, left)." };
         var top = new Option<int>("--top") { Description = "How many classes to show.", DefaultValueFactory = _ => 5 };
-        var command = new Command("predict", "Classify image files: top classes with names and probabilities, 10-crop averaged.")
+        var views = new Option<string>("--views")
         {
-            checkpoint, onnx, files, json, figure, top, threads, device, precision,
+            Description = "ten = the softmax averaged over §4.1's ten patches; centre = the centre patch alone (torchvision's single crop); flip = the centre and its reflection.",
+            DefaultValueFactory = _ => "ten",
+        };
+        views.AcceptOnlyFromAmong("ten", "centre", "flip");
+        var command = new Command("predict", "Classify image files: top classes with names and probabilities (10-crop averaged by default). A file that cannot be read is reported and the others are classified.")
+        {
+            checkpoint, onnx, files, json, figure, top, views, threads, device, precision,
         };
         command.SetAction(r => Cli.Run(() =>
         {
             List<Prediction> predictions;
+            List<FileFailure> failures;
+            int k = r.GetValue(top);
+            if (k < 1)
+            {
+                throw new UserError($"--top {k}: give at least 1.");
+            }
+            View[] chosen = Evaluator.Of(Enum.Parse<ViewSet>(r.GetValue(views)!, ignoreCase: true)).Views;
             if (r.GetValue(onnx) is string onnxFile)
             {
                 if (r.GetValue(checkpoint) is not null)
@@ -38,7 +52,9 @@ internal static class PredictCommand
                     throw new UserError("pass --checkpoint or --onnx, not both.");
                 }
                 using var classifier = new AlexNet.Interop.OnnxClassifier(onnxFile, r.GetValue(threads));
-                predictions = classifier.PredictFiles(r.GetValue(files)!, r.GetValue(top));
+                (byte[][] records, string[] read, failures) = Predictor.LoadRecords(r.GetValue(files)!, classifier.Preprocessing.RecordSize,
+                    classifier.Preprocessing.Channels);
+                predictions = classifier.PredictRecords(records, read, k, chosen);
             }
             else
             {
@@ -48,8 +64,13 @@ internal static class PredictCommand
                     precision: Cli.PrecisionOrNull(r.GetValue(precision)));
                 using (model)
                 {
-                    predictions = Predictor.PredictFiles(model, state, r.GetValue(files)!, r.GetValue(top));
+                    (byte[][] records, string[] read, failures) = Predictor.LoadRecords(r.GetValue(files)!, state.StoreHeight, state.Architecture.InputChannels);
+                    predictions = Predictor.PredictRecords(model, state, records, read, k, chosen);
                 }
+            }
+            foreach (FileFailure f in failures)
+            {
+                Console.Error.WriteLine($"error: {f.Reason}{(f.Reason.Contains(f.File, StringComparison.Ordinal) ? "" : $" ({f.File})")}");
             }
             {
                 if (r.GetValue(json))
@@ -68,11 +89,16 @@ internal static class PredictCommand
                         AnsiConsole.Write(table);
                     }
                 }
-                if (r.GetValue(figure) is string png)
+                if (r.GetValue(figure) is string png && predictions.Count > 0)
                 {
                     Figures.Predictions(predictions, png);
                     AnsiConsole.MarkupLineInterpolated($"Wrote {png}");
                 }
+            }
+            if (failures.Count > 0)
+            {
+                Console.Error.WriteLine($"{failures.Count} of {failures.Count + predictions.Count} file(s) could not be classified (listed above); the others were.");
+                return Cli.Failure;
             }
             return 0;
         }));

@@ -47,7 +47,7 @@ internal static class TrainCommand
     static readonly Option<bool> NoFlip = new("--no-flip") { Description = "Ablation: no horizontal reflections (§4.1)." };
     static readonly Option<double> PcaStd = new("--pca-std") { Description = "σ of the PCA colour noise αᵢ (§4.1: 0.1; 0 = off).", DefaultValueFactory = _ => D.PcaStd };
     static readonly Option<bool> NoMean = new("--no-mean") { Description = "Do not subtract the mean image (§2)." };
-    static readonly Option<float> InputScale = new("--input-scale") { Description = "Multiply the centred 0–255 inputs by this (1 = the paper's raw values).", DefaultValueFactory = _ => D.InputScale };
+    static readonly Option<float?> InputScale = new("--input-scale") { Description = "Multiply the centred 0–255 inputs by this (1 = the paper's raw values). Default: what the net's init expects: 1 for §5's N(0, 0.01²) (paper, owt), 1/80 for a fan-in-scaled init (small); with --init-from, the checkpoint's." };
     static readonly Option<int?> Crop = new("--crop") { Description = "Side of §4.1's patches (random in training, centre or ten at test). Default: 224 of 256 (7/8); small images: the padded image less the shift range." };
     static readonly Option<int> Pad = new("--pad") { Description = "Small images: zero padding before cropping; the crop is the image plus the padding less the shift range (−1 = the default 4).", DefaultValueFactory = _ => D.Pad };
     static readonly Option<string?> RemoveLayer = new("--remove-layer") { Description = "§7 ablation: drop a middle conv layer (conv3 or conv4)." };
@@ -108,7 +108,7 @@ internal static class TrainCommand
             Compute.ResolveDevice(r.GetValue(Device)!);   // a bad --device fails before any data is read
             var machine = new MachineOptions(r.GetValue(Threads), r.GetValue(Workers), parallel, r.GetValue(Device)!, r.GetValue(Towers), r.GetValue(ConcurrentTowers),
                 r.GetValue(ReplicasFlag));
-            return Execute(o, machine, trainDir, valDir, runDir, resume, ResumeCommand(r, runDir), r.GetValue(TensorBoard));
+            return Execute(o, machine, trainDir, valDir, runDir, resume, ResumeCommand(r, runDir, parallel), r.GetValue(TensorBoard));
         })));
         return command;
     }
@@ -154,6 +154,11 @@ internal static class TrainCommand
                 parallel.Abort(code);
             }
         }
+        if (code is 130 or 143)
+        {
+            // Each rank's own code: a launcher may report another (MPICH's Hydra loses it in some runs: docs/scale-out.md).
+            Console.Error.WriteLine($"rank {parallel.Rank} of {parallel.Ranks} stopped by a signal: exit {code}.");
+        }
         return code;
     }
 
@@ -168,12 +173,23 @@ internal static class TrainCommand
         {
             // Rank 0 reports for the job; the others train quietly, and stop where it does (mpirun forwards the signal to all).
             using var quietStop = new StopSignal();
-            Trainer.Fit(o, machine, train, val, runDir, resume, new SilentProgress(), quietStop.Token);
-            return quietStop.ExitCode ?? 0;
+            try
+            {
+                Trainer.Fit(o, machine, train, val, runDir, resume, new SilentProgress(), quietStop.Token);
+            }
+            catch (TrainingDivergedException)
+            {
+                return Cli.Failure;   // every rank sees the same summed loss; rank 0 says why
+            }
+            return machine.Parallel.Max(quietStop.ExitCode ?? 0);   // the job's code: a signal any rank took
         }
         var progress = new ConsoleProgress();
         string ranks = machine.Parallel is { } p ? $", {p.Ranks} ranks ({p.Flavour}) × batch {o.BatchSize}" : "";
         AnsiConsole.MarkupLineInterpolated($"Training {o.Model} on {train.Count} images ({train.Height}×{train.Width}×{train.Channels}, {train.ClassCount} classes){ranks} → {runDir}");
+        if (machine.Parallel?.StopAdvice() is string advice)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[yellow]note:[/] {advice}");
+        }
         using var stop = new StopSignal();
         TrainResult result;
         try
@@ -193,8 +209,10 @@ internal static class TrainCommand
             return Cli.Failure;
         }
         string best = double.IsFinite(result.BestValidationError) ? ConsoleProgress.Pct(result.BestValidationError) : "none yet (no epoch finished)";
-        if (stop.ExitCode is int code)
+        int signalled = machine.Parallel?.Max(stop.ExitCode ?? 0) ?? stop.ExitCode ?? 0;   // every rank ends with the job's code
+        if (signalled != 0)
         {
+            int code = signalled;
             AnsiConsole.MarkupLineInterpolated($"Stopped at step {result.Steps}: {Path.Combine(runDir, Trainer.LastCheckpoint)} holds the position. Continue with:");
             AnsiConsole.MarkupLineInterpolated($"  {resumeCommand}");
             return code;
@@ -208,7 +226,7 @@ internal static class TrainCommand
     }
 
     /// <summary>The command line that continues this run: the same arguments with --resume and --out.</summary>
-    static string ResumeCommand(ParseResult r, string runDir)
+    static string ResumeCommand(ParseResult r, string runDir, AlexNet.Distributed.DataParallel? parallel)
     {
         var args = r.Tokens.Where(t => t.Type != TokenType.Command).Select(t => t.Value).ToList();
         if (!args.Contains("--resume"))
@@ -219,7 +237,9 @@ internal static class TrainCommand
         {
             args.AddRange(new[] { "--out", runDir });
         }
-        return "alexnet train " + string.Join(" ", args.Select(a => a.Contains(' ', StringComparison.Ordinal) ? $"'{a}'" : a));
+        // A data-parallel run resumes with as many processes (RunFolder.CheckSameRanks), under the same launcher.
+        string launcher = parallel is null ? "" : $"{(parallel.Flavour == "MPICH" ? "mpiexec.mpich" : "mpirun")} -np {parallel.Ranks} ";
+        return launcher + "alexnet train " + string.Join(" ", args.Select(a => a.Contains(' ', StringComparison.Ordinal) ? $"'{a}'" : a));
     }
 
     public static (string Train, string Val) Stores(string? data, string? train, string? val)
@@ -355,9 +375,9 @@ internal static class TrainCommand
             o = o with { SubtractMean = false };
         }
 
-        if (Given(InputScale))
+        if (r.GetValue(InputScale) is float scale)
         {
-            o = o with { InputScale = r.GetValue(InputScale) };
+            o = o with { InputScale = scale };
         }
 
         if (Given(Pad))

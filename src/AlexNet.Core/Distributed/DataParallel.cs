@@ -135,6 +135,37 @@ public sealed unsafe class DataParallel : IDisposable
         return v[0] > 0;
     }
 
+    /// <summary>The largest of every rank's <paramref name="value"/> (an exit code: a stop seen by one rank is the job's).</summary>
+    public int Max(int value)
+    {
+        Span<double> v = stackalloc double[] { value };
+        _mpi.MaxInPlace(v);
+        return (int)v[0];
+    }
+
+    /// <summary>
+    /// Open MPI's mpirun, signalled itself (a scheduler's SIGTERM, Ctrl-C), signals the ranks and kills them
+    /// odls_base_sigkill_timeout seconds later: 1 by default, too short to finish a step and write last.ckpt. The
+    /// advice to give when the job's environment leaves it at that, or null (MPICH's launcher waits for the ranks).
+    /// </summary>
+    public string? StopAdvice()
+    {
+        if (Flavour != "Open MPI")
+        {
+            return null;
+        }
+        string? set = Environment.GetEnvironmentVariable("OMPI_MCA_odls_base_sigkill_timeout");
+        if (int.TryParse(set, out int seconds) && seconds >= MinimumStopSeconds)
+        {
+            return null;
+        }
+        return $"Open MPI's mpirun kills the ranks {(set is null ? "1 s (its default)" : $"{set} s")} after it is signalled, which may be too soon to write " +
+            $"last.ckpt: export OMPI_MCA_odls_base_sigkill_timeout={MinimumStopSeconds} before mpirun (or signal the ranks themselves, as a scheduler does).";
+    }
+
+    /// <summary>The grace a stop needs: the current step, a checkpoint of the paper net (~0.7 GB) and the exit.</summary>
+    public const int MinimumStopSeconds = 60;
+
     /// <summary>Ends the whole job: a rank that failed must not leave the others waiting in a collective.</summary>
     public void Abort(int code) => _mpi.Abort(code);
 

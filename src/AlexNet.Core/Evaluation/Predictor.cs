@@ -1,5 +1,6 @@
 // §6.1, Figure 4 (left): the five most probable classes of an image, its softmax averaged over §4.1's ten
-// views (Evaluator.Probabilities, the same average `alexnet eval` takes). Files go through §2's
+// views (Evaluator.Probabilities, the same average `alexnet eval` takes), or the centre crop alone as torchvision
+// classifies. Files go through §2's
 // preprocessing at the checkpoint's record size; store records are used as they are, with their true class.
 using System;
 using System.Collections.Generic;
@@ -22,13 +23,45 @@ public sealed record ClassScore(int Index, string Name, double Probability);
 public sealed record Prediction(string Source, int? TrueClass, string? TrueName, ClassScore[] Top,
     [property: JsonIgnore] byte[] Record, [property: JsonIgnore] int Side, [property: JsonIgnore] int Channels);
 
+/// <summary>A file that could not be classified, and why (the others still are).</summary>
+public sealed record FileFailure(string File, string Reason);
+
 public static class Predictor
 {
-    /// <summary>Image files: the top <paramref name="top"/> classes of each, ten-view averaged.</summary>
-    public static List<Prediction> PredictFiles(AlexNetModel model, RunState state, IReadOnlyList<string> files, int top)
+    /// <summary>Image files: the top <paramref name="top"/> classes of each, averaged over <paramref name="views"/> (default §4.1's ten).</summary>
+    public static List<Prediction> PredictFiles(AlexNetModel model, RunState state, IReadOnlyList<string> files, int top,
+        IReadOnlyList<View>? views = null)
     {
         byte[][] records = files.Select(f => LoadRecord(f, state)).ToArray();
-        return Predict(model, state, records, top, files.ToArray(), trueClasses: null);
+        return Predict(model, state, records, top, files.ToArray(), trueClasses: null, views);
+    }
+
+    /// <summary>Records already read (LoadRecords), named by <paramref name="sources"/>.</summary>
+    public static List<Prediction> PredictRecords(AlexNetModel model, RunState state, byte[][] records, string[] sources, int top,
+        IReadOnlyList<View>? views = null) => Predict(model, state, records, top, sources, trueClasses: null, views);
+
+    /// <summary>
+    /// Files through §2's preprocessing, each on its own: one that is missing or cannot be decoded is listed in the
+    /// failures with the reason, and the rest are read.
+    /// </summary>
+    public static (byte[][] Records, string[] Files, List<FileFailure> Failures) LoadRecords(IReadOnlyList<string> files, int side, int channels)
+    {
+        var records = new List<byte[]>();
+        var read = new List<string>();
+        var failures = new List<FileFailure>();
+        foreach (string file in files)
+        {
+            try
+            {
+                records.Add(LoadRecord(file, side, channels));
+                read.Add(file);
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+            {
+                failures.Add(new FileFailure(file, e.Message));
+            }
+        }
+        return (records.ToArray(), read.ToArray(), failures);
     }
 
     /// <summary>Records of a store, labelled with their true classes.</summary>
@@ -39,14 +72,15 @@ public static class Predictor
         return Predict(model, state, records, top, sources, indices.Select(i => store.Labels[i]).ToArray());
     }
 
-    static List<Prediction> Predict(AlexNetModel model, RunState state, byte[][] records, int top, string[] sources, int[]? trueClasses)
+    static List<Prediction> Predict(AlexNetModel model, RunState state, byte[][] records, int top, string[] sources, int[]? trueClasses,
+        IReadOnlyList<View>? views = null)
     {
         if (records.Length == 0)
         {
             return new List<Prediction>();
         }
         Augmentation aug = TestPipeline.Augmentation(state, state.StoreHeight, state.StoreWidth);
-        using Tensor p = Evaluator.Probabilities(new[] { model }, new RecordViews(records, aug), Evaluator.TenViews, state.Architecture.Classes);
+        using Tensor p = Evaluator.Probabilities(new[] { model }, new RecordViews(records, aug), views ?? Evaluator.TenViews, state.Architecture.Classes);
         float[] all = p.data<float>().ToArray();
         int k = state.Architecture.Classes;
         var result = new List<Prediction>();

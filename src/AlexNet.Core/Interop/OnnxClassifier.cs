@@ -81,16 +81,25 @@ public sealed class OnnxClassifier : IDisposable
         return new Augmentation(c, r, r, Mean.Length > 0 ? Mean : new float[c * r * r], noPca, Preprocessing.Augment());
     }
 
-    /// <summary>Image files: the top <paramref name="top"/> classes of each, the softmax averaged over §4.1's ten views.</summary>
-    public List<Prediction> PredictFiles(IReadOnlyList<string> files, int top)
+    /// <summary>Image files: the top <paramref name="top"/> classes of each, the softmax averaged over <paramref name="views"/> (default §4.1's ten).</summary>
+    public List<Prediction> PredictFiles(IReadOnlyList<string> files, int top, IReadOnlyList<View>? views = null) =>
+        PredictRecords(files.Select(f => Predictor.LoadRecord(f, Preprocessing.RecordSize, Preprocessing.Channels)).ToArray(), files.ToArray(), top, views);
+
+    /// <summary>Records read by Predictor.LoadRecords at this file's record size, named by <paramref name="sources"/>.</summary>
+    public List<Prediction> PredictRecords(byte[][] records, string[] sources, int top, IReadOnlyList<View>? views = null)
     {
-        byte[][] records = files.Select(f => Predictor.LoadRecord(f, Preprocessing.RecordSize, Preprocessing.Channels)).ToArray();
+        views ??= Evaluator.TenViews;
+        string[] files = sources;
+        if (records.Length == 0)
+        {
+            return new List<Prediction>();
+        }
         Augmentation aug = TestAugmentation();
         int n = records.Length, k = Classes, len = aug.OutputLength;
         var input = new float[n * len];
         // As Evaluator.Probabilities averages our own net's softmax over the views.
         using Tensor sum = zeros(n, k);
-        foreach (View view in Evaluator.TenViews)
+        foreach (View view in views)
         {
             for (int i = 0; i < n; i++)
             {
@@ -100,7 +109,7 @@ public sealed class OnnxClassifier : IDisposable
             using Tensor p = logits.softmax(1);
             sum.add_(p);
         }
-        sum.div_(Evaluator.TenViews.Length);
+        sum.div_(views.Count);
         float[] all = sum.data<float>().ToArray();
         return Enumerable.Range(0, n).Select(i => new Prediction(files[i], null, null,
             Predictor.Best(j => all[i * k + j], k, ClassNames, top), records[i], Preprocessing.RecordSize, Preprocessing.Channels)).ToList();

@@ -34,10 +34,12 @@ public sealed record RunState(
     double BestValidationError,
     string RngState,
     string[] ClassNames,
-    float[] Mean,                 // the training store's mean image and PCA, so a checkpoint predicts on its own
+    float[] Mean,                 // the training store's mean image, so a checkpoint predicts on its own
     int StoreHeight,
     int StoreWidth,
-    TensorEntry[] Tensors);
+    TensorEntry[] Tensors,
+    int Ranks = 1,                // data-parallel processes: the global batch is Ranks × BatchSize, so a resume needs as many
+    string? TrainData = null);    // RunFolder.Fingerprint of the training store (null in checkpoints of earlier builds)
 
 public static class Checkpoint
 {

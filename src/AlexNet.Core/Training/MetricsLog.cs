@@ -2,6 +2,8 @@
 // the report and the experiments. Each line names its kind ("step" or "epoch") first.
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -25,26 +27,55 @@ public sealed class MetricsLog : System.IDisposable
 {
     public const string FileName = "metrics.jsonl";
 
-    readonly StreamWriter _writer;
+    readonly Stream _file;
 
-    /// <summary>Appends to RUN/metrics.jsonl (a resumed run continues the same file).</summary>
-    public MetricsLog(string runDir) => _writer = new StreamWriter(Path.Combine(runDir, FileName), append: true);
-
-    MetricsLog(StreamWriter writer) => _writer = writer;
-
-    /// <summary>A log that writes nothing: data-parallel ranks other than 0.</summary>
-    public static MetricsLog Discard() => new(StreamWriter.Null);
-
-    /// <summary>Writes one line and flushes it, so a run stopped at any point keeps every line written before.</summary>
-    public void Append(MetricsRecord record)
+    /// <summary>Appends to RUN/metrics.jsonl (a resumed run continues the same file), first dropping a torn last line.</summary>
+    public MetricsLog(string runDir)
     {
-        _writer.WriteLine(JsonSerializer.Serialize(record, Json.Line));
-        _writer.Flush();
+        string path = Path.Combine(runDir, FileName);
+        _file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
+        _file.SetLength(CompleteLength(_file));
+        _file.Seek(0, SeekOrigin.End);
     }
 
-    public void Dispose() => _writer.Dispose();
+    MetricsLog(Stream file) => _file = file;
 
-    /// <summary>Every record of RUN/metrics.jsonl in order; none when there is no such file.</summary>
+    /// <summary>A log that writes nothing: data-parallel ranks other than 0.</summary>
+    public static MetricsLog Discard() => new(Stream.Null);
+
+    /// <summary>
+    /// Writes one line and flushes it, so a run stopped at any point keeps every line written before. A write that
+    /// fails (a full disk) is cut back off, so the file never holds half a line followed by the next.
+    /// </summary>
+    public void Append(MetricsRecord record)
+    {
+        byte[] line = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(record, Json.Line) + "\n");
+        long before = _file.Length;
+        try
+        {
+            _file.Write(line);
+            _file.Flush();
+        }
+        catch (IOException)
+        {
+            try
+            {
+                _file.SetLength(before);
+                _file.Seek(before, SeekOrigin.Begin);
+            }
+            catch (IOException)
+            {
+            }
+            throw;
+        }
+    }
+
+    public void Dispose() => _file.Dispose();
+
+    /// <summary>
+    /// Every record of RUN/metrics.jsonl in order; none when there is no such file. A torn last line (the process or
+    /// the disk failed during an append) is left out; a damaged line anywhere else is an error that names it.
+    /// </summary>
     public static List<MetricsRecord> Read(string runDir)
     {
         string path = Path.Combine(runDir, FileName);
@@ -53,15 +84,68 @@ public sealed class MetricsLog : System.IDisposable
         {
             return records;
         }
-        int line = 0;
-        foreach (string text in File.ReadLines(path))
+        string text = File.ReadAllText(path);
+        string[] lines = text.Split('\n');
+        for (int i = 0; i < lines.Length; i++)
         {
-            line++;
-            if (text.Length > 0)
+            bool torn = i == lines.Length - 1;   // after the last newline: empty, or a line never finished
+            if (lines[i].Length > 0 && !torn)
             {
-                records.Add(Json.Parse<MetricsRecord>(text, $"{path} line {line}"));
+                records.Add(Json.Parse<MetricsRecord>(lines[i], $"{path} line {i + 1}"));
             }
         }
         return records;
+    }
+
+    /// <summary>
+    /// On resume: the lines logged after the checkpoint (a crash or a stop past it) are dropped, since the run will
+    /// log those steps again. Returns how many lines were dropped.
+    /// </summary>
+    public static int CutBackTo(string runDir, int epochsDone, long step)
+    {
+        string path = Path.Combine(runDir, FileName);
+        List<MetricsRecord> all = Read(runDir);
+        List<MetricsRecord> kept = all.Where(r => r switch
+        {
+            StepMetrics s => s.Step <= step,
+            EpochMetrics e => e.Epoch <= epochsDone,
+            _ => true,
+        }).ToList();
+        bool torn = File.Exists(path) && new FileInfo(path).Length > 0 && !EndsWithNewline(path);
+        if (kept.Count < all.Count || torn)
+        {
+            var text = new StringBuilder();
+            foreach (MetricsRecord r in kept)
+            {
+                text.Append(JsonSerializer.Serialize(r, Json.Line)).Append('\n');
+            }
+            AtomicFile.WriteAllText(path, text.ToString());
+        }
+        return all.Count - kept.Count;
+    }
+
+    static bool EndsWithNewline(string path)
+    {
+        using FileStream f = File.OpenRead(path);
+        f.Seek(-1, SeekOrigin.End);
+        return f.ReadByte() == '\n';
+    }
+
+    /// <summary>The length of the file up to and including its last newline.</summary>
+    static long CompleteLength(Stream file)
+    {
+        long n = file.Length;
+        var one = new byte[1];
+        while (n > 0)
+        {
+            file.Seek(n - 1, SeekOrigin.Begin);
+            file.ReadExactly(one);
+            if (one[0] == '\n')
+            {
+                break;
+            }
+            n--;
+        }
+        return n;
     }
 }

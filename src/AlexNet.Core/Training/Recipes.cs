@@ -15,6 +15,13 @@ public static class Recipes
     public static float InputScaleFor(int storedSide) => storedSide < 64 ? SmallImageInputScale : 1f;
 
     /// <summary>
+    /// The input scale a run takes when none is given, from the net's init: a fan-in-scaled init (He et al.) expects
+    /// inputs of unit variance, so the centred 0–255 values (σ ≈ 60–90) are multiplied by 1/80; §5's N(0, 0.01²) was
+    /// chosen for §2's raw values, scale 1.
+    /// </summary>
+    public static float InputScaleFor(InitScheme init) => init == InitScheme.Kaiming ? SmallImageInputScale : 1f;
+
+    /// <summary>
     /// The quick start: the `small` net on Fashion-MNIST, fitted to 10 minutes on 2 cores. §5's optimiser for 15
     /// epochs instead of 90, with ε rising to 0.05 over the first 2 (warm-up) and falling linearly to 0 after
     /// (Caffe's "poly" policy: §5's ÷10 on a plateau has no room in 10 epochs). §4.1's reflections are on, and the

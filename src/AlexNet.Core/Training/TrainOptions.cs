@@ -63,7 +63,7 @@ public sealed record TrainOptions
     public bool Flip { get; init; } = true;                // §4.1
     public double PcaStd { get; init; } = 0.1;             // §4.1: αᵢ ~ N(0, 0.1²)
     public bool SubtractMean { get; init; } = true;        // §2
-    public float InputScale { get; init; } = 1f;           // 1 = raw 0–255 values, as the paper
+    public float? InputScale { get; init; }                // × the centred 0–255 values; null: decided when the run starts (Recipes.InputScaleFor: 1, §2's raw values, for §5's init)
     public InputNormalization Normalization { get; init; } = InputNormalization.MeanImage;   // §2; imagenet: what torchvision's weights expect
     public int Pad { get; init; } = -1;                    // −1: §4.1's default, 4 px for small images (AugmentOptions.PaperFor), 0 for ImageNet
     public int? Crop { get; init; }                        // §4.1's patch side; null: 224 of 256, small images side + pad
@@ -92,6 +92,10 @@ public sealed record TrainOptions
     public bool FreezeFeatures { get; init; } = false;      // conv1–conv5 keep their weights; only the classifier learns
     public double PretrainedLrFactor { get; init; } = 1;    // ε of the layers taken from InitFrom, as a fraction of ε (fc8 re-initialised keeps ε)
 
+    /// <summary>InputScale, or where it is left out the one the net's init expects (Recipes.InputScaleFor).</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public float ResolvedInputScale => InputScale ?? Recipes.InputScaleFor(Init ?? Variants.Get(Model).Init);
+
     public string ToJson() => AlexNet.Json.Serialize(this);
 
     /// <summary>Reads options (a preset or a run's options.json); an unknown key is an error.</summary>
@@ -118,7 +122,9 @@ public sealed record TrainOptions
         Check(ValViews is not ViewSet.Both, "--val-views takes one of centre, ten or flip");
         Check(MixupAlpha >= 0 && CutmixAlpha >= 0 && double.IsFinite(MixupAlpha + CutmixAlpha), "--mixup-alpha and --cutmix-alpha must be ≥ 0");
         Check(Ema is >= 0 and < 1, "--ema must be in [0, 1) (0 = off; e.g. 0.999)");
-        Check(PcaStd >= 0, "--pca-std must be ≥ 0");
+        Check(PcaStd >= 0 && double.IsFinite(PcaStd), "--pca-std must be ≥ 0");
+        Check(InputScale is null || float.IsFinite(InputScale.Value) && InputScale > 0, "--input-scale must be a positive number (e.g. 0.0125 = 1/80 for 0–255 pixels)");
+        Check(Pad >= -1, "--pad must be ≥ 0 (or −1 for the default)");
         Check(PretrainedLrFactor is >= 0 and <= 1 && double.IsFinite(PretrainedLrFactor), "--pretrained-lr-factor must be in [0, 1]");
         Check(InitFrom is not null || (!FreezeFeatures && PretrainedLrFactor == 1), "--freeze and --pretrained-lr-factor need --init-from CKPT");
         Check(Crop is null or >= 1, "--crop must be at least 1");

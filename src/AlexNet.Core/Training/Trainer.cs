@@ -51,6 +51,12 @@ public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distri
         {
             throw new ArgumentException("--threads, --workers and --replicas must be at least 1.");
         }
+        int cores = Environment.ProcessorCount;
+        if (Threads > 4 * cores || Workers > 4 * cores || Replicas > 4 * cores)
+        {
+            throw new ArgumentException($"--threads {Threads}, --workers {Workers} or --replicas {Replicas} is more than this machine serves: it has {cores} " +
+                $"cores, so use at most {4 * cores} threads, workers or replicas (the default, {cores} threads, is one per core).");
+        }
         if (Towers is not null && Replicas > 1)
         {
             throw new ArgumentException("--towers splits the net, --replicas the batch: choose one.");
@@ -81,7 +87,7 @@ public static class Trainer
     {
         machine.Validate();
         Compute.UseThreads(machine.Threads);
-        using Run run = resume ? Run.Resume(options, machine, train, val, runDir, progress) : Run.Start(options, machine, train, val, runDir);
+        using Run run = resume ? Run.Resume(options, machine, train, val, runDir, progress) : Run.Start(options, machine, train, val, runDir, progress);
         for (int epoch = run.EpochsDone + 1; epoch <= run.Options.Epochs && !run.Stopping(cancel); epoch++)
         {
             EpochTotals? totals = TrainOneEpoch(run, epoch, progress, cancel);
@@ -90,8 +96,14 @@ public static class Trainer
                 break;   // stopped inside the epoch; last.ckpt holds the position
             }
             run.Towers?.WriteInto(run.Model);   // the grouped net validates what the towers learned
-            EvalResult validation = Evaluate(run, run.Model);
-            EvalResult? averaged = run.Ema is null ? null : Evaluate(run, run.AveragedModel());
+            EvalResult? validation = Evaluate(run, run.Model, cancel);
+            EvalResult? averaged = run.Ema is null || validation is null ? null : Evaluate(run, run.AveragedModel(), cancel);
+            if (validation is null || run.Ema is not null && averaged is null)
+            {
+                // Stopped during validation: the position is the epoch's end, and a resume validates it.
+                run.Save(epochsDone: epoch - 1, totals.Sums);
+                break;
+            }
             progress.EpochEnded(EndEpoch(run, epoch, totals, validation, averaged));
         }
         if (run.Options.ValSplit > 0 && run.EpochsDone == run.Options.Epochs)
@@ -126,18 +138,24 @@ public static class Trainer
 
     /// <summary>
     /// The run's own options rule on resume, except a longer <c>Epochs</c> and a new <c>MaxSteps</c>. Returns them and
-    /// every other option in <paramref name="requested"/> that differs from the run's (ignored), as "name value (run: value)".
+    /// every other option in <paramref name="requested"/> that differs from the run's (ignored), as "name value (run: value)";
+    /// a shorter <c>Epochs</c> is named there too (a run is never shortened: --max-steps stops it early).
     /// </summary>
     public static (TrainOptions Options, string[] Ignored) ResumedOptions(TrainOptions saved, TrainOptions requested)
     {
+        requested = requested with { InputScale = requested.InputScale ?? saved.InputScale };   // not given: the run's
         TrainOptions merged = saved with { Epochs = Math.Max(saved.Epochs, requested.Epochs), MaxSteps = requested.MaxSteps };
         JsonElement mine = JsonSerializer.SerializeToElement(merged, Json.Options);
-        JsonElement theirs = JsonSerializer.SerializeToElement(requested with { Epochs = merged.Epochs }, Json.Options);
+        JsonElement theirs = JsonSerializer.SerializeToElement(requested with { Epochs = Math.Max(merged.Epochs, requested.Epochs) }, Json.Options);
         var names = mine.EnumerateObject().Select(p => p.Name).Union(theirs.EnumerateObject().Select(p => p.Name));
         string Value(JsonElement e, string name) => e.TryGetProperty(name, out JsonElement v) ? v.GetRawText() : "null";
-        string[] ignored = names.Where(n => Value(mine, n) != Value(theirs, n))
-            .Select(n => $"{n} {Value(theirs, n)} (run: {Value(mine, n)})").ToArray();
-        return (merged, ignored);
+        var ignored = names.Where(n => Value(mine, n) != Value(theirs, n))
+            .Select(n => $"{n} {Value(theirs, n)} (run: {Value(mine, n)})").ToList();
+        if (requested.Epochs < saved.Epochs)
+        {
+            ignored.Add($"epochs {requested.Epochs} (run: {saved.Epochs}; a run is never shortened, --max-steps stops it early)");
+        }
+        return (merged, ignored.ToArray());
     }
 
     /// <summary>One pass over the training set from the run's position; null when the run stopped inside the epoch.</summary>
@@ -188,7 +206,7 @@ public static class Trainer
                 double[] w = windowSums.data<double>().ToArray();
                 run.Parallel?.Sum(w);   // every rank's images
                 windowSums.zero_();
-                CheckFinite(w[0], epoch, run);
+                CheckLoss(w, epoch, run);
                 var m = new StepMetrics(epoch, run.Step, run.StepInEpoch, perEpoch, w[0] / w[3], 1 - w[1] / w[3], 1 - w[2] / w[3],
                     run.Sgd.LearningRate, w[3] / windowClock.Elapsed.TotalSeconds);   // all ranks' images
                 windowClock.Restart();
@@ -205,7 +223,7 @@ public static class Trainer
                 {
                     double[] sums = epochSums.data<double>().ToArray();
                     run.Parallel?.Sum(sums);
-                    CheckFinite(sums[0], epoch, run);
+                    CheckLoss(sums, epoch, run);
                     run.Save(epochsDone: epoch - 1, sums);
                 }
                 if (stop)
@@ -216,8 +234,8 @@ public static class Trainer
         }
         double[] t = epochSums.data<double>().ToArray();
         run.Parallel?.Sum(t);
-        CheckFinite(t[0], epoch, run);
-        return new EpochTotals(t[0] / t[3], 1 - t[1] / t[3], 1 - t[2] / t[3], t[3] / epochClock.Elapsed.TotalSeconds, epochClock);
+        CheckLoss(t, epoch, run);
+        return new EpochTotals(t[0] / t[3], 1 - t[1] / t[3], 1 - t[2] / t[3], t[3] / epochClock.Elapsed.TotalSeconds, epochClock, t);
     }
 
     /// <summary>A batch's loss sum, top-1 and top-5 hits and image count, as one float64 row.</summary>
@@ -228,14 +246,24 @@ public static class Trainer
             top5.cpu().to(ScalarType.Float64), tensor((double)batch.Count) });
     }
 
-    /// <summary>§6 on the validation set, centre crop only (ten views are for `alexnet eval`).</summary>
-    static EvalResult Evaluate(Run run, AlexNetModel model)
+    /// <summary>§6 on the validation set with the run's views; null when a stop signal came first (on any rank).</summary>
+    static EvalResult? Evaluate(Run run, AlexNetModel model, CancellationToken cancel)
     {
         (View[] views, string name) = Evaluator.Of(run.Options.ValViews);
         // The net itself on the replicas' lanes, as it trains (the weight average has no replicas).
         Func<AlexNetModel, Tensor, Tensor>? forward = run.Replicas is { } replicas && model == run.Model ? (_, x) => replicas.Infer(x) : null;
-        EvalResult Score(int[]? records) => Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, views, name,
-            batchSize: Math.Max(run.Options.BatchSize, 256), records: records, forward: forward);
+        EvalResult? Score(int[]? records)
+        {
+            try
+            {
+                return Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, views, name,
+                    batchSize: Math.Max(run.Options.BatchSize, 256), cancel: cancel, records: records, forward: forward);
+            }
+            catch (OperationCanceledException)
+            {
+                return null;   // a validation can take minutes; a scheduler's stop must not wait for it
+            }
+        }
         if (run.Parallel is not { } parallel)
         {
             return Score(run.ValRecords);
@@ -243,12 +271,12 @@ public static class Trainer
         // Sharded: each rank scores its slice of the validation records; the sums are added.
         int[] all = run.ValRecords ?? Enumerable.Range(0, run.Val.Count).ToArray();
         (int from, int to) = AlexNet.Distributed.DataParallel.Share(all.Length, parallel.Rank, parallel.Ranks);
-        double[] sums = new double[4];
-        if (to > from)
+        EvalResult? mine = to > from ? Score(all[from..to]) : null;
+        if (parallel.Any(to > from && mine is null))
         {
-            EvalResult mine = Score(all[from..to]);
-            sums = new[] { mine.Loss * mine.Count, mine.Top1Error * mine.Count, mine.Top5Error * mine.Count, mine.Count };
+            return null;   // every rank abandons the validation together: the sums below are a collective
         }
+        double[] sums = mine is null ? new double[4] : new[] { mine.Loss * mine.Count, mine.Top1Error * mine.Count, mine.Top5Error * mine.Count, mine.Count };
         parallel.Sum(sums);
         return new EvalResult((int)sums[3], sums[0] / sums[3], sums[1] / sums[3], sums[2] / sums[3], name, 1,
             Array.Empty<double>(), Array.Empty<ConfusedPair>());
@@ -282,7 +310,8 @@ public static class Trainer
     /// <summary>Each rank's own stream for dropout and mixing; rank 0's (and a single process's) is the run's seed.</summary>
     static long RankSeed(TrainOptions o, AlexNet.Distributed.DataParallel? parallel) => o.Seed + 7919L * (parallel?.Rank ?? 0);
 
-    sealed record EpochTotals(double Loss, double Top1Error, double Top5Error, double ImagesPerSecond, Stopwatch Clock);
+    /// <param name="Sums">Loss sum, top-1 hits, top-5 hits, images: what a checkpoint at the epoch's end carries.</param>
+    sealed record EpochTotals(double Loss, double Top1Error, double Top5Error, double ImagesPerSecond, Stopwatch Clock, double[] Sums);
 
     /// <summary>Everything a run holds while it trains: the net, the optimiser, the schedule, the data and its position.</summary>
     sealed class Run : IDisposable
@@ -337,6 +366,15 @@ public static class Trainer
         /// <summary>Time since last.ckpt was written (for --checkpoint-minutes).</summary>
         public Stopwatch SinceSave { get; } = Stopwatch.StartNew();
 
+        /// <summary>The step last.ckpt holds, or null while this run has written none.</summary>
+        public long? SavedStep { get; set; }
+
+        /// <summary>The run folder's lock (rank 0, or the only process), held while the run lives.</summary>
+        public RunFolder? Folder { get; set; }
+
+        /// <summary>The training store's RunFolder.Fingerprint, saved in every checkpoint.</summary>
+        public required string TrainData { get; init; }
+
         public string LastPath => Path.Combine(Directory, LastCheckpoint);
 
         /// <summary>The poly schedule's T: all steps of the run (a resume with more --epochs stretches it).</summary>
@@ -357,16 +395,37 @@ public static class Trainer
             return Parallel?.Any(stop) ?? stop;
         }
 
-        public static Run Start(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir)
+        public static Run Start(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, ITrainingProgress progress)
         {
             options.Validate();
             bool leader = machine.Parallel?.IsLeader ?? true;
-            Run run = Create(options, machine, train, val, runDir, schedule: null, leader ? () => PrepareRunDirectory(runDir) : null);
+            RunFolder? folder = null;
+            string? aside = null;
+            void Prepare()
+            {
+                folder = RunFolder.Lock(runDir, create: true);
+                aside = folder.PrepareForNewRun();
+            }
+            Run run;
+            try
+            {
+                run = Create(options, machine, train, val, runDir, schedule: null, leader ? Prepare : null);
+            }
+            catch
+            {
+                folder?.Dispose();
+                throw;
+            }
+            run.Folder = folder;
             // Dropout masks (§4.2) draw from libtorch's generator; each rank its own stream, rank 0 the single process's.
             torch.random.manual_seed(RankSeed(options, machine.Parallel));
             if (leader)
             {
-                Json.Write(Path.Combine(runDir, OptionsFile), options);
+                Json.Write(Path.Combine(runDir, OptionsFile), run.Options);
+            }
+            if (aside is not null)
+            {
+                progress.Message($"{runDir} held the log of a run that stopped before its first checkpoint: kept as {aside}; starting anew.");
             }
             return run;
         }
@@ -374,14 +433,47 @@ public static class Trainer
         public static Run Resume(TrainOptions requested, MachineOptions machine, ImageStore train, ImageStore val, string runDir,
             ITrainingProgress progress)
         {
-            string lastPath = Path.Combine(runDir, LastCheckpoint);
+            bool leader = machine.Parallel?.IsLeader ?? true;
+            if (!System.IO.Directory.Exists(runDir))
+            {
+                throw new DirectoryNotFoundException($"{runDir} does not exist: --resume continues a run folder (leave --resume out to start one).");
+            }
+            RunFolder? folder = leader ? RunFolder.Lock(runDir, create: false) : null;
+            try
+            {
+                return Resume(requested, machine, train, val, runDir, progress, folder);
+            }
+            catch
+            {
+                folder?.Dispose();
+                throw;
+            }
+        }
+
+        static Run Resume(TrainOptions requested, MachineOptions machine, ImageStore train, ImageStore val, string runDir,
+            ITrainingProgress progress, RunFolder? folder)
+        {
+            string lastPath = folder?.CheckpointToResume() ?? Path.Combine(runDir, LastCheckpoint);
             RunState saved = Checkpoint.ReadState(lastPath);
+            RunFolder.CheckSameRanks(saved, machine.Parallel?.Ranks ?? 1, runDir);
+            RunFolder.CheckSameData(saved, train, runDir);
             (TrainOptions options, string[] ignored) = ResumedOptions(saved.Options, requested);
             if (ignored.Length > 0)
             {
                 progress.Message($"--resume continues {runDir} with its own options; ignored: {string.Join(", ", ignored)}.");
             }
+            if (folder is not null)
+            {
+                int dropped = MetricsLog.CutBackTo(runDir, saved.Epoch, saved.Step);
+                if (dropped > 0)
+                {
+                    progress.Message($"{MetricsFile}: {dropped} line(s) logged after the checkpoint's step {saved.Step} removed; those steps run again.");
+                }
+                Json.Write(Path.Combine(runDir, OptionsFile), options);   // a later bare --resume continues what this one said
+            }
             Run run = Create(options, machine, train, val, runDir, saved.Schedule, prepare: null, saved.Architecture);
+            run.Folder = folder;
+            run.SavedStep = saved.Step;
             if (run.Towers is null)
             {
                 Checkpoint.LoadInto(lastPath, saved, run.Model, run.Sgd, run.Ema);
@@ -429,6 +521,10 @@ public static class Trainer
             Architecture arch = source is null
                 ? options.Architecture(train.ClassCount, train.Channels, augment.Crop)
                 : FineTuning.Architecture(options, source, train.ClassCount, train.Channels, augment.Crop);
+            // Not given: the fine-tuned checkpoint's scale, or the one the net's init expects (Recipes.InputScaleFor).
+            options = options with { InputScale = options.InputScale ?? source?.Options.InputScale ?? Recipes.InputScaleFor(arch.Init) };
+            augment = AugmentOptionsFor(options, train);
+            CheckBatchFits(options.BatchSize, arch);
             if (resumed is not null && Json.Serialize(arch with { Lrn = resumed.Lrn }) == Json.Serialize(resumed))
             {
                 arch = resumed;
@@ -479,6 +575,7 @@ public static class Trainer
                 Log = machine.Parallel is { IsLeader: false } ? MetricsLog.Discard() : new MetricsLog(runDir),
                 Parallel = machine.Parallel,
                 Ema = options.Ema > 0 ? new WeightEma(model, options.Ema) : null,
+                TrainData = RunFolder.Fingerprint(train),
             };
         }
 
@@ -490,7 +587,7 @@ public static class Trainer
             }
             var state = new RunState(Options, Model.Architecture, epochsDone, StepInEpoch, Step, Schedule.State, epochSums, Best,
                 RngState(), Train.Manifest.Classes.Select(c => c.Name).ToArray(), Train.Mean, Train.Height, Train.Width,
-                Array.Empty<TensorEntry>());
+                Array.Empty<TensorEntry>(), Parallel?.Ranks ?? 1, TrainData);
             if (Towers is null)
             {
                 Checkpoint.Save(LastPath, state, Model, Sgd, Ema);
@@ -506,6 +603,7 @@ public static class Trainer
                 }
             }
             SinceSave.Restart();
+            SavedStep = Step;
         }
 
         public TrainResult Result() => new(Directory, EpochsDone, Step, Last, Best, Stopped: EpochsDone < Options.Epochs);
@@ -519,6 +617,7 @@ public static class Trainer
             Towers?.Dispose();
             Replicas?.Dispose();
             Model.Dispose();
+            Folder?.Dispose();
         }
     }
 
@@ -547,7 +646,7 @@ public static class Trainer
             Flip = o.Flip,
             PcaStd = o.PcaStd,
             SubtractMean = o.SubtractMean,
-            Scale = o.InputScale,
+            Scale = o.ResolvedInputScale,
             ChannelNorm = o.Normalization == InputNormalization.Imagenet ? AlexNet.Data.Normalization.Imagenet : null,
         };
     }
@@ -558,13 +657,20 @@ public static class Trainer
         return Convert.ToBase64String(state.bytes.ToArray());
     }
 
-    static void PrepareRunDirectory(string runDir)
+    /// <summary>
+    /// A batch whose activations cannot fit in this machine's memory would be killed mid-step by the kernel: refused
+    /// first. Each layer's output is kept for the backward pass and gets a gradient of its size, and the fused and
+    /// oneDNN kernels take about as much again as workspace: ~4 floats per output value.
+    /// </summary>
+    static void CheckBatchFits(int batchSize, Architecture arch)
     {
-        if (File.Exists(Path.Combine(runDir, LastCheckpoint)) || File.Exists(Path.Combine(runDir, MetricsFile)))
+        long perImage = ModelSummary.Of(arch).Rows.Sum(r => (long)r.Channels * r.Height * r.Width) * sizeof(float) * 4;
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (perImage * batchSize > available)
         {
-            throw new IOException($"{runDir} already holds a run; pass --resume to continue it, or choose another --out (nothing was overwritten).");
+            throw new ArgumentException($"--batch-size {batchSize} needs about {perImage * (double)batchSize / (1L << 30):F0} GB for the activations of " +
+                $"{arch.Variant} at {arch.InputSize}×{arch.InputSize}; this machine has {available / (double)(1L << 30):F0} GB: use at most {available / perImage}.");
         }
-        Directory.CreateDirectory(runDir);
     }
 
     static void CheckData(ImageStore train, ImageStore val)
@@ -576,12 +682,26 @@ public static class Trainer
         }
     }
 
-    static void CheckFinite(double lossSum, int epoch, Run run)
+    /// <summary>
+    /// A loss per image above this many times a uniform guess's (ln K) is a run that has exploded, even where it is
+    /// not yet NaN (seen: 2.8e6 with 90% error, at an input scale too large for the net's init).
+    /// </summary>
+    public const double ExplodedLossFactor = 20;
+
+    /// <summary>Stops the run when the loss of <paramref name="sums"/> (loss sum, hits, hits, images) is NaN, infinite or exploded.</summary>
+    static void CheckLoss(double[] sums, int epoch, Run run)
     {
-        if (!double.IsFinite(lossSum))
+        double loss = sums[3] > 0 ? sums[0] / sums[3] : sums[0];
+        double limit = ExplodedLossFactor * Math.Log(Math.Max(2, run.Model.Architecture.Classes));
+        if (double.IsFinite(loss) && loss <= limit)
         {
-            throw new TrainingDivergedException($"the loss became {(double.IsNaN(lossSum) ? "NaN" : "infinite")} by step {run.Step} (epoch {epoch}); " +
-                $"training stopped. {run.LastPath} still holds the last good state. Lower --lr, or check the data.");
+            return;
         }
+        string what = double.IsNaN(loss) ? "NaN" : double.IsInfinity(loss) ? "infinite" : $"{loss:G3} (over {ExplodedLossFactor}× a uniform guess's ln K = {limit:F1})";
+        string kept = run.SavedStep is long saved
+            ? $"{run.LastPath} holds the state of step {saved}, before it (a resume would repeat this: its options are the run's)"
+            : $"no checkpoint was written, so running the same command again starts {run.Directory} anew";
+        throw new TrainingDivergedException($"the loss became {what} by step {run.Step} (epoch {epoch}); training stopped, and {kept}. " +
+            $"Start a run with a lower --lr (now {run.Options.LearningRate}) or a smaller --input-scale (now {run.Options.InputScale}), or check the data.");
     }
 }

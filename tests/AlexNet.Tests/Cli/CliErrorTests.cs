@@ -46,9 +46,15 @@ public class CliErrorTests
         TestData.WriteSyntheticStore(dir["data/train"], 16, 2);
         TestData.WriteSyntheticStore(dir["data/val"], 16, 2);
         Directory.CreateDirectory(dir["run"]);
+        File.WriteAllText(dir["run/last.ckpt"], "precious\n");
         File.WriteAllText(dir["run/metrics.jsonl"], "precious\n");
         Assert.Equal(1, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--out", dir["run"], "--epochs", "1" }));
         Assert.Equal("precious\n", File.ReadAllText(dir["run/metrics.jsonl"]));
+        Assert.Equal("precious\n", File.ReadAllText(dir["run/last.ckpt"]));
+        // A run that never wrote a checkpoint (it diverged or crashed first) starts anew, its log kept aside, not lost.
+        File.Delete(dir["run/last.ckpt"]);
+        Assert.Equal(0, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--out", dir["run"], "--epochs", "1" }));
+        Assert.Equal("precious\n", File.ReadAllText(Assert.Single(Directory.GetFiles(dir["run"], "metrics-before-*.jsonl"))));
     }
 
     [Fact]

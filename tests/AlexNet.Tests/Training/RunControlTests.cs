@@ -64,7 +64,9 @@ public class RunControlTests
         Assert.Equal(2, ignored.Length);
         Assert.Contains(ignored, s => s.StartsWith("learningRate 0.5 (run: 0.01)"));
         Assert.Contains(ignored, s => s.StartsWith("batchSize 32 (run: 16)"));
-        Assert.Empty(Trainer.ResumedOptions(saved, saved with { Epochs = 1 }).Ignored);   // a shorter --epochs never shortens a run
+        // A shorter --epochs never shortens a run, and is named with what to use instead.
+        Assert.Contains("epochs 1 (run: 2; a run is never shortened, --max-steps stops it early)",
+            Assert.Single(Trainer.ResumedOptions(saved, saved with { Epochs = 1 }).Ignored));
         Assert.Equal(2, Trainer.ResumedOptions(saved, saved with { Epochs = 1 }).Options.Epochs);
     }
 

@@ -278,8 +278,8 @@ public class TrainingTests
         // A run with an absurd rate must diverge, say so, and write no checkpoint of the NaN weights.
         var e = Assert.Throws<TrainingDivergedException>(() =>
             Trainer.Fit(Tiny with { Epochs = 1, LearningRate = 1e12, InputScale = 1000 }, TwoThreads, train, val, dir["fresh"], resume: false, new SilentProgress()));
-        Assert.Contains("NaN", e.Message.Replace("infinite", "NaN"));
-        Assert.Contains("last.ckpt", e.Message);
+        Assert.Contains("the loss became", e.Message);
+        Assert.Contains("no checkpoint was written", e.Message);   // the fresh run wrote none, and says so
         Assert.Equal(good, File.ReadAllBytes(dir["run/last.ckpt"]));
         Assert.False(File.Exists(dir["fresh/last.ckpt"]));
     }
