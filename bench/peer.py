@@ -8,7 +8,9 @@ The nets match src/AlexNet.Core/Model/Variants.cs layer for layer:
   paper-1gpu  §3.2's one-tower baseline with half the kernels in conv1-conv4
   owt         torchvision.models.alexnet (Krizhevsky 2014, "one weird trick")
   small       the quick start's 8-layer net for 28-32 px images (32-64-96-96-64, fc 512)
-LRN: the paper's α = 1e-4 is α·n = 5e-4 in PyTorch's convention (it divides by n inside the sum).
+LRN: the paper's α = 1e-4 is α·n = 5e-4 in PyTorch's convention (it divides by n inside the sum). In `paper`
+and `small` each tower's maps are normalised among themselves (§3.3 ran on each GPU's half: LrnParams.Towers = 2
+in Variants.cs), so conv1's 96 maps are two sums over 48; `paper-1gpu` has one tower.
 Training step: SGD with momentum 0.9 and weight decay 5e-4 on softmax cross-entropy, as ours.
 
 Debian's torch links the reference BLAS unless another is selected; the driver points LD_LIBRARY_PATH
@@ -26,10 +28,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+class TowerLRN(nn.Module):
+    """§3.3 within each tower: the maps split into `towers` equal parts, each normalised across its own maps."""
+
+    def __init__(self, towers):
+        super().__init__()
+        self.towers = towers
+        self.lrn = nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+
+    def forward(self, x):
+        if self.towers == 1:
+            return self.lrn(x)
+        return torch.cat([self.lrn(part) for part in x.chunk(self.towers, 1)], 1)
+
+
 def conv_stage(cin, cout, k, stride, pad, groups, lrn, pool):
+    """lrn: 0 = none, else the number of towers whose maps are normalised apart."""
     layers = [nn.Conv2d(cin, cout, k, stride, pad, groups=groups), nn.ReLU(inplace=True)]
     if lrn:
-        layers.append(nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0))
+        layers.append(TowerLRN(lrn))
     if pool:
         layers.append(nn.MaxPool2d(3, 2))
     return layers
@@ -57,12 +74,12 @@ class Net(nn.Module):
 
 def build(name, classes, channels):
     if name == "paper":
-        convs = [(96, 11, 4, 2, 1, True, True), (256, 5, 1, 2, 2, True, True), (384, 3, 1, 1, 1, False, False),
-                 (384, 3, 1, 1, 2, False, False), (256, 3, 1, 1, 2, False, True)]
+        convs = [(96, 11, 4, 2, 1, 2, True), (256, 5, 1, 2, 2, 2, True), (384, 3, 1, 1, 1, 0, False),
+                 (384, 3, 1, 1, 2, 0, False), (256, 3, 1, 1, 2, 0, True)]
         return Net(convs, (256 * 6 * 6, 4096), classes, channels, (6, 6)), 224
     if name == "paper-1gpu":
-        convs = [(48, 11, 4, 2, 1, True, True), (128, 5, 1, 2, 1, True, True), (192, 3, 1, 1, 1, False, False),
-                 (192, 3, 1, 1, 1, False, False), (256, 3, 1, 1, 1, False, True)]
+        convs = [(48, 11, 4, 2, 1, 1, True), (128, 5, 1, 2, 1, 1, True), (192, 3, 1, 1, 1, 0, False),
+                 (192, 3, 1, 1, 1, 0, False), (256, 3, 1, 1, 1, 0, True)]
         return Net(convs, (256 * 6 * 6, 4096), classes, channels, (6, 6)), 224
     if name == "owt":
         import torchvision
@@ -71,8 +88,8 @@ def build(name, classes, channels):
             net.features[0] = nn.Conv2d(channels, 64, 11, 4, 2)
         return net, 224
     if name == "small":
-        convs = [(32, 5, 1, 2, 1, True, True), (64, 5, 1, 2, 2, True, True), (96, 3, 1, 1, 1, False, False),
-                 (96, 3, 1, 1, 2, False, False), (64, 3, 1, 1, 2, False, True)]
+        convs = [(32, 5, 1, 2, 1, 2, True), (64, 5, 1, 2, 2, 2, True), (96, 3, 1, 1, 1, 0, False),
+                 (96, 3, 1, 1, 2, 0, False), (64, 3, 1, 1, 2, 0, True)]
         return Net(convs, (64 * 2 * 2, 512), classes, channels, None), 28
     raise SystemExit(f"peer.py: unknown model '{name}' (paper, paper-1gpu, owt, small)")
 

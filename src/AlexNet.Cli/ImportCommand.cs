@@ -47,7 +47,7 @@ internal static class ImportCommand
             {
                 Checkpoint.Save(outPath, state, net, optimizer: null);
                 Architecture a = state.Architecture;
-                AnsiConsole.MarkupLineInterpolated($"{outPath}: {a.Variant}, {net.ParameterCount:N0} parameters, {a.Classes} classes, {a.InputChannels}×{a.InputSize}² input from {state.StoreHeight}² records, normalisation {state.Options.Normalization}.");
+                AnsiConsole.MarkupLineInterpolated($"{outPath}: {a.Variant}, {net.ParameterCount:N0} parameters, {a.Classes} classes, {a.InputChannels}×{a.InputSize}² input from {state.StoreHeight}² records, normalisation {state.Options.Normalization}; LRN {(a.Lrn is { } lrn ? lrn.Describe() : "none")}.");
             }
             return 0;
         }));

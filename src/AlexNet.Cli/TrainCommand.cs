@@ -41,6 +41,7 @@ internal static class TrainCommand
     static readonly Option<InitScheme?> Init = new("--init") { Description = "paper (§5: N(0,0.01²), bias 1 on conv2/4/5, fc6/7), paper-zero-bias, kaiming. Default: the model's (small: kaiming)." };
     static readonly Option<Activation> Act = new("--activation") { Description = "§3.1: relu or tanh.", DefaultValueFactory = _ => D.Activation };
     static readonly Option<bool> NoLrn = new("--no-lrn") { Description = "Ablation: no local response normalisation (§3.3)." };
+    static readonly Option<LrnConvention?> LrnAlpha = new("--lrn-convention") { Description = "§3.3's α: paper = k + α·Σa² as printed (default); code = k + (α/n)·Σa², as the authors' cuda-convnet2 (and PyTorch, Caffe) compute it, a fifth of the effect." };
     static readonly Option<string> Pool = new("--pool") { Description = "Max-pool window/stride (§3.4: 3/2 overlapping; 2/2 not).", DefaultValueFactory = _ => "3/2" };
     static readonly Option<double> Dropout = new("--dropout") { Description = "Dropout on fc6/fc7 (§4.2: 0.5; 0 = off).", DefaultValueFactory = _ => D.Dropout };
     static readonly Option<bool> NoCrop = new("--no-crop") { Description = "Ablation: centre crops instead of random ones (§4.1)." };
@@ -83,7 +84,7 @@ internal static class TrainCommand
         var command = new Command("train", "Train a network with §5's SGD, schedule and checkpoints, one folder per run.")
         {
             Data, TrainStore, ValStore, Out, Resume, Preset, ModelName, Epochs, BatchSize, Lr, Momentum, WeightDecay, Optimizer, Schedule, Power,
-            Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
+            Patience, MaxReductions, StepEpochs, Init, Act, NoLrn, LrnAlpha, Pool, Dropout, NoCrop, NoFlip, PcaStd, NoMean, InputScale, Pad, Crop, RemoveLayer,
             Seed, Threads, Workers, CheckpointEvery, CheckpointMinutes, LogEvery, MaxSteps, LabelSmoothing, WarmupEpochs, Nesterov, ClipGradNorm, Ema, ValSplit, ValViews, Towers, ConcurrentTowers, ReplicasFlag,
             InitFrom, Freeze, PretrainedLrFactor, Normalize, TensorBoard, MixupAlpha, CutmixAlpha, Device, PrecisionFlag,
         };
@@ -339,6 +340,11 @@ internal static class TrainCommand
         if (r.GetValue(NoLrn))
         {
             o = o with { Lrn = false };
+        }
+
+        if (r.GetValue(LrnAlpha) is LrnConvention convention)
+        {
+            o = o with { LrnConvention = convention };
         }
 
         if (Given(Pool))

@@ -29,14 +29,38 @@ public enum InitScheme
     Kaiming,
 }
 
+/// <summary>How α scales §3.3's sum of squares: the printed formula, or the authors' own code.</summary>
+public enum LrnConvention
+{
+    /// <summary>§3.3 as printed: k + α Σ a² (the default: the paper is what this project reproduces).</summary>
+    Paper,
+
+    /// <summary>
+    /// Krizhevsky's cuda-convnet2 (layer.py divides the cross-map scale by size; the ImageNet config gives scale
+    /// 0.0001, size 5), as PyTorch and Caffe compute it: k + (α/n) Σ a², a fifth of the printed effect at n = 5.
+    /// </summary>
+    Code,
+}
+
 /// <summary>§3.3: b = a / (k + α Σ a²)^β over n adjacent channels, α as the paper writes it (not divided by n).</summary>
 /// <param name="Towers">§3.2: the net's towers; each normalises its own kernel maps (its GPU holds no others), so the
 /// n adjacent channels never cross from one tower's half of the maps into the other's. 1: all channels are adjacent.</param>
-public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 0.75, double K = 2.0, int Towers = 1)
+/// <param name="Convention">Whether α multiplies the sum as printed (null: the paper's, and left out of the files), or
+/// α/n as the authors' code does.</param>
+public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 0.75, double K = 2.0, int Towers = 1,
+    LrnConvention? Convention = null)
 {
-    /// <summary>libtorch, Caffe and ONNX divide α by n inside the sum, so the paper's α is α·n there.</summary>
+    /// <summary>What multiplies Σ a² in the denominator: α, or α/n under the authors' code's convention.</summary>
     [JsonIgnore]
-    public double TorchAlpha => Alpha * Size;
+    public double SumScale => Convention == LrnConvention.Code ? Alpha / Size : Alpha;
+
+    /// <summary>libtorch, Caffe and ONNX divide their α by n inside the sum, so the sum's scale is that α/n.</summary>
+    [JsonIgnore]
+    public double TorchAlpha => SumScale * Size;
+
+    /// <summary>For messages: which sum, over which maps.</summary>
+    public string Describe() => $"n = {Size}, k = {K}, β = {Beta}, {(Convention == LrnConvention.Code ? $"(α/n)·Σa² with α = {Alpha} (the authors' code)" : $"α·Σa² with α = {Alpha} (as printed)")}" +
+        (Towers > 1 ? $", within each of {Towers} towers' maps" : ", across all maps");
 
     /// <summary>Any n ≥ 1: an even n takes PyTorch's window, one more channel below than above (LrnKernel.cs).</summary>
     public void Validate()

@@ -153,7 +153,7 @@ internal static unsafe class LrnKernel
         }
 
         // ∂a = t − 2αβ·a·Σ r, then the activation's derivative; the Σ r window moves on by one channel in the same pass.
-        var twoAlphaBeta = new Vector<float>((float)(2 * p.Alpha * p.Beta));
+        var twoAlphaBeta = new Vector<float>((float)(2 * p.SumScale * p.Beta));
         for (int c = from; c < to; c++)
         {
             int entering = c + lo + 1, leaving = c - hi;
@@ -198,7 +198,7 @@ internal static unsafe class LrnKernel
         public Terms(LrnParams p)
         {
             _k = new Vector<float>((float)p.K);
-            _alpha = new Vector<float>((float)p.Alpha);
+            _alpha = new Vector<float>((float)p.SumScale);
             Beta = (float)p.Beta;
             ThreeQuarters = Beta == 0.75f;
         }

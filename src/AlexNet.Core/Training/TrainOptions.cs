@@ -56,6 +56,7 @@ public sealed record TrainOptions
     public InitScheme? Init { get; init; }                 // null: the variant's default (§5 for paper)
     public Activation Activation { get; init; } = Activation.Relu;   // §3.1
     public bool Lrn { get; init; } = true;                 // §3.3
+    public LrnConvention? LrnConvention { get; init; }     // null: α as §3.3 prints it; code: α/n, as the authors' cuda-convnet2 computes it
     public int PoolWindow { get; init; } = 3;              // §3.4
     public int PoolStride { get; init; } = 2;
     public double Dropout { get; init; } = 0.5;            // §4.2
@@ -147,7 +148,7 @@ public sealed record TrainOptions
         arch = arch with
         {
             Activation = Activation,
-            Lrn = Lrn ? arch.Lrn : null,
+            Lrn = !Lrn ? null : LrnConvention is { } convention && arch.Lrn is { } lrn ? lrn with { Convention = convention } : arch.Lrn,
             PoolWindow = PoolWindow,
             PoolStride = PoolStride,
             Dropout = Dropout,

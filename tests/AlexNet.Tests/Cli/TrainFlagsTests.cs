@@ -31,6 +31,8 @@ public class TrainFlagsTests
         { new[] { "--precision", "bf16" }, o => o.Precision == AlexNet.Model.Precision.Bf16 },
         { new[] { "--lr", "0.05", "--epochs", "3", "--seed", "9" }, o => o.LearningRate == 0.05 && o.Epochs == 3 && o.Seed == 9 },
         { new[] { "--no-flip", "--no-crop", "--pca-std", "0" }, o => !o.Flip && !o.RandomCrop && o.PcaStd == 0 },
+        { new[] { "--lrn-convention", "code" }, o => o.LrnConvention == AlexNet.Model.LrnConvention.Code },
+        { new[] { "--input-scale", "0.5" }, o => o.InputScale == 0.5f },
     };
 
     [Theory]

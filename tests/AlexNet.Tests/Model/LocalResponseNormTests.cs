@@ -96,6 +96,22 @@ public class LocalResponseNormTests
     }
 
     [Fact]
+    public void TheAuthorsCodeDividesAlphaByNAsPyTorchDoes()
+    {
+        // cuda-convnet2's layer.py divides the cross-map scale by size: k + (α/n) Σ a², libtorch's own convention.
+        var code = new LrnParams(5, 0.3, 0.75, 2.0, Convention: LrnConvention.Code);
+        using var g = new Generator(7);
+        using Tensor a = randn(new long[] { 2, 9, 4, 5 }, generator: g) * 3;
+        using Tensor ours = LocalResponseNorm.Apply(a, code);
+        AssertFormula(a, ours, new LrnParams(5, 0.3 / 5, 0.75, 2.0));   // the printed formula at α/n
+        using Tensor torch = nn.functional.local_response_norm(a, 5, 0.3, 0.75, 2.0);
+        Assert.True(ours.allclose(torch, rtol: 1e-5, atol: 1e-6));
+        AssertMatchesInFloat64(a, x => FusedStage.Apply(x, code, 3, 2), x => FusedStage.Reference(x, code, 3, 2), g);
+        using Tensor printed = LocalResponseNorm.Apply(a, code with { Convention = null });
+        Assert.False(printed.allclose(ours, rtol: 1e-3));   // five times the effect: not the same function
+    }
+
+    [Fact]
     public void ParamsWrittenBeforeTowersReadAsOneTower()
     {
         // Checkpoints from before LrnParams.Towers: their LRN spanned all maps, and still does.
