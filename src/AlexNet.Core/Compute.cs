@@ -78,7 +78,6 @@ public static partial class Compute
         }
     }
 
-    /// <summary>Threads for libtorch's kernels; our own kernels (LRN, the fused stage) read the same setting.</summary>
     /// <summary>
     /// A device name (cpu, cuda, cuda:N) as libtorch's device, checked: this build links the CPU libtorch unless it was
     /// built with -p:TorchBackend=cuda, and then only the GPUs that are there can be named.
@@ -107,6 +106,7 @@ public static partial class Compute
         return new torch.Device(DeviceType.CUDA, index);
     }
 
+    /// <summary>Threads for libtorch's kernels; our own kernels (LRN, the fused stage) read the same setting.</summary>
     public static void UseThreads(int threads)
     {
         if (threads < 1)

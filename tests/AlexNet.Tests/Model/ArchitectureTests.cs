@@ -11,7 +11,7 @@ namespace AlexNet.Tests.Model;
 public class ArchitectureTests
 {
     [Theory]
-    [InlineData(Variants.Paper, 60_965_224L)]      // PAPER.md §3.5
+    [InlineData(Variants.Paper, 60_965_224L)]      // §3.5's layers, counted in docs/paper-map.md
     [InlineData(Variants.Owt, 61_100_840L)]        // torchvision alexnet
     [InlineData(Variants.Paper1Gpu, 59_798_312L)]  // §3.2 baseline, counted by hand
     public void ParameterCountIsPinned(string variant, long expected)
