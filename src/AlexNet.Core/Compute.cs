@@ -114,7 +114,31 @@ public static partial class Compute
             throw new ArgumentException("--threads must be at least 1.");
         }
         torch.set_num_threads(threads);
+        DisableNnpack();
     }
+
+    /// <summary>
+    /// libtorch tries NNPACK for some inference convolutions and, on CPUs NNPACK does not know (Zen 5), prints "Could
+    /// not initialize NNPACK! Reason: Unsupported hardware." at each try, then runs its usual kernel. Our convolutions
+    /// run on oneDNN, so NNPACK is switched off (at::globalContext().setUserEnabledNNPACK(false)): the same kernels, no
+    /// warnings. Where the symbols are missing (another libtorch build) nothing changes.
+    /// </summary>
+    static void DisableNnpack()
+    {
+        try
+        {
+            SetUserEnabledNnpack(GlobalContext(), enabled: false);
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
+        {
+        }
+    }
+
+    [LibraryImport("libtorch_cpu", EntryPoint = "_ZN2at13globalContextEv")]
+    private static partial IntPtr GlobalContext();
+
+    [LibraryImport("libtorch_cpu", EntryPoint = "_ZN2at7Context20setUserEnabledNNPACKEb")]
+    private static partial void SetUserEnabledNnpack(IntPtr context, [MarshalAs(UnmanagedType.U1)] bool enabled);
 
     /// <summary>
     /// A workaround, called once after each training step outside its dispose scope: a generation-0 collection.

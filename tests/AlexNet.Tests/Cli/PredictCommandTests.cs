@@ -50,6 +50,7 @@ public class PredictCommandTests
         Assert.Contains(dir["missing.png"], stderr);
         Assert.Contains(dir["torn.jpg"], stderr);
         Assert.Contains("2 of 3 file(s) could not be classified", stderr);
+        Assert.DoesNotContain("NNPACK", stderr);   // libtorch's warning on CPUs NNPACK does not know (Compute.DisableNnpack)
 
         // The centre crop alone is what the library gives for View.Centre; the default averages §4.1's ten views.
         (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt);
