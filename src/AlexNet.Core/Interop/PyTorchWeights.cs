@@ -44,10 +44,20 @@ public static class PyTorchWeights
         {
             return zip ? ReadPickle(path) : LooksLikeSafetensors(path, head) ? ReadSafetensors(path) : throw Refuse(path, head);
         }
+        catch (Razorvine.Pickle.PickleException e) when (System.Text.RegularExpressions.Regex.Match(e.Message, @"\(for ([\w.]+)\)") is { Success: true } m)
+        {
+            // The unpickler builds only tensors and containers: anything else is a call the file asks for, not data.
+            throw new InvalidDataException($"{path} is refused: unpickling it would call {m.Groups[1].Value}, and a state_dict holds " +
+                "tensors only. Nothing in it was run and nothing was written; do not load it in Python either.", e);
+        }
+        catch (InvalidOperationException e) when (zip && e.Message.Contains("no matching element", StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"{path}: its archive lacks the data record of a tensor its pickle names (a file cut short or " +
+                "damaged in a copy): take another copy of it. Nothing was written.", e);
+        }
         catch (Exception e) when (e is not InvalidDataException and not OutOfMemoryException)
         {
-            throw new InvalidDataException($"{path} could not be read as a PyTorch state_dict ({e.GetType().Name}: {e.Message}). " +
-                "Save it with `torch.save(model.state_dict(), path)` (or safetensors' save_file); nothing was written.", e);
+            throw new InvalidDataException($"{path} could not be read as a PyTorch state_dict ({e.GetType().Name}: {e.Message}); nothing was written.", e);
         }
     }
 
@@ -113,7 +123,49 @@ public static class PyTorchWeights
         _ => value.GetType().Name,
     };
 
-    static Dictionary<string, Tensor> ReadSafetensors(string path) => Safetensors.LoadStateDict(path);
+    static Dictionary<string, Tensor> ReadSafetensors(string path)
+    {
+        CheckSafetensorsHeader(path);
+        return Safetensors.LoadStateDict(path);
+    }
+
+    /// <summary>Every tensor's byte range inside the file and of its shape's size, checked first, so that a bad one is named.</summary>
+    static void CheckSafetensorsHeader(string path)
+    {
+        long length = new FileInfo(path).Length;
+        byte[] header;
+        using (FileStream f = File.OpenRead(path))
+        {
+            var size = new byte[8];
+            f.ReadExactly(size);
+            header = new byte[BitConverter.ToUInt64(size)];
+            f.ReadExactly(header);
+        }
+        long data = length - 8 - header.Length;
+        using var doc = System.Text.Json.JsonDocument.Parse(header);
+        foreach (System.Text.Json.JsonProperty t in doc.RootElement.EnumerateObject().Where(p => p.Name != "__metadata__"))
+        {
+            long[] range = t.Value.GetProperty("data_offsets").EnumerateArray().Select(v => v.GetInt64()).ToArray();
+            long count = t.Value.GetProperty("shape").EnumerateArray().Aggregate(1L, (n, d) => n * d.GetInt64());
+            int bytes = t.Value.GetProperty("dtype").GetString() switch
+            {
+                "F64" or "I64" => 8,
+                "F32" or "I32" => 4,
+                "F16" or "BF16" or "I16" => 2,
+                _ => 1,
+            };
+            if (range.Length != 2 || range[0] < 0 || range[1] < range[0] || range[1] > data)
+            {
+                throw new InvalidDataException($"{path}: tensor {t.Name}'s bytes [{string.Join(", ", range)}) lie outside the file's {data} bytes of " +
+                    "data (a file cut short or damaged in a copy): take another copy of it. Nothing was written.");
+            }
+            if (range[1] - range[0] != count * bytes)
+            {
+                throw new InvalidDataException($"{path}: tensor {t.Name} has {range[1] - range[0]} bytes for its shape's {count * bytes}: the file is " +
+                    "damaged. Nothing was written.");
+            }
+        }
+    }
 
     /// <summary>
     /// Copies a state_dict into <paramref name="model"/> after checking all of it; on any mismatch nothing is copied.

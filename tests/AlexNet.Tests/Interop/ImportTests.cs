@@ -115,6 +115,8 @@ public class ImportTests
         Assert.Contains("legacy", legacy.Message);
         var evil = Assert.Throws<InvalidDataException>(() => PyTorchWeights.Read(Fixture("malicious.pth")));
         Assert.Contains("malicious.pth", evil.Message);
+        Assert.Contains("would call posix.system", evil.Message);   // what the file asks for, not the unpickler's internals
+        Assert.DoesNotContain("IObjectConstructor", evil.Message);
         Assert.False(File.Exists(marker));
 
         using var dir = new TestData.TempDir();
@@ -125,6 +127,37 @@ public class ImportTests
             Assert.False(File.Exists(dir["out.ckpt"]));
         }
         Assert.False(File.Exists(marker));
+    }
+
+    [Fact]
+    public void ADamagedFileSaysWhatIsMissingOrWhichTensorIsOutOfRange()
+    {
+        using var dir = new TestData.TempDir();
+        // A torch.save archive that lost a tensor's data record.
+        File.Copy(Fixture("small.pth"), dir["cut.pth"]);
+        using (var zip = System.IO.Compression.ZipFile.Open(dir["cut.pth"], System.IO.Compression.ZipArchiveMode.Update))
+        {
+            zip.Entries.First(e => e.FullName.EndsWith("/data/1", StringComparison.Ordinal)).Delete();
+        }
+        var cut = Assert.Throws<InvalidDataException>(() => PyTorchWeights.Read(dir["cut.pth"]));
+        Assert.Contains("lacks the data record", cut.Message);
+        Assert.DoesNotContain("torch.save(", cut.Message);   // re-saving is not the fix for a damaged copy
+
+        // A .safetensors whose last tensor's range runs past the end of the file.
+        byte[] file = File.ReadAllBytes(Fixture("small.safetensors"));
+        int headerBytes = (int)BitConverter.ToUInt64(file);
+        var header = System.Text.Json.Nodes.JsonNode.Parse(file.AsSpan(8, headerBytes))!.AsObject();
+        string last = header.Where(p => p.Key != "__metadata__").OrderBy(p => (long)p.Value!["data_offsets"]![1]!).Last().Key;
+        header[last]!["data_offsets"]![1] = (long)header[last]!["data_offsets"]![1]! + 4096;
+        byte[] json = System.Text.Encoding.UTF8.GetBytes(header.ToJsonString());
+        using (FileStream f = File.Create(dir["long.safetensors"]))
+        {
+            f.Write(BitConverter.GetBytes((ulong)json.Length));
+            f.Write(json);
+            f.Write(file.AsSpan(8 + headerBytes));
+        }
+        var outside = Assert.Throws<InvalidDataException>(() => PyTorchWeights.Read(dir["long.safetensors"]));
+        Assert.Contains($"tensor {last}'s bytes", outside.Message);
     }
 
     [Fact]
