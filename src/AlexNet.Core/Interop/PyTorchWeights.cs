@@ -80,8 +80,63 @@ public static class PyTorchWeights
           "Re-save it in PyTorch ≥ 1.6: `torch.save(torch.load(path), 'new.pth')` (the zip format is the default), or as .safetensors; nothing was written."
         : $"{path} is neither a torch.save zip file nor a .safetensors file. Pass a state_dict saved with `torch.save(model.state_dict(), path)`; nothing was written.");
 
+    /// <summary>
+    /// torch.save writes each tensor as (storage, offset, shape, stride), and torch.load reads a view into a larger
+    /// storage or a transposed one as it is. TorchSharp.PyBridge's constructor assumes a dense tensor at offset 0 and
+    /// refuses both with a libtorch stack trace; ours reads the storage whole and copies the view's values into a
+    /// dense tensor, checking first that the view lies inside its storage.
+    /// </summary>
+    sealed class ViewedTensor : Razorvine.Pickle.IObjectConstructor
+    {
+        public object construct(object[] args)
+        {
+            object storage = args[0];   // PyBridge's record of the storage: its archive entry and dtype
+            var entry = (System.IO.Compression.ZipArchiveEntry)Member(storage, "ArchiveEntry");
+            var dtype = (ScalarType)Member(storage, "DType");
+            var data = new byte[entry.Length];
+            using (Stream s = entry.Open())
+            {
+                s.ReadExactly(data);
+            }
+            long offset = Convert.ToInt64(args[1], System.Globalization.CultureInfo.InvariantCulture);
+            long[] shape = ((object[])args[2]).Select(d => Convert.ToInt64(d, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            long[] stride = ((object[])args[3]).Select(d => Convert.ToInt64(d, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            using Tensor one = empty(0, dtype);
+            long values = data.Length / one.ElementSize;
+            long last = offset + shape.Zip(stride, (n, st) => n > 0 ? (n - 1) * st : 0).Sum();
+            if (offset < 0 || stride.Any(st => st < 0) || shape.All(n => n > 0) && last >= values)
+            {
+                throw new InvalidDataException($"a tensor of shape [{string.Join("×", shape)}] reads its storage of {values} values at offset {offset} " +
+                    $"with stride ({string.Join(", ", stride)}), past the storage's end: the file is damaged");
+            }
+            using Tensor flat = empty(values, dtype);
+            flat.bytes = data;
+            using Tensor view = flat.as_strided(shape, stride, offset);
+            Tensor dense = empty(shape, dtype);
+            dense.copy_(view);
+            return dense;
+        }
+    }
+
+    /// <summary>A property of PyBridge's storage record, by name (1.4.4: the archive entry and the dtype).</summary>
+    static object Member(object o, string name) =>
+        o.GetType().GetProperty(name, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)?.GetValue(o)
+        ?? throw new InvalidDataException($"this TorchSharp.PyBridge keeps no storage {name} (not the version this build was made for)");
+
+    static readonly bool ConstructorsRegistered = RegisterConstructors();
+
+    static bool RegisterConstructors()
+    {
+        // PyBridge registers its own when its class is first used: run that first, then take the tensor's place.
+        System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(typeof(PyTorchUnpickler).TypeHandle);
+        Razorvine.Pickle.Unpickler.registerConstructor("torch._utils", "_rebuild_tensor", new ViewedTensor());
+        Razorvine.Pickle.Unpickler.registerConstructor("torch._utils", "_rebuild_tensor_v2", new ViewedTensor());
+        return true;
+    }
+
     static Dictionary<string, Tensor> ReadPickle(string path)
     {
+        _ = ConstructorsRegistered;
         object loaded;
         using (FileStream f = File.OpenRead(path))
         {

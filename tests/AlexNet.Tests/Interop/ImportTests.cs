@@ -50,6 +50,7 @@ public class ImportTests
     [Theory]
     [InlineData("small.pth")]
     [InlineData("small.safetensors")]
+    [InlineData("small-views.pth")]   // a bias that is a view at offset 8, fc6 stored transposed (make_view_fixture.py)
     public void AnImportedNetGivesTorchsLogitsAndLearns(string file)
     {
         (AlexNetModel model, RunState state) = PyTorchWeights.Import(Fixture(file), Small);
