@@ -12,8 +12,8 @@ public class CliErrorTests
     public void TrainWithoutDataOrWithAMissingStoreFails()
     {
         using var dir = new TestData.TempDir();
-        Assert.Equal(2, App.Run(new[] { "train", "--out", dir["run"] }));
-        Assert.Equal(2, App.Run(new[] { "train", "--data", dir["nowhere"], "--out", dir["run"] }));
+        CliCapture.Refuses(2, new[] { "train", "--out", dir["run"] }, "say where the data is");
+        CliCapture.Refuses(2, new[] { "train", "--data", dir["nowhere"], "--out", dir["run"] }, "no prepared store at", "alexnet prepare");
         Assert.False(Directory.Exists(dir["run"]));
     }
 
@@ -23,20 +23,30 @@ public class CliErrorTests
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 16, 2);
         TestData.WriteSyntheticStore(dir["data/val"], 16, 2);
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--epochs", "0" }));
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--lr", "-1" }));
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "nonet" }));
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--pool", "3" }));
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--crop", "0" }));
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--crop", "999", "--out", dir["big"] }));
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--replicas", "0", "--out", dir["r0"] }));
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--replicas", "2", "--towers", "cpu,cpu", "--out", dir["rt"] }));
-        Assert.Equal(2, App.Run(new[] { "bench", "-m", "small", "--replicas", "0", "--steps", "1" }));
-        Assert.Equal(2, App.Run(new[] { "experiment", "pooling", "-d", dir["data"], "--replicas", "0", "--out", dir["e0"] }));
-        Assert.False(Directory.Exists(dir["big"]) || Directory.Exists(dir["r0"]) || Directory.Exists(dir["rt"]) || Directory.Exists(dir["e0"]));
-        Assert.NotEqual(0, App.Run(new[] { "train", "-d", dir["data"], "--no-such-flag" }));
+        string[] Train(params string[] flags) => new[] { "train", "-d", dir["data"], "-m", "small" }.Concat(flags).ToArray();
+        CliCapture.Refuses(2, Train("--epochs", "0"), "--epochs must be at least 1");
+        CliCapture.Refuses(2, Train("--lr", "-1"), "--lr must be a positive number");
+        CliCapture.Refuses(2, new[] { "train", "-d", dir["data"], "-m", "nonet" }, "Unknown model 'nonet'");
+        CliCapture.Refuses(2, Train("--pool", "3"), "--pool takes WINDOW/STRIDE");
+        CliCapture.Refuses(2, Train("--crop", "0"), "--crop must be at least 1");
+        CliCapture.Refuses(2, Train("--crop", "999", "--out", dir["big"]), "--crop 999 does not fit");
+        CliCapture.Refuses(2, Train("--replicas", "0", "--out", dir["r0"]), "--replicas must be at least 1");
+        CliCapture.Refuses(2, Train("--replicas", "2", "--towers", "cpu,cpu", "--out", dir["rt"]), "--towers splits the net, --replicas the batch");
+        CliCapture.Refuses(2, Train("--input-scale", "0", "--out", dir["s0"]), "--input-scale must be a positive number");
+        CliCapture.Refuses(2, Train("--pad", "-7", "--out", dir["p7"]), "--pad must be");
+        CliCapture.Refuses(2, Train("--threads", "1000", "--out", dir["t"]), "--threads 1000", "cores");
+        CliCapture.Refuses(2, Train("-b", "100000", "--out", dir["b"]), "--batch-size 100000 needs about");
+        CliCapture.Refuses(2, new[] { "bench", "-m", "small", "--replicas", "0", "--steps", "1" }, "--replicas");
+        CliCapture.Refuses(2, new[] { "experiment", "pooling", "-d", dir["data"], "--replicas", "0", "--out", dir["e0"] }, "--replicas");
+        foreach (string made in new[] { "big", "r0", "rt", "s0", "p7", "t", "b", "e0" })
+        {
+            Assert.False(Directory.Exists(dir[made]), $"a refused command left {made}/ behind");
+        }
+        (int code, string text) = CliCapture.Run(Train("--no-such-flag"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("--no-such-flag", text);
         File.WriteAllText(dir["preset.json"], "{\"model\": \"small\", \"learningRat\": 0.1}");
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "--preset", dir["preset.json"] }));
+        CliCapture.Refuses(2, new[] { "train", "-d", dir["data"], "--preset", dir["preset.json"] }, "learningRat");
     }
 
     [Fact]
@@ -48,7 +58,7 @@ public class CliErrorTests
         Directory.CreateDirectory(dir["run"]);
         File.WriteAllText(dir["run/last.ckpt"], "precious\n");
         File.WriteAllText(dir["run/metrics.jsonl"], "precious\n");
-        Assert.Equal(1, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--out", dir["run"], "--epochs", "1" }));
+        CliCapture.Refuses(1, new[] { "train", "-d", dir["data"], "-m", "small", "--out", dir["run"], "--epochs", "1" }, "already holds a run", "--resume");
         Assert.Equal("precious\n", File.ReadAllText(dir["run/metrics.jsonl"]));
         Assert.Equal("precious\n", File.ReadAllText(dir["run/last.ckpt"]));
         // A run that never wrote a checkpoint (it diverged or crashed first) starts anew, its log kept aside, not lost.
@@ -63,7 +73,7 @@ public class CliErrorTests
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 16, 2);
         TestData.WriteSyntheticStore(dir["data/val"], 16, 3);
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--out", dir["run"] }));
+        CliCapture.Refuses(2, new[] { "train", "-d", dir["data"], "-m", "small", "--out", dir["run"] }, "does not match the training store");
     }
 
     [Fact]
@@ -72,11 +82,11 @@ public class CliErrorTests
         using var dir = new TestData.TempDir();
         File.WriteAllText(dir["x.ckpt"], "garbage");
         TestData.WriteSyntheticStore(dir["val"], 16, 2);
-        Assert.Equal(2, App.Run(new[] { "eval", "-c", dir["missing.ckpt"], "-d", dir["val"] }));
-        Assert.Equal(2, App.Run(new[] { "eval", "-c", dir["x.ckpt"], "-d", dir["val"] }));
-        Assert.Equal(2, App.Run(new[] { "predict", "-c", dir["x.ckpt"], "/usr/share/darknet/data/dog.jpg" }));
-        Assert.Equal(2, App.Run(new[] { "prepare", "--out", dir["s"] }));
-        Assert.Equal(2, App.Run(new[] { "prepare", "--folder", dir["nowhere"], "--out", dir["s"] }));
+        CliCapture.Refuses(2, new[] { "eval", "-c", dir["missing.ckpt"], "-d", dir["val"] }, "missing.ckpt does not exist");
+        CliCapture.Refuses(2, new[] { "eval", "-c", dir["x.ckpt"], "-d", dir["val"] }, "not an alexnet checkpoint");
+        CliCapture.Refuses(2, new[] { "predict", "-c", dir["x.ckpt"], "/usr/share/darknet/data/dog.jpg" }, "not an alexnet checkpoint");
+        CliCapture.Refuses(2, new[] { "prepare", "--out", dir["s"] }, "--fashion-mnist");
+        CliCapture.Refuses(2, new[] { "prepare", "--folder", dir["nowhere"], "--out", dir["s"] }, "nowhere");
     }
 }
 
@@ -99,6 +109,6 @@ public class ReportTests
             Assert.Contains(report, l => l.Contains($"({png})"));
             Assert.True(File.Exists(dir[$"run/{png}"]), png);
         }
-        Assert.Equal(2, App.Run(new[] { "report", dir["data"] }));   // not a run folder
+        CliCapture.Refuses(2, new[] { "report", dir["data"] }, dir["data"]);   // not a run folder, named
     }
 }
