@@ -168,6 +168,8 @@ public static class Trainer
         var epochClock = Stopwatch.StartNew();
         var windowClock = Stopwatch.StartNew();
         using Tensor epochSums = tensor(run.Carried);           // loss sum, top-1 hits, top-5 hits, images
+        double carriedImages = run.Carried[3];                  // trained before a resume: not in this epoch's img/s
+        run.Carried = new double[4];                            // the next epoch starts from nothing
         using Tensor windowSums = zeros(4, ScalarType.Float64);
         // The loader is not given the token: a stop is taken between steps, where the position can be saved.
         foreach (Batch batch in run.Loader.TrainEpoch(o.Seed, epoch, run.StepInEpoch))
@@ -233,9 +235,12 @@ public static class Trainer
             }
         }
         double[] t = epochSums.data<double>().ToArray();
+        double[] here = { t[3] - carriedImages };   // images this process trained in the epoch (none when resumed at its end)
         run.Parallel?.Sum(t);
+        run.Parallel?.Sum(here);
         CheckLoss(t, epoch, run);
-        return new EpochTotals(t[0] / t[3], 1 - t[1] / t[3], 1 - t[2] / t[3], t[3] / epochClock.Elapsed.TotalSeconds, epochClock, t);
+        double rate = here[0] > 0 ? here[0] / epochClock.Elapsed.TotalSeconds : double.NaN;
+        return new EpochTotals(t[0] / t[3], 1 - t[1] / t[3], 1 - t[2] / t[3], rate, epochClock, t);
     }
 
     /// <summary>A batch's loss sum, top-1 and top-5 hits and image count, as one float64 row.</summary>

@@ -195,6 +195,25 @@ public class RunFolderTests
         Assert.Equal((a.TrainLoss, a.ValLoss, a.ValTop1Error), (b.TrainLoss, b.ValLoss, b.ValTop1Error));
     }
 
+    [Fact]
+    public void TheEpochAfterAMidEpochResumeCountsOnlyItsOwnImages()
+    {
+        using var dir = new TestData.TempDir();
+        using var stores = new TestData.Stores(dir, 72, 16);   // 5 steps per epoch
+        TrainOptions o = Tiny with { LogEvery = 1 };
+        Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["through"], resume: false, new SilentProgress());
+        Trainer.Fit(o with { MaxSteps = 2 }, TwoThreads, stores.Train, stores.Val, dir["resumed"], resume: false, new SilentProgress());
+        Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["resumed"], resume: true, new SilentProgress());
+        EpochMetrics[] a = MetricsLog.Read(dir["through"]).OfType<EpochMetrics>().ToArray();
+        EpochMetrics[] b = MetricsLog.Read(dir["resumed"]).OfType<EpochMetrics>().ToArray();
+        Assert.Equal(2, b.Length);
+        for (int e = 0; e < 2; e++)
+        {
+            // Epoch 2 once began from epoch 1's carried sums (its loss a mix of both epochs' images).
+            Assert.Equal((a[e].TrainLoss, a[e].TrainTop1Error, a[e].ValLoss), (b[e].TrainLoss, b[e].TrainTop1Error, b[e].ValLoss));
+        }
+    }
+
     [Theory]
     [InlineData(float.NaN)]
     [InlineData(0f)]
