@@ -73,7 +73,7 @@ internal static class ExperimentCommand
             Experiment e = Experiments.Get(r.GetValue(name)!, baseline, sweep);
             if (r.GetValue(arms) is string only)
             {
-                e = Experiments.Only(e, only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+                e = Experiments.Only(e, only);
             }
             long[] seedList = ParseList(r.GetValue(seeds)!, "--seeds", long.Parse);
             JoinedResults[] joined = (r.GetValue(join) ?? Array.Empty<string>()).Select(Experiments.ReadJoined).ToArray();

@@ -16,7 +16,7 @@ public sealed record ExperimentArm(string Name, TrainOptions Options);
 
 public sealed record Experiment(string Name, string Section, string Claim, string Metric, IReadOnlyList<ExperimentArm> Arms)
 {
-    /// <summary>Every arm of the preset, in its order, also after <see cref="Experiments.Only"/> kept some of them.</summary>
+    /// <summary>Every arm of the preset, in its order, also after <see cref="Experiments.Only(Experiment, IReadOnlyCollection{string})"/> kept some of them.</summary>
     public IReadOnlyList<string> Preset { get; init; } = Arms.Select(a => a.Name).ToArray();
 }
 
@@ -83,6 +83,32 @@ public static class Experiments
     /// in the preset's order: to split an experiment over machines, or to train the arms a baseline lacks. A later run
     /// with every arm into the same folder trains only what is missing and reports them all.
     /// </summary>
+    public static Experiment Only(Experiment e, string commaList) => Only(e, SplitArms(e, commaList));
+
+    /// <summary>
+    /// A comma-separated list of arms, where a name may itself hold a comma ("with LRN, α/n (authors' code)"): pieces
+    /// are joined back while they form the start of an arm's name.
+    /// </summary>
+    public static string[] SplitArms(Experiment e, string commaList)
+    {
+        var names = e.Arms.SelectMany(a => new[] { a.Name, Slug(a.Name) }).ToHashSet();
+        string[] pieces = commaList.Split(',');
+        var arms = new List<string>();
+        for (int i = 0; i < pieces.Length;)
+        {
+            // The longest run of pieces from i that is an arm's name; else the piece alone (Only names it unknown).
+            int take = Enumerable.Range(1, pieces.Length - i).Reverse()
+                .FirstOrDefault(k => names.Contains(string.Join(",", pieces, i, k).Trim()), 1);
+            string arm = string.Join(",", pieces, i, take).Trim();
+            if (arm.Length > 0)
+            {
+                arms.Add(arm);
+            }
+            i += take;
+        }
+        return arms.ToArray();
+    }
+
     public static Experiment Only(Experiment e, IReadOnlyCollection<string> arms)
     {
         string[] unknown = arms.Where(a => !e.Arms.Any(x => x.Name == a || Slug(x.Name) == a)).ToArray();

@@ -191,6 +191,11 @@ public class ExperimentTests
             AlexNet.Training.Experiments.Only(e, new[] { "conv4-removed", "conv3 removed" }).Arms.Select(a => a.Name));
         Assert.Equal(2, AlexNet.Cli.App.Run(new[] { "experiment", "depth", "-d", dir["data"], "--arms", "conv5", "--out", dir["bad"] }));
         Assert.False(Directory.Exists(dir["bad"]));
+        // An arm whose name holds a comma is named whole, beside others.
+        var lrn = AlexNet.Training.Experiments.Get("lrn", new AlexNet.Training.TrainOptions { Model = "small" });
+        Assert.Equal(new[] { "without LRN", "with LRN, α/n (authors' code)" },
+            AlexNet.Training.Experiments.Only(lrn, "with LRN, α/n (authors' code),without LRN").Arms.Select(a => a.Name));
+        Assert.Equal(new[] { "with LRN" }, AlexNet.Training.Experiments.Only(lrn, "with LRN").Arms.Select(a => a.Name));
     }
 
     [Fact]
