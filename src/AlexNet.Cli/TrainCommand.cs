@@ -114,53 +114,18 @@ internal static class TrainCommand
         return command;
     }
 
-    /// <summary>
-    /// Under mpirun, the job's MPI group around the command: finalised when every rank ends alike (done, or stopped at
-    /// the same step), aborted when this rank fails, so that the other ranks end too instead of waiting in a collective.
-    /// </summary>
+    /// <summary>Under mpirun, the job's MPI group around the command (AlexNet.Distributed.Job); one process otherwise.</summary>
     static int Distributed(Func<AlexNet.Distributed.DataParallel?, int> body)
     {
-        if (!AlexNet.Distributed.Mpi.Launched)
-        {
-            return body(null);
-        }
-        AlexNet.Distributed.DataParallel parallel;
         try
         {
-            parallel = new AlexNet.Distributed.DataParallel(new AlexNet.Distributed.Mpi());
+            return AlexNet.Distributed.Job.Run(body, Console.Error);
         }
-        catch (Exception e) when (e is FileNotFoundException or EntryPointNotFoundException or InvalidOperationException)
+        catch (AlexNet.Distributed.JobStartException e)
         {
             AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
             return Cli.Failure;
         }
-        int code = Cli.Failure;
-        try
-        {
-            code = body(parallel);
-        }
-        finally
-        {
-            if (code is 0 or 130 or 143)
-            {
-                parallel.Dispose();
-            }
-            else
-            {
-                Console.Error.WriteLine($"rank {parallel.Rank} of {parallel.Ranks} failed (exit {code}): ending the job.");
-                // MPICH's launcher tears the job down at MPI_Abort and may drop what this rank wrote just before
-                // (seen in 3 of 5 runs of the failing-rank test): give it a moment to forward the lines.
-                Console.Error.Flush();
-                System.Threading.Thread.Sleep(500);
-                parallel.Abort(code);
-            }
-        }
-        if (code is 130 or 143)
-        {
-            // Each rank's own code: a launcher may report another (MPICH's Hydra loses it in some runs: docs/scale-out.md).
-            Console.Error.WriteLine($"rank {parallel.Rank} of {parallel.Ranks} stopped by a signal: exit {code}.");
-        }
-        return code;
     }
 
     /// <summary>Trains (or resumes) a run; Ctrl-C or SIGTERM stops it after the current step with last.ckpt written (exit 130/143).</summary>
