@@ -502,6 +502,8 @@ internal sealed class StopSignal : IDisposable
 {
     readonly CancellationTokenSource _cts = new();
     readonly PosixSignalRegistration _interrupt, _terminate;
+    readonly object _gate = new();
+    bool _disposed;
 
     public StopSignal()
     {
@@ -515,20 +517,34 @@ internal sealed class StopSignal : IDisposable
 
     void Request(PosixSignalContext context, int code)
     {
-        if (ExitCode is not null && context.Signal == PosixSignal.SIGINT)
+        lock (_gate)
         {
-            return;   // the second Ctrl-C: let the runtime end the process now
+            if (_disposed)
+            {
+                // A signal that comes as the command ends (Open MPI's mpirun signals the other ranks when one exits
+                // non-zero, 143 included): the command is already returning its code; let it.
+                context.Cancel = true;
+                return;
+            }
+            if (ExitCode is not null && context.Signal == PosixSignal.SIGINT)
+            {
+                return;   // the second Ctrl-C: let the runtime end the process now
+            }
+            context.Cancel = true;
+            ExitCode ??= code;
+            Console.Error.WriteLine($"Stopping after this step and writing last.ckpt ({(code == 130 ? "Ctrl-C again aborts at once" : "SIGTERM")}) …");
+            _cts.Cancel();
         }
-        context.Cancel = true;
-        ExitCode ??= code;
-        Console.Error.WriteLine($"Stopping after this step and writing last.ckpt ({(code == 130 ? "Ctrl-C again aborts at once" : "SIGTERM")}) …");
-        _cts.Cancel();
     }
 
     public void Dispose()
     {
         _interrupt.Dispose();
         _terminate.Dispose();
-        _cts.Dispose();
+        lock (_gate)
+        {
+            _disposed = true;   // a handler already on its way sees this, not a disposed token source
+            _cts.Dispose();
+        }
     }
 }
