@@ -34,7 +34,8 @@ public class CliErrorTests
         CliCapture.Refuses(2, Train("--replicas", "2", "--towers", "cpu,cpu", "--out", dir["rt"]), "--towers splits the net, --replicas the batch");
         CliCapture.Refuses(2, Train("--input-scale", "0", "--out", dir["s0"]), "--input-scale must be a positive number");
         CliCapture.Refuses(2, Train("--pad", "-7", "--out", dir["p7"]), "--pad must be");
-        CliCapture.Refuses(2, Train("--threads", "1000", "--out", dir["t"]), "--threads 1000", "cores");
+        string tooMany = (4 * System.Environment.ProcessorCount + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        CliCapture.Refuses(2, Train("--threads", tooMany, "--out", dir["t"]), $"--threads {tooMany}", "cores");
         CliCapture.Refuses(2, Train("-b", "100000", "--out", dir["b"]), "--batch-size 100000 needs about");
         CliCapture.Refuses(2, new[] { "bench", "-m", "small", "--replicas", "0", "--steps", "1" }, "--replicas");
         CliCapture.Refuses(2, new[] { "experiment", "pooling", "-d", dir["data"], "--replicas", "0", "--out", dir["e0"] }, "--replicas");

@@ -225,7 +225,7 @@ public class RunFolderTests
     public void FlagsBeyondTheMachineOrTheDataAreRefusedBeforeAnyFolder()
     {
         Assert.Contains("--pad", Assert.Throws<ArgumentException>(() => (Tiny with { Pad = -7 }).Validate()).Message);
-        Assert.Contains("cores", Assert.Throws<ArgumentException>(() => new MachineOptions(1000).Validate()).Message);
+        Assert.Contains("cores", Assert.Throws<ArgumentException>(() => new MachineOptions(4 * Environment.ProcessorCount + 1).Validate()).Message);
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 48, 16);
         var e = Assert.Throws<ArgumentException>(() =>
