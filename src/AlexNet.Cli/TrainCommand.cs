@@ -175,10 +175,9 @@ internal static class TrainCommand
             return Cli.Failure;
         }
         string best = double.IsFinite(result.BestValidationError) ? ConsoleProgress.Pct(result.BestValidationError) : "none yet (no epoch finished)";
-        int signalled = machine.Parallel?.Max(stop.ExitCode ?? 0) ?? stop.ExitCode ?? 0;   // every rank ends with the job's code
-        if (signalled != 0)
+        int code = machine.Parallel?.Max(stop.ExitCode ?? 0) ?? stop.ExitCode ?? 0;   // every rank ends with the job's code
+        if (code != 0)
         {
-            int code = signalled;
             AnsiConsole.MarkupLineInterpolated($"Stopped at step {result.Steps}: {Path.Combine(runDir, Trainer.LastCheckpoint)} holds the position. Continue with:");
             AnsiConsole.MarkupLineInterpolated($"  {resumeCommand}");
             return code;

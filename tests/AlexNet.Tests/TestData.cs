@@ -9,6 +9,17 @@ namespace AlexNet.Tests;
 /// <summary>Helpers that make small, known inputs: temp folders, stores, encoded images.</summary>
 internal static class TestData
 {
+    /// <summary>A trainer's progress that keeps its messages, and calls <see cref="OnStep"/> at each logged step.</summary>
+    public sealed class Messages : AlexNet.Training.ITrainingProgress
+    {
+        public List<string> Lines { get; } = new();
+        public Action<AlexNet.Training.StepMetrics>? OnStep { get; init; }
+        public void EpochStarted(int epoch, int epochs, int stepsPerEpoch, int stepsDone) { }
+        public void Step(AlexNet.Training.StepMetrics metrics) => OnStep?.Invoke(metrics);
+        public void EpochEnded(AlexNet.Training.EpochMetrics metrics) { }
+        public void Message(string text) => Lines.Add(text);
+    }
+
     public sealed class TempDir : IDisposable
     {
         public string Path { get; } = Directory.CreateTempSubdirectory("alexnet-test").FullName;

@@ -128,12 +128,7 @@ public sealed unsafe class DataParallel : IDisposable
     public void Sum(Span<double> values) => _mpi.SumInPlace(values);
 
     /// <summary>True on every rank when it is true on any (a stop signal, a time-based checkpoint).</summary>
-    public bool Any(bool flag)
-    {
-        Span<double> v = stackalloc double[] { flag ? 1 : 0 };
-        _mpi.MaxInPlace(v);
-        return v[0] > 0;
-    }
+    public bool Any(bool flag) => Max(flag ? 1 : 0) > 0;
 
     /// <summary>The largest of every rank's <paramref name="value"/> (an exit code: a stop seen by one rank is the job's).</summary>
     public int Max(int value)

@@ -89,7 +89,6 @@ public sealed class OnnxClassifier : IDisposable
     public List<Prediction> PredictRecords(byte[][] records, string[] sources, int top, IReadOnlyList<View>? views = null)
     {
         views ??= Evaluator.TenViews;
-        string[] files = sources;
         if (records.Length == 0)
         {
             return new List<Prediction>();
@@ -111,7 +110,7 @@ public sealed class OnnxClassifier : IDisposable
         }
         sum.div_(views.Count);
         float[] all = sum.data<float>().ToArray();
-        return Enumerable.Range(0, n).Select(i => new Prediction(files[i], null, null,
+        return Enumerable.Range(0, n).Select(i => new Prediction(sources[i], null, null,
             Predictor.Best(j => all[i * k + j], k, ClassNames, top), records[i], Preprocessing.RecordSize, Preprocessing.Channels)).ToList();
     }
 

@@ -123,20 +123,16 @@ public static class PyTorchWeights
         o.GetType().GetProperty(name, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)?.GetValue(o)
         ?? throw new InvalidDataException($"this TorchSharp.PyBridge keeps no storage {name} (not the version this build was made for)");
 
-    static readonly bool ConstructorsRegistered = RegisterConstructors();
-
-    static bool RegisterConstructors()
+    static PyTorchWeights()
     {
         // PyBridge registers its own when its class is first used: run that first, then take the tensor's place.
         System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(typeof(PyTorchUnpickler).TypeHandle);
         Razorvine.Pickle.Unpickler.registerConstructor("torch._utils", "_rebuild_tensor", new ViewedTensor());
         Razorvine.Pickle.Unpickler.registerConstructor("torch._utils", "_rebuild_tensor_v2", new ViewedTensor());
-        return true;
     }
 
     static Dictionary<string, Tensor> ReadPickle(string path)
     {
-        _ = ConstructorsRegistered;
         object loaded;
         using (FileStream f = File.OpenRead(path))
         {

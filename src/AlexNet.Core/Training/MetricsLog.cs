@@ -111,8 +111,7 @@ public sealed class MetricsLog : System.IDisposable
             EpochMetrics e => e.Epoch <= epochsDone,
             _ => true,
         }).ToList();
-        bool torn = File.Exists(path) && new FileInfo(path).Length > 0 && !EndsWithNewline(path);
-        if (kept.Count < all.Count || torn)
+        if (kept.Count < all.Count)   // a torn last line alone is cut off when the log is next opened
         {
             var text = new StringBuilder();
             foreach (MetricsRecord r in kept)
@@ -122,13 +121,6 @@ public sealed class MetricsLog : System.IDisposable
             AtomicFile.WriteAllText(path, text.ToString());
         }
         return all.Count - kept.Count;
-    }
-
-    static bool EndsWithNewline(string path)
-    {
-        using FileStream f = File.OpenRead(path);
-        f.Seek(-1, SeekOrigin.End);
-        return f.ReadByte() == '\n';
     }
 
     /// <summary>The length of the file up to and including its last newline.</summary>

@@ -234,13 +234,12 @@ public static class Trainer
                 }
             }
         }
-        double[] t = epochSums.data<double>().ToArray();
-        double[] here = { t[3] - carriedImages };   // images this process trained in the epoch (none when resumed at its end)
+        double[] e = epochSums.data<double>().ToArray();
+        double[] t = { e[0], e[1], e[2], e[3], e[3] - carriedImages };   // and the images this process trained (none when resumed at its end)
         run.Parallel?.Sum(t);
-        run.Parallel?.Sum(here);
         CheckLoss(t, epoch, run);
-        double rate = here[0] > 0 ? here[0] / epochClock.Elapsed.TotalSeconds : double.NaN;
-        return new EpochTotals(t[0] / t[3], 1 - t[1] / t[3], 1 - t[2] / t[3], rate, epochClock, t);
+        double rate = t[4] > 0 ? t[4] / epochClock.Elapsed.TotalSeconds : double.NaN;
+        return new EpochTotals(t[0] / t[3], 1 - t[1] / t[3], 1 - t[2] / t[3], rate, epochClock, t[..4]);
     }
 
     /// <summary>A batch's loss sum, top-1 and top-5 hits and image count, as one float64 row.</summary>

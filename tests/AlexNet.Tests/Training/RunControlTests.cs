@@ -20,15 +20,6 @@ public class RunControlTests
         Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 },
     };
 
-    sealed class Messages : ITrainingProgress
-    {
-        public List<string> Lines { get; } = new();
-        public void EpochStarted(int epoch, int epochs, int stepsPerEpoch, int stepsDone) { }
-        public void Step(StepMetrics metrics) { }
-        public void EpochEnded(EpochMetrics metrics) { }
-        public void Message(string text) => Lines.Add(text);
-    }
-
     [Fact]
     public void ResumingARunAtItsStepLimitRunsNoFurtherStep()
     {
@@ -39,7 +30,7 @@ public class RunControlTests
         Assert.Equal(3, first.Steps);
         Assert.True(first.Stopped);
         Assert.True(double.IsPositiveInfinity(first.BestValidationError));   // no epoch finished: no validation yet
-        var messages = new Messages();
+        var messages = new TestData.Messages();
         for (int i = 0; i < 2; i++)
         {
             TrainResult again = Trainer.Fit(Tiny with { MaxSteps = 3 }, TwoThreads, train, val, dir["run"], resume: true, messages);

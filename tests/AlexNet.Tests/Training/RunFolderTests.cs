@@ -24,16 +24,6 @@ public class RunFolderTests
         Model = Variants.Small, Epochs = 2, BatchSize = 16, LogEvery = 2, Seed = 11, Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 },
     };
 
-    sealed class Messages : ITrainingProgress
-    {
-        public List<string> Lines { get; } = new();
-        public Action<StepMetrics>? OnStep { get; init; }
-        public void EpochStarted(int epoch, int epochs, int stepsPerEpoch, int stepsDone) { }
-        public void Step(StepMetrics metrics) => OnStep?.Invoke(metrics);
-        public void EpochEnded(EpochMetrics metrics) { }
-        public void Message(string text) => Lines.Add(text);
-    }
-
     [Fact]
     public void AnInputScaleLeftOutIsTheOneTheNetsInitExpectsAndIsRecorded()
     {
@@ -67,7 +57,7 @@ public class RunFolderTests
         {
             log.Append(step);
         }
-        var messages = new Messages();
+        var messages = new TestData.Messages();
         Trainer.Fit(Tiny with { MaxSteps = 2 }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, messages);
         Assert.True(File.Exists(dir["run/last.ckpt"]));
         string aside = Assert.Single(Directory.GetFiles(dir["run"], "metrics-before-*.jsonl"));
@@ -118,7 +108,7 @@ public class RunFolderTests
         File.AppendAllText(log, "{\"kind\":\"step\",\"epoch\":1,\"step\":4,\"stepInEpoch\":4,\"stepsPerEpoch\":5,\"loss\":1,\"top1Error\":0.5," +
             "\"top5Error\":0,\"lr\":0.01,\"imagesPerSecond\":100}\n{\"kind\":\"step\",\"epo");
         Assert.Equal(new long[] { 2, 4 }, MetricsLog.Read(dir["run"]).OfType<StepMetrics>().Select(s => s.Step));   // the torn line is left out
-        var messages = new Messages();
+        var messages = new TestData.Messages();
         Trainer.Fit(Tiny, TwoThreads, stores.Train, stores.Val, dir["run"], resume: true, messages);
         Assert.Contains(messages.Lines, l => l.Contains("1 line(s) logged after the checkpoint's step 2 removed"));
         List<MetricsRecord> records = MetricsLog.Read(dir["run"]);
@@ -173,7 +163,7 @@ public class RunFolderTests
         TrainOptions o = Tiny with { Epochs = 1, LogEvery = 1 };
         TrainResult through = Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["through"], resume: false, new SilentProgress());
         using var cts = new CancellationTokenSource();
-        var stopAtLastStep = new Messages
+        var stopAtLastStep = new TestData.Messages
         {
             OnStep = m =>
             {
