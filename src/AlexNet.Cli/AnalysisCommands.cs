@@ -6,6 +6,7 @@ using System.Linq;
 using AlexNet.Analysis;
 using AlexNet.Data;
 using AlexNet.Evaluation;
+using AlexNet.Inference;
 using AlexNet.Model;
 using AlexNet.Training;
 using Spectre.Console;
@@ -47,14 +48,12 @@ internal static class AnalysisCommands
         command.SetAction(r => Cli.Run(() =>
         {
             string ckpt = r.GetValue(checkpoint)!;
-            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt, device: Compute.ResolveDevice(r.GetValue(device)!),
-                precision: Cli.PrecisionOrNull(r.GetValue(precision)));
-            using (model)
+            using Classifier net = Classifier.Load(ckpt, Cli.PrecisionOrNull(r.GetValue(precision)), Compute.ResolveDevice(r.GetValue(device)!));
             using (ImageStore store = ImageStore.Open(r.GetValue(data)!))
             {
-                Augmentation aug = TestPipeline.Augmentation(state, store.Height, store.Width);
+                Augmentation aug = TestPipeline.Augmentation(net.Card, store.Height, store.Width);
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                FeatureHeader h = Retrieval.Extract(model, store, aug, r.GetValue(layer)!, r.GetValue(output)!, ckpt);
+                FeatureHeader h = Retrieval.Extract(net.Model, store, aug, r.GetValue(layer)!, r.GetValue(output)!, ckpt);
                 AnsiConsole.MarkupLineInterpolated($"Wrote {r.GetValue(output)}: {h.Count} × {h.Dimensions} ({h.Layer}) in {clock.Elapsed.TotalSeconds:F1} s.");
             }
             return 0;
@@ -72,37 +71,25 @@ internal static class AnalysisCommands
         var command = new Command("neighbors", "Find the training images nearest to a query in fc7 space (Figure 4, right).") { checkpoint, features, query, k, figure };
         command.SetAction(r => Cli.Run(() =>
         {
-            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(r.GetValue(checkpoint)!);
+            using Classifier net = Classifier.Load(r.GetValue(checkpoint)!);
             using FeatureMatrix data = Retrieval.Open(r.GetValue(features)!);
-            FeatureHeader header = data.Header!;
-            using (model)
-            using (ImageStore store = ImageStore.Open(header.Store))
+            using (ImageStore store = ImageStore.Open(data.Header!.Store))
             {
-                Augmentation aug = TestPipeline.Augmentation(state, store.Height, store.Width);
                 string q = r.GetValue(query)!;
                 byte[] record = q.StartsWith("store:", StringComparison.Ordinal)
                     ? store.Record(int.Parse(q[6..], CultureInfo.InvariantCulture)).ToArray()
-                    : Predictor.LoadRecord(q, state);
-                var input = new float[aug.OutputLength];
-                aug.Test(record, input);
-                using var _ = no_grad();
-                using Tensor x = tensor(input, new long[] { 1, store.Channels, aug.Crop, aug.Crop });
-                using Tensor f = model.ForwardTo(x, header.Layer).flatten(1);
-                var hits = Retrieval.Nearest(f, data, r.GetValue(k))[0];
-                var sources = store.Sources();
+                    : net.Read(q);
+                Neighbour[] hits = Retrieval.Search(net, data, store, record, r.GetValue(k));
                 var table = new Table().AddColumn("rank").AddColumn("record").AddColumn("class").AddColumn(new TableColumn("distance").RightAligned()).AddColumn("source");
-                for (int i = 0; i < hits.Length; i++)
+                foreach (Neighbour h in hits)
                 {
-                    (long row, double d) = hits[i];
-                    int index = checked((int)row);   // a store's records are int-indexed
-                    table.AddRow((i + 1).ToString(CultureInfo.InvariantCulture), index.ToString(CultureInfo.InvariantCulture),
-                        Markup.Escape(store.Manifest.Classes[store.Labels[index]].Name), d.ToString("F3", CultureInfo.InvariantCulture),
-                        Markup.Escape(index < sources.Count ? sources[index] : ""));
+                    table.AddRow(h.Rank.ToString(CultureInfo.InvariantCulture), h.Index.ToString(CultureInfo.InvariantCulture),
+                        Markup.Escape(store.Manifest.Classes[h.Label].Name), h.Distance.ToString("F3", CultureInfo.InvariantCulture), Markup.Escape(h.Source));
                 }
                 AnsiConsole.Write(table);
                 if (r.GetValue(figure) is string png)
                 {
-                    Figures.Neighbours(store, record, hits.Select(h => checked((int)h.Index)).ToArray(), png);
+                    Figures.Neighbours(store, record, hits.Select(h => h.Index).ToArray(), png);
                     AnsiConsole.MarkupLineInterpolated($"Wrote {png}");
                 }
             }

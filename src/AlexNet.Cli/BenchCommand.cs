@@ -58,6 +58,7 @@ internal static class BenchCommand
         {
             command.Options.Add(o);
         }
+        command.Subcommands.Add(BenchServeCommand.Create());
         command.SetAction(r => Cli.Run(() =>
         {
             if (r.GetValue(prepare) is string prepareRoot)

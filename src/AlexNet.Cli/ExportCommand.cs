@@ -1,6 +1,7 @@
 using System;
 using System.CommandLine;
 using System.Linq;
+using AlexNet.Inference;
 using AlexNet.Interop;
 using AlexNet.Model;
 using AlexNet.Training;
@@ -27,16 +28,14 @@ internal static class ExportCommand
         {
             string path = r.GetValue(onnx)!;
             // The graph is float32 whatever the run trained in (--precision bf16 keeps float32 weights), and so is the check.
-            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(r.GetValue(checkpoint)!, averagedWeights: r.GetValue(weights) == "ema",
-                precision: AlexNet.Model.Precision.Fp32);
-            using (model)
+            using (Classifier net = Classifier.Load(r.GetValue(checkpoint)!, AlexNet.Model.Precision.Fp32, averagedWeights: r.GetValue(weights) == "ema"))
             {
-                OnnxExport.Write(path, model, state);
+                OnnxExport.Write(path, net.Model, net.Card);
                 long bytes = new System.IO.FileInfo(path).Length;
-                AnsiConsole.MarkupLineInterpolated($"Wrote {path}: {state.Architecture.Variant}, opset {OnnxExport.Opset}, {bytes / 1e6:F1} MB.");
+                AnsiConsole.MarkupLineInterpolated($"Wrote {path}: {net.Card.Architecture.Variant}, opset {OnnxExport.Opset}, {bytes / 1e6:F1} MB.");
                 if (!r.GetValue(noCheck))
                 {
-                    (double diff, bool sameTop1) = Check(model, path);
+                    (double diff, bool sameTop1) = OnnxExport.Check(net.Model, path);
                     AnsiConsole.MarkupLineInterpolated($"ONNX Runtime on 4 random inputs: largest logit difference {diff:E2}, top-1 {(sameTop1 ? "the same" : "[red]different[/]")}.");
                     if (diff > 1e-4 || !sameTop1)
                     {
@@ -47,21 +46,5 @@ internal static class ExportCommand
             return 0;
         }));
         return command;
-    }
-
-    static (double MaxDiff, bool SameTop1) Check(AlexNetModel model, string path)
-    {
-        Architecture a = model.Architecture;
-        using var _ = no_grad();
-        using var generator = new Generator(1);
-        using Tensor x = randn(new long[] { 4, a.InputChannels, a.InputSize, a.InputSize }, generator: generator);
-        using Tensor ours = model.forward(x);
-        using var ort = new OnnxClassifier(path, get_num_threads());
-        float[] theirs = ort.Logits(x.data<float>().ToArray(), 4);
-        using Tensor t = tensor(theirs, ours.shape);
-        using Tensor diff = (ours - t).abs().max();
-        using Tensor a1 = ours.argmax(1), a2 = t.argmax(1);
-        using Tensor same = a1.eq(a2).all();
-        return (diff.item<float>(), same.item<bool>());
     }
 }

@@ -5,6 +5,7 @@ using System.Globalization;
 using AlexNet.Analysis;
 using AlexNet.Data;
 using AlexNet.Evaluation;
+using AlexNet.Inference;
 using AlexNet.Model;
 using AlexNet.Training;
 using Spectre.Console;
@@ -60,13 +61,9 @@ internal static class PredictCommand
             {
                 string path = r.GetValue(checkpoint) ?? throw new UserError("say what to predict with: --checkpoint CKPT or --onnx FILE.");
                 Compute.UseThreads(r.GetValue(threads));
-                (AlexNetModel model, RunState state) = Checkpoint.LoadModel(path, device: Compute.ResolveDevice(r.GetValue(device)!),
-                    precision: Cli.PrecisionOrNull(r.GetValue(precision)));
-                using (model)
-                {
-                    (byte[][] records, string[] read, failures) = Predictor.LoadRecords(r.GetValue(files)!, state.StoreHeight, state.Architecture.InputChannels);
-                    predictions = Predictor.PredictRecords(model, state, records, read, k, chosen);
-                }
+                using Classifier net = Classifier.Load(path, Cli.PrecisionOrNull(r.GetValue(precision)), Compute.ResolveDevice(r.GetValue(device)!));
+                (byte[][] records, string[] read, failures) = Predictor.LoadRecords(r.GetValue(files)!, net.Card.RecordSize, net.Card.Channels);
+                predictions = net.Predict(records, read, k, chosen);
             }
             foreach (FileFailure f in failures)
             {

@@ -83,6 +83,15 @@ public static class Figures
         return bitmap;
     }
 
+    /// <summary>A planar record as PNG bytes, each pixel drawn <paramref name="scale"/>× (a 28-px record is too small to see).</summary>
+    public static byte[] RecordPng(byte[] planar, int side, int channels, int scale = 1)
+    {
+        using SKBitmap bitmap = ToBitmap(planar, side, channels);
+        using SKBitmap scaled = scale == 1 ? bitmap.Copy() : bitmap.Resize(new SKImageInfo(side * scale, side * scale), new SKSamplingOptions(SKFilterMode.Nearest));
+        using SKData data = scaled.Encode(SKEncodedImageFormat.Png, 100);
+        return data.ToArray();
+    }
+
     /// <summary>Writes the surface as a PNG, replacing <paramref name="path"/> whole.</summary>
     public static void Save(SKSurface surface, string path)
     {

@@ -32,6 +32,19 @@ public static class KernelGrid
     /// <param name="towers">2: Figure 3's two blocks, the kernels of each GPU (§3.2); 1 for single-tower nets.</param>
     public static GridLayout Draw(Tensor weight, string path, int scale = 4, int towers = 2)
     {
+        (byte[] png, GridLayout g) = Render(weight, scale, towers);
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null)
+        {
+            Directory.CreateDirectory(dir);
+        }
+        AtomicFile.WriteAllBytes(path, png);
+        return g;
+    }
+
+    /// <summary>The same grid as PNG bytes (for `alexnet serve`).</summary>
+    public static (byte[] Png, GridLayout Layout) Render(Tensor weight, int scale = 4, int towers = 2)
+    {
         using Tensor w = weight.detach().to(ScalarType.Float32).cpu().contiguous();
         int k = (int)w.shape[0], c = (int)w.shape[1], side = (int)w.shape[2];
         GridLayout g = Layout(k, side, scale, towers);
@@ -66,13 +79,7 @@ public static class KernelGrid
             }
         }
         using SKData png = bitmap.Encode(SKEncodedImageFormat.Png, 100);
-        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (dir is not null)
-        {
-            Directory.CreateDirectory(dir);
-        }
-        AtomicFile.WriteAllBytes(path, png.ToArray());
-        return g;
+        return (png.ToArray(), g);
     }
 
     /// <summary>Pixels per weight that make a net's conv1 grid readable: 4 for the 11×11 kernels, 8 for the small nets' 5×5.</summary>

@@ -5,12 +5,14 @@
 // Cost: O(N·D) per query, one block of rows at a time from the memory-mapped file (64-bit offsets), so memory
 // stays at one block whatever N is: ImageNet's 1.28 M × 4096 floats are 21 GB on disk.
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.IO.MemoryMappedFiles;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using AlexNet.Data;
+using AlexNet.Inference;
 using AlexNet.Model;
 using static TorchSharp.torch;
 
@@ -48,6 +50,46 @@ public static class Retrieval
         var header = new FeatureHeader(Format, layer, store.Count, dims, Path.GetFullPath(store.Directory), Path.GetFullPath(checkpoint));
         Json.Write(path + ".json", header);
         return header;
+    }
+
+    /// <summary>
+    /// Figure 4 (right): the <paramref name="k"/> images of <paramref name="store"/> whose features (in
+    /// <paramref name="features"/>, written by Extract with <paramref name="net"/>) are nearest to the query record's.
+    /// </summary>
+    public static Neighbour[] Search(Classifier net, FeatureMatrix features, ImageStore store, byte[] query, int k)
+    {
+        CheckPair(features, store);
+        return Rank(net.Features(new[] { query }, features.Header?.Layer ?? "fc7"), features, store, k);
+    }
+
+    /// <summary>Refuses a feature file that does not describe the store's images one for one.</summary>
+    public static void CheckPair(FeatureMatrix features, ImageStore store)
+    {
+        if (features.Count != store.Count)
+        {
+            throw new ArgumentException($"the feature file holds {features.Count} rows, the store {store.Directory} {store.Count} images: write the features of this store with `alexnet features`.");
+        }
+    }
+
+    /// <summary>The <paramref name="k"/> records of <paramref name="store"/> nearest to a query's features, exact (Nearest), with their classes.</summary>
+    public static Neighbour[] Rank(float[] query, FeatureMatrix features, ImageStore store, int k)
+    {
+        if (k < 1 || k > features.Count)
+        {
+            throw new ArgumentException($"k = {k}: give 1 to {features.Count} (the images in the feature file).");
+        }
+        if (query.Length != features.Dimensions)
+        {
+            throw new ArgumentException($"the net gives {query.Length}-d {features.Header?.Layer ?? "fc7"} features, the feature file holds {features.Dimensions}-d ones: it was written with another net; write it again with this checkpoint.");
+        }
+        using Tensor q = tensor(query, new long[] { 1, query.Length });
+        (long Index, double Distance)[] hits = Nearest(q, features, k)[0];
+        IReadOnlyList<string> sources = store.Sources();
+        return hits.Select((h, i) =>
+        {
+            int index = checked((int)h.Index);   // a store's records are int-indexed
+            return new Neighbour(i + 1, index, h.Distance, store.Labels[index], index < sources.Count ? sources[index] : "");
+        }).ToArray();
     }
 
     /// <summary>Opens a feature file memory-mapped: N×D floats of any size (64-bit offsets), one block in memory at a time.</summary>

@@ -74,7 +74,7 @@ public static class RunReport
     public static void AppendPredictions(StringBuilder md, AlexNetModel model, RunState state, string store, int samples, string runDir)
     {
         using ImageStore data = ImageStore.Open(store);
-        var predictions = Predictor.PredictRecords(model, state, data, Enumerable.Range(0, Math.Min(samples, data.Count)).ToArray(), 5);
+        var predictions = Predictor.PredictRecords(model, state.ModelCard, data, Enumerable.Range(0, Math.Min(samples, data.Count)).ToArray(), 5);
         Figures.Predictions(predictions, Path.Combine(runDir, "predictions.png"));
         md.AppendLine().AppendLine($"## Sample predictions (Figure 4, left) on the first images of {store}").AppendLine();
         md.AppendLine("| image | true class | top prediction | correct |").AppendLine("|---|---|---|---|");

@@ -51,7 +51,8 @@ public static class ImageDecoder
     }
 
     /// <summary>Decodes at the smallest scale the codec offers that keeps the shorter side ≥ <paramref name="minSide"/>, then orients.</summary>
-    public static SKBitmap Decode(byte[] encoded, int minSide)
+    /// <param name="maxPixels">Larger declared sizes are refused before any pixel is decoded (a decompression bomb).</param>
+    public static SKBitmap Decode(byte[] encoded, int minSide, long maxPixels = MaxPixels)
     {
         using var stream = new SKMemoryStream(encoded);
         using SKCodec? codec = SKCodec.Create(stream, out SKCodecResult created);
@@ -62,9 +63,9 @@ public static class ImageDecoder
                 : $"not a decodable image ({created})");
         }
         SKImageInfo info = codec.Info;
-        if ((long)info.Width * info.Height > MaxPixels || info.Width <= 0 || info.Height <= 0)
+        if ((long)info.Width * info.Height > maxPixels || info.Width <= 0 || info.Height <= 0)
         {
-            throw new ImageRejectedException($"declared size {info.Width}×{info.Height} is over the {MaxPixels / 1_000_000}-megapixel limit");
+            throw new ImageRejectedException($"declared size {info.Width}×{info.Height} is over the {maxPixels / 1e6:0.#}-megapixel limit");
         }
         // JPEG can decode at 1/2, 1/4, 1/8 directly: far faster, and a good box filter for the downscale.
         SKSizeI dims = info.Size;

@@ -19,3 +19,13 @@ public sealed record Normalization(float[] Mean, float[] Std)
         }
     }
 }
+
+/// <summary>How a record's 0–255 pixels become the net's input.</summary>
+public enum InputNormalization
+{
+    /// <summary>§2: minus the training set's mean image (per pixel), times InputScale.</summary>
+    MeanImage,
+
+    /// <summary>torchvision's ImageNet weights: (x/255 − mean)/std per RGB channel (Normalization.cs).</summary>
+    Imagenet,
+}

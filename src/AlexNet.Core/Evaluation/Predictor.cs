@@ -9,8 +9,8 @@ using System.IO;
 using System.Linq;
 using System.Text.Json.Serialization;
 using AlexNet.Data;
+using AlexNet.Inference;
 using AlexNet.Model;
-using AlexNet.Training;
 using static TorchSharp.torch;
 
 namespace AlexNet.Evaluation;
@@ -29,16 +29,16 @@ public sealed record FileFailure(string File, string Reason);
 public static class Predictor
 {
     /// <summary>Image files: the top <paramref name="top"/> classes of each, averaged over <paramref name="views"/> (default §4.1's ten).</summary>
-    public static List<Prediction> PredictFiles(AlexNetModel model, RunState state, IReadOnlyList<string> files, int top,
+    public static List<Prediction> PredictFiles(AlexNetModel model, ModelCard card, IReadOnlyList<string> files, int top,
         IReadOnlyList<View>? views = null)
     {
-        byte[][] records = files.Select(f => LoadRecord(f, state)).ToArray();
-        return Predict(model, state, records, top, files.ToArray(), trueClasses: null, views);
+        byte[][] records = files.Select(f => LoadRecord(f, card)).ToArray();
+        return Predict(model, card, records, top, files.ToArray(), trueClasses: null, views);
     }
 
     /// <summary>Records already read (LoadRecords), named by <paramref name="sources"/>.</summary>
-    public static List<Prediction> PredictRecords(AlexNetModel model, RunState state, byte[][] records, string[] sources, int top,
-        IReadOnlyList<View>? views = null) => Predict(model, state, records, top, sources, trueClasses: null, views);
+    public static List<Prediction> PredictRecords(AlexNetModel model, ModelCard card, byte[][] records, string[] sources, int top,
+        IReadOnlyList<View>? views = null) => Predict(model, card, records, top, sources, trueClasses: null, views);
 
     /// <summary>
     /// Files through §2's preprocessing, each on its own: one that is missing or cannot be decoded is listed in the
@@ -65,32 +65,31 @@ public static class Predictor
     }
 
     /// <summary>Records of a store, labelled with their true classes.</summary>
-    public static List<Prediction> PredictRecords(AlexNetModel model, RunState state, ImageStore store, IReadOnlyList<int> indices, int top)
+    public static List<Prediction> PredictRecords(AlexNetModel model, ModelCard card, ImageStore store, IReadOnlyList<int> indices, int top)
     {
         byte[][] records = indices.Select(i => store.Record(i).ToArray()).ToArray();
         string[] sources = indices.Select(i => $"{store.Directory}:{i}").ToArray();
-        return Predict(model, state, records, top, sources, indices.Select(i => store.Labels[i]).ToArray());
+        return Predict(model, card, records, top, sources, indices.Select(i => store.Labels[i]).ToArray());
     }
 
-    static List<Prediction> Predict(AlexNetModel model, RunState state, byte[][] records, int top, string[] sources, int[]? trueClasses,
+    static List<Prediction> Predict(AlexNetModel model, ModelCard card, byte[][] records, int top, string[] sources, int[]? trueClasses,
         IReadOnlyList<View>? views = null)
     {
         if (records.Length == 0)
         {
             return new List<Prediction>();
         }
-        Augmentation aug = TestPipeline.Augmentation(state, state.StoreHeight, state.StoreWidth);
-        using Tensor p = Evaluator.Probabilities(new[] { model }, new RecordViews(records, aug), views ?? Evaluator.TenViews, state.Architecture.Classes);
+        using Tensor p = Evaluator.Probabilities(new[] { model }, new RecordViews(records, card.TestAugmentation()), views ?? Evaluator.TenViews, card.Classes);
         float[] all = p.data<float>().ToArray();
-        int k = state.Architecture.Classes;
+        int k = card.Classes;
         var result = new List<Prediction>();
         for (int n = 0; n < records.Length; n++)
         {
             int row = n;
-            ClassScore[] best = Best(c => all[row * k + c], k, state.ClassNames, top);
+            ClassScore[] best = Best(c => all[row * k + c], k, card.ClassNames, top);
             int? truth = trueClasses?[n];
-            result.Add(new Prediction(sources[n], truth, truth is int t ? Evaluator.Name(state.ClassNames, t) : null, best, records[n],
-                state.StoreHeight, state.Architecture.InputChannels));
+            result.Add(new Prediction(sources[n], truth, truth is int t ? Evaluator.Name(card.ClassNames, t) : null, best, records[n],
+                card.RecordSize, card.Channels));
         }
         return result;
     }
@@ -101,7 +100,7 @@ public static class Predictor
             .Select(c => new ClassScore(c, Evaluator.Name(names, c), probability(c))).ToArray();
 
     /// <summary>A file through §2's preprocessing, at the record size (and channels) the checkpoint was trained on.</summary>
-    public static byte[] LoadRecord(string file, RunState state) => LoadRecord(file, state.StoreHeight, state.Architecture.InputChannels);
+    public static byte[] LoadRecord(string file, ModelCard card) => LoadRecord(file, card.RecordSize, card.Channels);
 
     /// <summary>A file through §2's preprocessing: the central square rescaled to <paramref name="side"/>², RGB or gray.</summary>
     public static byte[] LoadRecord(string file, int side, int channels)
@@ -119,6 +118,18 @@ public static class Predictor
         {
             throw new InvalidDataException($"{file}: {e.Message}. Pass a JPEG, PNG, WebP, BMP or GIF image.");
         }
+    }
+
+    /// <summary>An encoded image in memory (a request's body) through §2's preprocessing; one over <paramref name="maxPixels"/> is refused before decoding.</summary>
+    public static byte[] DecodeRecord(byte[] encoded, int side, int channels, long maxPixels = ImageDecoder.MaxPixels)
+    {
+        if (encoded.Length == 0)
+        {
+            throw new ImageRejectedException("empty image (0 bytes)");
+        }
+        using SkiaSharp.SKBitmap bitmap = ImageDecoder.Decode(encoded, side, maxPixels);
+        byte[] record = ImageDecoder.CentreSquare(bitmap, side);
+        return channels == 1 ? ToGray(record, side * side) : record;
     }
 
     /// <summary>ITU-R 601 luma, for nets trained on grayscale data.</summary>

@@ -7,6 +7,7 @@ using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
 using AlexNet.Data;
+using AlexNet.Inference;
 using AlexNet.Model;
 using AlexNet.Training;
 
@@ -38,6 +39,9 @@ public sealed class Ensemble : IDisposable
     /// <summary>The first checkpoint's state: its classes, mean image, record size and options.</summary>
     public RunState State { get; }
 
+    /// <summary>What the nets are: the first checkpoint's model card (the others agree on classes and input).</summary>
+    public ModelCard Card => State.ModelCard;
+
     public string FirstCheckpoint { get; }
 
     /// <param name="averagedWeights">Each run's weight average (--ema) instead of its weights.</param>
@@ -58,8 +62,8 @@ public sealed class Ensemble : IDisposable
                 (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c, averagedWeights, device, precision);
                 models.Add(m);
                 first ??= s;
-                if (s.Architecture.Classes != first.Architecture.Classes || s.StoreHeight != first.StoreHeight
-                    || s.Architecture.InputChannels != first.Architecture.InputChannels)
+                if (s.ModelCard.Classes != first.ModelCard.Classes || s.ModelCard.RecordSize != first.ModelCard.RecordSize
+                    || s.ModelCard.Channels != first.ModelCard.Channels)
                 {
                     throw new ArgumentException($"{c} does not fit in an ensemble with {checkpoints[0]}: classes, input size and channels must agree.");
                 }
@@ -74,7 +78,7 @@ public sealed class Ensemble : IDisposable
     }
 
     /// <summary>§4.1's test-time geometry and §2's mean image, both from the checkpoint's training set.</summary>
-    public Augmentation TestAugmentation(int height, int width) => TestPipeline.Augmentation(State, height, width);
+    public Augmentation TestAugmentation(int height, int width) => TestPipeline.Augmentation(Card, height, width);
 
     public void Dispose() => _models.ForEach(m => m.Dispose());
 }
@@ -82,22 +86,20 @@ public sealed class Ensemble : IDisposable
 public static class TestPipeline
 {
     /// <summary>§4.1's test-time geometry and §2's mean image, both from the checkpoint's training set (no PCA noise at test).</summary>
-    public static Augmentation Augmentation(RunState s, int height, int width)
+    public static Augmentation Augmentation(ModelCard card, int height, int width)
     {
-        if (height != s.StoreHeight || width != s.StoreWidth)
+        if (height != card.RecordSize || width != card.RecordSize)
         {
-            throw new ArgumentException($"the data is {height}×{width}, the network was trained on {s.StoreHeight}×{s.StoreWidth} records; prepare it with --size {s.StoreHeight}.");
+            throw new ArgumentException($"the data is {height}×{width}, the network was trained on {card.RecordSize}×{card.RecordSize} records; prepare it with --size {card.RecordSize}.");
         }
-        int c = s.Architecture.InputChannels;
-        PcaStats noPca = PcaStats.None(c);
-        return new Augmentation(c, height, width, s.Mean, noPca, Trainer.AugmentOptionsFor(s.Options, height, width));
+        return card.TestAugmentation();
     }
 
     /// <summary>
     /// A prepared store, or an ImageNet-style folder ROOT/&lt;class&gt;/&lt;image&gt; prepared once (§2, at the checkpoint's
     /// record size) into a cache under the temporary folder, named by the folder's full path.
     /// </summary>
-    public static ImageStore OpenData(string data, RunState s, Action<string>? message = null)
+    public static ImageStore OpenData(string data, ModelCard card, Action<string>? message = null)
     {
         if (ImageStore.IsComplete(data))
         {
@@ -110,7 +112,7 @@ public static class TestPipeline
             if (!ImageStore.IsComplete(store))
             {
                 message?.Invoke($"Preparing {data} into {store} …");
-                FolderPreparer.Prepare(ImageFolder.FromClassFolders(data), store, s.StoreHeight, Environment.ProcessorCount);
+                FolderPreparer.Prepare(ImageFolder.FromClassFolders(data), store, card.RecordSize, Environment.ProcessorCount);
             }
             return ImageStore.Open(store);
         }
@@ -120,11 +122,11 @@ public static class TestPipeline
     /// <summary>§6 for `alexnet eval`: the ensemble on a store or folder, one result per view set asked for.</summary>
     public static List<EvalResult> Evaluate(Ensemble nets, string data, ViewSet views, int batchSize, Action<string>? message = null)
     {
-        RunState s = nets.State;
-        using ImageStore store = OpenData(data, s, message);
-        if (store.ClassCount != s.Architecture.Classes || store.Channels != s.Architecture.InputChannels)
+        ModelCard card = nets.Card;
+        using ImageStore store = OpenData(data, card, message);
+        if (store.ClassCount != card.Classes || store.Channels != card.Channels)
         {
-            throw new ArgumentException($"{data} has {store.ClassCount} classes and {store.Channels} channels; the network expects {s.Architecture.Classes} and {s.Architecture.InputChannels}.");
+            throw new ArgumentException($"{data} has {store.ClassCount} classes and {store.Channels} channels; the network expects {card.Classes} and {card.Channels}.");
         }
         Augmentation aug = nets.TestAugmentation(store.Height, store.Width);
         var results = new List<EvalResult>();

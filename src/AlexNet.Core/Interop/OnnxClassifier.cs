@@ -6,6 +6,7 @@ using System.IO;
 using System.Linq;
 using AlexNet.Data;
 using AlexNet.Evaluation;
+using AlexNet.Inference;
 using Microsoft.ML.OnnxRuntime;
 using static TorchSharp.torch;
 
@@ -17,7 +18,10 @@ public sealed class OnnxClassifier : IDisposable
     readonly RunOptions _run = new();
 
     public string Path { get; }
-    public OnnxPreprocessing Preprocessing { get; }
+    public Preprocessing Preprocessing { get; }
+
+    /// <summary>The net's model card, where the file was exported by a build that writes one (else null).</summary>
+    public ModelCard? Card { get; }
     public string[] ClassNames { get; }
     public string Variant { get; }
 
@@ -56,12 +60,13 @@ public sealed class OnnxClassifier : IDisposable
             _session.Dispose();
             throw new InvalidDataException($"{path} has no {OnnxExport.PreprocessingKey} metadata, so its preprocessing is unknown: export it with `alexnet export`.");
         }
-        Preprocessing = Json.Parse<OnnxPreprocessing>(pre, path);
+        Preprocessing = Json.Parse<Preprocessing>(pre, path);
         ClassNames = Json.Parse<string[]>(classes, path);
         Variant = meta.GetValueOrDefault(OnnxExport.VariantKey, "?");
         Mean = meta.TryGetValue(OnnxExport.MeanKey, out string? mean)
             ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(Convert.FromBase64String(mean)).ToArray()
             : Array.Empty<float>();
+        Card = meta.TryGetValue(OnnxExport.CardKey, out string? card) ? Json.Parse<ModelCard>(card, path) with { MeanImage = Mean } : null;
     }
 
     /// <summary>Logits, N×classes, of N inputs already preprocessed (N×C×Crop×Crop floats).</summary>

@@ -5,32 +5,22 @@
 //   pool  → MaxPool 3/2, no ceil mode (§3.4)                             fc → Gemm with transB (W is out×in)
 //   torchvision's adaptive 6×6 average pool → AveragePool whose kernel equals its stride (refused where it does not divide)
 // Dropout is an identity at test time and left out. Initialisers are named by state_dict key; the batch axis is
-// dynamic; the preprocessing the net expects travels in the model's metadata (OnnxPreprocessing).
+// dynamic; the model card (Inference/ModelCard.cs) travels in the model's metadata: "alexnet.card" (the card
+// without its mean image), "alexnet.mean" (§2's mean image, base64 float32 C×R×R), and for readers of earlier
+// builds "alexnet.preprocessing" and "alexnet.classes".
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using AlexNet.Data;
+using AlexNet.Inference;
 using AlexNet.Model;
-using AlexNet.Training;
 using Google.Protobuf;
 using Onnx;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AlexNet.Interop;
-
-/// <summary>
-/// What an exported net expects of its input, in its metadata ("alexnet.preprocessing"): a §2 record of side
-/// RecordSize (shorter side rescaled, central square), its centre Crop (after Pad), then either §2's mean image
-/// ("alexnet.mean", base64 float32 C×R×R) times InputScale, or torchvision's (x/255 − ChannelMean)/ChannelStd.
-/// </summary>
-public sealed record OnnxPreprocessing(InputNormalization Normalization, int Channels, int RecordSize, int Crop, int Pad,
-    bool SubtractMean, float InputScale, float[]? ChannelMean, float[]? ChannelStd)
-{
-    public AugmentOptions Augment() => new(Crop, Pad, RandomCrop: false, Flip: false, PcaStd: 0, SubtractMean, InputScale,
-        ChannelMean is null || ChannelStd is null ? null : new Normalization(ChannelMean, ChannelStd));
-}
 
 public static class OnnxExport
 {
@@ -41,23 +31,24 @@ public static class OnnxExport
     public const string ClassesKey = "alexnet.classes";
     public const string MeanKey = "alexnet.mean";
     public const string VariantKey = "alexnet.variant";
+    public const string CardKey = "alexnet.card";
 
     const int Float = 1;   // TensorProto.DataType.FLOAT
 
     /// <summary>Writes the net as FILE (atomically: a failed export leaves no partial file).</summary>
-    public static void Write(string path, AlexNetModel model, RunState state)
+    public static void Write(string path, AlexNetModel model, ModelCard card)
     {
-        ModelProto proto = Build(model, state);
+        ModelProto proto = Build(model, card);
         AtomicFile.Write(path, stream => proto.WriteTo(stream));
     }
 
-    public static ModelProto Build(AlexNetModel model, RunState state)
+    public static ModelProto Build(AlexNetModel model, ModelCard card)
     {
         Architecture a = model.Architecture;
-        AugmentOptions aug = Trainer.AugmentOptionsFor(state.Options, state.StoreHeight, state.StoreWidth);
-        if (aug.Crop != a.InputSize)
+        Preprocessing pre = card.Preprocessing;
+        if (pre.Crop != a.InputSize)
         {
-            throw new ArgumentException($"the checkpoint's {state.StoreHeight}-px records give {aug.Crop}-px views, but its {a.Variant} net takes {a.InputSize} px; the checkpoint is inconsistent.");
+            throw new ArgumentException($"the checkpoint's {pre.RecordSize}-px records give {pre.Crop}-px views, but its {a.Variant} net takes {a.InputSize} px; the checkpoint is inconsistent.");
         }
         var g = new GraphProto { Name = a.Variant };
         Dictionary<string, Tensor> weights = model.state_dict();
@@ -155,16 +146,32 @@ public static class OnnxExport
             Graph = g,
         };
         m.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
-        var pre = new OnnxPreprocessing(state.Options.Normalization, a.InputChannels, state.StoreHeight, aug.Crop, aug.Pad, aug.SubtractMean, aug.Scale,
-            aug.ChannelNorm?.Mean, aug.ChannelNorm?.Std);
+        Meta(m, CardKey, Json.Serialize(card with { MeanImage = Array.Empty<float>() }));
         Meta(m, PreprocessingKey, Json.Serialize(pre));
-        Meta(m, ClassesKey, Json.Serialize(state.ClassNames));
+        Meta(m, ClassesKey, Json.Serialize(card.ClassNames));
         Meta(m, VariantKey, a.Variant);
-        if (state.Options.Normalization == InputNormalization.MeanImage && aug.SubtractMean)
+        if (pre.Normalization == InputNormalization.MeanImage && pre.SubtractMean)
         {
-            Meta(m, MeanKey, Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(state.Mean.AsSpan())));
+            Meta(m, MeanKey, Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(card.MeanImage.AsSpan())));
         }
         return m;
+    }
+
+    /// <summary>Runs FILE in ONNX Runtime on 4 random inputs against <paramref name="model"/>: the largest logit difference, and whether every top-1 agrees.</summary>
+    public static (double MaxDiff, bool SameTop1) Check(AlexNetModel model, string path)
+    {
+        Architecture a = model.Architecture;
+        using var _ = no_grad();
+        using var generator = new Generator(1);
+        using Tensor x = randn(new long[] { 4, a.InputChannels, a.InputSize, a.InputSize }, generator: generator);
+        using Tensor ours = model.forward(x);
+        using var ort = new OnnxClassifier(path, get_num_threads());
+        float[] theirs = ort.Logits(x.data<float>().ToArray(), 4);
+        using Tensor t = tensor(theirs, ours.shape);
+        using Tensor diff = (ours - t).abs().max();
+        using Tensor a1 = ours.argmax(1), a2 = t.argmax(1);
+        using Tensor same = a1.eq(a2).all();
+        return (diff.item<float>(), same.item<bool>());
     }
 
     static void Meta(ModelProto m, string key, string value) => m.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });

@@ -270,7 +270,7 @@ public static class PyTorchWeights
             (int classes, int channels) = ShapeOf(state, path);
             int record = o.RecordSize ?? DefaultRecordSize(o.Variant);
             var options = new TrainOptions { Model = o.Variant, Normalization = o.Normalization, InputScale = o.InputScale, Epochs = 1 };
-            AugmentOptions augment = Trainer.AugmentOptionsFor(options, record, record);
+            AugmentOptions augment = options.Augment(record, record);
             Architecture arch = options.Architecture(classes, channels, augment.Crop);
             float[] mean = o.Normalization == InputNormalization.MeanImage
                 ? o.Mean ?? throw new ArgumentException("§2's mean-image normalisation needs the mean image of the data the net was trained on (import --mean-from STORE).")

@@ -112,7 +112,7 @@ public static class Benchmark
         var options = new TrainOptions { Model = arch.Variant, Crop = arch.InputSize };
         RunState header = Checkpoint.WeightsOnly(options, arch, Enumerable.Range(0, arch.Classes).Select(i => $"{i}").ToArray(),
             new float[arch.InputChannels * arch.InputSize * arch.InputSize], arch.InputSize);
-        AlexNet.Interop.OnnxExport.Write(onnxPath, model, header);
+        AlexNet.Interop.OnnxExport.Write(onnxPath, model, header.ModelCard);
         using var ort = new AlexNet.Interop.OnnxClassifier(onnxPath, threads);
         using Tensor x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
         float[] input = x.data<float>().ToArray();
@@ -383,7 +383,7 @@ public static class Benchmark
     public static (double LoaderMs, double MemoryMs) LoaderVersusMemory(AlexNet.Data.ImageStore store, TrainOptions o, MachineOptions machine, int steps)
     {
         Compute.UseThreads(machine.Threads);
-        AlexNet.Data.AugmentOptions augment = Trainer.AugmentOptionsFor(o, store);
+        AlexNet.Data.AugmentOptions augment = o.Augment(store.Height, store.Width);
         Architecture arch = o.Architecture(store.ClassCount, store.Channels, augment.Crop);
         using var model = new AlexNetModel(arch, seed: 1);
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);

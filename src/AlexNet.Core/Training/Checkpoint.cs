@@ -1,5 +1,6 @@
 // A checkpoint holds everything needed to continue a run to the same numbers: weights, momentum buffers,
-// schedule state, epoch and step, the random generator's state and the options. The format is data
+// schedule state, epoch and step, the random generator's state and the options; and the model card
+// (Inference/ModelCard.cs), all that inference reads. The format is data
 // only (a JSON header and raw little-endian tensors), so loading one can never run code:
 //
 //   "ALXNCKPT" | u32 version | u32 header bytes | header JSON | tensor bytes … | SHA-256 of all before
@@ -13,6 +14,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using AlexNet.Inference;
 using AlexNet.Model;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -39,7 +41,13 @@ public sealed record RunState(
     int StoreWidth,
     TensorEntry[] Tensors,
     int Ranks = 1,                // data-parallel processes: the global batch is Ranks × BatchSize, so a resume needs as many
-    string? TrainData = null);    // RunFolder.Fingerprint of the training store (null in checkpoints of earlier builds)
+    string? TrainData = null,     // RunFolder.Fingerprint of the training store (null in checkpoints of earlier builds)
+    ModelCard? Card = null)       // what the net is, for inference (Checkpoint.CardOf; derived on reading where earlier builds wrote none)
+{
+    /// <summary>The model card: the one saved, or the one the state implies.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public ModelCard ModelCard => Card ?? Checkpoint.CardOf(this);
+}
 
 public static class Checkpoint
 {
@@ -49,6 +57,14 @@ public static class Checkpoint
     public static RunState WeightsOnly(TrainOptions options, Architecture arch, string[] classNames, float[] mean, int recordSize) => new(
         options, arch, Epoch: 0, StepInEpoch: 0, Step: 0, new ScheduleState(options.LearningRate, double.PositiveInfinity, 0, 0), new double[4],
         double.PositiveInfinity, RngState: "", classNames, mean, recordSize, recordSize, Array.Empty<TensorEntry>());
+
+    /// <summary>The model card a training state implies: its net, classes, and test-time preprocessing.</summary>
+    public static ModelCard CardOf(RunState s)
+    {
+        AlexNet.Data.AugmentOptions a = s.Options.Augment(s.StoreHeight, s.StoreWidth);
+        return new ModelCard(s.Architecture, s.ClassNames,
+            Preprocessing.Of(a, s.Options.Normalization, s.Architecture.InputChannels, s.StoreHeight), s.Mean);
+    }
 
     static readonly byte[] Magic = Encoding.ASCII.GetBytes("ALXNCKPT");
     const uint Version = 1;
@@ -78,6 +94,8 @@ public static class Checkpoint
         state = state with
         {
             Tensors = tensors.Select(t => new TensorEntry(t.Item1, t.Item2.shape, t.Item2.numel() * 4)).ToArray(),
+            Card = state.ModelCard,
+            Mean = Array.Empty<float>(),   // written once, in the card; ReadState puts it back
         };
         byte[] header = JsonSerializer.SerializeToUtf8Bytes(state, Json.Options);
         AtomicFile.Write(path, file =>
@@ -117,7 +135,11 @@ public static class Checkpoint
         f.ReadExactly(header);
         try
         {
-            return JsonSerializer.Deserialize<RunState>(header, Json.Options) ?? throw new InvalidDataException("empty header");
+            RunState state = JsonSerializer.Deserialize<RunState>(header, Json.Options) ?? throw new InvalidDataException("empty header");
+            // Earlier builds wrote the mean image in the state and no card: derive it, so every reader sees both.
+            state = state.Card is null ? state with { Card = CardOf(state) } : state with { Mean = state.Card.MeanImage };
+            state.Card!.Validate(path);
+            return state;
         }
         catch (JsonException e)
         {

@@ -2,6 +2,7 @@
 // It is saved beside every run (options.json) and inside every checkpoint. The machine it runs on (threads,
 // workers) is not part of it: MachineOptions.
 using System;
+using AlexNet.Data;
 using AlexNet.Evaluation;
 using AlexNet.Model;
 
@@ -26,16 +27,6 @@ public enum OptimizerKind
 
     /// <summary>libtorch's SGD: v ← μv + (∂L/∂w + λw); w ← w − εv (equal to Paper while ε is constant).</summary>
     Torch,
-}
-
-/// <summary>How a record's 0–255 pixels become the net's input.</summary>
-public enum InputNormalization
-{
-    /// <summary>§2: minus the training set's mean image (per pixel), times InputScale.</summary>
-    MeanImage,
-
-    /// <summary>torchvision's ImageNet weights: (x/255 − mean)/std per RGB channel (Normalization.cs).</summary>
-    Imagenet,
 }
 
 public sealed record TrainOptions
@@ -96,6 +87,34 @@ public sealed record TrainOptions
     /// <summary>InputScale, or where it is left out the one the net's init expects (Recipes.InputScaleFor).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public float ResolvedInputScale => InputScale ?? Recipes.InputScaleFor(Init ?? Variants.Get(Model).Init);
+
+    /// <summary>§4.1's crops for records of height×width, with the ablation switches of the options.</summary>
+    public AugmentOptions Augment(int height, int width)
+    {
+        int stored = Math.Min(height, width);
+        AugmentOptions a = AugmentOptions.PaperFor(stored);
+        if (Pad >= 0 && stored < 64)
+        {
+            a = a with { Pad = Pad, Crop = stored + Pad };   // small images: the crop is the padded image less the shift range
+        }
+        if (Crop is int crop)
+        {
+            if (crop > a.LargestCrop(height, width))
+            {
+                throw new ArgumentException($"--crop {crop} does not fit the {height}×{width} images padded by {a.Pad}: use at most {a.LargestCrop(height, width)}.");
+            }
+            a = a with { Crop = crop };
+        }
+        return a with
+        {
+            RandomCrop = RandomCrop,
+            Flip = Flip,
+            PcaStd = PcaStd,
+            SubtractMean = SubtractMean,
+            Scale = ResolvedInputScale,
+            ChannelNorm = Normalization == InputNormalization.Imagenet ? AlexNet.Data.Normalization.Imagenet : null,
+        };
+    }
 
     public string ToJson() => AlexNet.Json.Serialize(this);
 

@@ -520,14 +520,14 @@ public static class Trainer
             CheckData(train, val);
             LowPrecision.Check(options.Precision, Compute.ResolveDevice(machine.Device));
             machine.Parallel?.Agree("the options and data", $"{options.ToJson()} train {train.Count}×{train.Height} val {val.Count}×{val.Height} resume {schedule is not null}");
-            AugmentOptions augment = AugmentOptionsFor(options, train);
+            AugmentOptions augment = options.Augment(train.Height, train.Width);
             RunState? source = options.InitFrom is string init ? Checkpoint.ReadState(init) : null;
             Architecture arch = source is null
                 ? options.Architecture(train.ClassCount, train.Channels, augment.Crop)
                 : FineTuning.Architecture(options, source, train.ClassCount, train.Channels, augment.Crop);
             // Not given: the fine-tuned checkpoint's scale, or the one the net's init expects (Recipes.InputScaleFor).
             options = options with { InputScale = options.InputScale ?? source?.Options.InputScale ?? Recipes.InputScaleFor(arch.Init) };
-            augment = AugmentOptionsFor(options, train);
+            augment = options.Augment(train.Height, train.Width);
             CheckBatchFits(options.BatchSize, arch);
             if (resumed is not null && Json.Serialize(arch with { Lrn = resumed.Lrn }) == Json.Serialize(resumed))
             {
@@ -623,36 +623,6 @@ public static class Trainer
             Model.Dispose();
             Folder?.Dispose();
         }
-    }
-
-    /// <summary>§4.1's crops for the store's size, with the ablation switches of the options.</summary>
-    public static AugmentOptions AugmentOptionsFor(TrainOptions o, ImageStore train) => AugmentOptionsFor(o, train.Height, train.Width);
-
-    public static AugmentOptions AugmentOptionsFor(TrainOptions o, int height, int width)
-    {
-        int stored = Math.Min(height, width);
-        AugmentOptions a = AugmentOptions.PaperFor(stored);
-        if (o.Pad >= 0 && stored < 64)
-        {
-            a = a with { Pad = o.Pad, Crop = stored + o.Pad };   // small images: the crop is the padded image less the shift range
-        }
-        if (o.Crop is int crop)
-        {
-            if (crop > a.LargestCrop(height, width))
-            {
-                throw new ArgumentException($"--crop {crop} does not fit the {height}×{width} images padded by {a.Pad}: use at most {a.LargestCrop(height, width)}.");
-            }
-            a = a with { Crop = crop };
-        }
-        return a with
-        {
-            RandomCrop = o.RandomCrop,
-            Flip = o.Flip,
-            PcaStd = o.PcaStd,
-            SubtractMean = o.SubtractMean,
-            Scale = o.ResolvedInputScale,
-            ChannelNorm = o.Normalization == InputNormalization.Imagenet ? AlexNet.Data.Normalization.Imagenet : null,
-        };
     }
 
     static string RngState()

@@ -56,8 +56,8 @@ public class PredictCommandTests
         (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt);
         using (model)
         {
-            Prediction centre = Predictor.PredictFiles(model, state, new[] { dir["bar.png"] }, 4, new[] { View.Centre })[0];
-            Prediction ten = Predictor.PredictFiles(model, state, new[] { dir["bar.png"] }, 4)[0];
+            Prediction centre = Predictor.PredictFiles(model, state.ModelCard, new[] { dir["bar.png"] }, 4, new[] { View.Centre })[0];
+            Prediction ten = Predictor.PredictFiles(model, state.ModelCard, new[] { dir["bar.png"] }, 4)[0];
             Assert.Equal(centre.Top.Select(c => c.Index), predictions[0].Top.Select(c => c.Index));
             Assert.All(centre.Top.Zip(predictions[0].Top), p => Assert.Equal(p.First.Probability, p.Second.Probability, 5));
             Assert.NotEqual(centre.Top[0].Probability, ten.Top[0].Probability);

@@ -27,7 +27,7 @@ public class TrainFlagsTests
         { new[] { "--checkpoint-every", "7" }, o => o.CheckpointEvery == 7 },
         { new[] { "--mixup-alpha", "0.2" }, o => o.MixupAlpha == 0.2 },
         { new[] { "--cutmix-alpha", "1" }, o => o.CutmixAlpha == 1 },
-        { new[] { "--normalize", "imagenet" }, o => o.Normalization == InputNormalization.Imagenet },
+        { new[] { "--normalize", "imagenet" }, o => o.Normalization == AlexNet.Data.InputNormalization.Imagenet },
         { new[] { "--precision", "bf16" }, o => o.Precision == AlexNet.Model.Precision.Bf16 },
         { new[] { "--lr", "0.05", "--epochs", "3", "--seed", "9" }, o => o.LearningRate == 0.05 && o.Epochs == 3 && o.Seed == 9 },
         { new[] { "--no-flip", "--no-crop", "--pca-std", "0" }, o => !o.Flip && !o.RandomCrop && o.PcaStd == 0 },

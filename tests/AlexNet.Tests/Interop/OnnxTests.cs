@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Linq;
 using AlexNet.Cli;
+using AlexNet.Data;
 using AlexNet.Interop;
 using AlexNet.Model;
 using AlexNet.Training;
@@ -17,16 +18,16 @@ public class OnnxTests
     static int InputSize(string variant)
     {
         int record = PyTorchWeights.DefaultRecordSize(variant);
-        return Trainer.AugmentOptionsFor(new TrainOptions { Model = variant }, record, record).Crop;
+        return new TrainOptions { Model = variant }.Augment(record, record).Crop;
     }
 
-    static RunState Header(AlexNetModel model, InputNormalization norm = InputNormalization.MeanImage, int? recordSize = null, int? crop = null)
+    static AlexNet.Inference.ModelCard Header(AlexNetModel model, InputNormalization norm = InputNormalization.MeanImage, int? recordSize = null, int? crop = null)
     {
         Architecture a = model.Architecture;
         int record = recordSize ?? PyTorchWeights.DefaultRecordSize(a.Variant);
         var options = new TrainOptions { Model = a.Variant, Normalization = norm, Crop = crop };
         float[] mean = norm == InputNormalization.MeanImage ? Enumerable.Range(0, a.InputChannels * record * record).Select(i => (float)(i % 97)).ToArray() : Array.Empty<float>();
-        return Checkpoint.WeightsOnly(options, a, Enumerable.Range(0, a.Classes).Select(i => $"c{i}").ToArray(), mean, record);
+        return Checkpoint.WeightsOnly(options, a, Enumerable.Range(0, a.Classes).Select(i => $"c{i}").ToArray(), mean, record).ModelCard;
     }
 
     [Theory]
@@ -123,7 +124,7 @@ public class OnnxTests
         using (model)
         using (var ort = new OnnxClassifier(dir["s.onnx"], threads: 2))
         {
-            var ours = AlexNet.Evaluation.Predictor.PredictFiles(model, state, new[] { image }, 10)[0];
+            var ours = AlexNet.Evaluation.Predictor.PredictFiles(model, state.ModelCard, new[] { image }, 10)[0];
             var theirs = ort.PredictFiles(new[] { image }, 10)[0];
             Assert.Equal(ours.Top.Select(c => c.Index), theirs.Top.Select(c => c.Index));
             Assert.All(ours.Top.Zip(theirs.Top), p => Assert.Equal(p.First.Probability, p.Second.Probability, 1e-5));

@@ -102,7 +102,7 @@ public class RunControlTests
         (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["run/last.ckpt"]);
         using (model)
         {
-            List<Prediction> p = Predictor.PredictRecords(model, state, val, new[] { 0, 1, 2, 3 }, top: 3);
+            List<Prediction> p = Predictor.PredictRecords(model, state.ModelCard, val, new[] { 0, 1, 2, 3 }, top: 3);
             Assert.Equal(new int?[] { 0, 1, 2, 3 }, p.Select(x => x.TrueClass));   // the synthetic store labels i % 4
             Assert.Equal(new[] { "class0", "class1", "class2", "class3" }, p.Select(x => x.TrueName));
             Assert.All(p, x => Assert.Equal(3, x.Top.Length));
@@ -154,7 +154,7 @@ public class HeldOutSplitTests
         using (model)
         {
             (_, int[] held) = BatchLoader.Split(80, 24, 11);
-            EvalResult again = Evaluator.Evaluate(new[] { model }, stores.Train, TestPipeline.Augmentation(state, 28, 28), Evaluator.Views(false),
+            EvalResult again = Evaluator.Evaluate(new[] { model }, stores.Train, TestPipeline.Augmentation(state.ModelCard, 28, 28), Evaluator.Views(false),
                 "centre", records: held);
             Assert.Equal(24, again.Count);
             Assert.Equal(r.Last!.ValTop1Error, again.Top1Error, 9);
@@ -177,7 +177,7 @@ public class HeldOutSplitTests
         using (model)
         {
             (_, int[] held) = BatchLoader.Split(80, 24, 11);
-            Augmentation aug = TestPipeline.Augmentation(state, 28, 28);
+            Augmentation aug = TestPipeline.Augmentation(state.ModelCard, 28, 28);
             EvalResult flip = Evaluator.Evaluate(new[] { model }, stores.Train, aug, Evaluator.FlipViews, "flip", records: held);
             EvalResult centre = Evaluator.Evaluate(new[] { model }, stores.Train, aug, Evaluator.Views(false), "centre", records: held);
             Assert.Equal(flip.Loss, r.Last!.ValLoss, 9);

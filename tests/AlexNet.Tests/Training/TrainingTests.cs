@@ -146,12 +146,12 @@ public class TrainingTests
     public void CropSetsThePatchSideAndTheNetsInputFollowsIt()
     {
         var o = new TrainOptions { Model = Variants.Small, Pad = 0, Crop = 24 };
-        AlexNet.Data.AugmentOptions a = Trainer.AugmentOptionsFor(o, 28, 28);
+        AlexNet.Data.AugmentOptions a = o.Augment(28, 28);
         Assert.Equal((24, 0), (a.Crop, a.Pad));
-        Assert.Equal(28 + 4, Trainer.AugmentOptionsFor(new TrainOptions { Model = Variants.Small }, 28, 28).Crop);   // padded by 4 by default
-        Assert.Equal(224, Trainer.AugmentOptionsFor(new TrainOptions(), 256, 256).Crop);                          // §4.1: 224 of 256
+        Assert.Equal(28 + 4, new TrainOptions { Model = Variants.Small }.Augment(28, 28).Crop);   // padded by 4 by default
+        Assert.Equal(224, new TrainOptions().Augment(256, 256).Crop);                          // §4.1: 224 of 256
         Assert.Equal(24, o.Architecture(10, 1, a.Crop).InputSize);
-        Assert.Throws<ArgumentException>(() => Trainer.AugmentOptionsFor(o with { Crop = 29 }, 28, 28));
+        Assert.Throws<ArgumentException>(() => (o with { Crop = 29 }).Augment(28, 28));
     }
 
     [Fact]
