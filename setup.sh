@@ -5,11 +5,12 @@
 #   openmpi-bin            mpirun, for data-parallel training (`mpirun -np N ./alexnet train …`) and its tests
 #   mpich                  mpiexec.mpich, the other MPI the data-parallel tests run (Open MPI stays Debian's default mpirun)
 #   libdnnl2               oneDNN's float32 GEMM for the fully connected layers where the CPU has AVX-512 (Model/FullyConnected.cs)
+#   chromium               the headless browser the test of `alexnet serve`'s page drives (Playwright downloads none)
 # Safe to run again: it installs only what is missing and the build is incremental.
 set -euo pipefail
 cd "$(dirname "$0")"
 need=()
-for p in dataset-fashion-mnist darknet opencv-doc openmpi-bin mpich libdnnl2; do
+for p in dataset-fashion-mnist darknet opencv-doc openmpi-bin mpich libdnnl2 chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -2,7 +2,7 @@
 //   dotnet run --project samples/Classify -- CHECKPOINT IMAGE...
 using AlexNet;
 using AlexNet.Evaluation;
-using AlexNet.Training;
+using AlexNet.Inference;
 
 if (args.Length < 2)
 {
@@ -10,17 +10,15 @@ if (args.Length < 2)
     return 2;
 }
 Compute.ConfigureNativeMemory();
-(var model, var state) = Checkpoint.LoadModel(args[0]);
-using (model)
+using Classifier net = Classifier.Load(args[0]);   // the weights and the model card: all inference needs
+Console.WriteLine($"{net.Card.Architecture.Variant}: {net.Model.ParameterCount:N0} parameters, {net.Card.Classes} classes");
+string[] files = args[1..];
+foreach (Prediction p in net.Predict(files.Select(net.Read).ToArray(), files, top: 3))
 {
-    Console.WriteLine($"{state.Architecture.Variant}: {model.ParameterCount:N0} parameters, {state.Architecture.Classes} classes");
-    foreach (Prediction p in Predictor.PredictFiles(model, state, args[1..], top: 3))
+    Console.WriteLine(p.Source);
+    foreach (ClassScore c in p.Top)
     {
-        Console.WriteLine(p.Source);
-        foreach (ClassScore c in p.Top)
-        {
-            Console.WriteLine($"  {c.Probability,7:P2}  {c.Name}");
-        }
+        Console.WriteLine($"  {c.Probability,7:P2}  {c.Name}");
     }
 }
 return 0;

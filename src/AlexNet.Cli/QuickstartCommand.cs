@@ -67,6 +67,7 @@ internal static class QuickstartCommand
                 AnsiConsole.MarkupLineInterpolated($"  {Path.Combine(runDir, file)}");
             }
             AnsiConsole.MarkupLineInterpolated($"  {report} (all of it in one page)");
+            AnsiConsole.MarkupLineInterpolated($"See it in a browser (top-5, nearest training images, kernels): ./alexnet serve -c {Path.Combine(runDir, "last.ckpt")} --store {Path.Combine(dataDir, "train")}");
             return 0;
         }));
         return command;

@@ -123,7 +123,7 @@ public static partial class Compute
     /// run on oneDNN, so NNPACK is switched off (at::globalContext().setUserEnabledNNPACK(false)): the same kernels, no
     /// warnings. Where the symbols are missing (another libtorch build) nothing changes.
     /// </summary>
-    static void DisableNnpack()
+    internal static void DisableNnpack()
     {
         try
         {

@@ -37,6 +37,7 @@ public sealed class Classifier : IDisposable
     public static Classifier Load(string checkpoint, Precision? precision = null, Device? device = null, bool averagedWeights = false)
     {
         (AlexNetModel model, AlexNet.Training.RunState state) = AlexNet.Training.Checkpoint.LoadModel(checkpoint, averagedWeights, device, precision);
+        Compute.DisableNnpack();   // libtorch is loaded now; a caller that never set threads would see NNPACK's warnings
         return new Classifier(model, state.ModelCard, checkpoint);
     }
 
