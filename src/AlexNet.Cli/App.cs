@@ -21,6 +21,7 @@ public static class App
         root.Subcommands.Add(AnalysisCommands.Kernels());
         root.Subcommands.Add(AnalysisCommands.Features());
         root.Subcommands.Add(AnalysisCommands.Neighbors());
+        root.Subcommands.Add(CodesCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         return root;
