@@ -37,7 +37,7 @@ public class StopSignalTests(ITestOutputHelper output)
     /// tensor is freed (core dump: `free(): invalid next size`, the main thread in THSTensor_dispose). Until it is
     /// found (#28), these run on request only, so CI does not fail at random.
     /// </summary>
-    const string OpenCorruption = "a rare heap corruption in two-rank stops is open (#28; docs/scale-out.md): set ALEXNET_STOP_TRIALS=N to run N trials";
+    const string OpenCorruption = "a rare heap corruption in signalled stops is open (#28; docs/scale-out.md): set ALEXNET_STOP_TRIALS=N to run N trials";
 
     static int Delay(int trial) => DelaysMs[trial % DelaysMs.Length] + 37 * (trial / DelaysMs.Length) % 500;
 
@@ -109,9 +109,11 @@ public class StopSignalTests(ITestOutputHelper output)
         return File.Exists(path) ? File.ReadAllText(path).Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() : Array.Empty<int>();
     }
 
-    [Fact]
+    /// <summary>On request since 2026-12-05: CI saw the open corruption here too (exit 134 at a signal 170 ms in; 0 of 65 before).</summary>
+    [SkippableFact]
     public void OneProcessWithReplicasStopsWith143AndACheckpointEveryTime()
     {
+        Skip.If(StressTrials is null, OpenCorruption);
         using var dir = new TestData.TempDir();
         WriteData(dir);
         for (int trial = 0; trial < Trials; trial++)
