@@ -34,15 +34,13 @@ public sealed class ApiException(int status, string message) : Exception(message
     public int Status { get; } = status;
 }
 
-public sealed record ClassProbability(int Index, string Name, double Probability);
-
 /// <summary>What a client needs of the card with every answer: the net, its classes and its preprocessing.</summary>
 public sealed record CardSummary(string Variant, int Classes, string Summary, Preprocessing Preprocessing)
 {
     public static CardSummary Of(ModelCard c) => new(c.Architecture.Variant, c.Classes, c.Summary, c.Preprocessing);
 }
 
-public sealed record PredictResponse(ClassProbability[] Top, string Views, CardSummary Model, double Milliseconds);
+public sealed record PredictResponse(ClassScore[] Top, string Views, CardSummary Model, double Milliseconds);
 
 public sealed record NeighbourResponse(int Rank, int Index, int Class, string Name, double Distance, string Image);
 
@@ -103,7 +101,7 @@ public sealed class Server : IAsyncDisposable
     public static Server Create(ServeOptions options, Action<WebApplicationBuilder>? configure = null, Action<string>? message = null)
     {
         options.Validate();
-        if (options.Run is string run && !File.Exists(Path.Combine(run, "metrics.jsonl")) && !Directory.Exists(run))
+        if (options.Run is string run && !Directory.Exists(run))
         {
             throw new DirectoryNotFoundException($"run folder {run} does not exist: pass the --out folder of a `train`.");
         }
@@ -272,15 +270,8 @@ public sealed class Server : IAsyncDisposable
             "flip" => ViewSet.Flip,
             _ => throw new ApiException(400, $"views={views}: give centre, ten or flip."),
         };
-        byte[] record;
-        using (_batcher.Arriving())   // a batch gathering now may wait for this image
-        {
-            byte[] encoded = await ReadImage(request).ConfigureAwait(false);
-            record = await _decoders.Run(() => DecodeImage(encoded)).ConfigureAwait(false);
-        }
-        float[] p = await _batcher.Run(record, Work.Probabilities(set)).ConfigureAwait(false);
-        ClassProbability[] best = Enumerable.Range(0, p.Length).OrderByDescending(c => p[c]).Take(k)
-            .Select(c => new ClassProbability(c, Card.Name(c), p[c])).ToArray();
+        float[] p = await _batcher.Run(await ReceiveImage(request).ConfigureAwait(false), Work.Probabilities(set)).ConfigureAwait(false);
+        ClassScore[] best = Predictor.Best(c => p[c], p.Length, Card.ClassNames, k);
         return new PredictResponse(best, set.ToString().ToLowerInvariant(), CardSummary.Of(Card), clock.Elapsed.TotalMilliseconds);
     }
 
@@ -296,13 +287,7 @@ public sealed class Server : IAsyncDisposable
         {
             throw new ApiException(400, $"k={n}: give 1 to {Math.Min(ServeOptions.MaxNeighbours, _features.Count)}.");
         }
-        byte[] record;
-        using (_batcher.Arriving())   // a batch gathering now may wait for this image
-        {
-            byte[] encoded = await ReadImage(request).ConfigureAwait(false);
-            record = await _decoders.Run(() => DecodeImage(encoded)).ConfigureAwait(false);
-        }
-        float[] f = await _batcher.Run(record, Work.Fc7).ConfigureAwait(false);
+        float[] f = await _batcher.Run(await ReceiveImage(request).ConfigureAwait(false), Work.Fc7).ConfigureAwait(false);
         Neighbour[] hits = Retrieval.Rank(f, _features, _store, n);
         return new NeighboursResponse(hits.Select(h => new NeighbourResponse(h.Rank, h.Index, h.Label, _store.Manifest.Classes[h.Label].Name, h.Distance,
             $"/api/images/{h.Index}")).ToArray(), _features.Header?.Layer ?? "fc7", clock.Elapsed.TotalMilliseconds);
@@ -321,6 +306,16 @@ public sealed class Server : IAsyncDisposable
         }
         int scale = _store.Height < 64 ? 4 : 1;   // Fashion-MNIST's 28 px would be a speck on the page
         return Results.Bytes(Figures.RecordPng(_store.Record(i).ToArray(), _store.Height, _store.Channels, scale), "image/png");
+    }
+
+    /// <summary>A request's image as a §2 record: read, then decoded on a decoding thread; a batch gathering meanwhile may wait for it.</summary>
+    async Task<byte[]> ReceiveImage(HttpRequest request)
+    {
+        using (_batcher.Arriving())
+        {
+            byte[] encoded = await ReadImage(request).ConfigureAwait(false);
+            return await _decoders.Run(() => DecodeImage(encoded)).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The image of a request: the multipart field `image` (or its only file), or the raw body; bounded by --max-upload-mb.</summary>

@@ -161,13 +161,19 @@ public static class BinaryCodes
             if (heap.Count < k)
             {
                 heap.Enqueue(i, (d, i));
-                worst = heap.Count == k ? heap.TryPeek(out _, out var p) ? p.Distance : d : int.MaxValue;
             }
             else if (d < worst)
             {
                 heap.EnqueueDequeue(i, (d, i));
-                heap.TryPeek(out _, out var p);
-                worst = p.Distance;
+            }
+            else
+            {
+                continue;
+            }
+            if (heap.Count == k)
+            {
+                heap.TryPeek(out _, out var top);
+                worst = top.Distance;
             }
         }
         var result = new List<(int, int)>(k);
@@ -185,36 +191,42 @@ public sealed record RetrievalScore(string Method, int Bits, int Seed, double Pr
 
 public static class RetrievalEvaluation
 {
-    /// <summary>
-    /// §6.1's claim measured: for each query row, the k nearest database rows by exact Euclidean fc7 and by Hamming
-    /// distance between the coder's codes; the fraction of those of the query's class, and of the exact top-k found.
-    /// </summary>
-    public static (RetrievalScore Exact, RetrievalScore Codes) Score(BinaryCoder coder, int seed, FeatureMatrix database, int[] databaseLabels,
-        float[] queries, int[] queryLabels, int k)
+    /// <summary>The baseline every coder is scored against: each query's k nearest database rows by exact Euclidean fc7, and their score.</summary>
+    public static (RetrievalScore Score, long[][] Neighbours) Exact(FeatureMatrix database, int[] databaseLabels, float[] queries, int[] queryLabels, int k)
     {
-        int d = database.Dimensions, q = queryLabels.Length;
+        int q = queryLabels.Length;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using Tensor qt = tensor(queries, new long[] { q, database.Dimensions });
+        long[][] exact = Retrieval.Nearest(qt, database, k).Select(r => r.Select(h => h.Index).ToArray()).ToArray();
+        double ms = clock.Elapsed.TotalMilliseconds / q;
+        double precision = Enumerable.Range(0, q).Sum(i => exact[i].Count(j => databaseLabels[j] == queryLabels[i]) / (double)k) / q;
+        return (new RetrievalScore("exact fc7", 32 * database.Dimensions, 0, precision, 1, ms), exact);
+    }
+
+    /// <summary>
+    /// §6.1's claim measured: for each query row, the k nearest database rows by Hamming distance between the coder's
+    /// codes; the fraction of those of the query's class, and of the exact top-k (<paramref name="exact"/>, from Exact) found.
+    /// </summary>
+    public static RetrievalScore Score(BinaryCoder coder, int seed, FeatureMatrix database, int[] databaseLabels,
+        float[] queries, int[] queryLabels, long[][] exact, int k)
+    {
+        int q = queryLabels.Length;
         ulong[] codes = coder.Encode(database.Rows(0, checked((int)database.Count)));
         ulong[] queryCodes = coder.Encode(queries);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        using Tensor qt = tensor(queries, new long[] { q, d });
-        (long Index, double Distance)[][] exact = Retrieval.Nearest(qt, database, k);
-        double exactMs = clock.Elapsed.TotalMilliseconds / q;
-        clock.Restart();
         var hamming = new (int Index, int Distance)[q][];
         for (int i = 0; i < q; i++)
         {
             hamming[i] = BinaryCodes.Nearest(queryCodes.AsSpan(i * coder.Words, coder.Words), codes, coder.Words, k);
         }
         double codeMs = clock.Elapsed.TotalMilliseconds / q;
-        double exactPrecision = 0, codePrecision = 0, recall = 0;
+        double precision = 0, recall = 0;
         for (int i = 0; i < q; i++)
         {
-            exactPrecision += exact[i].Count(h => databaseLabels[h.Index] == queryLabels[i]) / (double)k;
-            codePrecision += hamming[i].Count(h => databaseLabels[h.Index] == queryLabels[i]) / (double)k;
-            var truth = exact[i].Select(h => (int)h.Index).ToHashSet();
+            precision += hamming[i].Count(h => databaseLabels[h.Index] == queryLabels[i]) / (double)k;
+            var truth = exact[i].ToHashSet();
             recall += hamming[i].Count(h => truth.Contains(h.Index)) / (double)k;
         }
-        return (new RetrievalScore("exact fc7", 32 * d, 0, exactPrecision / q, 1, exactMs),
-            new RetrievalScore(coder.Kind, coder.Bits, seed, codePrecision / q, recall / q, codeMs));
+        return new RetrievalScore(coder.Kind, coder.Bits, seed, precision / q, recall / q, codeMs);
     }
 }

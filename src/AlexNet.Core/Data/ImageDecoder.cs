@@ -37,9 +37,10 @@ public static class ImageDecoder
         return CentreSquare(data, size);
     }
 
-    public static byte[] CentreSquare(byte[] encoded, int size)
+    /// <param name="maxPixels">Larger declared sizes are refused before decoding (Decode).</param>
+    public static byte[] CentreSquare(byte[] encoded, int size, long maxPixels = MaxPixels)
     {
-        using SKBitmap oriented = Decode(encoded, size);
+        using SKBitmap oriented = Decode(encoded, size, maxPixels);
         return CentreSquare(oriented, size);
     }
 

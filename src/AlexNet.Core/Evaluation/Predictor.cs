@@ -95,7 +95,7 @@ public static class Predictor
     }
 
     /// <summary>The <paramref name="top"/> most probable of <paramref name="k"/> classes, most probable first.</summary>
-    internal static ClassScore[] Best(Func<int, double> probability, int k, string[] names, int top) =>
+    public static ClassScore[] Best(Func<int, double> probability, int k, string[] names, int top) =>
         Enumerable.Range(0, k).OrderByDescending(probability).Take(Math.Min(top, k))
             .Select(c => new ClassScore(c, Evaluator.Name(names, c), probability(c))).ToArray();
 
@@ -111,8 +111,7 @@ public static class Predictor
         }
         try
         {
-            byte[] record = ImageDecoder.CentreSquare(file, side);
-            return channels == 1 ? ToGray(record, side * side) : record;
+            return ToChannels(ImageDecoder.CentreSquare(file, side), side, channels);
         }
         catch (ImageRejectedException e)
         {
@@ -127,10 +126,11 @@ public static class Predictor
         {
             throw new ImageRejectedException("empty image (0 bytes)");
         }
-        using SkiaSharp.SKBitmap bitmap = ImageDecoder.Decode(encoded, side, maxPixels);
-        byte[] record = ImageDecoder.CentreSquare(bitmap, side);
-        return channels == 1 ? ToGray(record, side * side) : record;
+        return ToChannels(ImageDecoder.CentreSquare(encoded, side, maxPixels), side, channels);
     }
+
+    /// <summary>Planar RGB as the net's channels: as it is, or its luma for nets trained on grayscale data.</summary>
+    static byte[] ToChannels(byte[] planarRgb, int side, int channels) => channels == 1 ? ToGray(planarRgb, side * side) : planarRgb;
 
     /// <summary>ITU-R 601 luma, for nets trained on grayscale data.</summary>
     static byte[] ToGray(byte[] planarRgb, int plane)

@@ -45,9 +45,6 @@ public sealed record ModelCard(Architecture Architecture, string[] ClassNames, P
         (Preprocessing.Normalization == InputNormalization.Imagenet ? "torchvision's per-channel normalisation"
             : $"§2's mean image × {Preprocessing.InputScale:G4}") + $", LRN {(Architecture.Lrn is { } lrn ? lrn.Describe() : "none")}";
 
-    /// <summary>A class's name, or its index where the card has none.</summary>
-    public string Name(int c) => c >= 0 && c < ClassNames.Length ? ClassNames[c] : c.ToString(System.Globalization.CultureInfo.InvariantCulture);
-
     /// <summary>§4.1's test-time pipeline for this net: the mean image, the centre patch and the ten views (no PCA noise at test).</summary>
     public Augmentation TestAugmentation() => new(Channels, RecordSize, RecordSize, MeanImage, PcaStats.None(Channels), Preprocessing.Augment());
 
