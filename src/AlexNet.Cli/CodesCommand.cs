@@ -30,9 +30,13 @@ internal static class CodesCommand
             int[] Ints(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray();
             using FeatureMatrix db = Retrieval.Open(r.GetValue(features)!);
             using FeatureMatrix qm = Retrieval.Open(r.GetValue(queries)!);
+            if (qm.Header!.Checkpoint != db.Header!.Checkpoint || qm.Header.Layer != db.Header.Layer)
+            {
+                throw new ArgumentException($"{r.GetValue(queries)} holds {qm.Header.Layer} of {qm.Header.Checkpoint}, {r.GetValue(features)} {db.Header.Layer} of {db.Header.Checkpoint}: write both with `alexnet features` from the same checkpoint and layer.");
+            }
             if (qm.Dimensions != db.Dimensions)
             {
-                throw new ArgumentException($"the queries are {qm.Dimensions}-d, the database {db.Dimensions}-d: write both with the same checkpoint and layer.");
+                throw new ArgumentException($"{r.GetValue(queries)} holds {qm.Dimensions}-d features, {r.GetValue(features)} {db.Dimensions}-d ones: write both with `alexnet features` from the same checkpoint and layer.");
             }
             using ImageStore dbStore = ImageStore.Open(db.Header!.Store);
             using ImageStore qStore = ImageStore.Open(qm.Header!.Store);

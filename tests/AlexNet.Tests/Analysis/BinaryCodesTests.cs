@@ -56,3 +56,22 @@ public class BinaryCodesTests
         Assert.Contains("32-d", Assert.Throws<ArgumentException>(() => coder.Encode(new float[33])).Message);
     }
 }
+
+/// <summary>`alexnet codes eval` refuses queries and a database written from different nets, naming both files.</summary>
+public class CodesCommandTests
+{
+    [Fact]
+    public void FeaturesOfDifferentCheckpointsAreRefused()
+    {
+        using var dir = new TestData.TempDir();
+        void Write(string name, string checkpoint)
+        {
+            System.IO.File.WriteAllBytes(dir[name], new byte[2 * 3 * 4]);
+            Json.Write(dir[name] + ".json", new FeatureHeader("alexnet-features-v1", "fc7", 2, 3, dir["store"], checkpoint));
+        }
+        Write("train.f32", "/runs/a/last.ckpt");
+        Write("test.f32", "/runs/b/last.ckpt");
+        AlexNet.Tests.Cli.CliCapture.Refuses(2, new[] { "codes", "eval", "-f", dir["train.f32"], "-q", dir["test.f32"] },
+            $"{dir["test.f32"]} holds fc7 of /runs/b/last.ckpt, {dir["train.f32"]} fc7 of /runs/a/last.ckpt");
+    }
+}
