@@ -64,27 +64,50 @@ internal static class AnalysisCommands
     public static Command Neighbors()
     {
         var checkpoint = new Option<string>("--checkpoint", "-c") { Description = "Checkpoint the features were written with.", Required = true };
-        var features = new Option<string>("--features", "-f") { Description = "Feature file from `alexnet features`.", Required = true };
+        var features = new Option<string?>("--features", "-f") { Description = "Feature file from `alexnet features`: exact search (or the rows --rerank reads)." };
+        var codes = new Option<string?>("--codes") { Description = "Code file from `alexnet codes encode`: Hamming search over §6.1's binary codes instead of exact fc7." };
+        var rerank = new Option<int>("--rerank") { Description = "With --codes: re-order the top R by exact fc7 distance (0: Hamming order).", DefaultValueFactory = _ => 0 };
         var query = new Option<string>("--query", "-q") { Description = "Query image file, or store:INDEX for a record of the features' store.", Required = true };
         var k = new Option<int>("-k") { Description = "Neighbours to return.", DefaultValueFactory = _ => 8 };
         var figure = new Option<string?>("--figure") { Description = "PNG: the query first, then its neighbours." };
-        var command = new Command("neighbors", "Find the training images nearest to a query in fc7 space (Figure 4, right).") { checkpoint, features, query, k, figure };
+        var command = new Command("neighbors", "Find the training images nearest to a query in fc7 space (Figure 4, right).")
+        {
+            checkpoint, features, codes, rerank, query, k, figure,
+        };
         command.SetAction(r => Cli.Run(() =>
         {
+            string? codeFile = r.GetValue(codes), featureFile = r.GetValue(features);
+            if (codeFile is null && featureFile is null)
+            {
+                throw new ArgumentException("give --features F (exact fc7 search) or --codes C (Hamming search over binary codes).");
+            }
+            if (r.GetValue(rerank) < 0 || (r.GetValue(rerank) > 0 && codeFile is null))
+            {
+                throw new ArgumentException($"--rerank {r.GetValue(rerank)}: give a count of 0 or more, with --codes.");
+            }
             using Classifier net = Classifier.Load(r.GetValue(checkpoint)!);
-            using FeatureMatrix data = Retrieval.Open(r.GetValue(features)!);
-            using (ImageStore store = ImageStore.Open(data.Header!.Store))
+            HammingIndex? index = codeFile is null ? null : HammingIndex.Open(codeFile);
+            BinaryCoder? coder = index is null ? null : BinaryCoder.Load(index.Header!.Coder).Coder;
+            featureFile ??= index is not null && r.GetValue(rerank) > 0 ? index.Header!.Features : null;
+            using FeatureMatrix? data = featureFile is null ? null : Retrieval.Open(featureFile);
+            using (ImageStore store = ImageStore.Open(data?.Header!.Store ?? index!.Header!.Store))
             {
                 string q = r.GetValue(query)!;
                 byte[] record = q.StartsWith("store:", StringComparison.Ordinal)
                     ? store.Record(int.Parse(q[6..], CultureInfo.InvariantCulture)).ToArray()
                     : net.Read(q);
-                Neighbour[] hits = Retrieval.Search(net, data, store, record, r.GetValue(k));
-                var table = new Table().AddColumn("rank").AddColumn("record").AddColumn("class").AddColumn(new TableColumn("distance").RightAligned()).AddColumn("source");
+                Neighbour[] hits = index is null
+                    ? Retrieval.Search(net, data!, store, record, r.GetValue(k))
+                    : Retrieval.RankByCodes(net.Features(new[] { record }, index.Header!.Layer), coder!, index, store, r.GetValue(k), data, r.GetValue(rerank),
+                        Environment.ProcessorCount);
+                string distance = index is null || r.GetValue(rerank) > 0 ? "distance" : "Hamming";
+                var table = new Table().AddColumn("rank").AddColumn("record").AddColumn("class").AddColumn(new TableColumn(distance).RightAligned()).AddColumn("source");
                 foreach (Neighbour h in hits)
                 {
-                    table.AddRow(h.Rank.ToString(CultureInfo.InvariantCulture), h.Index.ToString(CultureInfo.InvariantCulture),
-                        Markup.Escape(store.Manifest.Classes[h.Label].Name), h.Distance.ToString("F3", CultureInfo.InvariantCulture), Markup.Escape(h.Source));
+                    // Text, not markup: a source such as "idx:train:5" would otherwise become an emoji.
+                    table.AddRow(new Text(h.Rank.ToString(CultureInfo.InvariantCulture)), new Text(h.Index.ToString(CultureInfo.InvariantCulture)),
+                        new Text(store.Manifest.Classes[h.Label].Name), new Text(h.Distance.ToString(distance == "Hamming" ? "F0" : "F3", CultureInfo.InvariantCulture)),
+                        new Text(h.Source));
                 }
                 AnsiConsole.Write(table);
                 if (r.GetValue(figure) is string png)

@@ -37,6 +37,15 @@ internal static class Cli
 
     public static Precision? PrecisionOrNull(string? name) => name is null ? null : LowPrecision.Parse(name);
 
+    /// <summary>Refuses a count flag below 1, naming it.</summary>
+    public static void Positive(int value, string flag)
+    {
+        if (value < 1)
+        {
+            throw new ArgumentException($"{flag} {value}: give a whole number of at least 1.");
+        }
+    }
+
     /// <summary>Runs a command body; a bad input becomes one clear line and a non-zero exit code, never a stack dump.</summary>
     public static int Run(Func<int> body)
     {

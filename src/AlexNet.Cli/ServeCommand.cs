@@ -14,6 +14,7 @@ internal static class ServeCommand
         var checkpoint = new Option<string>("--checkpoint", "-c") { Description = "Checkpoint to serve (a run's, or one `alexnet import` wrote).", Required = true };
         var store = new Option<string?>("--store") { Description = "Training store whose images are the neighbours (§6.1): its fc7 is written once and cached, unless --features gives it (default: the store --features was written from)." };
         var features = new Option<string?>("--features", "-f") { Description = "fc7 of the store's images (`alexnet features`), for /api/neighbors and the page's nearest images (§6.1)." };
+        var codes = new Option<string?>("--codes") { Description = "Binary codes of the store's images (`alexnet codes encode`): neighbours by Hamming search (§6.1), re-ranked by fc7 when --features is given too." };
         var run = new Option<string?>("--run") { Description = "A run folder (train's --out) whose metrics are streamed to the page as live curves." };
         var urls = new Option<string>("--urls") { Description = "Where to listen (semicolon-separated). Loopback by default; another address only when given here.", DefaultValueFactory = _ => ServeOptions.DefaultUrls };
         var maxBatch = new Option<int>("--max-batch") { Description = "Dynamic batching: concurrent images gathered into one forward pass, up to this many (1 = off).", DefaultValueFactory = _ => 32 };
@@ -24,13 +25,13 @@ internal static class ServeCommand
         Option<string?> precision = Cli.CheckpointPrecisionOption();
         var command = new Command("serve", "Serve a net as a local web page and HTTP API: top-5 (Figure 4, left), nearest training images (Figure 4, right), conv1's kernels (Figure 3), live training curves; /metrics, /healthz, /readyz, /openapi/v1.json.")
         {
-            checkpoint, store, features, run, urls, maxBatch, maxWait, maxUpload, maxPixels, threads, precision,
+            checkpoint, store, features, codes, run, urls, maxBatch, maxWait, maxUpload, maxPixels, threads, precision,
         };
         command.SetAction(r => Cli.Run(() =>
         {
             Compute.UseThreads(r.GetValue(threads));
             var options = new ServeOptions(r.GetValue(checkpoint)!, r.GetValue(store), r.GetValue(features), r.GetValue(run), r.GetValue(urls)!,
-                r.GetValue(maxBatch), r.GetValue(maxWait), r.GetValue(maxUpload), r.GetValue(maxPixels), Cli.PrecisionOrNull(r.GetValue(precision)));
+                r.GetValue(maxBatch), r.GetValue(maxWait), r.GetValue(maxUpload), r.GetValue(maxPixels), Cli.PrecisionOrNull(r.GetValue(precision)), r.GetValue(codes));
             Server server = Server.Create(options, message: m => AnsiConsole.MarkupLineInterpolated($"{m}"));
             try
             {

@@ -78,6 +78,21 @@ public static partial class Compute
         }
     }
 
+    /// <summary>The CPU every number is measured on: /proc/cpuinfo's model name and the vector flags that decide speed.</summary>
+    public static string CpuDescription()
+    {
+        const string info = "/proc/cpuinfo";
+        if (!System.IO.File.Exists(info))
+        {
+            return System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString();
+        }
+        string[] lines = System.IO.File.ReadAllLines(info);
+        string Field(string name) => lines.FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "";
+        string[] wanted = { "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_vpopcntdq", "avx_vnni" };
+        var flags = Field("flags").Split(' ').ToHashSet();
+        return $"{Field("model name")}, {Environment.ProcessorCount} cores ({string.Join(' ', wanted.Where(flags.Contains))})";
+    }
+
     /// <summary>
     /// A device name (cpu, cuda, cuda:N) as libtorch's device, checked: this build links the CPU libtorch unless it was
     /// built with -p:TorchBackend=cuda, and then only the GPUs that are there can be named.

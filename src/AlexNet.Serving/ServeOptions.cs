@@ -13,6 +13,8 @@ namespace AlexNet.Serving;
 /// <param name="MaxUploadMb">Larger request bodies are refused with 413.</param>
 /// <param name="MaxMegapixels">Images declaring more pixels are refused before decoding (decompression bombs).</param>
 /// <param name="Precision">The products' number format (null: the run's own).</param>
+/// <param name="Codes">§6.1's binary codes of the training images (`alexnet codes encode`): the neighbours by Hamming search,
+/// re-ranked by exact fc7 when --features is given too.</param>
 public sealed record ServeOptions(
     string Checkpoint,
     string? Store = null,
@@ -23,12 +25,16 @@ public sealed record ServeOptions(
     int MaxWaitMs = 5,
     int MaxUploadMb = 20,
     double MaxMegapixels = 40,
-    Precision? Precision = null)
+    Precision? Precision = null,
+    string? Codes = null)
 {
     public const string DefaultUrls = "http://127.0.0.1:8080";
 
     /// <summary>Neighbours asked for at most (a page of Figure 4 holds a handful; the feature file may hold millions).</summary>
     public const int MaxNeighbours = 100;
+
+    /// <summary>With codes and features, the top Rerank × k by Hamming distance are re-ordered by exact fc7.</summary>
+    public const int Rerank = 10;
 
     public void Validate()
     {

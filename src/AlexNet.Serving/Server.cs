@@ -44,7 +44,8 @@ public sealed record PredictResponse(ClassScore[] Top, string Views, CardSummary
 
 public sealed record NeighbourResponse(int Rank, int Index, int Class, string Name, double Distance, string Image);
 
-public sealed record NeighboursResponse(NeighbourResponse[] Neighbours, string Layer, double Milliseconds);
+/// <param name="Method">How they were found: exact fc7, or Hamming search over binary codes (re-ranked by fc7 or not).</param>
+public sealed record NeighboursResponse(NeighbourResponse[] Neighbours, string Layer, string Method, double Milliseconds);
 
 /// <summary>GET /api/model: the card (its mean image left out: it is data, not description) and what this server offers.</summary>
 public sealed record ModelResponse(ModelCard Card, string Summary, string Checkpoint, bool Neighbours, string? Run, int MaxBatch, int MaxWaitMs);
@@ -58,6 +59,8 @@ public sealed class Server : IAsyncDisposable
     readonly Batcher _batcher;
     readonly DecodePool _decoders = new(Math.Max(1, Environment.ProcessorCount));
     readonly FeatureMatrix? _features;
+    readonly HammingIndex? _codes;
+    readonly BinaryCoder? _coder;
     readonly ImageStore? _store;
     readonly byte[] _kernels;
     readonly string? _runName;
@@ -66,9 +69,10 @@ public sealed class Server : IAsyncDisposable
     public WebApplication App { get; }
     public ModelCard Card => _net.Card;
 
-    Server(ServeOptions options, Classifier net, FeatureMatrix? features, ImageStore? store, Action<WebApplicationBuilder>? configure)
+    Server(ServeOptions options, Classifier net, FeatureMatrix? features, (HammingIndex Index, BinaryCoder Coder)? codes, ImageStore? store,
+        Action<WebApplicationBuilder>? configure)
     {
-        (_options, _net, _features, _store) = (options, net, features, store);
+        (_options, _net, _features, _codes, _coder, _store) = (options, net, features, codes?.Index, codes?.Coder, store);
         _batcher = new Batcher(net, options.MaxBatch, options.MaxWaitMs, Metrics);
         (_kernels, _) = KernelGrid.Render(net.Model.LayerParameters("conv1").Weight, KernelGrid.ScaleFor(net.Card.Architecture),
             KernelGrid.TowersOf(net.Card.Architecture));
@@ -108,24 +112,41 @@ public sealed class Server : IAsyncDisposable
         Classifier net = Classifier.Load(options.Checkpoint, options.Precision);
         FeatureMatrix? features = null;
         ImageStore? store = null;
+        (HammingIndex Index, BinaryCoder Coder)? codes = null;
         try
         {
-            if ((options.Features ?? options.Store) is not null && net.Card.Architecture.Hidden.Length == 0)
+            if ((options.Features ?? options.Store ?? options.Codes) is not null && net.Card.Architecture.Hidden.Length == 0)
             {
-                throw new ArgumentException($"{net.Card.Architecture.Variant} has no hidden fully connected layer, so §6.1's retrieval by fc7 does not apply: serve it without --store and --features.");
+                throw new ArgumentException($"{net.Card.Architecture.Variant} has no hidden fully connected layer, so §6.1's retrieval by fc7 does not apply: serve it without --store, --features and --codes.");
             }
-            string? file = options.Features ?? (options.Store is string s ? FeaturesFor(net, s, message) : null);
+            if (options.Codes is string codeFile)
+            {
+                HammingIndex index = HammingIndex.Open(codeFile);
+                (BinaryCoder coder, CoderHeader ch) = BinaryCoder.Load(index.Header!.Coder);
+                int fc7 = net.Card.Architecture.Hidden[^1].Units;
+                if (coder.Dimensions != fc7 || ch.Layer != "fc7" || coder.Bits != index.Bits)
+                {
+                    throw new ArgumentException($"{codeFile} was encoded by {index.Header.Coder}, a {ch.Dimensions}-d {ch.Layer} → {ch.Bits}-bit coder, but this net's fc7 is {fc7}-d: train and encode codes of this net's features.");
+                }
+                codes = (index, coder);
+                store = ImageStore.Open(options.Store ?? index.Header.Store);
+                if (index.Count != store.Count)
+                {
+                    throw new ArgumentException($"{codeFile} holds {index.Count} codes, the store {store.Directory} {store.Count} images: encode the features of this store.");
+                }
+            }
+            string? file = options.Features ?? (options.Store is string s && codes is null ? FeaturesFor(net, s, message) : null);
             if (file is not null)
             {
                 features = Retrieval.Open(file);
-                store = ImageStore.Open(options.Store ?? features.Header!.Store);
+                store ??= ImageStore.Open(options.Store ?? features.Header!.Store);
                 Retrieval.CheckPair(features, store);
-                if (store.Channels != net.Card.Channels)
-                {
-                    throw new ArgumentException($"the store {store.Directory} has {store.Channels} channel(s), the net {net.Card.Channels}.");
-                }
             }
-            return new Server(options, net, features, store, configure);
+            if (store is not null && store.Channels != net.Card.Channels)
+            {
+                throw new ArgumentException($"the store {store.Directory} has {store.Channels} channel(s), the net {net.Card.Channels}.");
+            }
+            return new Server(options, net, features, codes, store, configure);
         }
         catch
         {
@@ -231,7 +252,7 @@ public sealed class Server : IAsyncDisposable
         app.MapGet("/api/images/{index}", Picture).WithSummary("A training image of the neighbours' store, by record index, as PNG.");
         app.MapGet("/api/kernels.png", () => Results.Bytes(_kernels, "image/png")).WithSummary("conv1's kernels as a grid, one block per tower (Figure 3).");
         app.MapGet("/api/model", () => new ModelResponse(_net.Card with { MeanImage = Array.Empty<float>() }, _net.Card.Summary,
-            Path.GetFileName(_options.Checkpoint), _features is not null, _runName, _options.MaxBatch, _options.MaxWaitMs))
+            Path.GetFileName(_options.Checkpoint), _features is not null || _codes is not null, _runName, _options.MaxBatch, _options.MaxWaitMs))
             .WithSummary("The model card: architecture, classes, preprocessing (the mean image left out).");
         app.MapGet("/api/runs/{name}/events", RunEvents).WithSummary("A training run's metrics.jsonl as server-sent events, new lines as `train` writes them (--run).");
         app.MapGet("/healthz", () => Results.Text("ok")).WithSummary("Alive.");
@@ -278,19 +299,23 @@ public sealed class Server : IAsyncDisposable
     async Task<NeighboursResponse> Neighbours(HttpRequest request, int? k)
     {
         var clock = Stopwatch.StartNew();
-        if (_features is null || _store is null)
+        if ((_features is null && _codes is null) || _store is null)
         {
-            throw new ApiException(404, "this server has no training images to search: start it with --features F (and --store STORE), F from `alexnet features`.");
+            throw new ApiException(404, "this server has no training images to search: start it with --features F (and --store STORE), F from `alexnet features`, or --codes C from `alexnet codes encode`.");
         }
         int n = k ?? 8;
-        if (n < 1 || n > Math.Min(ServeOptions.MaxNeighbours, _features.Count))
+        int most = Math.Min(ServeOptions.MaxNeighbours, _store.Count);
+        if (n < 1 || n > most)
         {
-            throw new ApiException(400, $"k={n}: give 1 to {Math.Min(ServeOptions.MaxNeighbours, _features.Count)}.");
+            throw new ApiException(400, $"k={n}: give 1 to {most}.");
         }
         float[] f = await _batcher.Run(await ReceiveImage(request).ConfigureAwait(false), Work.Fc7).ConfigureAwait(false);
-        Neighbour[] hits = Retrieval.Rank(f, _features, _store, n);
+        Neighbour[] hits = _codes is null ? Retrieval.Rank(f, _features!, _store, n)
+            : Retrieval.RankByCodes(f, _coder!, _codes, _store, n, _features, ServeOptions.Rerank * n);
+        string method = _codes is null ? "exact fc7"
+            : _features is null ? $"Hamming over {_codes.Bits}-bit codes" : $"Hamming over {_codes.Bits}-bit codes, top {Math.Min(ServeOptions.Rerank * n, _codes.Count)} re-ranked by fc7";
         return new NeighboursResponse(hits.Select(h => new NeighbourResponse(h.Rank, h.Index, h.Label, _store.Manifest.Classes[h.Label].Name, h.Distance,
-            $"/api/images/{h.Index}")).ToArray(), _features.Header?.Layer ?? "fc7", clock.Elapsed.TotalMilliseconds);
+            $"/api/images/{h.Index}")).ToArray(), _features?.Header?.Layer ?? "fc7", method, clock.Elapsed.TotalMilliseconds);
     }
 
     IResult Picture(string index)

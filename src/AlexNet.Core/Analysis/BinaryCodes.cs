@@ -4,11 +4,16 @@
 // carry information through the noise is to drive each unit to 0 or 1; at test time the units are thresholded at ½.
 // One encoding layer (fc7 → B) and one linear decoding layer (B → fc7), trained on standardised features with
 // §5's update (PaperSgd). The baseline an engineer tries first is here too: the signs of B random projections (LSH).
-// Codes are packed 64 bits to a word; Hamming search is popcount over XOR, top-k by a bounded heap.
+// Codes are packed 64 bits to a word; Hamming search over them is HammingIndex.cs. The paper's comparison, "applying
+// auto-encoders to the raw pixels", is the same coder trained on PixelFeatures (at most 32×32 per channel, the size of
+// Krizhevsky & Hinton's tiny images).
+//
+// Files: CODER holds float32 Mean[D], Std[D], Weights[D×B], Bias[B]; CODER.json its CoderHeader (what it was trained on).
 using System;
-using System.Collections.Generic;
+using System.IO;
 using System.Linq;
-using System.Numerics;
+using System.Runtime.InteropServices;
+using AlexNet.Data;
 using AlexNet.Training;
 using static TorchSharp.torch;
 
@@ -30,21 +35,91 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
         int n = features.Length / Dimensions;
         var codes = new ulong[n * Words];
         using var scope = NewDisposeScope();
-        using Tensor x = tensor(features.ToArray(), new long[] { n, Dimensions });
-        Tensor z = ((x - tensor(Mean)) / tensor(Std)).matmul(tensor(Weights, new long[] { Dimensions, Bits })) + tensor(Bias);
-        bool[] on = (z > 0).data<bool>().ToArray();
-        for (int i = 0; i < n; i++)
+        using Tensor w = tensor(Weights, new long[] { Dimensions, Bits });
+        using Tensor mean = tensor(Mean), std = tensor(Std), bias = tensor(Bias);
+        const int block = 8192;   // rows per product: memory stays at one block whatever N is
+        for (int start = 0; start < n; start += block)
         {
-            for (int b = 0; b < Bits; b++)
+            using var step = NewDisposeScope();
+            int rows = Math.Min(block, n - start);
+            Tensor x = tensor(features.Slice(start * Dimensions, rows * Dimensions).ToArray(), new long[] { rows, Dimensions });
+            bool[] on = ((x - mean) / std).matmul(w).add_(bias).gt(0).data<bool>().ToArray();
+            for (int i = 0; i < rows; i++)
             {
-                if (on[i * Bits + b])
+                Span<ulong> code = codes.AsSpan((start + i) * Words, Words);
+                for (int b = 0; b < Bits; b++)
                 {
-                    codes[i * Words + b / 64] |= 1UL << (b % 64);
+                    if (on[i * Bits + b])
+                    {
+                        code[b / 64] |= 1UL << (b % 64);
+                    }
                 }
             }
         }
         return codes;
     }
+
+    /// <summary>Codes of every row of a feature file (any size: read a block at a time).</summary>
+    public ulong[] Encode(FeatureMatrix features)
+    {
+        if (features.Dimensions != Dimensions)
+        {
+            throw new ArgumentException($"the feature file holds {features.Dimensions}-d features, this coder was trained on {Dimensions}-d ones (another net or layer).");
+        }
+        var codes = new ulong[checked((int)features.Count * Words)];
+        const int block = 8192;
+        for (long start = 0; start < features.Count; start += block)
+        {
+            int rows = (int)Math.Min(block, features.Count - start);
+            Encode(features.Rows(start, rows)).CopyTo(codes.AsSpan((int)start * Words));
+        }
+        return codes;
+    }
+
+    /// <summary>Writes the coder to PATH (its float arrays) and PATH.json (<paramref name="header"/>), each whole or not at all.</summary>
+    public void Save(string path, CoderHeader header)
+    {
+        AtomicFile.Write(path, f =>
+        {
+            foreach (float[] a in new[] { Mean, Std, Weights, Bias })
+            {
+                f.Write(MemoryMarshal.AsBytes(a.AsSpan()));
+            }
+        });
+        Json.Write(path + ".json", header with { Kind = Kind, Dimensions = Dimensions, Bits = Bits });
+    }
+
+    /// <summary>Reads a coder written by Save, refusing one whose length does not match its header.</summary>
+    public static (BinaryCoder Coder, CoderHeader Header) Load(string path)
+    {
+        string meta = path + ".json";
+        if (!File.Exists(path) || !File.Exists(meta))
+        {
+            throw new FileNotFoundException($"coder {path} (and {meta}) not found: train one with `alexnet codes train`.", path);
+        }
+        CoderHeader h = Json.Read<CoderHeader>(meta);
+        if (h.Format != CoderHeader.FormatName || h.Bits < 64 || h.Bits % 64 != 0 || h.Dimensions < 1)
+        {
+            throw new InvalidDataException($"{meta} is not the header of a coder written by `alexnet codes train` (format {h.Format}, {h.Bits} bits, {h.Dimensions}-d).");
+        }
+        long floats = 2L * h.Dimensions + (long)h.Dimensions * h.Bits + h.Bits;
+        long length = new FileInfo(path).Length;
+        if (length != floats * 4)
+        {
+            throw new InvalidDataException($"{path} holds {length} bytes where {meta} promises a {h.Dimensions}→{h.Bits} coder ({floats * 4} bytes): it was cut short or overwritten; train it again with `alexnet codes train`.");
+        }
+        float[] all = ImageStore.ReadArray<float>(path, checked((int)floats));
+        int d = h.Dimensions, b = h.Bits;
+        var coder = new BinaryCoder(h.Kind, d, b, all[..d], all[d..(2 * d)], all[(2 * d)..(2 * d + d * b)], all[(2 * d + d * b)..]);
+        return (coder, h);
+    }
+}
+
+/// <summary>What a coder was trained on (full paths; Layer "pixels" and no checkpoint for the raw-pixel coder).</summary>
+public sealed record CoderHeader(string Format, string Kind, int Dimensions, int Bits, int Seed, int Epochs, string Layer,
+    string Features, string Store, string Checkpoint)
+{
+    public const string FormatName = "alexnet-coder-v1";
 }
 
 public static class BinaryCodes
@@ -137,52 +212,33 @@ public static class BinaryCodes
     }
 
     /// <summary>
-    /// The <paramref name="k"/> codes nearest to <paramref name="query"/> in Hamming distance (ties: the lower index),
-    /// by popcount over XOR and a bounded max-heap: O(N·words) time, O(k) memory.
+    /// The raw-pixel arm of §6.1's comparison: the first <paramref name="count"/> records of a store as rows of pixel values,
+    /// averaged down to at most 32×32 per channel (Krizhevsky &amp; Hinton's tiny images; Fashion-MNIST's 28×28 stay whole).
     /// </summary>
-    public static (int Index, int Distance)[] Nearest(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes, int words, int k)
+    public static FeatureMatrix PixelFeatures(ImageStore store, int count)
     {
-        int n = codes.Length / words;
-        if (k < 1 || k > n)
+        count = Math.Min(count, store.Count);
+        long side = Math.Min(32, Math.Min(store.Height, store.Width));
+        int dims = (int)(store.Channels * (store.Height <= 32 && store.Width <= 32 ? store.Height * store.Width : side * side));
+        var rows = new float[(long)count * dims];
+        const int block = 1024;
+        for (int start = 0; start < count; start += block)
         {
-            throw new ArgumentException($"k = {k}: give 1 to {n} (the codes in the database).");
+            using var scope = NewDisposeScope();
+            int n = Math.Min(block, count - start);
+            var bytes = new byte[n * store.Manifest.RecordBytes];
+            for (int i = 0; i < n; i++)
+            {
+                store.Record(start + i).CopyTo(bytes.AsSpan(i * store.Manifest.RecordBytes));
+            }
+            Tensor x = tensor(bytes, new long[] { n, store.Channels, store.Height, store.Width }).to(ScalarType.Float32);
+            if (store.Height > 32 || store.Width > 32)
+            {
+                x = nn.functional.adaptive_avg_pool2d(x, new[] { side, side });
+            }
+            x.contiguous().data<float>().CopyTo(rows.AsSpan(start * dims, n * dims));
         }
-        // The heap's top is the worst kept: (distance, index) largest first.
-        var heap = new PriorityQueue<int, (int Distance, int Index)>(k + 1, Comparer<(int Distance, int Index)>.Create((a, b) => b.CompareTo(a)));
-        int worst = int.MaxValue;
-        for (int i = 0; i < n; i++)
-        {
-            int d = 0;
-            ReadOnlySpan<ulong> row = codes.Slice(i * words, words);
-            for (int w = 0; w < words; w++)
-            {
-                d += BitOperations.PopCount(query[w] ^ row[w]);
-            }
-            if (heap.Count < k)
-            {
-                heap.Enqueue(i, (d, i));
-            }
-            else if (d < worst)
-            {
-                heap.EnqueueDequeue(i, (d, i));
-            }
-            else
-            {
-                continue;
-            }
-            if (heap.Count == k)
-            {
-                heap.TryPeek(out _, out var top);
-                worst = top.Distance;
-            }
-        }
-        var result = new List<(int, int)>(k);
-        while (heap.TryDequeue(out int idx, out var pr))
-        {
-            result.Add((idx, pr.Distance));
-        }
-        result.Reverse();
-        return result.ToArray();
+        return new FeatureMatrix(rows, dims);
     }
 }
 
@@ -207,19 +263,21 @@ public static class RetrievalEvaluation
     /// §6.1's claim measured: for each query row, the k nearest database rows by Hamming distance between the coder's
     /// codes; the fraction of those of the query's class, and of the exact top-k (<paramref name="exact"/>, from Exact) found.
     /// </summary>
+    /// <param name="found">Receives each query's Hamming neighbours (for a figure), or null.</param>
     public static RetrievalScore Score(BinaryCoder coder, int seed, FeatureMatrix database, int[] databaseLabels,
-        float[] queries, int[] queryLabels, long[][] exact, int k)
+        float[] queries, int[] queryLabels, long[][] exact, int k, Action<HammingHit[][]>? found = null)
     {
         int q = queryLabels.Length;
-        ulong[] codes = coder.Encode(database.Rows(0, checked((int)database.Count)));
+        var index = new HammingIndex(coder.Encode(database), coder.Bits);
         ulong[] queryCodes = coder.Encode(queries);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var hamming = new (int Index, int Distance)[q][];
+        var hamming = new HammingHit[q][];
         for (int i = 0; i < q; i++)
         {
-            hamming[i] = BinaryCodes.Nearest(queryCodes.AsSpan(i * coder.Words, coder.Words), codes, coder.Words, k);
+            hamming[i] = index.Nearest(queryCodes.AsSpan(i * coder.Words, coder.Words), k);
         }
         double codeMs = clock.Elapsed.TotalMilliseconds / q;
+        found?.Invoke(hamming);
         double precision = 0, recall = 0;
         for (int i = 0; i < q; i++)
         {

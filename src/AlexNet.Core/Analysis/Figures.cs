@@ -3,6 +3,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using AlexNet.Data;
 using AlexNet.Evaluation;
 using SkiaSharp;
@@ -61,6 +62,43 @@ public static class Figures
         for (int i = 0; i < neighbours.Count; i++)
         {
             Put(store.Record(neighbours[i]).ToArray(), pad + 10 + (i + 1) * (thumb + pad));
+        }
+        Save(surface, path);
+    }
+
+    /// <summary>
+    /// §6.1's comparison as Figure 4 (right) draws it: one row per (method, query), its name, the query, then its
+    /// neighbours in <paramref name="store"/>; a neighbour of another class than the query's is framed in red.
+    /// </summary>
+    public static void RetrievalRows(ImageStore store, IReadOnlyList<(string Method, byte[] Query, int Label, int[] Neighbours)> rows, string path)
+    {
+        const int thumb = 56, pad = 6, label = 235;
+        int most = rows.Max(r => r.Neighbours.Length);
+        using var surface = SKSurface.Create(new SKImageInfo(label + (most + 1) * (thumb + pad) + 10 + pad, rows.Count * (thumb + pad) + pad));
+        SKCanvas canvas = surface.Canvas;
+        canvas.Clear(SKColors.White);
+        using var font = new SKFont(SKTypeface.Default, 12);
+        using var text = new SKPaint { Color = SKColors.Black, IsAntialias = true };
+        using var wrong = new SKPaint { Color = new SKColor(0xc4, 0x2e, 0x2e), Style = SKPaintStyle.Stroke, StrokeWidth = 3 };
+        for (int r = 0; r < rows.Count; r++)
+        {
+            float y = pad + r * (thumb + pad);
+            canvas.DrawText(rows[r].Method, pad, y + thumb / 2f + 4, SKTextAlign.Left, font, text);
+            void Put(byte[] record, float x)
+            {
+                using SKBitmap b = ToBitmap(record, store.Height, store.Channels);
+                canvas.DrawBitmap(b, SKRect.Create(x, y, thumb, thumb));
+            }
+            Put(rows[r].Query, label);
+            for (int i = 0; i < rows[r].Neighbours.Length; i++)
+            {
+                float x = label + 10 + (i + 1) * (thumb + pad);
+                Put(store.Record(rows[r].Neighbours[i]).ToArray(), x);
+                if (store.Labels[rows[r].Neighbours[i]] != rows[r].Label)
+                {
+                    canvas.DrawRect(SKRect.Create(x + 1.5f, y + 1.5f, thumb - 3, thumb - 3), wrong);
+                }
+            }
         }
         Save(surface, path);
     }

@@ -24,7 +24,7 @@ public sealed record Neighbour(int Rank, int Index, double Distance, int Label, 
 
 public static class Retrieval
 {
-    const string Format = "alexnet-features-v1";
+    public const string FeatureFormat = "alexnet-features-v1";
 
     /// <summary>Writes the <paramref name="layer"/> activations (centre view) of every record: FILE (float32 N×D) and FILE.json.</summary>
     public static FeatureHeader Extract(AlexNetModel model, ImageStore store, Augmentation augmentation, string layer, string path,
@@ -47,7 +47,7 @@ public static class Retrieval
                 }
             }
         });
-        var header = new FeatureHeader(Format, layer, store.Count, dims, Path.GetFullPath(store.Directory), Path.GetFullPath(checkpoint));
+        var header = new FeatureHeader(FeatureFormat, layer, store.Count, dims, Path.GetFullPath(store.Directory), Path.GetFullPath(checkpoint));
         Json.Write(path + ".json", header);
         return header;
     }
@@ -92,6 +92,54 @@ public static class Retrieval
         }).ToArray();
     }
 
+    /// <summary>
+    /// Figure 4 (right) by §6.1's short codes: the <paramref name="k"/> records whose codes are nearest to the query's in
+    /// Hamming distance; with <paramref name="features"/> and <paramref name="rerank"/> ≥ k, the top <paramref name="rerank"/>
+    /// by Hamming distance re-ordered by exact Euclidean fc7 (reading only those rows), and Distance is that instead.
+    /// </summary>
+    public static Neighbour[] RankByCodes(float[] query, BinaryCoder coder, HammingIndex codes, ImageStore store, int k,
+        FeatureMatrix? features = null, int rerank = 0, int threads = 1)
+    {
+        if (codes.Count != store.Count)
+        {
+            throw new ArgumentException($"the code file holds {codes.Count} codes, the store {store.Directory} {store.Count} images: encode the features of this store with `alexnet codes encode`.");
+        }
+        if (codes.Bits != coder.Bits)
+        {
+            throw new ArgumentException($"the code file holds {codes.Bits}-bit codes, the coder gives {coder.Bits}-bit ones: encode the database with this coder.");
+        }
+        if (query.Length != coder.Dimensions)
+        {
+            throw new ArgumentException($"the net gives {query.Length}-d features, the coder was trained on {coder.Dimensions}-d ones: it belongs to another net; train a coder on this net's features.");
+        }
+        if (k < 1 || k > codes.Count)
+        {
+            throw new ArgumentException($"k = {k}: give 1 to {codes.Count} (the images in the code file).");
+        }
+        bool exact = features is not null && rerank > 0;
+        if (exact && features!.Count != codes.Count)
+        {
+            throw new ArgumentException($"the feature file holds {features.Count} rows, the code file {codes.Count}: give the features the codes were encoded from.");
+        }
+        HammingHit[] hits = codes.Nearest(coder.Encode(query), exact ? Math.Clamp(rerank, k, codes.Count) : k, threads);
+        (int Index, double Distance)[] ranked = exact
+            ? hits.Select(h => (h.Index, Euclidean(query, features!.Rows(h.Index, 1)))).OrderBy(t => t.Item2).ThenBy(t => t.Index).Take(k).ToArray()
+            : hits.Select(h => (h.Index, (double)h.Distance)).ToArray();
+        IReadOnlyList<string> sources = store.Sources();
+        return ranked.Select((h, i) => new Neighbour(i + 1, h.Index, h.Distance, store.Labels[h.Index], h.Index < sources.Count ? sources[h.Index] : "")).ToArray();
+    }
+
+    static double Euclidean(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double sum = 0;
+        for (int d = 0; d < a.Length; d++)
+        {
+            double diff = a[d] - b[d];
+            sum += diff * diff;
+        }
+        return Math.Sqrt(sum);
+    }
+
     /// <summary>Opens a feature file memory-mapped: N×D floats of any size (64-bit offsets), one block in memory at a time.</summary>
     public static FeatureMatrix Open(string path)
     {
@@ -101,7 +149,7 @@ public static class Retrieval
             throw new FileNotFoundException($"feature file {path} (and {meta}) not found: write it with `alexnet features`.", path);
         }
         FeatureHeader h = Json.Read<FeatureHeader>(meta);
-        if (h.Format != Format || new FileInfo(path).Length != (long)h.Count * h.Dimensions * 4)
+        if (h.Format != FeatureFormat || new FileInfo(path).Length != (long)h.Count * h.Dimensions * 4)
         {
             throw new InvalidDataException($"{path} does not hold {h.Count}×{h.Dimensions} floats as {meta} says: write it again with `alexnet features`.");
         }
@@ -123,30 +171,22 @@ public static class Retrieval
         Tensor bestI = zeros(new long[] { q.shape[0], 0 }, ScalarType.Int64);
         for (long start = from; start < end; start += block)
         {
+            // A scope per block: only the running best outlives it, so memory stays at one block (21 GB files included).
+            using var step = NewDisposeScope();
             int n = (int)Math.Min(block, end - start);
             Tensor x = tensor(features.Rows(start, n).ToArray(), new long[] { n, dims });
             Tensor d = (qq + x.pow(2).sum(1).unsqueeze(0) - 2 * q.matmul(x.t())).clamp_min(0);
             Tensor allD = cat(new[] { bestD, d }, 1);
             Tensor allI = cat(new[] { bestI, arange(start, start + n, ScalarType.Int64).unsqueeze(0).expand(q.shape[0], n) }, 1);
             (Tensor vals, Tensor idx) = allD.topk((int)Math.Min(k, allD.shape[1]), dim: 1, largest: false);
-            bestD = vals;
-            bestI = allI.gather(1, idx);
+            bestD = vals.MoveToOuterDisposeScope();
+            bestI = allI.gather(1, idx).MoveToOuterDisposeScope();
         }
         long[] index = bestI.data<long>().ToArray();
         float[] qs = q.contiguous().data<float>().ToArray();
         int kk = (int)bestD.shape[1];
         // The expansion above loses digits to cancellation when ‖q‖ is large; the k winners get their exact distance.
-        double Exact(int r, long i)
-        {
-            ReadOnlySpan<float> row = features.Rows(i, 1);
-            double sum = 0;
-            for (int d = 0; d < dims; d++)
-            {
-                double diff = qs[r * dims + d] - row[d];
-                sum += diff * diff;
-            }
-            return Math.Sqrt(sum);
-        }
+        double Exact(int r, long i) => Euclidean(qs.AsSpan(r * dims, dims), features.Rows(i, 1));
         return Enumerable.Range(0, (int)q.shape[0])
             .Select(r => Enumerable.Range(0, kk).Select(j => (index[r * kk + j], Exact(r, index[r * kk + j])))
                 .OrderBy(t => t.Item2).ToArray()).ToArray();

@@ -59,6 +59,7 @@ async function classify(file) {
         f.append(img, cap);
         return f;
       }));
+      $("neighbours-method").textContent = `${n.method}, ${n.milliseconds.toFixed(1)} ms`;
       $("neighbours-card").hidden = false;
     }
   } catch (e) {

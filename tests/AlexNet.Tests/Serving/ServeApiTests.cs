@@ -250,3 +250,46 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         Assert.Contains("\"valTop1Error\":0.5", await NextData());
     }
 }
+
+/// <summary>`serve --codes`: the neighbours are the Hamming search over §6.1's codes of the store, and the answer says so.</summary>
+public class ServeOnCodesTests
+{
+    [Fact]
+    public async Task NeighboursComeFromTheCodes()
+    {
+        using var dir = new TestData.TempDir();
+        TestData.WriteSyntheticStore(dir["store"], 60, 10);
+        using var store = AlexNet.Data.ImageStore.Open(dir["store"]);
+        AlexNet.Model.Architecture arch = AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Small, classes: 10, inputChannels: 1, inputSize: 32);
+        using (var model = new AlexNet.Model.AlexNetModel(arch, seed: 3))
+        {
+            AlexNet.Training.Checkpoint.Save(dir["small.ckpt"], AlexNet.Training.Checkpoint.WeightsOnly(new AlexNet.Training.TrainOptions { Model = arch.Variant },
+                arch, store.Manifest.Classes.Select(c => c.Name).ToArray(), store.Mean, 28), model, velocity: null);
+        }
+        using Classifier net = Classifier.Load(dir["small.ckpt"]);
+        AlexNet.Analysis.Retrieval.Extract(net.Model, store, AlexNet.Evaluation.TestPipeline.Augmentation(net.Card, 28, 28), "fc7", dir["fc7"], dir["small.ckpt"]);
+        using var features = AlexNet.Analysis.Retrieval.Open(dir["fc7"]);
+        var coder = AlexNet.Analysis.BinaryCodes.RandomProjections(features.Rows(0, 60).ToArray(), features.Dimensions, 128, seed: 1);
+        coder.Save(dir["coder"], new AlexNet.Analysis.CoderHeader(AlexNet.Analysis.CoderHeader.FormatName, "", 0, 0, 1, 0, "fc7", dir["fc7"], dir["store"], dir["small.ckpt"]));
+        ulong[] codes = coder.Encode(features);
+        AlexNet.Analysis.HammingIndex.Write(dir["codes"], codes, new AlexNet.Analysis.CodesHeader(AlexNet.Analysis.HammingIndex.Format, 60, 128, "lsh", dir["coder"],
+            dir["fc7"], dir["store"], dir["small.ckpt"], "fc7"));
+
+        await using Server server = Server.Create(new ServeOptions(dir["small.ckpt"], Codes: dir["codes"]), b => b.WebHost.UseTestServer());
+        await server.StartAsync();
+        using HttpClient client = server.App.GetTestClient();
+        var body = new ByteArrayContent(ServedNet.Photo);
+        body.Headers.ContentType = new MediaTypeHeaderValue("image/jpeg");
+        HttpResponseMessage r = await client.PostAsync("/api/neighbors?k=4", body);
+        Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        JsonElement answer = JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+        Assert.Equal("Hamming over 128-bit codes", answer.GetProperty("method").GetString());
+        float[] q = net.Features(new[] { net.Decode(ServedNet.Photo) });
+        var expected = new AlexNet.Analysis.HammingIndex(codes, 128).Nearest(coder.Encode(q), 4);
+        Assert.Equal(expected.Select(h => (h.Index, (double)h.Distance)),
+            answer.GetProperty("neighbours").EnumerateArray().Select(h => (h.GetProperty("index").GetInt32(), h.GetProperty("distance").GetDouble())));
+        Assert.True((await Json(await client.GetAsync("/api/model"))).GetProperty("neighbours").GetBoolean());
+    }
+
+    static async Task<JsonElement> Json(HttpResponseMessage r) => JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+}
