@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Linq;
 using AlexNet.Model;
+using AlexNet.Model.Kernels;
 using AlexNet.Performance;
 using Spectre.Console;
 

@@ -11,12 +11,13 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using AlexNet.Model;
+using AlexNet.Model.Kernels;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace AlexNet.Distributed;
 
-public sealed unsafe class DataParallel : IDisposable
+public sealed unsafe class DataParallel : IProcessGroup, IDisposable
 {
     /// <summary>Gradients are summed in buckets of about this many bytes (DDP's default bucket).</summary>
     public const long BucketBytes = 25L << 20;

@@ -7,6 +7,7 @@
 // whose autograd gives ∂x = ∂y·mask.
 using System;
 using System.Threading.Tasks;
+using AlexNet.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -9,6 +9,7 @@
 // gradient on AVX2"). So it is used only there.
 using System.Collections.Generic;
 using System.Linq;
+using AlexNet.Model.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

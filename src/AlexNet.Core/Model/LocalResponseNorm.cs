@@ -5,6 +5,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading.Tasks;
+using AlexNet.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 

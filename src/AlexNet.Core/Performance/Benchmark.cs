@@ -5,6 +5,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
 using AlexNet.Model;
+using AlexNet.Model.Kernels;
 using AlexNet.Training;
 using TorchSharp;
 using static TorchSharp.torch;

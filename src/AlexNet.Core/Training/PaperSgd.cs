@@ -11,6 +11,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Runtime.Intrinsics;
+using AlexNet.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -121,7 +122,7 @@ public sealed class PaperSgd : IDisposable
     static unsafe void FusedUpdate(Tensor w, Tensor v, Tensor g, float momentum, float a, float b, bool nesterov)
     {
         long n = w.numel();
-        float* pw = AlexNet.Model.Planes.Ptr(w), pv = AlexNet.Model.Planes.Ptr(v), pg = AlexNet.Model.Planes.Ptr(g);
+        float* pw = Planes.Ptr(w), pv = Planes.Ptr(v), pg = Planes.Ptr(g);
         const long chunk = 1 << 16;
         System.Threading.Tasks.Parallel.For(0, (n + chunk - 1) / chunk,
             new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, torch.get_num_threads()) }, c =>

@@ -33,6 +33,9 @@ public sealed class Replicas : IDisposable
     /// <summary>libtorch threads each replica's operations use (the machine's threads ÷ R, at least 1).</summary>
     public int ThreadsEach { get; }
 
+    /// <summary>The net itself: replica 0, whose weights the optimiser updates.</summary>
+    public AlexNetModel Net => _net;
+
     public Replicas(AlexNetModel net, int count, int threads)
     {
         if (count < 2)

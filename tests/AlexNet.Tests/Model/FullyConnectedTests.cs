@@ -1,4 +1,5 @@
 using AlexNet.Model;
+using AlexNet.Model.Kernels;
 using TorchSharp.Modules;
 using Xunit;
 using static TorchSharp.torch;

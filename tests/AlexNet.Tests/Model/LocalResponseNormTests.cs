@@ -1,5 +1,6 @@
 using System;
 using AlexNet.Model;
+using AlexNet.Model.Kernels;
 using Xunit;
 using static TorchSharp.torch;
 

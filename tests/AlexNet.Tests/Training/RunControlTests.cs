@@ -50,15 +50,15 @@ public class RunControlTests
     public void ResumeNamesTheOptionsItIgnoresButNotTheMachine()
     {
         TrainOptions saved = Tiny;
-        (TrainOptions merged, string[] ignored) = Trainer.ResumedOptions(saved, saved with { LearningRate = 0.5, Epochs = 4, MaxSteps = 9, BatchSize = 32 });
+        (TrainOptions merged, string[] ignored) = TrainingRun.ResumedOptions(saved, saved with { LearningRate = 0.5, Epochs = 4, MaxSteps = 9, BatchSize = 32 });
         Assert.Equal(saved with { Epochs = 4, MaxSteps = 9 }, merged);
         Assert.Equal(2, ignored.Length);
         Assert.Contains(ignored, s => s.StartsWith("learningRate 0.5 (run: 0.01)"));
         Assert.Contains(ignored, s => s.StartsWith("batchSize 32 (run: 16)"));
         // A shorter --epochs never shortens a run, and is named with what to use instead.
         Assert.Contains("epochs 1 (run: 2; a run is never shortened, --max-steps stops it early)",
-            Assert.Single(Trainer.ResumedOptions(saved, saved with { Epochs = 1 }).Ignored));
-        Assert.Equal(2, Trainer.ResumedOptions(saved, saved with { Epochs = 1 }).Options.Epochs);
+            Assert.Single(TrainingRun.ResumedOptions(saved, saved with { Epochs = 1 }).Ignored));
+        Assert.Equal(2, TrainingRun.ResumedOptions(saved, saved with { Epochs = 1 }).Options.Epochs);
     }
 
     [Fact]

@@ -18,7 +18,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
-namespace AlexNet.Model;
+namespace AlexNet.Model.Kernels;
 
 /// <summary>Where the forward pass puts each channel's b: straight into the output, or into scratch that a pooling pass reads.</summary>
 internal unsafe interface IPlaneSink

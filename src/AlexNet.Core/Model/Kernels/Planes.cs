@@ -10,7 +10,7 @@ using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AlexNet.Model;
+namespace AlexNet.Model.Kernels;
 
 internal static unsafe class Planes
 {

@@ -6,7 +6,7 @@
 using System;
 using System.Numerics;
 
-namespace AlexNet.Model;
+namespace AlexNet.Model.Kernels;
 
 internal static unsafe class MaxPoolKernel
 {

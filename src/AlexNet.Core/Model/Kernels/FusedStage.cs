@@ -12,7 +12,7 @@ using System.Threading.Tasks;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AlexNet.Model;
+namespace AlexNet.Model.Kernels;
 
 public static class FusedStage
 {

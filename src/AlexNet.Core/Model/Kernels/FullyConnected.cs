@@ -16,7 +16,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace AlexNet.Model;
+namespace AlexNet.Model.Kernels;
 
 public static unsafe class FullyConnected
 {
