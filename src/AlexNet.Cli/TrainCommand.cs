@@ -220,6 +220,86 @@ internal static class TrainCommand
         return (train, val);
     }
 
+    /// <summary>One flag of `train` and the option it sets; <paramref name="Example"/> sets it away from its default, <paramref name="Took"/> sees that.</summary>
+    internal sealed record Flag(Option Option, Func<TrainOptions, ParseResult, TrainOptions> Apply, string[] Example, Func<TrainOptions, bool> Took);
+
+    /// <summary>A flag applied only when given on the command line (a preset's or the run's own value stands otherwise).</summary>
+    static Flag Bind<T>(Option<T> option, Func<TrainOptions, T, TrainOptions> set, string example, Func<TrainOptions, bool> took) =>
+        new(option, (o, r) => r.GetResult(option) is { Implicit: false } ? set(o, r.GetValue(option)!) : o,
+            typeof(T) == typeof(bool) ? new[] { option.Name } : new[] { option.Name, example }, took);
+
+    /// <summary>
+    /// Every flag that sets <see cref="TrainOptions"/>, in the order they apply (--step-epochs after --schedule: it implies the
+    /// step schedule). The machine's, the data's and the run folder's flags are the others (MachineFlags); a test walks both.
+    /// </summary>
+    internal static readonly Flag[] Flags =
+    {
+        Bind(ModelName, (o, v) => o with { Model = v }, "paper-1gpu", o => o.Model == "paper-1gpu"),
+        Bind(Epochs, (o, v) => o with { Epochs = v }, "3", o => o.Epochs == 3),
+        Bind(BatchSize, (o, v) => o with { BatchSize = v }, "32", o => o.BatchSize == 32),
+        Bind(Lr, (o, v) => o with { LearningRate = v }, "0.05", o => o.LearningRate == 0.05),
+        Bind(Momentum, (o, v) => o with { Momentum = v }, "0.5", o => o.Momentum == 0.5),
+        Bind(WeightDecay, (o, v) => o with { WeightDecay = v }, "0.001", o => o.WeightDecay == 0.001),
+        Bind(Optimizer, (o, v) => o with { Optimizer = v }, "torch", o => o.Optimizer == OptimizerKind.Torch),
+        Bind(Schedule, (o, v) => o with { Schedule = v }, "poly", o => o.Schedule == ScheduleKind.Poly),
+        Bind(Power, (o, v) => o with { Power = v }, "2", o => o.Power == 2),
+        Bind(Patience, (o, v) => o with { Patience = v }, "4", o => o.Patience == 4),
+        Bind(MaxReductions, (o, v) => o with { MaxReductions = v }, "1", o => o.MaxReductions == 1),
+        Bind(StepEpochs, (o, v) => o with { StepEpochs = ParseInts(v!, "--step-epochs"), Schedule = ScheduleKind.Step }, "30,60",
+            o => o.StepEpochs is [30, 60] && o.Schedule == ScheduleKind.Step),
+        Bind(Init, (o, v) => o with { Init = v }, "kaiming", o => o.Init == InitScheme.Kaiming),
+        Bind(Act, (o, v) => o with { Activation = v }, "tanh", o => o.Activation == Activation.Tanh),
+        Bind(NoLrn, (o, v) => v ? o with { Lrn = false } : o, "", o => !o.Lrn),
+        Bind(LrnAlpha, (o, v) => o with { LrnConvention = v }, "code", o => o.LrnConvention == LrnConvention.Code),
+        Bind(Pool, (o, v) => PoolOf(o, v), "2/2", o => o.PoolWindow == 2 && o.PoolStride == 2),
+        Bind(Dropout, (o, v) => o with { Dropout = v }, "0.3", o => o.Dropout == 0.3),
+        Bind(NoCrop, (o, v) => v ? o with { RandomCrop = false } : o, "", o => !o.RandomCrop),
+        Bind(NoFlip, (o, v) => v ? o with { Flip = false } : o, "", o => !o.Flip),
+        Bind(PcaStd, (o, v) => o with { PcaStd = v }, "0", o => o.PcaStd == 0),
+        Bind(NoMean, (o, v) => v ? o with { SubtractMean = false } : o, "", o => !o.SubtractMean),
+        Bind(InputScale, (o, v) => o with { InputScale = v }, "0.5", o => o.InputScale == 0.5f),
+        Bind(Pad, (o, v) => o with { Pad = v }, "2", o => o.Pad == 2),
+        Bind(Crop, (o, v) => o with { Crop = v }, "200", o => o.Crop == 200),
+        Bind(RemoveLayer, (o, v) => o with { RemoveLayer = v }, "conv3", o => o.RemoveLayer == "conv3"),
+        Bind(Seed, (o, v) => o with { Seed = v }, "9", o => o.Seed == 9),
+        Bind(CheckpointEvery, (o, v) => o with { CheckpointEvery = v }, "7", o => o.CheckpointEvery == 7),
+        Bind(CheckpointMinutes, (o, v) => o with { CheckpointMinutes = v }, "5", o => o.CheckpointMinutes == 5),
+        Bind(LogEvery, (o, v) => o with { LogEvery = v }, "3", o => o.LogEvery == 3),
+        Bind(LabelSmoothing, (o, v) => o with { LabelSmoothing = v }, "0.1", o => o.LabelSmoothing == 0.1),
+        Bind(WarmupEpochs, (o, v) => o with { WarmupEpochs = v }, "2", o => o.WarmupEpochs == 2),
+        Bind(Nesterov, (o, v) => v ? o with { Nesterov = true } : o, "", o => o.Nesterov),
+        Bind(ClipGradNorm, (o, v) => o with { ClipGradNorm = v }, "5", o => o.ClipGradNorm == 5),
+        Bind(Ema, (o, v) => o with { Ema = v }, "0.999", o => o.Ema == 0.999),
+        Bind(MixupAlpha, (o, v) => o with { MixupAlpha = v }, "0.2", o => o.MixupAlpha == 0.2),
+        Bind(CutmixAlpha, (o, v) => o with { CutmixAlpha = v }, "1", o => o.CutmixAlpha == 1),
+        Bind(PrecisionFlag, (o, v) => o with { Precision = LowPrecision.Parse(v!) }, "bf16", o => o.Precision == Precision.Bf16),
+        Bind(ValSplit, (o, v) => o with { ValSplit = v }, "100", o => o.ValSplit == 100),
+        Bind(ValViews, (o, v) => o with { ValViews = Enum.Parse<AlexNet.Evaluation.ViewSet>(v!, ignoreCase: true) }, "flip",
+            o => o.ValViews == AlexNet.Evaluation.ViewSet.Flip),
+        Bind(InitFrom, (o, v) => o with { InitFrom = v }, "", o => o.InitFrom is not null),   // walked with a real checkpoint
+        Bind(Freeze, (o, v) => v is null ? o : o with { FreezeFeatures = true }, "features", o => o.FreezeFeatures),
+        Bind(PretrainedLrFactor, (o, v) => o with { PretrainedLrFactor = v }, "0.1", o => o.PretrainedLrFactor == 0.1),
+        Bind(Normalize, (o, v) => o with { Normalization = v == "imagenet" ? InputNormalization.Imagenet : InputNormalization.MeanImage }, "imagenet",
+            o => o.Normalization == InputNormalization.Imagenet),
+        Bind(MaxSteps, (o, v) => o with { MaxSteps = v }, "9", o => o.MaxSteps == 9),
+    };
+
+    /// <summary>The flags that set no option of the run: where its data and folder are, and how the machine runs it.</summary>
+    internal static readonly Option[] MachineFlags =
+    {
+        Data, TrainStore, ValStore, Out, Resume, Preset, Threads, Workers, Towers, ConcurrentTowers, ReplicasFlag, Device, TensorBoard,
+    };
+
+    static TrainOptions PoolOf(TrainOptions o, string? text)
+    {
+        int[] p = ParseInts(text!.Replace('/', ','), "--pool");
+        if (p.Length != 2)
+        {
+            throw new ArgumentException("--pool takes WINDOW/STRIDE, e.g. 3/2.");
+        }
+        return o with { PoolWindow = p[0], PoolStride = p[1] };
+    }
+
     /// <summary>
     /// The flags given, over a preset, or over the run's own options.json when resuming (so only flags given on this
     /// command line can differ from the run's, and the trainer names those it ignores).
@@ -231,215 +311,16 @@ internal static class TrainCommand
             ? TrainOptions.FromJson(File.Exists(basis) ? File.ReadAllText(basis) : throw new FileNotFoundException($"preset {basis} does not exist.", basis), basis)
             : new TrainOptions();
         bool Given(Option opt) => r.GetResult(opt) is { Implicit: false };
-        if (Given(ModelName))
+        foreach (Flag flag in Flags)
         {
-            o = o with { Model = r.GetValue(ModelName)! };
-        }
-
-        if (Given(Epochs))
-        {
-            o = o with { Epochs = r.GetValue(Epochs) };
-        }
-
-        if (Given(BatchSize))
-        {
-            o = o with { BatchSize = r.GetValue(BatchSize) };
-        }
-
-        if (Given(Lr))
-        {
-            o = o with { LearningRate = r.GetValue(Lr) };
-        }
-
-        if (Given(Momentum))
-        {
-            o = o with { Momentum = r.GetValue(Momentum) };
-        }
-
-        if (Given(WeightDecay))
-        {
-            o = o with { WeightDecay = r.GetValue(WeightDecay) };
-        }
-
-        if (Given(Optimizer))
-        {
-            o = o with { Optimizer = r.GetValue(Optimizer) };
-        }
-
-        if (Given(Schedule))
-        {
-            o = o with { Schedule = r.GetValue(Schedule) };
-        }
-
-        if (Given(Power))
-        {
-            o = o with { Power = r.GetValue(Power) };
-        }
-
-        if (Given(Patience))
-        {
-            o = o with { Patience = r.GetValue(Patience) };
-        }
-
-        if (Given(MaxReductions))
-        {
-            o = o with { MaxReductions = r.GetValue(MaxReductions) };
-        }
-
-        if (r.GetValue(StepEpochs) is string steps)
-        {
-            o = o with { StepEpochs = ParseInts(steps, "--step-epochs"), Schedule = ScheduleKind.Step };
-        }
-
-        if (Given(Init))
-        {
-            o = o with { Init = r.GetValue(Init) };
-        }
-
-        if (Given(Act))
-        {
-            o = o with { Activation = r.GetValue(Act) };
-        }
-
-        if (r.GetValue(NoLrn))
-        {
-            o = o with { Lrn = false };
-        }
-
-        if (r.GetValue(LrnAlpha) is LrnConvention convention)
-        {
-            o = o with { LrnConvention = convention };
-        }
-
-        if (Given(Pool))
-        {
-            int[] p = ParseInts(r.GetValue(Pool)!.Replace('/', ','), "--pool");
-            if (p.Length != 2)
-            {
-                throw new ArgumentException("--pool takes WINDOW/STRIDE, e.g. 3/2.");
-            }
-            o = o with { PoolWindow = p[0], PoolStride = p[1] };
-        }
-        if (Given(Dropout))
-        {
-            o = o with { Dropout = r.GetValue(Dropout) };
-        }
-
-        if (r.GetValue(NoCrop))
-        {
-            o = o with { RandomCrop = false };
-        }
-
-        if (r.GetValue(NoFlip))
-        {
-            o = o with { Flip = false };
-        }
-
-        if (Given(PcaStd))
-        {
-            o = o with { PcaStd = r.GetValue(PcaStd) };
-        }
-
-        if (r.GetValue(NoMean))
-        {
-            o = o with { SubtractMean = false };
-        }
-
-        if (r.GetValue(InputScale) is float scale)
-        {
-            o = o with { InputScale = scale };
-        }
-
-        if (Given(Pad))
-        {
-            o = o with { Pad = r.GetValue(Pad) };
-        }
-
-        if (r.GetValue(Crop) is int crop)
-        {
-            o = o with { Crop = crop };
-        }
-
-        if (r.GetValue(RemoveLayer) is string layer)
-        {
-            o = o with { RemoveLayer = layer };
-        }
-
-        if (Given(Seed))
-        {
-            o = o with { Seed = r.GetValue(Seed) };
-        }
-
-        if (Given(CheckpointEvery))
-        {
-            o = o with { CheckpointEvery = r.GetValue(CheckpointEvery) };
-        }
-
-        if (Given(CheckpointMinutes))
-        {
-            o = o with { CheckpointMinutes = r.GetValue(CheckpointMinutes) };
-        }
-
-        if (Given(LogEvery))
-        {
-            o = o with { LogEvery = r.GetValue(LogEvery) };
-        }
-
-        if (Given(LabelSmoothing))
-        {
-            o = o with { LabelSmoothing = r.GetValue(LabelSmoothing) };
-        }
-
-        if (Given(WarmupEpochs))
-        {
-            o = o with { WarmupEpochs = r.GetValue(WarmupEpochs) };
-        }
-
-        if (r.GetValue(Nesterov))
-        {
-            o = o with { Nesterov = true };
-        }
-
-        if (Given(ClipGradNorm))
-        {
-            o = o with { ClipGradNorm = r.GetValue(ClipGradNorm) };
-        }
-
-        if (Given(Ema))
-        {
-            o = o with { Ema = r.GetValue(Ema) };
-        }
-
-        if (Given(MixupAlpha))
-        {
-            o = o with { MixupAlpha = r.GetValue(MixupAlpha) };
-        }
-
-        if (Given(CutmixAlpha))
-        {
-            o = o with { CutmixAlpha = r.GetValue(CutmixAlpha) };
-        }
-
-        if (Given(PrecisionFlag))
-        {
-            o = o with { Precision = LowPrecision.Parse(r.GetValue(PrecisionFlag)!) };
-        }
-
-        if (Given(ValSplit))
-        {
-            o = o with { ValSplit = r.GetValue(ValSplit) };
-        }
-
-        if (Given(ValViews))
-        {
-            o = o with { ValViews = Enum.Parse<AlexNet.Evaluation.ViewSet>(r.GetValue(ValViews)!, ignoreCase: true) };
+            o = flag.Apply(o, r);
         }
 
         if (r.GetValue(InitFrom) is string init)
         {
             // Fine-tuning: the checkpoint's net and input conventions, unless the command line says otherwise.
             RunState source = Checkpoint.ReadState(init);
-            o = o with { InitFrom = init };
+            o = o with { InitFrom = init };   // the table set everything given; the checkpoint fills in the rest
             if (!Given(ModelName))
             {
                 o = o with { Model = source.Architecture.Variant };
@@ -452,26 +333,6 @@ internal static class TrainCommand
             {
                 o = o with { InputScale = source.Options.InputScale };
             }
-        }
-
-        if (r.GetValue(Freeze) is not null)
-        {
-            o = o with { FreezeFeatures = true };
-        }
-
-        if (Given(PretrainedLrFactor))
-        {
-            o = o with { PretrainedLrFactor = r.GetValue(PretrainedLrFactor) };
-        }
-
-        if (Given(Normalize))
-        {
-            o = o with { Normalization = r.GetValue(Normalize) == "imagenet" ? InputNormalization.Imagenet : InputNormalization.MeanImage };
-        }
-
-        if (Given(MaxSteps))
-        {
-            o = o with { MaxSteps = r.GetValue(MaxSteps) };
         }
 
         o.Validate();
@@ -489,79 +350,6 @@ internal static class TrainCommand
         catch (FormatException)
         {
             throw new ArgumentException($"{flag} takes whole numbers separated by commas, got '{text}'.");
-        }
-    }
-}
-
-/// <summary>
-/// SIGINT (Ctrl-C) or SIGTERM (a batch scheduler's warning) asks the trainer to stop after the current step; a
-/// second SIGINT aborts at once. Exit codes follow the shell's 128 + signal: 130 and 143.
-/// </summary>
-/// <remarks>
-/// The handlers are registered once and never removed (#28.1). Without one, .NET answers SIGTERM by ending the process
-/// from its signal thread: exit() runs libtorch's and oneDNN's static destructors while the main thread may still be
-/// freeing tensors, and the heap is corrupted (`free(): invalid next size`, `corrupted size vs. prev_size`, exit 134).
-/// Such a signal came when the command had already ended: Open MPI's mpirun and MPICH's Hydra signal the other ranks
-/// when one exits non-zero (143 included), and the stop signal had been disposed by then. Now a signal after the
-/// command is ignored, and the process ends with the command's own code.
-/// </remarks>
-internal sealed class StopSignal : IDisposable
-{
-    static readonly object Gate = new();
-    static PosixSignalRegistration? s_interrupt, s_terminate;   // for the life of the process: see the remarks
-    static StopSignal? s_current;
-
-    readonly CancellationTokenSource _cts = new();
-
-    public StopSignal()
-    {
-        lock (Gate)
-        {
-            s_interrupt ??= PosixSignalRegistration.Create(PosixSignal.SIGINT, c => Dispatch(c, 130));
-            s_terminate ??= PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => Dispatch(c, 143));
-            s_current = this;
-        }
-    }
-
-    public CancellationToken Token => _cts.Token;
-
-    public int? ExitCode { get; private set; }
-
-    static void Dispatch(PosixSignalContext context, int code)
-    {
-        lock (Gate)
-        {
-            if (s_current is null)
-            {
-                // The command has ended and is returning its code (a launcher signalling the other ranks): let it.
-                context.Cancel = true;
-                return;
-            }
-            s_current.Request(context, code);
-        }
-    }
-
-    void Request(PosixSignalContext context, int code)
-    {
-        if (ExitCode is not null && context.Signal == PosixSignal.SIGINT)
-        {
-            return;   // the second Ctrl-C: let the runtime end the process now
-        }
-        context.Cancel = true;
-        ExitCode ??= code;
-        Console.Error.WriteLine($"Stopping after this step and writing last.ckpt ({(code == 130 ? "Ctrl-C again aborts at once" : "SIGTERM")}) …");
-        _cts.Cancel();
-    }
-
-    public void Dispose()
-    {
-        lock (Gate)
-        {
-            if (s_current == this)
-            {
-                s_current = null;   // a handler already on its way sees this, not a disposed token source
-            }
-            _cts.Dispose();
         }
     }
 }

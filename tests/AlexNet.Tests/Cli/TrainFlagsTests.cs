@@ -1,46 +1,69 @@
 using System;
+using System.Linq;
 using AlexNet.Cli;
 using AlexNet.Training;
 using Xunit;
 
 namespace AlexNet.Tests.Cli;
 
-/// <summary>Every flag of `alexnet train` reaches the run's options (a flag that parses but changes nothing is a silent lie).</summary>
+/// <summary>
+/// Every flag of `alexnet train` reaches the run's options (a flag that parses but changes nothing is a silent lie): the
+/// test walks TrainCommand's flag table, and every option of the command is in the table or among the machine's flags.
+/// </summary>
 public class TrainFlagsTests
 {
     static TrainOptions Parse(params string[] flags)
     {
         var args = new[] { "train", "-d", "unused" };
-        return TrainCommand.Options(App.Build().Parse([.. args, .. flags]), runOptions: null);
+        System.CommandLine.ParseResult r = App.Build().Parse([.. args, .. flags]);
+        Assert.True(r.Errors.Count == 0, $"{string.Join(" ", flags)}: {string.Join("; ", r.Errors.Select(e => e.Message))}");
+        return TrainCommand.Options(r, runOptions: null);
     }
 
-    public static TheoryData<string[], Func<TrainOptions, bool>> Flags => new()
+    [Fact]
+    public void EveryFlagInTheTableSetsItsOption()
     {
-        { new[] { "--label-smoothing", "0.1" }, o => o.LabelSmoothing == 0.1 },
-        { new[] { "--warmup-epochs", "2" }, o => o.WarmupEpochs == 2 },
-        { new[] { "--nesterov" }, o => o.Nesterov },
-        { new[] { "--clip-grad-norm", "5" }, o => o.ClipGradNorm == 5 },
-        { new[] { "--ema", "0.999" }, o => o.Ema == 0.999 },
-        { new[] { "--val-split", "100" }, o => o.ValSplit == 100 },
-        { new[] { "--val-views", "flip" }, o => o.ValViews == AlexNet.Evaluation.ViewSet.Flip },
-        { new[] { "--checkpoint-minutes", "5" }, o => o.CheckpointMinutes == 5 },
-        { new[] { "--checkpoint-every", "7" }, o => o.CheckpointEvery == 7 },
-        { new[] { "--mixup-alpha", "0.2" }, o => o.MixupAlpha == 0.2 },
-        { new[] { "--cutmix-alpha", "1" }, o => o.CutmixAlpha == 1 },
-        { new[] { "--normalize", "imagenet" }, o => o.Normalization == AlexNet.Data.InputNormalization.Imagenet },
-        { new[] { "--precision", "bf16" }, o => o.Precision == AlexNet.Model.Precision.Bf16 },
-        { new[] { "--lr", "0.05", "--epochs", "3", "--seed", "9" }, o => o.LearningRate == 0.05 && o.Epochs == 3 && o.Seed == 9 },
-        { new[] { "--no-flip", "--no-crop", "--pca-std", "0" }, o => !o.Flip && !o.RandomCrop && o.PcaStd == 0 },
-        { new[] { "--lrn-convention", "code" }, o => o.LrnConvention == AlexNet.Model.LrnConvention.Code },
-        { new[] { "--input-scale", "0.5" }, o => o.InputScale == 0.5f },
-    };
+        using var dir = new TestData.TempDir();
+        foreach (TrainCommand.Flag flag in TrainCommand.Flags)
+        {
+            string[] example = flag.Option.Name == "--init-from" ? new[] { "--init-from", Checkpoint(dir) } : flag.Example;
+            if (flag.Option.Name is "--freeze" or "--pretrained-lr-factor")
+            {
+                example = [.. example, "--init-from", Checkpoint(dir)];   // fine-tuning's flags need a checkpoint to start from
+            }
+            Assert.False(flag.Took(new TrainOptions()), $"{flag.Option.Name}: the default must differ from the example for the test to mean anything");
+            Assert.True(flag.Took(Parse(example)), $"{string.Join(" ", example)} did not reach its option");
+        }
+    }
 
-    [Theory]
-    [MemberData(nameof(Flags))]
-    public void AFlagChangesItsOption(string[] flags, Func<TrainOptions, bool> took)
+    [Fact]
+    public void EveryOptionOfTheCommandIsInTheTableOrAMachineFlag()
     {
-        Assert.True(took(Parse(flags)), string.Join(" ", flags));
-        Assert.False(took(new TrainOptions()), "the default must differ for the test to mean anything");
+        var train = App.Build().Subcommands.Single(c => c.Name == "train");
+        var known = TrainCommand.Flags.Select(f => f.Option).Concat(TrainCommand.MachineFlags).ToHashSet();
+        string[] missing = train.Options.Where(o => !known.Contains(o) && o.Name is not ("--help" or "-h" or "-?")).Select(o => o.Name).ToArray();
+        Assert.True(missing.Length == 0, $"flags of train in neither table: {string.Join(", ", missing)}");
+        Assert.Equal(TrainCommand.Flags.Length, TrainCommand.Flags.Select(f => f.Option).Distinct().Count());
+    }
+
+    /// <summary>A given flag beats the preset; a flag not given leaves the preset's value.</summary>
+    [Fact]
+    public void AFlagOverridesAPresetAndAnAbsentOneKeepsIt()
+    {
+        using var dir = new TestData.TempDir();
+        System.IO.File.WriteAllText(dir["preset.json"], Json.Serialize(new TrainOptions { LearningRate = 0.02, Epochs = 7 }));
+        TrainOptions o = Parse("--preset", dir["preset.json"], "--epochs", "3");
+        Assert.Equal((0.02, 3), (o.LearningRate, o.Epochs));
+    }
+
+    static string Checkpoint(TestData.TempDir dir)
+    {
+        AlexNet.Model.Architecture arch = AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Small, classes: 4, inputChannels: 1, inputSize: 24);
+        using var model = new AlexNet.Model.AlexNetModel(arch, seed: 1);
+        string path = dir["init.ckpt"];
+        AlexNet.Training.Checkpoint.Save(path, AlexNet.Training.Checkpoint.WeightsOnly(new TrainOptions { Model = arch.Variant }, arch,
+            new[] { "a", "b", "c", "d" }, new float[28 * 28], 28), model, velocity: null);
+        return path;
     }
 }
 
