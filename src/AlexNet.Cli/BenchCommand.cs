@@ -192,7 +192,7 @@ internal static class BenchCommand
         var table = new Table().Title($"inference, batch {batch}, {threads} threads, {rounds} alternating rounds (medians)")
             .AddColumn("net").AddColumn(new TableColumn("ours img/s").RightAligned()).AddColumn(new TableColumn("ONNX Runtime img/s").RightAligned())
             .AddColumn(new TableColumn("ours / ORT").RightAligned());
-        var results = new System.Collections.Generic.List<object>();
+        var results = new System.Collections.Generic.List<OnnxPeerResult>();
         string temp = System.IO.Directory.CreateTempSubdirectory("alexnet-onnx-peer").FullName;
         try
         {
@@ -204,7 +204,7 @@ internal static class BenchCommand
                 double ratio = Benchmark.Median(perRound.Select(p => p.Ours / p.OnnxRuntime).ToList());
                 table.AddRow(name, ours.ToString("F1", CultureInfo.InvariantCulture), ort.ToString("F1", CultureInfo.InvariantCulture),
                     (ratio < 1 ? "[red]" : "") + ratio.ToString("F2", CultureInfo.InvariantCulture) + "×" + (ratio < 1 ? "[/]" : ""));
-                results.Add(new { net = name, batch, threads, rounds = perRound.Select(p => new { ours = p.Ours, onnxRuntime = p.OnnxRuntime }).ToArray(), ours, onnxRuntime = ort, ratio });
+                results.Add(new OnnxPeerResult(name, batch, threads, Compute.CpuDescription(), perRound.Select(p => new InferenceRound(p.Ours, p.OnnxRuntime)).ToArray(), ours, ort, ratio));
                 System.IO.File.Delete(System.IO.Path.Combine(temp, name + ".onnx"));
             }
         }
@@ -219,4 +219,11 @@ internal static class BenchCommand
         }
         return 0;
     }
+
+    /// <summary>One alternating round of `bench --onnx-peer`: images per second of ours and of ONNX Runtime.</summary>
+    internal sealed record InferenceRound(double Ours, double OnnxRuntime);
+
+    /// <summary>`bench --onnx-peer`'s result for one net (medians over the rounds), as written to --json.</summary>
+    internal sealed record OnnxPeerResult(string Net, int Batch, int Threads, string Cpu, InferenceRound[] Rounds, double Ours, double OnnxRuntime,
+        double Ratio);
 }

@@ -100,14 +100,24 @@ internal static class PeerComparison
             string? old = Environment.GetEnvironmentVariable("LD_LIBRARY_PATH");
             env["LD_LIBRARY_PATH"] = string.IsNullOrEmpty(old) ? OpenBlasDirectory : OpenBlasDirectory + ":" + old;
         }
-        using JsonDocument doc = RunScript(python, script, args, env, "python3-torch python3-torchvision libopenblas0-pthread", $"--model {model}");
-        JsonElement r = doc.RootElement;
-        return new PeerResult(model, channelsLast, r.GetProperty("train_images_per_second").GetDouble(), r.GetProperty("infer_images_per_second").GetDouble(),
-            r.GetProperty("peak_rss_bytes").GetInt64(), r.GetProperty("blas").GetString() ?? "?");
+        PeerOutput r = RunScript<PeerOutput>(python, script, args, env, "python3-torch python3-torchvision libopenblas0-pthread", $"--model {model}");
+        return new PeerResult(model, channelsLast, r.TrainImagesPerSecond, r.InferImagesPerSecond, r.PeakRssBytes, r.Blas ?? "?");
     }
 
+    /// <summary>What bench/peer.py prints: one JSON object with Python's snake_case keys.</summary>
+    internal sealed record PeerOutput(string Peer, string? Blas, string Model, int Batch, int Threads, bool ChannelsLast, double TrainStepMs,
+        double TrainImagesPerSecond, double InferMs, double InferImagesPerSecond, long PeakRssBytes);
+
+    /// <summary>The peers' JSON: snake_case keys, every key a field of the record (a renamed key fails loudly, naming the script).</summary>
+    static readonly JsonSerializerOptions PeerJson = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
+        RespectRequiredConstructorParameters = true,
+    };
+
     /// <summary>Runs a peer script that prints one JSON line; a missing interpreter or module, or a failure, is a clear error naming the packages.</summary>
-    internal static JsonDocument RunScript(string python, string script, IEnumerable<string> args, IReadOnlyDictionary<string, string> env,
+    internal static T RunScript<T>(string python, string script, IEnumerable<string> args, IReadOnlyDictionary<string, string> env,
         string packages, string what)
     {
         var start = new ProcessStartInfo(python)
@@ -147,11 +157,11 @@ internal static class PeerComparison
             }
             try
             {
-                return JsonDocument.Parse(stdout);
+                return JsonSerializer.Deserialize<T>(stdout, PeerJson) ?? throw new JsonException("null");
             }
-            catch (JsonException)
+            catch (JsonException e)
             {
-                throw new UserError($"The peer ({script} {what}) printed no JSON result: {stdout.Trim()}");
+                throw new UserError($"The peer ({script} {what}) printed no {typeof(T).Name} result ({e.Message}): {stdout.Trim()}");
             }
         }
     }

@@ -40,9 +40,8 @@ internal static class PreparePeer
                     Directory.Delete(store, recursive: true);
                 }
             }
-            using JsonDocument peer = PeerComparison.RunScript(python, script, new[] { root, "--processes", threads.ToString(CultureInfo.InvariantCulture) },
-                new Dictionary<string, string>(), "python3-pil", root);
-            double theirs = peer.RootElement.GetProperty("images_per_second").GetDouble();
+            double theirs = PeerComparison.RunScript<PrepareOutput>(python, script, new[] { root, "--processes", threads.ToString(CultureInfo.InvariantCulture) },
+                new Dictionary<string, string>(), "python3-pil", root).ImagesPerSecond;
             results.Add(new PrepareRound(r, ours, theirs));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"round {r}: alexnet prepare {ours:F0} images/s, PIL peer {theirs:F0} images/s ({folder.Items.Count} images, {threads} threads / processes)"));
@@ -56,4 +55,7 @@ internal static class PreparePeer
         }
         return 0;
     }
+
+    /// <summary>What bench/prepare_peer.py prints.</summary>
+    internal sealed record PrepareOutput(int Images, double Seconds, double ImagesPerSecond, int Processes);
 }

@@ -24,6 +24,18 @@ public class BenchCommandTests
         Assert.Equal(2.0 * 724_406_816 * 60 / 1e9, r.InferGflops, 9);
     }
 
+    /// <summary>The peer's JSON is read into a typed record: a key it renamed or left out is an error naming the script, not a zero.</summary>
+    [Fact]
+    public void APeerThatRenamedAKeyIsRefusedNamingTheScript()
+    {
+        using var dir = new TestData.TempDir();
+        File.WriteAllText(dir["peer.sh"], """
+            echo '{"peer": "x", "blas": null, "model": "small", "batch": 8, "threads": 1, "channels_last": false, "train_step_ms": 1, "train_ips": 50.0, "infer_ms": 1, "infer_images_per_second": 200.0, "peak_rss_bytes": 1}'
+            """);
+        AlexNet.Tests.Cli.CliCapture.Refuses(2, new[] { "bench", "--peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
+            "--steps", "1", "--rounds", "1", "--peer-python", "/bin/sh", "--peer-script", dir["peer.sh"] }, dir["peer.sh"], "printed no PeerOutput result", "train_ips");
+    }
+
     [Fact]
     public void ThePeerDriverInterleavesRunsAndReportsRatiosAgainstThePeer()
     {
@@ -32,7 +44,7 @@ public class BenchCommandTests
         // rates, and logs each call's arguments.
         File.WriteAllText(dir["peer.sh"], $$"""
             echo "$*" >> '{{dir["calls.txt"]}}'
-            echo '{"train_images_per_second": 50.0, "infer_images_per_second": 200.0, "peak_rss_bytes": 1048576, "blas": "stand-in"}'
+            echo '{"peer": "pytorch stand-in", "blas": "stand-in", "model": "small", "batch": 8, "threads": 1, "channels_last": false, "train_step_ms": 160.0, "train_images_per_second": 50.0, "infer_ms": 40.0, "infer_images_per_second": 200.0, "peak_rss_bytes": 1048576}'
             """);
         int code = App.Run(new[] { "bench", "--peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
             "--steps", "1", "--rounds", "2", "--peer-python", "/bin/sh", "--peer-script", dir["peer.sh"], "--json", dir["out.json"] });
