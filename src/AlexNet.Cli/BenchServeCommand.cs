@@ -34,8 +34,7 @@ internal static class BenchServeCommand
         command.SetAction(r => Cli.Run(() =>
         {
             Compute.UseThreads(r.GetValue(threads));
-            int[] Ints(string s, string flag) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(x => int.TryParse(x, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0 ? v : throw new UserError($"{flag} {s}: give positive whole numbers, comma-separated.")).ToArray();
+            int[] Ints(string s, string flag) => Cli.Ints(s, flag).Select(v => v > 0 ? v : throw new UserError($"{flag} {s}: give positive whole numbers, comma-separated.")).ToArray();
             int[] c = Ints(r.GetValue(clients)!, "--clients"), b = Ints(r.GetValue(maxBatch)!, "--max-batch");
             byte[] bytes = File.Exists(r.GetValue(image)) ? File.ReadAllBytes(r.GetValue(image)!) : throw new FileNotFoundException($"image {r.GetValue(image)} does not exist: pass one with --image.");
             string? temporary = null;

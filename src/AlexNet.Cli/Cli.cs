@@ -1,5 +1,6 @@
 using System;
 using System.CommandLine;
+using System.Globalization;
 using System.IO;
 using System.Linq;
 using AlexNet.Model;
@@ -36,6 +37,22 @@ internal static class Cli
     public static Option<string?> CheckpointPrecisionOption() => new("--precision") { Description = PrecisionText + "; default: the run's own." };
 
     public static Precision? PrecisionOrNull(string? name) => name is null ? null : LowPrecision.Parse(name);
+
+    /// <summary>A comma-separated flag value ("30,60,80"), each item parsed invariantly; a bad item names the flag.</summary>
+    public static T[] List<T>(string text, string flag, Func<string, IFormatProvider, T> parse)
+    {
+        try
+        {
+            return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => parse(s, CultureInfo.InvariantCulture)).ToArray();
+        }
+        catch (FormatException)
+        {
+            throw new ArgumentException($"{flag} takes comma-separated numbers, not '{text}'.");
+        }
+    }
+
+    /// <summary>Whole numbers, comma-separated.</summary>
+    public static int[] Ints(string text, string flag) => List(text, flag, (s, p) => int.Parse(s, NumberStyles.None, p));
 
     /// <summary>Refuses a count flag below 1, naming it.</summary>
     public static void Positive(int value, string flag)

@@ -18,9 +18,6 @@ internal static class CodesCommand
 {
     public static Command Create() => new("codes", "§6.1's short binary codes for retrieval.") { Train(), Encode(), Eval(), Bench() };
 
-    static int[] Ints(string s) => s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-        .Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray();
-
     static Command Train()
     {
         var features = new Option<string>("--features", "-f") { Description = "fc7 of the database images (`alexnet features`).", Required = true };
@@ -146,7 +143,7 @@ internal static class CodesCommand
                 scores.Add(exactPixels with { Method = "exact pixels", RecallOfExact = double.NaN });
             }
             const int shown = 4;   // queries in the figure
-            int longest = Ints(r.GetValue(bits)!).Max(), first = Ints(r.GetValue(seeds)!)[0];
+            int longest = Cli.Ints(r.GetValue(bits)!, "--bits").Max(), first = Cli.Ints(r.GetValue(seeds)!, "--seeds")[0];
             var figureRows = new List<(string Method, int Query, int[] Neighbours)>();
             for (int i = 0; i < Math.Min(shown, q); i++)
             {
@@ -159,9 +156,9 @@ internal static class CodesCommand
                 scores.Add(c);
                 AnsiConsole.MarkupLineInterpolated($"{c.Method} {c.Bits} bits, seed {c.Seed}: precision@{r.GetValue(k)} {c.PrecisionAtK:P2}, recall of exact {c.RecallOfExact:P2}, {c.MillisecondsPerQuery:F2} ms/query");
             }
-            foreach (int b in Ints(r.GetValue(bits)!))
+            foreach (int b in Cli.Ints(r.GetValue(bits)!, "--bits"))
             {
-                foreach (int seed in Ints(r.GetValue(seeds)!))
+                foreach (int seed in Cli.Ints(r.GetValue(seeds)!, "--seeds"))
                 {
                     foreach (BinaryCoder coder in new[]
                     {
@@ -217,13 +214,13 @@ internal static class CodesCommand
             Cli.Positive(n, "--count");
             Cli.Positive(r.GetValue(queries), "--queries");
             Cli.Positive(t, "--threads");
+            var costs = new List<SearchCost>();
+            foreach (int b in Cli.Ints(r.GetValue(bits)!, "--bits"))
+            {
+                costs.AddRange(CodesBenchmark.Hamming(n, b, r.GetValue(queries), t));   // first: the bandwidth probe's 1 GiB would count in RSS
+            }
             double bandwidth = CodesBenchmark.ReadBandwidth(t);
             AnsiConsole.MarkupLineInterpolated($"{Compute.CpuDescription()}: read bandwidth {bandwidth:F1} GB/s on {t} thread(s).");
-            var costs = new List<SearchCost>();
-            foreach (int b in Ints(r.GetValue(bits)!))
-            {
-                costs.AddRange(CodesBenchmark.Hamming(n, b, r.GetValue(queries), t));
-            }
             if (r.GetValue(exact) is string file)
             {
                 if (!File.Exists(file))
@@ -233,11 +230,12 @@ internal static class CodesCommand
                 }
                 costs.AddRange(CodesBenchmark.Exact(file, t));
             }
-            var table = new Table().AddColumns("method", "threads", "database", "ms/query", "queries/s", "GB/s");
+            var table = new Table().AddColumns("method", "threads", "database", "ms/query", "queries/s", "GB/s", "RSS");
             foreach (SearchCost c in costs)
             {
                 table.AddRow(c.Method, c.Threads.ToString(CultureInfo.InvariantCulture), $"{c.DatabaseBytes / 1e6:F0} MB", c.MillisecondsPerQuery.ToString("F3", CultureInfo.InvariantCulture),
-                    c.QueriesPerSecond.ToString("F1", CultureInfo.InvariantCulture), c.GigabytesPerSecond.ToString("F1", CultureInfo.InvariantCulture));
+                    c.QueriesPerSecond.ToString("F1", CultureInfo.InvariantCulture), c.GigabytesPerSecond.ToString("F1", CultureInfo.InvariantCulture),
+                    $"{c.ResidentBytes / 1e6:F0} MB");
             }
             AnsiConsole.Write(table);
             if (r.GetValue(json) is string out_)

@@ -54,7 +54,7 @@ internal static class ExperimentCommand
             (string trainDir, string valDir) = TrainCommand.Stores(r.GetValue(data), null, null);
             using ImageStore train = ImageStore.Open(trainDir);
             using ImageStore val = ImageStore.Open(valDir);
-            int[] stepEpochs = r.GetValue(steps) is string s ? ParseList(s, "--step-epochs", int.Parse) : Array.Empty<int>();
+            int[] stepEpochs = r.GetValue(steps) is string s ? Cli.List(s, "--step-epochs", int.Parse) : Array.Empty<int>();
             if (stepEpochs.Any(e => e < 1 || e >= r.GetValue(epochs)))
             {
                 throw new ArgumentException($"--step-epochs: each epoch must be from 1 to --epochs − 1 ({r.GetValue(epochs) - 1}), got {r.GetValue(steps)}.");
@@ -65,7 +65,7 @@ internal static class ExperimentCommand
                 InputScale = Recipes.InputScaleFor(train.Height),
                 Schedule = ScheduleKind.Step, StepEpochs = stepEpochs, LogEvery = 20,
             };
-            double[] sweep = ParseList(r.GetValue(lrs)!, "--lrs", double.Parse);
+            double[] sweep = Cli.List(r.GetValue(lrs)!, "--lrs", double.Parse);
             if (sweep.Length == 0 || sweep.Any(v => !(v > 0) || double.IsInfinity(v)))
             {
                 throw new ArgumentException("--lrs needs one or more positive learning rates, e.g. 0.04,0.02,0.01.");
@@ -75,7 +75,7 @@ internal static class ExperimentCommand
             {
                 e = Experiments.Only(e, only);
             }
-            long[] seedList = ParseList(r.GetValue(seeds)!, "--seeds", long.Parse);
+            long[] seedList = Cli.List(r.GetValue(seeds)!, "--seeds", long.Parse);
             JoinedResults[] joined = (r.GetValue(join) ?? Array.Empty<string>()).Select(Experiments.ReadJoined).ToArray();
             string outDir = r.GetValue(output) ?? Path.Combine("runs", $"experiment-{e.Name}");
             var progress = new ConsoleProgress();
@@ -85,17 +85,5 @@ internal static class ExperimentCommand
             return 0;
         }));
         return command;
-    }
-
-    static T[] ParseList<T>(string text, string option, Func<string, IFormatProvider, T> parse)
-    {
-        try
-        {
-            return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => parse(s, CultureInfo.InvariantCulture)).ToArray();
-        }
-        catch (FormatException)
-        {
-            throw new ArgumentException($"{option} takes comma-separated numbers, not '{text}'.");
-        }
     }
 }

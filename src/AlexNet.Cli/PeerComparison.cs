@@ -13,6 +13,11 @@ using Spectre.Console;
 
 namespace AlexNet.Cli;
 
+/// <summary>`bench --peer`'s result for one net, as written to --json: medians of ours and the peer's, and their ratios.</summary>
+internal sealed record PeerComparisonRow(string Model, int Batch, int Threads, int Rounds, double OursTrain, double PeerTrain, double TrainRatio,
+    double OursInfer, double PeerInfer, double InferRatio, double OursTrainGflops, double MatmulGflops, long OursPeakRssBytes, long PeerPeakRssBytes,
+    string PeerBlas, bool PeerChannelsLast);
+
 internal sealed record PeerResult(string Model, bool ChannelsLast, double TrainImagesPerSecond, double InferImagesPerSecond, long PeakRssBytes, string Blas);
 
 internal static class PeerComparison
@@ -50,7 +55,7 @@ internal static class PeerComparison
 
         var table = new Table().AddColumns("net", "train ours", "train peer", "ratio", "infer ours", "infer peer", "ratio");
         var notes = new List<string>();
-        var rows = new List<object>();
+        var rows = new List<PeerComparisonRow>();
         static double Median<T>(List<T> runs, Func<T, double> value) => Benchmark.Median(runs.Select(value).ToList());
         var oursTrain = models.ToDictionary(m => m, m => Median(ours[m], r => r.TrainImagesPerSecond));
         var oursInfer = models.ToDictionary(m => m, m => Median(ours[m], r => r.InferImagesPerSecond));
@@ -63,12 +68,8 @@ internal static class PeerComparison
             table.AddRow(model, F(ot), F(pt), F(ot / pt, "F2") + "×", F(oi), F(pi), F(oi / pi, "F2") + "×");
             notes.Add($"{model}: ours trains at {F(gflops)} GFLOP/s ({F(100 * gflops / matmul, "F0")}% of the matmul rate); peak RSS ours {ourRss >> 20} MiB " +
                 $"(this process, all nets so far), peer {peerRss >> 20} MiB");
-            rows.Add(new
-            {
-                model, batch, threads, rounds, oursTrain = ot, peerTrain = pt, trainRatio = ot / pt, oursInfer = oi, peerInfer = pi, inferRatio = oi / pi,
-                oursTrainGflops = gflops, matmulGflops = matmul, oursPeakRssBytes = ourRss, peerPeakRssBytes = peerRss,
-                peerBlas = peer[model][0].Blas, peerChannelsLast,
-            });
+            rows.Add(new PeerComparisonRow(model, batch, threads, rounds, ot, pt, ot / pt, oi, pi, oi / pi, gflops, matmul, ourRss, peerRss,
+                peer[model][0].Blas, peerChannelsLast));
         }
         table.Caption("images/s, medians over the rounds");
         AnsiConsole.Write(table);

@@ -245,7 +245,7 @@ internal static class TrainCommand
         Bind(Power, (o, v) => o with { Power = v }, "2", o => o.Power == 2),
         Bind(Patience, (o, v) => o with { Patience = v }, "4", o => o.Patience == 4),
         Bind(MaxReductions, (o, v) => o with { MaxReductions = v }, "1", o => o.MaxReductions == 1),
-        Bind(StepEpochs, (o, v) => o with { StepEpochs = ParseInts(v!, "--step-epochs"), Schedule = ScheduleKind.Step }, "30,60",
+        Bind(StepEpochs, (o, v) => o with { StepEpochs = Cli.Ints(v!, "--step-epochs"), Schedule = ScheduleKind.Step }, "30,60",
             o => o.StepEpochs is [30, 60] && o.Schedule == ScheduleKind.Step),
         Bind(Init, (o, v) => o with { Init = v }, "kaiming", o => o.Init == InitScheme.Kaiming),
         Bind(Act, (o, v) => o with { Activation = v }, "tanh", o => o.Activation == Activation.Tanh),
@@ -292,7 +292,7 @@ internal static class TrainCommand
 
     static TrainOptions PoolOf(TrainOptions o, string? text)
     {
-        int[] p = ParseInts(text!.Replace('/', ','), "--pool");
+        int[] p = Cli.Ints(text!.Replace('/', ','), "--pool");
         if (p.Length != 2)
         {
             throw new ArgumentException("--pool takes WINDOW/STRIDE, e.g. 3/2.");
@@ -338,18 +338,5 @@ internal static class TrainCommand
         o.Validate();
         _ = Variants.Get(o.Model, 10, 1, null);   // an unknown model fails here, before any data is read
         return o;
-    }
-
-    static int[] ParseInts(string text, string flag)
-    {
-        try
-        {
-            return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(s => int.Parse(s, NumberStyles.None, CultureInfo.InvariantCulture)).ToArray();
-        }
-        catch (FormatException)
-        {
-            throw new ArgumentException($"{flag} takes whole numbers separated by commas, got '{text}'.");
-        }
     }
 }

@@ -16,8 +16,9 @@ using static TorchSharp.torch;
 namespace AlexNet.Performance;
 
 /// <summary>One search method's cost: per query alone (latency) and with queries one per thread (throughput).</summary>
+/// <param name="ResidentBytes">The process's resident memory right after the measurement (a memory-mapped feature file's pages count).</param>
 public sealed record SearchCost(string Method, long DatabaseBytes, int Threads, double MillisecondsPerQuery, double QueriesPerSecond,
-    double GigabytesPerSecond);
+    double GigabytesPerSecond, long ResidentBytes = 0);
 
 public sealed record CodesBenchResult(string Cpu, int Count, int Dimensions, bool Synthetic, double ReadBandwidthGBps,
     SearchCost[] Costs);
@@ -76,13 +77,13 @@ public static class CodesBenchmark
                 ms.Add(clock.Elapsed.TotalMilliseconds);
             }
             double m = Benchmark.Median(ms);
-            costs.Add(new SearchCost($"hamming {bits}-bit, one query at a time", bytes, t, m, 1000 / m, bytes / m / 1e6));
+            costs.Add(new SearchCost($"hamming {bits}-bit, one query at a time", bytes, t, m, 1000 / m, bytes / m / 1e6, Resident()));
         }
         var all = Stopwatch.StartNew();
         Parallel.ForEach(q, new ParallelOptions { MaxDegreeOfParallelism = threads }, query => index.Nearest(query, k, 1));
         double perQuery = all.Elapsed.TotalMilliseconds / queries;
         costs.Add(new SearchCost($"hamming {bits}-bit, queries one per thread", bytes, threads, perQuery * threads, 1000 / perQuery,
-            bytes / perQuery / 1e6));
+            bytes / perQuery / 1e6, Resident()));
         return costs;
     }
 
@@ -102,9 +103,16 @@ public static class CodesBenchmark
             var clock = Stopwatch.StartNew();
             Retrieval.Nearest(q, features, k);
             double ms = clock.Elapsed.TotalMilliseconds;
-            costs.Add(new SearchCost($"exact fc7, {n} {(n == 1 ? "query" : "queries")} per pass", bytes, threads, ms / n, n * 1000 / ms, bytes / ms / 1e6));
+            costs.Add(new SearchCost($"exact fc7, {n} {(n == 1 ? "query" : "queries")} per pass", bytes, threads, ms / n, n * 1000 / ms, bytes / ms / 1e6,
+                Resident()));
         }
         return costs;
+    }
+
+    static long Resident()
+    {
+        using var self = Process.GetCurrentProcess();
+        return self.WorkingSet64;
     }
 
     /// <summary>Writes <paramref name="count"/> × <paramref name="dimensions"/> random floats as a feature file (synthetic fc7).</summary>
