@@ -46,8 +46,8 @@ public sealed class WeakenElfVersionNeed : Microsoft.Build.Utilities.Task
 
 public static class ElfVersionNeeds
 {
-    const uint ShtGnuVerneed = 0x6ffffffe;
-    const ushort VerFlgWeak = 0x2;
+    private const uint ShtGnuVerneed = 0x6ffffffe;
+    private const ushort VerFlgWeak = 0x2;
 
     /// <summary>The libstdc++ the dynamic loader would pick, looked for in the usual places.</summary>
     public static string? FindSystemLibStdCxx()
@@ -153,7 +153,7 @@ public static class ElfVersionNeeds
         return changed;
     }
 
-    static string ReadCString(byte[] data, long start)
+    private static string ReadCString(byte[] data, long start)
     {
         long end = start;
         while (end < data.Length && data[end] != 0)
@@ -163,7 +163,7 @@ public static class ElfVersionNeeds
         return Encoding.ASCII.GetString(data, (int)start, (int)(end - start));
     }
 
-    static int IndexOf(byte[] haystack, byte[] needle)
+    private static int IndexOf(byte[] haystack, byte[] needle)
     {
         for (int i = 0; i + needle.Length <= haystack.Length; i++)
         {

@@ -187,7 +187,7 @@ internal static class BenchCommand
     }
 
     /// <summary>`bench --onnx-peer`: our inference against ONNX Runtime's on the same exported weights, alternating rounds.</summary>
-    static int OnnxPeer(string[] nets, int batch, int threads, int steps, int rounds, int classes, int channels, string? json)
+    private static int OnnxPeer(string[] nets, int batch, int threads, int steps, int rounds, int classes, int channels, string? json)
     {
         var table = new Table().Title($"inference, batch {batch}, {threads} threads, {rounds} alternating rounds (medians)")
             .AddColumn("net").AddColumn(new TableColumn("ours img/s").RightAligned()).AddColumn(new TableColumn("ONNX Runtime img/s").RightAligned())

@@ -73,7 +73,7 @@ internal static class BenchServeCommand
     }
 
     /// <summary>A seeded, untrained net of the variant at its usual input (ImageNet's 1000 classes, RGB), as a checkpoint: speed does not depend on the weights.</summary>
-    static string SeededCheckpoint(string variant)
+    private static string SeededCheckpoint(string variant)
     {
         int record = AlexNet.Interop.PyTorchWeights.DefaultRecordSize(variant);
         var options = new TrainOptions { Model = variant };

@@ -27,7 +27,7 @@ internal static class Cli
         DefaultValueFactory = _ => "cpu",
     };
 
-    const string PrecisionText = "Not in the paper: fp32, or bf16 = the conv and FC products in bfloat16 from float32 weights (fast where lscpu shows avx512_bf16)";
+    private const string PrecisionText = "Not in the paper: fp32, or bf16 = the conv and FC products in bfloat16 from float32 weights (fast where lscpu shows avx512_bf16)";
 
     public const string ReplicasDescription = "Not in the paper (One weird trick's data parallelism, in one process): split each batch across this many copies of the net, each on its own thread(s) of --threads, their gradients added in a fixed order (a machine setting).";
 

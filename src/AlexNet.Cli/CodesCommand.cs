@@ -18,7 +18,7 @@ internal static class CodesCommand
 {
     public static Command Create() => new("codes", "§6.1's short binary codes for retrieval.") { Train(), Encode(), Eval(), Bench() };
 
-    static Command Train()
+    private static Command Train()
     {
         var features = new Option<string>("--features", "-f") { Description = "fc7 of the database images (`alexnet features`).", Required = true };
         var bits = new Option<int>("--bits") { Description = "Code length: a multiple of 64.", DefaultValueFactory = _ => 256 };
@@ -55,7 +55,7 @@ internal static class CodesCommand
     }
 
     /// <summary>At most <paramref name="limit"/> rows of <paramref name="m"/>, evenly spaced.</summary>
-    static float[] Sample(FeatureMatrix m, int limit)
+    private static float[] Sample(FeatureMatrix m, int limit)
     {
         if (m.Count <= limit)
         {
@@ -69,7 +69,7 @@ internal static class CodesCommand
         return rows;
     }
 
-    static Command Encode()
+    private static Command Encode()
     {
         var coder = new Option<string>("--coder", "-c") { Description = "Coder from `alexnet codes train`.", Required = true };
         var features = new Option<string>("--features", "-f") { Description = "fc7 to encode (`alexnet features`), from the coder's net and layer.", Required = true };
@@ -96,7 +96,7 @@ internal static class CodesCommand
         return command;
     }
 
-    static Command Eval()
+    private static Command Eval()
     {
         var features = new Option<string>("--features", "-f") { Description = "fc7 of the database images (`alexnet features` on the training store).", Required = true };
         var queries = new Option<string>("--queries", "-q") { Description = "fc7 of the query images (`alexnet features` on the test store).", Required = true };
@@ -195,7 +195,7 @@ internal static class CodesCommand
         return eval;
     }
 
-    static Command Bench()
+    private static Command Bench()
     {
         var count = new Option<int>("--count") { Description = "Codes in the database (ILSVRC-2012's training set: 1,281,167).", DefaultValueFactory = _ => 1_281_167 };
         var bits = new Option<string>("--bits") { Description = "Code lengths, comma-separated.", DefaultValueFactory = _ => "64,256" };

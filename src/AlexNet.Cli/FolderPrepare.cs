@@ -49,7 +49,7 @@ internal static class FolderPrepare
     }
 
     /// <summary>Images per second, from the task's own speed estimate.</summary>
-    sealed class TransferSpeedlessRate : ProgressColumn
+    private sealed class TransferSpeedlessRate : ProgressColumn
     {
         public override Spectre.Console.Rendering.IRenderable Render(Spectre.Console.Rendering.RenderOptions options, ProgressTask task, TimeSpan deltaTime) =>
             new Text(task.Speed is double s ? $"{s:F0} img/s" : "");

@@ -23,7 +23,7 @@ internal sealed record PeerResult(string Model, bool ChannelsLast, double TrainI
 internal static class PeerComparison
 {
     /// <summary>Debian's OpenBLAS with pthreads; the peer alone gets it through LD_LIBRARY_PATH (the system default stays).</summary>
-    const string OpenBlasDirectory = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
+    private const string OpenBlasDirectory = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
 
     /// <summary>Debian's interpreter, where python3-torch lives, even when another python3 comes first on PATH.</summary>
     public static string DefaultPython => File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
@@ -87,7 +87,7 @@ internal static class PeerComparison
         return 0;
     }
 
-    static PeerResult RunPeer(string python, string script, string model, int batch, int threads, int steps, int classes, int channels, bool channelsLast)
+    private static PeerResult RunPeer(string python, string script, string model, int batch, int threads, int steps, int classes, int channels, bool channelsLast)
     {
         var args = new List<string> { "--model", model, "--batch", Inv(batch), "--threads", Inv(threads), "--steps", Inv(steps),
             "--classes", Inv(classes), "--channels", Inv(channels) };
@@ -110,7 +110,7 @@ internal static class PeerComparison
         double TrainImagesPerSecond, double InferMs, double InferImagesPerSecond, long PeakRssBytes);
 
     /// <summary>The peers' JSON: snake_case keys, every key a field of the record (a renamed key fails loudly, naming the script).</summary>
-    static readonly JsonSerializerOptions PeerJson = new()
+    private static readonly JsonSerializerOptions PeerJson = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
@@ -167,7 +167,7 @@ internal static class PeerComparison
         }
     }
 
-    static string Inv(int v) => v.ToString(CultureInfo.InvariantCulture);
+    private static string Inv(int v) => v.ToString(CultureInfo.InvariantCulture);
 
-    static string F(double v, string format = "F1") => v.ToString(format, CultureInfo.InvariantCulture);
+    private static string F(double v, string format = "F1") => v.ToString(format, CultureInfo.InvariantCulture);
 }

@@ -8,8 +8,8 @@ namespace AlexNet.Cli;
 /// <summary>Draws training progress: a live bar on a terminal, one line per log interval otherwise.</summary>
 internal sealed class ConsoleProgress : ITrainingProgress
 {
-    ProgressTask? _task;
-    ProgressContext? _context;
+    private ProgressTask? _task;
+    private ProgressContext? _context;
 
     public void Attach(ProgressContext context) => _context = context;
 

@@ -74,7 +74,7 @@ internal static class QuickstartCommand
     }
 
     /// <summary>Installs Debian's dataset-fashion-mnist when it is missing and we may (root); otherwise says how.</summary>
-    static void EnsureFashionMnist()
+    private static void EnsureFashionMnist()
     {
         if (FashionMnist.IsInstalled())
         {

@@ -18,11 +18,11 @@ namespace AlexNet.Cli;
 /// </remarks>
 internal sealed class StopSignal : IDisposable
 {
-    static readonly object Gate = new();
-    static PosixSignalRegistration? s_interrupt, s_terminate;   // for the life of the process: see the remarks
-    static StopSignal? s_current;
+    private static readonly object Gate = new();
+    private static PosixSignalRegistration? s_interrupt, s_terminate;   // for the life of the process: see the remarks
+    private static StopSignal? s_current;
 
-    readonly CancellationTokenSource _cts = new();
+    private readonly CancellationTokenSource _cts = new();
 
     public StopSignal()
     {
@@ -38,7 +38,7 @@ internal sealed class StopSignal : IDisposable
 
     public int? ExitCode { get; private set; }
 
-    static void Dispatch(PosixSignalContext context, int code)
+    private static void Dispatch(PosixSignalContext context, int code)
     {
         lock (Gate)
         {
@@ -52,7 +52,7 @@ internal sealed class StopSignal : IDisposable
         }
     }
 
-    void Request(PosixSignalContext context, int code)
+    private void Request(PosixSignalContext context, int code)
     {
         if (ExitCode is not null && context.Signal == PosixSignal.SIGINT)
         {

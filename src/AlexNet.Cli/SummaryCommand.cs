@@ -41,5 +41,5 @@ internal static class SummaryCommand
         return table;
     }
 
-    static string N(long v) => v == 0 ? "" : v.ToString("N0", CultureInfo.InvariantCulture);
+    private static string N(long v) => v == 0 ? "" : v.ToString("N0", CultureInfo.InvariantCulture);
 }

@@ -9,9 +9,9 @@ namespace AlexNet;
 /// <summary>Process-wide compute settings.</summary>
 public static partial class Compute
 {
-    const string HugePagesVariable = "THP_MEM_ALLOC_ENABLE";
+    private const string HugePagesVariable = "THP_MEM_ALLOC_ENABLE";
 
-    static bool _configured;
+    private static bool _configured;
 
     /// <summary>
     /// Native memory settings for training: huge pages for libtorch's large tensors, and glibc's heap kept
@@ -40,7 +40,7 @@ public static partial class Compute
     /// kernel, so the same step's blocks were sometimes reused and sometimes faulted in again and RSS wandered
     /// (no leak; docs/performance.md, "Memory"). A user's MALLOC_* settings win.
     /// </summary>
-    static void KeepTheHeap()
+    private static void KeepTheHeap()
     {
         const int trimThreshold = -1, mmapThreshold = -3;   // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD (malloc.h)
         if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null || Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not null)

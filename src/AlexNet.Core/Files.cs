@@ -78,7 +78,7 @@ public static class AtomicFile
 
     public static void WriteAllText(string path, string text) => WriteAllBytes(path, Encoding.UTF8.GetBytes(text));
 
-    static void TryDelete(string path)
+    private static void TryDelete(string path)
     {
         try
         {

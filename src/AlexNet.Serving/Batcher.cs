@@ -24,15 +24,15 @@ public readonly record struct Work(ViewSet Views, bool Features)
 
 public sealed class Batcher : IAsyncDisposable
 {
-    sealed record Job(byte[] Record, Work Work, TaskCompletionSource<float[]> Done);
+    private sealed record Job(byte[] Record, Work Work, TaskCompletionSource<float[]> Done);
 
-    readonly Classifier _net;
-    readonly int _maxBatch;
-    readonly TimeSpan _maxWait;
-    readonly ServerMetrics _metrics;
-    readonly Channel<Job> _queue = Channel.CreateUnbounded<Job>(new UnboundedChannelOptions { SingleReader = true });
-    readonly Thread _loop;
-    int _arriving;
+    private readonly Classifier _net;
+    private readonly int _maxBatch;
+    private readonly TimeSpan _maxWait;
+    private readonly ServerMetrics _metrics;
+    private readonly Channel<Job> _queue = Channel.CreateUnbounded<Job>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Thread _loop;
+    private int _arriving;
 
     public Batcher(Classifier net, int maxBatch, int maxWaitMs, ServerMetrics metrics)
     {
@@ -51,9 +51,9 @@ public sealed class Batcher : IAsyncDisposable
         return new Arrival(this);
     }
 
-    sealed class Arrival(Batcher b) : IDisposable
+    private sealed class Arrival(Batcher b) : IDisposable
     {
-        int _done;
+        private int _done;
 
         public void Dispose()
         {
@@ -79,7 +79,7 @@ public sealed class Batcher : IAsyncDisposable
         return job.Done.Task;
     }
 
-    void Loop()
+    private void Loop()
     {
         ChannelReader<Job> reader = _queue.Reader;
         var batch = new List<Job>(_maxBatch);
@@ -120,7 +120,7 @@ public sealed class Batcher : IAsyncDisposable
         }
     }
 
-    void Execute(Job[] jobs, Work work)
+    private void Execute(Job[] jobs, Work work)
     {
         try
         {

@@ -11,8 +11,8 @@ namespace AlexNet.Serving;
 
 public sealed class DecodePool : IDisposable
 {
-    readonly Channel<(Func<byte[]> Work, TaskCompletionSource<byte[]> Done)> _queue = Channel.CreateUnbounded<(Func<byte[]>, TaskCompletionSource<byte[]>)>();
-    readonly Thread[] _threads;
+    private readonly Channel<(Func<byte[]> Work, TaskCompletionSource<byte[]> Done)> _queue = Channel.CreateUnbounded<(Func<byte[]>, TaskCompletionSource<byte[]>)>();
+    private readonly Thread[] _threads;
 
     public DecodePool(int threads)
     {
@@ -34,7 +34,7 @@ public sealed class DecodePool : IDisposable
         return done.Task;
     }
 
-    void Loop()
+    private void Loop()
     {
         ChannelReader<(Func<byte[]> Work, TaskCompletionSource<byte[]> Done)> reader = _queue.Reader;
         while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())

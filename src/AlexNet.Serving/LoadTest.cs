@@ -81,7 +81,7 @@ public static class LoadTest
             .Select(t => (t.GetProperty("index").GetInt32(), t.GetProperty("probability").GetDouble())).ToArray();
     }
 
-    static bool Same(string json, IReadOnlyList<(int Index, double Probability)> expected)
+    private static bool Same(string json, IReadOnlyList<(int Index, double Probability)> expected)
     {
         (int Index, double Probability)[] got = Top(json);
         return got.Length == expected.Count && got.Zip(expected).All(p => p.First.Index == p.Second.Index && Math.Abs(p.First.Probability - p.Second.Probability) < 1e-5);

@@ -47,7 +47,7 @@ public static class ServeBenchmark
         rows.GroupBy(r => (r.MaxBatch, r.Clients)).Select(g => (g.Key.MaxBatch, g.Key.Clients, Median(g.Select(r => r.Result.RequestsPerSecond)),
             Median(g.Select(r => r.Result.P50Ms)), Median(g.Select(r => r.Result.P99Ms)), Median(g.Select(r => r.MeanBatch)), g.Sum(r => r.Result.Errors + r.Result.Wrong)));
 
-    static double Median(IEnumerable<double> values)
+    private static double Median(IEnumerable<double> values)
     {
         double[] v = values.OrderBy(x => x).ToArray();
         return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;

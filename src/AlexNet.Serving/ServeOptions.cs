@@ -45,7 +45,7 @@ public sealed record ServeOptions(
         Check(!string.IsNullOrWhiteSpace(Urls), "--urls must name at least one address, e.g. http://127.0.0.1:8080");
     }
 
-    static void Check(bool ok, string message)
+    private static void Check(bool ok, string message)
     {
         if (!ok)
         {

@@ -54,22 +54,22 @@ public sealed record ErrorResponse(string Error);
 
 public sealed class Server : IAsyncDisposable
 {
-    readonly ServeOptions _options;
-    readonly Classifier _net;
-    readonly Batcher _batcher;
-    readonly DecodePool _decoders = new(Math.Max(1, Environment.ProcessorCount));
-    readonly FeatureMatrix? _features;
-    readonly HammingIndex? _codes;
-    readonly BinaryCoder? _coder;
-    readonly ImageStore? _store;
-    readonly byte[] _kernels;
-    readonly string? _runName;
+    private readonly ServeOptions _options;
+    private readonly Classifier _net;
+    private readonly Batcher _batcher;
+    private readonly DecodePool _decoders = new(Math.Max(1, Environment.ProcessorCount));
+    private readonly FeatureMatrix? _features;
+    private readonly HammingIndex? _codes;
+    private readonly BinaryCoder? _coder;
+    private readonly ImageStore? _store;
+    private readonly byte[] _kernels;
+    private readonly string? _runName;
 
     public ServerMetrics Metrics { get; } = new();
     public WebApplication App { get; }
     public ModelCard Card => _net.Card;
 
-    Server(ServeOptions options, Classifier net, FeatureMatrix? features, (HammingIndex Index, BinaryCoder Coder)? codes, ImageStore? store,
+    private Server(ServeOptions options, Classifier net, FeatureMatrix? features, (HammingIndex Index, BinaryCoder Coder)? codes, ImageStore? store,
         Action<WebApplicationBuilder>? configure)
     {
         (_options, _net, _features, _codes, _coder, _store) = (options, net, features, codes?.Index, codes?.Coder, store);
@@ -161,7 +161,7 @@ public sealed class Server : IAsyncDisposable
     /// --store without --features: fc7 of every image of the store, written once (Retrieval.Extract) into a cache under
     /// the temporary folder named by the checkpoint's and the store's paths and times, and reused by later starts.
     /// </summary>
-    static string FeaturesFor(Classifier net, string storeDir, Action<string>? message)
+    private static string FeaturesFor(Classifier net, string storeDir, Action<string>? message)
     {
         string Stamp(string path) => Path.GetFullPath(path) + "@" + File.GetLastWriteTimeUtc(path).Ticks;
         using ImageStore store = ImageStore.Open(storeDir);
@@ -187,7 +187,7 @@ public sealed class Server : IAsyncDisposable
     public Task WaitForShutdownAsync() => App.WaitForShutdownAsync();
 
     /// <summary>Errors as JSON, metrics for every request; whatever a request does, the next one is served.</summary>
-    async Task Guard(HttpContext context, RequestDelegate next)
+    private async Task Guard(HttpContext context, RequestDelegate next)
     {
         var clock = Stopwatch.StartNew();
         string endpoint = EndpointName(context.Request.Path);
@@ -225,7 +225,7 @@ public sealed class Server : IAsyncDisposable
     }
 
     /// <summary>A bounded label set for metrics: the route, not the raw path (a path may be anything a client sends).</summary>
-    static string EndpointName(PathString path)
+    private static string EndpointName(PathString path)
     {
         string p = path.Value ?? "/";
         foreach (string known in new[] { "/api/predict", "/api/neighbors", "/api/kernels.png", "/api/model", "/api/images/", "/api/runs/", "/healthz", "/readyz", "/metrics", "/openapi/" })
@@ -238,7 +238,7 @@ public sealed class Server : IAsyncDisposable
         return p is "/" or "/app.js" or "/app.css" ? "page" : "other";
     }
 
-    void Map(WebApplication app)
+    private void Map(WebApplication app)
     {
         app.MapOpenApi();
         app.MapGet("/", () => Page("index.html", "text/html; charset=utf-8")).ExcludeFromDescription();
@@ -267,7 +267,7 @@ public sealed class Server : IAsyncDisposable
         app.MapFallback((HttpContext c) => Results.Json(new ErrorResponse($"no such endpoint: {c.Request.Method} {c.Request.Path}. The API is described at /openapi/v1.json."), statusCode: 404));
     }
 
-    static IResult Page(string name, string type)
+    private static IResult Page(string name, string type)
     {
         using Stream s = Assembly.GetExecutingAssembly().GetManifestResourceStream("web/" + name)
             ?? throw new ApiException(404, $"{name} is not in this build.");
@@ -276,7 +276,7 @@ public sealed class Server : IAsyncDisposable
         return Results.Bytes(m.ToArray(), type);
     }
 
-    async Task<PredictResponse> Predict(HttpRequest request, int? top, string? views)
+    private async Task<PredictResponse> Predict(HttpRequest request, int? top, string? views)
     {
         var clock = Stopwatch.StartNew();
         int k = top ?? 5;
@@ -296,7 +296,7 @@ public sealed class Server : IAsyncDisposable
         return new PredictResponse(best, set.ToString().ToLowerInvariant(), CardSummary.Of(Card), clock.Elapsed.TotalMilliseconds);
     }
 
-    async Task<NeighboursResponse> Neighbours(HttpRequest request, int? k)
+    private async Task<NeighboursResponse> Neighbours(HttpRequest request, int? k)
     {
         var clock = Stopwatch.StartNew();
         if ((_features is null && _codes is null) || _store is null)
@@ -318,7 +318,7 @@ public sealed class Server : IAsyncDisposable
             $"/api/images/{h.Index}")).ToArray(), _features?.Header?.Layer ?? "fc7", method, clock.Elapsed.TotalMilliseconds);
     }
 
-    IResult Picture(string index)
+    private IResult Picture(string index)
     {
         if (_store is null)
         {
@@ -334,7 +334,7 @@ public sealed class Server : IAsyncDisposable
     }
 
     /// <summary>A request's image as a §2 record: read, then decoded on a decoding thread; a batch gathering meanwhile may wait for it.</summary>
-    async Task<byte[]> ReceiveImage(HttpRequest request)
+    private async Task<byte[]> ReceiveImage(HttpRequest request)
     {
         using (_batcher.Arriving())
         {
@@ -344,7 +344,7 @@ public sealed class Server : IAsyncDisposable
     }
 
     /// <summary>The image of a request: the multipart field `image` (or its only file), or the raw body; bounded by --max-upload-mb.</summary>
-    async Task<byte[]> ReadImage(HttpRequest request)
+    private async Task<byte[]> ReadImage(HttpRequest request)
     {
         long limit = (long)_options.MaxUploadMb << 20;
         if (request.ContentLength > limit + (64 << 10))
@@ -384,7 +384,7 @@ public sealed class Server : IAsyncDisposable
         return body.ToArray();
     }
 
-    byte[] DecodeImage(byte[] encoded)
+    private byte[] DecodeImage(byte[] encoded)
     {
         if (encoded.Length == 0)
         {
@@ -403,7 +403,7 @@ public sealed class Server : IAsyncDisposable
     }
 
     /// <summary>Server-sent events: each line of the run's metrics.jsonl, then each line `train` appends, until the client or the server goes.</summary>
-    async Task RunEvents(HttpContext context, string name, IHostApplicationLifetime life)
+    private async Task RunEvents(HttpContext context, string name, IHostApplicationLifetime life)
     {
         if (name.Length == 0 || name is "." or ".." || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
         {

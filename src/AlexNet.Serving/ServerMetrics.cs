@@ -8,7 +8,7 @@ namespace AlexNet.Serving;
 
 public sealed class ServerMetrics
 {
-    readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
+    private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
 
     public ServerMetrics()
     {

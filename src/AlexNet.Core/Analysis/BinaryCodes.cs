@@ -124,7 +124,7 @@ public sealed record CoderHeader(string Format, string Kind, int Dimensions, int
 
 public static class BinaryCodes
 {
-    static (float[] Mean, float[] Std) Standardisation(float[] features, int d)
+    private static (float[] Mean, float[] Std) Standardisation(float[] features, int d)
     {
         int n = features.Length / d;
         var mean = new double[d];
@@ -143,7 +143,7 @@ public static class BinaryCodes
         return (m, s);
     }
 
-    static void CheckBits(int bits)
+    private static void CheckBits(int bits)
     {
         if (bits < 64 || bits % 64 != 0 || bits > 4096)
         {

@@ -103,7 +103,7 @@ public static class Figures
         Save(surface, path);
     }
 
-    static string Shorten(string label) => label.Length > 34 ? label[..34] + "…" : label;
+    private static string Shorten(string label) => label.Length > 34 ? label[..34] + "…" : label;
 
     /// <summary>A planar record (C×side×side bytes, C = 1 or 3) as a bitmap.</summary>
     public static SKBitmap ToBitmap(byte[] planar, int side, int channels)

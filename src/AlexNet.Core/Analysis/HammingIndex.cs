@@ -29,9 +29,9 @@ public readonly record struct HammingHit(int Index, int Distance);
 public sealed class HammingIndex
 {
     public const string Format = "alexnet-codes-v1";
-    const int Block = 4096;   // codes per distance block: 16 KB of distances, 128 KB of 256-bit codes (L2-sized)
+    private const int Block = 4096;   // codes per distance block: 16 KB of distances, 128 KB of 256-bit codes (L2-sized)
 
-    readonly ulong[] _codes;
+    private readonly ulong[] _codes;
 
     public int Count { get; }
     public int Bits { get; }
@@ -117,7 +117,7 @@ public sealed class HammingIndex
     }
 
     /// <summary>Top k of rows [from, to), nearest first: distances a block at a time, then a bounded max-heap.</summary>
-    List<HammingHit> TopK(ReadOnlySpan<ulong> query, int from, int to, int k)
+    private List<HammingHit> TopK(ReadOnlySpan<ulong> query, int from, int to, int k)
     {
         k = Math.Min(k, to - from);
         // The heap's top is the worst kept: (distance, index) largest first.
@@ -195,7 +195,7 @@ public sealed class HammingIndex
     }
 
     /// <summary>A nibble's bits, for Mula's count: each byte's two nibbles looked up (vpshufb) and added.</summary>
-    static ReadOnlySpan<byte> NibbleBits => new byte[] { 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4 };
+    private static ReadOnlySpan<byte> NibbleBits => new byte[] { 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4 };
 
     /// <summary>
     /// 8 words per step (8 codes of 64 bits, 4 of 128, 2 of 256, 1 of 512): XOR with the query repeated, the bits of each

@@ -15,7 +15,7 @@ public sealed record GridLayout(int Kernels, int Towers, int Columns, int RowsPe
 
 public static class KernelGrid
 {
-    const int Gap = 2, TowerGap = 12;
+    private const int Gap = 2, TowerGap = 12;
 
     public static GridLayout Layout(int kernels, int side, int scale = 4, int towers = 2, int columns = 16)
     {

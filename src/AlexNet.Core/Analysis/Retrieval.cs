@@ -129,7 +129,7 @@ public static class Retrieval
         return ranked.Select((h, i) => new Neighbour(i + 1, h.Index, h.Distance, store.Labels[h.Index], h.Index < sources.Count ? sources[h.Index] : "")).ToArray();
     }
 
-    static double Euclidean(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    private static double Euclidean(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         double sum = 0;
         for (int d = 0; d < a.Length; d++)
@@ -196,10 +196,10 @@ public static class Retrieval
 /// <summary>N×D float32 features, in memory or memory-mapped from a feature file; rows addressed with 64-bit offsets.</summary>
 public sealed unsafe class FeatureMatrix : IDisposable
 {
-    readonly float[]? _memory;
-    readonly MemoryMappedFile? _map;
-    readonly MemoryMappedViewAccessor? _view;
-    readonly float* _base;
+    private readonly float[]? _memory;
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly float* _base;
 
     public long Count { get; }
     public int Dimensions { get; }
@@ -212,7 +212,7 @@ public sealed unsafe class FeatureMatrix : IDisposable
         Count = rows.LongLength / dimensions;
     }
 
-    FeatureMatrix(MemoryMappedFile map, MemoryMappedViewAccessor view, FeatureHeader header)
+    private FeatureMatrix(MemoryMappedFile map, MemoryMappedViewAccessor view, FeatureHeader header)
     {
         (_map, _view, Header) = (map, view, header);
         byte* p = null;

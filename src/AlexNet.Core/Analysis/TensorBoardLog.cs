@@ -11,7 +11,7 @@ namespace AlexNet.Analysis;
 
 public sealed class TensorBoardLog(string directory, ITrainingProgress inner) : ITrainingProgress
 {
-    readonly SummaryWriter _writer = tensorboard.SummaryWriter(directory);
+    private readonly SummaryWriter _writer = tensorboard.SummaryWriter(directory);
 
     public string Directory => _writer.LogDir;
 

@@ -44,10 +44,10 @@ public enum View
 
 public sealed class Augmentation
 {
-    readonly int _c, _h, _w;
-    readonly float[] _mean;       // subtracted per pixel (§2's mean image, or each channel's mean level)
-    readonly float[] _scale;      // then multiplied per channel
-    readonly float[] _pcaBasis;   // C×C: pcaBasis[c·C + i] = pᵢ[c]·√λᵢ
+    private readonly int _c, _h, _w;
+    private readonly float[] _mean;       // subtracted per pixel (§2's mean image, or each channel's mean level)
+    private readonly float[] _scale;      // then multiplied per channel
+    private readonly float[] _pcaBasis;   // C×C: pcaBasis[c·C + i] = pᵢ[c]·√λᵢ
 
     public AugmentOptions Options { get; }
     public int Channels => _c;
@@ -142,7 +142,7 @@ public sealed class Augmentation
     }
 
     /// <summary>The patch whose top-left is (top, left) in record coordinates (negative = in the padding).</summary>
-    void Cut(ReadOnlySpan<byte> record, Span<float> output, int top, int left, bool flip, ReadOnlySpan<float> shift)
+    private void Cut(ReadOnlySpan<byte> record, Span<float> output, int top, int left, bool flip, ReadOnlySpan<float> shift)
     {
         int crop = Options.Crop;
         int plane = _h * _w;

@@ -42,9 +42,9 @@ public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Pre
 
 public sealed class BatchLoader
 {
-    readonly ImageStore _store;
-    readonly Augmentation _augmentation;
-    readonly LoaderOptions _options;
+    private readonly ImageStore _store;
+    private readonly Augmentation _augmentation;
+    private readonly LoaderOptions _options;
 
     public BatchLoader(ImageStore store, Augmentation augmentation, LoaderOptions options)
     {
@@ -57,15 +57,15 @@ public sealed class BatchLoader
         _options = options;
     }
 
-    int Available => _options.Records?.Length ?? _store.Count;
+    private int Available => _options.Records?.Length ?? _store.Count;
 
-    int TrainCount => _options.Limit > 0 ? Math.Min(_options.Limit, Available) : Available;
+    private int TrainCount => _options.Limit > 0 ? Math.Min(_options.Limit, Available) : Available;
 
     /// <summary>The store index of the loader's i-th record.</summary>
-    int RecordAt(int i) => _options.Records is int[] r ? r[i] : i;
+    private int RecordAt(int i) => _options.Records is int[] r ? r[i] : i;
 
     /// <summary>Images of one step across all ranks (the batch of one process: BatchSize).</summary>
-    int GlobalBatch => _options.BatchSize * _options.Ranks;
+    private int GlobalBatch => _options.BatchSize * _options.Ranks;
 
     public int BatchesPerEpoch => (TrainCount + GlobalBatch - 1) / GlobalBatch;
 
@@ -116,9 +116,9 @@ public sealed class BatchLoader
         return Run(order, 0, (record, output, _) => _augmentation.Test(record, output, view), cancel);
     }
 
-    delegate void Fill(ReadOnlySpan<byte> record, Span<float> output, int index);
+    private delegate void Fill(ReadOnlySpan<byte> record, Span<float> output, int index);
 
-    IEnumerable<Batch> Run(int[] order, int skip, Fill fill, CancellationToken outer)
+    private IEnumerable<Batch> Run(int[] order, int skip, Fill fill, CancellationToken outer)
     {
         int batches = (order.Length + GlobalBatch - 1) / GlobalBatch;
         int workers = Math.Min(_options.Workers, Math.Max(1, batches - skip));
@@ -196,7 +196,7 @@ public sealed class BatchLoader
         }
     }
 
-    unsafe Batch Build(int[] order, int b, Fill fill)
+    private unsafe Batch Build(int[] order, int b, Fill fill)
     {
         // Data parallel: every rank reads the same seeded order and takes its slice of each global batch, split evenly.
         int globalStart = b * GlobalBatch;

@@ -13,7 +13,7 @@ namespace AlexNet.Data;
 
 public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int Label)> Items, IReadOnlyList<ClassInfo> Classes)
 {
-    const string Expected = "expected ROOT/<class>/<image>, e.g. train/n01440764/n01440764_10026.JPEG";
+    private const string Expected = "expected ROOT/<class>/<image>, e.g. train/n01440764/n01440764_10026.JPEG";
 
     /// <summary>Identifies the inputs, so an interrupted prepare resumes only over the same list.</summary>
     public string Fingerprint()
@@ -108,7 +108,7 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
     }
 
     /// <summary>LOC_val_solution.csv: each file's wnid, the first token of its row's PredictionString.</summary>
-    static string[] FromSolutionCsv(string[] lines, string[] files, string labelsFile)
+    private static string[] FromSolutionCsv(string[] lines, string[] files, string labelsFile)
     {
         var byImage = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (string row in lines.Skip(1))
@@ -138,7 +138,7 @@ public sealed record PrepareSummary(int Written, int Rejected, int Total, string
 /// <summary>Decodes a folder into a store on several threads, in order, resumably (see <see cref="StoreWriter"/>).</summary>
 public static class FolderPreparer
 {
-    const int Block = 256;   // images decoded between commits; large enough that the decoders seldom wait at a block's end
+    private const int Block = 256;   // images decoded between commits; large enough that the decoders seldom wait at a block's end
 
     public static PrepareSummary Prepare(ImageFolder folder, string outDir, int size, int threads, Action<int, int>? progress = null,
         System.Threading.CancellationToken cancel = default, RecordEncoding encoding = RecordEncoding.Raw, int quality = RecordCodec.DefaultQuality)

@@ -61,13 +61,13 @@ public sealed unsafe class ImageStore : IDisposable
     public const string SourcesFile = "sources.txt";
     public const string RejectsFile = "rejects.tsv";
 
-    readonly MemoryMappedFile? _map;
-    readonly MemoryMappedViewAccessor? _view;
-    readonly byte* _base;
-    readonly long[]? _offsets;
+    private readonly MemoryMappedFile? _map;
+    private readonly MemoryMappedViewAccessor? _view;
+    private readonly byte* _base;
+    private readonly long[]? _offsets;
 
     [ThreadStatic]
-    static byte[]? t_decoded;
+    private static byte[]? t_decoded;
 
     public string Directory { get; }
     public StoreManifest Manifest { get; }
@@ -82,7 +82,7 @@ public sealed unsafe class ImageStore : IDisposable
     public int Width => Manifest.Width;
     public int ClassCount => Manifest.Classes.Length;
 
-    ImageStore(string dir, StoreManifest manifest, int[] labels, float[] mean, long[]? offsets)
+    private ImageStore(string dir, StoreManifest manifest, int[] labels, float[] mean, long[]? offsets)
     {
         Directory = dir;
         Manifest = manifest;
@@ -150,7 +150,7 @@ public sealed unsafe class ImageStore : IDisposable
         return new ImageStore(dir, manifest, labels, mean, offsets);
     }
 
-    static void ExpectLength(string dir, string file, long expected)
+    private static void ExpectLength(string dir, string file, long expected)
     {
         string path = Path.Combine(dir, file);
         long actual = File.Exists(path) ? new FileInfo(path).Length : -1;

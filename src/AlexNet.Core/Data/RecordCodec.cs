@@ -87,7 +87,7 @@ public static class RecordCodec
         }
     }
 
-    static void Check(SKCodecResult result)
+    private static void Check(SKCodecResult result)
     {
         if (result != SKCodecResult.Success)
         {

@@ -105,7 +105,7 @@ public static class Rehearsal
     }
 
     /// <summary>A random crop of the photograph at an ImageNet-like size: 333–640 px wide, 3:4 to 4:3, sometimes mirrored.</summary>
-    static byte[] RandomView(SKBitmap photo, Random rng)
+    private static byte[] RandomView(SKBitmap photo, Random rng)
     {
         double aspect = new[] { 0.75, 0.667, 1.0, 1.333, 0.75, 0.75 }[rng.Next(6)];   // height / width, mostly landscape
         int width = rng.Next(333, 641);

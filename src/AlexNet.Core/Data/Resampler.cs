@@ -14,7 +14,7 @@ namespace AlexNet.Data;
 internal static unsafe class Resampler
 {
     /// <summary>Filter taps of each output position along one axis, normalised to sum 1.</summary>
-    sealed class Taps
+    private sealed class Taps
     {
         public required int[] Start { get; init; }
         public required int[] Count { get; init; }
@@ -23,7 +23,7 @@ internal static unsafe class Resampler
     }
 
     /// <summary>Keys' cubic convolution kernel, a = −0.5 (Catmull–Rom).</summary>
-    static double Cubic(double x)
+    private static double Cubic(double x)
     {
         const double a = -0.5;
         x = Math.Abs(x);
@@ -33,7 +33,7 @@ internal static unsafe class Resampler
     }
 
     /// <summary>PIL's taps for <paramref name="input"/> → <paramref name="output"/> samples.</summary>
-    static Taps For(int input, int output)
+    private static Taps For(int input, int output)
     {
         double scale = (double)input / output;
         double filterScale = Math.Max(scale, 1);
@@ -86,7 +86,7 @@ internal static unsafe class Resampler
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot from the first image: no unoptimised first tier
-    static byte[] Resample(ReadOnlySpan<byte> rgba, int stride, int x0, int y0, int size, Taps taps, int rowFloats, float[] vertical)
+    private static byte[] Resample(ReadOnlySpan<byte> rgba, int stride, int x0, int y0, int size, Taps taps, int rowFloats, float[] vertical)
     {
         fixed (byte* src = rgba)
         fixed (float* v = vertical)
@@ -141,7 +141,7 @@ internal static unsafe class Resampler
 
     /// <summary>acc[i] += w · bytes[i] over one row, on vectors.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    static void AddScaled(float* acc, byte* bytes, int n, float w)
+    private static void AddScaled(float* acc, byte* bytes, int n, float w)
     {
         int vb = Vector<byte>.Count, vf = Vector<float>.Count;
         var weight = new Vector<float>(w);
@@ -160,7 +160,7 @@ internal static unsafe class Resampler
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void Widen(Vector<ushort> u, float* acc, Vector<float> weight)
+    private static void Widen(Vector<ushort> u, float* acc, Vector<float> weight)
     {
         Vector.Widen(u, out Vector<uint> a, out Vector<uint> b);
         int vf = Vector<float>.Count;

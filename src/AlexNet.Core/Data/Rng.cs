@@ -8,7 +8,7 @@ namespace AlexNet.Data;
 /// </summary>
 public struct Rng
 {
-    ulong _state;
+    private ulong _state;
 
     public Rng(ulong seed) => _state = seed;
 
@@ -22,7 +22,7 @@ public struct Rng
         return Mix(z);
     }
 
-    static ulong Mix(ulong z)
+    private static ulong Mix(ulong z)
     {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;

@@ -54,13 +54,13 @@ public static class FashionMnist
 /// <summary>The IDX format of MNIST-style data sets (big-endian header, optionally gzip-compressed).</summary>
 public static class Idx
 {
-    static Stream OpenMaybeGzip(string path)
+    private static Stream OpenMaybeGzip(string path)
     {
         Stream s = File.OpenRead(path);
         return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(s, CompressionMode.Decompress) : s;
     }
 
-    static byte[] ReadAll(string path)
+    private static byte[] ReadAll(string path)
     {
         try
         {
@@ -75,7 +75,7 @@ public static class Idx
         }
     }
 
-    static int BigEndian(byte[] b, int at) => (b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3];
+    private static int BigEndian(byte[] b, int at) => (b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3];
 
     public static (byte[] Pixels, int Count, int Rows, int Cols) ReadImages(string path)
     {

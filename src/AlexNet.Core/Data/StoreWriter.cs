@@ -14,22 +14,22 @@ namespace AlexNet.Data;
 
 public sealed class StoreWriter : IDisposable
 {
-    const string ProgressFile = "progress.json";
-    const string StatisticsFile = "progress.sums";   // the mean and covariance sums of the committed records
+    private const string ProgressFile = "progress.json";
+    private const string StatisticsFile = "progress.sums";   // the mean and covariance sums of the committed records
 
-    sealed record Progress(string Fingerprint, int InputsDone, int Records, long RejectsBytes, long SourcesBytes, long ImagesBytes = -1);
+    private sealed record Progress(string Fingerprint, int InputsDone, int Records, long RejectsBytes, long SourcesBytes, long ImagesBytes = -1);
 
-    readonly string _dir;
-    readonly string _fingerprint;
-    readonly int _recordBytes;
-    readonly FileStream _images;
-    readonly FileStream? _offsets;   // jpeg stores: record i is images.jpg[offsets[i] .. offsets[i+1])
-    readonly FileStream _labels;
-    readonly FileStream _sources;
-    readonly FileStream _rejects;
-    readonly long[] _sum;         // Σ x per position, for §2's mean image
-    readonly long[] _moments;     // Σ over pixels of x xᵀ (C×C) and Σ x (C), for §4.1's covariance
-    long _pixels;
+    private readonly string _dir;
+    private readonly string _fingerprint;
+    private readonly int _recordBytes;
+    private readonly FileStream _images;
+    private readonly FileStream? _offsets;   // jpeg stores: record i is images.jpg[offsets[i] .. offsets[i+1])
+    private readonly FileStream _labels;
+    private readonly FileStream _sources;
+    private readonly FileStream _rejects;
+    private readonly long[] _sum;         // Σ x per position, for §2's mean image
+    private readonly long[] _moments;     // Σ over pixels of x xᵀ (C×C) and Σ x (C), for §4.1's covariance
+    private long _pixels;
 
     public RecordEncoding Encoding { get; }
     public int Quality { get; }
@@ -123,12 +123,12 @@ public sealed class StoreWriter : IDisposable
         }
     }
 
-    static string Gb(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F1} GB" : $"{bytes / (double)(1 << 20):F1} MB";
+    private static string Gb(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F1} GB" : $"{bytes / (double)(1 << 20):F1} MB";
 
     /// <summary>Bytes of image data written so far (for the bytes-per-image report).</summary>
     public long ImageBytes => _images.Length;
 
-    FileStream Open(string name, long keep)
+    private FileStream Open(string name, long keep)
     {
         var f = new FileStream(Path.Combine(_dir, name), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, 1 << 16);
         if (f.Length < keep)
@@ -140,7 +140,7 @@ public sealed class StoreWriter : IDisposable
         return f;
     }
 
-    Progress? ReadProgress()
+    private Progress? ReadProgress()
     {
         string path = Path.Combine(_dir, ProgressFile);
         if (!File.Exists(path))
@@ -159,9 +159,9 @@ public sealed class StoreWriter : IDisposable
     /// The committed records' sums, as Commit saved them: the latest file, or the one before it when a stop fell
     /// between writing the sums and progress.json. False when neither matches (then they are gathered again).
     /// </summary>
-    bool ReadStatistics() => ReadStatistics(Path.Combine(_dir, StatisticsFile)) || ReadStatistics(Path.Combine(_dir, StatisticsFile + ".prev"));
+    private bool ReadStatistics() => ReadStatistics(Path.Combine(_dir, StatisticsFile)) || ReadStatistics(Path.Combine(_dir, StatisticsFile + ".prev"));
 
-    bool ReadStatistics(string path)
+    private bool ReadStatistics(string path)
     {
         if (!File.Exists(path) || new FileInfo(path).Length != 8L * (_sum.Length + _moments.Length + 2))
         {
@@ -184,7 +184,7 @@ public sealed class StoreWriter : IDisposable
         return true;
     }
 
-    void WriteStatistics()
+    private void WriteStatistics()
     {
         string path = Path.Combine(_dir, StatisticsFile);
         if (File.Exists(path))
@@ -194,7 +194,7 @@ public sealed class StoreWriter : IDisposable
         AtomicFile.Write(path, WriteSums);
     }
 
-    void WriteSums(Stream f)
+    private void WriteSums(Stream f)
     {
         f.Write(BitConverter.GetBytes((long)Records));
         f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_sum.AsSpan()));
@@ -206,7 +206,7 @@ public sealed class StoreWriter : IDisposable
     /// On resume without saved sums (a raw store of an older prepare), the records already written are read again. A
     /// JPEG store always saves its sums: its records, read back, are not the pixels the sums were taken of.
     /// </summary>
-    void AccumulateExisting()
+    private void AccumulateExisting()
     {
         if (_offsets is not null)
         {
@@ -227,7 +227,7 @@ public sealed class StoreWriter : IDisposable
     /// double holds them exactly too, up to 2⁵³: ImageNet's Σ x² over all pixels is ~5·10¹⁵) and vectorise.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    void Accumulate(ReadOnlySpan<byte> chw)
+    private void Accumulate(ReadOnlySpan<byte> chw)
     {
         int plane = Height * Width;
         int c = Channels;
@@ -246,7 +246,7 @@ public sealed class StoreWriter : IDisposable
 
     /// <summary>sum[i] += x[i], on vectors.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    static void AddBytes(long[] sum, ReadOnlySpan<byte> x)
+    private static void AddBytes(long[] sum, ReadOnlySpan<byte> x)
     {
         Span<ulong> acc = System.Runtime.InteropServices.MemoryMarshal.Cast<long, ulong>(sum.AsSpan());
         int w = Vector<byte>.Count, wl = Vector<ulong>.Count;
@@ -271,7 +271,7 @@ public sealed class StoreWriter : IDisposable
         }
     }
 
-    static Vector<uint> Products(Vector<ushort> x, Vector<ushort> y)
+    private static Vector<uint> Products(Vector<ushort> x, Vector<ushort> y)
     {
         Vector.Widen(x, out Vector<uint> x0, out Vector<uint> x1);
         Vector.Widen(y, out Vector<uint> y0, out Vector<uint> y1);
@@ -280,7 +280,7 @@ public sealed class StoreWriter : IDisposable
 
     /// <summary>Σ aᵢ·bᵢ (or Σ aᵢ when b is empty), exactly, in chunks whose sums fit 32 bits.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    static long Dot(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
+    private static long Dot(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
     {
         const int chunk = 16384;   // 16384 · 255² < 2³²
         int w = Vector<byte>.Count;

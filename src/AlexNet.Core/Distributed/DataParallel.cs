@@ -22,9 +22,9 @@ public sealed unsafe class DataParallel : IProcessGroup, IDisposable
     /// <summary>Gradients are summed in buckets of about this many bytes (DDP's default bucket).</summary>
     public const long BucketBytes = 25L << 20;
 
-    readonly Mpi _mpi;
-    readonly float* _bucket;
-    readonly long _bucketFloats = BucketBytes / sizeof(float);
+    private readonly Mpi _mpi;
+    private readonly float* _bucket;
+    private readonly long _bucketFloats = BucketBytes / sizeof(float);
 
     public int Rank => _mpi.Rank;
     public int Ranks => _mpi.Size;
@@ -113,7 +113,7 @@ public sealed unsafe class DataParallel : IProcessGroup, IDisposable
         ReduceSeconds += clock.Elapsed.TotalSeconds;
     }
 
-    void Copy(Tensor g, long offset, bool toBucket, float scale)
+    private void Copy(Tensor g, long offset, bool toBucket, float scale)
     {
         var grad = new Span<float>(Planes.Ptr(g), checked((int)g.numel()));
         var slot = new Span<float>(_bucket + offset, grad.Length);

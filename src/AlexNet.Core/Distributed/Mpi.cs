@@ -12,13 +12,13 @@ namespace AlexNet.Distributed;
 
 public sealed unsafe class Mpi : IDisposable
 {
-    readonly nint _lib;
-    readonly nint _world, _float, _double, _sum, _max, _inPlace;
-    readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> _allreduce;
-    readonly delegate* unmanaged<void*, int, nint, int, nint, int> _bcast;
-    readonly delegate* unmanaged<nint, int, int> _abort;
-    readonly delegate* unmanaged<int> _finalize;
-    bool _finalized;
+    private readonly nint _lib;
+    private readonly nint _world, _float, _double, _sum, _max, _inPlace;
+    private readonly delegate* unmanaged<void*, void*, int, nint, nint, nint, int> _allreduce;
+    private readonly delegate* unmanaged<void*, int, nint, int, nint, int> _bcast;
+    private readonly delegate* unmanaged<nint, int, int> _abort;
+    private readonly delegate* unmanaged<int> _finalize;
+    private bool _finalized;
 
     /// <summary>This process's rank and the number of processes (MPI_COMM_WORLD).</summary>
     public int Rank { get; }
@@ -72,7 +72,7 @@ public sealed unsafe class Mpi : IDisposable
     }
 
     /// <summary>The library of the launcher that started us: MPICH's Hydra sets PMI_*, Open MPI's mpirun OMPI_* (both may be installed).</summary>
-    static nint Load()
+    private static nint Load()
     {
         bool mpich = Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") is null && Environment.GetEnvironmentVariable("PMI_SIZE") is not null;
         string[] names = mpich
@@ -88,10 +88,10 @@ public sealed unsafe class Mpi : IDisposable
         throw new FileNotFoundException("no MPI library (libmpi.so.40 of Open MPI, libmpich.so.12 of MPICH) could be loaded: install Debian's openmpi-bin (or mpich) to train with mpirun.");
     }
 
-    nint Export(string name) => NativeLibrary.TryGetExport(_lib, name, out nint p) ? p
+    private nint Export(string name) => NativeLibrary.TryGetExport(_lib, name, out nint p) ? p
         : throw new EntryPointNotFoundException($"the MPI library lacks {name}.");
 
-    static void Check(int code, string call)
+    private static void Check(int code, string call)
     {
         if (code != 0)
         {

@@ -39,7 +39,7 @@ public sealed class LocalGroup : IProcessGroup
 {
     public static readonly LocalGroup Instance = new();
 
-    LocalGroup()
+    private LocalGroup()
     {
     }
 

@@ -72,7 +72,7 @@ public static class Predictor
         return Predict(model, card, records, top, sources, indices.Select(i => store.Labels[i]).ToArray());
     }
 
-    static List<Prediction> Predict(AlexNetModel model, ModelCard card, byte[][] records, int top, string[] sources, int[]? trueClasses,
+    private static List<Prediction> Predict(AlexNetModel model, ModelCard card, byte[][] records, int top, string[] sources, int[]? trueClasses,
         IReadOnlyList<View>? views = null)
     {
         if (records.Length == 0)
@@ -130,10 +130,10 @@ public static class Predictor
     }
 
     /// <summary>Planar RGB as the net's channels: as it is, or its luma for nets trained on grayscale data.</summary>
-    static byte[] ToChannels(byte[] planarRgb, int side, int channels) => channels == 1 ? ToGray(planarRgb, side * side) : planarRgb;
+    private static byte[] ToChannels(byte[] planarRgb, int side, int channels) => channels == 1 ? ToGray(planarRgb, side * side) : planarRgb;
 
     /// <summary>ITU-R 601 luma, for nets trained on grayscale data.</summary>
-    static byte[] ToGray(byte[] planarRgb, int plane)
+    private static byte[] ToGray(byte[] planarRgb, int plane)
     {
         var gray = new byte[plane];
         for (int i = 0; i < plane; i++)

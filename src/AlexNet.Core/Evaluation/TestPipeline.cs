@@ -25,9 +25,9 @@ public enum ViewSet
 /// <summary>One net, or §6's ensemble of several, loaded from checkpoints that agree on classes, record size and channels.</summary>
 public sealed class Ensemble : IDisposable
 {
-    readonly List<AlexNetModel> _models;
+    private readonly List<AlexNetModel> _models;
 
-    Ensemble(List<AlexNetModel> models, RunState state, string first)
+    private Ensemble(List<AlexNetModel> models, RunState state, string first)
     {
         _models = models;
         State = state;

@@ -13,7 +13,7 @@ namespace AlexNet.Inference;
 
 public sealed class Classifier : IDisposable
 {
-    Classifier(AlexNetModel model, ModelCard card, string source)
+    private Classifier(AlexNetModel model, ModelCard card, string source)
     {
         Model = model;
         Card = card;

@@ -14,8 +14,8 @@ namespace AlexNet.Interop;
 
 public sealed class OnnxClassifier : IDisposable
 {
-    readonly InferenceSession _session;
-    readonly RunOptions _run = new();
+    private readonly InferenceSession _session;
+    private readonly RunOptions _run = new();
 
     public string Path { get; }
     public Preprocessing Preprocessing { get; }

@@ -33,7 +33,7 @@ public static class OnnxExport
     public const string VariantKey = "alexnet.variant";
     public const string CardKey = "alexnet.card";
 
-    const int Float = 1;   // TensorProto.DataType.FLOAT
+    private const int Float = 1;   // TensorProto.DataType.FLOAT
 
     /// <summary>Writes the net as FILE (atomically: a failed export leaves no partial file).</summary>
     public static void Write(string path, AlexNetModel model, ModelCard card)
@@ -174,9 +174,9 @@ public static class OnnxExport
         return (diff.item<float>(), same.item<bool>());
     }
 
-    static void Meta(ModelProto m, string key, string value) => m.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+    private static void Meta(ModelProto m, string key, string value) => m.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
 
-    static TensorProto Initializer(string name, Tensor t)
+    private static TensorProto Initializer(string name, Tensor t)
     {
         using Tensor cpu = t.detach().to(DeviceType.CPU).to(ScalarType.Float32).contiguous();
         var p = new TensorProto { Name = name, DataType = Float, RawData = ByteString.CopyFrom(cpu.bytes) };
@@ -184,7 +184,7 @@ public static class OnnxExport
         return p;
     }
 
-    static ValueInfoProto Value(string name, string batch, params long[] dims)
+    private static ValueInfoProto Value(string name, string batch, params long[] dims)
     {
         var shape = new TensorShapeProto();
         shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimParam = batch });
@@ -195,11 +195,11 @@ public static class OnnxExport
         return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = Float, Shape = shape } } };
     }
 
-    static AttributeProto Int(string name, long v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = v };
+    private static AttributeProto Int(string name, long v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = v };
 
-    static AttributeProto Float32(string name, double v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = (float)v };
+    private static AttributeProto Float32(string name, double v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = (float)v };
 
-    static AttributeProto Ints(string name, params long[] v)
+    private static AttributeProto Ints(string name, params long[] v)
     {
         var p = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
         p.Ints.AddRange(v);

@@ -61,21 +61,21 @@ public static class PyTorchWeights
         }
     }
 
-    static bool LooksLikeSafetensors(string path, byte[] head)
+    private static bool LooksLikeSafetensors(string path, byte[] head)
     {
         ulong headerBytes = BitConverter.ToUInt64(head);
         return headerBytes > 1 && headerBytes < 100_000_000 && (long)headerBytes + 8 <= new FileInfo(path).Length
             && (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase) || FirstHeaderByte(path) == '{');
     }
 
-    static int FirstHeaderByte(string path)
+    private static int FirstHeaderByte(string path)
     {
         using FileStream f = File.OpenRead(path);
         f.Seek(8, SeekOrigin.Begin);
         return f.ReadByte();
     }
 
-    static InvalidDataException Refuse(string path, byte[] head) => new(head[0] == 0x80
+    private static InvalidDataException Refuse(string path, byte[] head) => new(head[0] == 0x80
         ? $"{path} is in torch.save's legacy (pre-1.6) format, which is a bare pickle that cannot be read safely. " +
           "Re-save it in PyTorch ≥ 1.6: `torch.save(torch.load(path), 'new.pth')` (the zip format is the default), or as .safetensors; nothing was written."
         : $"{path} is neither a torch.save zip file nor a .safetensors file. Pass a state_dict saved with `torch.save(model.state_dict(), path)`; nothing was written.");
@@ -86,7 +86,7 @@ public static class PyTorchWeights
     /// refuses both with a libtorch stack trace; ours reads the storage whole and copies the view's values into a
     /// dense tensor, checking first that the view lies inside its storage.
     /// </summary>
-    sealed class ViewedTensor : Razorvine.Pickle.IObjectConstructor
+    private sealed class ViewedTensor : Razorvine.Pickle.IObjectConstructor
     {
         public object construct(object[] args)
         {
@@ -119,7 +119,7 @@ public static class PyTorchWeights
     }
 
     /// <summary>A property of PyBridge's storage record, by name (1.4.4: the archive entry and the dtype).</summary>
-    static object Member(object o, string name) =>
+    private static object Member(object o, string name) =>
         o.GetType().GetProperty(name, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)?.GetValue(o)
         ?? throw new InvalidDataException($"this TorchSharp.PyBridge keeps no storage {name} (not the version this build was made for)");
 
@@ -131,7 +131,7 @@ public static class PyTorchWeights
         Razorvine.Pickle.Unpickler.registerConstructor("torch._utils", "_rebuild_tensor_v2", new ViewedTensor());
     }
 
-    static Dictionary<string, Tensor> ReadPickle(string path)
+    private static Dictionary<string, Tensor> ReadPickle(string path)
     {
         object loaded;
         using (FileStream f = File.OpenRead(path))
@@ -167,21 +167,21 @@ public static class PyTorchWeights
         return result;
     }
 
-    static string Describe(object? value) => value switch
+    private static string Describe(object? value) => value switch
     {
         null => "None",
         Razorvine.Pickle.Objects.ClassDict c => $"an object of {c.ClassName}",
         _ => value.GetType().Name,
     };
 
-    static Dictionary<string, Tensor> ReadSafetensors(string path)
+    private static Dictionary<string, Tensor> ReadSafetensors(string path)
     {
         CheckSafetensorsHeader(path);
         return Safetensors.LoadStateDict(path);
     }
 
     /// <summary>Every tensor's byte range inside the file and of its shape's size, checked first, so that a bad one is named.</summary>
-    static void CheckSafetensorsHeader(string path)
+    private static void CheckSafetensorsHeader(string path)
     {
         long length = new FileInfo(path).Length;
         byte[] header;
@@ -308,7 +308,7 @@ public static class PyTorchWeights
     }
 
     /// <summary>Classes from fc8 (the classifier's last weight), input channels from conv1's weight.</summary>
-    static (int Classes, int Channels) ShapeOf(Dictionary<string, Tensor> state, string path)
+    private static (int Classes, int Channels) ShapeOf(Dictionary<string, Tensor> state, string path)
     {
         if (!state.TryGetValue("features.0.weight", out Tensor? conv1) || conv1.dim() != 4)
         {
@@ -331,7 +331,7 @@ public static class PyTorchWeights
         _ => 256,
     };
 
-    static string[] DefaultNames(int classes)
+    private static string[] DefaultNames(int classes)
     {
         if (classes == 1000 && File.Exists(AlexNet.Data.ClassNames.DarknetIds) && File.Exists(AlexNet.Data.ClassNames.OpenCvNames))
         {

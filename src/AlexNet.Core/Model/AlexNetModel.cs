@@ -26,17 +26,17 @@ public enum KernelChoice
 
 public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
 {
-    readonly Sequential _features;
-    readonly nn.Module<Tensor, Tensor> _avgpool;
-    readonly Sequential _classifier;
-    readonly Dictionary<string, (bool InFeatures, int Index)> _layers = new();
+    private readonly Sequential _features;
+    private readonly nn.Module<Tensor, Tensor> _avgpool;
+    private readonly Sequential _classifier;
+    private readonly Dictionary<string, (bool InFeatures, int Index)> _layers = new();
 
     public Architecture Architecture { get; }
 
     /// <summary>Which code runs §3.3's LRN and conv1/conv2's ReLU → LRN → pool.</summary>
     public KernelChoice Kernels { get; }
 
-    Precision _precision = Precision.Fp32;
+    private Precision _precision = Precision.Fp32;
 
     /// <summary>The number format of the conv and FC products (Precision.cs); the weights are float32 either way. Set it once the net is on its device: bf16 is refused where it would crawl.</summary>
     public Precision Precision
@@ -104,10 +104,10 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         Initialize(seed);
     }
 
-    static (string, nn.Module<Tensor, Tensor>) Next(List<(string, nn.Module<Tensor, Tensor>)> list, nn.Module<Tensor, Tensor> m) =>
+    private static (string, nn.Module<Tensor, Tensor>) Next(List<(string, nn.Module<Tensor, Tensor>)> list, nn.Module<Tensor, Tensor> m) =>
         (list.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), m);
 
-    static nn.Module<Tensor, Tensor> MakeActivation(Activation a) => a switch
+    private static nn.Module<Tensor, Tensor> MakeActivation(Activation a) => a switch
     {
         Activation.Relu => nn.ReLU(inplace: true),   // §3.1
         Activation.Tanh => nn.Tanh(),
@@ -149,13 +149,13 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     public Device Device => parameters().First().device;
 
     /// <summary>x on the weights' device: a batch assembled on the CPU runs where the net is.</summary>
-    Tensor OnDevice(Tensor x)
+    private Tensor OnDevice(Tensor x)
     {
         Device d = Device;
         return x.device_type == d.type && x.device_index == d.index ? x : x.to(d);
     }
 
-    void Initialize(long seed)
+    private void Initialize(long seed)
     {
         using var generator = new Generator((ulong)seed);
         foreach (ConvLayer c in Architecture.Convs)
@@ -198,7 +198,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         };
 
     /// <summary>classifier[0 .. end) on the flattened features.</summary>
-    Tensor RunClassifier(Tensor h, int end)
+    private Tensor RunClassifier(Tensor h, int end)
     {
         for (int i = 0; i < end; i++)
         {
@@ -223,7 +223,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>features[0 .. end), with conv1's and conv2's ReLU → LRN → pool as one fused operation where it applies (FusedStage.cs).</summary>
-    Tensor RunFeatures(Tensor x, int end)
+    private Tensor RunFeatures(Tensor x, int end)
     {
         Tensor h = x;
         for (int i = 0; i < end; i++)

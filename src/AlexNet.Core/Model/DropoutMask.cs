@@ -28,7 +28,7 @@ public static unsafe class DropoutMask
     /// The next mask's seed: one draw from libtorch's default generator (seeded by torch.random.manual_seed, saved in
     /// checkpoints), or, on a thread given a stream (<see cref="UseStream"/>), the stream's next value.
     /// </summary>
-    static ulong NextSeed()
+    private static ulong NextSeed()
     {
         if (_stream is (ulong seed, ulong drawn))
         {
@@ -53,7 +53,7 @@ public static unsafe class DropoutMask
     public static void UseStream(ulong? seed) => _stream = seed is ulong s ? (s, 0) : null;
 
     [ThreadStatic]
-    static (ulong Seed, ulong Drawn)? _stream;
+    private static (ulong Seed, ulong Drawn)? _stream;
 
     /// <summary>Each value independently 1/(1 − p) with probability 1 − p, else 0; the same (shape, p, seed) gives the same mask.</summary>
     public static Tensor Make(long[] shape, double p, ulong seed)
@@ -87,7 +87,7 @@ public static unsafe class DropoutMask
     }
 
     /// <summary>SplitMix64's finaliser (Steele, Lea and Flood 2014): a counter in, 64 well-mixed bits out.</summary>
-    static ulong Mix(ulong z)
+    private static ulong Mix(ulong z)
     {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;

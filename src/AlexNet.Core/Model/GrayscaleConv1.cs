@@ -33,9 +33,9 @@ public static class GrayscaleConv1
     /// <summary>y = conv(x, W) + b by libtorch, with the backward above.</summary>
     public static Tensor Apply(Tensor x, Conv2d conv) => Conv1Function.apply(x, conv.weight!, conv.bias!, new ConvArgs(conv.stride, conv.padding!));
 
-    sealed record ConvArgs(long[] Stride, long[] Padding);
+    private sealed record ConvArgs(long[] Stride, long[] Padding);
 
-    sealed class Conv1Function : autograd.SingleTensorFunction<Conv1Function>
+    private sealed class Conv1Function : autograd.SingleTensorFunction<Conv1Function>
     {
         public override string Name => "AlexNetGrayscaleConv1";
 

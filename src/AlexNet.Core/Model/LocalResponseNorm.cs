@@ -14,8 +14,8 @@ namespace AlexNet.Model;
 /// <summary>The §3.3 layer. With <c>fused</c>, float32 CPU tensors take our kernel; anything else (CUDA, float64) takes libtorch's.</summary>
 public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
 {
-    readonly LrnParams _p;
-    readonly bool _fused;
+    private readonly LrnParams _p;
+    private readonly bool _fused;
 
     /// <param name="fused">false: always libtorch's own LRN, the reference our kernel is tested against.</param>
     public LocalResponseNorm(LrnParams p, bool fused = true) : base(nameof(LocalResponseNorm))
@@ -57,7 +57,7 @@ public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
         return cat(towers, 1).MoveToOuterDisposeScope();
     }
 
-    sealed class LrnFunction : autograd.SingleTensorFunction<LrnFunction>
+    private sealed class LrnFunction : autograd.SingleTensorFunction<LrnFunction>
     {
         public override string Name => "AlexNetLocalResponseNorm";
 
@@ -119,13 +119,13 @@ public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
             });
         }
 
-        static (int N, int C, int Plane) Dims(Tensor t)
+        private static (int N, int C, int Plane) Dims(Tensor t)
         {
             long[] shape = t.shape;
             return ((int)shape[0], (int)shape[1], checked((int)(shape[2] * shape[3])));
         }
 
-        readonly struct Into(float* output, int plane) : IPlaneSink
+        private readonly struct Into(float* output, int plane) : IPlaneSink
         {
             public float* Target(int c) => output + (long)c * plane;
 
@@ -134,7 +134,7 @@ public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
             }
         }
 
-        readonly struct From(float* gradOutput, int plane) : IPlaneGradient
+        private readonly struct From(float* gradOutput, int plane) : IPlaneGradient
         {
             public float* Gradient(int c) => gradOutput + (long)c * plane;
         }

@@ -36,7 +36,7 @@ public static class LowPrecision
     internal static readonly bool OneDnnAvx512 = Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported && Avx512F.VL.IsSupported
         && !IsaCappedBelowAvx512(Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA") ?? Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA"));
 
-    static bool IsaCappedBelowAvx512(string? cap) => cap is not null
+    private static bool IsaCappedBelowAvx512(string? cap) => cap is not null
         && !(cap.StartsWith("AVX512", StringComparison.OrdinalIgnoreCase) || cap.StartsWith("AVX10", StringComparison.OrdinalIgnoreCase)
             || cap.StartsWith("AMX", StringComparison.OrdinalIgnoreCase) || cap.Equals("ALL", StringComparison.OrdinalIgnoreCase));
 

@@ -17,14 +17,14 @@ namespace AlexNet.Model;
 
 public sealed class TowerNet : nn.Module<Tensor, Tensor>
 {
-    const int Count = 2;   // §3.2: two GPUs
+    private const int Count = 2;   // §3.2: two GPUs
 
-    readonly Device[] _devices;
-    readonly Conv2d[][] _convs;     // [tower][layer]
-    readonly Linear[][] _fcs;       // [tower][fc6, fc7, fc8]
-    readonly int[][] _rows;         // [layer][tower]: the first row (kernel, neuron) of each tower in the grouped layer, and the end
-    readonly LrnParams? _lrn;       // one tower's LRN: its own maps only
-    readonly Dropout _dropout;      // §4.2 on fc6's and fc7's halves, as the grouped net's (AlexNetModel.Call picks the code)
+    private readonly Device[] _devices;
+    private readonly Conv2d[][] _convs;     // [tower][layer]
+    private readonly Linear[][] _fcs;       // [tower][fc6, fc7, fc8]
+    private readonly int[][] _rows;         // [layer][tower]: the first row (kernel, neuron) of each tower in the grouped layer, and the end
+    private readonly LrnParams? _lrn;       // one tower's LRN: its own maps only
+    private readonly Dropout _dropout;      // §4.2 on fc6's and fc7's halves, as the grouped net's (AlexNetModel.Call picks the code)
 
     public Architecture Architecture { get; }
 
@@ -102,14 +102,14 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     /// <summary>Refuses a net without §3.2's towers or a device list that is not two usable devices, before anything is built or written.</summary>
     public static void Check(Architecture a, string devices) => Check(a, Resolve(devices).Length);
 
-    static Device[] Resolve(string devices) => devices.Split(',').Select(d => Compute.ResolveDevice(d.Trim())).ToArray();
+    private static Device[] Resolve(string devices) => devices.Split(',').Select(d => Compute.ResolveDevice(d.Trim())).ToArray();
 
-    int Size(int layer, int tower) => _rows[layer][tower + 1] - _rows[layer][tower];
+    private int Size(int layer, int tower) => _rows[layer][tower + 1] - _rows[layer][tower];
 
     /// <summary>[0, ⌈n/2⌉, n]: tower 0 takes the first half of a layer's rows (rounded up for an odd fc8), tower 1 the rest.</summary>
-    static int[] Halves(int n) => new[] { 0, (n + 1) / 2, n };
+    private static int[] Halves(int n) => new[] { 0, (n + 1) / 2, n };
 
-    static void Check(Architecture a, int devices)
+    private static void Check(Architecture a, int devices)
     {
         if (devices != Count)
         {
@@ -123,7 +123,7 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Pairs of (the grouped layer's tensor, this layer's tensor in tower t) for every weight and bias: tower t holds rows [_rows[t], _rows[t+1]).</summary>
-    IEnumerable<(Tensor Grouped, Tensor Tower, int From, int To)> Pairs(AlexNetModel grouped)
+    private IEnumerable<(Tensor Grouped, Tensor Tower, int From, int To)> Pairs(AlexNetModel grouped)
     {
         string[] layers = grouped.LayerNames.ToArray();
         for (int i = 0; i < layers.Length; i++)
@@ -234,7 +234,7 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>conv → activation → (LRN of this tower's maps) → (max-pool), fused as the grouped net runs it where it can.</summary>
-    Tensor Stage(int t, int layer, Tensor input)
+    private Tensor Stage(int t, int layer, Tensor input)
     {
         Architecture a = Architecture;
         ConvLayer c = a.Convs[layer];
@@ -254,7 +254,7 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>One tower's half of fc6 or fc7 (→ activation → §4.2 dropout), or of fc8.</summary>
-    Tensor Hidden(int t, int layer, Tensor input)
+    private Tensor Hidden(int t, int layer, Tensor input)
     {
         Architecture a = Architecture;
         Tensor h = AlexNetModel.Call(_fcs[t][layer], input, Kernels, Precision, training, a.Dropout);
@@ -266,14 +266,14 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>§3.1's ReLU, or tanh.</summary>
-    Tensor Activate(Tensor h) => Architecture.Activation == Activation.Relu ? nn.functional.relu(h) : h.tanh();
+    private Tensor Activate(Tensor h) => Architecture.Activation == Activation.Relu ? nn.functional.relu(h) : h.tanh();
 
     /// <summary>Both towers' maps, concatenated along the channels on each tower's device: the only traffic between devices.</summary>
-    Tensor[] Exchange(Tensor[] h) =>
+    private Tensor[] Exchange(Tensor[] h) =>
         Enumerable.Range(0, Count).Select(t => cat(new[] { h[0].to(_devices[t]), h[1].to(_devices[t]) }, 1)).ToArray();
 
     /// <summary>f for each tower (a segment of conv layers): one after the other, or at the same time on two threads.</summary>
-    Tensor[] Both(Func<int, Tensor> f)
+    private Tensor[] Both(Func<int, Tensor> f)
     {
         if (!Concurrent)
         {

@@ -46,7 +46,7 @@ public static class Variants
     /// §3.5, Figure 2. Input 224×224 with conv1 padding 2: (224 + 4 − 11)/4 + 1 = 55, as the figure's 55×55×96,
     /// keeping the paper's 224 crops (Caffe instead feeds 227 unpadded; both give 55).
     /// </summary>
-    static Architecture PaperNet(int classes, int channels, int size) => new(
+    private static Architecture PaperNet(int classes, int channels, int size) => new(
         Paper, channels, size, classes,
         ImmutableArray.Create(
             new ConvLayer("conv1", 96, 11, 4, 2, 1, Lrn: true, Pool: true, BiasOne: false),
@@ -59,7 +59,7 @@ public static class Variants
         TorchvisionLayout: false);
 
     /// <summary>§3.2: "a net with half as many kernels in each convolutional layer trained on one GPU" (conv5 and FC full).</summary>
-    static Architecture PaperOneGpu(int classes, int channels, int size) => PaperNet(classes, channels, size) with
+    private static Architecture PaperOneGpu(int classes, int channels, int size) => PaperNet(classes, channels, size) with
     {
         Variant = Paper1Gpu,
         Lrn = new LrnParams(),
@@ -75,7 +75,7 @@ public static class Variants
     /// Krizhevsky 2014, torchvision's `alexnet`: no LRN, no groups, dropout before fc6 and fc7, adaptive 6×6 pool.
     /// Module indices match torchvision's state_dict (features.0 … classifier.6) so its weights load.
     /// </summary>
-    static Architecture OneWeirdTrick(int classes, int channels, int size) => new(
+    private static Architecture OneWeirdTrick(int classes, int channels, int size) => new(
         Owt, channels, size, classes,
         ImmutableArray.Create(
             new ConvLayer("conv1", 64, 11, 4, 2, 1, Lrn: false, Pool: true, BiasOne: false),
@@ -96,7 +96,7 @@ public static class Variants
     /// pool skips conv5's last row and column, for 1.4× the work: docs/results.md).
     /// Init is He's fan-in scaled normal: N(0, 0.01²) leaves this net's loss stuck at ln 10 (docs/paper-map.md).
     /// </summary>
-    static Architecture SmallNet(int classes, int channels, int size) => new(
+    private static Architecture SmallNet(int classes, int channels, int size) => new(
         Small, channels, size, classes,
         ImmutableArray.Create(
             new ConvLayer("conv1", 32, 5, 1, 0, 1, Lrn: true, Pool: true, BiasOne: false),
@@ -109,7 +109,7 @@ public static class Variants
         TorchvisionLayout: false);
 
     /// <summary>§3.2's comparison at small scale: half the kernels in conv1–conv4 on "one GPU", conv5 and FC full size.</summary>
-    static Architecture SmallOneGpu(int classes, int channels, int size) => SmallNet(classes, channels, size) with
+    private static Architecture SmallOneGpu(int classes, int channels, int size) => SmallNet(classes, channels, size) with
     {
         Variant = Small1Gpu,
         Lrn = new LrnParams(),
@@ -127,7 +127,7 @@ public static class Variants
     /// each followed by a 3/2 max-pool, and one fully connected layer). No LRN, no dropout: Figure 1 used
     /// "no regularization of any kind".
     /// </summary>
-    static Architecture FourLayer(int classes, int channels, int size) => new(
+    private static Architecture FourLayer(int classes, int channels, int size) => new(
         Figure1, channels, size, classes,
         ImmutableArray.Create(
             new ConvLayer("conv1", 32, 5, 1, 2, 1, Lrn: false, Pool: true, BiasOne: false),

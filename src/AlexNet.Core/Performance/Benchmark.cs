@@ -35,7 +35,7 @@ public static class Benchmark
     /// The net for an LRN mode: fused (ours: the fused stages and our LRN kernel), torch (libtorch's LRN, separate modules),
     /// none (no LRN).
     /// </summary>
-    static AlexNetModel ModelFor(Architecture arch, string lrnMode) =>
+    private static AlexNetModel ModelFor(Architecture arch, string lrnMode) =>
         new(lrnMode == "none" ? arch with { Lrn = null } : arch, seed: 1, lrnMode == "torch" ? KernelChoice.Libtorch : KernelChoice.Fused);
 
     /// <param name="device">cpu, cuda or cuda:N: the net, the batch and the update there (the fused kernels are the CPU's).</param>
@@ -187,7 +187,7 @@ public static class Benchmark
         return ForwardBackward(x, a => fused ? FusedStage.Apply(a, p, 3, 2) : FusedStage.Reference(a, p, 3, 2), threads, steps);
     }
 
-    static (double ForwardMs, double BackwardMs) ForwardBackward(Tensor input, Func<Tensor, Tensor> op, int threads, int steps)
+    private static (double ForwardMs, double BackwardMs) ForwardBackward(Tensor input, Func<Tensor, Tensor> op, int threads, int steps)
     {
         Compute.UseThreads(threads);
         using var x = input.detach().requires_grad_();
@@ -300,7 +300,7 @@ public static class Benchmark
     }
 
     /// <summary>Median forward and backward ms of one layer, and its output (the next layer's input).</summary>
-    static (double ForwardMs, double BackwardMs, Tensor Output) TimeLayer(Tensor x, Func<Tensor, Tensor> layer, bool needsGradient, int steps)
+    private static (double ForwardMs, double BackwardMs, Tensor Output) TimeLayer(Tensor x, Func<Tensor, Tensor> layer, bool needsGradient, int steps)
     {
         var fwd = new List<double>();
         var bwd = new List<double>();

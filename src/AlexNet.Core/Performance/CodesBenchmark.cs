@@ -109,7 +109,7 @@ public static class CodesBenchmark
         return costs;
     }
 
-    static long Resident()
+    private static long Resident()
     {
         using var self = Process.GetCurrentProcess();
         return self.WorkingSet64;

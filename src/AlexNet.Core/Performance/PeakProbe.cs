@@ -38,7 +38,7 @@ public static class PeakProbe
         return new PeakRate(best, vectors, threads);
     }
 
-    static (double Seconds, double Flops) Run(int threads, long iterations)
+    private static (double Seconds, double Flops) Run(int threads, long iterations)
     {
         var start = new Barrier(threads + 1);
         var workers = new Thread[threads];
@@ -66,7 +66,7 @@ public static class PeakProbe
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static double Loop256(long iterations)
+    private static double Loop256(long iterations)
     {
         Vector256<float> m = Vector256.Create(0.999999f), a = Vector256.Create(1e-7f);
         Vector256<float> x0 = Vector256.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
@@ -89,7 +89,7 @@ public static class PeakProbe
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    static double Loop512(long iterations)
+    private static double Loop512(long iterations)
     {
         Vector512<float> m = Vector512.Create(0.999999f), a = Vector512.Create(1e-7f);
         Vector512<float> x0 = Vector512.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;

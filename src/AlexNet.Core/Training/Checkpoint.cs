@@ -66,8 +66,8 @@ public static class Checkpoint
             Preprocessing.Of(a, s.Options.Normalization, s.Architecture.InputChannels, s.StoreHeight), s.Mean);
     }
 
-    static readonly byte[] Magic = Encoding.ASCII.GetBytes("ALXNCKPT");
-    const uint Version = 1;
+    private static readonly byte[] Magic = Encoding.ASCII.GetBytes("ALXNCKPT");
+    private const uint Version = 1;
 
     public static void Save(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null) =>
         Save(path, state, model, optimizer?.Velocity, ema);
@@ -148,7 +148,7 @@ public static class Checkpoint
     }
 
     /// <summary>Checks magic, version and checksum; a damaged file gets an error that names it and what to do.</summary>
-    static void Verify(string path)
+    private static void Verify(string path)
     {
         using FileStream f = File.OpenRead(path);
         var magic = new byte[Magic.Length];
@@ -243,7 +243,7 @@ public static class Checkpoint
         ReadTensors(path, state, targets);
     }
 
-    static void ReadTensors(string path, RunState state, Dictionary<string, Tensor> targets)
+    private static void ReadTensors(string path, RunState state, Dictionary<string, Tensor> targets)
     {
         using FileStream f = File.OpenRead(path);
         f.Seek(Magic.Length + 4, SeekOrigin.Begin);

@@ -71,7 +71,7 @@ public static class Experiments
         };
     }
 
-    static string OneGpuOf(string model) => model switch
+    private static string OneGpuOf(string model) => model switch
     {
         Variants.Paper => Variants.Paper1Gpu,
         Variants.Small => Variants.Small1Gpu,
@@ -121,7 +121,7 @@ public static class Experiments
     }
 
     /// <summary>Figure 1: "no regularization of any kind"; one arm per activation and ε, named "ReLU ε=0.01".</summary>
-    static ExperimentArm Fig1(TrainOptions b, Activation a) => new(
+    private static ExperimentArm Fig1(TrainOptions b, Activation a) => new(
         (a == Activation.Relu ? "ReLU" : "tanh") + " ε=" + b.LearningRate.ToString(CultureInfo.InvariantCulture), b with
         {
             Model = Variants.Figure1,
@@ -243,11 +243,11 @@ public static class Experiments
         }
     }
 
-    const string Diverged = "DIVERGED";
+    private const string Diverged = "DIVERGED";
 
-    static string Slug(string s) => new string(s.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray()).Trim('-');
+    private static string Slug(string s) => new string(s.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray()).Trim('-');
 
-    static ArmResult Summarise(string arm, long seed, string dir)
+    private static ArmResult Summarise(string arm, long seed, string dir)
     {
         RunPlots.Series s = RunPlots.Read(dir);
         double? FirstStepAt(double error)   // the first logged step whose training error is at most this fraction
@@ -266,10 +266,10 @@ public static class Experiments
             s.TrainTop1.LastOrDefault(double.NaN) / 100, FirstStepAt(0.25), s.EpochSeconds.Sum(), StepsTo15: FirstStepAt(0.15), StepsTo10: FirstStepAt(0.10), StepsTo5: FirstStepAt(0.05));
     }
 
-    static string StepsCell(IEnumerable<ArmResult> arm, Func<ArmResult, double?> steps) =>
+    private static string StepsCell(IEnumerable<ArmResult> arm, Func<ArmResult, double?> steps) =>
         arm.Any(r => r.Diverged) ? "diverged" : arm.All(r => steps(r).HasValue) ? StepsText(arm, steps) : "not reached";
 
-    static string StepsText(IEnumerable<ArmResult> g, Func<ArmResult, double?> steps)
+    private static string StepsText(IEnumerable<ArmResult> g, Func<ArmResult, double?> steps)
     {
         double[] v = g.Select(r => steps(r)!.Value).ToArray();
         string mean = v.Average().ToString("F0", CultureInfo.InvariantCulture);
@@ -279,7 +279,7 @@ public static class Experiments
     /// <summary>The training errors Figure 1's comparison is made at: the paper's 25%, then lower ones (ArmResult).</summary>
     public static readonly int[] Figure1Targets = { 25, 15, 10, 5 };
 
-    static Func<ArmResult, double?> StepsTo(int percent) => percent switch
+    private static Func<ArmResult, double?> StepsTo(int percent) => percent switch
     {
         25 => r => r.StepsTo25,
         15 => r => r.StepsTo15,
@@ -309,7 +309,7 @@ public static class Experiments
     }
 
     /// <summary>The arm of <paramref name="activation"/> with the fewest mean steps, over arms where every seed got there.</summary>
-    static (string Arm, double Steps)? Fastest(IReadOnlyList<ArmResult> results, string activation, Func<ArmResult, double?> steps) => results
+    private static (string Arm, double Steps)? Fastest(IReadOnlyList<ArmResult> results, string activation, Func<ArmResult, double?> steps) => results
         .Where(r => r.Arm.StartsWith(activation + " ", StringComparison.Ordinal) || r.Arm == activation)
         .GroupBy(r => r.Arm)
         .Where(g => g.All(r => steps(r).HasValue && !r.Diverged))
@@ -319,7 +319,7 @@ public static class Experiments
         .FirstOrDefault();
 
     /// <summary>What every arm trained for: epochs, images, ε and its steps (the arms differ only in what they compare).</summary>
-    static string Budget(TrainOptions o, bool sweep)
+    private static string Budget(TrainOptions o, bool sweep)
     {
         string images = o.TrainLimit > 0 ? $"the first {o.TrainLimit.ToString("N0", CultureInfo.InvariantCulture)} training images" : "every training image";
         string rate = sweep ? "ε per arm" : $"ε = {o.LearningRate.ToString(CultureInfo.InvariantCulture)}";
@@ -333,9 +333,9 @@ public static class Experiments
     }
 
     /// <summary>What every arm of <paramref name="e"/> trained for (the report's budget line).</summary>
-    static string BudgetOf(Experiment e) => Budget(e.Arms[0].Options, sweep: e.Name == "relu-vs-tanh");
+    private static string BudgetOf(Experiment e) => Budget(e.Arms[0].Options, sweep: e.Name == "relu-vs-tanh");
 
-    static void WriteReport(Experiment e, List<ArmResult> results, string outDir, IReadOnlyList<JoinedResults> joined)
+    private static void WriteReport(Experiment e, List<ArmResult> results, string outDir, IReadOnlyList<JoinedResults> joined)
     {
         var md = new StringBuilder();
         string P(double v) => double.IsNaN(v) ? "—" : (100 * v).ToString("F2", CultureInfo.InvariantCulture) + "%";

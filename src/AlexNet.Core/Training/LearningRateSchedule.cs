@@ -12,7 +12,7 @@ public sealed record ScheduleState(double LearningRate, double BestError, int Ep
 
 public sealed class LearningRateSchedule
 {
-    readonly TrainOptions _o;
+    private readonly TrainOptions _o;
 
     public ScheduleState State { get; private set; }
 
@@ -34,13 +34,13 @@ public sealed class LearningRateSchedule
     public double BeginStep(long step, long totalSteps) => Warm(step, totalSteps, ScheduledRate(step, totalSteps));
 
     /// <summary>Not in the paper: over the first WarmupEpochs, ε·(t + 1)/W of the schedule's ε (W the warm-up's steps).</summary>
-    double Warm(long step, long totalSteps, double rate)
+    private double Warm(long step, long totalSteps, double rate)
     {
         long warmup = (long)Math.Round(_o.WarmupEpochs * totalSteps / _o.Epochs);
         return step < warmup ? rate * (step + 1) / warmup : rate;
     }
 
-    double ScheduledRate(long step, long totalSteps)
+    private double ScheduledRate(long step, long totalSteps)
     {
         if (!PerStep)
         {

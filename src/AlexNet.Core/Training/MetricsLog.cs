@@ -27,7 +27,7 @@ public sealed class MetricsLog : System.IDisposable
 {
     public const string FileName = "metrics.jsonl";
 
-    readonly Stream _file;
+    private readonly Stream _file;
 
     /// <summary>Appends to RUN/metrics.jsonl (a resumed run continues the same file), first dropping a torn last line.</summary>
     public MetricsLog(string runDir)
@@ -38,7 +38,7 @@ public sealed class MetricsLog : System.IDisposable
         _file.Seek(0, SeekOrigin.End);
     }
 
-    MetricsLog(Stream file) => _file = file;
+    private MetricsLog(Stream file) => _file = file;
 
     /// <summary>A log that writes nothing: data-parallel ranks other than 0.</summary>
     public static MetricsLog Discard() => new(Stream.Null);
@@ -124,7 +124,7 @@ public sealed class MetricsLog : System.IDisposable
     }
 
     /// <summary>The length of the file up to and including its last newline.</summary>
-    static long CompleteLength(Stream file)
+    private static long CompleteLength(Stream file)
     {
         long n = file.Length;
         var one = new byte[1];

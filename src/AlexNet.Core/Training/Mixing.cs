@@ -59,7 +59,7 @@ public static class Mixing
     }
 
     /// <summary>Marsaglia and Tsang's Gamma(α, 1); α &lt; 1 through Gamma(α + 1)·U^(1/α).</summary>
-    static double Gamma(ref Rng rng, double alpha)
+    private static double Gamma(ref Rng rng, double alpha)
     {
         if (alpha < 1)
         {

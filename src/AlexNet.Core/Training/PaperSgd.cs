@@ -19,11 +19,11 @@ namespace AlexNet.Training;
 
 public sealed class PaperSgd : IDisposable
 {
-    readonly IReadOnlyList<TorchSharp.Modules.Parameter> _parameters;
-    readonly Tensor[] _velocity;
-    readonly OptimizerKind _kind;
-    readonly bool _fused;
-    readonly double[] _rateFactors;
+    private readonly IReadOnlyList<TorchSharp.Modules.Parameter> _parameters;
+    private readonly Tensor[] _velocity;
+    private readonly OptimizerKind _kind;
+    private readonly bool _fused;
+    private readonly double[] _rateFactors;
 
     public double LearningRate { get; set; }
     public double Momentum { get; }
@@ -60,7 +60,7 @@ public sealed class PaperSgd : IDisposable
     /// <summary>True when <see cref="Step"/> leaves every gradient zero (§5's rule does, fused or not), so no ZeroGrad is needed before the next backward.</summary>
     public bool StepZeroesGradients => _kind == OptimizerKind.Paper;
 
-    static bool Fusable(Tensor w) => w.device_type == DeviceType.CPU && w.dtype == ScalarType.Float32 && w.is_contiguous();
+    private static bool Fusable(Tensor w) => w.device_type == DeviceType.CPU && w.dtype == ScalarType.Float32 && w.is_contiguous();
 
     public void ZeroGrad()
     {
@@ -119,7 +119,7 @@ public sealed class PaperSgd : IDisposable
     }
 
     /// <summary>v ← μv + a·w + b·g (a = −λε, b = −ε), w ← w + v, g ← 0: one pass, in libtorch's rounding order.</summary>
-    static unsafe void FusedUpdate(Tensor w, Tensor v, Tensor g, float momentum, float a, float b, bool nesterov)
+    private static unsafe void FusedUpdate(Tensor w, Tensor v, Tensor g, float momentum, float a, float b, bool nesterov)
     {
         long n = w.numel();
         float* pw = Planes.Ptr(w), pv = Planes.Ptr(v), pg = Planes.Ptr(g);

@@ -19,13 +19,13 @@ namespace AlexNet.Training;
 
 public sealed class Replicas : IDisposable
 {
-    readonly AlexNetModel _net;
-    readonly AlexNetModel[] _copies;        // replicas 1 … R − 1
-    readonly Tensor[] _netState;            // the net's state_dict values, and each copy's in the same order
-    readonly Tensor[][] _copyState;
-    readonly Parameter[] _netParameters;
-    readonly Parameter[][] _copyParameters;
-    readonly Lanes _lanes;
+    private readonly AlexNetModel _net;
+    private readonly AlexNetModel[] _copies;        // replicas 1 … R − 1
+    private readonly Tensor[] _netState;            // the net's state_dict values, and each copy's in the same order
+    private readonly Tensor[][] _copyState;
+    private readonly Parameter[] _netParameters;
+    private readonly Parameter[][] _copyParameters;
+    private readonly Lanes _lanes;
 
     /// <summary>R, the number of parts each batch is split into.</summary>
     public int Count { get; }
@@ -74,7 +74,7 @@ public sealed class Replicas : IDisposable
     /// <paramref name="work"/> with this thread at ThreadsEach too: an operation here on more threads would wake this
     /// thread's OpenMP team, whose threads then spin for a while on the cores the replicas are using.
     /// </summary>
-    T AtThreadsEach<T>(Func<T> work)
+    private T AtThreadsEach<T>(Func<T> work)
     {
         int mine = torch.get_num_threads();
         torch.set_num_threads(ThreadsEach);
@@ -88,7 +88,7 @@ public sealed class Replicas : IDisposable
         }
     }
 
-    (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs, Tensor labels, double labelSmoothing, double clipGradNorm, Action? reduceGradients, Mix? mix)
+    private (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs, Tensor labels, double labelSmoothing, double clipGradNorm, Action? reduceGradients, Mix? mix)
     {
         Sync();
         if (!sgd.StepZeroesGradients)
@@ -168,7 +168,7 @@ public sealed class Replicas : IDisposable
         Enumerable.Range(0, count).Select(r => n / count + (r < n % count ? 1 : 0)).Where(s => s > 0).ToArray();
 
     /// <summary>The copies take the net's weights (a checkpoint loaded, an update made): one copy pass per step.</summary>
-    void Sync()
+    private void Sync()
     {
         using var _ = no_grad();
         foreach (Tensor[] state in _copyState)
@@ -191,7 +191,7 @@ public sealed class Replicas : IDisposable
     }
 
     /// <summary>∂L/∂w of the net += each working copy's, in replica order; the copies' are zeroed for the next step.</summary>
-    void AddGradients(int working)
+    private void AddGradients(int working)
     {
         using var _ = no_grad();
         for (int i = 0; i < _netParameters.Length; i++)
@@ -231,14 +231,14 @@ public sealed class Replicas : IDisposable
     /// R − 1 threads kept for the whole run (one started per step would also start a fresh OpenMP team per step);
     /// part 0 runs on the calling thread, which Run holds at ThreadsEach. An exception in any part is rethrown on the calling thread.
     /// </summary>
-    sealed class Lanes : IDisposable
+    private sealed class Lanes : IDisposable
     {
-        readonly Thread[] _threads;
-        readonly SemaphoreSlim[] _go;
-        readonly CountdownEvent _done = new(0);
-        readonly Exception?[] _errors;
-        Action<int>? _work;
-        volatile bool _stopping;
+        private readonly Thread[] _threads;
+        private readonly SemaphoreSlim[] _go;
+        private readonly CountdownEvent _done = new(0);
+        private readonly Exception?[] _errors;
+        private Action<int>? _work;
+        private volatile bool _stopping;
 
         /// <param name="threads">libtorch threads of each lane's OpenMP team, set once on each lane's own thread.</param>
         public Lanes(int count, int threads)
@@ -258,7 +258,7 @@ public sealed class Replicas : IDisposable
             }).ToArray();
         }
 
-        void Loop(int lane)
+        private void Loop(int lane)
         {
             while (true)
             {

@@ -15,9 +15,9 @@ public sealed class RunFolder : IDisposable
 {
     public const string LockFile = ".lock";
 
-    readonly FileStream _lock;
+    private readonly FileStream _lock;
 
-    RunFolder(string directory, FileStream held)
+    private RunFolder(string directory, FileStream held)
     {
         Directory = directory;
         _lock = held;

@@ -77,7 +77,7 @@ public static class RunPlots
         return written.ToArray();
     }
 
-    static string Save(ScottPlot.Plot plot, string dir, string name)
+    private static string Save(ScottPlot.Plot plot, string dir, string name)
     {
         string path = Path.Combine(dir, name);
         plot.SavePng(path, 800, 500);

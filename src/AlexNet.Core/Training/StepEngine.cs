@@ -47,7 +47,7 @@ public static class StepEngine
         : new Single(model);
 
     /// <summary>The net alone: TrainingStep.Run.</summary>
-    sealed class Single(AlexNetModel model) : IStepEngine
+    private sealed class Single(AlexNetModel model) : IStepEngine
     {
         public nn.Module<Tensor, Tensor> Net => model;
 
@@ -70,9 +70,9 @@ public static class StepEngine
     }
 
     /// <summary>Not in the paper: the batch split over replicas of the net (--replicas), which also validate on their lanes.</summary>
-    sealed class ReplicaSteps(Replicas replicas) : IStepEngine
+    private sealed class ReplicaSteps(Replicas replicas) : IStepEngine
     {
-        readonly Single _single = new(replicas.Net);
+        private readonly Single _single = new(replicas.Net);
 
         public nn.Module<Tensor, Tensor> Net => replicas.Net;
 
@@ -94,7 +94,7 @@ public static class StepEngine
     }
 
     /// <summary>§3.2's two towers: they train (the optimiser holds their parameters); the grouped net validates and is saved.</summary>
-    sealed class Towers(TowerNet towers) : IStepEngine
+    private sealed class Towers(TowerNet towers) : IStepEngine
     {
         public nn.Module<Tensor, Tensor> Net => towers;
 

@@ -152,7 +152,7 @@ public sealed record TrainOptions
         Check(RemoveLayer is null or "conv3" or "conv4", "--remove-layer takes conv3 or conv4 (the middle layers, §7)");
     }
 
-    static void Check(bool ok, string message)
+    private static void Check(bool ok, string message)
     {
         if (!ok)
         {

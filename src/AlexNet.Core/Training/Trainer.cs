@@ -90,7 +90,7 @@ public static class Trainer
     /// With a held-out split, the run validated and chose on it; the test set is scored here once, when the run is
     /// complete, with the last weights (and their average with --ema), and never again for that run.
     /// </summary>
-    static void ScoreTestSetOnce(TrainingRun run, ITrainingProgress progress)
+    private static void ScoreTestSetOnce(TrainingRun run, ITrainingProgress progress)
     {
         string path = Path.Combine(run.Directory, TestResultFile);
         if (File.Exists(path) || !run.IsLeader)
@@ -190,7 +190,7 @@ public static class Trainer
     }
 
     /// <summary>A batch's loss sum, top-1 and top-5 hits and image count, as one float64 row.</summary>
-    static Tensor Sums(Tensor loss, Tensor logits, Batch batch)
+    private static Tensor Sums(Tensor loss, Tensor logits, Batch batch)
     {
         (Tensor top1, Tensor top5) = TopK.Correct(logits, batch.Labels);
         return stack(new[] { loss.cpu().to(ScalarType.Float64) * batch.Count, top1.cpu().to(ScalarType.Float64),
@@ -234,7 +234,7 @@ public static class Trainer
     }
 
     /// <summary>The schedule learns the validation error (§5); the epoch is logged and checkpointed, best.ckpt kept, the curves redrawn.</summary>
-    static EpochMetrics EndEpoch(TrainingRun run, int epoch, EpochTotals train, EvalResult validation, EvalResult? averaged)
+    private static EpochMetrics EndEpoch(TrainingRun run, int epoch, EpochTotals train, EvalResult validation, EvalResult? averaged)
     {
         double lr = run.Sgd.LearningRate;
         run.Schedule.EndEpoch(epoch, validation.Top1Error);

@@ -77,7 +77,7 @@ public sealed class TrainingRun : IDisposable
     public required Augmentation ValAugmentation { get; init; }
     public required MetricsLog Log { get; init; }
     public WeightEma? Ema { get; init; }
-    AlexNetModel? _averaged;
+    private AlexNetModel? _averaged;
 
     /// <summary>A second net holding the weight average, for evaluating it.</summary>
     public AlexNetModel AveragedModel()
@@ -115,7 +115,7 @@ public sealed class TrainingRun : IDisposable
     /// <summary>The poly schedule's T: all steps of the run (a resume with more --epochs stretches it).</summary>
     public long TotalSteps => (long)Options.Epochs * Loader.BatchesPerEpoch;
 
-    bool ReachedMaxSteps => Options.MaxSteps > 0 && Step >= Options.MaxSteps;
+    private bool ReachedMaxSteps => Options.MaxSteps > 0 && Step >= Options.MaxSteps;
 
     /// <summary>The processes the run trains among (ProcessGroup.cs): one, or MPI's ranks.</summary>
     public required IProcessGroup Group { get; init; }
@@ -129,7 +129,7 @@ public sealed class TrainingRun : IDisposable
     /// <summary>Each rank's own stream for dropout and mixing; rank 0's (and a single process's) is the run's seed.</summary>
     public long RankSeed => RankSeedOf(Options, Group);
 
-    static long RankSeedOf(TrainOptions o, IProcessGroup group) => o.Seed + 7919L * group.Rank;
+    private static long RankSeedOf(TrainOptions o, IProcessGroup group) => o.Seed + 7919L * group.Rank;
 
     public static TrainingRun Start(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, ITrainingProgress progress)
     {
@@ -186,7 +186,7 @@ public sealed class TrainingRun : IDisposable
         }
     }
 
-    static TrainingRun Resume(TrainOptions requested, MachineOptions machine, ImageStore train, ImageStore val, string runDir,
+    private static TrainingRun Resume(TrainOptions requested, MachineOptions machine, ImageStore train, ImageStore val, string runDir,
         ITrainingProgress progress, RunFolder? folder)
     {
         string lastPath = folder?.CheckpointToResume() ?? Path.Combine(runDir, Trainer.LastCheckpoint);
@@ -231,7 +231,7 @@ public sealed class TrainingRun : IDisposable
 
     /// <summary>Checks the data and builds the net before <paramref name="prepare"/> makes the folder: a bad flag leaves none behind.</summary>
     /// <param name="resumed">A resumed run's saved net: it keeps its LRN (a run from before LrnParams.Towers normalises across the towers).</param>
-    static TrainingRun Create(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, ScheduleState? schedule,
+    private static TrainingRun Create(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, ScheduleState? schedule,
         Action? prepare, Architecture? resumed = null)
     {
         CheckData(train, val);
@@ -327,7 +327,7 @@ public sealed class TrainingRun : IDisposable
         Folder?.Dispose();
     }
 
-    static string RngState()
+    private static string RngState()
     {
         using Tensor state = torch.random.get_rng_state();
         return Convert.ToBase64String(state.bytes.ToArray());
@@ -338,7 +338,7 @@ public sealed class TrainingRun : IDisposable
     /// first. Each layer's output is kept for the backward pass and gets a gradient of its size, and the fused and
     /// oneDNN kernels take about as much again as workspace: ~4 floats per output value.
     /// </summary>
-    static void CheckBatchFits(int batchSize, Architecture arch)
+    private static void CheckBatchFits(int batchSize, Architecture arch)
     {
         long perImage = ModelSummary.Of(arch).Rows.Sum(r => (long)r.Channels * r.Height * r.Width) * sizeof(float) * 4;
         long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
@@ -349,7 +349,7 @@ public sealed class TrainingRun : IDisposable
         }
     }
 
-    static void CheckData(ImageStore train, ImageStore val)
+    private static void CheckData(ImageStore train, ImageStore val)
     {
         if (train.Channels != val.Channels || train.Height != val.Height || train.Width != val.Width || train.ClassCount != val.ClassCount)
         {
@@ -381,7 +381,7 @@ public sealed class TrainingRun : IDisposable
             $"Start a run with a lower --lr (now {Options.LearningRate}) or a smaller --input-scale (now {Options.InputScale}), or check the data.");
     }
 
-    static IProcessGroup GroupOf(MachineOptions machine) => (IProcessGroup?)machine.Parallel ?? LocalGroup.Instance;
+    private static IProcessGroup GroupOf(MachineOptions machine) => (IProcessGroup?)machine.Parallel ?? LocalGroup.Instance;
 
     /// <summary>
     /// The run's own options rule on resume, except a longer <c>Epochs</c> and a new <c>MaxSteps</c>. Returns them and

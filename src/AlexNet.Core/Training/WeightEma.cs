@@ -12,7 +12,7 @@ namespace AlexNet.Training;
 
 public sealed class WeightEma : IDisposable
 {
-    readonly (string Name, Tensor Weight, Tensor Average)[] _entries;
+    private readonly (string Name, Tensor Weight, Tensor Average)[] _entries;
 
     public double Decay { get; }
 

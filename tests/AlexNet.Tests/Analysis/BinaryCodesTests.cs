@@ -139,7 +139,7 @@ public class CodesCommandTests
 /// <summary>Coder and code files: written whole, read back the same, a cut-short copy refused naming the file.</summary>
 public class CodeFileTests
 {
-    static (float[] Rows, int D) Clusters()
+    private static (float[] Rows, int D) Clusters()
     {
         const int d = 24, n = 400;
         var rng = new Random(2);

@@ -12,7 +12,7 @@ namespace AlexNet.Tests.Cli;
 /// </summary>
 internal static class CliCapture
 {
-    static readonly object Gate = new();
+    private static readonly object Gate = new();
 
     public static (int Code, string Text) Run(params string[] args)
     {

@@ -15,7 +15,7 @@ namespace AlexNet.Tests.Cli;
 /// <summary>`alexnet predict` as a user runs it: torchvision's single centre crop on request, and a bad file among good ones.</summary>
 public class PredictCommandTests
 {
-    static (int Code, string Out, string Err) Alexnet(params string[] args)
+    private static (int Code, string Out, string Err) Alexnet(params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "alexnet.dll"));

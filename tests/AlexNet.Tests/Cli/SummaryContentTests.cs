@@ -9,7 +9,7 @@ namespace AlexNet.Tests.Cli;
 /// <summary>`alexnet summary`'s table for every variant: its layers, shapes and totals, not only the exit code.</summary>
 public class SummaryContentTests
 {
-    static string Render(Architecture arch)
+    private static string Render(Architecture arch)
     {
         var writer = new StringWriter();
         IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings

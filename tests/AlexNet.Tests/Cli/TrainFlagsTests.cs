@@ -12,7 +12,7 @@ namespace AlexNet.Tests.Cli;
 /// </summary>
 public class TrainFlagsTests
 {
-    static TrainOptions Parse(params string[] flags)
+    private static TrainOptions Parse(params string[] flags)
     {
         var args = new[] { "train", "-d", "unused" };
         System.CommandLine.ParseResult r = App.Build().Parse([.. args, .. flags]);
@@ -56,7 +56,7 @@ public class TrainFlagsTests
         Assert.Equal((0.02, 3), (o.LearningRate, o.Epochs));
     }
 
-    static string Checkpoint(TestData.TempDir dir)
+    private static string Checkpoint(TestData.TempDir dir)
     {
         AlexNet.Model.Architecture arch = AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Small, classes: 4, inputChannels: 1, inputSize: 24);
         using var model = new AlexNet.Model.AlexNetModel(arch, seed: 1);

@@ -9,14 +9,14 @@ namespace AlexNet.Tests.Data;
 /// <summary>§4.1's crops, reflections and PCA noise, and the loader's determinism.</summary>
 public class AugmentationTests
 {
-    const int S = 8;
+    private const int S = 8;
 
     /// <summary>An 8×8 one-channel record whose pixel (y, x) holds 10y + x.</summary>
-    static byte[] Ramp() => Enumerable.Range(0, S * S).Select(i => (byte)(i / S * 10 + i % S)).ToArray();
+    private static byte[] Ramp() => Enumerable.Range(0, S * S).Select(i => (byte)(i / S * 10 + i % S)).ToArray();
 
-    static PcaStats NoPca(int c) => new(new double[c], Enumerable.Range(0, c).Select(i => Enumerable.Range(0, c).Select(j => i == j ? 1.0 : 0).ToArray()).ToArray(), Array.Empty<double[]>());
+    private static PcaStats NoPca(int c) => new(new double[c], Enumerable.Range(0, c).Select(i => Enumerable.Range(0, c).Select(j => i == j ? 1.0 : 0).ToArray()).ToArray(), Array.Empty<double[]>());
 
-    static Augmentation Plain(int crop, int pad = 0) =>
+    private static Augmentation Plain(int crop, int pad = 0) =>
         new(1, S, S, new float[S * S], NoPca(1), new AugmentOptions(crop, pad, PcaStd: 0, SubtractMean: false));
 
     [Theory]

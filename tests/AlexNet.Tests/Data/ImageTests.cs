@@ -10,10 +10,10 @@ namespace AlexNet.Tests.Data;
 /// <summary>§2's rescale-and-crop on images of known geometry, and every kind of bad input.</summary>
 public class ImageTests
 {
-    static readonly SKColor Red = new(255, 0, 0), Green = new(0, 255, 0), Blue = new(0, 0, 255);
+    private static readonly SKColor Red = new(255, 0, 0), Green = new(0, 255, 0), Blue = new(0, 0, 255);
 
     /// <summary>The mean colour of a square of the planar output.</summary>
-    static (double R, double G, double B) MeanColour(byte[] chw, int size, int x0, int y0, int side)
+    private static (double R, double G, double B) MeanColour(byte[] chw, int size, int x0, int y0, int side)
     {
         int plane = size * size;
         double r = 0, g = 0, b = 0;

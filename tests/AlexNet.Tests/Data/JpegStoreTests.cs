@@ -9,7 +9,7 @@ namespace AlexNet.Tests.Data;
 /// <summary>The compressed store: records encoded once as JPEGs, decoded on read; resumable; space checked before writing.</summary>
 public class JpegStoreTests
 {
-    static byte[] Smooth(int channels, int side, int seed)
+    private static byte[] Smooth(int channels, int side, int seed)
     {
         var r = new byte[channels * side * side];
         for (int c = 0; c < channels; c++)

@@ -7,14 +7,14 @@ namespace AlexNet.Tests.Data;
 /// <summary>§2's rescale: the separable antialiased bicubic against the same filter applied directly in 2-d, in float64.</summary>
 public class ResamplerTests
 {
-    static double Cubic(double x)
+    private static double Cubic(double x)
     {
         x = Math.Abs(x);
         return x < 1 ? (1.5 * x - 2.5) * x * x + 1 : x < 2 ? ((-0.5 * x + 2.5) * x - 4) * x + 2 : 0;   // Keys, a = −0.5
     }
 
     /// <summary>w[o, i]: PIL's normalised taps, written out from the formula.</summary>
-    static double[,] Weights(int input, int output)
+    private static double[,] Weights(int input, int output)
     {
         double scale = (double)input / output, fs = Math.Max(scale, 1), support = 2 * fs;
         var w = new double[output, input];

@@ -8,7 +8,7 @@ namespace AlexNet.Tests.Data;
 
 public class StoreTests
 {
-    static ClassInfo[] Classes(int n) => Enumerable.Range(0, n).Select(i => new ClassInfo($"c{i}", $"class {i}")).ToArray();
+    private static ClassInfo[] Classes(int n) => Enumerable.Range(0, n).Select(i => new ClassInfo($"c{i}", $"class {i}")).ToArray();
 
     [Fact]
     public void RoundTripKeepsRecordsLabelsSourcesAndMean()

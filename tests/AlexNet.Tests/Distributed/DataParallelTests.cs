@@ -12,14 +12,14 @@ namespace AlexNet.Tests.Distributed;
 /// <summary>`mpirun -np 2 alexnet train`: equal to one process with twice the batch; a failing rank ends the job.</summary>
 public class DataParallelTests
 {
-    const string Mpirun = "/usr/bin/mpirun";
-    const string MpichLauncher = "/usr/bin/mpiexec.mpich";
+    private const string Mpirun = "/usr/bin/mpirun";
+    private const string MpichLauncher = "/usr/bin/mpiexec.mpich";
 
-    static string Alexnet => Path.Combine(AppContext.BaseDirectory, "alexnet.dll");
+    private static string Alexnet => Path.Combine(AppContext.BaseDirectory, "alexnet.dll");
 
     /// <summary>Runs mpirun with the given arguments; its exit code and output, or a failure when it hangs.</summary>
     /// <param name="mpich">Launch with MPICH's Hydra instead of Open MPI's mpirun.</param>
-    static (int Code, string Output) Run(string arguments, int timeoutSeconds = 120, bool mpich = false)
+    private static (int Code, string Output) Run(string arguments, int timeoutSeconds = 120, bool mpich = false)
     {
         var start = new ProcessStartInfo(mpich ? MpichLauncher : Mpirun, mpich ? arguments : $"--oversubscribe --mca btl self,vader,tcp {arguments}")
         {
@@ -40,7 +40,7 @@ public class DataParallelTests
         return (p.ExitCode, stdout.Result + stderr.Result);
     }
 
-    static string Train(string data, string run, int batch, params string[] extra) =>
+    private static string Train(string data, string run, int batch, params string[] extra) =>
         $"dotnet {Alexnet} train -d {data} -m small --batch-size {batch} --dropout 0 --lr 0.05 --input-scale 0.0125 --max-steps 5 " +
         $"--schedule step --step-epochs 9 --log-every 1 --threads 1 --out {run} {string.Join(" ", extra)}";
 

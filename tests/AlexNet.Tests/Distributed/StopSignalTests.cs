@@ -19,17 +19,17 @@ namespace AlexNet.Tests.Distributed;
 /// </summary>
 public class StopSignalTests(ITestOutputHelper output)
 {
-    const string Mpirun = "/usr/bin/mpirun";
-    const string MpichLauncher = "/usr/bin/mpiexec.mpich";
-    const int Sigterm = 15;
+    private const string Mpirun = "/usr/bin/mpirun";
+    private const string MpichLauncher = "/usr/bin/mpiexec.mpich";
+    private const int Sigterm = 15;
 
     /// <summary>When each trial's signal comes, after the run's first logged step: inside steps, validations and checkpoints.</summary>
-    static readonly int[] DelaysMs = { 0, 170, 450, 800, 1300 };
+    private static readonly int[] DelaysMs = { 0, 170, 450, 800, 1300 };
 
     /// <summary>Trials per way of running: 5 in CI; ALEXNET_STOP_TRIALS=100 for the long stress run (docs/scale-out.md).</summary>
-    static int Trials => StressTrials ?? DelaysMs.Length;
+    private static int Trials => StressTrials ?? DelaysMs.Length;
 
-    static int? StressTrials => int.TryParse(Environment.GetEnvironmentVariable("ALEXNET_STOP_TRIALS"), out int n) && n > 0 ? n : null;
+    private static int? StressTrials => int.TryParse(Environment.GetEnvironmentVariable("ALEXNET_STOP_TRIALS"), out int n) && n > 0 ? n : null;
 
     /// <summary>
     /// Two-rank stops abort with a corrupted heap in about 1 of 40 trials (4 of ~160 here, MPICH and Open MPI alike;
@@ -37,27 +37,27 @@ public class StopSignalTests(ITestOutputHelper output)
     /// tensor is freed (core dump: `free(): invalid next size`, the main thread in THSTensor_dispose). Until it is
     /// found (#28), these run on request only, so CI does not fail at random.
     /// </summary>
-    const string OpenCorruption = "a rare heap corruption in signalled stops is open (#28; docs/scale-out.md): set ALEXNET_STOP_TRIALS=N to run N trials";
+    private const string OpenCorruption = "a rare heap corruption in signalled stops is open (#28; docs/scale-out.md): set ALEXNET_STOP_TRIALS=N to run N trials";
 
-    static int Delay(int trial) => DelaysMs[trial % DelaysMs.Length] + 37 * (trial / DelaysMs.Length) % 500;
+    private static int Delay(int trial) => DelaysMs[trial % DelaysMs.Length] + 37 * (trial / DelaysMs.Length) % 500;
 
     [DllImport("libc", SetLastError = true)]
-    static extern int kill(int pid, int signal);
+    private static extern int kill(int pid, int signal);
 
-    static string Alexnet => Path.Combine(AppContext.BaseDirectory, "alexnet.dll");
+    private static string Alexnet => Path.Combine(AppContext.BaseDirectory, "alexnet.dll");
 
     /// <summary>Tiny epochs (12 steps) and a validation store large enough that a signal often lands in it.</summary>
-    static string TrainArguments(string data, string run, string extra) =>
+    private static string TrainArguments(string data, string run, string extra) =>
         $"{Alexnet} train -d {data} -m small --batch-size 8 --epochs 50 --log-every 1 --checkpoint-every 5 --out {run} {extra}";
 
-    static void WriteData(TestData.TempDir dir)
+    private static void WriteData(TestData.TempDir dir)
     {
         TestData.WriteSyntheticStore(dir["data/train"], 96, 4);
         TestData.WriteSyntheticStore(dir["data/val"], 600, 4, seed: 3);
     }
 
     /// <summary>Starts the command, signals it (or its ranks) once it trains, and returns its exit code and output.</summary>
-    (int Code, string Output) StopOnce(string file, string arguments, string run, int delayMs, Func<Process, IEnumerable<int>> targets)
+    private (int Code, string Output) StopOnce(string file, string arguments, string run, int delayMs, Func<Process, IEnumerable<int>> targets)
     {
         var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
         start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
@@ -85,7 +85,7 @@ public class StopSignalTests(ITestOutputHelper output)
     }
 
     /// <param name="launcherCodes">The codes the launcher may report, where it is not the process itself.</param>
-    void AssertStoppedWithACheckpoint(int code, string text, string run, string how, int[]? launcherCodes = null, int ranks = 1)
+    private void AssertStoppedWithACheckpoint(int code, string text, string run, string how, int[]? launcherCodes = null, int ranks = 1)
     {
         output.WriteLine($"{how}: exit {code}");
         Assert.False(text.Contains("corrupt", StringComparison.Ordinal) || text.Contains("double free", StringComparison.Ordinal),
@@ -103,7 +103,7 @@ public class StopSignalTests(ITestOutputHelper output)
     }
 
     /// <summary>The direct children of a process (the ranks of a local mpirun).</summary>
-    static IEnumerable<int> Children(Process p)
+    private static IEnumerable<int> Children(Process p)
     {
         string path = $"/proc/{p.Id}/task/{p.Id}/children";
         return File.Exists(path) ? File.ReadAllText(path).Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() : Array.Empty<int>();

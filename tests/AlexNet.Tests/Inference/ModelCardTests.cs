@@ -15,13 +15,13 @@ namespace AlexNet.Tests.Inference;
 public class ModelCardTests
 {
     /// <summary>A fig1 run of 2 steps on Fashion-MNIST, written by the build before model cards (main at df471cb).</summary>
-    static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "checkpoints", name);
+    private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "checkpoints", name);
 
-    const string Dog = "/usr/share/darknet/data/dog.jpg";
+    private const string Dog = "/usr/share/darknet/data/dog.jpg";
 
-    sealed record Score(int Index, string Name, double Probability);
+    private sealed record Score(int Index, string Name, double Probability);
 
-    sealed record Expected(string Source, Score[] Top);
+    private sealed record Expected(string Source, Score[] Top);
 
     [SkippableFact]
     public void ACheckpointOfAnEarlierBuildLoadsWithItsCardAndPredictsAsItDid()

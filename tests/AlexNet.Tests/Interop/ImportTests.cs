@@ -19,10 +19,10 @@ public class ImportTests
 {
     internal static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "pytorch", name);
 
-    static readonly ImportOptions Small = new(Variants.Small, Normalization: InputNormalization.MeanImage, Mean: new float[28 * 28]);
+    private static readonly ImportOptions Small = new(Variants.Small, Normalization: InputNormalization.MeanImage, Mean: new float[28 * 28]);
 
     /// <summary>The fixture's two inputs and the logits torch 1.13 computed for them.</summary>
-    static (Tensor Input, float[] Logits) Golden()
+    private static (Tensor Input, float[] Logits) Golden()
     {
         byte[] raw = File.ReadAllBytes(Fixture("small.input.f32"));
         float[] x = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(raw).ToArray();
@@ -31,7 +31,7 @@ public class ImportTests
         return (tensor(x, new long[] { 2, 1, 32, 32 }), logits);
     }
 
-    static void AssertGolden(AlexNetModel model)
+    private static void AssertGolden(AlexNetModel model)
     {
         (Tensor input, float[] expected) = Golden();
         using (input)
@@ -78,7 +78,7 @@ public class ImportTests
         }
     }
 
-    static string WriteZeroMeanStore(TestData.TempDir dir)
+    private static string WriteZeroMeanStore(TestData.TempDir dir)
     {
         TestData.WriteSyntheticStore(dir["store"], 10, 10);   // the fixture net's 10 classes: import takes the store's names
         return dir["store"];

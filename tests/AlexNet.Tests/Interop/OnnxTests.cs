@@ -15,13 +15,13 @@ namespace AlexNet.Tests.Interop;
 public class OnnxTests
 {
     /// <summary>The side of the net's input for records of the variant's usual size (§4.1's crop of them).</summary>
-    static int InputSize(string variant)
+    private static int InputSize(string variant)
     {
         int record = PyTorchWeights.DefaultRecordSize(variant);
         return new TrainOptions { Model = variant }.Augment(record, record).Crop;
     }
 
-    static AlexNet.Inference.ModelCard Header(AlexNetModel model, InputNormalization norm = InputNormalization.MeanImage, int? recordSize = null, int? crop = null)
+    private static AlexNet.Inference.ModelCard Header(AlexNetModel model, InputNormalization norm = InputNormalization.MeanImage, int? recordSize = null, int? crop = null)
     {
         Architecture a = model.Architecture;
         int record = recordSize ?? PyTorchWeights.DefaultRecordSize(a.Variant);
@@ -77,7 +77,7 @@ public class OnnxTests
         }
     }
 
-    static int ArgMax(float[] v, int row, int k) => Enumerable.Range(0, k).MaxBy(j => v[row * k + j]);
+    private static int ArgMax(float[] v, int row, int k) => Enumerable.Range(0, k).MaxBy(j => v[row * k + j]);
 
     [Fact]
     public void TorchvisionsAdaptivePoolBecomesAnAveragePoolWhereItDivides()
@@ -133,7 +133,7 @@ public class OnnxTests
         Assert.Equal(2, App.Run(new[] { "predict", "--onnx", dir["s.ckpt"], image }));   // not an ONNX file
     }
 
-    static string MeanStore(TestData.TempDir dir)
+    private static string MeanStore(TestData.TempDir dir)
     {
         TestData.WriteSyntheticStore(dir["store"], 10, 10);   // the fixture net's 10 classes: import takes the store's names
         return dir["store"];

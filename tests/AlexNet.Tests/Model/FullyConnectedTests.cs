@@ -9,7 +9,7 @@ namespace AlexNet.Tests.Model;
 /// <summary>The FC layers on oneDNN's sgemm (FullyConnected.cs) against libtorch's linear in float64.</summary>
 public class FullyConnectedTests
 {
-    static void SkipUnlessAvailable() =>
+    private static void SkipUnlessAvailable() =>
         Skip.IfNot(FullyConnected.Available, "oneDNN's sgemm is not used here: Debian's libdnnl2 is not installed (setup.sh installs it) or the CPU has no AVX-512");
 
     [SkippableTheory]
@@ -71,7 +71,7 @@ public class FullyConnectedTests
         AssertClose(a, b.to(ScalarType.Float64), "fc6");
     }
 
-    static void AssertClose(Tensor got, Tensor expected, string what)
+    private static void AssertClose(Tensor got, Tensor expected, string what)
     {
         double scale = expected.abs().max().item<double>();
         double err = (got.to(ScalarType.Float64) - expected).abs().max().item<double>();

@@ -13,7 +13,7 @@ public class LocalResponseNormTests
     /// The paper's formula, written out with loops in float64. The window is [i − ⌊n/2⌋, i + ⌊(n−1)/2⌋]: centred for
     /// the paper's odd n; for even n PyTorch's choice, one more channel below than above.
     /// </summary>
-    static double[] ByHand(float[] a, int n, int c, int plane, LrnParams p)
+    private static double[] ByHand(float[] a, int n, int c, int plane, LrnParams p)
     {
         var b = new double[a.Length];
         for (int img = 0; img < n; img++)
@@ -38,7 +38,7 @@ public class LocalResponseNormTests
     }
 
     /// <summary><paramref name="b"/> (our LRN of <paramref name="a"/>) against <see cref="ByHand"/>, element by element.</summary>
-    static void AssertFormula(Tensor a, Tensor b, LrnParams p)
+    private static void AssertFormula(Tensor a, Tensor b, LrnParams p)
     {
         long[] s = a.shape;
         double[] expected = ByHand(a.detach().data<float>().ToArray(), (int)s[0], (int)s[1], (int)(s[2] * s[3]), p);
@@ -53,7 +53,7 @@ public class LocalResponseNormTests
     /// <paramref name="ours"/> on x in float32 against <paramref name="reference"/> on x in float64: the outputs, and the
     /// gradients of Σ output·u for one random u.
     /// </summary>
-    static void AssertMatchesInFloat64(Tensor x, Func<Tensor, Tensor> ours, Func<Tensor, Tensor> reference, Generator g)
+    private static void AssertMatchesInFloat64(Tensor x, Func<Tensor, Tensor> ours, Func<Tensor, Tensor> reference, Generator g)
     {
         using Tensor x32 = x.detach().to(ScalarType.Float32).requires_grad_();
         using Tensor x64 = x.detach().to(ScalarType.Float64).requires_grad_();

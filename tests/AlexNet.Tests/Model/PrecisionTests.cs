@@ -12,12 +12,12 @@ namespace AlexNet.Tests.Model;
 /// <summary>--precision bf16 (not in the paper): the conv and FC products in bfloat16 from float32 master weights.</summary>
 public class PrecisionTests
 {
-    static readonly Device Cpu = CPU;
+    private static readonly Device Cpu = CPU;
 
-    static void SkipUnlessFast() => Skip.IfNot(LowPrecision.Fast(Cpu), "this CPU has no oneDNN bfloat16 kernels (no AVX-512, or ONEDNN_MAX_CPU_ISA caps it): bf16 is refused here");
+    private static void SkipUnlessFast() => Skip.IfNot(LowPrecision.Fast(Cpu), "this CPU has no oneDNN bfloat16 kernels (no AVX-512, or ONEDNN_MAX_CPU_ISA caps it): bf16 is refused here");
 
     /// <summary>x rounded to bfloat16's 8 significant bits and back, in float64.</summary>
-    static Tensor Rounded(Tensor x) => x.to(ScalarType.BFloat16).to(ScalarType.Float64);
+    private static Tensor Rounded(Tensor x) => x.to(ScalarType.BFloat16).to(ScalarType.Float64);
 
     [SkippableFact]
     public void AConvIsTheExactProductOfBfloat16OperandsRoundedOnce()
@@ -50,7 +50,7 @@ public class PrecisionTests
     /// The bfloat16 product against the same product in float64 on the operands rounded to bfloat16: forward and both
     /// gradients may differ only by the result's own rounding, and every output is a bfloat16 value (so bfloat16 ran).
     /// </summary>
-    static void AssertTheExactProductOfRoundedOperands(Tensor input, Tensor weight, Tensor bias, System.Func<Tensor, Tensor> lowPrecision,
+    private static void AssertTheExactProductOfRoundedOperands(Tensor input, Tensor weight, Tensor bias, System.Func<Tensor, Tensor> lowPrecision,
         System.Func<Tensor, Tensor, Tensor, Tensor> reference, Generator g)
     {
         using Tensor x = input.detach().clone().requires_grad_();
@@ -68,7 +68,7 @@ public class PrecisionTests
     }
 
     /// <summary>Within one bfloat16 rounding (2⁻⁸ of the largest value) of the float64 result, with room for float32 sums.</summary>
-    static void AssertWithinBfloat16(Tensor got, Tensor exact, string what)
+    private static void AssertWithinBfloat16(Tensor got, Tensor exact, string what)
     {
         double scale = exact.abs().max().item<double>();
         double err = (got.to(ScalarType.Float64) - exact).abs().max().item<double>();

@@ -9,9 +9,9 @@ namespace AlexNet.Tests.Model;
 /// <summary>§3.2's two towers on two devices (both the CPU here) against the grouped net that computes the same on one.</summary>
 public class TowerNetTests
 {
-    static readonly Device[] TwoCpus = { CPU, CPU };
+    private static readonly Device[] TwoCpus = { CPU, CPU };
 
-    static Architecture NoDropout(string variant, int size) =>
+    private static Architecture NoDropout(string variant, int size) =>
         Variants.Get(variant, classes: 10, inputChannels: variant == Variants.Small ? 1 : 3, inputSize: size) with { Dropout = 0 };
 
     [Theory]
@@ -101,7 +101,7 @@ public class TowerNetTests
 /// <summary>`train --towers cpu,cpu`: the same run as the grouped net's, and checkpoints either can resume.</summary>
 public class TowerTrainingTests
 {
-    static AlexNet.Training.TrainOptions Options(int epochs) => new()
+    private static AlexNet.Training.TrainOptions Options(int epochs) => new()
     {
         Model = Variants.Small, Epochs = epochs, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11, Dropout = 0,
         Schedule = AlexNet.Training.ScheduleKind.Step, Nesterov = true,

@@ -10,11 +10,11 @@ namespace AlexNet.Tests.Native;
 /// <summary>The build's fix for libLibTorchSharp.so on Debian 12 (README: "Why the build patches …").</summary>
 public class NativeLibraryTests
 {
-    const string Version = "GLIBCXX_3.4.32";
+    private const string Version = "GLIBCXX_3.4.32";
 
-    static string OutputCopy => Path.Combine(AppContext.BaseDirectory, "libLibTorchSharp.so");
+    private static string OutputCopy => Path.Combine(AppContext.BaseDirectory, "libLibTorchSharp.so");
 
-    static string ShippedCopy
+    private static string ShippedCopy
     {
         get
         {

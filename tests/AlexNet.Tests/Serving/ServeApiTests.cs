@@ -20,7 +20,7 @@ namespace AlexNet.Tests.Serving;
 /// <summary>One served net for the API tests: a `small` net (seeded, untrained), a synthetic 10-class store as its neighbours, a run to stream.</summary>
 public sealed class ServedNet : IAsyncLifetime
 {
-    readonly TestData.TempDir _dir = new();
+    private readonly TestData.TempDir _dir = new();
 
     /// <summary>A path in the fixture's temporary folder.</summary>
     public string this[string name] => _dir[name];
@@ -62,9 +62,9 @@ public sealed class ServedNet : IAsyncLifetime
 
 public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
 {
-    readonly HttpClient _client = served.Client;
+    private readonly HttpClient _client = served.Client;
 
-    static MultipartFormDataContent Form(byte[] image, string name = "photo.jpg", string field = "image")
+    private static MultipartFormDataContent Form(byte[] image, string name = "photo.jpg", string field = "image")
     {
         var form = new MultipartFormDataContent();
         var part = new ByteArrayContent(image);
@@ -73,14 +73,14 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         return form;
     }
 
-    static ByteArrayContent Raw(byte[] body, string type)
+    private static ByteArrayContent Raw(byte[] body, string type)
     {
         var c = new ByteArrayContent(body);
         c.Headers.ContentType = MediaTypeHeaderValue.Parse(type);
         return c;
     }
 
-    static async Task<JsonElement> Json(HttpResponseMessage r) => JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+    private static async Task<JsonElement> Json(HttpResponseMessage r) => JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
 
     /// <summary>The served answer is the library's single-image prediction of the same bytes: same classes, same probabilities.</summary>
     [Fact]
@@ -291,5 +291,5 @@ public class ServeOnCodesTests
         Assert.True((await Json(await client.GetAsync("/api/model"))).GetProperty("neighbours").GetBoolean());
     }
 
-    static async Task<JsonElement> Json(HttpResponseMessage r) => JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+    private static async Task<JsonElement> Json(HttpResponseMessage r) => JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
 }

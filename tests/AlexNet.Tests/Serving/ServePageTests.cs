@@ -13,10 +13,10 @@ namespace AlexNet.Tests.Serving;
 /// <summary>The page in a real browser: Debian's chromium, headless, driven by Playwright (no browser is downloaded).</summary>
 public class ServePageTests
 {
-    static string? Chromium() => new[] { "/usr/lib/chromium/chromium", "/usr/bin/chromium" }.FirstOrDefault(File.Exists);
+    private static string? Chromium() => new[] { "/usr/lib/chromium/chromium", "/usr/bin/chromium" }.FirstOrDefault(File.Exists);
 
     /// <summary>Where the screenshot goes: artifacts/test/ of the repository (ignored by git), or the test's folder.</summary>
-    static string Artefact(string name)
+    private static string Artefact(string name)
     {
         DirectoryInfo? d = new(AppContext.BaseDirectory);
         while (d is not null && !File.Exists(Path.Combine(d.FullName, "AlexNet.slnx")))

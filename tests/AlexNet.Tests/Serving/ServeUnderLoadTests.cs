@@ -31,7 +31,7 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
         return dir[name];
     }
 
-    static long Rss()
+    private static long Rss()
     {
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -72,7 +72,7 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
     }
 
     /// <summary>A JPEG of noise, width×height: slow to decode, quick to make (TestData.Encode sets pixels one by one).</summary>
-    static byte[] Noise(int width, int height)
+    private static byte[] Noise(int width, int height)
     {
         using var bitmap = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(width, height, SkiaSharp.SKColorType.Rgba8888, SkiaSharp.SKAlphaType.Opaque));
         new Random(5).NextBytes(bitmap.GetPixelSpan());

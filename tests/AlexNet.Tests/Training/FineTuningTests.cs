@@ -13,13 +13,13 @@ namespace AlexNet.Tests.Training;
 /// <summary>train --init-from: the checkpoint's weights in, fc8 kept or re-initialised, --freeze features, --pretrained-lr-factor.</summary>
 public class FineTuningTests
 {
-    static TrainOptions Source => new()
+    private static TrainOptions Source => new()
     {
         Model = Variants.Small, Epochs = 1, BatchSize = 16, InputScale = 0.0125f, LogEvery = 1, Seed = 4, MaxSteps = 3,
     };
 
     /// <summary>A run of `small` on 4 synthetic RGB classes: the checkpoint the tests fine-tune from.</summary>
-    static string TrainSource(TestData.TempDir dir)
+    private static string TrainSource(TestData.TempDir dir)
     {
         TestData.WriteSyntheticStore(dir["src/train"], 48, 4, channels: 3);
         TestData.WriteSyntheticStore(dir["src/val"], 16, 4, channels: 3, seed: 2);
@@ -28,7 +28,7 @@ public class FineTuningTests
         return Path.Combine(dir["src/run"], Trainer.LastCheckpoint);
     }
 
-    static Tensor Weight(string checkpoint, string layer)
+    private static Tensor Weight(string checkpoint, string layer)
     {
         (AlexNetModel model, _) = Checkpoint.LoadModel(checkpoint);
         using (model)
@@ -37,7 +37,7 @@ public class FineTuningTests
         }
     }
 
-    static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+    private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
 
     [SkippableFact]
     public void OnARealFolderTheClassifierLearnsWhileFrozenFeaturesStayBitForBit()

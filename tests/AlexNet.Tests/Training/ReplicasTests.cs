@@ -10,7 +10,7 @@ namespace AlexNet.Tests.Training;
 /// <summary>`--replicas`: a batch split across copies of the net on their own threads takes §5's step of the whole batch.</summary>
 public class ReplicasTests
 {
-    static Architecture Small(double dropout) => Variants.Get(Variants.Small, classes: 10, inputChannels: 1) with { Dropout = dropout };
+    private static Architecture Small(double dropout) => Variants.Get(Variants.Small, classes: 10, inputChannels: 1) with { Dropout = dropout };
 
     [Theory]
     [InlineData(2, false)]
@@ -115,7 +115,7 @@ public class ReplicasTests
 /// <summary>`train --replicas 2`: the run of the plain trainer, resumable by it.</summary>
 public class ReplicasTrainingTests
 {
-    static TrainOptions Options(int epochs) => new()
+    private static TrainOptions Options(int epochs) => new()
     {
         Model = Variants.Small, Epochs = epochs, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11, Dropout = 0,
         Schedule = ScheduleKind.Step, Nesterov = true, LabelSmoothing = 0.1,

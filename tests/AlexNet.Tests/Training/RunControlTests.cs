@@ -12,9 +12,9 @@ namespace AlexNet.Tests.Training;
 /// <summary>How a run starts, stops and resumes: limits, ignored options, the run folder, the typed metrics log.</summary>
 public class RunControlTests
 {
-    static readonly MachineOptions TwoThreads = new(2);
+    private static readonly MachineOptions TwoThreads = new(2);
 
-    static TrainOptions Tiny => new()
+    private static TrainOptions Tiny => new()
     {
         Model = Variants.Small, Epochs = 2, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
         Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 },
@@ -134,7 +134,7 @@ public class HeldOutSplitTests
     }
 
     /// <summary>One epoch of `small` on 80 training records, 24 of them held out by seed 11.</summary>
-    static TrainOptions HeldOut => new()
+    private static TrainOptions HeldOut => new()
     {
         Model = Variants.Small, Epochs = 1, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
         Schedule = ScheduleKind.Step, ValSplit = 24,

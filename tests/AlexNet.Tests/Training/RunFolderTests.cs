@@ -17,9 +17,9 @@ namespace AlexNet.Tests.Training;
 /// </summary>
 public class RunFolderTests
 {
-    static readonly MachineOptions TwoThreads = new(2);
+    private static readonly MachineOptions TwoThreads = new(2);
 
-    static TrainOptions Tiny => new()
+    private static TrainOptions Tiny => new()
     {
         Model = Variants.Small, Epochs = 2, BatchSize = 16, LogEvery = 2, Seed = 11, Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 },
     };

@@ -169,9 +169,9 @@ public class TrainingTests
         Assert.Equal(2, top5.item<long>());
     }
 
-    static MachineOptions TwoThreads => new(2);
+    private static MachineOptions TwoThreads => new(2);
 
-    static TrainOptions Tiny => new()
+    private static TrainOptions Tiny => new()
     {
         Model = Variants.Small, Epochs = 2, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
         Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 },

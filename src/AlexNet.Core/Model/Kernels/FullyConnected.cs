@@ -20,8 +20,8 @@ namespace AlexNet.Model.Kernels;
 
 public static unsafe class FullyConnected
 {
-    static readonly delegate* unmanaged<sbyte, sbyte, long, long, long, float, float*, long, float*, long, float, float*, long, int> Sgemm;
-    static readonly delegate* unmanaged<int, void> SetOmpThreads;
+    private static readonly delegate* unmanaged<sbyte, sbyte, long, long, long, float, float*, long, float*, long, float, float*, long, int> Sgemm;
+    private static readonly delegate* unmanaged<int, void> SetOmpThreads;
 
     static FullyConnected()
     {
@@ -53,7 +53,7 @@ public static unsafe class FullyConnected
     }
 
     /// <summary>C = op(A)·op(B) for contiguous row-major float32 tensors (op = transpose where asked).</summary>
-    static void Gemm(bool transA, bool transB, Tensor a, Tensor b, Tensor c)
+    private static void Gemm(bool transA, bool transB, Tensor a, Tensor b, Tensor c)
     {
         long m = c.shape[0], n = c.shape[1], k = transA ? a.shape[0] : a.shape[1];
         SetOmpThreads(Planes.Threads);
@@ -64,7 +64,7 @@ public static unsafe class FullyConnected
         }
     }
 
-    static Tensor Forward(Tensor x, Tensor w, Tensor b)
+    private static Tensor Forward(Tensor x, Tensor w, Tensor b)
     {
         // yᵀ = W·xᵀ: both operands untransposed, oneDNN's fastest case here (2.2× its x·Wᵀ; docs/performance.md).
         using Tensor xT = x.t().contiguous();
@@ -75,7 +75,7 @@ public static unsafe class FullyConnected
         return y.add_(b);
     }
 
-    sealed class LinearFunction : autograd.SingleTensorFunction<LinearFunction>
+    private sealed class LinearFunction : autograd.SingleTensorFunction<LinearFunction>
     {
         public override string Name => "AlexNetFullyConnected";
 

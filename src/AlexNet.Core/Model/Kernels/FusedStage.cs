@@ -40,15 +40,15 @@ public static class FusedStage
         return nn.functional.max_pool2d(b, new long[] { window, window }, new long[] { stride, stride }).MoveToOuterDisposeScope();
     }
 
-    static long[] OutputShape(Tensor x, int window, int stride)
+    private static long[] OutputShape(Tensor x, int window, int stride)
     {
         long[] s = x.shape;
         return new[] { s[0], s[1], Shapes.PooledSize((int)s[2], window, stride), Shapes.PooledSize((int)s[3], window, stride) };
     }
 
-    sealed record StageArgs(LrnParams? P, int Window, int Stride);
+    private sealed record StageArgs(LrnParams? P, int Window, int Stride);
 
-    sealed class StageFunction : autograd.SingleTensorFunction<StageFunction>
+    private sealed class StageFunction : autograd.SingleTensorFunction<StageFunction>
     {
         public override string Name => "AlexNetReluLrnPool";   // or ReLU → pool where P is null
 
@@ -83,7 +83,7 @@ public static class FusedStage
     }
 
     /// <summary>Per image: LrnKernel's passes with ReLU on their input, feeding or fed by MaxPoolKernel.</summary>
-    static unsafe class Kernel
+    private static unsafe class Kernel
     {
         public static void Forward(Tensor x, Tensor y, Tensor? argmax, LrnParams? p, int window, int stride)
         {
@@ -113,7 +113,7 @@ public static class FusedStage
         }
 
         /// <summary>b = max(0, a) over one plane, into padded scratch.</summary>
-        static void Rectify(float* a, float* b, int plane)
+        private static void Rectify(float* a, float* b, int plane)
         {
             int vw = System.Numerics.Vector<float>.Count;
             for (int i = 0; i < plane; i += vw)
@@ -155,11 +155,11 @@ public static class FusedStage
     }
 
     /// <summary>The forward's b of each channel goes to scratch and is pooled at once.</summary>
-    unsafe struct PoolingSink : IPlaneSink
+    private unsafe struct PoolingSink : IPlaneSink
     {
-        readonly float* _y, _b, _rowMax;
-        readonly int* _argmax, _rowArg;
-        readonly int _h, _w, _window, _stride, _pooled;
+        private readonly float* _y, _b, _rowMax;
+        private readonly int* _argmax, _rowArg;
+        private readonly int _h, _w, _window, _stride, _pooled;
 
         public PoolingSink(float* y, int* argmax, int h, int w, int window, int stride, int pooled, Scratch scratch)
         {
@@ -182,11 +182,11 @@ public static class FusedStage
     }
 
     /// <summary>∂L/∂b of a channel: the pooled gradient routed back to the forward's maxima.</summary>
-    unsafe readonly struct PooledGradient : IPlaneGradient
+    private readonly unsafe struct PooledGradient : IPlaneGradient
     {
-        readonly float* _gy, _gb;
-        readonly int* _argmax;
-        readonly int _pooled, _plane;
+        private readonly float* _gy, _gb;
+        private readonly int* _argmax;
+        private readonly int _pooled, _plane;
 
         public PooledGradient(float* gy, int* argmax, int pooled, int plane, float* gb)
         {

@@ -62,7 +62,7 @@ internal static unsafe class LrnKernel
         }
     }
 
-    static void ForwardTower<TAct, TSink>(float* x, int from, int to, int plane, LrnParams p, Scratch scratch, ref TSink sink)
+    private static void ForwardTower<TAct, TSink>(float* x, int from, int to, int plane, LrnParams p, Scratch scratch, ref TSink sink)
         where TAct : IActivation
         where TSink : IPlaneSink
     {
@@ -109,7 +109,7 @@ internal static unsafe class LrnKernel
         }
     }
 
-    static void BackwardTower<TAct, TGrad>(float* x, float* gx, int from, int to, int plane, LrnParams p, Scratch scratch, ref TGrad grad)
+    private static void BackwardTower<TAct, TGrad>(float* x, float* gx, int from, int to, int plane, LrnParams p, Scratch scratch, ref TGrad grad)
         where TAct : IActivation
         where TGrad : IPlaneGradient
     {
@@ -176,7 +176,7 @@ internal static unsafe class LrnKernel
     }
 
     /// <summary>acc += f(entering)² − f(leaving)² over one plane (the window's first channels, before a pass's loop).</summary>
-    static void Roll<TAct>(float* acc, float* entering, float* leaving, int plane)
+    private static void Roll<TAct>(float* acc, float* entering, float* leaving, int plane)
         where TAct : IActivation
     {
         int vw = Vector<float>.Count;
@@ -188,9 +188,9 @@ internal static unsafe class LrnKernel
     }
 
     /// <summary>The §3.3 constants as vectors.</summary>
-    readonly struct Terms
+    private readonly struct Terms
     {
-        readonly Vector<float> _k, _alpha;
+        private readonly Vector<float> _k, _alpha;
 
         public float Beta { get; }
         public bool ThreeQuarters { get; }
@@ -221,7 +221,7 @@ internal static unsafe class LrnKernel
 
     /// <summary>z^−β.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector<float> NegPow(Vector<float> z, float beta, bool threeQuarters) =>
+    private static Vector<float> NegPow(Vector<float> z, float beta, bool threeQuarters) =>
         threeQuarters ? NegThreeQuarters(z).Power : NegPowGeneral(z, beta);
 
     /// <summary>
@@ -229,7 +229,7 @@ internal static unsafe class LrnKernel
     /// ~23 bits), z^−¾ = r·r·q and 1/z = r·r, with no division and no square root (the slow units here).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static (Vector<float> Power, Vector<float> Inverse) NegThreeQuarters(Vector<float> z)
+    private static (Vector<float> Power, Vector<float> Inverse) NegThreeQuarters(Vector<float> z)
     {
         Vector<float> r = Rsqrt(z);
         Vector<float> inverse = r * r;
@@ -238,7 +238,7 @@ internal static unsafe class LrnKernel
 
     /// <summary>1/√z to about 23 bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Vector<float> Rsqrt(Vector<float> z)
+    private static Vector<float> Rsqrt(Vector<float> z)
     {
         if (Avx.IsSupported && Vector<float>.Count == 8)
         {
@@ -249,7 +249,7 @@ internal static unsafe class LrnKernel
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    static Vector<float> NegPowGeneral(Vector<float> z, float beta)
+    private static Vector<float> NegPowGeneral(Vector<float> z, float beta)
     {
         Span<float> lanes = stackalloc float[Vector<float>.Count];
         z.CopyTo(lanes);

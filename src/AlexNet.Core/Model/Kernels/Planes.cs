@@ -37,7 +37,7 @@ internal static unsafe class Planes
         i + Vector<float>.Count <= plane ? Vector.LoadUnsafe(ref p[i]) : LoadTail(p, i, plane);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    static Vector<float> LoadTail(float* p, int i, int plane)
+    private static Vector<float> LoadTail(float* p, int i, int plane)
     {
         Span<float> lanes = stackalloc float[Vector<float>.Count];
         lanes.Clear();
@@ -58,7 +58,7 @@ internal static unsafe class Planes
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    static void StoreTail(float* p, int i, int plane, Vector<float> v)
+    private static void StoreTail(float* p, int i, int plane, Vector<float> v)
     {
         Span<float> lanes = stackalloc float[Vector<float>.Count];
         v.CopyTo(lanes);
@@ -82,7 +82,7 @@ internal static unsafe class Planes
 /// </summary>
 internal unsafe readonly struct Scratch : IDisposable
 {
-    readonly float* _base;
+    private readonly float* _base;
 
     public int Slot { get; }
 
