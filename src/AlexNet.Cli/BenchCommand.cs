@@ -186,7 +186,9 @@ internal static class BenchCommand
         return command;
     }
 
-    /// <summary>`bench --onnx-peer`: our inference against ONNX Runtime's on the same exported weights, alternating rounds.</summary>
+    /// <summary>
+    /// `bench --onnx-peer`: our inference against ONNX Runtime's on the same exported weights, alternating rounds.
+    /// </summary>
     private static int OnnxPeer(string[] nets, int batch, int threads, int steps, int rounds, int classes, int channels, string? json)
     {
         var table = new Table().Title($"inference, batch {batch}, {threads} threads, {rounds} alternating rounds (medians)")

@@ -72,7 +72,10 @@ internal static class BenchServeCommand
         return command;
     }
 
-    /// <summary>A seeded, untrained net of the variant at its usual input (ImageNet's 1000 classes, RGB), as a checkpoint: speed does not depend on the weights.</summary>
+    /// <summary>
+    /// A seeded, untrained net of the variant at its usual input (ImageNet's 1000 classes, RGB), as a checkpoint: speed
+    /// does not depend on the weights.
+    /// </summary>
     private static string SeededCheckpoint(string variant)
     {
         int record = AlexNet.Interop.PyTorchWeights.DefaultRecordSize(variant);

@@ -20,7 +20,9 @@ internal static class Cli
         DefaultValueFactory = _ => defaultModel,
     };
 
-    /// <summary>--device: where the net runs (the fused C# kernels are CPU float32's; elsewhere libtorch's operations run).</summary>
+    /// <summary>
+    /// --device: where the net runs (the fused C# kernels are CPU float32's; elsewhere libtorch's operations run).
+    /// </summary>
     public static Option<string> DeviceOption() => new("--device")
     {
         Description = "cpu, cuda or cuda:N (cuda needs the CUDA build: README, \"The CUDA build\").",
@@ -38,7 +40,9 @@ internal static class Cli
 
     public static Precision? PrecisionOrNull(string? name) => name is null ? null : LowPrecision.Parse(name);
 
-    /// <summary>A comma-separated flag value ("30,60,80"), each item parsed invariantly; a bad item names the flag.</summary>
+    /// <summary>
+    /// A comma-separated flag value ("30,60,80"), each item parsed invariantly; a bad item names the flag.
+    /// </summary>
     public static T[] List<T>(string text, string flag, Func<string, IFormatProvider, T> parse)
     {
         try
@@ -63,7 +67,9 @@ internal static class Cli
         }
     }
 
-    /// <summary>Runs a command body; a bad input becomes one clear line and a non-zero exit code, never a stack dump.</summary>
+    /// <summary>
+    /// Runs a command body; a bad input becomes one clear line and a non-zero exit code, never a stack dump.
+    /// </summary>
     public static int Run(Func<int> body)
     {
         try

@@ -11,8 +11,8 @@ using Spectre.Console;
 
 namespace AlexNet.Cli;
 
-/// <summary>
-/// `alexnet codes train|encode|eval|bench`: §6.1's short binary codes (Analysis/BinaryCodes.cs, Analysis/HammingIndex.cs).
+/// <summary> `alexnet codes train|encode|eval|bench`: §6.1's short binary codes (Analysis/BinaryCodes.cs,
+/// Analysis/HammingIndex.cs).
 /// </summary>
 internal static class CodesCommand
 {

@@ -54,7 +54,9 @@ internal static class PrepareCommand
         return command;
     }
 
-    /// <summary>The train/ and val/ stores of a data set that ships both splits; a complete store is kept as it is.</summary>
+    /// <summary>
+    /// The train/ and val/ stores of a data set that ships both splits; a complete store is kept as it is.
+    /// </summary>
     public static void PrepareSplits(string outDir, Func<bool, string, StoreManifest> prepare)
     {
         foreach (bool train in new[] { true, false })
@@ -71,7 +73,10 @@ internal static class PrepareCommand
     }
 }
 
-/// <summary>`alexnet rehearsal`: an ImageNet-shaped folder from the real photographs in Debian packages (<see cref="Rehearsal"/>).</summary>
+/// <summary>
+/// `alexnet rehearsal`: an ImageNet-shaped folder from the real photographs in Debian packages (<see
+/// cref="Rehearsal"/>).
+/// </summary>
 internal static class RehearsalCommand
 {
     public static Command Create()

@@ -10,7 +10,9 @@ using Spectre.Console;
 
 namespace AlexNet.Cli;
 
-/// <summary>`alexnet experiment NAME`: one of the paper's ablations, its arms trained under the same seed and budget.</summary>
+/// <summary>
+/// `alexnet experiment NAME`: one of the paper's ablations, its arms trained under the same seed and budget.
+/// </summary>
 internal static class ExperimentCommand
 {
     public static Command Create()

@@ -10,7 +10,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Cli;
 
-/// <summary>`alexnet export`: a checkpoint as an ONNX file (OnnxExport.cs), then run by ONNX Runtime against our own net.</summary>
+/// <summary>
+/// `alexnet export`: a checkpoint as an ONNX file (OnnxExport.cs), then run by ONNX Runtime against our own net.
+/// </summary>
 internal static class ExportCommand
 {
     public static Command Create()
@@ -27,7 +29,8 @@ internal static class ExportCommand
         command.SetAction(r => Cli.Run(() =>
         {
             string path = r.GetValue(onnx)!;
-            // The graph is float32 whatever the run trained in (--precision bf16 keeps float32 weights), and so is the check.
+            // The graph is float32 whatever the run trained in (--precision bf16 keeps float32 weights), and so is the
+            // check.
             using (Classifier net = Classifier.Load(r.GetValue(checkpoint)!, AlexNet.Model.Precision.Fp32, averagedWeights: r.GetValue(weights) == "ema"))
             {
                 OnnxExport.Write(path, net.Model, net.Card);

@@ -10,7 +10,9 @@ using Spectre.Console;
 
 namespace AlexNet.Cli;
 
-/// <summary>`alexnet import`: a PyTorch state_dict (torchvision's alexnet, or bench/peer.py's layout) as a checkpoint of ours.</summary>
+/// <summary>
+/// `alexnet import`: a PyTorch state_dict (torchvision's alexnet, or bench/peer.py's layout) as a checkpoint of ours.
+/// </summary>
 internal static class ImportCommand
 {
     public static Command Create()

@@ -13,7 +13,9 @@ using Spectre.Console;
 
 namespace AlexNet.Cli;
 
-/// <summary>`bench --peer`'s result for one net, as written to --json: medians of ours and the peer's, and their ratios.</summary>
+/// <summary>
+/// `bench --peer`'s result for one net, as written to --json: medians of ours and the peer's, and their ratios.
+/// </summary>
 internal sealed record PeerComparisonRow(string Model, int Batch, int Threads, int Rounds, double OursTrain, double PeerTrain, double TrainRatio,
     double OursInfer, double PeerInfer, double InferRatio, double OursTrainGflops, double MatmulGflops, long OursPeakRssBytes, long PeerPeakRssBytes,
     string PeerBlas, bool PeerChannelsLast);
@@ -22,10 +24,14 @@ internal sealed record PeerResult(string Model, bool ChannelsLast, double TrainI
 
 internal static class PeerComparison
 {
-    /// <summary>Debian's OpenBLAS with pthreads; the peer alone gets it through LD_LIBRARY_PATH (the system default stays).</summary>
+    /// <summary>
+    /// Debian's OpenBLAS with pthreads; the peer alone gets it through LD_LIBRARY_PATH (the system default stays).
+    /// </summary>
     private const string OpenBlasDirectory = "/usr/lib/x86_64-linux-gnu/openblas-pthread";
 
-    /// <summary>Debian's interpreter, where python3-torch lives, even when another python3 comes first on PATH.</summary>
+    /// <summary>
+    /// Debian's interpreter, where python3-torch lives, even when another python3 comes first on PATH.
+    /// </summary>
     public static string DefaultPython => File.Exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
     public static int Run(IReadOnlyList<string> models, int batch, int threads, int steps, int rounds, string python, string script, bool peerChannelsLast,
@@ -109,7 +115,10 @@ internal static class PeerComparison
     internal sealed record PeerOutput(string Peer, string? Blas, string Model, int Batch, int Threads, bool ChannelsLast, double TrainStepMs,
         double TrainImagesPerSecond, double InferMs, double InferImagesPerSecond, long PeakRssBytes);
 
-    /// <summary>The peers' JSON: snake_case keys, every key a field of the record (a renamed key fails loudly, naming the script).</summary>
+    /// <summary>
+    /// The peers' JSON: snake_case keys, every key a field of the record (a renamed key fails loudly, naming the
+    /// script).
+    /// </summary>
     private static readonly JsonSerializerOptions PeerJson = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -117,7 +126,10 @@ internal static class PeerComparison
         RespectRequiredConstructorParameters = true,
     };
 
-    /// <summary>Runs a peer script that prints one JSON line; a missing interpreter or module, or a failure, is a clear error naming the packages.</summary>
+    /// <summary>
+    /// Runs a peer script that prints one JSON line; a missing interpreter or module, or a failure, is a clear error
+    /// naming the packages.
+    /// </summary>
     internal static T RunScript<T>(string python, string script, IEnumerable<string> args, IReadOnlyDictionary<string, string> env,
         string packages, string what)
     {

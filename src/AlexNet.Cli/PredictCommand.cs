@@ -12,7 +12,9 @@ using Spectre.Console;
 
 namespace AlexNet.Cli;
 
-/// <summary>`alexnet predict`: §2's preprocessing, §4.1's ten-patch averaging, the top five classes (Figure 4, left).</summary>
+/// <summary>
+/// `alexnet predict`: §2's preprocessing, §4.1's ten-patch averaging, the top five classes (Figure 4, left).
+/// </summary>
 internal static class PredictCommand
 {
     public static Command Create()

@@ -10,10 +10,9 @@ using AlexNet.Performance;
 
 namespace AlexNet.Cli;
 
-/// <summary>
-/// `alexnet bench --prepare ROOT`: §2's preparation of a class-folder tree by `alexnet prepare` (into a temporary store,
-/// mean and PCA included) and by the usual PIL script (bench/prepare_peer.py, the same number of processes), round by
-/// round, and the ratio of the medians.
+/// <summary> `alexnet bench --prepare ROOT`: §2's preparation of a class-folder tree by `alexnet prepare` (into a
+/// temporary store, mean and PCA included) and by the usual PIL script (bench/prepare_peer.py, the same number of
+/// processes), round by round, and the ratio of the medians.
 /// </summary>
 internal static class PreparePeer
 {

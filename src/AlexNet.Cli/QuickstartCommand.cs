@@ -51,7 +51,8 @@ internal static class QuickstartCommand
             {
                 return code;
             }
-            // The last epoch's weights: `val` is Fashion-MNIST's test split, so best.ckpt would be chosen on the test set.
+            // The last epoch's weights: `val` is Fashion-MNIST's test split, so best.ckpt would be chosen on the test
+            // set.
             string last = Path.Combine(runDir, Trainer.LastCheckpoint);
             // The recipe's views: each image and its reflection (`alexnet eval --views ten` adds §4.1's ten patches).
             using Ensemble net = Ensemble.Load(new[] { last });
@@ -59,7 +60,8 @@ internal static class QuickstartCommand
             AnsiConsole.MarkupLineInterpolated($"Fashion-MNIST test set (10,000 images), {last}:");
             EvalCommand.Print(results);
             Json.Write(Path.Combine(runDir, "result.json"), results);
-            // What it trained: the curves, conv1's kernels (Figure 3) and test images with their top-5 (Figure 4), in report.md.
+            // What it trained: the curves, conv1's kernels (Figure 3) and test images with their top-5 (Figure 4), in
+            // report.md.
             string report = AlexNet.Analysis.RunReport.Write(runDir, Path.Combine(dataDir, "val"), checkpoint: last);
             AnsiConsole.MarkupLineInterpolated($"Total time {clock.Elapsed.TotalMinutes:F1} min. Run folder: {runDir}:");
             foreach (string file in new[] { "result.json", "metrics.jsonl", "loss.png", "error.png", "kernels.png", "predictions.png" })
@@ -73,7 +75,9 @@ internal static class QuickstartCommand
         return command;
     }
 
-    /// <summary>Installs Debian's dataset-fashion-mnist when it is missing and we may (root); otherwise says how.</summary>
+    /// <summary>
+    /// Installs Debian's dataset-fashion-mnist when it is missing and we may (root); otherwise says how.
+    /// </summary>
     private static void EnsureFashionMnist()
     {
         if (FashionMnist.IsInstalled())

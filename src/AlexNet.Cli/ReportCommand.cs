@@ -4,7 +4,9 @@ using Spectre.Console;
 
 namespace AlexNet.Cli;
 
-/// <summary>`alexnet report RUN_DIR`: a self-contained markdown report of a run, with its PNG plots (<see cref="RunReport"/>).</summary>
+/// <summary>
+/// `alexnet report RUN_DIR`: a self-contained markdown report of a run, with its PNG plots (<see cref="RunReport"/>).
+/// </summary>
 internal static class ReportCommand
 {
     public static Command Create()

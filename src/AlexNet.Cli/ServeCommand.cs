@@ -6,7 +6,9 @@ using Spectre.Console;
 
 namespace AlexNet.Cli;
 
-/// <summary>`alexnet serve`: the net as a local HTTP API and web page (AlexNet.Serving); Ctrl-C or SIGTERM drains and exits 0.</summary>
+/// <summary>
+/// `alexnet serve`: the net as a local HTTP API and web page (AlexNet.Serving); Ctrl-C or SIGTERM drains and exits 0.
+/// </summary>
 internal static class ServeCommand
 {
     public static Command Create()

@@ -14,7 +14,9 @@ using Spectre.Console;
 
 namespace AlexNet.Cli;
 
-/// <summary>`alexnet train`: maps flags onto <see cref="TrainOptions"/> (§5's defaults) and runs <see cref="Trainer.Fit"/>.</summary>
+/// <summary>
+/// `alexnet train`: maps flags onto <see cref="TrainOptions"/> (§5's defaults) and runs <see cref="Trainer.Fit"/>.
+/// </summary>
 internal static class TrainCommand
 {
     private static readonly TrainOptions D = new();
@@ -114,7 +116,9 @@ internal static class TrainCommand
         return command;
     }
 
-    /// <summary>Under mpirun, the job's MPI group around the command (AlexNet.Distributed.Job); one process otherwise.</summary>
+    /// <summary>
+    /// Under mpirun, the job's MPI group around the command (AlexNet.Distributed.Job); one process otherwise.
+    /// </summary>
     private static int Distributed(Func<AlexNet.Distributed.DataParallel?, int> body)
     {
         try
@@ -128,7 +132,10 @@ internal static class TrainCommand
         }
     }
 
-    /// <summary>Trains (or resumes) a run; Ctrl-C or SIGTERM stops it after the current step with last.ckpt written (exit 130/143).</summary>
+    /// <summary>
+    /// Trains (or resumes) a run; Ctrl-C or SIGTERM stops it after the current step with last.ckpt written (exit
+    /// 130/143).
+    /// </summary>
     /// <param name="tensorBoard">Also write TensorBoard event files to this folder, or null.</param>
     public static int Execute(TrainOptions o, MachineOptions machine, string trainDir, string valDir, string runDir, bool resume, string resumeCommand,
         string? tensorBoard = null)
@@ -137,7 +144,8 @@ internal static class TrainCommand
         using ImageStore val = ImageStore.Open(valDir);
         if (machine.Parallel is { IsLeader: false })
         {
-            // Rank 0 reports for the job; the others train quietly, and stop where it does (mpirun forwards the signal to all).
+            // Rank 0 reports for the job; the others train quietly, and stop where it does (mpirun forwards the signal
+            // to all).
             using var quietStop = new StopSignal();
             try
             {
@@ -220,17 +228,22 @@ internal static class TrainCommand
         return (train, val);
     }
 
-    /// <summary>One flag of `train` and the option it sets; <paramref name="Example"/> sets it away from its default, <paramref name="Took"/> sees that.</summary>
+    /// <summary>
+    /// One flag of `train` and the option it sets; <paramref name="Example"/> sets it away from its default, <paramref
+    /// name="Took"/> sees that.
+    /// </summary>
     internal sealed record Flag(Option Option, Func<TrainOptions, ParseResult, TrainOptions> Apply, string[] Example, Func<TrainOptions, bool> Took);
 
-    /// <summary>A flag applied only when given on the command line (a preset's or the run's own value stands otherwise).</summary>
+    /// <summary>
+    /// A flag applied only when given on the command line (a preset's or the run's own value stands otherwise).
+    /// </summary>
     private static Flag Bind<T>(Option<T> option, Func<TrainOptions, T, TrainOptions> set, string example, Func<TrainOptions, bool> took) =>
         new(option, (o, r) => r.GetResult(option) is { Implicit: false } ? set(o, r.GetValue(option)!) : o,
             typeof(T) == typeof(bool) ? new[] { option.Name } : new[] { option.Name, example }, took);
 
-    /// <summary>
-    /// Every flag that sets <see cref="TrainOptions"/>, in the order they apply (--step-epochs after --schedule: it implies the
-    /// step schedule). The machine's, the data's and the run folder's flags are the others (MachineFlags); a test walks both.
+    /// <summary> Every flag that sets <see cref="TrainOptions"/>, in the order they apply (--step-epochs after
+    /// --schedule: it implies the step schedule). The machine's, the data's and the run folder's flags are the others
+    /// (MachineFlags); a test walks both.
     /// </summary>
     internal static readonly Flag[] Flags =
     {
@@ -284,7 +297,9 @@ internal static class TrainCommand
         Bind(MaxSteps, (o, v) => o with { MaxSteps = v }, "9", o => o.MaxSteps == 9),
     };
 
-    /// <summary>The flags that set no option of the run: where its data and folder are, and how the machine runs it.</summary>
+    /// <summary>
+    /// The flags that set no option of the run: where its data and folder are, and how the machine runs it.
+    /// </summary>
     internal static readonly Option[] MachineFlags =
     {
         Data, TrainStore, ValStore, Out, Resume, Preset, Threads, Workers, Towers, ConcurrentTowers, ReplicasFlag, Device, TensorBoard,

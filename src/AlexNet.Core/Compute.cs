@@ -64,7 +64,9 @@ public static partial class Compute
     [LibraryImport("libc", EntryPoint = "mallopt")]
     private static partial int MallOpt(int parameter, int value);
 
-    /// <summary>Resident memory in transparent huge pages (AnonHugePages of /proc/self/smaps_rollup); 0 where unknown.</summary>
+    /// <summary>
+    /// Resident memory in transparent huge pages (AnonHugePages of /proc/self/smaps_rollup); 0 where unknown.
+    /// </summary>
     public static long HugePageBytes()
     {
         try
@@ -78,7 +80,9 @@ public static partial class Compute
         }
     }
 
-    /// <summary>The CPU every number is measured on: /proc/cpuinfo's model name and the vector flags that decide speed.</summary>
+    /// <summary>
+    /// The CPU every number is measured on: /proc/cpuinfo's model name and the vector flags that decide speed.
+    /// </summary>
     public static string CpuDescription()
     {
         const string info = "/proc/cpuinfo";

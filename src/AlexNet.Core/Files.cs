@@ -50,10 +50,9 @@ public static class Json
 
 public static class AtomicFile
 {
-    /// <summary>
-    /// Writes through <paramref name="write"/> into a temporary file beside <paramref name="path"/>, flushes it to disk,
-    /// then renames it over the target: readers see the old file or the new one whole. On failure the temporary file
-    /// is removed and the old file is untouched.
+    /// <summary> Writes through <paramref name="write"/> into a temporary file beside <paramref name="path"/>, flushes
+    /// it to disk, then renames it over the target: readers see the old file or the new one whole. On failure the
+    /// temporary file is removed and the old file is untouched.
     /// </summary>
     public static void Write(string path, Action<Stream> write)
     {

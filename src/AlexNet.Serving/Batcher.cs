@@ -1,7 +1,8 @@
-// Dynamic batching, as Triton's and TorchServe's: concurrent requests wait in one queue; the first of a batch
-// waits at most MaxWait for others, up to MaxBatch, and the batch runs as one forward pass. It waits only while
-// other requests are on their way (arrived, still being read or decoded): a lone client is never delayed. Requests asking different things (views, fc7) in the
-// same window run as one pass per kind. Each caller gets its own rows back. Only this loop touches the net.
+// Dynamic batching, as Triton's and TorchServe's: concurrent requests wait in one queue; the first of a batch waits at
+// most MaxWait for others, up to MaxBatch, and the batch runs as one forward pass. It waits only while other requests
+// are on their way (arrived, still being read or decoded): a lone client is never delayed. Requests asking different
+// things (views, fc7) in the same window run as one pass per kind. Each caller gets its own rows back. Only this loop
+// touches the net.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
@@ -44,7 +45,9 @@ public sealed class Batcher : IAsyncDisposable
         _loop.Start();
     }
 
-    /// <summary>A request has arrived and will ask for work once its image is decoded: a batch may wait for it.</summary>
+    /// <summary>
+    /// A request has arrived and will ask for work once its image is decoded: a batch may wait for it.
+    /// </summary>
     public IDisposable Arriving()
     {
         Interlocked.Increment(ref _arriving);

@@ -25,7 +25,8 @@ public static class LoadTest
 {
     /// <param name="client">A client of the server (its BaseAddress set).</param>
     /// <param name="expected">The answer every request must get: (class index, probability) of the top classes.</param>
-    /// <param name="onAnswered">Called with the count of answers so far, after each (the tests read RSS at 500).</param>
+    /// <param name="onAnswered">Called with the count of answers so far, after each (the tests read RSS at
+    /// 500).</param>
     public static async Task<LoadResult> Run(HttpClient client, byte[] image, string query, int clients, int requests,
         (int Index, double Probability)[]? expected = null, Action<int>? onAnswered = null, CancellationToken cancel = default)
     {

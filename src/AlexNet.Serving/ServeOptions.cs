@@ -13,8 +13,8 @@ namespace AlexNet.Serving;
 /// <param name="MaxUploadMb">Larger request bodies are refused with 413.</param>
 /// <param name="MaxMegapixels">Images declaring more pixels are refused before decoding (decompression bombs).</param>
 /// <param name="Precision">The products' number format (null: the run's own).</param>
-/// <param name="Codes">§6.1's binary codes of the training images (`alexnet codes encode`): the neighbours by Hamming search,
-/// re-ranked by exact fc7 when --features is given too.</param>
+/// <param name="Codes">§6.1's binary codes of the training images (`alexnet codes encode`): the neighbours by Hamming
+/// search, re-ranked by exact fc7 when --features is given too.</param>
 public sealed record ServeOptions(
     string Checkpoint,
     string? Store = null,
@@ -30,7 +30,9 @@ public sealed record ServeOptions(
 {
     public const string DefaultUrls = "http://127.0.0.1:8080";
 
-    /// <summary>Neighbours asked for at most (a page of Figure 4 holds a handful; the feature file may hold millions).</summary>
+    /// <summary>
+    /// Neighbours asked for at most (a page of Figure 4 holds a handful; the feature file may hold millions).
+    /// </summary>
     public const int MaxNeighbours = 100;
 
     /// <summary>With codes and features, the top Rerank × k by Hamming distance are re-ordered by exact fc7.</summary>

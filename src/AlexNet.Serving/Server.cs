@@ -44,10 +44,13 @@ public sealed record PredictResponse(ClassScore[] Top, string Views, CardSummary
 
 public sealed record NeighbourResponse(int Rank, int Index, int Class, string Name, double Distance, string Image);
 
-/// <param name="Method">How they were found: exact fc7, or Hamming search over binary codes (re-ranked by fc7 or not).</param>
+/// <param name="Method">How they were found: exact fc7, or Hamming search over binary codes (re-ranked by fc7 or
+/// not).</param>
 public sealed record NeighboursResponse(NeighbourResponse[] Neighbours, string Layer, string Method, double Milliseconds);
 
-/// <summary>GET /api/model: the card (its mean image left out: it is data, not description) and what this server offers.</summary>
+/// <summary>
+/// GET /api/model: the card (its mean image left out: it is data, not description) and what this server offers.
+/// </summary>
 public sealed record ModelResponse(ModelCard Card, string Summary, string Checkpoint, bool Neighbours, string? Run, int MaxBatch, int MaxWaitMs);
 
 public sealed record ErrorResponse(string Error);
@@ -183,7 +186,10 @@ public sealed class Server : IAsyncDisposable
         return App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? Array.Empty<string>();
     }
 
-    /// <summary>Until Ctrl-C or SIGTERM: then Kestrel stops accepting, in-flight requests are answered (30 s at most), and this returns.</summary>
+    /// <summary>
+    /// Until Ctrl-C or SIGTERM: then Kestrel stops accepting, in-flight requests are answered (30 s at most), and this
+    /// returns.
+    /// </summary>
     public Task WaitForShutdownAsync() => App.WaitForShutdownAsync();
 
     /// <summary>Errors as JSON, metrics for every request; whatever a request does, the next one is served.</summary>
@@ -224,7 +230,9 @@ public sealed class Server : IAsyncDisposable
         }
     }
 
-    /// <summary>A bounded label set for metrics: the route, not the raw path (a path may be anything a client sends).</summary>
+    /// <summary>
+    /// A bounded label set for metrics: the route, not the raw path (a path may be anything a client sends).
+    /// </summary>
     private static string EndpointName(PathString path)
     {
         string p = path.Value ?? "/";
@@ -333,7 +341,10 @@ public sealed class Server : IAsyncDisposable
         return Results.Bytes(Figures.RecordPng(_store.Record(i).ToArray(), _store.Height, _store.Channels, scale), "image/png");
     }
 
-    /// <summary>A request's image as a §2 record: read, then decoded on a decoding thread; a batch gathering meanwhile may wait for it.</summary>
+    /// <summary>
+    /// A request's image as a §2 record: read, then decoded on a decoding thread; a batch gathering meanwhile may wait
+    /// for it.
+    /// </summary>
     private async Task<byte[]> ReceiveImage(HttpRequest request)
     {
         using (_batcher.Arriving())
@@ -343,7 +354,10 @@ public sealed class Server : IAsyncDisposable
         }
     }
 
-    /// <summary>The image of a request: the multipart field `image` (or its only file), or the raw body; bounded by --max-upload-mb.</summary>
+    /// <summary>
+    /// The image of a request: the multipart field `image` (or its only file), or the raw body; bounded by
+    /// --max-upload-mb.
+    /// </summary>
     private async Task<byte[]> ReadImage(HttpRequest request)
     {
         long limit = (long)_options.MaxUploadMb << 20;
@@ -402,7 +416,10 @@ public sealed class Server : IAsyncDisposable
         }
     }
 
-    /// <summary>Server-sent events: each line of the run's metrics.jsonl, then each line `train` appends, until the client or the server goes.</summary>
+    /// <summary>
+    /// Server-sent events: each line of the run's metrics.jsonl, then each line `train` appends, until the client or
+    /// the server goes.
+    /// </summary>
     private async Task RunEvents(HttpContext context, string name, IHostApplicationLifetime life)
     {
         if (name.Length == 0 || name is "." or ".." || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))

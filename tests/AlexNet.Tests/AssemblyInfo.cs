@@ -6,7 +6,10 @@ namespace AlexNet.Tests;
 
 internal static class TestProcess
 {
-    /// <summary>As the `alexnet` tool does at start-up, before libtorch's first allocation: huge pages and glibc's heap (Compute.cs).</summary>
+    /// <summary>
+    /// As the `alexnet` tool does at start-up, before libtorch's first allocation: huge pages and glibc's heap
+    /// (Compute.cs).
+    /// </summary>
     [System.Runtime.CompilerServices.ModuleInitializer]
     internal static void ConfigureLikeTheTool() => AlexNet.Compute.ConfigureNativeMemory();
 }

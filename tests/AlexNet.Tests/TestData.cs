@@ -9,7 +9,9 @@ namespace AlexNet.Tests;
 /// <summary>Helpers that make small, known inputs: temp folders, stores, encoded images.</summary>
 internal static class TestData
 {
-    /// <summary>A trainer's progress that keeps its messages, and calls <see cref="OnStep"/> at each logged step.</summary>
+    /// <summary>
+    /// A trainer's progress that keeps its messages, and calls <see cref="OnStep"/> at each logged step.
+    /// </summary>
     public sealed class Messages : AlexNet.Training.ITrainingProgress
     {
         public List<string> Lines { get; } = new();
@@ -38,7 +40,9 @@ internal static class TestData
         }
     }
 
-    /// <summary>A synthetic training store and validation store of 4 classes in DIR/train and DIR/val, opened.</summary>
+    /// <summary>
+    /// A synthetic training store and validation store of 4 classes in DIR/train and DIR/val, opened.
+    /// </summary>
     public sealed class Stores : IDisposable
     {
         public Stores(TempDir dir, int train, int val, int valSeed = 3)
@@ -128,7 +132,9 @@ internal static class TestData
         return result;
     }
 
-    /// <summary>A PNG whose header declares the given size (valid signature and IHDR CRC), with no real pixel data.</summary>
+    /// <summary>
+    /// A PNG whose header declares the given size (valid signature and IHDR CRC), with no real pixel data.
+    /// </summary>
     public static byte[] PngDeclaring(int width, int height)
     {
         var ihdr = new List<byte>();

@@ -7,8 +7,8 @@
 // Codes are packed 64 bits to a word; Hamming search over them is HammingIndex.cs. The paper's comparison, "applying
 // auto-encoders to the raw pixels", is the same coder trained on PixelFeatures (at most 32×32 per channel, the size of
 // Krizhevsky & Hinton's tiny images).
-//
-// Files: CODER holds float32 Mean[D], Std[D], Weights[D×B], Bias[B]; CODER.json its CoderHeader (what it was trained on).
+//  Files: CODER holds float32 Mean[D], Std[D], Weights[D×B], Bias[B]; CODER.json its CoderHeader (what it was trained
+// on).
 using System;
 using System.IO;
 using System.Linq;
@@ -19,13 +19,17 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Analysis;
 
-/// <summary>A map from D-dimensional features to B-bit codes: standardise, then project (W, bias), then threshold at 0.</summary>
+/// <summary>
+/// A map from D-dimensional features to B-bit codes: standardise, then project (W, bias), then threshold at 0.
+/// </summary>
 /// <param name="Kind">"autoencoder" or "lsh".</param>
 public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] Mean, float[] Std, float[] Weights, float[] Bias)
 {
     public int Words => Bits / 64;
 
-    /// <summary>Packed codes of N rows of features (N×D): N × Words ulongs, bit b of a row set where its unit b is on.</summary>
+    /// <summary>
+    /// Packed codes of N rows of features (N×D): N × Words ulongs, bit b of a row set where its unit b is on.
+    /// </summary>
     public ulong[] Encode(ReadOnlySpan<float> features)
     {
         if (features.Length % Dimensions != 0)
@@ -76,7 +80,9 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
         return codes;
     }
 
-    /// <summary>Writes the coder to PATH (its float arrays) and PATH.json (<paramref name="header"/>), each whole or not at all.</summary>
+    /// <summary>
+    /// Writes the coder to PATH (its float arrays) and PATH.json (<paramref name="header"/>), each whole or not at all.
+    /// </summary>
     public void Save(string path, CoderHeader header)
     {
         AtomicFile.Write(path, f =>
@@ -115,7 +121,9 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
     }
 }
 
-/// <summary>What a coder was trained on (full paths; Layer "pixels" and no checkpoint for the raw-pixel coder).</summary>
+/// <summary>
+/// What a coder was trained on (full paths; Layer "pixels" and no checkpoint for the raw-pixel coder).
+/// </summary>
 public sealed record CoderHeader(string Format, string Kind, int Dimensions, int Bits, int Seed, int Epochs, string Layer,
     string Features, string Store, string Checkpoint)
 {
@@ -151,7 +159,9 @@ public static class BinaryCodes
         }
     }
 
-    /// <summary>The baseline: the signs of <paramref name="bits"/> Gaussian random projections of the standardised features.</summary>
+    /// <summary>
+    /// The baseline: the signs of <paramref name="bits"/> Gaussian random projections of the standardised features.
+    /// </summary>
     public static BinaryCoder RandomProjections(float[] features, int dimensions, int bits, int seed)
     {
         CheckBits(bits);
@@ -161,9 +171,9 @@ public static class BinaryCodes
         return new BinaryCoder("lsh", dimensions, bits, mean, std, w.data<float>().ToArray(), new float[bits]);
     }
 
-    /// <summary>
-    /// The auto-encoder: code = σ(x̂W + b + noise), x̂ ≈ code·V + c, squared error, §5's update with momentum 0.9. The noise
-    /// (σ = <paramref name="noise"/>) is what makes the code binary; thresholding σ(·) at ½ is the sign of xW + b.
+    /// <summary> The auto-encoder: code = σ(x̂W + b + noise), x̂ ≈ code·V + c, squared error, §5's update with momentum
+    /// 0.9. The noise (σ = <paramref name="noise"/>) is what makes the code binary; thresholding σ(·) at ½ is the sign
+    /// of xW + b.
     /// </summary>
     public static BinaryCoder TrainAutoencoder(float[] features, int dimensions, int bits, int seed, int epochs = 20, int batch = 256,
         double learningRate = 0.01, double noise = 4, Action<int, double>? progress = null)
@@ -211,9 +221,9 @@ public static class BinaryCodes
         return coder;
     }
 
-    /// <summary>
-    /// The raw-pixel arm of §6.1's comparison: the first <paramref name="count"/> records of a store as rows of pixel values,
-    /// averaged down to at most 32×32 per channel (Krizhevsky &amp; Hinton's tiny images; Fashion-MNIST's 28×28 stay whole).
+    /// <summary> The raw-pixel arm of §6.1's comparison: the first <paramref name="count"/> records of a store as rows
+    /// of pixel values, averaged down to at most 32×32 per channel (Krizhevsky &amp; Hinton's tiny images;
+    /// Fashion-MNIST's 28×28 stay whole).
     /// </summary>
     public static FeatureMatrix PixelFeatures(ImageStore store, int count)
     {
@@ -242,12 +252,17 @@ public static class BinaryCodes
     }
 }
 
-/// <summary>One retrieval method's quality over a set of queries: precision@k of the same class, recall of the exact fc7 top-k.</summary>
+/// <summary>
+/// One retrieval method's quality over a set of queries: precision@k of the same class, recall of the exact fc7 top-k.
+/// </summary>
 public sealed record RetrievalScore(string Method, int Bits, int Seed, double PrecisionAtK, double RecallOfExact, double MillisecondsPerQuery);
 
 public static class RetrievalEvaluation
 {
-    /// <summary>The baseline every coder is scored against: each query's k nearest database rows by exact Euclidean fc7, and their score.</summary>
+    /// <summary>
+    /// The baseline every coder is scored against: each query's k nearest database rows by exact Euclidean fc7, and
+    /// their score.
+    /// </summary>
     public static (RetrievalScore Score, long[][] Neighbours) Exact(FeatureMatrix database, int[] databaseLabels, float[] queries, int[] queryLabels, int k)
     {
         int q = queryLabels.Length;
@@ -259,9 +274,9 @@ public static class RetrievalEvaluation
         return (new RetrievalScore("exact fc7", 32 * database.Dimensions, 0, precision, 1, ms), exact);
     }
 
-    /// <summary>
-    /// §6.1's claim measured: for each query row, the k nearest database rows by Hamming distance between the coder's
-    /// codes; the fraction of those of the query's class, and of the exact top-k (<paramref name="exact"/>, from Exact) found.
+    /// <summary> §6.1's claim measured: for each query row, the k nearest database rows by Hamming distance between the
+    /// coder's codes; the fraction of those of the query's class, and of the exact top-k (<paramref name="exact"/>,
+    /// from Exact) found.
     /// </summary>
     /// <param name="found">Receives each query's Hamming neighbours (for a figure), or null.</param>
     public static RetrievalScore Score(BinaryCoder coder, int seed, FeatureMatrix database, int[] databaseLabels,

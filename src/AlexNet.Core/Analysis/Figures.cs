@@ -121,7 +121,9 @@ public static class Figures
         return bitmap;
     }
 
-    /// <summary>A planar record as PNG bytes, each pixel drawn <paramref name="scale"/>× (a 28-px record is too small to see).</summary>
+    /// <summary>
+    /// A planar record as PNG bytes, each pixel drawn <paramref name="scale"/>× (a 28-px record is too small to see).
+    /// </summary>
     public static byte[] RecordPng(byte[] planar, int side, int channels, int scale = 1)
     {
         using SKBitmap bitmap = ToBitmap(planar, side, channels);

@@ -38,7 +38,9 @@ public sealed class HammingIndex
     public int Words => Bits / 64;
     public CodesHeader? Header { get; }
 
-    /// <summary>An index over <paramref name="codes"/> (Count × Bits/64 words, as BinaryCoder.Encode gives them).</summary>
+    /// <summary>
+    /// An index over <paramref name="codes"/> (Count × Bits/64 words, as BinaryCoder.Encode gives them).
+    /// </summary>
     public HammingIndex(ulong[] codes, int bits, CodesHeader? header = null)
     {
         if (bits < 64 || bits % 64 != 0 || codes.Length % (bits / 64) != 0)
@@ -52,7 +54,9 @@ public sealed class HammingIndex
     /// <summary>Row <paramref name="i"/>'s code.</summary>
     public ReadOnlySpan<ulong> Code(int i) => _codes.AsSpan(i * Words, Words);
 
-    /// <summary>Writes <paramref name="codes"/> to PATH and its header to PATH.json, each whole or not at all.</summary>
+    /// <summary>
+    /// Writes <paramref name="codes"/> to PATH and its header to PATH.json, each whole or not at all.
+    /// </summary>
     public static void Write(string path, ulong[] codes, CodesHeader header)
     {
         AtomicFile.Write(path, f => f.Write(MemoryMarshal.AsBytes(codes.AsSpan())));
@@ -116,7 +120,9 @@ public sealed class HammingIndex
         return parts.SelectMany(p => p).OrderBy(h => h.Distance).ThenBy(h => h.Index).Take(k).ToArray();
     }
 
-    /// <summary>Top k of rows [from, to), nearest first: distances a block at a time, then a bounded max-heap.</summary>
+    /// <summary>
+    /// Top k of rows [from, to), nearest first: distances a block at a time, then a bounded max-heap.
+    /// </summary>
     private List<HammingHit> TopK(ReadOnlySpan<ulong> query, int from, int to, int k)
     {
         k = Math.Min(k, to - from);
@@ -166,7 +172,9 @@ public sealed class HammingIndex
         return result;
     }
 
-    /// <summary>Hamming distance from <paramref name="query"/> (one code) to each code of <paramref name="codes"/>.</summary>
+    /// <summary>
+    /// Hamming distance from <paramref name="query"/> (one code) to each code of <paramref name="codes"/>.
+    /// </summary>
     public static unsafe void Distances(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes, int words, Span<int> distances)
     {
         int n = codes.Length / words;
@@ -197,11 +205,10 @@ public sealed class HammingIndex
     /// <summary>A nibble's bits, for Mula's count: each byte's two nibbles looked up (vpshufb) and added.</summary>
     private static ReadOnlySpan<byte> NibbleBits => new byte[] { 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4 };
 
-    /// <summary>
-    /// 8 words per step (8 codes of 64 bits, 4 of 128, 2 of 256, 1 of 512): XOR with the query repeated, the bits of each
-    /// byte counted by a table lookup of its two nibbles (vpshufb), the bytes of each word summed (vpsadbw), then the
-    /// words of each code added. Measured on Zen 5 over 1.28 M codes: 64-bit 0.24 ms against popcnt's 0.83–1.05 ms;
-    /// 256-bit 2.5 ms against 2.7–3.0 ms.
+    /// <summary> 8 words per step (8 codes of 64 bits, 4 of 128, 2 of 256, 1 of 512): XOR with the query repeated, the
+    /// bits of each byte counted by a table lookup of its two nibbles (vpshufb), the bytes of each word summed
+    /// (vpsadbw), then the words of each code added. Measured on Zen 5 over 1.28 M codes: 64-bit 0.24 ms against
+    /// popcnt's 0.83–1.05 ms; 256-bit 2.5 ms against 2.7–3.0 ms.
     /// </summary>
     internal static unsafe int Distances512(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes, int words, Span<int> distances)
     {

@@ -82,8 +82,12 @@ public static class KernelGrid
         return (png.ToArray(), g);
     }
 
-    /// <summary>Pixels per weight that make a net's conv1 grid readable: 4 for the 11×11 kernels, 8 for the small nets' 5×5.</summary>
-    /// <summary>Two blocks for the two-tower nets (a grouped layer anywhere), one for the others.</summary>
+    /// <summary>
+    /// Pixels per weight that make a net's conv1 grid readable: 4 for the 11×11 kernels, 8 for the small nets' 5×5.
+    /// </summary>
+    /// <summary>
+    /// Two blocks for the two-tower nets (a grouped layer anywhere), one for the others.
+    /// </summary>
     public static int TowersOf(Architecture arch) => arch.Convs.Any(c => c.Groups == 2) ? 2 : 1;
 
     public static int ScaleFor(Architecture arch) => arch.Convs[0].Size >= 11 ? 4 : 8;

@@ -26,7 +26,9 @@ public static class Retrieval
 {
     public const string FeatureFormat = "alexnet-features-v1";
 
-    /// <summary>Writes the <paramref name="layer"/> activations (centre view) of every record: FILE (float32 N×D) and FILE.json.</summary>
+    /// <summary>
+    /// Writes the <paramref name="layer"/> activations (centre view) of every record: FILE (float32 N×D) and FILE.json.
+    /// </summary>
     public static FeatureHeader Extract(AlexNetModel model, ImageStore store, Augmentation augmentation, string layer, string path,
         string checkpoint, int batchSize = 256)
     {
@@ -71,7 +73,10 @@ public static class Retrieval
         }
     }
 
-    /// <summary>The <paramref name="k"/> records of <paramref name="store"/> nearest to a query's features, exact (Nearest), with their classes.</summary>
+    /// <summary>
+    /// The <paramref name="k"/> records of <paramref name="store"/> nearest to a query's features, exact (Nearest),
+    /// with their classes.
+    /// </summary>
     public static Neighbour[] Rank(float[] query, FeatureMatrix features, ImageStore store, int k)
     {
         if (k < 1 || k > features.Count)
@@ -92,10 +97,10 @@ public static class Retrieval
         }).ToArray();
     }
 
-    /// <summary>
-    /// Figure 4 (right) by §6.1's short codes: the <paramref name="k"/> records whose codes are nearest to the query's in
-    /// Hamming distance; with <paramref name="features"/> and <paramref name="rerank"/> ≥ k, the top <paramref name="rerank"/>
-    /// by Hamming distance re-ordered by exact Euclidean fc7 (reading only those rows), and Distance is that instead.
+    /// <summary> Figure 4 (right) by §6.1's short codes: the <paramref name="k"/> records whose codes are nearest to
+    /// the query's in Hamming distance; with <paramref name="features"/> and <paramref name="rerank"/> ≥ k, the top
+    /// <paramref name="rerank"/> by Hamming distance re-ordered by exact Euclidean fc7 (reading only those rows), and
+    /// Distance is that instead.
     /// </summary>
     public static Neighbour[] RankByCodes(float[] query, BinaryCoder coder, HammingIndex codes, ImageStore store, int k,
         FeatureMatrix? features = null, int rerank = 0, int threads = 1)
@@ -140,7 +145,9 @@ public static class Retrieval
         return Math.Sqrt(sum);
     }
 
-    /// <summary>Opens a feature file memory-mapped: N×D floats of any size (64-bit offsets), one block in memory at a time.</summary>
+    /// <summary>
+    /// Opens a feature file memory-mapped: N×D floats of any size (64-bit offsets), one block in memory at a time.
+    /// </summary>
     public static FeatureMatrix Open(string path)
     {
         string meta = path + ".json";
@@ -156,9 +163,8 @@ public static class Retrieval
         return FeatureMatrix.Map(path, h);
     }
 
-    /// <summary>
-    /// The k rows of <paramref name="features"/> (rows [<paramref name="from"/>, <paramref name="to"/>), all by default)
-    /// nearest to each query row (Euclidean), exact. Rows are read one block at a time.
+    /// <summary> The k rows of <paramref name="features"/> (rows [<paramref name="from"/>, <paramref name="to"/>), all
+    /// by default) nearest to each query row (Euclidean), exact. Rows are read one block at a time.
     /// </summary>
     public static (long Index, double Distance)[][] Nearest(Tensor queries, FeatureMatrix features, int k, int block = 8192, long from = 0, long to = -1)
     {
@@ -171,7 +177,8 @@ public static class Retrieval
         Tensor bestI = zeros(new long[] { q.shape[0], 0 }, ScalarType.Int64);
         for (long start = from; start < end; start += block)
         {
-            // A scope per block: only the running best outlives it, so memory stays at one block (21 GB files included).
+            // A scope per block: only the running best outlives it, so memory stays at one block (21 GB files
+            // included).
             using var step = NewDisposeScope();
             int n = (int)Math.Min(block, end - start);
             Tensor x = tensor(features.Rows(start, n).ToArray(), new long[] { n, dims });
@@ -193,7 +200,9 @@ public static class Retrieval
     }
 }
 
-/// <summary>N×D float32 features, in memory or memory-mapped from a feature file; rows addressed with 64-bit offsets.</summary>
+/// <summary>
+/// N×D float32 features, in memory or memory-mapped from a feature file; rows addressed with 64-bit offsets.
+/// </summary>
 public sealed unsafe class FeatureMatrix : IDisposable
 {
     private readonly float[]? _memory;
@@ -228,7 +237,10 @@ public sealed unsafe class FeatureMatrix : IDisposable
         return new FeatureMatrix(map, map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read), header);
     }
 
-    /// <summary>Float offset of a row: 64-bit, so files past 2³¹ floats (ImageNet's 1.28 M × 4096 is 5.2·10⁹) are addressed right.</summary>
+    /// <summary>
+    /// Float offset of a row: 64-bit, so files past 2³¹ floats (ImageNet's 1.28 M × 4096 is 5.2·10⁹) are addressed
+    /// right.
+    /// </summary>
     public static long Offset(long row, int dimensions) => row * dimensions;
 
     /// <summary>Rows [start, start + n) as one span (n·D must fit an int: one block).</summary>

@@ -16,7 +16,9 @@ public static class RunReport
 {
     public const string FileName = "report.md";
 
-    /// <summary>Writes RUN/report.md (and kernels.png, predictions.png with <paramref name="samplesFrom"/>); returns its path.</summary>
+    /// <summary>
+    /// Writes RUN/report.md (and kernels.png, predictions.png with <paramref name="samplesFrom"/>); returns its path.
+    /// </summary>
     /// <param name="checkpoint">The checkpoint pictured (default: best.ckpt, else last.ckpt).</param>
     public static string Write(string runDir, string? samplesFrom, int samples = 8, string? checkpoint = null)
     {

@@ -9,10 +9,12 @@ using System;
 namespace AlexNet.Data;
 
 /// <param name="Crop">Side of the patch fed to the net (§4.1: 224 of 256).</param>
-/// <param name="Pad">Zero padding around the record before cropping (small images: 4, so a 32-px patch of 28+2·4 shifts by ±2 px).</param>
+/// <param name="Pad">Zero padding around the record before cropping (small images: 4, so a 32-px patch of 28+2·4 shifts
+/// by ±2 px).</param>
 /// <param name="PcaStd">σ of αᵢ ~ N(0, σ²) (§4.1: 0.1); 0 switches the colour noise off.</param>
 /// <param name="Scale">Multiplies the centred values (1 = the paper's raw scale).</param>
-/// <param name="ChannelNorm">Per-channel mean and std in place of §2's mean image and Scale (torchvision's weights), or null.</param>
+/// <param name="ChannelNorm">Per-channel mean and std in place of §2's mean image and Scale (torchvision's weights), or
+/// null.</param>
 public sealed record AugmentOptions(
     int Crop,
     int Pad = 0,
@@ -99,7 +101,9 @@ public sealed class Augmentation
 
     public int OutputLength => _c * Options.Crop * Options.Crop;
 
-    /// <summary>A training sample: random crop, random flip, PCA noise, all drawn from <paramref name="rng"/>.</summary>
+    /// <summary>
+    /// A training sample: random crop, random flip, PCA noise, all drawn from <paramref name="rng"/>.
+    /// </summary>
     public void Train(ReadOnlySpan<byte> record, Span<float> output, ref Rng rng)
     {
         int spanY = _h + 2 * Options.Pad - Options.Crop, spanX = _w + 2 * Options.Pad - Options.Crop;

@@ -17,7 +17,9 @@ namespace AlexNet.Data;
 /// <summary>A batch of N×C×H×W inputs and N int64 labels; the receiver disposes it.</summary>
 public sealed class Batch(Tensor inputs, Tensor labels, int[] indices, int globalCount = -1) : IDisposable
 {
-    /// <summary>Images in the whole batch across data-parallel ranks (this rank holds <see cref="Count"/> of them).</summary>
+    /// <summary>
+    /// Images in the whole batch across data-parallel ranks (this rank holds <see cref="Count"/> of them).
+    /// </summary>
     public int GlobalCount { get; } = globalCount < 0 ? indices.Length : globalCount;
 
     public Tensor Inputs { get; } = inputs;
@@ -36,8 +38,10 @@ public sealed class Batch(Tensor inputs, Tensor labels, int[] indices, int globa
 }
 
 /// <param name="Limit">Train on the first Limit records only (0 = all): the short versions of the experiments.</param>
-/// <param name="Records">The store's records this loader serves, in order (null = all): a held-out split's part.</param>
-/// <param name="Rank">Data parallel: this process's share of every batch of <see cref="BatchSize"/> × <paramref name="Ranks"/> images.</param>
+/// <param name="Records">The store's records this loader serves, in order (null = all): a held-out split's
+/// part.</param>
+/// <param name="Rank">Data parallel: this process's share of every batch of <see cref="BatchSize"/> × <paramref
+/// name="Ranks"/> images.</param>
 public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Prefetch = 3, int Limit = 0, int[]? Records = null, int Rank = 0, int Ranks = 1);
 
 public sealed class BatchLoader
@@ -69,9 +73,9 @@ public sealed class BatchLoader
 
     public int BatchesPerEpoch => (TrainCount + GlobalBatch - 1) / GlobalBatch;
 
-    /// <summary>
-    /// A held-out split of a store's records, fixed by the seed: <paramref name="heldOut"/> records to validate on and the
-    /// rest to train on, each in store order. The same seed and count give the same split on any machine.
+    /// <summary> A held-out split of a store's records, fixed by the seed: <paramref name="heldOut"/> records to
+    /// validate on and the rest to train on, each in store order. The same seed and count give the same split on any
+    /// machine.
     /// </summary>
     public static (int[] Train, int[] HeldOut) Split(int count, int heldOut, long seed)
     {
@@ -90,7 +94,9 @@ public sealed class BatchLoader
     /// <summary>The order of the records in an epoch: reshuffled every epoch from (seed, epoch).</summary>
     public static int[] Order(int count, long seed, int epoch) => Rng.For(seed, epoch, -1).Permutation(count);
 
-    /// <summary>Training batches of one epoch (shuffled, augmented), from batch <paramref name="skip"/> on (for resuming).</summary>
+    /// <summary>
+    /// Training batches of one epoch (shuffled, augmented), from batch <paramref name="skip"/> on (for resuming).
+    /// </summary>
     public IEnumerable<Batch> TrainEpoch(long seed, int epoch, int skip = 0, CancellationToken cancel = default)
     {
         int[] order = Order(TrainCount, seed, epoch);

@@ -81,7 +81,9 @@ public static class ClassNames
         return result;
     }
 
-    /// <summary>Readable names for folder ids: ImageNet wnids get their ILSVRC names when the table is installed.</summary>
+    /// <summary>
+    /// Readable names for folder ids: ImageNet wnids get their ILSVRC names when the table is installed.
+    /// </summary>
     public static IReadOnlyList<ClassInfo> ForFolders(IReadOnlyList<string> folderIds)
     {
         Dictionary<string, string>? table = null;

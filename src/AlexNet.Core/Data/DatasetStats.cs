@@ -30,7 +30,8 @@ public static class DatasetStats
     }
 
     /// <summary>Cyclic Jacobi rotations: exact enough for the small symmetric matrices here. Eigenvalues descending,
-    /// eigenvectors as columns, each with its largest component positive (a fixed sign makes results comparable).</summary>
+    /// eigenvectors as columns, each with its largest component positive (a fixed sign makes results
+    /// comparable).</summary>
     public static (double[] Values, double[][] Vectors) SymmetricEigen(double[][] matrix)
     {
         int n = matrix.Length;

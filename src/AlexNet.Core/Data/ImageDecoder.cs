@@ -18,7 +18,9 @@ public static class ImageDecoder
     /// <summary>Larger declared sizes are refused before decoding (a 100-megapixel RGBA bitmap is 400 MB).</summary>
     public const long MaxPixels = 100_000_000;
 
-    /// <summary>Decodes a file and returns §2's central square, <paramref name="size"/>² pixels, as planar RGB bytes.</summary>
+    /// <summary>
+    /// Decodes a file and returns §2's central square, <paramref name="size"/>² pixels, as planar RGB bytes.
+    /// </summary>
     public static byte[] CentreSquare(string path, int size)
     {
         byte[] data;
@@ -44,15 +46,21 @@ public static class ImageDecoder
         return CentreSquare(oriented, size);
     }
 
-    /// <summary>§2's central square of a decoded RGBA image, rescaled to <paramref name="size"/>² (Resampler.cs), planar RGB.</summary>
+    /// <summary>
+    /// §2's central square of a decoded RGBA image, rescaled to <paramref name="size"/>² (Resampler.cs), planar RGB.
+    /// </summary>
     public static byte[] CentreSquare(SKBitmap rgba, int size)
     {
         int side = Math.Min(rgba.Width, rgba.Height);
         return Resampler.SquareToPlanar(rgba.GetPixelSpan(), rgba.RowBytes, (rgba.Width - side) / 2, (rgba.Height - side) / 2, side, size);
     }
 
-    /// <summary>Decodes at the smallest scale the codec offers that keeps the shorter side ≥ <paramref name="minSide"/>, then orients.</summary>
-    /// <param name="maxPixels">Larger declared sizes are refused before any pixel is decoded (a decompression bomb).</param>
+    /// <summary>
+    /// Decodes at the smallest scale the codec offers that keeps the shorter side ≥ <paramref name="minSide"/>, then
+    /// orients.
+    /// </summary>
+    /// <param name="maxPixels">Larger declared sizes are refused before any pixel is decoded (a decompression
+    /// bomb).</param>
     public static SKBitmap Decode(byte[] encoded, int minSide, long maxPixels = MaxPixels)
     {
         using var stream = new SKMemoryStream(encoded);

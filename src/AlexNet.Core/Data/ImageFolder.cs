@@ -135,7 +135,9 @@ public sealed record PrepareSummary(int Written, int Rejected, int Total, string
     public double ProjectedImageNetBytes => BytesPerImage * 1_281_167;
 }
 
-/// <summary>Decodes a folder into a store on several threads, in order, resumably (see <see cref="StoreWriter"/>).</summary>
+/// <summary>
+/// Decodes a folder into a store on several threads, in order, resumably (see <see cref="StoreWriter"/>).
+/// </summary>
 public static class FolderPreparer
 {
     private const int Block = 256;   // images decoded between commits; large enough that the decoders seldom wait at a block's end

@@ -102,7 +102,9 @@ public sealed unsafe class ImageStore : IDisposable
 
     public static bool IsComplete(string dir) => File.Exists(Path.Combine(dir, ManifestFile));
 
-    /// <summary>Opens a store, checking every file against the manifest; a damaged store gets an error that says what to do.</summary>
+    /// <summary>
+    /// Opens a store, checking every file against the manifest; a damaged store gets an error that says what to do.
+    /// </summary>
     public static ImageStore Open(string dir)
     {
         if (!System.IO.Directory.Exists(dir))

@@ -104,7 +104,9 @@ public static class Rehearsal
         return new RehearsalSummary(root, classes, classes * perClass, valImages, bytes, photos.Count);
     }
 
-    /// <summary>A random crop of the photograph at an ImageNet-like size: 333–640 px wide, 3:4 to 4:3, sometimes mirrored.</summary>
+    /// <summary>
+    /// A random crop of the photograph at an ImageNet-like size: 333–640 px wide, 3:4 to 4:3, sometimes mirrored.
+    /// </summary>
     private static byte[] RandomView(SKBitmap photo, Random rng)
     {
         double aspect = new[] { 0.75, 0.667, 1.0, 1.333, 0.75, 0.75 }[rng.Next(6)];   // height / width, mostly landscape

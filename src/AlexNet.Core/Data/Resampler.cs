@@ -72,7 +72,8 @@ internal static unsafe class Resampler
     {
         Taps taps = For(side, size);
         int rowFloats = side * 4;
-        // size rows × side pixels × RGBA; pooled, as a fresh array this large would come from the large-object heap every image
+        // size rows × side pixels × RGBA; pooled, as a fresh array this large would come from the large-object heap
+        // every image
         float[] vertical = System.Buffers.ArrayPool<float>.Shared.Rent(size * rowFloats);
         Array.Clear(vertical, 0, size * rowFloats);
         try

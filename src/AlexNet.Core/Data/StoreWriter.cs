@@ -44,7 +44,8 @@ public sealed class StoreWriter : IDisposable
     public int Rejected { get; private set; }
 
     /// <param name="fingerprint">Identifies the input list; resuming with a different one is refused.</param>
-    /// <param name="encoding">Raw records, or each record encoded once as a JPEG of <paramref name="quality"/> (RecordCodec.cs).</param>
+    /// <param name="encoding">Raw records, or each record encoded once as a JPEG of <paramref name="quality"/>
+    /// (RecordCodec.cs).</param>
     public StoreWriter(string dir, int channels, int height, int width, string fingerprint, RecordEncoding encoding = RecordEncoding.Raw,
         int quality = RecordCodec.DefaultQuality)
     {
@@ -308,7 +309,8 @@ public sealed class StoreWriter : IDisposable
         return total;
     }
 
-    /// <param name="encoded">The record already encoded (by a decoding thread) for a JPEG store; encoded here when null.</param>
+    /// <param name="encoded">The record already encoded (by a decoding thread) for a JPEG store; encoded here when
+    /// null.</param>
     public void Add(ReadOnlySpan<byte> chw, int label, string source, byte[]? encoded = null)
     {
         if (chw.Length != _recordBytes)

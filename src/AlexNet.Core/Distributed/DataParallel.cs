@@ -40,11 +40,16 @@ public sealed unsafe class DataParallel : IProcessGroup, IDisposable
         _bucket = (float*)NativeMemory.AlignedAlloc((nuint)BucketBytes, 64);
     }
 
-    /// <summary>Rank <paramref name="rank"/>'s slice [From, To) of <paramref name="count"/> items split evenly over <paramref name="ranks"/>.</summary>
+    /// <summary>
+    /// Rank <paramref name="rank"/>'s slice [From, To) of <paramref name="count"/> items split evenly over <paramref
+    /// name="ranks"/>.
+    /// </summary>
     public static (int From, int To) Share(int count, int rank, int ranks) =>
         ((int)((long)rank * count / ranks), (int)((long)(rank + 1) * count / ranks));
 
-    /// <summary>Started by mpirun with more than one rank: the job's group; otherwise null (one process, nothing to do).</summary>
+    /// <summary>
+    /// Started by mpirun with more than one rank: the job's group; otherwise null (one process, nothing to do).
+    /// </summary>
     public static DataParallel? FromEnvironment() => Mpi.Launched ? new DataParallel(new Mpi()) : null;
 
     /// <summary>Stops every rank with a message naming <paramref name="what"/> when the ranks' texts differ.</summary>
@@ -74,9 +79,8 @@ public sealed unsafe class DataParallel : IProcessGroup, IDisposable
         }
     }
 
-    /// <summary>
-    /// ∂L/∂w ← Σ over ranks of (share · ∂L/∂w): with share = this rank's images / the whole batch's, the gradient of the
-    /// batch's mean loss. A parameter without a gradient (an empty share) takes part with zeros.
+    /// <summary> ∂L/∂w ← Σ over ranks of (share · ∂L/∂w): with share = this rank's images / the whole batch's, the
+    /// gradient of the batch's mean loss. A parameter without a gradient (an empty share) takes part with zeros.
     /// </summary>
     public void AverageGradients(IReadOnlyList<Parameter> parameters, double share)
     {
@@ -131,7 +135,9 @@ public sealed unsafe class DataParallel : IProcessGroup, IDisposable
     /// <summary>True on every rank when it is true on any (a stop signal, a time-based checkpoint).</summary>
     public bool Any(bool flag) => Max(flag ? 1 : 0) > 0;
 
-    /// <summary>The largest of every rank's <paramref name="value"/> (an exit code: a stop seen by one rank is the job's).</summary>
+    /// <summary>
+    /// The largest of every rank's <paramref name="value"/> (an exit code: a stop seen by one rank is the job's).
+    /// </summary>
     public int Max(int value)
     {
         Span<double> v = stackalloc double[] { value };
@@ -159,7 +165,9 @@ public sealed unsafe class DataParallel : IProcessGroup, IDisposable
             $"last.ckpt: export OMPI_MCA_odls_base_sigkill_timeout={MinimumStopSeconds} before mpirun (or signal the ranks themselves, as a scheduler does).";
     }
 
-    /// <summary>The grace a stop needs: the current step, a checkpoint of the paper net (~0.7 GB) and the exit.</summary>
+    /// <summary>
+    /// The grace a stop needs: the current step, a checkpoint of the paper net (~0.7 GB) and the exit.
+    /// </summary>
     public const int MinimumStopSeconds = 60;
 
     /// <summary>Ends the whole job: a rank that failed must not leave the others waiting in a collective.</summary>

@@ -8,13 +8,18 @@ using System.Threading;
 
 namespace AlexNet.Distributed;
 
-/// <summary>MPI could not be started for a job mpirun launched (no library, or a refusal): the message says which.</summary>
+/// <summary>
+/// MPI could not be started for a job mpirun launched (no library, or a refusal): the message says which.
+/// </summary>
 public sealed class JobStartException(string message, Exception inner) : Exception(message, inner);
 
 public static class Job
 {
-    /// <summary>Runs <paramref name="body"/> with the job's group (null in one process) and returns its exit code.</summary>
-    /// <param name="log">Where a rank says that it failed or was stopped (each rank's own line: a launcher may lose codes).</param>
+    /// <summary>
+    /// Runs <paramref name="body"/> with the job's group (null in one process) and returns its exit code.
+    /// </summary>
+    /// <param name="log">Where a rank says that it failed or was stopped (each rank's own line: a launcher may lose
+    /// codes).</param>
     public static int Run(Func<DataParallel?, int> body, TextWriter log)
     {
         DataParallel? parallel;

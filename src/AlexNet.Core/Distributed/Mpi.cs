@@ -27,7 +27,9 @@ public sealed unsafe class Mpi : IDisposable
     /// <summary>"Open MPI" or "MPICH": whose handles are in use.</summary>
     public string Flavour { get; }
 
-    /// <summary>True when a launcher started this process as one of several (Open MPI's or MPICH's variables).</summary>
+    /// <summary>
+    /// True when a launcher started this process as one of several (Open MPI's or MPICH's variables).
+    /// </summary>
     public static bool Launched => Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") is string o && o != "1"
         || Environment.GetEnvironmentVariable("PMI_SIZE") is string p && p != "1";
 
@@ -71,7 +73,10 @@ public sealed unsafe class Mpi : IDisposable
         Size = s;
     }
 
-    /// <summary>The library of the launcher that started us: MPICH's Hydra sets PMI_*, Open MPI's mpirun OMPI_* (both may be installed).</summary>
+    /// <summary>
+    /// The library of the launcher that started us: MPICH's Hydra sets PMI_*, Open MPI's mpirun OMPI_* (both may be
+    /// installed).
+    /// </summary>
     private static nint Load()
     {
         bool mpich = Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") is null && Environment.GetEnvironmentVariable("PMI_SIZE") is not null;
@@ -135,7 +140,9 @@ public sealed unsafe class Mpi : IDisposable
         }
     }
 
-    /// <summary>Ends every rank of the job with <paramref name="code"/> (a failed rank must not leave the others waiting).</summary>
+    /// <summary>
+    /// Ends every rank of the job with <paramref name="code"/> (a failed rank must not leave the others waiting).
+    /// </summary>
     public void Abort(int code) => _abort(_world, code);
 
     public void Dispose()

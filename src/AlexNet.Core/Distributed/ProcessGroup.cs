@@ -28,7 +28,9 @@ public interface IProcessGroup
     /// <summary>Each value summed over the ranks, in place.</summary>
     void Sum(Span<double> values);
 
-    /// <summary>Whether any rank's <paramref name="flag"/> is set: a stop seen by one stops all at the same step.</summary>
+    /// <summary>
+    /// Whether any rank's <paramref name="flag"/> is set: a stop seen by one stops all at the same step.
+    /// </summary>
     bool Any(bool flag);
 
     int Max(int value);

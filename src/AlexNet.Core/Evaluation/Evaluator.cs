@@ -28,11 +28,15 @@ public interface IViewSource
 {
     int Count { get; }
 
-    /// <summary>(index of the batch's first image, its inputs); each tensor is disposed by the caller's scope.</summary>
+    /// <summary>
+    /// (index of the batch's first image, its inputs); each tensor is disposed by the caller's scope.
+    /// </summary>
     IEnumerable<(int Start, Tensor Inputs)> Pass(View view, CancellationToken cancel);
 }
 
-/// <summary>A store's records (or those of <paramref name="records"/>, in order) through the background loader.</summary>
+/// <summary>
+/// A store's records (or those of <paramref name="records"/>, in order) through the background loader.
+/// </summary>
 public sealed class StoreViews(ImageStore store, Augmentation augmentation, int batchSize = 256, int workers = 1, int[]? records = null) : IViewSource
 {
     public int Count => records?.Length ?? store.Count;
@@ -76,7 +80,9 @@ public static class Evaluator
 
     public static View[] Views(bool tenCrop) => tenCrop ? TenViews : new[] { View.Centre };
 
-    /// <summary>Not in the paper: the centre patch and its reflection, the flip averaging small-image recipes use.</summary>
+    /// <summary>
+    /// Not in the paper: the centre patch and its reflection, the flip averaging small-image recipes use.
+    /// </summary>
     public static readonly View[] FlipViews = { View.Centre, View.CentreFlipped };
 
     /// <summary>The views of one view set (not Both) and the name results carry.</summary>
@@ -88,8 +94,11 @@ public static class Evaluator
         _ => throw new ArgumentException($"{set} is two view sets; pick one of centre, ten or flip."),
     };
 
-    /// <summary>N×K softmax probabilities averaged over the views and the models (§4.1, §6).</summary>
-    /// <param name="forward">How a model's outputs are computed (the trainer's replicas split the batch); default its forward.</param>
+    /// <summary>
+    /// N×K softmax probabilities averaged over the views and the models (§4.1, §6).
+    /// </summary>
+    /// <param name="forward">How a model's outputs are computed (the trainer's replicas split the batch); default its
+    /// forward.</param>
     public static Tensor Probabilities(IReadOnlyList<AlexNetModel> models, IViewSource source, IReadOnlyList<View> views, int classes,
         CancellationToken cancel = default, Func<AlexNetModel, Tensor, Tensor>? forward = null)
     {
@@ -123,7 +132,9 @@ public static class Evaluator
         int batchSize = 256, int workers = 1, CancellationToken cancel = default) =>
         Evaluate(models, store, augmentation, Views(tenCrop), tenCrop ? "10-crop" : "centre", batchSize, workers, cancel);
 
-    /// <summary>§6 on a store with the softmax averaged over <paramref name="views"/>, reported as <paramref name="name"/>.</summary>
+    /// <summary>
+    /// §6 on a store with the softmax averaged over <paramref name="views"/>, reported as <paramref name="name"/>.
+    /// </summary>
     /// <param name="records">Only these records of the store (a held-out split), or all.</param>
     public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store, Augmentation augmentation, IReadOnlyList<View> views,
         string name, int batchSize = 256, int workers = 1, CancellationToken cancel = default, int[]? records = null,
@@ -134,7 +145,9 @@ public static class Evaluator
         return Score(p, labels, store.Manifest.Classes.Select(c => c.Name).ToArray(), name, models.Count);
     }
 
-    /// <summary>Errors, mean cross-entropy, per-class accuracy and the ten most-confused pairs from probabilities.</summary>
+    /// <summary>
+    /// Errors, mean cross-entropy, per-class accuracy and the ten most-confused pairs from probabilities.
+    /// </summary>
     public static EvalResult Score(Tensor probabilities, int[] labels, IReadOnlyList<string> classNames, string views, int models)
     {
         using var scope = NewDisposeScope();

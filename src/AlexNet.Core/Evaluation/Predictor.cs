@@ -28,7 +28,10 @@ public sealed record FileFailure(string File, string Reason);
 
 public static class Predictor
 {
-    /// <summary>Image files: the top <paramref name="top"/> classes of each, averaged over <paramref name="views"/> (default §4.1's ten).</summary>
+    /// <summary>
+    /// Image files: the top <paramref name="top"/> classes of each, averaged over <paramref name="views"/> (default
+    /// §4.1's ten).
+    /// </summary>
     public static List<Prediction> PredictFiles(AlexNetModel model, ModelCard card, IReadOnlyList<string> files, int top,
         IReadOnlyList<View>? views = null)
     {
@@ -94,15 +97,21 @@ public static class Predictor
         return result;
     }
 
-    /// <summary>The <paramref name="top"/> most probable of <paramref name="k"/> classes, most probable first.</summary>
+    /// <summary>
+    /// The <paramref name="top"/> most probable of <paramref name="k"/> classes, most probable first.
+    /// </summary>
     public static ClassScore[] Best(Func<int, double> probability, int k, string[] names, int top) =>
         Enumerable.Range(0, k).OrderByDescending(probability).Take(Math.Min(top, k))
             .Select(c => new ClassScore(c, Evaluator.Name(names, c), probability(c))).ToArray();
 
-    /// <summary>A file through §2's preprocessing, at the record size (and channels) the checkpoint was trained on.</summary>
+    /// <summary>
+    /// A file through §2's preprocessing, at the record size (and channels) the checkpoint was trained on.
+    /// </summary>
     public static byte[] LoadRecord(string file, ModelCard card) => LoadRecord(file, card.RecordSize, card.Channels);
 
-    /// <summary>A file through §2's preprocessing: the central square rescaled to <paramref name="side"/>², RGB or gray.</summary>
+    /// <summary>
+    /// A file through §2's preprocessing: the central square rescaled to <paramref name="side"/>², RGB or gray.
+    /// </summary>
     public static byte[] LoadRecord(string file, int side, int channels)
     {
         if (!File.Exists(file))
@@ -119,7 +128,10 @@ public static class Predictor
         }
     }
 
-    /// <summary>An encoded image in memory (a request's body) through §2's preprocessing; one over <paramref name="maxPixels"/> is refused before decoding.</summary>
+    /// <summary>
+    /// An encoded image in memory (a request's body) through §2's preprocessing; one over <paramref name="maxPixels"/>
+    /// is refused before decoding.
+    /// </summary>
     public static byte[] DecodeRecord(byte[] encoded, int side, int channels, long maxPixels = ImageDecoder.MaxPixels)
     {
         if (encoded.Length == 0)

@@ -13,7 +13,10 @@ using AlexNet.Training;
 
 namespace AlexNet.Evaluation;
 
-/// <summary>Which of §4.1's test views to score: the centre patch, the average over ten, or both; or (not in the paper) the centre and its reflection.</summary>
+/// <summary>
+/// Which of §4.1's test views to score: the centre patch, the average over ten, or both; or (not in the paper) the
+/// centre and its reflection.
+/// </summary>
 public enum ViewSet
 {
     Centre,
@@ -22,7 +25,9 @@ public enum ViewSet
     Flip,
 }
 
-/// <summary>One net, or §6's ensemble of several, loaded from checkpoints that agree on classes, record size and channels.</summary>
+/// <summary>
+/// One net, or §6's ensemble of several, loaded from checkpoints that agree on classes, record size and channels.
+/// </summary>
 public sealed class Ensemble : IDisposable
 {
     private readonly List<AlexNetModel> _models;
@@ -85,7 +90,9 @@ public sealed class Ensemble : IDisposable
 
 public static class TestPipeline
 {
-    /// <summary>§4.1's test-time geometry and §2's mean image, both from the checkpoint's training set (no PCA noise at test).</summary>
+    /// <summary>
+    /// §4.1's test-time geometry and §2's mean image, both from the checkpoint's training set (no PCA noise at test).
+    /// </summary>
     public static Augmentation Augmentation(ModelCard card, int height, int width)
     {
         if (height != card.RecordSize || width != card.RecordSize)
@@ -95,9 +102,8 @@ public static class TestPipeline
         return card.TestAugmentation();
     }
 
-    /// <summary>
-    /// A prepared store, or an ImageNet-style folder ROOT/&lt;class&gt;/&lt;image&gt; prepared once (§2, at the checkpoint's
-    /// record size) into a cache under the temporary folder, named by the folder's full path.
+    /// <summary> A prepared store, or an ImageNet-style folder ROOT/&lt;class&gt;/&lt;image&gt; prepared once (§2, at
+    /// the checkpoint's record size) into a cache under the temporary folder, named by the folder's full path.
     /// </summary>
     public static ImageStore OpenData(string data, ModelCard card, Action<string>? message = null)
     {

@@ -7,7 +7,9 @@ namespace AlexNet.Evaluation;
 
 public static class TopK
 {
-    /// <summary>How many rows have their label among the k highest scores, for k = 1 and k = 5 (or fewer classes).</summary>
+    /// <summary>
+    /// How many rows have their label among the k highest scores, for k = 1 and k = 5 (or fewer classes).
+    /// </summary>
     public static (Tensor Top1, Tensor Top5) Correct(Tensor scores, Tensor labels)
     {
         long k = Math.Min(5, scores.shape[1]);

@@ -30,8 +30,11 @@ public sealed class Classifier : IDisposable
     /// <summary>§4.1's test-time cut of a record (centre patch and the ten views).</summary>
     public Augmentation Augmentation { get; }
 
-    /// <summary>Loads a checkpoint of any build (its card is read, or derived from an earlier build's header) for inference.</summary>
-    /// <param name="precision">The products' number format (null: the run's own, or float32 where bf16 is slow).</param>
+    /// <summary>
+    /// Loads a checkpoint of any build (its card is read, or derived from an earlier build's header) for inference.
+    /// </summary>
+    /// <param name="precision">The products' number format (null: the run's own, or float32 where bf16 is
+    /// slow).</param>
     /// <param name="device">Where the net runs (null: the CPU).</param>
     /// <param name="averagedWeights">The run's weight average (--ema) instead of its weights.</param>
     public static Classifier Load(string checkpoint, Precision? precision = null, Device? device = null, bool averagedWeights = false)
@@ -44,10 +47,16 @@ public sealed class Classifier : IDisposable
     /// <summary>A file through §2's preprocessing at the card's record size and channels.</summary>
     public byte[] Read(string file) => Predictor.LoadRecord(file, Card);
 
-    /// <summary>An encoded image in memory (JPEG, PNG, WebP, BMP, GIF) through §2's preprocessing; larger than <paramref name="maxPixels"/> is refused before decoding.</summary>
+    /// <summary>
+    /// An encoded image in memory (JPEG, PNG, WebP, BMP, GIF) through §2's preprocessing; larger than <paramref
+    /// name="maxPixels"/> is refused before decoding.
+    /// </summary>
     public byte[] Decode(byte[] encoded, long maxPixels = ImageDecoder.MaxPixels) => Predictor.DecodeRecord(encoded, Card.RecordSize, Card.Channels, maxPixels);
 
-    /// <summary>The top <paramref name="top"/> classes of each record, the softmax averaged over <paramref name="views"/> (default §4.1's ten).</summary>
+    /// <summary>
+    /// The top <paramref name="top"/> classes of each record, the softmax averaged over <paramref name="views"/>
+    /// (default §4.1's ten).
+    /// </summary>
     public List<Prediction> Predict(byte[][] records, string[] sources, int top, IReadOnlyList<View>? views = null) =>
         Predictor.PredictRecords(Model, Card, records, sources, top, views);
 
@@ -58,7 +67,9 @@ public sealed class Classifier : IDisposable
         return p.data<float>().ToArray();
     }
 
-    /// <summary>§6.1: the activations of <paramref name="layer"/> (fc7 by default) for the centre view of each record, N×D.</summary>
+    /// <summary>
+    /// §6.1: the activations of <paramref name="layer"/> (fc7 by default) for the centre view of each record, N×D.
+    /// </summary>
     public float[] Features(IReadOnlyList<byte[]> records, string layer = "fc7")
     {
         int length = Augmentation.OutputLength;

@@ -31,8 +31,11 @@ public sealed record Preprocessing(InputNormalization Normalization, int Channel
         new(normalization, channels, recordSize, a.Crop, a.Pad, a.SubtractMean, a.Scale, a.ChannelNorm?.Mean, a.ChannelNorm?.Std);
 }
 
-/// <summary>A trained net's identity: architecture, named classes and preprocessing. Training state is not part of it.</summary>
-/// <param name="MeanImage">§2's mean image of the training records (C×R×R, planar), or empty under per-channel normalisation.</param>
+/// <summary>
+/// A trained net's identity: architecture, named classes and preprocessing. Training state is not part of it.
+/// </summary>
+/// <param name="MeanImage">§2's mean image of the training records (C×R×R, planar), or empty under per-channel
+/// normalisation.</param>
 public sealed record ModelCard(Architecture Architecture, string[] ClassNames, Preprocessing Preprocessing, float[] MeanImage)
 {
     public int Classes => Architecture.Classes;
@@ -45,7 +48,10 @@ public sealed record ModelCard(Architecture Architecture, string[] ClassNames, P
         (Preprocessing.Normalization == InputNormalization.Imagenet ? "torchvision's per-channel normalisation"
             : $"§2's mean image × {Preprocessing.InputScale:G4}") + $", LRN {(Architecture.Lrn is { } lrn ? lrn.Describe() : "none")}";
 
-    /// <summary>§4.1's test-time pipeline for this net: the mean image, the centre patch and the ten views (no PCA noise at test).</summary>
+    /// <summary>
+    /// §4.1's test-time pipeline for this net: the mean image, the centre patch and the ten views (no PCA noise at
+    /// test).
+    /// </summary>
     public Augmentation TestAugmentation() => new(Channels, RecordSize, RecordSize, MeanImage, PcaStats.None(Channels), Preprocessing.Augment());
 
     /// <summary>Refuses a card whose parts do not fit together (a damaged or hand-edited header).</summary>

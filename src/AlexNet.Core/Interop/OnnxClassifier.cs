@@ -86,11 +86,16 @@ public sealed class OnnxClassifier : IDisposable
         return new Augmentation(c, r, r, Mean.Length > 0 ? Mean : new float[c * r * r], noPca, Preprocessing.Augment());
     }
 
-    /// <summary>Image files: the top <paramref name="top"/> classes of each, the softmax averaged over <paramref name="views"/> (default §4.1's ten).</summary>
+    /// <summary>
+    /// Image files: the top <paramref name="top"/> classes of each, the softmax averaged over <paramref name="views"/>
+    /// (default §4.1's ten).
+    /// </summary>
     public List<Prediction> PredictFiles(IReadOnlyList<string> files, int top, IReadOnlyList<View>? views = null) =>
         PredictRecords(files.Select(f => Predictor.LoadRecord(f, Preprocessing.RecordSize, Preprocessing.Channels)).ToArray(), files.ToArray(), top, views);
 
-    /// <summary>Records read by Predictor.LoadRecords at this file's record size, named by <paramref name="sources"/>.</summary>
+    /// <summary>
+    /// Records read by Predictor.LoadRecords at this file's record size, named by <paramref name="sources"/>.
+    /// </summary>
     public List<Prediction> PredictRecords(byte[][] records, string[] sources, int top, IReadOnlyList<View>? views = null)
     {
         views ??= Evaluator.TenViews;

@@ -94,7 +94,8 @@ public static class OnnxExport
                 }
                 else
                 {
-                    // §3.2: each tower normalises its own maps: split the channels in equal halves, LRN each, concatenate.
+                    // §3.2: each tower normalises its own maps: split the channels in equal halves, LRN each,
+                    // concatenate.
                     var split = new NodeProto { OpType = "Split", Name = c.Name + ".towers" };
                     split.Input.Add(h);
                     split.Attribute.Add(Int("axis", 1));
@@ -157,7 +158,10 @@ public static class OnnxExport
         return m;
     }
 
-    /// <summary>Runs FILE in ONNX Runtime on 4 random inputs against <paramref name="model"/>: the largest logit difference, and whether every top-1 agrees.</summary>
+    /// <summary>
+    /// Runs FILE in ONNX Runtime on 4 random inputs against <paramref name="model"/>: the largest logit difference, and
+    /// whether every top-1 agrees.
+    /// </summary>
     public static (double MaxDiff, bool SameTop1) Check(AlexNetModel model, string path)
     {
         Architecture a = model.Architecture;

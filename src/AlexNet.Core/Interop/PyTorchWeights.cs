@@ -17,17 +17,23 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Interop;
 
-/// <param name="Variant">The net the weights are for (owt = torchvision's alexnet; paper etc. in bench/peer.py's layout).</param>
-/// <param name="RecordSize">Side of the §2 records the net is evaluated on (null: 256 for 224-px nets, 28 for small, 32 for fig1).</param>
-/// <param name="Normalization">How pixels become inputs: torchvision's per-channel statistics, or §2's mean image (needs <paramref name="Mean"/>).</param>
+/// <param name="Variant">The net the weights are for (owt = torchvision's alexnet; paper etc. in bench/peer.py's
+/// layout).</param>
+/// <param name="RecordSize">Side of the §2 records the net is evaluated on (null: 256 for 224-px nets, 28 for small, 32
+/// for fig1).</param>
+/// <param name="Normalization">How pixels become inputs: torchvision's per-channel statistics, or §2's mean image
+/// (needs <paramref name="Mean"/>).</param>
 /// <param name="Mean">§2's mean image (C×R×R, a store's), for <see cref="InputNormalization.MeanImage"/>.</param>
-/// <param name="ClassNames">Names of the classes in output order (null: ILSVRC-2012's for 1000, else the indices).</param>
+/// <param name="ClassNames">Names of the classes in output order (null: ILSVRC-2012's for 1000, else the
+/// indices).</param>
 public sealed record ImportOptions(string Variant, int? RecordSize = null, InputNormalization Normalization = InputNormalization.Imagenet,
     float[]? Mean = null, string[]? ClassNames = null, float InputScale = 1f);
 
 public static class PyTorchWeights
 {
-    /// <summary>A state_dict file's tensors by key; a file that is not one, or holds anything but tensors, is refused.</summary>
+    /// <summary>
+    /// A state_dict file's tensors by key; a file that is not one, or holds anything but tensors, is refused.
+    /// </summary>
     public static Dictionary<string, Tensor> Read(string path)
     {
         if (!File.Exists(path))
@@ -180,7 +186,9 @@ public static class PyTorchWeights
         return Safetensors.LoadStateDict(path);
     }
 
-    /// <summary>Every tensor's byte range inside the file and of its shape's size, checked first, so that a bad one is named.</summary>
+    /// <summary>
+    /// Every tensor's byte range inside the file and of its shape's size, checked first, so that a bad one is named.
+    /// </summary>
     private static void CheckSafetensorsHeader(string path)
     {
         long length = new FileInfo(path).Length;
@@ -261,7 +269,9 @@ public static class PyTorchWeights
         }
     }
 
-    /// <summary>A state_dict file as a net of ours and the header of a checkpoint that holds it (Checkpoint.Save).</summary>
+    /// <summary>
+    /// A state_dict file as a net of ours and the header of a checkpoint that holds it (Checkpoint.Save).
+    /// </summary>
     public static (AlexNetModel Model, RunState State) Import(string path, ImportOptions o)
     {
         Dictionary<string, Tensor> state = Read(path);

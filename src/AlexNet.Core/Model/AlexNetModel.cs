@@ -11,10 +11,16 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Model;
 
-/// <summary>The code behind §3.3's LRN and the ReLU → LRN → pool tail of conv1 and conv2. Each one's results are tested against the next.</summary>
+/// <summary>
+/// The code behind §3.3's LRN and the ReLU → LRN → pool tail of conv1 and conv2. Each one's results are tested against
+/// the next.
+/// </summary>
 public enum KernelChoice
 {
-    /// <summary>Ours: the tail as one fused operation (FusedStage), our LRN kernel elsewhere, the FC layers on oneDNN (FullyConnected), our dropout masks (DropoutMask). CPU float32 only; other tensors take libtorch's.</summary>
+    /// <summary>
+    /// Ours: the tail as one fused operation (FusedStage), our LRN kernel elsewhere, the FC layers on oneDNN
+    /// (FullyConnected), our dropout masks (DropoutMask). CPU float32 only; other tensors take libtorch's.
+    /// </summary>
     Fused,
 
     /// <summary>ReLU, LRN and max-pool as separate modules, LRN by our kernel.</summary>
@@ -38,7 +44,10 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
 
     private Precision _precision = Precision.Fp32;
 
-    /// <summary>The number format of the conv and FC products (Precision.cs); the weights are float32 either way. Set it once the net is on its device: bf16 is refused where it would crawl.</summary>
+    /// <summary>
+    /// The number format of the conv and FC products (Precision.cs); the weights are float32 either way. Set it once
+    /// the net is on its device: bf16 is refused where it would crawl.
+    /// </summary>
     public Precision Precision
     {
         get => _precision;
@@ -128,7 +137,9 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         return (at.InFeatures ? _features : _classifier)[at.Index];
     }
 
-    /// <summary>A learned layer's state_dict prefix: conv2 → "features.4", fc8 → "classifier.6" (torchvision's keys).</summary>
+    /// <summary>
+    /// A learned layer's state_dict prefix: conv2 → "features.4", fc8 → "classifier.6" (torchvision's keys).
+    /// </summary>
     public string StateKey(string name)
     {
         Layer(name);   // the error for an unknown name
@@ -182,10 +193,15 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         return RunClassifier(h, _classifier.Count).MoveToOuterDisposeScope();
     }
 
-    /// <summary>One module of the net (from <see cref="Pipeline"/>), its conv or FC product in <see cref="Precision"/>.</summary>
+    /// <summary>
+    /// One module of the net (from <see cref="Pipeline"/>), its conv or FC product in <see cref="Precision"/>.
+    /// </summary>
     public Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h) => Call(module, h, Kernels, Precision, training, Architecture.Dropout);
 
-    /// <summary>One module on <paramref name="h"/> with the code <paramref name="kernels"/> and <paramref name="precision"/> pick (also each tower's, Towers.cs).</summary>
+    /// <summary>
+    /// One module on <paramref name="h"/> with the code <paramref name="kernels"/> and <paramref name="precision"/>
+    /// pick (also each tower's, Towers.cs).
+    /// </summary>
     internal static Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h, KernelChoice kernels, Precision precision, bool training, double dropout) =>
         (precision, module) switch
         {
@@ -207,7 +223,9 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         return h;
     }
 
-    /// <summary>Every module in forward order with a readable name (conv1, relu, lrn, pool, fc6, …), for per-layer timing.</summary>
+    /// <summary>
+    /// Every module in forward order with a readable name (conv1, relu, lrn, pool, fc6, …), for per-layer timing.
+    /// </summary>
     public IEnumerable<(string Name, nn.IModule<Tensor, Tensor> Module, bool Flatten)> Pipeline()
     {
         var names = _layers.ToDictionary(kv => kv.Value, kv => kv.Key);
@@ -222,7 +240,10 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>features[0 .. end), with conv1's and conv2's ReLU → LRN → pool as one fused operation where it applies (FusedStage.cs).</summary>
+    /// <summary>
+    /// features[0 .. end), with conv1's and conv2's ReLU → LRN → pool as one fused operation where it applies
+    /// (FusedStage.cs).
+    /// </summary>
     private Tensor RunFeatures(Tensor x, int end)
     {
         Tensor h = x;

@@ -25,7 +25,9 @@ public enum InitScheme
     /// <summary>§5's N(0, 0.01²) weights with every bias 0 (Caffe's reference net: bias 1 can stall).</summary>
     PaperZeroBias,
 
-    /// <summary>He et al. 2015: N(0, 2/fan_in), biases 0. Trains the scaled-down nets where N(0, 0.01²) does not.</summary>
+    /// <summary>
+    /// He et al. 2015: N(0, 2/fan_in), biases 0. Trains the scaled-down nets where N(0, 0.01²) does not.
+    /// </summary>
     Kaiming,
 }
 
@@ -42,9 +44,12 @@ public enum LrnConvention
     Code,
 }
 
-/// <summary>§3.3: b = a / (k + α Σ a²)^β over n adjacent channels, α as the paper writes it (not divided by n).</summary>
-/// <param name="Towers">§3.2: the net's towers; each normalises its own kernel maps (its GPU holds no others), so the
-/// n adjacent channels never cross from one tower's half of the maps into the other's. 1: all channels are adjacent.</param>
+/// <summary>
+/// §3.3: b = a / (k + α Σ a²)^β over n adjacent channels, α as the paper writes it (not divided by n).
+/// </summary>
+/// <param name="Towers">§3.2: the net's towers; each normalises its own kernel maps (its GPU holds no others), so the n
+/// adjacent channels never cross from one tower's half of the maps into the other's. 1: all channels are
+/// adjacent.</param>
 /// <param name="Convention">Whether α multiplies the sum as printed (null: the paper's, and left out of the files), or
 /// α/n as the authors' code does.</param>
 public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 0.75, double K = 2.0, int Towers = 1,
@@ -62,7 +67,9 @@ public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 
     public string Describe() => $"n = {Size}, k = {K}, β = {Beta}, {(Convention == LrnConvention.Code ? $"(α/n)·Σa² with α = {Alpha} (the authors' code)" : $"α·Σa² with α = {Alpha} (as printed)")}" +
         (Towers > 1 ? $", within each of {Towers} towers' maps" : ", across all maps");
 
-    /// <summary>Any n ≥ 1: an even n takes PyTorch's window, one more channel below than above (LrnKernel.cs).</summary>
+    /// <summary>
+    /// Any n ≥ 1: an even n takes PyTorch's window, one more channel below than above (LrnKernel.cs).
+    /// </summary>
     public void Validate()
     {
         if (Size < 1 || K < 0 || Alpha < 0 || Beta < 0 || Towers < 1)

@@ -15,7 +15,9 @@ namespace AlexNet.Model;
 
 public static unsafe class DropoutMask
 {
-    /// <summary>The net's dropout on a CPU float32 tensor in training: x times a fresh mask of 0 and 1/(1 − p).</summary>
+    /// <summary>
+    /// The net's dropout on a CPU float32 tensor in training: x times a fresh mask of 0 and 1/(1 − p).
+    /// </summary>
     public static bool Supports(Tensor x) => Planes.IsCpuFloat32(x);
 
     public static Tensor Apply(Tensor x, double p)
@@ -55,7 +57,10 @@ public static unsafe class DropoutMask
     [ThreadStatic]
     private static (ulong Seed, ulong Drawn)? _stream;
 
-    /// <summary>Each value independently 1/(1 − p) with probability 1 − p, else 0; the same (shape, p, seed) gives the same mask.</summary>
+    /// <summary>
+    /// Each value independently 1/(1 − p) with probability 1 − p, else 0; the same (shape, p, seed) gives the same
+    /// mask.
+    /// </summary>
     public static Tensor Make(long[] shape, double p, ulong seed)
     {
         if (p is < 0 or >= 1)

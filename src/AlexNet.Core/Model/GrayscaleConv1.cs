@@ -24,7 +24,10 @@ public static class GrayscaleConv1
     /// </summary>
     public static bool Supports(Tensor x, Conv2d conv) => !LowPrecision.OneDnnAvx512 && Applies(x, conv);
 
-    /// <summary>The shape and gradient conditions of <see cref="Supports"/>, whatever the CPU (the tests run the path everywhere).</summary>
+    /// <summary>
+    /// The shape and gradient conditions of <see cref="Supports"/>, whatever the CPU (the tests run the path
+    /// everywhere).
+    /// </summary>
     internal static bool Applies(Tensor x, Conv2d conv) =>
         torch.is_grad_enabled() && !x.requires_grad && conv.weight!.requires_grad && Planes.Supports(x) && x.shape[1] == 1
         && conv.groups == 1 && conv.dilation.All(d => d == 1) && conv.padding is not null && conv.bias is not null

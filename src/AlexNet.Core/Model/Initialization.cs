@@ -12,9 +12,8 @@ public static class Initialization
 {
     public const double PaperStd = 0.01;
 
-    /// <summary>
-    /// Initialises one learned layer. <paramref name="biasOne"/> marks conv2/4/5, fc6, fc7; <paramref name="output"/> marks
-    /// fc8, whose outputs go to the softmax rather than through a ReLU.
+    /// <summary> Initialises one learned layer. <paramref name="biasOne"/> marks conv2/4/5, fc6, fc7; <paramref
+    /// name="output"/> marks fc8, whose outputs go to the softmax rather than through a ReLU.
     /// </summary>
     public static void Apply(Tensor weight, Tensor bias, bool biasOne, InitScheme scheme, Generator generator, bool output = false)
     {
@@ -30,9 +29,10 @@ public static class Initialization
                 bias.zero_();
                 break;
             case InitScheme.Kaiming:
-                // fan_in = (C_in / groups)·kh·kw, the inputs one output neuron actually sees. He et al.'s gain 2 makes up
-                // for the half of its inputs a ReLU zeroes; fc8 feeds the softmax, not a ReLU, so it takes gain 1 — with
-                // gain 2 there, Figure 1's four-layer ReLU net started at loss ~4.3 instead of ln 10 ≈ 2.3 (docs/results).
+                // fan_in = (C_in / groups)·kh·kw, the inputs one output neuron actually sees. He et al.'s gain 2 makes
+                // up for the half of its inputs a ReLU zeroes; fc8 feeds the softmax, not a ReLU, so it takes gain 1 —
+                // with gain 2 there, Figure 1's four-layer ReLU net started at loss ~4.3 instead of ln 10 ≈ 2.3
+                // (docs/results).
                 long fanIn = weight.numel() / weight.shape[0];
                 weight.normal_(0, Math.Sqrt((output ? 1.0 : 2.0) / fanIn), generator);
                 bias.zero_();

@@ -11,7 +11,10 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Model;
 
-/// <summary>The §3.3 layer. With <c>fused</c>, float32 CPU tensors take our kernel; anything else (CUDA, float64) takes libtorch's.</summary>
+/// <summary>
+/// The §3.3 layer. With <c>fused</c>, float32 CPU tensors take our kernel; anything else (CUDA, float64) takes
+/// libtorch's.
+/// </summary>
 public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
 {
     private readonly LrnParams _p;
@@ -45,7 +48,10 @@ public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
         return LrnFunction.apply(input, p);
     }
 
-    /// <summary>libtorch's LRN, tower by tower (each tower's maps normalised among themselves, §3.2): the reference of our kernel, and the path of other devices and dtypes.</summary>
+    /// <summary>
+    /// libtorch's LRN, tower by tower (each tower's maps normalised among themselves, §3.2): the reference of our
+    /// kernel, and the path of other devices and dtypes.
+    /// </summary>
     public static Tensor Reference(Tensor input, LrnParams p)
     {
         if (p.Towers == 1)

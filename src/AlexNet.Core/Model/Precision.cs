@@ -19,20 +19,24 @@ public enum Precision
     /// <summary>float32 throughout, as the paper.</summary>
     Fp32,
 
-    /// <summary>Not in the paper: the products in bfloat16 from float32 master weights, everything else float32.</summary>
+    /// <summary>
+    /// Not in the paper: the products in bfloat16 from float32 master weights, everything else float32.
+    /// </summary>
     Bf16,
 }
 
 public static class LowPrecision
 {
-    /// <summary>
-    /// Whether libtorch runs bfloat16 products on oneDNN on this device: any GPU, or a CPU with oneDNN's avx512_core
-    /// (AVX-512 F, BW, VL, DQ; avx512_bf16 makes it fast) unless ONEDNN_MAX_CPU_ISA caps it lower. Elsewhere (AVX2 CPUs)
-    /// libtorch falls back to its own bfloat16 convolutions, measured ~50× slower than float32 (docs/performance.md).
+    /// <summary> Whether libtorch runs bfloat16 products on oneDNN on this device: any GPU, or a CPU with oneDNN's
+    /// avx512_core (AVX-512 F, BW, VL, DQ; avx512_bf16 makes it fast) unless ONEDNN_MAX_CPU_ISA caps it lower.
+    /// Elsewhere (AVX2 CPUs) libtorch falls back to its own bfloat16 convolutions, measured ~50× slower than float32
+    /// (docs/performance.md).
     /// </summary>
     public static bool Fast(Device device) => device.type != DeviceType.CPU || OneDnnAvx512;
 
-    /// <summary>oneDNN runs its avx512_core kernels on this CPU: AVX-512 F, BW, VL and DQ, and no ONEDNN_MAX_CPU_ISA below them.</summary>
+    /// <summary>
+    /// oneDNN runs its avx512_core kernels on this CPU: AVX-512 F, BW, VL and DQ, and no ONEDNN_MAX_CPU_ISA below them.
+    /// </summary>
     internal static readonly bool OneDnnAvx512 = Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported && Avx512F.VL.IsSupported
         && !IsaCappedBelowAvx512(Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA") ?? Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA"));
 
@@ -58,7 +62,10 @@ public static class LowPrecision
         _ => throw new ArgumentException($"--precision takes fp32 or bf16, got '{name}'."),
     };
 
-    /// <summary>A conv layer's product in bfloat16, returned as float32; gradients flow through the casts to the float32 weights.</summary>
+    /// <summary>
+    /// A conv layer's product in bfloat16, returned as float32; gradients flow through the casts to the float32
+    /// weights.
+    /// </summary>
     public static Tensor Conv(Tensor x, Conv2d conv)
     {
         using var scope = NewDisposeScope();

@@ -41,7 +41,10 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     /// <summary>Threads each tower's operations use when <see cref="Concurrent"/>.</summary>
     public int ThreadsPerTower { get; set; } = 1;
 
-    /// <summary>The towers of <paramref name="grouped"/> (a `paper` or `small` net, or an ablation of one), tower t's weights copied to devices[t].</summary>
+    /// <summary>
+    /// The towers of <paramref name="grouped"/> (a `paper` or `small` net, or an ablation of one), tower t's weights
+    /// copied to devices[t].
+    /// </summary>
     public TowerNet(AlexNetModel grouped, IReadOnlyList<Device> devices) : base("TowerNet")
     {
         Architecture a = grouped.Architecture;
@@ -91,7 +94,10 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
         ReadFrom(grouped);
     }
 
-    /// <summary>`--towers DEV_A,DEV_B`: the towers of <paramref name="grouped"/> on those devices, <paramref name="threads"/> split between them when concurrent.</summary>
+    /// <summary>
+    /// `--towers DEV_A,DEV_B`: the towers of <paramref name="grouped"/> on those devices, <paramref name="threads"/>
+    /// split between them when concurrent.
+    /// </summary>
     public static TowerNet Place(AlexNetModel grouped, string devices, int threads, bool concurrent) =>
         new(grouped, Resolve(devices))
         {
@@ -99,14 +105,19 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
             ThreadsPerTower = Math.Max(1, threads / 2),
         };
 
-    /// <summary>Refuses a net without §3.2's towers or a device list that is not two usable devices, before anything is built or written.</summary>
+    /// <summary>
+    /// Refuses a net without §3.2's towers or a device list that is not two usable devices, before anything is built or
+    /// written.
+    /// </summary>
     public static void Check(Architecture a, string devices) => Check(a, Resolve(devices).Length);
 
     private static Device[] Resolve(string devices) => devices.Split(',').Select(d => Compute.ResolveDevice(d.Trim())).ToArray();
 
     private int Size(int layer, int tower) => _rows[layer][tower + 1] - _rows[layer][tower];
 
-    /// <summary>[0, ⌈n/2⌉, n]: tower 0 takes the first half of a layer's rows (rounded up for an odd fc8), tower 1 the rest.</summary>
+    /// <summary>
+    /// [0, ⌈n/2⌉, n]: tower 0 takes the first half of a layer's rows (rounded up for an odd fc8), tower 1 the rest.
+    /// </summary>
     private static int[] Halves(int n) => new[] { 0, (n + 1) / 2, n };
 
     private static void Check(Architecture a, int devices)
@@ -122,7 +133,10 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>Pairs of (the grouped layer's tensor, this layer's tensor in tower t) for every weight and bias: tower t holds rows [_rows[t], _rows[t+1]).</summary>
+    /// <summary>
+    /// Pairs of (the grouped layer's tensor, this layer's tensor in tower t) for every weight and bias: tower t holds
+    /// rows [_rows[t], _rows[t+1]).
+    /// </summary>
     private IEnumerable<(Tensor Grouped, Tensor Tower, int From, int To)> Pairs(AlexNetModel grouped)
     {
         string[] layers = grouped.LayerNames.ToArray();
@@ -180,7 +194,9 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     public Tensor[] Join(AlexNetModel grouped, IReadOnlyList<Tensor> mine) =>
         ParameterMap(grouped).Select(m => cat(m.Towers.Select(i => mine[i].cpu()).ToArray(), 0).DetachFromDisposeScope()).ToArray();
 
-    /// <summary>The inverse of <see cref="Join"/>: each tower's rows of the grouped tensors copied into its own.</summary>
+    /// <summary>
+    /// The inverse of <see cref="Join"/>: each tower's rows of the grouped tensors copied into its own.
+    /// </summary>
     public void SplitInto(AlexNetModel grouped, IReadOnlyList<Tensor> joined, IReadOnlyList<Tensor> mine)
     {
         using var _ = no_grad();
@@ -227,13 +243,16 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
         for (int i = 0; i <= hidden; i++)
         {
             Tensor[] inputs = Exchange(h);   // each half of an FC layer reads the whole layer below
-            // One after the other even when concurrent: each dropout mask takes its seed from libtorch's generator in turn.
+            // One after the other even when concurrent: each dropout mask takes its seed from libtorch's generator in
+            // turn.
             h = new[] { Hidden(0, i, inputs[0]), Hidden(1, i, inputs[1]) };
         }
         return cat(new[] { h[0], h[1].to(_devices[0]) }, 1).MoveToOuterDisposeScope();
     }
 
-    /// <summary>conv → activation → (LRN of this tower's maps) → (max-pool), fused as the grouped net runs it where it can.</summary>
+    /// <summary>
+    /// conv → activation → (LRN of this tower's maps) → (max-pool), fused as the grouped net runs it where it can.
+    /// </summary>
     private Tensor Stage(int t, int layer, Tensor input)
     {
         Architecture a = Architecture;
@@ -268,11 +287,15 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     /// <summary>§3.1's ReLU, or tanh.</summary>
     private Tensor Activate(Tensor h) => Architecture.Activation == Activation.Relu ? nn.functional.relu(h) : h.tanh();
 
-    /// <summary>Both towers' maps, concatenated along the channels on each tower's device: the only traffic between devices.</summary>
+    /// <summary>
+    /// Both towers' maps, concatenated along the channels on each tower's device: the only traffic between devices.
+    /// </summary>
     private Tensor[] Exchange(Tensor[] h) =>
         Enumerable.Range(0, Count).Select(t => cat(new[] { h[0].to(_devices[t]), h[1].to(_devices[t]) }, 1)).ToArray();
 
-    /// <summary>f for each tower (a segment of conv layers): one after the other, or at the same time on two threads.</summary>
+    /// <summary>
+    /// f for each tower (a segment of conv layers): one after the other, or at the same time on two threads.
+    /// </summary>
     private Tensor[] Both(Func<int, Tensor> f)
     {
         if (!Concurrent)

@@ -58,7 +58,9 @@ public static class Variants
         Activation.Relu, new LrnParams(Towers: 2), PoolWindow: 3, PoolStride: 2, Dropout: 0.5, InitScheme.Paper,
         TorchvisionLayout: false);
 
-    /// <summary>§3.2: "a net with half as many kernels in each convolutional layer trained on one GPU" (conv5 and FC full).</summary>
+    /// <summary>
+    /// §3.2: "a net with half as many kernels in each convolutional layer trained on one GPU" (conv5 and FC full).
+    /// </summary>
     private static Architecture PaperOneGpu(int classes, int channels, int size) => PaperNet(classes, channels, size) with
     {
         Variant = Paper1Gpu,
@@ -108,7 +110,9 @@ public static class Variants
         Activation.Relu, new LrnParams(Towers: 2), PoolWindow: 3, PoolStride: 2, Dropout: 0.5, InitScheme.Kaiming,
         TorchvisionLayout: false);
 
-    /// <summary>§3.2's comparison at small scale: half the kernels in conv1–conv4 on "one GPU", conv5 and FC full size.</summary>
+    /// <summary>
+    /// §3.2's comparison at small scale: half the kernels in conv1–conv4 on "one GPU", conv5 and FC full size.
+    /// </summary>
     private static Architecture SmallOneGpu(int classes, int channels, int size) => SmallNet(classes, channels, size) with
     {
         Variant = Small1Gpu,

@@ -12,7 +12,8 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Performance;
 
-/// <param name="Conv1MultiplyAdds">conv1's share of <paramref name="MultiplyAddsPerImage"/>: its input gradient is never computed (the image needs none).</param>
+/// <param name="Conv1MultiplyAdds">conv1's share of <paramref name="MultiplyAddsPerImage"/>: its input gradient is
+/// never computed (the image needs none).</param>
 public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads, double TrainImagesPerSecond, double InferImagesPerSecond,
     double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage, long HugePageBytes = 0, double MatmulGflops = 0,
     long Conv1MultiplyAdds = 0, double PeakGflops = 0, Precision Precision = Precision.Fp32, string? Towers = null,
@@ -31,16 +32,17 @@ public sealed record BenchResult(string Model, string Lrn, int Batch, int Thread
 
 public static class Benchmark
 {
-    /// <summary>
-    /// The net for an LRN mode: fused (ours: the fused stages and our LRN kernel), torch (libtorch's LRN, separate modules),
-    /// none (no LRN).
+    /// <summary> The net for an LRN mode: fused (ours: the fused stages and our LRN kernel), torch (libtorch's LRN,
+    /// separate modules), none (no LRN).
     /// </summary>
     private static AlexNetModel ModelFor(Architecture arch, string lrnMode) =>
         new(lrnMode == "none" ? arch with { Lrn = null } : arch, seed: 1, lrnMode == "torch" ? KernelChoice.Libtorch : KernelChoice.Fused);
 
-    /// <param name="device">cpu, cuda or cuda:N: the net, the batch and the update there (the fused kernels are the CPU's).</param>
+    /// <param name="device">cpu, cuda or cuda:N: the net, the batch and the update there (the fused kernels are the
+    /// CPU's).</param>
     /// <param name="precision">The conv and FC products' number format (Precision.cs).</param>
-    /// <param name="towers">§3.2: run the net as two towers on these two devices (TowerNet), concurrently with <paramref name="concurrent"/>; null: the grouped net.</param>
+    /// <param name="towers">§3.2: run the net as two towers on these two devices (TowerNet), concurrently with
+    /// <paramref name="concurrent"/>; null: the grouped net.</param>
     public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps, string device = "cpu",
         Precision precision = Precision.Fp32, string? towers = null, bool concurrent = false, int replicas = 1)
     {
@@ -101,9 +103,9 @@ public static class Benchmark
             Precision: precision, Towers: towers is null ? null : towers + (concurrent ? " concurrent" : ""), Replicas: replicas);
     }
 
-    /// <summary>
-    /// Inference in ONNX Runtime against ours: the net exported (OnnxExport.cs) to <paramref name="onnxPath"/>, the same
-    /// weights, batch and threads, timed in alternating rounds (the machine's noise falls on both). Images/s per round.
+    /// <summary> Inference in ONNX Runtime against ours: the net exported (OnnxExport.cs) to <paramref
+    /// name="onnxPath"/>, the same weights, batch and threads, timed in alternating rounds (the machine's noise falls
+    /// on both). Images/s per round.
     /// </summary>
     public static List<(double Ours, double OnnxRuntime)> VersusOnnxRuntime(Architecture arch, int batch, int threads, int steps, int rounds, string onnxPath)
     {
@@ -223,7 +225,9 @@ public static class Benchmark
         return (Median(fwd), Median(bwd));
     }
 
-    /// <summary>Median forward and backward ms of our LRN kernel alone on preallocated tensors (no allocation, no autograd).</summary>
+    /// <summary>
+    /// Median forward and backward ms of our LRN kernel alone on preallocated tensors (no allocation, no autograd).
+    /// </summary>
     public static (double ForwardMs, double BackwardMs) LrnKernelOnly(long[] shape, int threads, int steps = 20)
     {
         Compute.UseThreads(threads);
@@ -277,7 +281,9 @@ public static class Benchmark
         return (Median(f), Median(t));
     }
 
-    /// <summary>Median forward and backward milliseconds of each module of the net, in training mode, each timed alone.</summary>
+    /// <summary>
+    /// Median forward and backward milliseconds of each module of the net, in training mode, each timed alone.
+    /// </summary>
     public static List<(string Layer, double ForwardMs, double BackwardMs)> PerLayer(Architecture arch, int batch, int threads,
         Precision precision = Precision.Fp32, int steps = 5)
     {
@@ -332,7 +338,9 @@ public static class Benchmark
         return (Median(fwd), Median(bwd), output!);
     }
 
-    /// <summary>Images per second the loader delivers with §4.1's full training augmentation (no training step).</summary>
+    /// <summary>
+    /// Images per second the loader delivers with §4.1's full training augmentation (no training step).
+    /// </summary>
     public static double LoaderImagesPerSecond(AlexNet.Data.ImageStore store, int workers, int batch, int minImages = 2000)
     {
         var aug = new AlexNet.Data.Augmentation(store, AlexNet.Data.AugmentOptions.PaperFor(Math.Min(store.Height, store.Width)));
@@ -350,9 +358,8 @@ public static class Benchmark
         return images / clock.Elapsed.TotalSeconds;
     }
 
-    /// <summary>
-    /// Resident memory over <paramref name="steps"/> training steps after <paramref name="warmup"/>: samples every 50 steps.
-    /// Flat (within a few %) means every tensor of a step is freed by its dispose scope.
+    /// <summary> Resident memory over <paramref name="steps"/> training steps after <paramref name="warmup"/>: samples
+    /// every 50 steps. Flat (within a few %) means every tensor of a step is freed by its dispose scope.
     /// </summary>
     public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps,
         Precision precision = Precision.Fp32)

@@ -15,8 +15,11 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Performance;
 
-/// <summary>One search method's cost: per query alone (latency) and with queries one per thread (throughput).</summary>
-/// <param name="ResidentBytes">The process's resident memory right after the measurement (a memory-mapped feature file's pages count).</param>
+/// <summary>
+/// One search method's cost: per query alone (latency) and with queries one per thread (throughput).
+/// </summary>
+/// <param name="ResidentBytes">The process's resident memory right after the measurement (a memory-mapped feature
+/// file's pages count).</param>
 public sealed record SearchCost(string Method, long DatabaseBytes, int Threads, double MillisecondsPerQuery, double QueriesPerSecond,
     double GigabytesPerSecond, long ResidentBytes = 0);
 
@@ -25,7 +28,9 @@ public sealed record CodesBenchResult(string Cpu, int Count, int Dimensions, boo
 
 public static class CodesBenchmark
 {
-    /// <summary>The machine's read bandwidth: a 1 GiB array summed by <paramref name="threads"/> threads, best of 5 passes.</summary>
+    /// <summary>
+    /// The machine's read bandwidth: a 1 GiB array summed by <paramref name="threads"/> threads, best of 5 passes.
+    /// </summary>
     public static double ReadBandwidth(int threads, long bytes = 1L << 30)
     {
         var data = new ulong[bytes / 8];
@@ -53,9 +58,9 @@ public static class CodesBenchmark
         return best;
     }
 
-    /// <summary>
-    /// Hamming search over <paramref name="count"/> random <paramref name="bits"/>-bit codes: <paramref name="queries"/>
-    /// queries alone on 1 and on <paramref name="threads"/> threads (the database split), and all of them one per thread.
+    /// <summary> Hamming search over <paramref name="count"/> random <paramref name="bits"/>-bit codes: <paramref
+    /// name="queries"/> queries alone on 1 and on <paramref name="threads"/> threads (the database split), and all of
+    /// them one per thread.
     /// </summary>
     public static List<SearchCost> Hamming(int count, int bits, int queries, int threads, int k = 10)
     {
@@ -87,8 +92,8 @@ public static class CodesBenchmark
         return costs;
     }
 
-    /// <summary>
-    /// Exact Euclidean search (Retrieval.Nearest) over a feature file: one pass for a single query, and one for a batch of
+    /// <summary> Exact Euclidean search (Retrieval.Nearest) over a feature file: one pass for a single query, and one
+    /// for a batch of
     /// <paramref name="batch"/> queries sharing the pass.
     /// </summary>
     public static List<SearchCost> Exact(string featureFile, int threads, int batch = 64, int k = 10)
@@ -115,7 +120,9 @@ public static class CodesBenchmark
         return self.WorkingSet64;
     }
 
-    /// <summary>Writes <paramref name="count"/> × <paramref name="dimensions"/> random floats as a feature file (synthetic fc7).</summary>
+    /// <summary>
+    /// Writes <paramref name="count"/> × <paramref name="dimensions"/> random floats as a feature file (synthetic fc7).
+    /// </summary>
     public static void WriteSyntheticFeatures(string path, int count, int dimensions)
     {
         AtomicFile.Write(path, f =>

@@ -14,7 +14,9 @@ public sealed record PeakRate(double Gflops, string Vectors, int Threads);
 
 public static class PeakProbe
 {
-    /// <summary>Best of three runs of ~<paramref name="seconds"/> each: GFLOP/s (an FMA counts 2 FLOPs per lane).</summary>
+    /// <summary>
+    /// Best of three runs of ~<paramref name="seconds"/> each: GFLOP/s (an FMA counts 2 FLOPs per lane).
+    /// </summary>
     public static PeakRate Measure(int threads, double seconds = 0.25)
     {
         string vectors = Avx512F.IsSupported ? "AVX-512" : Fma.IsSupported ? "AVX2+FMA" : "scalar-width Vector<T>";

@@ -51,7 +51,9 @@ public sealed record RunState(
 
 public static class Checkpoint
 {
-    /// <summary>The header of a checkpoint of weights alone (imported, or for export): no schedule, no optimiser, step 0.</summary>
+    /// <summary>
+    /// The header of a checkpoint of weights alone (imported, or for export): no schedule, no optimiser, step 0.
+    /// </summary>
     /// <param name="mean">§2's mean image of the training data (empty where the options normalise per channel).</param>
     /// <param name="recordSize">Side of the §2 records the net is evaluated on.</param>
     public static RunState WeightsOnly(TrainOptions options, Architecture arch, string[] classNames, float[] mean, int recordSize) => new(
@@ -72,7 +74,8 @@ public static class Checkpoint
     public static void Save(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null) =>
         Save(path, state, model, optimizer?.Velocity, ema);
 
-    /// <param name="velocity">The momentum buffers in <paramref name="model"/>'s parameter order (a TowerNet's joined back: Trainer).</param>
+    /// <param name="velocity">The momentum buffers in <paramref name="model"/>'s parameter order (a TowerNet's joined
+    /// back: Trainer).</param>
     public static void Save(string path, RunState state, AlexNetModel model, IReadOnlyList<Tensor>? velocity, WeightEma? ema = null)
     {
         var tensors = new List<(string, Tensor)>();
@@ -147,7 +150,9 @@ public static class Checkpoint
         }
     }
 
-    /// <summary>Checks magic, version and checksum; a damaged file gets an error that names it and what to do.</summary>
+    /// <summary>
+    /// Checks magic, version and checksum; a damaged file gets an error that names it and what to do.
+    /// </summary>
     private static void Verify(string path)
     {
         using FileStream f = File.OpenRead(path);
@@ -231,7 +236,10 @@ public static class Checkpoint
         ReadTensors(path, state, targets);
     }
 
-    /// <summary>Fine-tuning: copies the checkpoint's weights named in <paramref name="keys"/> (state_dict keys) into a model whose other layers may differ.</summary>
+    /// <summary>
+    /// Fine-tuning: copies the checkpoint's weights named in <paramref name="keys"/> (state_dict keys) into a model
+    /// whose other layers may differ.
+    /// </summary>
     public static void LoadWeights(string path, RunState state, AlexNetModel model, ISet<string> keys)
     {
         var targets = model.state_dict().Where(kv => keys.Contains(kv.Key)).ToDictionary(kv => "model/" + kv.Key, kv => kv.Value);
@@ -268,10 +276,14 @@ public static class Checkpoint
         }
     }
 
-    /// <summary>Builds the network a checkpoint holds and loads its weights, for evaluation and prediction.</summary>
+    /// <summary>
+    /// Builds the network a checkpoint holds and loads its weights, for evaluation and prediction.
+    /// </summary>
     /// <param name="averagedWeights">The run's weight average (--ema) instead of its weights.</param>
-    /// <param name="device">Where to put the net (null: the CPU); a checkpoint is device-free, so any device loads it.</param>
-    /// <param name="precision">The products' number format (null: the one the run trained in, or float32 where bf16 is not fast); the weights are float32 either way.</param>
+    /// <param name="device">Where to put the net (null: the CPU); a checkpoint is device-free, so any device loads
+    /// it.</param>
+    /// <param name="precision">The products' number format (null: the one the run trained in, or float32 where bf16 is
+    /// not fast); the weights are float32 either way.</param>
     public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false, Device? device = null, Precision? precision = null)
     {
         RunState state = ReadState(path);
@@ -280,7 +292,8 @@ public static class Checkpoint
         {
             model.to(device);
         }
-        // A run trained in bf16 is evaluated in float32 where bf16 would crawl (its weights are float32); asked for, bf16 is refused there.
+        // A run trained in bf16 is evaluated in float32 where bf16 would crawl (its weights are float32); asked for,
+        // bf16 is refused there.
         model.Precision = precision ?? (LowPrecision.Fast(model.Device) ? state.Options.Precision : Precision.Fp32);
         LoadInto(path, state, model, optimizer: null, averagedWeights: averagedWeights);
         model.eval();

@@ -16,20 +16,25 @@ public sealed record ExperimentArm(string Name, TrainOptions Options);
 
 public sealed record Experiment(string Name, string Section, string Claim, string Metric, IReadOnlyList<ExperimentArm> Arms)
 {
-    /// <summary>Every arm of the preset, in its order, also after <see cref="Experiments.Only(Experiment, IReadOnlyCollection{string})"/> kept some of them.</summary>
+    /// <summary>
+    /// Every arm of the preset, in its order, also after <see cref="Experiments.Only(Experiment,
+    /// IReadOnlyCollection{string})"/> kept some of them.
+    /// </summary>
     public IReadOnlyList<string> Preset { get; init; } = Arms.Select(a => a.Name).ToArray();
 }
 
-/// <summary>
-/// One arm's run. StepsTo25: Figure 1's measure; StepsTo15, StepsTo10, StepsTo5: the same at lower training errors, the
-/// points comparable to it on the easier Fashion-MNIST once a run is long enough to reach them. Seconds: the training
-/// time its metrics.jsonl records (the epochs' sum), whichever runs trained it. Budget: the report's
-/// budget line, so that results joined from another machine can be checked against it (null in files written before it).
+/// <summary> One arm's run. StepsTo25: Figure 1's measure; StepsTo15, StepsTo10, StepsTo5: the same at lower training
+/// errors, the points comparable to it on the easier Fashion-MNIST once a run is long enough to reach them. Seconds:
+/// the training time its metrics.jsonl records (the epochs' sum), whichever runs trained it. Budget: the report's
+/// budget line, so that results joined from another machine can be checked against it (null in files written before
+/// it).
 /// </summary>
 public sealed record ArmResult(string Arm, long Seed, double ValTop1, double ValTop5, double TrainTop1, double? StepsTo25, double Seconds,
     bool Diverged = false, double? StepsTo15 = null, double? StepsTo10 = null, double? StepsTo5 = null, string? Budget = null);
 
-/// <summary>Results of the same experiment trained elsewhere (another machine or session), read from its results.json.</summary>
+/// <summary>
+/// Results of the same experiment trained elsewhere (another machine or session), read from its results.json.
+/// </summary>
 public sealed record JoinedResults(string Path, IReadOnlyList<ArmResult> Results);
 
 public static class Experiments
@@ -41,7 +46,8 @@ public static class Experiments
 
     /// <summary>
     /// The preset <paramref name="name"/> on top of <paramref name="baseline"/> (model, budget, seed, data scale).
-    /// <paramref name="sweep"/>: relu-vs-tanh's learning rates, each net trained at each (default <see cref="DefaultSweep"/>).
+    /// <paramref name="sweep"/>: relu-vs-tanh's learning rates, each net trained at each (default <see
+    /// cref="DefaultSweep"/>).
     /// </summary>
     public static Experiment Get(string name, TrainOptions baseline, IReadOnlyList<double>? sweep = null)
     {
@@ -79,9 +85,9 @@ public static class Experiments
     };
 
     /// <summary>
-    /// <paramref name="e"/> with only the arms named (by name, "conv3 removed", or by run-folder name, "conv3-removed"),
-    /// in the preset's order: to split an experiment over machines, or to train the arms a baseline lacks. A later run
-    /// with every arm into the same folder trains only what is missing and reports them all.
+    /// <paramref name="e"/> with only the arms named (by name, "conv3 removed", or by run-folder name,
+    /// "conv3-removed"), in the preset's order: to split an experiment over machines, or to train the arms a baseline
+    /// lacks. A later run with every arm into the same folder trains only what is missing and reports them all.
     /// </summary>
     public static Experiment Only(Experiment e, string commaList) => Only(e, SplitArms(e, commaList));
 
@@ -134,9 +140,9 @@ public static class Experiments
             LogEvery = Math.Min(b.LogEvery, 10),
         });
 
-    /// <summary>
-    /// Trains every arm for every seed into outDir/ARM-sSEED, then writes outDir/report.md and plots. <paramref name="joined"/>:
-    /// results of the same experiment trained elsewhere, reported beside these (checked by <see cref="CheckJoined"/> first).
+    /// <summary> Trains every arm for every seed into outDir/ARM-sSEED, then writes outDir/report.md and plots.
+    /// <paramref name="joined"/>: results of the same experiment trained elsewhere, reported beside these (checked by
+    /// <see cref="CheckJoined"/> first).
     /// </summary>
     public static List<ArmResult> Run(Experiment e, ImageStore train, ImageStore val, string outDir, IReadOnlyList<long> seeds,
         MachineOptions machine, ITrainingProgress progress, IReadOnlyList<JoinedResults>? joined = null)
@@ -178,7 +184,10 @@ public static class Experiments
         return results;
     }
 
-    /// <summary>A results.json that an experiment wrote (`experiment --join`): its arms, seeds and budget, checked against this run by Run.</summary>
+    /// <summary>
+    /// A results.json that an experiment wrote (`experiment --join`): its arms, seeds and budget, checked against this
+    /// run by Run.
+    /// </summary>
     public static JoinedResults ReadJoined(string path)
     {
         const string give = "give the results.json that `alexnet experiment` wrote into its --out folder";
@@ -202,10 +211,9 @@ public static class Experiments
         return new JoinedResults(path, results);
     }
 
-    /// <summary>
-    /// Joined results must be arms of this preset (with these options: relu-vs-tanh's arms are its ε), of the same budget
-    /// where their file records it, and each arm and seed must come from one place: this run or one file. Checked before
-    /// any training, so that a wrong file costs no compute.
+    /// <summary> Joined results must be arms of this preset (with these options: relu-vs-tanh's arms are its ε), of the
+    /// same budget where their file records it, and each arm and seed must come from one place: this run or one file.
+    /// Checked before any training, so that a wrong file costs no compute.
     /// </summary>
     public static void CheckJoined(Experiment e, IReadOnlyList<long> seeds, IReadOnlyList<JoinedResults> joined)
     {
@@ -261,7 +269,8 @@ public static class Experiments
             }
             return null;
         }
-        // Seconds from the log, not this call's clock: an arm trained by an earlier call (or resumed) is only read here.
+        // Seconds from the log, not this call's clock: an arm trained by an earlier call (or resumed) is only read
+        // here.
         return new ArmResult(arm, seed, s.ValTop1.LastOrDefault(double.NaN) / 100, s.ValTop5.LastOrDefault(double.NaN) / 100,
             s.TrainTop1.LastOrDefault(double.NaN) / 100, FirstStepAt(0.25), s.EpochSeconds.Sum(), StepsTo15: FirstStepAt(0.15), StepsTo10: FirstStepAt(0.10), StepsTo5: FirstStepAt(0.05));
     }
@@ -276,7 +285,9 @@ public static class Experiments
         return v.Length > 1 ? $"{mean} ({v.Min().ToString("F0", CultureInfo.InvariantCulture)}–{v.Max().ToString("F0", CultureInfo.InvariantCulture)})" : mean;
     }
 
-    /// <summary>The training errors Figure 1's comparison is made at: the paper's 25%, then lower ones (ArmResult).</summary>
+    /// <summary>
+    /// The training errors Figure 1's comparison is made at: the paper's 25%, then lower ones (ArmResult).
+    /// </summary>
     public static readonly int[] Figure1Targets = { 25, 15, 10, 5 };
 
     private static Func<ArmResult, double?> StepsTo(int percent) => percent switch
@@ -308,7 +319,9 @@ public static class Experiments
             $"tanh needs {ratio}× the steps of ReLU to reach {target} training error.";
     }
 
-    /// <summary>The arm of <paramref name="activation"/> with the fewest mean steps, over arms where every seed got there.</summary>
+    /// <summary>
+    /// The arm of <paramref name="activation"/> with the fewest mean steps, over arms where every seed got there.
+    /// </summary>
     private static (string Arm, double Steps)? Fastest(IReadOnlyList<ArmResult> results, string activation, Func<ArmResult, double?> steps) => results
         .Where(r => r.Arm.StartsWith(activation + " ", StringComparison.Ordinal) || r.Arm == activation)
         .GroupBy(r => r.Arm)
@@ -318,7 +331,9 @@ public static class Experiments
         .Cast<(string, double)?>()
         .FirstOrDefault();
 
-    /// <summary>What every arm trained for: epochs, images, ε and its steps (the arms differ only in what they compare).</summary>
+    /// <summary>
+    /// What every arm trained for: epochs, images, ε and its steps (the arms differ only in what they compare).
+    /// </summary>
     private static string Budget(TrainOptions o, bool sweep)
     {
         string images = o.TrainLimit > 0 ? $"the first {o.TrainLimit.ToString("N0", CultureInfo.InvariantCulture)} training images" : "every training image";

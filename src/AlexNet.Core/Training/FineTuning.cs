@@ -14,7 +14,10 @@ namespace AlexNet.Training;
 
 internal static class FineTuning
 {
-    /// <summary>The checkpoint's net for data of <paramref name="classes"/> classes seen through <paramref name="inputSize"/>-px views.</summary>
+    /// <summary>
+    /// The checkpoint's net for data of <paramref name="classes"/> classes seen through <paramref name="inputSize"/>-px
+    /// views.
+    /// </summary>
     public static Architecture Architecture(TrainOptions o, RunState source, int classes, int channels, int inputSize)
     {
         Architecture a = source.Architecture;
@@ -36,7 +39,10 @@ internal static class FineTuning
         return arch;
     }
 
-    /// <summary>Copies the checkpoint's weights into <paramref name="model"/>; fc8's only where the classes match. Returns the keys copied.</summary>
+    /// <summary>
+    /// Copies the checkpoint's weights into <paramref name="model"/>; fc8's only where the classes match. Returns the
+    /// keys copied.
+    /// </summary>
     public static ISet<string> LoadPretrained(string path, RunState source, AlexNetModel model)
     {
         ISet<string> keys = PretrainedKeys(model, source);
@@ -56,7 +62,9 @@ internal static class FineTuning
         return model.state_dict().Keys.Where(k => sameClasses || !k.StartsWith(fc8, StringComparison.Ordinal)).ToHashSet();
     }
 
-    /// <summary>The parameters SGD updates (conv1–conv5 left out and frozen under FreezeFeatures), each with its fraction of ε.</summary>
+    /// <summary>
+    /// The parameters SGD updates (conv1–conv5 left out and frozen under FreezeFeatures), each with its fraction of ε.
+    /// </summary>
     public static (Parameter[] Learned, double[] Factors) Parameters(AlexNetModel model, TrainOptions o, ISet<string> pretrained)
     {
         var learned = new List<Parameter>();

@@ -27,13 +27,14 @@ public sealed class LearningRateSchedule
     /// <summary>True when ε changes every step (<see cref="BeginStep"/>) rather than between epochs.</summary>
     public bool PerStep => _o.Schedule == ScheduleKind.Poly;
 
-    /// <summary>
-    /// ε for 0-based <paramref name="step"/> of a run of <paramref name="totalSteps"/> steps: the poly policy sets it from
-    /// the step alone; the others keep the rate of the epoch (set by <see cref="EndEpoch"/>).
+    /// <summary> ε for 0-based <paramref name="step"/> of a run of <paramref name="totalSteps"/> steps: the poly policy
+    /// sets it from the step alone; the others keep the rate of the epoch (set by <see cref="EndEpoch"/>).
     /// </summary>
     public double BeginStep(long step, long totalSteps) => Warm(step, totalSteps, ScheduledRate(step, totalSteps));
 
-    /// <summary>Not in the paper: over the first WarmupEpochs, ε·(t + 1)/W of the schedule's ε (W the warm-up's steps).</summary>
+    /// <summary>
+    /// Not in the paper: over the first WarmupEpochs, ε·(t + 1)/W of the schedule's ε (W the warm-up's steps).
+    /// </summary>
     private double Warm(long step, long totalSteps, double rate)
     {
         long warmup = (long)Math.Round(_o.WarmupEpochs * totalSteps / _o.Epochs);
@@ -51,7 +52,9 @@ public sealed class LearningRateSchedule
         return State.LearningRate;
     }
 
-    /// <summary>Records the validation error of the epoch just finished (1-based <paramref name="epoch"/>); returns the next ε.</summary>
+    /// <summary>
+    /// Records the validation error of the epoch just finished (1-based <paramref name="epoch"/>); returns the next ε.
+    /// </summary>
     public double EndEpoch(int epoch, double validationError)
     {
         ScheduleState s = State;

@@ -18,7 +18,10 @@ public abstract record MetricsRecord;
 public sealed record StepMetrics(int Epoch, long Step, int StepInEpoch, int StepsPerEpoch, double Loss, double Top1Error, double Top5Error,
     [property: JsonPropertyName("lr")] double LearningRate, double ImagesPerSecond) : MetricsRecord;
 
-/// <summary>One epoch: the training averages, the validation result (§6: centre crop) and the ε it ran with; with --ema, the averaged weights' validation errors too.</summary>
+/// <summary>
+/// One epoch: the training averages, the validation result (§6: centre crop) and the ε it ran with; with --ema, the
+/// averaged weights' validation errors too.
+/// </summary>
 public sealed record EpochMetrics(int Epoch, long Step, double TrainLoss, double TrainTop1Error, double TrainTop5Error,
     double ValLoss, double ValTop1Error, double ValTop5Error, [property: JsonPropertyName("lr")] double LearningRate,
     double ImagesPerSecond, double Seconds, double? EmaValTop1Error = null, double? EmaValTop5Error = null) : MetricsRecord;
@@ -29,7 +32,9 @@ public sealed class MetricsLog : System.IDisposable
 
     private readonly Stream _file;
 
-    /// <summary>Appends to RUN/metrics.jsonl (a resumed run continues the same file), first dropping a torn last line.</summary>
+    /// <summary>
+    /// Appends to RUN/metrics.jsonl (a resumed run continues the same file), first dropping a torn last line.
+    /// </summary>
     public MetricsLog(string runDir)
     {
         string path = Path.Combine(runDir, FileName);

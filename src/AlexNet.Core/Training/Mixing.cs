@@ -14,7 +14,9 @@ public sealed record Mix(Tensor OtherLabels, double Lambda);
 
 public static class Mixing
 {
-    /// <summary>Mixes <paramref name="inputs"/> in place for step <paramref name="step"/>; null when neither option is on.</summary>
+    /// <summary>
+    /// Mixes <paramref name="inputs"/> in place for step <paramref name="step"/>; null when neither option is on.
+    /// </summary>
     public static Mix? Apply(Tensor inputs, Tensor labels, double mixupAlpha, double cutmixAlpha, long seed, long step)
     {
         if (mixupAlpha <= 0 && cutmixAlpha <= 0)

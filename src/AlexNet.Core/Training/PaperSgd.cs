@@ -34,8 +34,10 @@ public sealed class PaperSgd : IDisposable
 
     public IReadOnlyList<TorchSharp.Modules.Parameter> Parameters => _parameters;
 
-    /// <param name="fused">false: §5's rule as libtorch's operations even where the fused pass applies (the reference it is timed against).</param>
-    /// <param name="rateFactors">Per parameter, ε as a fraction of <see cref="LearningRate"/> (fine-tuning's lower rate for pretrained layers); null: 1 for all.</param>
+    /// <param name="fused">false: §5's rule as libtorch's operations even where the fused pass applies (the reference
+    /// it is timed against).</param>
+    /// <param name="rateFactors">Per parameter, ε as a fraction of <see cref="LearningRate"/> (fine-tuning's lower rate
+    /// for pretrained layers); null: 1 for all.</param>
     public PaperSgd(IEnumerable<TorchSharp.Modules.Parameter> parameters, double learningRate, double momentum, double weightDecay,
         OptimizerKind kind = OptimizerKind.Paper, bool nesterov = false, bool fused = true, IReadOnlyList<double>? rateFactors = null)
     {
@@ -57,7 +59,10 @@ public sealed class PaperSgd : IDisposable
     /// <summary>The momentum buffers v, one per parameter, in parameter order (saved in checkpoints).</summary>
     public IReadOnlyList<Tensor> Velocity => _velocity;
 
-    /// <summary>True when <see cref="Step"/> leaves every gradient zero (§5's rule does, fused or not), so no ZeroGrad is needed before the next backward.</summary>
+    /// <summary>
+    /// True when <see cref="Step"/> leaves every gradient zero (§5's rule does, fused or not), so no ZeroGrad is needed
+    /// before the next backward.
+    /// </summary>
     public bool StepZeroesGradients => _kind == OptimizerKind.Paper;
 
     private static bool Fusable(Tensor w) => w.device_type == DeviceType.CPU && w.dtype == ScalarType.Float32 && w.is_contiguous();
@@ -118,7 +123,9 @@ public sealed class PaperSgd : IDisposable
         }
     }
 
-    /// <summary>v ← μv + a·w + b·g (a = −λε, b = −ε), w ← w + v, g ← 0: one pass, in libtorch's rounding order.</summary>
+    /// <summary>
+    /// v ← μv + a·w + b·g (a = −λε, b = −ε), w ← w + v, g ← 0: one pass, in libtorch's rounding order.
+    /// </summary>
     private static unsafe void FusedUpdate(Tensor w, Tensor v, Tensor g, float momentum, float a, float b, bool nesterov)
     {
         long n = w.numel();

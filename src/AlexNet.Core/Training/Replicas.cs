@@ -163,11 +163,15 @@ public sealed class Replicas : IDisposable
         }
     });
 
-    /// <summary>n images in R parts as even as can be (the first ones one larger); parts with no image are left out.</summary>
+    /// <summary>
+    /// n images in R parts as even as can be (the first ones one larger); parts with no image are left out.
+    /// </summary>
     public static long[] Parts(long n, int count) =>
         Enumerable.Range(0, count).Select(r => n / count + (r < n % count ? 1 : 0)).Where(s => s > 0).ToArray();
 
-    /// <summary>The copies take the net's weights (a checkpoint loaded, an update made): one copy pass per step.</summary>
+    /// <summary>
+    /// The copies take the net's weights (a checkpoint loaded, an update made): one copy pass per step.
+    /// </summary>
     private void Sync()
     {
         using var _ = no_grad();
@@ -190,7 +194,9 @@ public sealed class Replicas : IDisposable
         }
     }
 
-    /// <summary>∂L/∂w of the net += each working copy's, in replica order; the copies' are zeroed for the next step.</summary>
+    /// <summary>
+    /// ∂L/∂w of the net += each working copy's, in replica order; the copies' are zeroed for the next step.
+    /// </summary>
     private void AddGradients(int working)
     {
         using var _ = no_grad();
@@ -227,9 +233,9 @@ public sealed class Replicas : IDisposable
         }
     }
 
-    /// <summary>
-    /// R − 1 threads kept for the whole run (one started per step would also start a fresh OpenMP team per step);
-    /// part 0 runs on the calling thread, which Run holds at ThreadsEach. An exception in any part is rethrown on the calling thread.
+    /// <summary> R − 1 threads kept for the whole run (one started per step would also start a fresh OpenMP team per
+    /// step); part 0 runs on the calling thread, which Run holds at ThreadsEach. An exception in any part is rethrown
+    /// on the calling thread.
     /// </summary>
     private sealed class Lanes : IDisposable
     {
@@ -240,7 +246,8 @@ public sealed class Replicas : IDisposable
         private Action<int>? _work;
         private volatile bool _stopping;
 
-        /// <param name="threads">libtorch threads of each lane's OpenMP team, set once on each lane's own thread.</param>
+        /// <param name="threads">libtorch threads of each lane's OpenMP team, set once on each lane's own
+        /// thread.</param>
         public Lanes(int count, int threads)
         {
             _errors = new Exception?[count];

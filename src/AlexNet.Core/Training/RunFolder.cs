@@ -25,9 +25,9 @@ public sealed class RunFolder : IDisposable
 
     public string Directory { get; }
 
-    /// <summary>
-    /// Takes the folder's lock (flock through FileShare.None, released by the kernel when this process ends, however it
-    /// ends), making the folder if <paramref name="create"/>; a second process gets a clear refusal, never a shared folder.
+    /// <summary> Takes the folder's lock (flock through FileShare.None, released by the kernel when this process ends,
+    /// however it ends), making the folder if <paramref name="create"/>; a second process gets a clear refusal, never a
+    /// shared folder.
     /// </summary>
     public static RunFolder Lock(string directory, bool create)
     {
@@ -113,7 +113,9 @@ public sealed class RunFolder : IDisposable
         }
     }
 
-    /// <summary>Refuses to resume with another number of processes: the global batch, and so every later step, would change.</summary>
+    /// <summary>
+    /// Refuses to resume with another number of processes: the global batch, and so every later step, would change.
+    /// </summary>
     public static void CheckSameRanks(RunState saved, int ranks, string runDir)
     {
         if (saved.Ranks != ranks)

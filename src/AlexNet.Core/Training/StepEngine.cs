@@ -10,8 +10,11 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Training;
 
-/// <summary>What one step needs besides the batch (TrainingStep.Run's parameters).</summary>
-/// <param name="ReduceGradients">Averages ∂L/∂w over the process group between the backward pass and the update.</param>
+/// <summary>
+/// What one step needs besides the batch (TrainingStep.Run's parameters).
+/// </summary>
+/// <param name="ReduceGradients">Averages ∂L/∂w over the process group between the backward pass and the
+/// update.</param>
 public sealed record StepSettings(double LabelSmoothing, double ClipGradNorm, Action ReduceGradients);
 
 public interface IStepEngine : IDisposable
@@ -19,7 +22,9 @@ public interface IStepEngine : IDisposable
     /// <summary>What trains forward and backward (the towers, or the grouped net).</summary>
     nn.Module<Tensor, Tensor> Net { get; }
 
-    /// <summary>One update on (inputs, labels); the loss and the logits come back detached, in the caller's scope.</summary>
+    /// <summary>
+    /// One update on (inputs, labels); the loss and the logits come back detached, in the caller's scope.
+    /// </summary>
     (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs, Tensor labels, StepSettings settings, Mix? mix);
 
     /// <summary>
@@ -34,7 +39,9 @@ public interface IStepEngine : IDisposable
     /// <summary>last.ckpt from the grouped net and the optimiser's momentum, in the grouped net's layout.</summary>
     void Save(string path, RunState state, AlexNetModel model, PaperSgd sgd, WeightEma? ema);
 
-    /// <summary>The weights and momentum of a checkpoint into the grouped net and the optimiser (and the engine's own copies).</summary>
+    /// <summary>
+    /// The weights and momentum of a checkpoint into the grouped net and the optimiser (and the engine's own copies).
+    /// </summary>
     void Load(string path, RunState saved, AlexNetModel model, PaperSgd sgd, WeightEma? ema);
 }
 
@@ -69,7 +76,9 @@ public static class StepEngine
         }
     }
 
-    /// <summary>Not in the paper: the batch split over replicas of the net (--replicas), which also validate on their lanes.</summary>
+    /// <summary>
+    /// Not in the paper: the batch split over replicas of the net (--replicas), which also validate on their lanes.
+    /// </summary>
     private sealed class ReplicaSteps(Replicas replicas) : IStepEngine
     {
         private readonly Single _single = new(replicas.Net);
@@ -93,7 +102,9 @@ public static class StepEngine
         public void Dispose() => replicas.Dispose();
     }
 
-    /// <summary>§3.2's two towers: they train (the optimiser holds their parameters); the grouped net validates and is saved.</summary>
+    /// <summary>
+    /// §3.2's two towers: they train (the optimiser holds their parameters); the grouped net validates and is saved.
+    /// </summary>
     private sealed class Towers(TowerNet towers) : IStepEngine
     {
         public nn.Module<Tensor, Tensor> Net => towers;
@@ -121,7 +132,8 @@ public static class StepEngine
 
         public void Load(string path, RunState saved, AlexNetModel m, PaperSgd sgd, WeightEma? ema)
         {
-            // The checkpoint is the grouped net's: its weights and momentum are read in that layout, then split to the towers.
+            // The checkpoint is the grouped net's: its weights and momentum are read in that layout, then split to the
+            // towers.
             Tensor[] velocity = m.parameters().Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
             try
             {

@@ -16,7 +16,9 @@ public enum ScheduleKind
     /// <summary>Divide ε by 10 at fixed epochs (StepEpochs).</summary>
     Step,
 
-    /// <summary>Caffe's "poly" policy: every step ε = ε₀·(1 − t/T)^Power over the run's T steps (Power 1: linear to 0).</summary>
+    /// <summary>
+    /// Caffe's "poly" policy: every step ε = ε₀·(1 − t/T)^Power over the run's T steps (Power 1: linear to 0).
+    /// </summary>
     Poly,
 }
 
@@ -79,7 +81,8 @@ public sealed record TrainOptions
     public double CutmixAlpha { get; init; } = 0;           // CutMix's Beta(α, α) (Yun et al. 2019); 0 = off; with both, one of them per batch
     public Precision Precision { get; init; } = Precision.Fp32;   // bf16: the conv and FC products in bfloat16 from float32 weights (Precision.cs)
 
-    // Fine-tuning (not in the paper): start from a checkpoint's weights (an imported torchvision net, or a run of ours).
+    // Fine-tuning (not in the paper): start from a checkpoint's weights (an imported torchvision net, or a run of
+    // ours).
     public string? InitFrom { get; init; }                  // checkpoint whose weights start the run; fc8 too when the classes match
     public bool FreezeFeatures { get; init; } = false;      // conv1–conv5 keep their weights; only the classifier learns
     public double PretrainedLrFactor { get; init; } = 1;    // ε of the layers taken from InitFrom, as a fraction of ε (fc8 re-initialised keeps ε)

@@ -50,7 +50,9 @@ public static class Trainer
     public const string LastCheckpoint = "last.ckpt";
     public const string BestCheckpoint = "best.ckpt";
 
-    /// <summary>Trains a new run in <paramref name="runDir"/>, or continues the one there when <paramref name="resume"/> is set.</summary>
+    /// <summary>
+    /// Trains a new run in <paramref name="runDir"/>, or continues the one there when <paramref name="resume"/> is set.
+    /// </summary>
     public static TrainResult Fit(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, bool resume,
         ITrainingProgress progress, CancellationToken cancel = default)
     {
@@ -107,7 +109,9 @@ public static class Trainer
         progress.Message($"Test set {run.Test.Directory}, scored once with the last weights: top-1 error {100 * results[0].Top1Error:F2}%, top-5 {100 * results[0].Top5Error:F2}% ({path}).");
     }
 
-    /// <summary>One pass over the training set from the run's position; null when the run stopped inside the epoch.</summary>
+    /// <summary>
+    /// One pass over the training set from the run's position; null when the run stopped inside the epoch.
+    /// </summary>
     public static EpochTotals? TrainOneEpoch(TrainingRun run, int epoch, ITrainingProgress progress, CancellationToken cancel)
     {
         TrainOptions o = run.Options;
@@ -197,7 +201,9 @@ public static class Trainer
             top5.cpu().to(ScalarType.Float64), tensor((double)batch.Count) });
     }
 
-    /// <summary>§6 on the validation set with the run's views; null when a stop signal came first (on any rank).</summary>
+    /// <summary>
+    /// §6 on the validation set with the run's views; null when a stop signal came first (on any rank).
+    /// </summary>
     public static EvalResult? Evaluate(TrainingRun run, AlexNetModel model, CancellationToken cancel)
     {
         (View[] views, string name) = Evaluator.Of(run.Options.ValViews);
@@ -233,7 +239,10 @@ public static class Trainer
             Array.Empty<double>(), Array.Empty<ConfusedPair>());
     }
 
-    /// <summary>The schedule learns the validation error (§5); the epoch is logged and checkpointed, best.ckpt kept, the curves redrawn.</summary>
+    /// <summary>
+    /// The schedule learns the validation error (§5); the epoch is logged and checkpointed, best.ckpt kept, the curves
+    /// redrawn.
+    /// </summary>
     private static EpochMetrics EndEpoch(TrainingRun run, int epoch, EpochTotals train, EvalResult validation, EvalResult? averaged)
     {
         double lr = run.Sgd.LearningRate;
@@ -258,6 +267,7 @@ public static class Trainer
         return m;
     }
 
-    /// <param name="Sums">Loss sum, top-1 hits, top-5 hits, images: what a checkpoint at the epoch's end carries.</param>
+    /// <param name="Sums">Loss sum, top-1 hits, top-5 hits, images: what a checkpoint at the epoch's end
+    /// carries.</param>
     public sealed record EpochTotals(double Loss, double Top1Error, double Top5Error, double ImagesPerSecond, Stopwatch Clock, double[] Sums);
 }

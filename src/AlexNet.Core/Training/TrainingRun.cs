@@ -17,12 +17,16 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Training;
 
-/// <summary>The machine a run happens to use: not part of the run's identity, so a resumed run takes today's.</summary>
+/// <summary>
+/// The machine a run happens to use: not part of the run's identity, so a resumed run takes today's.
+/// </summary>
 /// <param name="Threads">Compute threads (libtorch's and our kernels').</param>
 /// <param name="Workers">Background threads that assemble batches; the batches do not depend on how many.</param>
 /// <param name="Parallel">Data parallel over MPI (`mpirun -np N`), or null for one process.</param>
-/// <param name="Device">Where the net trains: cpu, cuda or cuda:N (Compute.ResolveDevice); the fused kernels run on CPU float32 only.</param>
-/// <param name="Towers">§3.2: two devices, e.g. "cpu,cpu" or "cuda:0,cuda:1", each running one tower of the net (TowerNet); null: the grouped net on Device.</param>
+/// <param name="Device">Where the net trains: cpu, cuda or cuda:N (Compute.ResolveDevice); the fused kernels run on CPU
+/// float32 only.</param>
+/// <param name="Towers">§3.2: two devices, e.g. "cpu,cpu" or "cuda:0,cuda:1", each running one tower of the net
+/// (TowerNet); null: the grouped net on Device.</param>
 public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distributed.DataParallel? Parallel = null, string Device = "cpu",
     string? Towers = null, bool ConcurrentTowers = false, int Replicas = 1)
 {
@@ -51,7 +55,9 @@ public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distri
     }
 }
 
-/// <summary>Everything a run holds while it trains: the net, the optimiser, the schedule, the data and its position.</summary>
+/// <summary>
+/// Everything a run holds while it trains: the net, the optimiser, the schedule, the data and its position.
+/// </summary>
 public sealed class TrainingRun : IDisposable
 {
     public required TrainOptions Options { get; init; }
@@ -68,7 +74,9 @@ public sealed class TrainingRun : IDisposable
     public required LearningRateSchedule Schedule { get; init; }
     public required BatchLoader Loader { get; init; }
     public required ImageStore Train { get; init; }
-    /// <summary>What the run validates on: the val store, or with --val-split the held-out part of the training store.</summary>
+    /// <summary>
+    /// What the run validates on: the val store, or with --val-split the held-out part of the training store.
+    /// </summary>
     public required ImageStore Val { get; init; }
     public int[]? ValRecords { get; init; }
 
@@ -126,7 +134,9 @@ public sealed class TrainingRun : IDisposable
     /// <summary>Every rank stops at the same step: a stop signal seen by any rank stops all.</summary>
     public bool Stopping(CancellationToken cancel) => Group.Any(ReachedMaxSteps || cancel.IsCancellationRequested);
 
-    /// <summary>Each rank's own stream for dropout and mixing; rank 0's (and a single process's) is the run's seed.</summary>
+    /// <summary>
+    /// Each rank's own stream for dropout and mixing; rank 0's (and a single process's) is the run's seed.
+    /// </summary>
     public long RankSeed => RankSeedOf(Options, Group);
 
     private static long RankSeedOf(TrainOptions o, IProcessGroup group) => o.Seed + 7919L * group.Rank;
@@ -229,8 +239,12 @@ public sealed class TrainingRun : IDisposable
         return run;
     }
 
-    /// <summary>Checks the data and builds the net before <paramref name="prepare"/> makes the folder: a bad flag leaves none behind.</summary>
-    /// <param name="resumed">A resumed run's saved net: it keeps its LRN (a run from before LrnParams.Towers normalises across the towers).</param>
+    /// <summary>
+    /// Checks the data and builds the net before <paramref name="prepare"/> makes the folder: a bad flag leaves none
+    /// behind.
+    /// </summary>
+    /// <param name="resumed">A resumed run's saved net: it keeps its LRN (a run from before LrnParams.Towers normalises
+    /// across the towers).</param>
     private static TrainingRun Create(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, ScheduleState? schedule,
         Action? prepare, Architecture? resumed = null)
     {
@@ -364,7 +378,10 @@ public sealed class TrainingRun : IDisposable
     /// </summary>
     public const double ExplodedLossFactor = 20;
 
-    /// <summary>Stops the run when the loss of <paramref name="sums"/> (loss sum, hits, hits, images) is NaN, infinite or exploded.</summary>
+    /// <summary>
+    /// Stops the run when the loss of <paramref name="sums"/> (loss sum, hits, hits, images) is NaN, infinite or
+    /// exploded.
+    /// </summary>
     public void CheckLoss(double[] sums, int epoch)
     {
         double loss = sums[3] > 0 ? sums[0] / sums[3] : sums[0];
@@ -383,10 +400,10 @@ public sealed class TrainingRun : IDisposable
 
     private static IProcessGroup GroupOf(MachineOptions machine) => (IProcessGroup?)machine.Parallel ?? LocalGroup.Instance;
 
-    /// <summary>
-    /// The run's own options rule on resume, except a longer <c>Epochs</c> and a new <c>MaxSteps</c>. Returns them and
-    /// every other option in <paramref name="requested"/> that differs from the run's (ignored), as "name value (run: value)";
-    /// a shorter <c>Epochs</c> is named there too (a run is never shortened: --max-steps stops it early).
+    /// <summary> The run's own options rule on resume, except a longer <c>Epochs</c> and a new <c>MaxSteps</c>. Returns
+    /// them and every other option in <paramref name="requested"/> that differs from the run's (ignored), as "name
+    /// value (run: value)"; a shorter <c>Epochs</c> is named there too (a run is never shortened: --max-steps stops it
+    /// early).
     /// </summary>
     public static (TrainOptions Options, string[] Ignored) ResumedOptions(TrainOptions saved, TrainOptions requested)
     {

@@ -40,7 +40,9 @@ public sealed class WeightEma : IDisposable
         }
     }
 
-    /// <summary>Copies the averages into <paramref name="target"/> (a net of the same architecture), for evaluating them.</summary>
+    /// <summary>
+    /// Copies the averages into <paramref name="target"/> (a net of the same architecture), for evaluating them.
+    /// </summary>
     public void CopyTo(AlexNetModel target)
     {
         using var noGrad = no_grad();

@@ -106,7 +106,8 @@ public class ExperimentTests
         };
         foreach (string name in new[] { "pooling", "relu-vs-tanh" })
         {
-            // relu-vs-tanh sweeps ε per net (§3.1); a diverging ε (1e30 here, for ReLU) is recorded as such and the sweep goes on.
+            // relu-vs-tanh sweeps ε per net (§3.1); a diverging ε (1e30 here, for ReLU) is recorded as such and the
+            // sweep goes on.
             var e = AlexNet.Training.Experiments.Get(name, baseline, new[] { 0.01, 1e30 });
             var results = AlexNet.Training.Experiments.Run(e, train, val, dir[name], new long[] { 1, 2 }, new AlexNet.Training.MachineOptions(2), new AlexNet.Training.SilentProgress());
             int arms = name == "pooling" ? 2 : 4;
@@ -130,9 +131,9 @@ public class ExperimentTests
     [Fact]
     public void AnExperimentTakesItsStepsOfεAndItsReplicas()
     {
-        // `experiment --step-epochs 1 --replicas 2` reaches the trainer. ε: 0.01 in epoch 1, 0.001 in epoch 2 (§5's ÷10).
-        // Replicas: the arm without dropout ends where the one-thread run ends; the arm with dropout does not, since
-        // each replica draws its masks from its own stream (Replicas.cs).
+        // `experiment --step-epochs 1 --replicas 2` reaches the trainer. ε: 0.01 in epoch 1, 0.001 in epoch 2 (§5's
+        // ÷10). Replicas: the arm without dropout ends where the one-thread run ends; the arm with dropout does not,
+        // since each replica draws its masks from its own stream (Replicas.cs).
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 40, 4);
         TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 5);
@@ -202,8 +203,8 @@ public class ExperimentTests
     public void AnExperimentJoinsTheSeedsTrainedElsewhere()
     {
         // Seed 1 trained in one folder (another machine), seed 2 in another with `--join` of the first's results.json:
-        // one report over both seeds, its mean worked out here; a file of another experiment, budget or the same seed, a
-        // missing or a damaged one is refused before anything is trained or written.
+        // one report over both seeds, its mean worked out here; a file of another experiment, budget or the same seed,
+        // a missing or a damaged one is refused before anything is trained or written.
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 40, 4);
         TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 5);
@@ -225,7 +226,8 @@ public class ExperimentTests
         Assert.Contains($"Joined from `{dir["a/results.json"]}`: 2 results, seed 1 (the same budget)", report);
         Assert.True(File.Exists(dir["b/dropout.png"]));
 
-        // Refused, nothing written: the same seed again, another budget, another experiment's arms, no file, a damaged file.
+        // Refused, nothing written: the same seed again, another budget, another experiment's arms, no file, a damaged
+        // file.
         File.WriteAllText(dir["damaged.json"], "[{\"arm\": \"no dropout\", \"seed\": ");
         Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "1", "1", "r1", "--join", dir["a/results.json"])));
         Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "3", "2", "r2", "--join", dir["a/results.json"])));

@@ -6,12 +6,14 @@ using Xunit;
 
 namespace AlexNet.Tests.Analysis;
 
-/// <summary>§6.1's binary codes: Hamming search is exact, and both coders keep the classes of clustered features apart.</summary>
+/// <summary>
+/// §6.1's binary codes: Hamming search is exact, and both coders keep the classes of clustered features apart.
+/// </summary>
 public class BinaryCodesTests
 {
-    /// <summary>
-    /// Every code length the vectorised counts handle (1, 2, 4, 8 words) and one they leave to popcnt (3), on one thread and
-    /// split over three: the top k of a full sort by (distance, index). Near-duplicate codes make ties and small distances.
+    /// <summary> Every code length the vectorised counts handle (1, 2, 4, 8 words) and one they leave to popcnt (3), on
+    /// one thread and split over three: the top k of a full sort by (distance, index). Near-duplicate codes make ties
+    /// and small distances.
     /// </summary>
     [Theory]
     [InlineData(1, 1)]
@@ -46,7 +48,9 @@ public class BinaryCodesTests
         Assert.Contains("encode it with the coder", Assert.Throws<ArgumentException>(() => index.Nearest(new ulong[words + 1], 3)).Message);
     }
 
-    /// <summary>Both vector kernels (each where this CPU has it) count the same bits as popcnt, for every code length they take.</summary>
+    /// <summary>
+    /// Both vector kernels (each where this CPU has it) count the same bits as popcnt, for every code length they take.
+    /// </summary>
     [SkippableFact]
     public void TheVectorCountsArePopcnt()
     {
@@ -76,7 +80,9 @@ public class BinaryCodesTests
         Skip.IfNot(any, "this CPU has neither AVX2 nor AVX-512BW: only popcnt runs here");
     }
 
-    /// <summary>Four well-separated clusters in 32-d: a 64-bit code's nearest neighbours are of the query's cluster.</summary>
+    /// <summary>
+    /// Four well-separated clusters in 32-d: a 64-bit code's nearest neighbours are of the query's cluster.
+    /// </summary>
     [Theory]
     [InlineData("autoencoder")]
     [InlineData("lsh")]
@@ -109,7 +115,9 @@ public class BinaryCodesTests
     }
 }
 
-/// <summary>`alexnet codes eval` refuses queries and a database written from different nets, naming both files.</summary>
+/// <summary>
+/// `alexnet codes eval` refuses queries and a database written from different nets, naming both files.
+/// </summary>
 public class CodesCommandTests
 {
     [Fact]
@@ -136,7 +144,9 @@ public class CodesCommandTests
     }
 }
 
-/// <summary>Coder and code files: written whole, read back the same, a cut-short copy refused naming the file.</summary>
+/// <summary>
+/// Coder and code files: written whole, read back the same, a cut-short copy refused naming the file.
+/// </summary>
 public class CodeFileTests
 {
     private static (float[] Rows, int D) Clusters()

@@ -8,7 +8,9 @@ using Xunit;
 
 namespace AlexNet.Tests.Cli;
 
-/// <summary>`alexnet bench`: the FLOP accounting and the peer driver (with a stand-in peer, so no PyTorch is needed).</summary>
+/// <summary>
+/// `alexnet bench`: the FLOP accounting and the peer driver (with a stand-in peer, so no PyTorch is needed).
+/// </summary>
 public class BenchCommandTests
 {
     [Fact]
@@ -24,7 +26,10 @@ public class BenchCommandTests
         Assert.Equal(2.0 * 724_406_816 * 60 / 1e9, r.InferGflops, 9);
     }
 
-    /// <summary>The peer's JSON is read into a typed record: a key it renamed or left out is an error naming the script, not a zero.</summary>
+    /// <summary>
+    /// The peer's JSON is read into a typed record: a key it renamed or left out is an error naming the script, not a
+    /// zero.
+    /// </summary>
     [Fact]
     public void APeerThatRenamedAKeyIsRefusedNamingTheScript()
     {
@@ -81,7 +86,8 @@ public class BenchCommandTests
     public void ThePeakProbeMeasuresAPlausibleRate()
     {
         PeakRate p = PeakProbe.Measure(threads: 1, seconds: 0.05);
-        // One core does at least 2 FLOPs × 8 lanes per cycle at well under 1 GHz, and at most 2 FMA ports × 16 lanes × 2 at 6 GHz.
+        // One core does at least 2 FLOPs × 8 lanes per cycle at well under 1 GHz, and at most 2 FMA ports × 16 lanes ×
+        // 2 at 6 GHz.
         Assert.InRange(p.Gflops, 8, 400);
         Assert.Equal(1, p.Threads);
     }

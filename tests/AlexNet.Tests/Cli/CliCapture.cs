@@ -44,7 +44,9 @@ internal static class CliCapture
         }
     }
 
-    /// <summary>Runs and asserts the exit code and that the output holds every one of <paramref name="says"/>.</summary>
+    /// <summary>
+    /// Runs and asserts the exit code and that the output holds every one of <paramref name="says"/>.
+    /// </summary>
     public static void Refuses(int code, string[] args, params string[] says)
     {
         (int got, string text) = Run(args);

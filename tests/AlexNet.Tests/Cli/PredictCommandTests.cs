@@ -12,7 +12,9 @@ using Xunit;
 
 namespace AlexNet.Tests.Cli;
 
-/// <summary>`alexnet predict` as a user runs it: torchvision's single centre crop on request, and a bad file among good ones.</summary>
+/// <summary>
+/// `alexnet predict` as a user runs it: torchvision's single centre crop on request, and a bad file among good ones.
+/// </summary>
 public class PredictCommandTests
 {
     private static (int Code, string Out, string Err) Alexnet(params string[] args)

@@ -6,7 +6,9 @@ using Xunit;
 
 namespace AlexNet.Tests.Cli;
 
-/// <summary>`alexnet summary`'s table for every variant: its layers, shapes and totals, not only the exit code.</summary>
+/// <summary>
+/// `alexnet summary`'s table for every variant: its layers, shapes and totals, not only the exit code.
+/// </summary>
 public class SummaryContentTests
 {
     private static string Render(Architecture arch)

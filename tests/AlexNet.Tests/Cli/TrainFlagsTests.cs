@@ -6,9 +6,9 @@ using Xunit;
 
 namespace AlexNet.Tests.Cli;
 
-/// <summary>
-/// Every flag of `alexnet train` reaches the run's options (a flag that parses but changes nothing is a silent lie): the
-/// test walks TrainCommand's flag table, and every option of the command is in the table or among the machine's flags.
+/// <summary> Every flag of `alexnet train` reaches the run's options (a flag that parses but changes nothing is a
+/// silent lie): the test walks TrainCommand's flag table, and every option of the command is in the table or among the
+/// machine's flags.
 /// </summary>
 public class TrainFlagsTests
 {
@@ -67,7 +67,9 @@ public class TrainFlagsTests
     }
 }
 
-/// <summary>--device: cpu runs; a device this build cannot use is a clear error before anything is read or written.</summary>
+/// <summary>
+/// --device: cpu runs; a device this build cannot use is a clear error before anything is read or written.
+/// </summary>
 public class DeviceOptionTests
 {
     [SkippableFact]

@@ -36,7 +36,8 @@ public class ImageTests
     [InlineData(120, 60)]    // smaller than 256: upscaled
     public void TheCentralSquareOfTheRescaledImageIsKept(int width, int height)
     {
-        // Outer thirds red and blue, the middle third green: after §2 only green (and the edges of its neighbours) remain.
+        // Outer thirds red and blue, the middle third green: after §2 only green (and the edges of its neighbours)
+        // remain.
         bool landscape = width > height;
         byte[] png = TestData.Encode(width, height, (x, y) =>
         {

@@ -6,7 +6,9 @@ using Xunit;
 
 namespace AlexNet.Tests.Data;
 
-/// <summary>The compressed store: records encoded once as JPEGs, decoded on read; resumable; space checked before writing.</summary>
+/// <summary>
+/// The compressed store: records encoded once as JPEGs, decoded on read; resumable; space checked before writing.
+/// </summary>
 public class JpegStoreTests
 {
     private static byte[] Smooth(int channels, int side, int seed)

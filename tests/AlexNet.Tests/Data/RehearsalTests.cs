@@ -7,7 +7,10 @@ using Xunit;
 
 namespace AlexNet.Tests.Data;
 
-/// <summary>The ImageNet-shaped rehearsal set: real wnid folders, devkit ground truth that maps back, and the prepare benchmark's driver.</summary>
+/// <summary>
+/// The ImageNet-shaped rehearsal set: real wnid folders, devkit ground truth that maps back, and the prepare
+/// benchmark's driver.
+/// </summary>
 public class RehearsalTests
 {
     [SkippableFact]

@@ -4,7 +4,9 @@ using Xunit;
 
 namespace AlexNet.Tests.Data;
 
-/// <summary>§2's rescale: the separable antialiased bicubic against the same filter applied directly in 2-d, in float64.</summary>
+/// <summary>
+/// §2's rescale: the separable antialiased bicubic against the same filter applied directly in 2-d, in float64.
+/// </summary>
 public class ResamplerTests
 {
     private static double Cubic(double x)

@@ -9,7 +9,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Distributed;
 
-/// <summary>`mpirun -np 2 alexnet train`: equal to one process with twice the batch; a failing rank ends the job.</summary>
+/// <summary>
+/// `mpirun -np 2 alexnet train`: equal to one process with twice the batch; a failing rank ends the job.
+/// </summary>
 public class DataParallelTests
 {
     private const string Mpirun = "/usr/bin/mpirun";

@@ -12,10 +12,9 @@ using Xunit.Abstractions;
 
 namespace AlexNet.Tests.Distributed;
 
-/// <summary>
-/// A scheduler's SIGTERM, again and again, at steps, validations and checkpoints alike (#28): every time the job ends
-/// with 143 and a last.ckpt that loads, and no process dies of a corrupted heap. Bounded to fit CI: a few trials per way
-/// of running, each a few seconds.
+/// <summary> A scheduler's SIGTERM, again and again, at steps, validations and checkpoints alike (#28): every time the
+/// job ends with 143 and a last.ckpt that loads, and no process dies of a corrupted heap. Bounded to fit CI: a few
+/// trials per way of running, each a few seconds.
 /// </summary>
 public class StopSignalTests(ITestOutputHelper output)
 {
@@ -23,10 +22,14 @@ public class StopSignalTests(ITestOutputHelper output)
     private const string MpichLauncher = "/usr/bin/mpiexec.mpich";
     private const int Sigterm = 15;
 
-    /// <summary>When each trial's signal comes, after the run's first logged step: inside steps, validations and checkpoints.</summary>
+    /// <summary>
+    /// When each trial's signal comes, after the run's first logged step: inside steps, validations and checkpoints.
+    /// </summary>
     private static readonly int[] DelaysMs = { 0, 170, 450, 800, 1300 };
 
-    /// <summary>Trials per way of running: 5 in CI; ALEXNET_STOP_TRIALS=100 for the long stress run (docs/scale-out.md).</summary>
+    /// <summary>
+    /// Trials per way of running: 5 in CI; ALEXNET_STOP_TRIALS=100 for the long stress run (docs/scale-out.md).
+    /// </summary>
     private static int Trials => StressTrials ?? DelaysMs.Length;
 
     private static int? StressTrials => int.TryParse(Environment.GetEnvironmentVariable("ALEXNET_STOP_TRIALS"), out int n) && n > 0 ? n : null;
@@ -56,7 +59,9 @@ public class StopSignalTests(ITestOutputHelper output)
         TestData.WriteSyntheticStore(dir["data/val"], 600, 4, seed: 3);
     }
 
-    /// <summary>Starts the command, signals it (or its ranks) once it trains, and returns its exit code and output.</summary>
+    /// <summary>
+    /// Starts the command, signals it (or its ranks) once it trains, and returns its exit code and output.
+    /// </summary>
     private (int Code, string Output) StopOnce(string file, string arguments, string run, int delayMs, Func<Process, IEnumerable<int>> targets)
     {
         var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -109,7 +114,10 @@ public class StopSignalTests(ITestOutputHelper output)
         return File.Exists(path) ? File.ReadAllText(path).Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() : Array.Empty<int>();
     }
 
-    /// <summary>On request since 2026-12-05: CI saw the open corruption here too (exit 134 at a signal 170 ms in; 0 of 65 before).</summary>
+    /// <summary>
+    /// On request since 2026-12-05: CI saw the open corruption here too (exit 134 at a signal 170 ms in; 0 of 65
+    /// before).
+    /// </summary>
     [SkippableFact]
     public void OneProcessWithReplicasStopsWith143AndACheckpointEveryTime()
     {
@@ -137,8 +145,8 @@ public class StopSignalTests(ITestOutputHelper output)
             // The launcher is signalled, as a scheduler signals the job's script: Hydra forwards it to every rank.
             (int code, string text) = StopOnce(MpichLauncher, $"-np 2 dotnet {TrainArguments(dir["data"], run, "--threads 1")}", run, Delay(trial),
                 p => new[] { p.Id });
-            // Hydra itself reports 0 in some runs where every rank exited 143 (a bash rank that traps TERM and exits 143
-            // shows it too): each rank's own code is asserted, and the launcher's is 143 or that 0.
+            // Hydra itself reports 0 in some runs where every rank exited 143 (a bash rank that traps TERM and exits
+            // 143 shows it too): each rank's own code is asserted, and the launcher's is 143 or that 0.
             AssertStoppedWithACheckpoint(code, text, run, $"MPICH, signal {Delay(trial)} ms in", launcherCodes: new[] { 143, 0 }, ranks: 2);
             Assert.Contains("mpiexec.mpich -np 2 alexnet train", text);   // the resume command names the launcher
         }

@@ -6,7 +6,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Evaluation;
 
-/// <summary>§6's numbers from hand-made probabilities: loss, top-1/top-5 error, per-class accuracy, most-confused pairs.</summary>
+/// <summary>
+/// §6's numbers from hand-made probabilities: loss, top-1/top-5 error, per-class accuracy, most-confused pairs.
+/// </summary>
 public class ScoreTests
 {
     [Fact]

@@ -11,10 +11,14 @@ using Xunit;
 
 namespace AlexNet.Tests.Inference;
 
-/// <summary>The model card: derived for checkpoints of earlier builds, written once in new ones, carried into ONNX.</summary>
+/// <summary>
+/// The model card: derived for checkpoints of earlier builds, written once in new ones, carried into ONNX.
+/// </summary>
 public class ModelCardTests
 {
-    /// <summary>A fig1 run of 2 steps on Fashion-MNIST, written by the build before model cards (main at df471cb).</summary>
+    /// <summary>
+    /// A fig1 run of 2 steps on Fashion-MNIST, written by the build before model cards (main at df471cb).
+    /// </summary>
     private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "checkpoints", name);
 
     private const string Dog = "/usr/share/darknet/data/dog.jpg";

@@ -14,7 +14,10 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Interop;
 
-/// <summary>PyTorch state_dicts in: golden logits from the fixture script (Fixtures/pytorch/make_fixtures.py), and every refusal.</summary>
+/// <summary>
+/// PyTorch state_dicts in: golden logits from the fixture script (Fixtures/pytorch/make_fixtures.py), and every
+/// refusal.
+/// </summary>
 public class ImportTests
 {
     internal static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "pytorch", name);

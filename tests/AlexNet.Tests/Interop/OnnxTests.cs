@@ -11,7 +11,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Interop;
 
-/// <summary>Every variant exported to ONNX and run by ONNX Runtime: the same logits as ours (1e-4) and the same top-1.</summary>
+/// <summary>
+/// Every variant exported to ONNX and run by ONNX Runtime: the same logits as ours (1e-4) and the same top-1.
+/// </summary>
 public class OnnxTests
 {
     /// <summary>The side of the net's input for records of the variant's usual size (§4.1's crop of them).</summary>

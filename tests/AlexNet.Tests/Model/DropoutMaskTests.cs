@@ -5,7 +5,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Model;
 
-/// <summary>§4.2's dropout masks (DropoutMask.cs): the distribution, independence, the scale and determinism under a seed.</summary>
+/// <summary>
+/// §4.2's dropout masks (DropoutMask.cs): the distribution, independence, the scale and determinism under a seed.
+/// </summary>
 public class DropoutMaskTests
 {
     [Theory]

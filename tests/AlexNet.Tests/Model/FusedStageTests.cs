@@ -85,13 +85,16 @@ public class FusedStageTests
         using Tensor fused = model.forward(x);
         using Tensor plain = separate.forward(x);
         using Tensor reference = libtorch.forward(x);
-        // Relative to the largest logit: the FC layers on oneDNN (FullyConnected.cs, in `model` only) sum in another order too.
+        // Relative to the largest logit: the FC layers on oneDNN (FullyConnected.cs, in `model` only) sum in another
+        // order too.
         double scale = reference.abs().max().item<float>();
         Assert.True((fused - plain).abs().max().item<float>() <= 2e-6 * scale);
         Assert.True((fused - reference).abs().max().item<float>() <= 2e-6 * scale);
     }
 
-    /// <summary>Without LRN (owt, fig1, §3.3's ablation) the stage is ReLU → max-pool: libtorch's results to the bit.</summary>
+    /// <summary>
+    /// Without LRN (owt, fig1, §3.3's ablation) the stage is ReLU → max-pool: libtorch's results to the bit.
+    /// </summary>
     [Theory]
     [InlineData(2, 7, 15, 15, 3, 2)]
     [InlineData(3, 4, 27, 27, 3, 2)]   // owt's conv2-sized maps, rows past three vectors
@@ -128,7 +131,8 @@ public class FusedStageTests
         using var g = new Generator(4);
         using Tensor x = randn(new long[] { 2, 3, 224, 224 }, generator: g) * 50;
         // The features to the bit (conv1's and conv2's fused ReLU → pool inside); after them the FC layers on oneDNN
-        // (FullyConnected.cs) sum in another order than libtorch's, so the logits and gradients agree to float32 rounding.
+        // (FullyConnected.cs) sum in another order than libtorch's, so the logits and gradients agree to float32
+        // rounding.
         using (no_grad())
         {
             using Tensor fa = fused.ForwardTo(x, "conv5"), fb = libtorch.ForwardTo(x, "conv5");

@@ -5,7 +5,10 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Model;
 
-/// <summary>conv1 of one-channel images with its weight gradient as a convolution over the batch (GrayscaleConv1.cs), against libtorch in float64.</summary>
+/// <summary>
+/// conv1 of one-channel images with its weight gradient as a convolution over the batch (GrayscaleConv1.cs), against
+/// libtorch in float64.
+/// </summary>
 public class GrayscaleConv1Tests
 {
     [Theory]

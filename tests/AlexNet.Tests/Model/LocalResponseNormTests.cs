@@ -37,7 +37,9 @@ public class LocalResponseNormTests
         return b;
     }
 
-    /// <summary><paramref name="b"/> (our LRN of <paramref name="a"/>) against <see cref="ByHand"/>, element by element.</summary>
+    /// <summary>
+    /// <paramref name="b"/> (our LRN of <paramref name="a"/>) against <see cref="ByHand"/>, element by element.
+    /// </summary>
     private static void AssertFormula(Tensor a, Tensor b, LrnParams p)
     {
         long[] s = a.shape;
@@ -50,8 +52,8 @@ public class LocalResponseNormTests
     }
 
     /// <summary>
-    /// <paramref name="ours"/> on x in float32 against <paramref name="reference"/> on x in float64: the outputs, and the
-    /// gradients of Σ output·u for one random u.
+    /// <paramref name="ours"/> on x in float32 against <paramref name="reference"/> on x in float64: the outputs, and
+    /// the gradients of Σ output·u for one random u.
     /// </summary>
     private static void AssertMatchesInFloat64(Tensor x, Func<Tensor, Tensor> ours, Func<Tensor, Tensor> reference, Generator g)
     {
@@ -85,7 +87,8 @@ public class LocalResponseNormTests
         AssertFormula(a, b, p);
         // The gradient against libtorch's LRN run tower by tower in float64.
         AssertMatchesInFloat64(a, x => LocalResponseNorm.Apply(x, p), x => LocalResponseNorm.Reference(x, p), g);
-        // No tower reads another's maps: changing the last tower's inputs leaves the first tower's outputs as they were.
+        // No tower reads another's maps: changing the last tower's inputs leaves the first tower's outputs as they
+        // were.
         int perTower = c / towers;
         using Tensor changed = a.clone();
         changed[TensorIndex.Colon, TensorIndex.Slice(c - perTower, c)].mul_(5);

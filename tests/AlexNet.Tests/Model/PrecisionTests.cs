@@ -9,7 +9,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Model;
 
-/// <summary>--precision bf16 (not in the paper): the conv and FC products in bfloat16 from float32 master weights.</summary>
+/// <summary>
+/// --precision bf16 (not in the paper): the conv and FC products in bfloat16 from float32 master weights.
+/// </summary>
 public class PrecisionTests
 {
     private static readonly Device Cpu = CPU;
@@ -67,7 +69,9 @@ public class PrecisionTests
         Assert.True(y.eq(y.to(ScalarType.BFloat16).to(ScalarType.Float32)).all().item<bool>());
     }
 
-    /// <summary>Within one bfloat16 rounding (2⁻⁸ of the largest value) of the float64 result, with room for float32 sums.</summary>
+    /// <summary>
+    /// Within one bfloat16 rounding (2⁻⁸ of the largest value) of the float64 result, with room for float32 sums.
+    /// </summary>
     private static void AssertWithinBfloat16(Tensor got, Tensor exact, string what)
     {
         double scale = exact.abs().max().item<double>();
@@ -75,9 +79,9 @@ public class PrecisionTests
         Assert.True(err <= scale / 128, $"{what}: off by {err} (largest value {scale})");
     }
 
-    /// <summary>
-    /// The whole net against float32: bfloat16 keeps 8 significant bits, and near-ties in ReLU and max-pool go the other
-    /// way in places, so the gradients agree in direction (cosine), not to float32's digits. The masters stay float32.
+    /// <summary> The whole net against float32: bfloat16 keeps 8 significant bits, and near-ties in ReLU and max-pool
+    /// go the other way in places, so the gradients agree in direction (cosine), not to float32's digits. The masters
+    /// stay float32.
     /// </summary>
     [SkippableFact]
     public void TheNetAndItsGradientsPointWhereFloat32sDoAndTheMastersStayFloat32()

@@ -6,7 +6,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Model;
 
-/// <summary>§3.2's two towers on two devices (both the CPU here) against the grouped net that computes the same on one.</summary>
+/// <summary>
+/// §3.2's two towers on two devices (both the CPU here) against the grouped net that computes the same on one.
+/// </summary>
 public class TowerNetTests
 {
     private static readonly Device[] TwoCpus = { CPU, CPU };

@@ -6,7 +6,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Native;
 
-/// <summary>Compute's request that libtorch back large tensors with transparent huge pages (fewer page faults per step).</summary>
+/// <summary>
+/// Compute's request that libtorch back large tensors with transparent huge pages (fewer page faults per step).
+/// </summary>
 public partial class HugePagesTests
 {
     [LibraryImport("libc", EntryPoint = "getenv", StringMarshalling = StringMarshalling.Utf8)]

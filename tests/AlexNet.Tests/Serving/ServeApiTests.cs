@@ -17,7 +17,10 @@ using Xunit;
 
 namespace AlexNet.Tests.Serving;
 
-/// <summary>One served net for the API tests: a `small` net (seeded, untrained), a synthetic 10-class store as its neighbours, a run to stream.</summary>
+/// <summary>
+/// One served net for the API tests: a `small` net (seeded, untrained), a synthetic 10-class store as its neighbours, a
+/// run to stream.
+/// </summary>
 public sealed class ServedNet : IAsyncLifetime
 {
     private readonly TestData.TempDir _dir = new();
@@ -82,7 +85,9 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
 
     private static async Task<JsonElement> Json(HttpResponseMessage r) => JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
 
-    /// <summary>The served answer is the library's single-image prediction of the same bytes: same classes, same probabilities.</summary>
+    /// <summary>
+    /// The served answer is the library's single-image prediction of the same bytes: same classes, same probabilities.
+    /// </summary>
     [Fact]
     public async Task PredictGivesTheLibrarysTopFiveWithTheCard()
     {
@@ -124,7 +129,9 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         yield return new object[] { "k=10⁶", "/api/neighbors?k=1000000", Raw(jpeg, "image/jpeg"), 400, "k=1000000" };
     }
 
-    /// <summary>Each bad input gets its 4xx and a JSON message naming what was wrong, and the next request is served.</summary>
+    /// <summary>
+    /// Each bad input gets its 4xx and a JSON message naming what was wrong, and the next request is served.
+    /// </summary>
     [Theory]
     [MemberData(nameof(BadRequests))]
     public async Task BadInputGetsA4xxWithAMessageAndTheServerGoesOn(string what, string url, HttpContent body, int status, string message)
@@ -149,7 +156,9 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         Assert.Contains(message, (await Json(r)).GetProperty("error").GetString());
     }
 
-    /// <summary>Figure 4 (right): the neighbours are the exact fc7 search over the store, and their pictures load by index.</summary>
+    /// <summary>
+    /// Figure 4 (right): the neighbours are the exact fc7 search over the store, and their pictures load by index.
+    /// </summary>
     [Fact]
     public async Task NeighboursAreTheExactFc7SearchAndTheirPicturesLoad()
     {
@@ -206,7 +215,9 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         Assert.Contains("EventSource", await _client.GetStringAsync("/app.js"));
     }
 
-    /// <summary>Concurrent requests are gathered into batches, and each caller still gets its own image's answer.</summary>
+    /// <summary>
+    /// Concurrent requests are gathered into batches, and each caller still gets its own image's answer.
+    /// </summary>
     [Fact]
     public async Task ConcurrentRequestsAreBatchedAndEachGetsItsOwnAnswer()
     {
@@ -223,7 +234,10 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         Assert.True(passes < 12, $"12 concurrent images ran in {passes} forward passes: no batching");
     }
 
-    /// <summary>A run's metrics.jsonl as server-sent events: the lines already there, then a line appended while the stream is open.</summary>
+    /// <summary>
+    /// A run's metrics.jsonl as server-sent events: the lines already there, then a line appended while the stream is
+    /// open.
+    /// </summary>
     [Fact]
     public async Task ARunsMetricsStreamAsServerSentEvents()
     {
@@ -251,7 +265,9 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
     }
 }
 
-/// <summary>`serve --codes`: the neighbours are the Hamming search over §6.1's codes of the store, and the answer says so.</summary>
+/// <summary>
+/// `serve --codes`: the neighbours are the Hamming search over §6.1's codes of the store, and the answer says so.
+/// </summary>
 public class ServeOnCodesTests
 {
     [Fact]

@@ -10,12 +10,16 @@ using Xunit;
 
 namespace AlexNet.Tests.Serving;
 
-/// <summary>The page in a real browser: Debian's chromium, headless, driven by Playwright (no browser is downloaded).</summary>
+/// <summary>
+/// The page in a real browser: Debian's chromium, headless, driven by Playwright (no browser is downloaded).
+/// </summary>
 public class ServePageTests
 {
     private static string? Chromium() => new[] { "/usr/lib/chromium/chromium", "/usr/bin/chromium" }.FirstOrDefault(File.Exists);
 
-    /// <summary>Where the screenshot goes: artifacts/test/ of the repository (ignored by git), or the test's folder.</summary>
+    /// <summary>
+    /// Where the screenshot goes: artifacts/test/ of the repository (ignored by git), or the test's folder.
+    /// </summary>
     private static string Artefact(string name)
     {
         DirectoryInfo? d = new(AppContext.BaseDirectory);

@@ -39,7 +39,10 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
         return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
     }
 
-    /// <summary>2,000 requests from 32 clients: no errors, every answer the single-image prediction, memory flat after the first 500.</summary>
+    /// <summary>
+    /// 2,000 requests from 32 clients: no errors, every answer the single-image prediction, memory flat after the first
+    /// 500.
+    /// </summary>
     [Fact]
     public async Task TwoThousandRequestsFromThirtyTwoClientsAllRightWithFlatMemory()
     {
@@ -71,7 +74,9 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
         Assert.True(server.Metrics.BatchSize.Sum / server.Metrics.BatchSize.Count > 1.5, "32 clients were not batched");
     }
 
-    /// <summary>A JPEG of noise, width×height: slow to decode, quick to make (TestData.Encode sets pixels one by one).</summary>
+    /// <summary>
+    /// A JPEG of noise, width×height: slow to decode, quick to make (TestData.Encode sets pixels one by one).
+    /// </summary>
     private static byte[] Noise(int width, int height)
     {
         using var bitmap = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(width, height, SkiaSharp.SKColorType.Rgba8888, SkiaSharp.SKAlphaType.Opaque));
@@ -80,9 +85,8 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
         return data.ToArray();
     }
 
-    /// <summary>
-    /// A stop (what Ctrl-C or SIGTERM asks of the host) while requests are in flight: each accepted request is answered,
-    /// then the server is gone. (The CLI's exit code 0 on SIGTERM was checked by hand: docs/serving.md.)
+    /// <summary> A stop (what Ctrl-C or SIGTERM asks of the host) while requests are in flight: each accepted request
+    /// is answered, then the server is gone. (The CLI's exit code 0 on SIGTERM was checked by hand: docs/serving.md.)
     /// </summary>
     [Fact]
     public async Task AStopDrainsInFlightRequests()

@@ -10,7 +10,10 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Training;
 
-/// <summary>train --init-from: the checkpoint's weights in, fc8 kept or re-initialised, --freeze features, --pretrained-lr-factor.</summary>
+/// <summary>
+/// train --init-from: the checkpoint's weights in, fc8 kept or re-initialised, --freeze features,
+/// --pretrained-lr-factor.
+/// </summary>
 public class FineTuningTests
 {
     private static TrainOptions Source => new()

@@ -7,7 +7,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Training;
 
-/// <summary>mixup and CutMix checked by hand: the blend, the box, λ, the second labels, the loss, Beta's moments.</summary>
+/// <summary>
+/// mixup and CutMix checked by hand: the blend, the box, λ, the second labels, the loss, Beta's moments.
+/// </summary>
 public class MixingTests
 {
     [Fact]

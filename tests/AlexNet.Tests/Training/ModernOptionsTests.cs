@@ -6,7 +6,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Training;
 
-/// <summary>The options a modern reference trainer has (none of them the paper's), each against a hand computation.</summary>
+/// <summary>
+/// The options a modern reference trainer has (none of them the paper's), each against a hand computation.
+/// </summary>
 public class ModernOptionsTests
 {
     [Fact]

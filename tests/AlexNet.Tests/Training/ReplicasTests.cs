@@ -7,7 +7,9 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Training;
 
-/// <summary>`--replicas`: a batch split across copies of the net on their own threads takes §5's step of the whole batch.</summary>
+/// <summary>
+/// `--replicas`: a batch split across copies of the net on their own threads takes §5's step of the whole batch.
+/// </summary>
 public class ReplicasTests
 {
     private static Architecture Small(double dropout) => Variants.Get(Variants.Small, classes: 10, inputChannels: 1) with { Dropout = dropout };

@@ -9,7 +9,9 @@ using Xunit;
 
 namespace AlexNet.Tests.Training;
 
-/// <summary>How a run starts, stops and resumes: limits, ignored options, the run folder, the typed metrics log.</summary>
+/// <summary>
+/// How a run starts, stops and resumes: limits, ignored options, the run folder, the typed metrics log.
+/// </summary>
 public class RunControlTests
 {
     private static readonly MachineOptions TwoThreads = new(2);
@@ -117,7 +119,9 @@ public class RunControlTests
     }
 }
 
-/// <summary>--val-split: choose on records held out of the training set; the test set is scored once, at the end.</summary>
+/// <summary>
+/// --val-split: choose on records held out of the training set; the test set is scored once, at the end.
+/// </summary>
 public class HeldOutSplitTests
 {
     [Fact]
@@ -149,7 +153,8 @@ public class HeldOutSplitTests
         TrainResult r = Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
         // 56 training images: 4 steps of 16 (the last of 8).
         Assert.Equal(4, r.Steps);
-        // The epoch's validation is the held-out part: recomputed on those 24 records of the training store, it matches.
+        // The epoch's validation is the held-out part: recomputed on those 24 records of the training store, it
+        // matches.
         (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["run/last.ckpt"]);
         using (model)
         {

@@ -103,7 +103,8 @@ public class RunFolderTests
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 72, 16);   // 5 steps per epoch
         Trainer.Fit(Tiny with { MaxSteps = 2 }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
-        // A crash after step 4 was logged, the checkpoint still at step 2, and a disk that filled during the next append.
+        // A crash after step 4 was logged, the checkpoint still at step 2, and a disk that filled during the next
+        // append.
         string log = dir["run/metrics.jsonl"];
         File.AppendAllText(log, "{\"kind\":\"step\",\"epoch\":1,\"step\":4,\"stepInEpoch\":4,\"stepsPerEpoch\":5,\"loss\":1,\"top1Error\":0.5," +
             "\"top5Error\":0,\"lr\":0.01,\"imagesPerSecond\":100}\n{\"kind\":\"step\",\"epo");

@@ -38,7 +38,9 @@ public class TrainingTests
         }
     }
 
-    /// <summary>The one-pass CPU update against the rule as libtorch's four operations, over steps with an ε change.</summary>
+    /// <summary>
+    /// The one-pass CPU update against the rule as libtorch's four operations, over steps with an ε change.
+    /// </summary>
     [Fact]
     public void TheFusedUpdateMatchesLibtorchsOperationsAndZeroesTheGradient()
     {
@@ -69,7 +71,9 @@ public class TrainingTests
         }
     }
 
-    /// <summary>The same rule as libtorch's operations (fused: false) also leaves ∂L/∂w zero, as the training step relies on.</summary>
+    /// <summary>
+    /// The same rule as libtorch's operations (fused: false) also leaves ∂L/∂w zero, as the training step relies on.
+    /// </summary>
     [Fact]
     public void TheLibtorchPathOfTheRuleAlsoZeroesTheGradient()
     {

@@ -25,8 +25,8 @@ public static unsafe class FullyConnected
 
     static FullyConnected()
     {
-        // The OpenMP runtime oneDNN was built against (the system's libgomp, not libtorch's private copy) runs its threads.
-        // dnnl_sgemm's C signature is the same in oneDNN 2 (Debian 12's libdnnl2) and 3.
+        // The OpenMP runtime oneDNN was built against (the system's libgomp, not libtorch's private copy) runs its
+        // threads. dnnl_sgemm's C signature is the same in oneDNN 2 (Debian 12's libdnnl2) and 3.
         if (Avx512F.IsSupported && (NativeLibrary.TryLoad("libdnnl.so.2", out nint dnnl) || NativeLibrary.TryLoad("libdnnl.so.3", out dnnl))
             && NativeLibrary.TryGetExport(dnnl, "dnnl_sgemm", out nint sgemm)
             && NativeLibrary.TryLoad("libgomp.so.1", out nint gomp) && NativeLibrary.TryGetExport(gomp, "omp_set_num_threads", out nint threads))

@@ -18,7 +18,9 @@ public static class FusedStage
 {
     public static bool Supports(Tensor x) => Planes.Supports(x);
 
-    /// <summary>relu → LRN → max-pool(window, stride) of a conv output; with <paramref name="p"/> null, relu → max-pool.</summary>
+    /// <summary>
+    /// relu → LRN → max-pool(window, stride) of a conv output; with <paramref name="p"/> null, relu → max-pool.
+    /// </summary>
     public static Tensor Apply(Tensor x, LrnParams? p, int window, int stride)
     {
         if (!torch.is_grad_enabled() || !x.requires_grad)

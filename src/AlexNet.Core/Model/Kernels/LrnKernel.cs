@@ -20,7 +20,9 @@ using System.Runtime.Intrinsics.X86;
 
 namespace AlexNet.Model.Kernels;
 
-/// <summary>Where the forward pass puts each channel's b: straight into the output, or into scratch that a pooling pass reads.</summary>
+/// <summary>
+/// Where the forward pass puts each channel's b: straight into the output, or into scratch that a pooling pass reads.
+/// </summary>
 internal unsafe interface IPlaneSink
 {
     /// <summary>Where channel <paramref name="c"/>'s b goes.</summary>
@@ -30,7 +32,9 @@ internal unsafe interface IPlaneSink
     void Written(int c, float* b);
 }
 
-/// <summary>Where the backward pass reads ∂L/∂b of a channel: the output gradient, or the pooled gradient scattered back.</summary>
+/// <summary>
+/// Where the backward pass reads ∂L/∂b of a channel: the output gradient, or the pooled gradient scattered back.
+/// </summary>
 internal unsafe interface IPlaneGradient
 {
     /// <summary>∂L/∂b of channel <paramref name="c"/>, one plane.</summary>
@@ -152,7 +156,8 @@ internal static unsafe class LrnKernel
             Planes.Add(ratios, R(j), plane);
         }
 
-        // ∂a = t − 2αβ·a·Σ r, then the activation's derivative; the Σ r window moves on by one channel in the same pass.
+        // ∂a = t − 2αβ·a·Σ r, then the activation's derivative; the Σ r window moves on by one channel in the same
+        // pass.
         var twoAlphaBeta = new Vector<float>((float)(2 * p.SumScale * p.Beta));
         for (int c = from; c < to; c++)
         {
@@ -175,7 +180,9 @@ internal static unsafe class LrnKernel
         }
     }
 
-    /// <summary>acc += f(entering)² − f(leaving)² over one plane (the window's first channels, before a pass's loop).</summary>
+    /// <summary>
+    /// acc += f(entering)² − f(leaving)² over one plane (the window's first channels, before a pass's loop).
+    /// </summary>
     private static void Roll<TAct>(float* acc, float* entering, float* leaving, int plane)
         where TAct : IActivation
     {
@@ -203,7 +210,10 @@ internal static unsafe class LrnKernel
             ThreeQuarters = Beta == 0.75f;
         }
 
-        /// <summary>s = k + α Σ a²; max(Σ, 0) because the rolling sum may dip a rounding error below zero when large values leave.</summary>
+        /// <summary>
+        /// s = k + α Σ a²; max(Σ, 0) because the rolling sum may dip a rounding error below zero when large values
+        /// leave.
+        /// </summary>
         public Vector<float> Scale(Vector<float> squares) => _k + _alpha * Vector.Max(squares, Vector<float>.Zero);
 
         /// <summary>(s^−β, s^−β/s): the forward's divisor and the factor of the cross-channel gradient term.</summary>

@@ -14,19 +14,29 @@ namespace AlexNet.Model.Kernels;
 
 internal static unsafe class Planes
 {
-    /// <summary>Floats past a scratch plane's end: the vector loops read up to a vector beyond a plane's last element.</summary>
+    /// <summary>
+    /// Floats past a scratch plane's end: the vector loops read up to a vector beyond a plane's last element.
+    /// </summary>
     public static int Pad => 2 * Vector<float>.Count;
 
-    /// <summary>The kernels run on contiguous 4-d float32 CPU tensors; anything else takes libtorch's operations.</summary>
+    /// <summary>
+    /// The kernels run on contiguous 4-d float32 CPU tensors; anything else takes libtorch's operations.
+    /// </summary>
     public static bool Supports(Tensor t) => IsCpuFloat32(t) && t.dim() == 4;
 
-    /// <summary>A float32 tensor in CPU memory: what every hand-written or directly called CPU kernel here reads.</summary>
+    /// <summary>
+    /// A float32 tensor in CPU memory: what every hand-written or directly called CPU kernel here reads.
+    /// </summary>
     public static bool IsCpuFloat32(Tensor t) => t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32;
 
-    /// <summary>Images processed in parallel: libtorch's own thread count (Compute.UseThreads sets both at once).</summary>
+    /// <summary>
+    /// Images processed in parallel: libtorch's own thread count (Compute.UseThreads sets both at once).
+    /// </summary>
     public static int Threads => Math.Max(1, torch.get_num_threads());
 
-    /// <summary>The first float of a contiguous CPU tensor; libtorch keeps the storage alive while the tensor lives.</summary>
+    /// <summary>
+    /// The first float of a contiguous CPU tensor; libtorch keeps the storage alive while the tensor lives.
+    /// </summary>
     public static float* Ptr(Tensor t) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
     public static int* IntPtr(Tensor t) => (int*)Ptr(t);
@@ -100,7 +110,10 @@ internal unsafe readonly struct Scratch : IDisposable
     public void Dispose() => NativeMemory.AlignedFree(_base);
 }
 
-/// <summary>The non-linearity a kernel applies to its input first: none (the §3.3 layer alone), or §3.1's ReLU (the fused stage).</summary>
+/// <summary>
+/// The non-linearity a kernel applies to its input first: none (the §3.3 layer alone), or §3.1's ReLU (the fused
+/// stage).
+/// </summary>
 internal interface IActivation
 {
     /// <summary>a = f(x).</summary>
