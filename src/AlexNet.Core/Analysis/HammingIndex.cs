@@ -258,7 +258,10 @@ public sealed class HammingIndex
         return steps * 8 / words;
     }
 
-    /// <summary>Distances512 on 4 words per step (AVX2).</summary>
+    /// <summary>
+    /// Distances512 on 4 words per step (AVX2). A twin of it by design: the intrinsics (vpshufb, vpsadbw) exist per
+    /// width, and a generic Vector&lt;T&gt; version would lose both shuffles.
+    /// </summary>
     internal static unsafe int Distances256(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes, int words, Span<int> distances)
     {
         Span<ulong> repeated = stackalloc ulong[4];

@@ -67,6 +67,8 @@ public static class PeakProbe
         return (elapsed, 2.0 * 12 * lanes * iterations * threads);
     }
 
+    // Loop256 and Loop512 are twins on purpose: twelve independent FMA chains at one vector width each, written out so
+    // that the JIT keeps them in registers (a loop over an array of accumulators would measure loads and stores).
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static double Loop256(long iterations)
     {

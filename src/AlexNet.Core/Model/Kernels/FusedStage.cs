@@ -50,6 +50,8 @@ public static class FusedStage
 
     private sealed record StageArgs(LrnParams? P, int Window, int Stride);
 
+    // The same autograd glue as LocalResponseNorm's LrnFunction (save the input and what the backward needs, hand
+    // both to the kernel, free the saved wrappers): TorchSharp's custom functions have no base to share it in.
     private sealed class StageFunction : autograd.SingleTensorFunction<StageFunction>
     {
         public override string Name => "AlexNetReluLrnPool";   // or ReLU → pool where P is null
