@@ -1,5 +1,4 @@
 using System;
-using System.IO;
 using System.Runtime.InteropServices;
 using System.Threading;
 
@@ -27,15 +26,6 @@ internal sealed class StopSignal : IDisposable
 
     public StopSignal()
     {
-        // The console set up now, not by the handler's first line: in a quiet MPI rank that line was the process's first
-        // console use, so .NET initialised the terminal on the signal thread while the rank ran native code. Both
-        // corruptions of #28.1 seen after the handlers were made permanent struck rank 1 just then (2 of 103 signalled
-        // stops); with the console set up first, 0 of 100 (docs/scale-out.md; not yet conclusive). A zero-byte write
-        // initialises it and prints nothing.
-        using (Stream stderr = Console.OpenStandardError())
-        {
-            stderr.Write(ReadOnlySpan<byte>.Empty);
-        }
         lock (Gate)
         {
             s_interrupt ??= PosixSignalRegistration.Create(PosixSignal.SIGINT, c => Dispatch(c, 130));
