@@ -134,6 +134,7 @@ internal static class CodesCommand
             (RetrievalScore exact, long[][] exactNeighbours) = RetrievalEvaluation.Exact(db, dbLabels, queryRows, queryLabels, r.GetValue(k));
             var scores = new List<RetrievalScore> { exact };
             using FeatureMatrix? dbPixels = r.GetValue(pixels) ? BinaryCodes.PixelFeatures(dbStore, dbStore.Count) : null;
+            float[]? dbPixelRows = dbPixels?.Rows(0, checked((int)dbPixels.Count)).ToArray();   // once, not per length and seed
             float[]? queryPixels = null;
             if (dbPixels is not null)
             {
@@ -171,8 +172,7 @@ internal static class CodesCommand
                     }
                     if (dbPixels is not null)
                     {
-                        float[] all = dbPixels.Rows(0, checked((int)dbPixels.Count)).ToArray();
-                        BinaryCoder coder = BinaryCodes.TrainAutoencoder(all, dbPixels.Dimensions, b, seed, r.GetValue(epochs));
+                        BinaryCoder coder = BinaryCodes.TrainAutoencoder(dbPixelRows!, dbPixels.Dimensions, b, seed, r.GetValue(epochs));
                         Report(RetrievalEvaluation.Score(coder, seed, dbPixels, dbLabels, queryPixels!, queryLabels, exactNeighbours, r.GetValue(k),
                             Keep("autoencoder on pixels", b, seed)) with
                         { Method = "autoencoder on pixels" });

@@ -27,6 +27,9 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
 {
     public int Words => Bits / 64;
 
+    /// <summary>Rows per product: memory stays at one block whatever N is.</summary>
+    private const int EncodeBlock = 8192;
+
     /// <summary>
     /// Packed codes of N rows of features (N×D): N × Words ulongs, bit b of a row set where its unit b is on.
     /// </summary>
@@ -38,27 +41,11 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
         }
         int n = features.Length / Dimensions;
         var codes = new ulong[n * Words];
-        using var scope = NewDisposeScope();
-        using Tensor w = tensor(Weights, new long[] { Dimensions, Bits });
-        using Tensor mean = tensor(Mean), std = tensor(Std), bias = tensor(Bias);
-        const int block = 8192;   // rows per product: memory stays at one block whatever N is
-        for (int start = 0; start < n; start += block)
+        using Projection p = Project();
+        for (int start = 0; start < n; start += EncodeBlock)
         {
-            using var step = NewDisposeScope();
-            int rows = Math.Min(block, n - start);
-            Tensor x = tensor(features.Slice(start * Dimensions, rows * Dimensions).ToArray(), new long[] { rows, Dimensions });
-            bool[] on = ((x - mean) / std).matmul(w).add_(bias).gt(0).data<bool>().ToArray();
-            for (int i = 0; i < rows; i++)
-            {
-                Span<ulong> code = codes.AsSpan((start + i) * Words, Words);
-                for (int b = 0; b < Bits; b++)
-                {
-                    if (on[i * Bits + b])
-                    {
-                        code[b / 64] |= 1UL << (b % 64);
-                    }
-                }
-            }
+            int rows = Math.Min(EncodeBlock, n - start);
+            p.Encode(features.Slice(start * Dimensions, rows * Dimensions), codes.AsSpan(start * Words, rows * Words));
         }
         return codes;
     }
@@ -71,13 +58,50 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
             throw new ArgumentException($"the feature file holds {features.Dimensions}-d features, this coder was trained on {Dimensions}-d ones (another net or layer).");
         }
         var codes = new ulong[checked((int)features.Count * Words)];
-        const int block = 8192;
-        for (long start = 0; start < features.Count; start += block)
+        using Projection p = Project();
+        for (long start = 0; start < features.Count; start += EncodeBlock)
         {
-            int rows = (int)Math.Min(block, features.Count - start);
-            Encode(features.Rows(start, rows)).CopyTo(codes.AsSpan((int)start * Words));
+            int rows = (int)Math.Min(EncodeBlock, features.Count - start);
+            p.Encode(features.Rows(start, rows), codes.AsSpan((int)start * Words, rows * Words));
         }
         return codes;
+    }
+
+    private Projection Project() => new(this);
+
+    /// <summary>The coder's arrays as tensors, made once for all the blocks of an encoding.</summary>
+    private sealed class Projection(BinaryCoder coder) : IDisposable
+    {
+        private readonly Tensor _w = tensor(coder.Weights, new long[] { coder.Dimensions, coder.Bits });
+        private readonly Tensor _mean = tensor(coder.Mean), _std = tensor(coder.Std), _bias = tensor(coder.Bias);
+
+        /// <summary>The packed codes of one block of rows into <paramref name="codes"/> (rows × Words, zeroed).</summary>
+        public void Encode(ReadOnlySpan<float> block, Span<ulong> codes)
+        {
+            using var scope = NewDisposeScope();
+            int rows = block.Length / coder.Dimensions, bits = coder.Bits, words = coder.Words;
+            Tensor x = tensor(block.ToArray(), new long[] { rows, coder.Dimensions });
+            bool[] on = ((x - _mean) / _std).matmul(_w).add_(_bias).gt(0).data<bool>().ToArray();
+            for (int i = 0; i < rows; i++)
+            {
+                Span<ulong> code = codes.Slice(i * words, words);
+                for (int b = 0; b < bits; b++)
+                {
+                    if (on[i * bits + b])
+                    {
+                        code[b / 64] |= 1UL << (b % 64);
+                    }
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            foreach (Tensor t in new[] { _w, _mean, _std, _bias })
+            {
+                t.Dispose();
+            }
+        }
     }
 
     /// <summary>

@@ -17,8 +17,8 @@ public sealed class TensorBoardLog(string directory, ITrainingProgress inner) : 
 
     public void EpochStarted(int epoch, int epochs, int stepsPerEpoch, int stepsDone) => inner.EpochStarted(epoch, epochs, stepsPerEpoch, stepsDone);
 
-    // Step and EpochEnded repeat add_scalar on purpose: one line per TensorBoard tag, as metrics.jsonl names them, so a
-    // reader finds each curve's tag by searching for it.
+    // Step and EpochEnded repeat add_scalar on purpose: one line per TensorBoard tag, so a reader finds each curve's
+    // tag by searching for it.
     public void Step(StepMetrics m)
     {
         int step = (int)m.Step;

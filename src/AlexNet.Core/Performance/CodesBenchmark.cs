@@ -101,7 +101,7 @@ public static class CodesBenchmark
         using FeatureMatrix features = Retrieval.Open(featureFile);
         long bytes = features.Count * features.Dimensions * 4L;
         var costs = new List<SearchCost>();
-        set_num_threads(threads);
+        Compute.UseThreads(threads);
         foreach (int n in new[] { 1, batch })
         {
             using Tensor q = randn(n, features.Dimensions);

@@ -3,7 +3,6 @@
 // asks an engine for a step, for the net's outputs when it validates, and to save or load a checkpoint; only
 // StepEngine.For knows which engine runs. Whatever the engine, a checkpoint is the grouped net's, interchangeable.
 using System;
-using System.Collections.Generic;
 using System.Linq;
 using AlexNet.Model;
 using static TorchSharp.torch;
@@ -81,8 +80,6 @@ public static class StepEngine
     /// </summary>
     private sealed class ReplicaSteps(Replicas replicas) : IStepEngine
     {
-        private readonly Single _single = new(replicas.Net);
-
         public nn.Module<Tensor, Tensor> Net => replicas.Net;
 
         public (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs, Tensor labels, StepSettings s, Mix? mix) =>
@@ -95,9 +92,9 @@ public static class StepEngine
         {
         }
 
-        public void Save(string path, RunState state, AlexNetModel m, PaperSgd sgd, WeightEma? ema) => _single.Save(path, state, m, sgd, ema);
+        public void Save(string path, RunState state, AlexNetModel m, PaperSgd sgd, WeightEma? ema) => Checkpoint.Save(path, state, m, sgd, ema);
 
-        public void Load(string path, RunState saved, AlexNetModel m, PaperSgd sgd, WeightEma? ema) => _single.Load(path, saved, m, sgd, ema);
+        public void Load(string path, RunState saved, AlexNetModel m, PaperSgd sgd, WeightEma? ema) => Checkpoint.LoadInto(path, saved, m, sgd, ema);
 
         public void Dispose() => replicas.Dispose();
     }

@@ -9,13 +9,11 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
-using System.Text.Json;
 using System.Threading;
 using AlexNet.Data;
 using AlexNet.Distributed;
 using AlexNet.Evaluation;
 using AlexNet.Model;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AlexNet.Training;

@@ -10,7 +10,6 @@ using System.Text.Json;
 using System.Threading;
 using AlexNet.Data;
 using AlexNet.Distributed;
-using AlexNet.Evaluation;
 using AlexNet.Model;
 using TorchSharp;
 using static TorchSharp.torch;
