@@ -22,7 +22,7 @@ internal static class BenchCommand
         var classes = new Option<int>("--classes") { Description = "Classes.", DefaultValueFactory = _ => 1000 };
         var channels = new Option<int>("--channels") { Description = "Input channels.", DefaultValueFactory = _ => 3 };
         Option<string> device = Cli.DeviceOption();
-        Option<string> precision = Cli.PrecisionOption();
+        Option<string> precision = Cli.PrecisionOption(inference: true);
         var towers = new Option<string?>("--towers") { Description = "§3.2: time the net as two towers on these two devices, e.g. cpu,cpu (paper and small)." };
         var concurrentTowers = new Option<bool>("--concurrent-towers") { Description = "With --towers: the two towers' forward work at the same time, --threads split between them." };
         var replicas = new Option<int>("--replicas") { Description = Cli.ReplicasDescription, DefaultValueFactory = _ => 1 };
@@ -54,6 +54,8 @@ internal static class BenchCommand
         command.Options.Add(prepareScript);
         var onnxPeer = new Option<bool>("--onnx-peer") { Description = "Inference of the net (--models or --model) exported to ONNX and run by ONNX Runtime, same weights, batch and threads, alternating --rounds with ours; the ratio." };
         command.Options.Add(onnxPeer);
+        Option<string> engine = Cli.EngineOption();
+        command.Options.Add(engine);
         var json = new Option<string?>("--json") { Description = "Also write the results to this JSON file (throughput runs and --peer)." };
         foreach (Option o in new Option[] { peer, models, rounds, peerScript, peerPython, peerChannelsLast, json })
         {
@@ -66,10 +68,15 @@ internal static class BenchCommand
             {
                 return PreparePeer.Run(prepareRoot, r.GetValue(threads), r.GetValue(rounds), r.GetValue(peerPython)!, r.GetValue(prepareScript)!, r.GetValue(json));
             }
+            if (!r.GetValue(onnxPeer) && LowPrecision.Parse(r.GetValue(precision)!) == Precision.Int8)
+            {
+                throw new UserError("--precision int8 times inference only: add --onnx-peer (ours against ONNX Runtime, both int8, with our float32 beside them).");
+            }
             if (r.GetValue(onnxPeer))
             {
                 string[] nets = (r.GetValue(models) ?? r.GetValue(model)!).Split(',', System.StringSplitOptions.RemoveEmptyEntries | System.StringSplitOptions.TrimEntries);
-                return OnnxPeer(nets, r.GetValue(batch), r.GetValue(threads), r.GetValue(steps), r.GetValue(rounds), r.GetValue(classes), r.GetValue(channels), r.GetValue(json));
+                return OnnxPeer(nets, r.GetValue(batch), r.GetValue(threads), r.GetValue(steps), r.GetValue(rounds), r.GetValue(classes), r.GetValue(channels),
+                    LowPrecision.Parse(r.GetValue(precision)!), OneDnnNet.ParseEngine(r.GetValue(engine)!), r.GetValue(json));
             }
             if (r.GetValue(peer))
             {
@@ -187,13 +194,17 @@ internal static class BenchCommand
     }
 
     /// <summary>
-    /// `bench --onnx-peer`: our inference against ONNX Runtime's on the same exported weights, alternating rounds.
+    /// `bench --onnx-peer`: our inference against ONNX Runtime's on the same exported weights, alternating rounds;
+    /// under --precision int8 both run the same QDQ file and our float32 is timed beside them.
     /// </summary>
-    private static int OnnxPeer(string[] nets, int batch, int threads, int steps, int rounds, int classes, int channels, string? json)
+    private static int OnnxPeer(string[] nets, int batch, int threads, int steps, int rounds, int classes, int channels, Precision precision,
+        InferenceEngine engine, string? json)
     {
-        var table = new Table().Title($"inference, batch {batch}, {threads} threads, {rounds} alternating rounds (medians)")
+        bool int8 = precision == Precision.Int8;
+        PeakRate peak = PeakProbe.Measure(threads);
+        var table = new Table().Title($"inference {precision.ToString().ToLowerInvariant()}, batch {batch}, {threads} threads, {rounds} alternating rounds (medians); oneDNN {OneDnnNet.Isa}")
             .AddColumn("net").AddColumn(new TableColumn("ours img/s").RightAligned()).AddColumn(new TableColumn("ONNX Runtime img/s").RightAligned())
-            .AddColumn(new TableColumn("ours / ORT").RightAligned());
+            .AddColumn(new TableColumn("ours / ORT").RightAligned()).AddColumn(new TableColumn(int8 ? "int8 / our fp32" : "of FMA peak").RightAligned());
         var results = new System.Collections.Generic.List<OnnxPeerResult>();
         string temp = System.IO.Directory.CreateTempSubdirectory("alexnet-onnx-peer").FullName;
         try
@@ -201,12 +212,16 @@ internal static class BenchCommand
             foreach (string name in nets)
             {
                 Architecture arch = Variants.Get(name, classes, channels);
-                var perRound = Benchmark.VersusOnnxRuntime(arch, batch, threads, steps, rounds, System.IO.Path.Combine(temp, name + ".onnx"));
+                var perRound = Benchmark.VersusOnnxRuntime(arch, batch, threads, steps, rounds, System.IO.Path.Combine(temp, name + ".onnx"), precision, engine);
                 double ours = Benchmark.Median(perRound.Select(p => p.Ours).ToList()), ort = Benchmark.Median(perRound.Select(p => p.OnnxRuntime).ToList());
                 double ratio = Benchmark.Median(perRound.Select(p => p.Ours / p.OnnxRuntime).ToList());
+                double? overFp32 = int8 ? Benchmark.Median(perRound.Select(p => p.Ours / p.OursFp32!.Value).ToList()) : null;
+                double gflops = ours * 2 * ModelSummary.Of(arch).MultiplyAdds / 1e9;
                 table.AddRow(name, ours.ToString("F1", CultureInfo.InvariantCulture), ort.ToString("F1", CultureInfo.InvariantCulture),
-                    (ratio < 1 ? "[red]" : "") + ratio.ToString("F2", CultureInfo.InvariantCulture) + "×" + (ratio < 1 ? "[/]" : ""));
-                results.Add(new OnnxPeerResult(name, batch, threads, Compute.CpuDescription(), perRound.Select(p => new InferenceRound(p.Ours, p.OnnxRuntime)).ToArray(), ours, ort, ratio));
+                    (ratio < 1 ? "[red]" : "") + ratio.ToString("F2", CultureInfo.InvariantCulture) + "×" + (ratio < 1 ? "[/]" : ""),
+                    overFp32 is double o ? o.ToString("F2", CultureInfo.InvariantCulture) + "×" : (gflops / peak.Gflops).ToString("P0", CultureInfo.InvariantCulture));
+                results.Add(new OnnxPeerResult(name, precision.ToString().ToLowerInvariant(), batch, threads, Compute.CpuDescription(), OneDnnNet.Isa, perRound.ToArray(), ours, ort, ratio,
+                    overFp32, gflops, peak.Gflops));
                 System.IO.File.Delete(System.IO.Path.Combine(temp, name + ".onnx"));
             }
         }
@@ -215,6 +230,7 @@ internal static class BenchCommand
             System.IO.Directory.Delete(temp, recursive: true);
         }
         AnsiConsole.Write(table);
+        AnsiConsole.MarkupLineInterpolated($"FMA peak {peak.Gflops:F0} GFLOP/s ({peak.Vectors}, {threads} threads); ours runs on {(engine == InferenceEngine.Libtorch ? "libtorch" : "oneDNN where it serves the net")}.");
         if (json is not null)
         {
             Json.Write(json, results);
@@ -222,10 +238,10 @@ internal static class BenchCommand
         return 0;
     }
 
-    /// <summary>One alternating round of `bench --onnx-peer`: images per second of ours and of ONNX Runtime.</summary>
-    internal sealed record InferenceRound(double Ours, double OnnxRuntime);
-
-    /// <summary>`bench --onnx-peer`'s result for one net (medians over the rounds), as written to --json.</summary>
-    internal sealed record OnnxPeerResult(string Net, int Batch, int Threads, string Cpu, InferenceRound[] Rounds, double Ours, double OnnxRuntime,
-        double Ratio);
+    /// <summary>
+    /// `bench --onnx-peer`'s result for one net (medians over the rounds), as written to --json. GFLOP/s counts a
+    /// multiply-add as 2 operations, int8 or float.
+    /// </summary>
+    internal sealed record OnnxPeerResult(string Net, string Precision, int Batch, int Threads, string Cpu, string OneDnnIsa, Benchmark.InferenceRound[] Rounds,
+        double Ours, double OnnxRuntime, double Ratio, double? Int8OverFp32, double OursGflops, double FmaPeakGflops);
 }

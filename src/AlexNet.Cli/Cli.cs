@@ -31,14 +31,25 @@ internal static class Cli
 
     private const string PrecisionText = "Not in the paper: fp32, or bf16 = the conv and FC products in bfloat16 from float32 weights (fast where lscpu shows avx512_bf16)";
 
+    private const string Int8Text = ", or int8 = a checkpoint `alexnet quantize` wrote, on oneDNN's int8 kernels (VNNI where lscpu shows avx512_vnni or avx_vnni)";
+
     public const string ReplicasDescription = "Not in the paper (One weird trick's data parallelism, in one process): split each batch across this many copies of the net, each on its own thread(s) of --threads, their gradients added in a fixed order (a machine setting).";
 
-    public static Option<string> PrecisionOption() => new("--precision") { Description = PrecisionText + ".", DefaultValueFactory = _ => "fp32" };
+    /// <param name="inference">Whether int8 is offered (inference only: `bench --onnx-peer`).</param>
+    public static Option<string> PrecisionOption(bool inference = false) =>
+        new("--precision") { Description = PrecisionText + (inference ? Int8Text + " (with --onnx-peer)" : "") + ".", DefaultValueFactory = _ => "fp32" };
 
     /// <summary>--precision for commands that load a checkpoint: absent = the precision the run trained in.</summary>
-    public static Option<string?> CheckpointPrecisionOption() => new("--precision") { Description = PrecisionText + "; default: the run's own." };
+    public static Option<string?> CheckpointPrecisionOption() => new("--precision") { Description = PrecisionText + Int8Text + "; default: the run's own." };
 
     public static Precision? PrecisionOrNull(string? name) => name is null ? null : LowPrecision.Parse(name);
+
+    /// <summary>--engine: what runs inference on the CPU (Model/Kernels/OneDnnNet.cs).</summary>
+    public static Option<string> EngineOption() => new("--engine")
+    {
+        Description = "What runs inference on the CPU: auto = oneDNN's primitives (Debian's libdnnl2) where they serve the net, else libtorch; libtorch; onednn.",
+        DefaultValueFactory = _ => "auto",
+    };
 
     /// <summary>
     /// A comma-separated flag value ("30,60,80"), each item parsed invariantly; a bad item names the flag.

@@ -25,16 +25,18 @@ internal static class EvalCommand
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         Option<string> device = Cli.DeviceOption();
         Option<string?> precision = Cli.CheckpointPrecisionOption();
+        Option<string> engine = Cli.EngineOption();
         var command = new Command("eval", "Evaluate checkpoints: top-1/top-5 error with the centre crop and with 10-crop averaging.")
         {
-            checkpoint, ensemble, data, views, weights, json, batch, threads, device, precision,
+            checkpoint, ensemble, data, views, weights, json, batch, threads, device, precision, engine,
         };
         command.SetAction(r => Cli.Run(() =>
         {
             string[] paths = (r.GetValue(checkpoint) ?? Array.Empty<string>()).Concat(r.GetValue(ensemble) ?? Array.Empty<string>()).ToArray();
             Compute.UseThreads(r.GetValue(threads));
             using Ensemble nets = Ensemble.Load(paths, averagedWeights: r.GetValue(weights) == "ema", Compute.ResolveDevice(r.GetValue(device)!),
-                Cli.PrecisionOrNull(r.GetValue(precision)));
+                Cli.PrecisionOrNull(r.GetValue(precision)), AlexNet.Model.Kernels.OneDnnNet.ParseEngine(r.GetValue(engine)!));
+            AnsiConsole.MarkupLineInterpolated($"Inference on {nets.Models[0].Engine?.Summary ?? "libtorch (the modules)"}.");
             List<EvalResult> results = TestPipeline.Evaluate(nets, r.GetValue(data)!, Enum.Parse<ViewSet>(r.GetValue(views)!, ignoreCase: true),
                 r.GetValue(batch), m => AnsiConsole.MarkupLineInterpolated($"{m}"));
             Print(results);

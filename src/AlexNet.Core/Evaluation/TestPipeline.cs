@@ -52,7 +52,9 @@ public sealed class Ensemble : IDisposable
     /// <param name="averagedWeights">Each run's weight average (--ema) instead of its weights.</param>
     /// <param name="device">Where the nets run (null: the CPU).</param>
     /// <param name="precision">The products' number format (null: each run's own).</param>
-    public static Ensemble Load(IReadOnlyList<string> checkpoints, bool averagedWeights = false, TorchSharp.torch.Device? device = null, Precision? precision = null)
+    /// <param name="engine">What runs inference on the CPU (Model/Kernels/OneDnnNet.cs).</param>
+    public static Ensemble Load(IReadOnlyList<string> checkpoints, bool averagedWeights = false, TorchSharp.torch.Device? device = null, Precision? precision = null,
+        AlexNet.Model.Kernels.InferenceEngine engine = AlexNet.Model.Kernels.InferenceEngine.Auto)
     {
         if (checkpoints.Count == 0)
         {
@@ -64,7 +66,7 @@ public sealed class Ensemble : IDisposable
             RunState? first = null;
             foreach (string c in checkpoints)
             {
-                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c, averagedWeights, device, precision);
+                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c, averagedWeights, device, precision, engine);
                 models.Add(m);
                 first ??= s;
                 if (s.ModelCard.Classes != first.ModelCard.Classes || s.ModelCard.RecordSize != first.ModelCard.RecordSize

@@ -37,9 +37,11 @@ public sealed class Classifier : IDisposable
     /// slow).</param>
     /// <param name="device">Where the net runs (null: the CPU).</param>
     /// <param name="averagedWeights">The run's weight average (--ema) instead of its weights.</param>
-    public static Classifier Load(string checkpoint, Precision? precision = null, Device? device = null, bool averagedWeights = false)
+    /// <param name="engine">What runs inference on the CPU (Model/Kernels/OneDnnNet.cs).</param>
+    public static Classifier Load(string checkpoint, Precision? precision = null, Device? device = null, bool averagedWeights = false,
+        AlexNet.Model.Kernels.InferenceEngine engine = AlexNet.Model.Kernels.InferenceEngine.Auto)
     {
-        (AlexNetModel model, AlexNet.Training.RunState state) = AlexNet.Training.Checkpoint.LoadModel(checkpoint, averagedWeights, device, precision);
+        (AlexNetModel model, AlexNet.Training.RunState state) = AlexNet.Training.Checkpoint.LoadModel(checkpoint, averagedWeights, device, precision, engine);
         Compute.DisableNnpack();   // libtorch is loaded now; a caller that never set threads would see NNPACK's warnings
         return new Classifier(model, state.ModelCard, checkpoint);
     }

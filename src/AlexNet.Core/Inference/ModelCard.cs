@@ -36,7 +36,9 @@ public sealed record Preprocessing(InputNormalization Normalization, int Channel
 /// </summary>
 /// <param name="MeanImage">§2's mean image of the training records (C×R×R, planar), or empty under per-channel
 /// normalisation.</param>
-public sealed record ModelCard(Architecture Architecture, string[] ClassNames, Preprocessing Preprocessing, float[] MeanImage)
+/// <param name="Int8">The int8 calibration (`alexnet quantize`), or null for a net not quantized.</param>
+public sealed record ModelCard(Architecture Architecture, string[] ClassNames, Preprocessing Preprocessing, float[] MeanImage,
+    Int8Quantization? Int8 = null)
 {
     public int Classes => Architecture.Classes;
     public int Channels => Architecture.InputChannels;

@@ -36,14 +36,18 @@ public static class OnnxExport
     private const int Float = 1;   // TensorProto.DataType.FLOAT
 
     /// <summary>Writes the net as FILE (atomically: a failed export leaves no partial file).</summary>
-    public static void Write(string path, AlexNetModel model, ModelCard card)
+    /// <param name="int8">ONNX's QDQ form of the card's int8 calibration (see QuantizeDequantize) instead of
+    /// float32.</param>
+    public static void Write(string path, AlexNetModel model, ModelCard card, bool int8 = false)
     {
-        ModelProto proto = Build(model, card);
+        ModelProto proto = Build(model, card, int8);
         AtomicFile.Write(path, stream => proto.WriteTo(stream));
     }
 
-    public static ModelProto Build(AlexNetModel model, ModelCard card)
+    public static ModelProto Build(AlexNetModel model, ModelCard card, bool int8 = false)
     {
+        Int8Quantization? q = !int8 ? null : card.Int8
+            ?? throw new ArgumentException("the checkpoint is not quantized: run `alexnet quantize` first, then export its output with --precision int8.");
         Architecture a = model.Architecture;
         Preprocessing pre = card.Preprocessing;
         if (pre.Crop != a.InputSize)
@@ -74,13 +78,50 @@ public static class OnnxExport
         }
         string Activation(string after) => Node(a.Activation == Model.Activation.Relu ? "Relu" : "Tanh", after + ".act", new[] { h });
 
-        foreach (ConvLayer c in a.Convs)
+        // int8 (QDQ): QuantizeLinear → DequantizeLinear pairs where our engine holds int8 values (each learned
+        // layer's input; a ReLU output, with the next layer's scale), s8 per-channel weights and int32 biases behind
+        // DequantizeLinear. ONNX Runtime fuses each DQ → Conv/Gemm → Q group into its own int8 kernels.
+        var qdq = q is null ? null : new QuantizeDequantize(g, weights, model);
+        string? ready = null;   // the learned layer whose input h already is (a DQ at its scale)
+        string[] LayerInputs(string layer, bool signedInput)
         {
-            h = Node("Conv", c.Name, Params(c.Name).Prepend(h),
+            if (qdq is null)
+            {
+                return Params(layer).Prepend(h).ToArray();
+            }
+            float scale = q!.InputScale(layer, signedInput);
+            string x = ready == layer ? h : qdq.Pair(h, layer + ".in", scale, signedInput);
+            ready = null;
+            return qdq.Params(layer, scale).Prepend(x).ToArray();
+        }
+        string[] learned = model.LayerNames.ToArray();
+        string Requantize(string layer, bool directlyNext)
+        {
+            if (qdq is null)
+            {
+                return h;
+            }
+            string next = learned[Array.IndexOf(learned, layer) + 1];
+            ready = directlyNext ? next : null;
+            return qdq.Pair(h, layer + ".act", q!.InputScale(next, signedInput: false), signedInput: false);
+        }
+
+        for (int i = 0; i < a.Convs.Length; i++)
+        {
+            ConvLayer c = a.Convs[i];
+            h = Node("Conv", c.Name, LayerInputs(c.Name, signedInput: i == 0),
                 Ints("kernel_shape", c.Size, c.Size), Ints("strides", c.Stride, c.Stride), Ints("pads", c.Padding, c.Padding, c.Padding, c.Padding),
                 Int("group", c.Groups), Ints("dilations", 1, 1));
             side = Shapes.OutputSize(side, c.Size, c.Stride, c.Padding);
             h = Activation(c.Name);
+            if (qdq is not null && c.Lrn && a.Lrn is not null)
+            {
+                h = qdq.Pair(h, c.Name + ".act", q!.Range(c.Name + Int8Quantization.OutputSuffix) / 255f, signedInput: false);
+            }
+            else if (qdq is not null)
+            {
+                h = Requantize(c.Name, directlyNext: !c.Pool);
+            }
             if (c.Lrn && a.Lrn is LrnParams lrn)
             {
                 if (lrn.Size % 2 == 0)
@@ -124,13 +165,15 @@ public static class OnnxExport
             h = Node("AveragePool", "avgpool", new[] { h }, Ints("kernel_shape", k, k), Ints("strides", k, k));
         }
         h = Node("Flatten", "flatten", new[] { h }, Int("axis", 1));
+        ready = null;
         foreach (FcLayer f in a.Hidden)
         {
-            h = Node("Gemm", f.Name, Params(f.Name).Prepend(h), Int("transB", 1));
+            h = Node("Gemm", f.Name, LayerInputs(f.Name, signedInput: false), Int("transB", 1));
             h = Activation(f.Name);
+            h = Requantize(f.Name, directlyNext: true);
         }
         var fc8 = new NodeProto { OpType = "Gemm", Name = "fc8" };
-        fc8.Input.AddRange(Params("fc8").Prepend(h));
+        fc8.Input.AddRange(LayerInputs("fc8", signedInput: false));
         fc8.Output.Add(OutputName);
         fc8.Attribute.Add(Int("transB", 1));
         g.Node.Add(fc8);
@@ -176,6 +219,86 @@ public static class OnnxExport
         using Tensor a1 = ours.argmax(1), a2 = t.argmax(1);
         using Tensor same = a1.eq(a2).all();
         return (diff.item<float>(), same.item<bool>());
+    }
+
+    /// <summary>ONNX's QDQ form of the int8 calibration: the initialisers and Q/DQ nodes, named after the layers.</summary>
+    private sealed class QuantizeDequantize(GraphProto g, Dictionary<string, Tensor> weights, AlexNetModel model)
+    {
+        private const int UInt8 = 2, Int8 = 3, Int32 = 6;
+
+        /// <summary>x → QuantizeLinear → DequantizeLinear at one scale (zero point 0; s8 for the image, else u8).</summary>
+        public string Pair(string x, string name, float scale, bool signedInput)
+        {
+            g.Initializer.Add(Scalar(name + ".scale", Float, BitConverter.GetBytes(scale)));
+            g.Initializer.Add(Scalar(name + ".zero", signedInput ? Int8 : UInt8, new byte[1]));
+            string[] args = { name + ".scale", name + ".zero" };
+            string quantized = Add("QuantizeLinear", name + ".q", args.Prepend(x));
+            return Add("DequantizeLinear", name + ".dq", args.Prepend(quantized));
+        }
+
+        /// <summary>
+        /// The layer's weights as s8 per output channel (max |w|/127, rounded to even as oneDNN's reorder does) and its
+        /// bias as int32 at scale s_in·s_w, each behind a DequantizeLinear on axis 0: the float names Conv/Gemm read.
+        /// </summary>
+        public string[] Params(string layer, float inputScale)
+        {
+            string key = model.StateKey(layer);
+            Tensor w = weights[$"{key}.weight"], b = weights[$"{key}.bias"];
+            float[] scales = Int8Quantization.WeightScales(w);
+            using Tensor wf = w.detach().cpu().to(ScalarType.Float32).contiguous().flatten(1);
+            float[] wv = wf.data<float>().ToArray(), bv = b.detach().cpu().to(ScalarType.Float32).data<float>().ToArray();
+            int outputs = scales.Length, per = wv.Length / outputs;
+            var wq = new byte[wv.Length];
+            var bq = new int[outputs];
+            var biasScales = new float[outputs];
+            for (int o = 0; o < outputs; o++)
+            {
+                for (int i = 0; i < per; i++)
+                {
+                    wq[o * per + i] = (byte)(sbyte)Math.Clamp(Math.Round(wv[o * per + i] / scales[o], MidpointRounding.ToEven), -127, 127);
+                }
+                biasScales[o] = inputScale * scales[o];
+                bq[o] = (int)Math.Clamp(Math.Round(bv[o] / biasScales[o], MidpointRounding.ToEven), int.MinValue, int.MaxValue);
+            }
+            return new[]
+            {
+                Dequantize($"{key}.weight", Int8, wq, w.shape, scales, new byte[outputs]),
+                Dequantize($"{key}.bias", Int32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(bq.AsSpan()).ToArray(), b.shape, biasScales, new byte[outputs * 4]),
+            };
+        }
+
+        private string Dequantize(string name, int type, byte[] data, long[] shape, float[] scales, byte[] zeros)
+        {
+            var t = new TensorProto { Name = name + ".quantized", DataType = type, RawData = ByteString.CopyFrom(data) };
+            t.Dims.AddRange(shape);
+            g.Initializer.Add(t);
+            g.Initializer.Add(Vector(name + ".scale", Float, System.Runtime.InteropServices.MemoryMarshal.AsBytes(scales.AsSpan()).ToArray(), scales.Length));
+            g.Initializer.Add(Vector(name + ".zero", type, zeros, scales.Length));
+            var n = new NodeProto { OpType = "DequantizeLinear", Name = name };
+            n.Input.AddRange(new[] { name + ".quantized", name + ".scale", name + ".zero" });
+            n.Output.Add(name);
+            n.Attribute.Add(Int("axis", 0));
+            g.Node.Add(n);
+            return name;
+        }
+
+        private string Add(string op, string name, IEnumerable<string> inputs)
+        {
+            var n = new NodeProto { OpType = op, Name = name };
+            n.Input.AddRange(inputs);
+            n.Output.Add(name);
+            g.Node.Add(n);
+            return name;
+        }
+
+        private static TensorProto Scalar(string name, int type, byte[] data) => new() { Name = name, DataType = type, RawData = ByteString.CopyFrom(data) };
+
+        private static TensorProto Vector(string name, int type, byte[] data, long length)
+        {
+            TensorProto t = Scalar(name, type, data);
+            t.Dims.Add(length);
+            return t;
+        }
     }
 
     private static void Meta(ModelProto m, string key, string value) => m.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });

@@ -50,12 +50,40 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// </summary>
     public Precision Precision
     {
-        get => _precision;
+        get => Engine?.Precision ?? _precision;
         set
         {
+            if (value == Precision.Int8)
+            {
+                throw new ArgumentException("int8 runs on the oneDNN engine of a quantized checkpoint (`alexnet quantize`): load it with --precision int8.");
+            }
             LowPrecision.Check(value, Device);
             _precision = value;
         }
+    }
+
+    /// <summary>
+    /// Where inference runs: the net compiled to oneDNN's primitives (OneDnnNet.cs, float32 or int8), or null for
+    /// these modules. Used by forward in evaluation mode without gradients on the CPU; training never sees it.
+    /// </summary>
+    public OneDnnNet? Engine { get; private set; }
+
+    /// <summary>
+    /// Runs inference on <paramref name="engine"/> (made from this net's weights; null: on the modules again).
+    /// </summary>
+    public void UseEngine(OneDnnNet? engine)
+    {
+        Engine?.Dispose();
+        Engine = engine;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            UseEngine(null);
+        }
+        base.Dispose(disposing);
     }
 
     /// <param name="seed">Seeds the initialisation; the same seed gives the same weights.</param>
@@ -186,6 +214,10 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// <summary>x: N×C×H×W images → N×classes logits (softmax is applied by the loss and at evaluation).</summary>
     public override Tensor forward(Tensor x)
     {
+        if (Engine is not null && !training && !torch.is_grad_enabled() && x.device_type == DeviceType.CPU && x.dim() == 4)
+        {
+            return Engine.Forward(x);
+        }
         using var scope = NewDisposeScope();
         Tensor h = RunFeatures(OnDevice(x), _features.Count);
         // h: N×256×6×6 for the paper's net

@@ -23,6 +23,12 @@ public enum Precision
     /// Not in the paper: the products in bfloat16 from float32 master weights, everything else float32.
     /// </summary>
     Bf16,
+
+    /// <summary>
+    /// Not in the paper: inference only, the products in 8-bit integers from a calibrated checkpoint
+    /// (Quantization.cs), on oneDNN's int8 kernels (OneDnnNet.cs).
+    /// </summary>
+    Int8,
 }
 
 public static class LowPrecision
@@ -59,7 +65,8 @@ public static class LowPrecision
     {
         "fp32" or "float32" => Precision.Fp32,
         "bf16" or "bfloat16" => Precision.Bf16,
-        _ => throw new ArgumentException($"--precision takes fp32 or bf16, got '{name}'."),
+        "int8" => Precision.Int8,
+        _ => throw new ArgumentException($"--precision takes fp32, bf16 or int8 (inference of a quantized checkpoint), got '{name}'."),
     };
 
     /// <summary>

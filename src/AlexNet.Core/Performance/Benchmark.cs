@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
+using AlexNet.Inference;
 using AlexNet.Model;
 using AlexNet.Model.Kernels;
 using AlexNet.Training;
@@ -103,44 +104,71 @@ public static class Benchmark
             Precision: precision, Towers: towers is null ? null : towers + (concurrent ? " concurrent" : ""), Replicas: replicas);
     }
 
+    /// <summary>
+    /// Images/s of one alternating round of <see cref="VersusOnnxRuntime"/>: ours and ONNX Runtime at the asked
+    /// precision, and under int8 our float32 too (the int8 speed-up is over it).
+    /// </summary>
+    public sealed record InferenceRound(double Ours, double OnnxRuntime, double? OursFp32 = null);
+
     /// <summary> Inference in ONNX Runtime against ours: the net exported (OnnxExport.cs) to <paramref
     /// name="onnxPath"/>, the same weights, batch and threads, timed in alternating rounds (the machine's noise falls
-    /// on both). Images/s per round.
+    /// on both). Under int8 the net is calibrated on random inputs (the speed does not depend on the ranges), ours
+    /// runs on oneDNN's int8 kernels and ONNX Runtime on its own, from the same QDQ file.
     /// </summary>
-    public static List<(double Ours, double OnnxRuntime)> VersusOnnxRuntime(Architecture arch, int batch, int threads, int steps, int rounds, string onnxPath)
+    /// <param name="engine">What runs ours (OneDnnNet.cs): oneDNN where it serves the net by default.</param>
+    public static List<InferenceRound> VersusOnnxRuntime(Architecture arch, int batch, int threads, int steps, int rounds, string onnxPath,
+        Precision precision = Precision.Fp32, InferenceEngine engine = InferenceEngine.Auto)
     {
         Compute.UseThreads(threads);
         using AlexNetModel model = ModelFor(arch, "fused");
         model.eval();
         var options = new TrainOptions { Model = arch.Variant, Crop = arch.InputSize };
-        RunState header = Checkpoint.WeightsOnly(options, arch, Enumerable.Range(0, arch.Classes).Select(i => $"{i}").ToArray(),
-            new float[arch.InputChannels * arch.InputSize * arch.InputSize], arch.InputSize);
-        AlexNet.Interop.OnnxExport.Write(onnxPath, model, header.ModelCard);
+        ModelCard card = Checkpoint.WeightsOnly(options, arch, Enumerable.Range(0, arch.Classes).Select(i => $"{i}").ToArray(),
+            new float[arch.InputChannels * arch.InputSize * arch.InputSize], arch.InputSize).ModelCard;
+        bool int8 = precision == Precision.Int8;
+        if (int8)
+        {
+            using var generator = new Generator(7);
+            var calibration = Enumerable.Range(0, 4).Select(_ => randn(new long[] { 16, arch.InputChannels, arch.InputSize, arch.InputSize }, generator: generator)).ToList();
+            card = card with { Int8 = Int8Quantization.Calibrate(model, calibration, CalibrationMethod.Percentile) };
+            calibration.ForEach(t => t.Dispose());
+        }
+        AlexNet.Interop.OnnxExport.Write(onnxPath, model, card, int8);
         using var ort = new AlexNet.Interop.OnnxClassifier(onnxPath, threads);
+        using OneDnnNet? fp32 = OneDnnNet.For(model, Precision.Fp32, engine, null, arch.Variant);
+        using OneDnnNet? ours = int8 ? OneDnnNet.For(model, Precision.Int8, engine, card.Int8, arch.Variant) : null;
         using Tensor x = randn(batch, arch.InputChannels, arch.InputSize, arch.InputSize);
         float[] input = x.data<float>().ToArray();
-        var result = new List<(double, double)>();
+        double Time(Action run)
+        {
+            var times = new List<double>();
+            for (int i = 0; i < 2 + steps; i++)
+            {
+                var clock = Stopwatch.StartNew();
+                run();
+                times.Add(clock.Elapsed.TotalMilliseconds);
+            }
+            return batch / Median(times.Skip(2).ToList()) * 1000;
+        }
+        void Forward(OneDnnNet? net)
+        {
+            using var _ = no_grad();
+            using var scope = NewDisposeScope();
+            if (net is not null)
+            {
+                net.Forward(x);
+            }
+            else
+            {
+                model.forward(x);
+            }
+        }
+        var result = new List<InferenceRound>();
         for (int round = 0; round < rounds; round++)
         {
-            var ours = new List<double>();
-            var theirs = new List<double>();
-            for (int i = 0; i < 2 + steps; i++)
-            {
-                var clock = Stopwatch.StartNew();
-                using (no_grad())
-                using (NewDisposeScope())
-                {
-                    model.forward(x);
-                }
-                ours.Add(clock.Elapsed.TotalMilliseconds);
-            }
-            for (int i = 0; i < 2 + steps; i++)
-            {
-                var clock = Stopwatch.StartNew();
-                ort.Logits(input, batch);
-                theirs.Add(clock.Elapsed.TotalMilliseconds);
-            }
-            result.Add((batch / Median(ours.Skip(2).ToList()) * 1000, batch / Median(theirs.Skip(2).ToList()) * 1000));
+            double mine = Time(() => Forward(int8 ? ours : fp32));
+            double theirs = Time(() => ort.Logits(input, batch));
+            result.Add(new InferenceRound(mine, theirs, int8 ? Time(() => Forward(fp32)) : null));
         }
         return result;
     }

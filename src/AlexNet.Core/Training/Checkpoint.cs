@@ -16,6 +16,7 @@ using System.Text;
 using System.Text.Json;
 using AlexNet.Inference;
 using AlexNet.Model;
+using AlexNet.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 using Architecture = AlexNet.Model.Architecture;
@@ -284,7 +285,10 @@ public static class Checkpoint
     /// it.</param>
     /// <param name="precision">The products' number format (null: the one the run trained in, or float32 where bf16 is
     /// not fast); the weights are float32 either way.</param>
-    public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false, Device? device = null, Precision? precision = null)
+    /// <param name="engine">What runs inference on the CPU (OneDnnNet.cs): oneDNN where it serves the net by
+    /// default.</param>
+    public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false, Device? device = null, Precision? precision = null,
+        InferenceEngine engine = InferenceEngine.Auto)
     {
         RunState state = ReadState(path);
         var model = new AlexNetModel(state.Architecture, state.Options.Seed);
@@ -293,10 +297,12 @@ public static class Checkpoint
             model.to(device);
         }
         // A run trained in bf16 is evaluated in float32 where bf16 would crawl (its weights are float32); asked for,
-        // bf16 is refused there.
-        model.Precision = precision ?? (LowPrecision.Fast(model.Device) ? state.Options.Precision : Precision.Fp32);
+        // bf16 is refused there. int8 is the engine's alone; the modules stay float32 (features, §6.1).
+        Precision wanted = precision ?? (LowPrecision.Fast(model.Device) ? state.Options.Precision : Precision.Fp32);
+        model.Precision = wanted == Precision.Int8 ? Precision.Fp32 : wanted;
         LoadInto(path, state, model, optimizer: null, averagedWeights: averagedWeights);
         model.eval();
+        model.UseEngine(OneDnnNet.For(model, wanted, engine, state.ModelCard.Int8, path));
         return (model, state);
     }
 }

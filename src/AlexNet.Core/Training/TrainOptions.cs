@@ -127,6 +127,7 @@ public sealed record TrainOptions
     public void Validate()
     {
         Check(Epochs >= 1, "--epochs must be at least 1");
+        Check(Precision != AlexNet.Model.Precision.Int8, "--precision int8 is for inference: train in fp32 or bf16, then `alexnet quantize` the checkpoint");
         Check(BatchSize >= 1, "--batch-size must be at least 1");
         Check(LearningRate > 0 && double.IsFinite(LearningRate), "--lr must be a positive number");
         Check(Momentum is >= 0 and < 1, "--momentum must be in [0, 1)");

@@ -135,6 +135,45 @@ public class OnnxTests
         Assert.Equal(2, App.Run(new[] { "predict", "--onnx", dir["s.ckpt"], image }));   // not an ONNX file
     }
 
+    /// <summary>
+    /// `export --precision int8`: ONNX's QDQ form (s8 per-channel weights and int32 biases behind DequantizeLinear,
+    /// Q/DQ pairs at the activations), which ONNX Runtime runs on its own int8 kernels to nearly our int8 engine's
+    /// logits: nearer them than float32's are. (ORT also requantizes the ReLU outputs §3.3's LRN reads, which our
+    /// engine keeps float32: the difference left.)
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(Variants.Small, 1)]
+    [InlineData(Variants.Owt, 3)]
+    public void TheInt8ExportIsQdqWhichOnnxRuntimeRunsAsOurInt8Engine(string variant, int channels)
+    {
+        Skip.If(AlexNet.Model.Kernels.OneDnnNet.Unavailable is not null, $"oneDNN is not used here: {AlexNet.Model.Kernels.OneDnnNet.Unavailable}");
+        using var dir = new TestData.TempDir();
+        Architecture arch = Variants.Get(variant, variant == Variants.Owt ? 1000 : 10, channels);
+        using var model = new AlexNetModel(arch, seed: 2);
+        model.eval();
+        using var g = new Generator(3);
+        var calibration = Enumerable.Range(0, 2).Select(_ => randn(new long[] { 8, channels, arch.InputSize, arch.InputSize }, generator: g)).ToList();
+        AlexNet.Inference.ModelCard card = Header(model, crop: arch.InputSize) with { Int8 = Int8Quantization.Calibrate(model, calibration, CalibrationMethod.Percentile) };
+        var refused = Assert.Throws<ArgumentException>(() => OnnxExport.Build(model, card with { Int8 = null }, int8: true));
+        Assert.Contains("not quantized", refused.Message);
+
+        OnnxExport.Write(dir["q.onnx"], model, card, int8: true);
+        Onnx.ModelProto proto = Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(dir["q.onnx"]));
+        Assert.All(model.LayerNames, layer => Assert.Contains(proto.Graph.Initializer, t => t.Name == model.StateKey(layer) + ".weight.quantized" && t.DataType == 3));
+        Assert.True(proto.Graph.Node.Count(n => n.OpType == "QuantizeLinear") >= model.LayerNames.Count());
+
+        using var _ = no_grad();
+        using Tensor x = randn(new long[] { 6, channels, arch.InputSize, arch.InputSize }, generator: g);
+        using var engine = new AlexNet.Model.Kernels.OneDnnNet(model, card.Int8);
+        using Tensor ours = engine.Forward(x), fp32 = model.forward(x);
+        using var ort = new OnnxClassifier(dir["q.onnx"], threads: 2);
+        using Tensor theirs = tensor(ort.Logits(x.data<float>().ToArray(), 6), ours.shape);
+        double toOurs = (theirs - ours).abs().max().item<float>(), fp32ToOurs = (fp32 - ours).abs().max().item<float>();
+        Assert.True(toOurs < fp32ToOurs, $"ONNX Runtime's int8 is {toOurs:E2} from ours, float32 {fp32ToOurs:E2}");
+        Assert.Equal(ours.argmax(1).data<long>().ToArray(), theirs.argmax(1).data<long>().ToArray());
+        calibration.ForEach(t => t.Dispose());
+    }
+
     private static string MeanStore(TestData.TempDir dir)
     {
         TestData.WriteSyntheticStore(dir["store"], 10, 10);   // the fixture net's 10 classes: import takes the store's names

@@ -33,6 +33,13 @@ public static class FusedStage
         return StageFunction.apply(x, new StageArgs(p, window, stride));
     }
 
+    /// <summary>
+    /// The forward on raw buffers (n×c×h×w in, n×c×pooled out), for the oneDNN engine's plain-layout stretch
+    /// (OneDnnNet.cs).
+    /// </summary>
+    internal static unsafe void Forward(float* x, float* y, int n, int c, int h, int w, LrnParams? p, int window, int stride) =>
+        Kernel.Forward(x, y, null, n, c, h, w, p, window, stride);
+
     /// <summary>The same computation from libtorch's own operations, for any device and dtype.</summary>
     public static Tensor Reference(Tensor x, LrnParams? p, int window, int stride)
     {
@@ -92,10 +99,13 @@ public static class FusedStage
         public static void Forward(Tensor x, Tensor y, Tensor? argmax, LrnParams? p, int window, int stride)
         {
             long[] s = x.shape;
-            int n = (int)s[0], c = (int)s[1], h = (int)s[2], w = (int)s[3];
+            Forward(Planes.Ptr(x), Planes.Ptr(y), argmax is null ? null : Planes.IntPtr(argmax), (int)s[0], (int)s[1], (int)s[2], (int)s[3], p, window, stride);
+        }
+
+        /// <summary>x: n×c×h×w, y: n×c×pooled (argmax likewise, or null), contiguous.</summary>
+        public static void Forward(float* px, float* py, int* pi, int n, int c, int h, int w, LrnParams? p, int window, int stride)
+        {
             int pooled = Shapes.PooledSize(h, window, stride) * Shapes.PooledSize(w, window, stride);
-            float* px = Planes.Ptr(x), py = Planes.Ptr(y);
-            int* pi = argmax is null ? null : Planes.IntPtr(argmax);
             Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = Planes.Threads }, img =>
             {
                 using var scratch = new Scratch(h * w, LrnKernel.ForwardScratchPlanes + MaxPoolKernel.ScratchPlanes + 1);

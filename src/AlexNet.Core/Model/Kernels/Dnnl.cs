@@ -1,0 +1,356 @@
+// oneDNN's C API (Debian's libdnnl2, oneDNN 2.6.3) through P/Invoke, for the inference engine (OneDnnNet.cs). No
+// header is installed with the runtime, so the signatures, constants and the 696-byte memory descriptor are those
+// of v2.6.3's include/oneapi/dnnl/dnnl.h and dnnl_types.h (the constants printed by a C program compiled against
+// them; the C API and these values are stable across oneDNN 2.x, and oneDNN 3 replaced the descriptors, so only
+// major version 2 is used). libtorch links its own oneDNN privately (no dnnl_* symbol is exported), so this is a
+// second copy in the process with its own OpenMP runtime, the system's libgomp.
+using System;
+using System.Runtime.InteropServices;
+
+namespace AlexNet.Model.Kernels;
+
+/// <summary>A dnnl_memory_desc_t: plain data the library fills in and reads (sizeof = 696 in oneDNN 2.x).</summary>
+[StructLayout(LayoutKind.Sequential, Size = 1024)]
+internal struct MemoryDesc
+{
+    // Opaque: only the library reads and writes it (1,024 bytes leave room beyond its 696).
+}
+
+internal static unsafe class Dnnl
+{
+    // dnnl_data_type_t
+    public const int F32 = 3, S32 = 4, S8 = 5, U8 = 6;
+
+    // dnnl_format_tag_t: plain layouts by dimension count, "any" (the primitive picks, a blocked layout), and the
+    // channel-blocked activations of the AVX-512 and AVX2 kernels (nChw16c, nChw8c), and channels-last (nhwc)
+    public const int Any = 1, A = 2, Ab = 3, Abcd = 5, Abcde = 7, ABcd16b = 69, ABcd8b = 93, Acdb = 20;
+
+    public const int ForwardInference = 96;                   // dnnl_prop_kind_t
+    public const int ConvolutionDirect = 1, EltwiseRelu = 31, EltwiseTanh = 47, PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
+    public const int QuerySrcMd = 129, QueryWeightsMd = 131, QueryDstMd = 133, QueryImplInfo = 8;   // dnnl_query_t
+    public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41, ArgWorkspace = 64;      // DNNL_ARG_*
+    public const int CpuIsaAvx2 = 7, CpuIsaAvx2Vnni = 1031, CpuIsaAvx512Core = 39, CpuIsaAvx512CoreVnni = 103;
+
+    private static readonly nint MemoryAllocate = -1;        // DNNL_MEMORY_ALLOCATE
+
+    private static readonly delegate* unmanaged<MemoryDesc*, int, long*, int, int, int> MdInitByTag;
+    private static readonly delegate* unmanaged<MemoryDesc*, MemoryDesc*, int> MdEqual;
+    private static readonly delegate* unmanaged<MemoryDesc*, nuint> MdSize;
+    private static readonly delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int> ConvInit;
+    private static readonly delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, long*, long*, long*, long*, int> PoolInit;
+    private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int> InnerProductInit;
+    private static readonly delegate* unmanaged<byte*, int, int, MemoryDesc*, long, float, float, float, int> LrnInit;
+    private static readonly delegate* unmanaged<nint*, void*, nint, nint, nint, int> PdCreate;
+    private static readonly delegate* unmanaged<nint*, MemoryDesc*, nint, MemoryDesc*, nint, nint, int> ReorderPdCreate;
+    private static readonly delegate* unmanaged<nint, int, int, MemoryDesc*> PdQueryMd;
+    private static readonly delegate* unmanaged<nint, int, int, void*, int> PdQuery;
+    private static readonly delegate* unmanaged<nint, int> PdDestroy;
+    private static readonly delegate* unmanaged<nint*, nint, int> PrimitiveCreate;
+    private static readonly delegate* unmanaged<nint, nint, int, ExecArg*, int> PrimitiveExecute;
+    private static readonly delegate* unmanaged<nint, int> PrimitiveDestroy;
+    private static readonly delegate* unmanaged<nint*, int> AttrCreate;
+    private static readonly delegate* unmanaged<nint, int> AttrDestroy;
+    private static readonly delegate* unmanaged<nint, long, int, float*, int> AttrSetOutputScales;
+    private static readonly delegate* unmanaged<nint, nint, int> AttrSetPostOps;
+    private static readonly delegate* unmanaged<nint*, int> PostOpsCreate;
+    private static readonly delegate* unmanaged<nint, int> PostOpsDestroy;
+    private static readonly delegate* unmanaged<nint, float, int, float, float, int> PostOpsAppendEltwise;
+    private static readonly delegate* unmanaged<nint*, MemoryDesc*, nint, nint, int> MemoryCreate;
+    private static readonly delegate* unmanaged<nint, nint, int> MemorySetHandle;
+    private static readonly delegate* unmanaged<nint, nint*, int> MemoryGetHandle;
+    private static readonly delegate* unmanaged<nint, int> MemoryDestroy;
+    private static readonly delegate* unmanaged<nint*, int, nuint, int> EngineCreate;
+    private static readonly delegate* unmanaged<nint*, nint, uint, int> StreamCreate;
+    private static readonly delegate* unmanaged<nint, int> StreamWait;
+    private static readonly delegate* unmanaged<int> EffectiveIsa;
+    private static readonly delegate* unmanaged<int, void> SetOmpThreads;
+
+    /// <summary>Why the engine cannot run here (null: it can).</summary>
+    public static readonly string? Unavailable;
+
+    /// <summary>oneDNN 2.x's version, e.g. "2.6.3" (null where it did not load).</summary>
+    public static readonly string? Version;
+
+    static Dnnl()
+    {
+        if (!NativeLibrary.TryLoad("libdnnl.so.2", out nint lib))
+        {
+            Unavailable = "Debian's libdnnl2 (oneDNN 2) is not installed: `sudo ./setup.sh` or `apt-get install libdnnl2`";
+            return;
+        }
+        if (!NativeLibrary.TryLoad("libgomp.so.1", out nint gomp))
+        {
+            Unavailable = "the system's OpenMP runtime (libgomp.so.1), which libdnnl2 runs its threads on, did not load";
+            return;
+        }
+        nint F(nint l, string name) => NativeLibrary.GetExport(l, name);
+        int* v = ((delegate* unmanaged<int*>)F(lib, "dnnl_version"))();   // {major, minor, patch, hash, ...}
+        Version = $"{v[0]}.{v[1]}.{v[2]}";
+        if (v[0] != 2)
+        {
+            Unavailable = $"libdnnl.so.2 reports oneDNN {Version}; this binding is of oneDNN 2's C API";
+            return;
+        }
+        MdInitByTag = (delegate* unmanaged<MemoryDesc*, int, long*, int, int, int>)F(lib, "dnnl_memory_desc_init_by_tag");
+        MdEqual = (delegate* unmanaged<MemoryDesc*, MemoryDesc*, int>)F(lib, "dnnl_memory_desc_equal");
+        MdSize = (delegate* unmanaged<MemoryDesc*, nuint>)F(lib, "dnnl_memory_desc_get_size");
+        ConvInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib, "dnnl_convolution_forward_desc_init");
+        PoolInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, long*, long*, long*, long*, int>)F(lib, "dnnl_pooling_forward_desc_init");
+        InnerProductInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int>)F(lib, "dnnl_inner_product_forward_desc_init");
+        LrnInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, long, float, float, float, int>)F(lib, "dnnl_lrn_forward_desc_init");
+        PdCreate = (delegate* unmanaged<nint*, void*, nint, nint, nint, int>)F(lib, "dnnl_primitive_desc_create");
+        ReorderPdCreate = (delegate* unmanaged<nint*, MemoryDesc*, nint, MemoryDesc*, nint, nint, int>)F(lib, "dnnl_reorder_primitive_desc_create");
+        PdQueryMd = (delegate* unmanaged<nint, int, int, MemoryDesc*>)F(lib, "dnnl_primitive_desc_query_md");
+        PdQuery = (delegate* unmanaged<nint, int, int, void*, int>)F(lib, "dnnl_primitive_desc_query");
+        PdDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_primitive_desc_destroy");
+        PrimitiveCreate = (delegate* unmanaged<nint*, nint, int>)F(lib, "dnnl_primitive_create");
+        PrimitiveExecute = (delegate* unmanaged<nint, nint, int, ExecArg*, int>)F(lib, "dnnl_primitive_execute");
+        PrimitiveDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_primitive_destroy");
+        AttrCreate = (delegate* unmanaged<nint*, int>)F(lib, "dnnl_primitive_attr_create");
+        AttrDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_primitive_attr_destroy");
+        AttrSetOutputScales = (delegate* unmanaged<nint, long, int, float*, int>)F(lib, "dnnl_primitive_attr_set_output_scales");
+        AttrSetPostOps = (delegate* unmanaged<nint, nint, int>)F(lib, "dnnl_primitive_attr_set_post_ops");
+        PostOpsCreate = (delegate* unmanaged<nint*, int>)F(lib, "dnnl_post_ops_create");
+        PostOpsDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_post_ops_destroy");
+        PostOpsAppendEltwise = (delegate* unmanaged<nint, float, int, float, float, int>)F(lib, "dnnl_post_ops_append_eltwise");
+        MemoryCreate = (delegate* unmanaged<nint*, MemoryDesc*, nint, nint, int>)F(lib, "dnnl_memory_create");
+        MemorySetHandle = (delegate* unmanaged<nint, nint, int>)F(lib, "dnnl_memory_set_data_handle");
+        MemoryGetHandle = (delegate* unmanaged<nint, nint*, int>)F(lib, "dnnl_memory_get_data_handle");
+        MemoryDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_memory_destroy");
+        EngineCreate = (delegate* unmanaged<nint*, int, nuint, int>)F(lib, "dnnl_engine_create");
+        StreamCreate = (delegate* unmanaged<nint*, nint, uint, int>)F(lib, "dnnl_stream_create");
+        StreamWait = (delegate* unmanaged<nint, int>)F(lib, "dnnl_stream_wait");
+        EffectiveIsa = (delegate* unmanaged<int>)F(lib, "dnnl_get_effective_cpu_isa");
+        SetOmpThreads = (delegate* unmanaged<int, void>)F(gomp, "omp_set_num_threads");
+        nint engine, stream;
+        Check(EngineCreate(&engine, 1, 0), "creating the CPU engine");   // dnnl_cpu
+        Check(StreamCreate(&stream, engine, 1), "creating a stream");     // dnnl_stream_default_flags
+        Engine = engine;
+        Stream = stream;
+    }
+
+    /// <summary>The process's CPU engine and its in-order stream.</summary>
+    public static readonly nint Engine, Stream;
+
+    /// <summary>oneDNN's effective ISA: whether its int8 kernels have VNNI's dot products here.</summary>
+    public static int Isa => EffectiveIsa();
+
+    /// <summary>Names the ISA oneDNN dispatches to (dnnl_cpu_isa_t), for reports.</summary>
+    public static string IsaName => Isa switch
+    {
+        0x3e7 => "avx512_core_amx",
+        0xe7 => "avx512_core_bf16",
+        0x67 => "avx512_core_vnni",
+        0x27 => "avx512_core",
+        0x407 => "avx2_vnni",
+        0x7 => "avx2",
+        int other => $"isa 0x{other:x}",
+    };
+
+    /// <summary>int8 products on VNNI's u8·s8 dot products (AVX-512 VNNI or AVX-VNNI) rather than their emulation.</summary>
+    public static bool Vnni => (Isa & 0x40) != 0 || Isa == CpuIsaAvx2Vnni;   // 0x40: the VNNI bit of the AVX-512 values
+
+    public static void Check(int status, string what)
+    {
+        if (status != 0)
+        {
+            string name = status switch
+            {
+                1 => "out of memory",
+                2 => "invalid arguments",
+                3 => "unimplemented",
+                5 => "runtime error",
+                _ => $"status {status}",
+            };
+            throw new InvalidOperationException($"oneDNN (libdnnl {Version}) failed {what}: {name}.");
+        }
+    }
+
+    public static MemoryDesc Desc(ReadOnlySpan<long> dims, int type, int tag)
+    {
+        MemoryDesc md;
+        fixed (long* d = dims)
+        {
+            Check(MdInitByTag(&md, dims.Length, d, type, tag), $"describing a {string.Join("×", dims.ToArray())} tensor");
+        }
+        return md;
+    }
+
+    /// <summary>The plain row-major layout of a tensor of this many dimensions (nchw, oihw, goihw, nc, x).</summary>
+    public static int Plain(int dims) => dims switch { 1 => A, 2 => Ab, 4 => Abcd, 5 => Abcde, _ => throw new ArgumentOutOfRangeException(nameof(dims)) };
+
+    public static bool Equal(in MemoryDesc a, in MemoryDesc b)
+    {
+        fixed (MemoryDesc* pa = &a, pb = &b)
+        {
+            return MdEqual(pa, pb) != 0;
+        }
+    }
+
+    public static long Bytes(in MemoryDesc md)
+    {
+        fixed (MemoryDesc* p = &md)
+        {
+            return (long)MdSize(p);
+        }
+    }
+
+    /// <summary>A primitive descriptor of the op descriptor <paramref name="op"/> with <paramref name="attr"/>.</summary>
+    public static nint Describe(byte* op, nint attr, string what)
+    {
+        nint pd;
+        Check(PdCreate(&pd, op, attr, Engine, 0), what);
+        return pd;
+    }
+
+    public static nint Convolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, nint attr, string what)
+    {
+        byte* op = stackalloc byte[OpDescBytes];
+        fixed (long* s = strides, p = padding)
+        {
+            Check(ConvInit(op, ForwardInference, ConvolutionDirect, &src, &weights, &bias, &dst, s, p, p), what);
+        }
+        return Describe(op, attr, what);
+    }
+
+    public static nint MaxPool(MemoryDesc src, MemoryDesc dst, int window, int stride, string what)
+    {
+        byte* op = stackalloc byte[OpDescBytes];
+        long* s = stackalloc long[] { stride, stride };
+        long* k = stackalloc long[] { window, window };
+        long* p = stackalloc long[] { 0, 0 };
+        Check(PoolInit(op, ForwardInference, PoolingMax, &src, &dst, s, k, p, p), what);
+        return Describe(op, 0, what);
+    }
+
+    /// <summary>oneDNN's LRN across channels: dst = src · (k + α/n · Σ src²)^−β over n channels, as libtorch's.</summary>
+    public static nint Lrn(MemoryDesc data, long size, float alphaOverSizeTimesSize, float beta, float k, string what)
+    {
+        byte* op = stackalloc byte[OpDescBytes];
+        Check(LrnInit(op, ForwardInference, LrnAcrossChannels, &data, size, alphaOverSizeTimesSize, beta, k), what);
+        return Describe(op, 0, what);
+    }
+
+    public static nint InnerProduct(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst, nint attr, string what)
+    {
+        byte* op = stackalloc byte[OpDescBytes];
+        Check(InnerProductInit(op, ForwardInference, &src, &weights, &bias, &dst), what);
+        return Describe(op, attr, what);
+    }
+
+    public static nint Reorder(MemoryDesc src, MemoryDesc dst, nint attr, string what)
+    {
+        nint pd;
+        Check(ReorderPdCreate(&pd, &src, Engine, &dst, Engine, attr), what);
+        return pd;
+    }
+
+    /// <summary>sizeof(dnnl_convolution_desc_t) is 5,976 bytes in 2.6, the largest of the op descriptors used here.</summary>
+    private const int OpDescBytes = 8192;
+
+    public static MemoryDesc Query(nint pd, int what, int index = 0)
+    {
+        MemoryDesc* md = PdQueryMd(pd, what, index);
+        if (md == null)
+        {
+            throw new InvalidOperationException($"oneDNN returned no memory descriptor for query {what}.");
+        }
+        return *md;
+    }
+
+    /// <summary>The implementation oneDNN chose (e.g. "jit:avx512_core"), for reports and tests.</summary>
+    public static string Implementation(nint pd)
+    {
+        sbyte* name = null;
+        return PdQuery(pd, QueryImplInfo, 0, &name) == 0 && name != null ? new string(name) : "?";
+    }
+
+    public static nint Primitive(nint pd, string what)
+    {
+        nint p;
+        Check(PrimitiveCreate(&p, pd), what);
+        return p;
+    }
+
+    public static void Destroy(nint primitive) => PrimitiveDestroy(primitive);
+    public static void DestroyDesc(nint pd) => PdDestroy(pd);
+
+    /// <summary>Attributes: per-output-channel (or one) scale of the result, then the activation as a post-op.</summary>
+    /// <param name="scales">null: none; one value: for the whole output; else one per output channel.</param>
+    /// <param name="activation">EltwiseRelu, EltwiseTanh, or 0 for none.</param>
+    public static nint Attributes(float[]? scales, int activation, int channelMask = 1 << 1)
+    {
+        nint attr;
+        Check(AttrCreate(&attr), "creating attributes");
+        if (scales is not null)
+        {
+            fixed (float* s = scales)
+            {
+                Check(AttrSetOutputScales(attr, scales.Length, scales.Length == 1 ? 0 : channelMask, s), "setting output scales");
+            }
+        }
+        if (activation != 0)
+        {
+            nint ops;
+            Check(PostOpsCreate(&ops), "creating post-ops");
+            Check(PostOpsAppendEltwise(ops, 1f, activation, 0f, 0f), "appending the activation");
+            Check(AttrSetPostOps(attr, ops), "attaching the activation");
+            PostOpsDestroy(ops);
+        }
+        return attr;
+    }
+
+    public static void DestroyAttributes(nint attr)
+    {
+        if (attr != 0)
+        {
+            AttrDestroy(attr);
+        }
+    }
+
+    /// <summary>A memory object: oneDNN's own buffer, or <paramref name="handle"/> (set per run where 0).</summary>
+    public static nint Memory(MemoryDesc md, nint handle = -1)
+    {
+        nint m;
+        Check(MemoryCreate(&m, &md, Engine, handle == -1 ? MemoryAllocate : handle), "allocating memory");
+        return m;
+    }
+
+    public static void SetHandle(nint memory, void* data) => Check(MemorySetHandle(memory, (nint)data), "setting a buffer");
+
+    public static void* Handle(nint memory)
+    {
+        nint h;
+        Check(MemoryGetHandle(memory, &h), "reading a buffer");
+        return (void*)h;
+    }
+
+    public static void DestroyMemory(nint memory) => MemoryDestroy(memory);
+
+    public static void Execute(nint primitive, ReadOnlySpan<ExecArg> args)
+    {
+        fixed (ExecArg* a = args)
+        {
+            Check(PrimitiveExecute(primitive, Stream, args.Length, a), "executing a primitive");
+        }
+    }
+
+    public static void Wait() => Check(StreamWait(Stream), "waiting for the stream");
+
+    /// <summary>oneDNN's threads for the next primitives (its OpenMP runtime's, not libtorch's).</summary>
+    public static void UseThreads(int threads) => SetOmpThreads(threads);
+}
+
+/// <summary>dnnl_exec_arg_t: which argument (DNNL_ARG_*) is which memory.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct ExecArg
+{
+    public int Arg;
+    public nint Memory;
+
+    public ExecArg(int arg, nint memory)
+    {
+        Arg = arg;
+        Memory = memory;
+    }
+}
