@@ -4,7 +4,7 @@
 #   darknet, opencv-doc    the 1000 ILSVRC-2012 WordNet ids and their names; a few real photos
 #   openmpi-bin            mpirun, for data-parallel training (`mpirun -np N ./alexnet train …`) and its tests
 #   mpich                  mpiexec.mpich, the other MPI the data-parallel tests run (Open MPI stays Debian's default mpirun)
-#   libdnnl2               oneDNN's float32 GEMM for the fully connected layers where the CPU has AVX-512 (Model/FullyConnected.cs)
+#   libdnnl2               oneDNN: the float32 GEMM of the FC layers in training (Model/Kernels/FullyConnected.cs), and the inference engine, float32 and int8 (Model/Kernels/OneDnnNet.cs)
 #   chromium               the headless browser the test of `alexnet serve`'s page drives (Playwright downloads none)
 # Safe to run again: it installs only what is missing and the build is incremental.
 set -euo pipefail

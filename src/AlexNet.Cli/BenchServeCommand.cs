@@ -27,9 +27,10 @@ internal static class BenchServeCommand
         var views = new Option<string>("--views") { Description = "centre (one forward per image, torchvision's) or ten (§4.1).", DefaultValueFactory = _ => "centre" };
         var threads = new Option<int>("--threads") { Description = "Compute threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
         var json = new Option<string?>("--json") { Description = "Also write every measurement to this JSON file." };
+        Option<string?> precision = Cli.CheckpointPrecisionOption();
         var command = new Command("serve", "Throughput and p50/p99 latency of `alexnet serve` at several concurrent clients, dynamic batching on against off, alternating rounds.")
         {
-            checkpoint, model, image, clients, maxBatch, maxWait, requests, rounds, views, threads, json,
+            checkpoint, model, image, clients, maxBatch, maxWait, requests, rounds, views, threads, json, precision,
         };
         command.SetAction(r => Cli.Run(() =>
         {
@@ -38,11 +39,12 @@ internal static class BenchServeCommand
             int[] c = Ints(r.GetValue(clients)!, "--clients"), b = Ints(r.GetValue(maxBatch)!, "--max-batch");
             byte[] bytes = File.Exists(r.GetValue(image)) ? File.ReadAllBytes(r.GetValue(image)!) : throw new FileNotFoundException($"image {r.GetValue(image)} does not exist: pass one with --image.");
             string? temporary = null;
-            string ckpt = r.GetValue(checkpoint) ?? (temporary = SeededCheckpoint(r.GetValue(model)!));
+            Precision? asked = Cli.PrecisionOrNull(r.GetValue(precision));
+            string ckpt = r.GetValue(checkpoint) ?? (temporary = SeededCheckpoint(r.GetValue(model)!, asked == Precision.Int8));
             try
             {
                 var rows = ServeBenchmark.Run(ckpt, bytes, c, b, r.GetValue(requests), r.GetValue(rounds), r.GetValue(maxWait), r.GetValue(views)!,
-                    row => AnsiConsole.MarkupLineInterpolated($"round {row.Round}, --max-batch {row.MaxBatch}: {row.Result.Describe()}; mean batch {row.MeanBatch:F1}"))
+                    row => AnsiConsole.MarkupLineInterpolated($"round {row.Round}, --max-batch {row.MaxBatch}: {row.Result.Describe()}; mean batch {row.MeanBatch:F1}"), asked)
                     .GetAwaiter().GetResult();
                 var table = new Table().Title($"alexnet serve, {rows[0].Variant}, {r.GetValue(views)} view(s), {Environment.ProcessorCount} cores (medians of {r.GetValue(rounds)} rounds)")
                     .AddColumn("--max-batch").AddColumn("clients").AddColumn(new TableColumn("req/s").RightAligned()).AddColumn(new TableColumn("p50 ms").RightAligned())
@@ -74,9 +76,9 @@ internal static class BenchServeCommand
 
     /// <summary>
     /// A seeded, untrained net of the variant at its usual input (ImageNet's 1000 classes, RGB), as a checkpoint: speed
-    /// does not depend on the weights.
+    /// does not depend on the weights; for int8 calibrated on random inputs (nor on the ranges).
     /// </summary>
-    private static string SeededCheckpoint(string variant)
+    private static string SeededCheckpoint(string variant, bool int8)
     {
         int record = AlexNet.Interop.PyTorchWeights.DefaultRecordSize(variant);
         var options = new TrainOptions { Model = variant };
@@ -84,8 +86,13 @@ internal static class BenchServeCommand
         Architecture arch = Variants.Get(variant, 1000, 3, crop);
         using var net = new AlexNetModel(arch, seed: 1);
         string path = Path.Combine(Path.GetTempPath(), $"alexnet-bench-serve-{variant}-{Environment.ProcessId}.ckpt");
-        Checkpoint.Save(path, Checkpoint.WeightsOnly(options, arch, Enumerable.Range(0, 1000).Select(i => $"class {i}").ToArray(),
-            new float[3 * record * record], record), net, velocity: null);
+        RunState state = Checkpoint.WeightsOnly(options, arch, Enumerable.Range(0, 1000).Select(i => $"class {i}").ToArray(), new float[3 * record * record], record);
+        if (int8)
+        {
+            using TorchSharp.torch.Tensor x = TorchSharp.torch.randn(16, 3, crop, crop);
+            state = state with { Card = state.ModelCard with { Int8 = Int8Quantization.Calibrate(net, new[] { x }, CalibrationMethod.Percentile) } };
+        }
+        Checkpoint.Save(path, state, net, velocity: null);
         return path;
     }
 }

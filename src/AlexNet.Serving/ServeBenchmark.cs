@@ -14,15 +14,16 @@ public sealed record ServeBenchRow(string Variant, int MaxBatch, int Clients, in
 public static class ServeBenchmark
 {
     /// <param name="maxBatches">The --max-batch settings to compare (1 = batching off).</param>
+    /// <param name="precision">The server's --precision (null: the checkpoint's own).</param>
     public static async Task<List<ServeBenchRow>> Run(string checkpoint, byte[] image, IReadOnlyList<int> clients, IReadOnlyList<int> maxBatches,
-        int requests, int rounds, int maxWaitMs, string views, Action<ServeBenchRow>? progress = null)
+        int requests, int rounds, int maxWaitMs, string views, Action<ServeBenchRow>? progress = null, AlexNet.Model.Precision? precision = null)
     {
         var rows = new List<ServeBenchRow>();
         for (int round = 1; round <= rounds; round++)
         {
             foreach (int maxBatch in maxBatches)
             {
-                var options = new ServeOptions(checkpoint, Urls: "http://127.0.0.1:0", MaxBatch: maxBatch, MaxWaitMs: maxWaitMs);
+                var options = new ServeOptions(checkpoint, Urls: "http://127.0.0.1:0", MaxBatch: maxBatch, MaxWaitMs: maxWaitMs, Precision: precision);
                 await using Server server = Server.Create(options);
                 string url = (await server.StartAsync().ConfigureAwait(false))[0];
                 using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 1024 }) { BaseAddress = new Uri(url) };

@@ -12,6 +12,13 @@ namespace AlexNet.Performance;
 
 public sealed record PeakRate(double Gflops, string Vectors, int Threads);
 
+/// <summary>
+/// The int8 yardsticks, in GOP/s (a u8·s8 multiply-add counts 2): VNNI's dot product (vpdpbusd) on 256-bit vectors, the
+/// widest .NET 10 exposes (0 without AVX-VNNI), and oneDNN's own u8·s8 GEMM on large matrices, which uses the 512-bit
+/// form where the CPU has AVX-512 VNNI.
+/// </summary>
+public sealed record Int8PeakRate(double VnniYmmGops, double OneDnnGemmGops, int Threads);
+
 public static class PeakProbe
 {
     /// <summary>
@@ -40,7 +47,56 @@ public static class PeakProbe
         return new PeakRate(best, vectors, threads);
     }
 
-    private static (double Seconds, double Flops) Run(int threads, long iterations)
+    /// <summary>The int8 rates, best of three each (oneDNN's GEMM: 2048³, its threads set to <paramref name="threads"/>).</summary>
+    public static unsafe Int8PeakRate MeasureInt8(int threads, double seconds = 0.25)
+    {
+        double vnni = 0;
+        if (AvxVnni.IsSupported)
+        {
+            for (int round = 0; round < 3; round++)
+            {
+                long iterations = 1 << 20;
+                while (true)
+                {
+                    (double elapsed, double ops) = Run(threads, iterations, LoopVnni, 2.0 * 12 * 8 * 4);
+                    if (elapsed >= seconds)
+                    {
+                        vnni = Math.Max(vnni, ops / elapsed / 1e9);
+                        break;
+                    }
+                    iterations *= 2;
+                }
+            }
+        }
+        double gemm = 0;
+        if (AlexNet.Model.Kernels.OneDnnNet.Unavailable is null)
+        {
+            const int n = 2048;
+            byte* a = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(n * n, 64);
+            sbyte* b = (sbyte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(n * n, 64);
+            int* c = (int*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)n * n * 4, 64);
+            new Span<byte>(a, n * n).Fill(3);
+            new Span<byte>(b, n * n).Fill(5);
+            AlexNet.Model.Kernels.Dnnl.UseThreads(threads);
+            for (int round = 0; round < 4; round++)
+            {
+                var clock = Stopwatch.StartNew();
+                AlexNet.Model.Kernels.Dnnl.Gemm(n, n, n, a, b, c);
+                double elapsed = clock.Elapsed.TotalSeconds;
+                gemm = round == 0 ? 0 : Math.Max(gemm, 2.0 * n * n * n / elapsed / 1e9);   // the first call makes the kernels
+            }
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(a);
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(b);
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(c);
+        }
+        return new Int8PeakRate(vnni, gemm, threads);
+    }
+
+    private static (double Seconds, double Flops) Run(int threads, long iterations) =>
+        Run(threads, iterations, Avx512F.IsSupported ? Loop512 : Loop256, 2.0 * 12 * (Avx512F.IsSupported ? 16 : 8));
+
+    /// <summary>Runs <paramref name="loop"/> on every thread at once; operations = iterations × threads × perIteration.</summary>
+    private static (double Seconds, double Ops) Run(int threads, long iterations, Func<long, double> loop, double perIteration)
     {
         var start = new Barrier(threads + 1);
         var workers = new Thread[threads];
@@ -51,7 +107,7 @@ public static class PeakProbe
             workers[t] = new Thread(() =>
             {
                 start.SignalAndWait();
-                sink[id] = Avx512F.IsSupported ? Loop512(iterations) : Loop256(iterations);
+                sink[id] = loop(iterations);
             });
             workers[t].Start();
         }
@@ -62,9 +118,33 @@ public static class PeakProbe
             w.Join();
         }
         double elapsed = clock.Elapsed.TotalSeconds;
-        int lanes = Avx512F.IsSupported ? 16 : 8;
         GC.KeepAlive(sink);
-        return (elapsed, 2.0 * 12 * lanes * iterations * threads);
+        return (elapsed, perIteration * iterations * threads);
+    }
+
+    /// <summary>Twelve independent vpdpbusd chains (each lane: four u8·s8 products added to an int32).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static double LoopVnni(long iterations)
+    {
+        Vector256<byte> u = Vector256.Create((byte)1);
+        Vector256<sbyte> s = Vector256.Create((sbyte)1);
+        Vector256<int> x0 = Vector256<int>.Zero, x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
+        for (long i = 0; i < iterations; i++)
+        {
+            x0 = AvxVnni.MultiplyWideningAndAdd(x0, u, s);
+            x1 = AvxVnni.MultiplyWideningAndAdd(x1, u, s);
+            x2 = AvxVnni.MultiplyWideningAndAdd(x2, u, s);
+            x3 = AvxVnni.MultiplyWideningAndAdd(x3, u, s);
+            x4 = AvxVnni.MultiplyWideningAndAdd(x4, u, s);
+            x5 = AvxVnni.MultiplyWideningAndAdd(x5, u, s);
+            x6 = AvxVnni.MultiplyWideningAndAdd(x6, u, s);
+            x7 = AvxVnni.MultiplyWideningAndAdd(x7, u, s);
+            x8 = AvxVnni.MultiplyWideningAndAdd(x8, u, s);
+            x9 = AvxVnni.MultiplyWideningAndAdd(x9, u, s);
+            x10 = AvxVnni.MultiplyWideningAndAdd(x10, u, s);
+            x11 = AvxVnni.MultiplyWideningAndAdd(x11, u, s);
+        }
+        return Vector256.Sum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11);
     }
 
     // Loop256 and Loop512 are twins on purpose: twelve independent FMA chains at one vector width each, written out so

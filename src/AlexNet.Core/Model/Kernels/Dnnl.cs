@@ -64,6 +64,7 @@ internal static unsafe class Dnnl
     private static readonly delegate* unmanaged<nint, int> StreamWait;
     private static readonly delegate* unmanaged<int> EffectiveIsa;
     private static readonly delegate* unmanaged<int, void> SetOmpThreads;
+    private static readonly delegate* unmanaged<sbyte, sbyte, sbyte, long, long, long, float, byte*, long, byte, sbyte*, long, sbyte, float, int*, long, int*, int> GemmU8S8S32;
 
     /// <summary>Why the engine cannot run here (null: it can).</summary>
     public static readonly string? Unavailable;
@@ -122,6 +123,7 @@ internal static unsafe class Dnnl
         StreamWait = (delegate* unmanaged<nint, int>)F(lib, "dnnl_stream_wait");
         EffectiveIsa = (delegate* unmanaged<int>)F(lib, "dnnl_get_effective_cpu_isa");
         SetOmpThreads = (delegate* unmanaged<int, void>)F(gomp, "omp_set_num_threads");
+        GemmU8S8S32 = (delegate* unmanaged<sbyte, sbyte, sbyte, long, long, long, float, byte*, long, byte, sbyte*, long, sbyte, float, int*, long, int*, int>)F(lib, "dnnl_gemm_u8s8s32");
         nint engine, stream;
         Check(EngineCreate(&engine, 1, 0), "creating the CPU engine");   // dnnl_cpu
         Check(StreamCreate(&stream, engine, 1), "creating a stream");     // dnnl_stream_default_flags
@@ -333,6 +335,13 @@ internal static unsafe class Dnnl
         {
             Check(PrimitiveExecute(primitive, Stream, args.Length, a), "executing a primitive");
         }
+    }
+
+    /// <summary>C[m×n] = A[m×k]·B[k×n] in u8·s8 → s32, row-major, no offsets: the int8 product at its plainest.</summary>
+    public static void Gemm(long m, long n, long k, byte* a, sbyte* b, int* c)
+    {
+        int zero = 0;
+        Check(GemmU8S8S32((sbyte)'N', (sbyte)'N', (sbyte)'F', m, n, k, 1f, a, k, 0, b, n, 0, 0f, c, n, &zero), "multiplying u8·s8 matrices");
     }
 
     public static void Wait() => Check(StreamWait(Stream), "waiting for the stream");
