@@ -5,7 +5,7 @@
 // every call as libtorch's convolutions do. §3.3 normalises within each of §3.2's towers: their halves of a
 // channel-blocked or channels-last tensor are themselves a tensor of twice the batch (TowerView), which oneDNN's LRN
 // normalises as it is; an even window (PyTorch's, not oneDNN's) runs on our fused kernel in the plain layout instead.
-// Primitives are made once per batch size and kept.
+// Primitives are made once per power-of-two batch and kept; a batch runs as such chunks.
 //
 // int8 (Quantization.cs): conv1 reads the image as s8, every later learned layer reads u8 (a ReLU's output); a
 // layer writes u8 scaled for the next layer's input, or float32 where §3.3's LRN comes next, and fc8 writes float32
@@ -83,11 +83,14 @@ public sealed unsafe class OneDnnNet : IDisposable
     private readonly Int8Quantization? _int8;
     private readonly Dictionary<string, Layer> _layers = new();
     private readonly Dictionary<int, Plan> _plans = new();
-    private readonly Queue<int> _planOrder = new();
     private readonly object _lock = new();
 
-    /// <summary>Batch sizes whose primitives are kept (a server sees a few; an evaluation one or two).</summary>
-    private const int KeptPlans = 4;
+    /// <summary>
+    /// The largest batch one plan runs. A batch runs as power-of-two chunks (100 = 64 + 32 + 4), so at most eight plans
+    /// exist whatever sizes arrive: a primitive is fixed to its shapes, and making a plan for a new size costs
+    /// 60–100 ms for owt (its kernels generated anew), which a server's varying batches would pay again and again.
+    /// </summary>
+    private const int LargestChunk = 128;
 
     /// <summary>Why no net runs on oneDNN here at all (null: the library loaded).</summary>
     public static string? Unavailable => Dnnl.Unavailable;
@@ -154,39 +157,42 @@ public sealed unsafe class OneDnnNet : IDisposable
         int n = (int)x.shape[0];
         using Tensor input = x.to(ScalarType.Float32).contiguous();
         Tensor y = empty(n, _arch.Classes);
+        long perImage = input.numel() / Math.Max(1, n);
+        float* from = Planes.Ptr(input), to = Planes.Ptr(y);
         lock (_lock)
         {
-            Plan plan = PlanFor(n);
             Dnnl.UseThreads(Planes.Threads);
-            plan.Run(Planes.Ptr(input), Planes.Ptr(y));
+            for (int start = 0; start < n;)
+            {
+                int chunk = Chunk(n - start);
+                PlanFor(chunk).Run(from + start * perImage, to + (long)start * _arch.Classes);
+                start += chunk;
+            }
         }
         return y;
     }
 
-    /// <summary>Which oneDNN implementation runs each step at batch <paramref name="n"/> (e.g. "conv1 jit_int8:avx512_core_vnni").</summary>
+    /// <summary>The largest power of two that fits in <paramref name="remaining"/>, at most LargestChunk.</summary>
+    private static int Chunk(int remaining) => Math.Min(LargestChunk, 1 << System.Numerics.BitOperations.Log2((uint)remaining));
+
+    /// <summary>
+    /// Which oneDNN implementation runs each step of the first chunk of a batch of <paramref name="n"/> (e.g. "conv1:
+    /// jit_int8:avx512_core_vnni").
+    /// </summary>
     public IReadOnlyList<string> Describe(int n)
     {
         lock (_lock)
         {
-            return PlanFor(n).Names;
+            return PlanFor(Chunk(n)).Names;
         }
     }
 
     private Plan PlanFor(int n)
     {
-        if (_plans.TryGetValue(n, out Plan? plan))
+        if (!_plans.TryGetValue(n, out Plan? plan))
         {
-            return plan;
+            _plans[n] = plan = new Plan(this, n);
         }
-        if (_plans.Count >= KeptPlans)
-        {
-            int oldest = _planOrder.Dequeue();
-            _plans[oldest].Dispose();
-            _plans.Remove(oldest);
-        }
-        plan = new Plan(this, n);
-        _plans[n] = plan;
-        _planOrder.Enqueue(n);
         return plan;
     }
 
