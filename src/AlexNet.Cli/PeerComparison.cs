@@ -151,7 +151,7 @@ internal static class PeerComparison
         Process process;
         try
         {
-            process = Process.Start(start) ?? throw new UserError($"{python} did not start.");
+            process = SignalThread.Unblocked(() => Process.Start(start)) ?? throw new UserError($"{python} did not start.");
         }
         catch (System.ComponentModel.Win32Exception)
         {

@@ -91,7 +91,7 @@ internal static class QuickstartCommand
         AnsiConsole.MarkupLine("Installing Debian's dataset-fashion-mnist …");
         foreach (string args in new[] { "update", "install -y --no-install-recommends dataset-fashion-mnist" })
         {
-            using Process p = Process.Start(new ProcessStartInfo("apt-get", args) { UseShellExecute = false })
+            using Process p = SignalThread.Unblocked(() => Process.Start(new ProcessStartInfo("apt-get", args) { UseShellExecute = false }))
                 ?? throw new UserError("could not run apt-get; install dataset-fashion-mnist by hand.");
             p.WaitForExit();
             if (p.ExitCode != 0)

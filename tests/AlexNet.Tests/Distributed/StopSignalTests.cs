@@ -107,6 +107,44 @@ public class StopSignalTests(ITestOutputHelper output)
         Assert.All(MetricsLog.Read(run).OfType<StepMetrics>(), s => Assert.True(s.Step <= state.Step));   // the log reads back, none past the checkpoint
     }
 
+    /// <summary>
+    /// #28.1: a running `train` receives SIGHUP, SIGINT and SIGTERM on one idle thread only. Every thread made after
+    /// start-up (the main thread, the thread pool, libtorch's and libdnnl's OpenMP workers, MPI's) blocks them, so no
+    /// signal handler can interrupt one of them inside malloc; the `signals` thread does not; and SIGTERM still stops
+    /// the run with 143 and a checkpoint.
+    /// </summary>
+    [Fact]
+    public async System.Threading.Tasks.Task SignalsReachOnlyTheIdleSignalThreadAndStillStopTheRun()
+    {
+        using var dir = new TestData.TempDir();
+        WriteData(dir);
+        string run = dir["run"];
+        var start = new ProcessStartInfo("dotnet", TrainArguments(dir["data"], run, "--threads 2")) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using Process p = Process.Start(start)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        string log = Path.Combine(run, Trainer.MetricsFile);
+        var clock = Stopwatch.StartNew();
+        while (!(File.Exists(log) && new FileInfo(log).Length > 0) && !p.HasExited && clock.Elapsed.TotalSeconds < 60)
+        {
+            Thread.Sleep(20);
+        }
+        const ulong routed = (1UL << 0) | (1UL << 1) | (1UL << 14);   // SIGHUP, SIGINT, SIGTERM (bit = signal − 1)
+        var threads = Directory.GetDirectories($"/proc/{p.Id}/task").Select(t =>
+        {
+            string status = File.ReadAllText(Path.Combine(t, "status"));
+            string name = status.Split('\n').First(l => l.StartsWith("Name:", StringComparison.Ordinal))[5..].Trim();
+            ulong blocked = Convert.ToUInt64(status.Split('\n').First(l => l.StartsWith("SigBlk:", StringComparison.Ordinal))[7..].Trim(), 16);
+            return (Tid: int.Parse(Path.GetFileName(t), System.Globalization.CultureInfo.InvariantCulture), Name: name, Blocked: (blocked & routed) == routed);
+        }).ToList();
+        Assert.Single(threads, t => t.Name == "signals" && !t.Blocked);
+        Assert.Contains(threads, t => t.Tid == p.Id && t.Blocked);   // the main thread
+        Assert.All(threads.Where(t => !t.Name.StartsWith(".NET", StringComparison.Ordinal) && t.Name != "signals"), t => Assert.True(t.Blocked, $"thread {t.Tid} ({t.Name}) can receive the stop signals"));
+        kill(p.Id, Sigterm);
+        Assert.True(p.WaitForExit(60_000), "train did not end within 60 s of SIGTERM");
+        AssertStoppedWithACheckpoint(p.ExitCode, await stdout + await stderr, run, "SIGTERM");
+    }
+
     /// <summary>The direct children of a process (the ranks of a local mpirun).</summary>
     private static IEnumerable<int> Children(Process p)
     {

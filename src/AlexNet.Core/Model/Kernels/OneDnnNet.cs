@@ -53,7 +53,7 @@ public sealed unsafe class OneDnnNet : IDisposable
             }
             string? why = choice == InferenceEngine.Libtorch ? "--engine libtorch has no int8 kernels" : !cpu ? "int8 runs on the CPU only"
                 : Unsupported(model.Architecture, int8: true);
-            return why is null ? new OneDnnNet(model, int8)
+            return why is null ? Made(new OneDnnNet(model, int8), fallBack: false)
                 : throw new ArgumentException($"--precision int8 cannot run {source} here: {why}. Use --precision fp32.");
         }
         if (choice == InferenceEngine.Libtorch || precision != Precision.Fp32 || !cpu)
@@ -67,7 +67,26 @@ public sealed unsafe class OneDnnNet : IDisposable
         {
             throw new ArgumentException($"--engine onednn cannot run {source}: {unsupported}. Use --engine libtorch.");
         }
-        return unsupported is null ? new OneDnnNet(model) : null;
+        return unsupported is null ? Made(new OneDnnNet(model), fallBack: choice == InferenceEngine.Auto) : null;
+    }
+
+    /// <summary>
+    /// The engine with its primitives for a batch of two made now (the weights' layout of every larger batch), so that a
+    /// primitive this CPU's oneDNN lacks shows at load: under --engine auto the modules run instead (null); asked for,
+    /// the refusal says which.
+    /// </summary>
+    private static OneDnnNet? Made(OneDnnNet engine, bool fallBack)
+    {
+        try
+        {
+            engine.Describe(2);
+            return engine;
+        }
+        catch (InvalidOperationException) when (fallBack)
+        {
+            engine.Dispose();
+            return null;
+        }
     }
 
     /// <summary>`auto`, `libtorch` or `onednn` (the flag's spelling).</summary>
