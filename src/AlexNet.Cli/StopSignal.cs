@@ -14,7 +14,8 @@ namespace AlexNet.Cli;
 /// freeing tensors, and the heap is corrupted (`free(): invalid next size`, `corrupted size vs. prev_size`, exit 134).
 /// Such a signal came when the command had already ended: Open MPI's mpirun and MPICH's Hydra signal the other ranks
 /// when one exits non-zero (143 included), and the stop signal had been disposed by then. Now a signal after the
-/// command is ignored, and the process ends with the command's own code.
+/// command is ignored, and the process ends with the command's own code. Which thread the kernel interrupts to run the
+/// handler: SignalThread.cs (the corruption itself).
 /// </remarks>
 internal sealed class StopSignal : IDisposable
 {
