@@ -147,8 +147,9 @@ public static class PeakProbe
         return Vector256.Sum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11);
     }
 
-    // Loop256 and Loop512 are twins on purpose: twelve independent FMA chains at one vector width each, written out so
-    // that the JIT keeps them in registers (a loop over an array of accumulators would measure loads and stores).
+    // Loop256, Loop512 and LoopVnni are triplets on purpose: twelve independent chains (FMA at one vector width each,
+    // or VNNI's dot product), written out so that the JIT keeps them in registers (a loop over an array of accumulators
+    // would measure loads and stores).
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static double Loop256(long iterations)
     {
