@@ -3,14 +3,13 @@
 // the test split; the float32 weights are kept, and the calibration is written into the model card, so one file
 // runs in float32 or int8 (`--precision`) and exports to ONNX either way.
 using System;
-using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using AlexNet.Data;
 using AlexNet.Evaluation;
 using AlexNet.Model;
 using AlexNet.Model.Kernels;
 using AlexNet.Training;
-using static TorchSharp.torch;
 
 namespace AlexNet.Inference;
 
@@ -37,28 +36,14 @@ public static class Quantizer
             Int8Quantization q;
             using (ImageStore data = ImageStore.Open(store))
             {
-                q = Int8Quantization.Calibrate(model, Batches(data, card, Math.Min(images, data.Count), batchSize), method, percentile);
+                // Centre views of records spread evenly over the store, through the test loader.
+                int count = Math.Min(images, data.Count);
+                int[] records = Enumerable.Range(0, count).Select(i => (int)((long)i * data.Count / count)).ToArray();
+                var views = new StoreViews(data, TestPipeline.Augmentation(card, data.Height, data.Width), batchSize, records: records);
+                q = Int8Quantization.Calibrate(model, views.Pass(View.Centre, default).Select(b => b.Inputs), method, percentile);
             }
             Checkpoint.Save(output, state with { Card = card with { Int8 = q } }, model, velocity: null);
             return q;
-        }
-    }
-
-    /// <summary>Centre views of <paramref name="count"/> records spread evenly over the store, in batches.</summary>
-    private static IEnumerable<Tensor> Batches(ImageStore store, ModelCard card, int count, int batchSize)
-    {
-        Augmentation aug = TestPipeline.Augmentation(card, store.Height, store.Width);
-        int length = aug.OutputLength;
-        for (int start = 0; start < count; start += batchSize)
-        {
-            int n = Math.Min(batchSize, count - start);
-            var input = new float[n * length];
-            for (int i = 0; i < n; i++)
-            {
-                aug.Test(store.Record((int)((long)(start + i) * store.Count / count)), input.AsSpan(i * length, length), View.Centre);
-            }
-            using Tensor x = tensor(input, new long[] { n, aug.Channels, aug.Crop, aug.Crop });
-            yield return x;
         }
     }
 }

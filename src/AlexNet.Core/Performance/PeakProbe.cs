@@ -27,47 +27,38 @@ public static class PeakProbe
     public static PeakRate Measure(int threads, double seconds = 0.25)
     {
         string vectors = Avx512F.IsSupported ? "AVX-512" : Fma.IsSupported ? "AVX2+FMA" : "scalar-width Vector<T>";
+        double best = Best(threads, seconds, Avx512F.IsSupported ? Loop512 : Loop256, 2.0 * 12 * (Avx512F.IsSupported ? 16 : 8));
+        return new PeakRate(best, vectors, threads);
+    }
+
+    /// <summary>
+    /// Best of three runs of <paramref name="loop"/> on every thread, each lengthened until it lasts <paramref
+    /// name="seconds"/>: G-operations per second.
+    /// </summary>
+    private static double Best(int threads, double seconds, Func<long, double> loop, double perIteration)
+    {
         double best = 0;
         for (int round = 0; round < 3; round++)
         {
             long iterations = 1 << 20;
-            double rate;
             while (true)
             {
-                (double elapsed, double flops) = Run(threads, iterations);
-                rate = flops / elapsed / 1e9;
+                (double elapsed, double ops) = Run(threads, iterations, loop, perIteration);
                 if (elapsed >= seconds)
                 {
+                    best = Math.Max(best, ops / elapsed / 1e9);
                     break;
                 }
                 iterations *= 2;
             }
-            best = Math.Max(best, rate);
         }
-        return new PeakRate(best, vectors, threads);
+        return best;
     }
 
     /// <summary>The int8 rates, best of three each (oneDNN's GEMM: 2048³, its threads set to <paramref name="threads"/>).</summary>
     public static unsafe Int8PeakRate MeasureInt8(int threads, double seconds = 0.25)
     {
-        double vnni = 0;
-        if (AvxVnni.IsSupported)
-        {
-            for (int round = 0; round < 3; round++)
-            {
-                long iterations = 1 << 20;
-                while (true)
-                {
-                    (double elapsed, double ops) = Run(threads, iterations, LoopVnni, 2.0 * 12 * 8 * 4);
-                    if (elapsed >= seconds)
-                    {
-                        vnni = Math.Max(vnni, ops / elapsed / 1e9);
-                        break;
-                    }
-                    iterations *= 2;
-                }
-            }
-        }
+        double vnni = AvxVnni.IsSupported ? Best(threads, seconds, LoopVnni, 2.0 * 12 * 8 * 4) : 0;
         double gemm = 0;
         if (AlexNet.Model.Kernels.OneDnnNet.Unavailable is null)
         {
@@ -91,9 +82,6 @@ public static class PeakProbe
         }
         return new Int8PeakRate(vnni, gemm, threads);
     }
-
-    private static (double Seconds, double Flops) Run(int threads, long iterations) =>
-        Run(threads, iterations, Avx512F.IsSupported ? Loop512 : Loop256, 2.0 * 12 * (Avx512F.IsSupported ? 16 : 8));
 
     /// <summary>Runs <paramref name="loop"/> on every thread at once; operations = iterations × threads × perIteration.</summary>
     private static (double Seconds, double Ops) Run(int threads, long iterations, Func<long, double> loop, double perIteration)

@@ -3,7 +3,8 @@
 // of v2.6.3's include/oneapi/dnnl/dnnl.h and dnnl_types.h (the constants printed by a C program compiled against
 // them; the C API and these values are stable across oneDNN 2.x, and oneDNN 3 replaced the descriptors, so only
 // major version 2 is used). libtorch links its own oneDNN privately (no dnnl_* symbol is exported), so this is a
-// second copy in the process with its own OpenMP runtime, the system's libgomp.
+// second copy in the process with its own OpenMP runtime, the system's libgomp. The one place the library is loaded:
+// the training's FC layers (FullyConnected.cs) take its sgemm from here too, whose C signature oneDNN 3 kept.
 using System;
 using System.Runtime.InteropServices;
 
@@ -19,7 +20,7 @@ internal struct MemoryDesc
 internal static unsafe class Dnnl
 {
     // dnnl_data_type_t
-    public const int F32 = 3, S32 = 4, S8 = 5, U8 = 6;
+    public const int F32 = 3, S8 = 5, U8 = 6;
 
     // dnnl_format_tag_t: plain layouts by dimension count, "any" (the primitive picks, a blocked layout), and the
     // channel-blocked activations of the AVX-512 and AVX2 kernels (nChw16c, nChw8c), and channels-last (nhwc)
@@ -28,14 +29,13 @@ internal static unsafe class Dnnl
     public const int ForwardInference = 96;                   // dnnl_prop_kind_t
     public const int ConvolutionDirect = 1, EltwiseRelu = 31, EltwiseTanh = 47, PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
     public const int QuerySrcMd = 129, QueryWeightsMd = 131, QueryDstMd = 133, QueryImplInfo = 8;   // dnnl_query_t
-    public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41, ArgWorkspace = 64;      // DNNL_ARG_*
-    public const int CpuIsaAvx2 = 7, CpuIsaAvx2Vnni = 1031, CpuIsaAvx512Core = 39, CpuIsaAvx512CoreVnni = 103;
+    public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41;      // DNNL_ARG_*
+    private const int CpuIsaAvx2Vnni = 0x407;                                     // dnnl_cpu_isa_t
 
     private static readonly nint MemoryAllocate = -1;        // DNNL_MEMORY_ALLOCATE
 
     private static readonly delegate* unmanaged<MemoryDesc*, int, long*, int, int, int> MdInitByTag;
     private static readonly delegate* unmanaged<MemoryDesc*, MemoryDesc*, int> MdEqual;
-    private static readonly delegate* unmanaged<MemoryDesc*, nuint> MdSize;
     private static readonly delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int> ConvInit;
     private static readonly delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, long*, long*, long*, long*, int> PoolInit;
     private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int> InnerProductInit;
@@ -65,6 +65,7 @@ internal static unsafe class Dnnl
     private static readonly delegate* unmanaged<int> EffectiveIsa;
     private static readonly delegate* unmanaged<int, void> SetOmpThreads;
     private static readonly delegate* unmanaged<sbyte, sbyte, sbyte, long, long, long, float, byte*, long, byte, sbyte*, long, sbyte, float, int*, long, int*, int> GemmU8S8S32;
+    private static readonly delegate* unmanaged<sbyte, sbyte, long, long, long, float, float*, long, float*, long, float, float*, long, int> SgemmF32;
 
     /// <summary>Why the engine cannot run here (null: it can).</summary>
     public static readonly string? Unavailable;
@@ -74,7 +75,7 @@ internal static unsafe class Dnnl
 
     static Dnnl()
     {
-        if (!NativeLibrary.TryLoad("libdnnl.so.2", out nint lib))
+        if (!NativeLibrary.TryLoad("libdnnl.so.2", out nint lib) && !NativeLibrary.TryLoad("libdnnl.so.3", out lib))
         {
             Unavailable = "Debian's libdnnl2 (oneDNN 2) is not installed: `sudo ./setup.sh` or `apt-get install libdnnl2`";
             return;
@@ -85,16 +86,17 @@ internal static unsafe class Dnnl
             return;
         }
         nint F(nint l, string name) => NativeLibrary.GetExport(l, name);
+        SetOmpThreads = (delegate* unmanaged<int, void>)F(gomp, "omp_set_num_threads");
+        SgemmF32 = (delegate* unmanaged<sbyte, sbyte, long, long, long, float, float*, long, float*, long, float, float*, long, int>)F(lib, "dnnl_sgemm");
         int* v = ((delegate* unmanaged<int*>)F(lib, "dnnl_version"))();   // {major, minor, patch, hash, ...}
         Version = $"{v[0]}.{v[1]}.{v[2]}";
         if (v[0] != 2)
         {
-            Unavailable = $"libdnnl.so.2 reports oneDNN {Version}; this binding is of oneDNN 2's C API";
+            Unavailable = $"the installed libdnnl is oneDNN {Version}; this binding of its primitives is of oneDNN 2's C API";
             return;
         }
         MdInitByTag = (delegate* unmanaged<MemoryDesc*, int, long*, int, int, int>)F(lib, "dnnl_memory_desc_init_by_tag");
         MdEqual = (delegate* unmanaged<MemoryDesc*, MemoryDesc*, int>)F(lib, "dnnl_memory_desc_equal");
-        MdSize = (delegate* unmanaged<MemoryDesc*, nuint>)F(lib, "dnnl_memory_desc_get_size");
         ConvInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib, "dnnl_convolution_forward_desc_init");
         PoolInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, long*, long*, long*, long*, int>)F(lib, "dnnl_pooling_forward_desc_init");
         InnerProductInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int>)F(lib, "dnnl_inner_product_forward_desc_init");
@@ -122,7 +124,6 @@ internal static unsafe class Dnnl
         StreamCreate = (delegate* unmanaged<nint*, nint, uint, int>)F(lib, "dnnl_stream_create");
         StreamWait = (delegate* unmanaged<nint, int>)F(lib, "dnnl_stream_wait");
         EffectiveIsa = (delegate* unmanaged<int>)F(lib, "dnnl_get_effective_cpu_isa");
-        SetOmpThreads = (delegate* unmanaged<int, void>)F(gomp, "omp_set_num_threads");
         GemmU8S8S32 = (delegate* unmanaged<sbyte, sbyte, sbyte, long, long, long, float, byte*, long, byte, sbyte*, long, sbyte, float, int*, long, int*, int>)F(lib, "dnnl_gemm_u8s8s32");
         nint engine, stream;
         Check(EngineCreate(&engine, 1, 0), "creating the CPU engine");   // dnnl_cpu
@@ -186,14 +187,6 @@ internal static unsafe class Dnnl
         fixed (MemoryDesc* pa = &a, pb = &b)
         {
             return MdEqual(pa, pb) != 0;
-        }
-    }
-
-    public static long Bytes(in MemoryDesc md)
-    {
-        fixed (MemoryDesc* p = &md)
-        {
-            return (long)MdSize(p);
         }
     }
 
@@ -343,6 +336,15 @@ internal static unsafe class Dnnl
         int zero = 0;
         Check(GemmU8S8S32((sbyte)'N', (sbyte)'N', (sbyte)'F', m, n, k, 1f, a, k, 0, b, n, 0, 0f, c, n, &zero), "multiplying u8·s8 matrices");
     }
+
+    /// <summary>oneDNN's float32 GEMM (any oneDNN 2 or 3 loaded, with its OpenMP runtime) is there.</summary>
+    public static bool SgemmLoaded => SgemmF32 != null;
+
+    /// <summary>
+    /// C[m×n] = op(A)·op(B), row-major float32, op a transpose where asked: dnnl_sgemm, on oneDNN's threads.
+    /// </summary>
+    public static int Sgemm(bool transA, bool transB, long m, long n, long k, float* a, long lda, float* b, long ldb, float* c, long ldc) =>
+        SgemmF32((sbyte)(transA ? 'T' : 'N'), (sbyte)(transB ? 'T' : 'N'), m, n, k, 1f, a, lda, b, ldb, 0f, c, ldc);
 
     public static void Wait() => Check(StreamWait(Stream), "waiting for the stream");
 

@@ -10,7 +10,6 @@
 // dnnl_sgemm is row-major: C[m×n] = A[m×k]·B[k×n], either operand optionally transposed.
 using System;
 using System.Collections.Generic;
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -20,24 +19,8 @@ namespace AlexNet.Model.Kernels;
 
 public static unsafe class FullyConnected
 {
-    private static readonly delegate* unmanaged<sbyte, sbyte, long, long, long, float, float*, long, float*, long, float, float*, long, int> Sgemm;
-    private static readonly delegate* unmanaged<int, void> SetOmpThreads;
-
-    static FullyConnected()
-    {
-        // The OpenMP runtime oneDNN was built against (the system's libgomp, not libtorch's private copy) runs its
-        // threads. dnnl_sgemm's C signature is the same in oneDNN 2 (Debian 12's libdnnl2) and 3.
-        if (Avx512F.IsSupported && (NativeLibrary.TryLoad("libdnnl.so.2", out nint dnnl) || NativeLibrary.TryLoad("libdnnl.so.3", out dnnl))
-            && NativeLibrary.TryGetExport(dnnl, "dnnl_sgemm", out nint sgemm)
-            && NativeLibrary.TryLoad("libgomp.so.1", out nint gomp) && NativeLibrary.TryGetExport(gomp, "omp_set_num_threads", out nint threads))
-        {
-            Sgemm = (delegate* unmanaged<sbyte, sbyte, long, long, long, float, float*, long, float*, long, float, float*, long, int>)sgemm;
-            SetOmpThreads = (delegate* unmanaged<int, void>)threads;
-        }
-    }
-
     /// <summary>oneDNN's sgemm is loaded (Debian's libdnnl2) and the CPU has AVX-512.</summary>
-    public static bool Available => Sgemm != null;
+    public static bool Available => Avx512F.IsSupported && Dnnl.SgemmLoaded;
 
     /// <summary>This layer's product can run on oneDNN: a 2-d float32 CPU input and weights.</summary>
     public static bool Supports(Tensor x, Linear fc) => Available && x.dim() == 2 && Planes.IsCpuFloat32(x) && Planes.IsCpuFloat32(fc.weight!) && fc.weight!.is_contiguous();
@@ -56,8 +39,8 @@ public static unsafe class FullyConnected
     private static void Gemm(bool transA, bool transB, Tensor a, Tensor b, Tensor c)
     {
         long m = c.shape[0], n = c.shape[1], k = transA ? a.shape[0] : a.shape[1];
-        SetOmpThreads(Planes.Threads);
-        int status = Sgemm((sbyte)(transA ? 'T' : 'N'), (sbyte)(transB ? 'T' : 'N'), m, n, k, 1f, Planes.Ptr(a), a.shape[1], Planes.Ptr(b), b.shape[1], 0f, Planes.Ptr(c), n);
+        Dnnl.UseThreads(Planes.Threads);   // the OpenMP runtime oneDNN was built against, the system's, not libtorch's copy
+        int status = Dnnl.Sgemm(transA, transB, m, n, k, Planes.Ptr(a), a.shape[1], Planes.Ptr(b), b.shape[1], Planes.Ptr(c), n);
         if (status != 0)
         {
             throw new InvalidOperationException($"oneDNN's sgemm failed (status {status}) on {m}×{k} by {k}×{n}.");

@@ -101,6 +101,7 @@ public sealed unsafe class OneDnnNet : IDisposable
     private readonly Architecture _arch;
     private readonly Int8Quantization? _int8;
     private readonly Dictionary<string, Layer> _layers = new();
+    private readonly string[] _learned;   // conv1 … fc8, in order: where each layer's output goes next
     private readonly Dictionary<int, Plan> _plans = new();
     private readonly object _lock = new();
 
@@ -135,9 +136,10 @@ public sealed unsafe class OneDnnNet : IDisposable
         {
             return $"{arch.Variant} normalises a layer it does not pool: the engine fuses §3.3's LRN with the pool after it";
         }
-        if (arch.TorchvisionLayout && arch.ConvOutputs()[^1].Size != 6)
+        int last = arch.ConvOutputs()[^1].Size;
+        if (arch.TorchvisionLayout && last != 6)
         {
-            return $"{arch.Variant} at {arch.InputSize}² pools adaptively to 6×6 from {arch.ConvOutputs()[^1].Size}², which the engine does not";
+            return $"{arch.Variant} at {arch.InputSize}² pools adaptively to 6×6 from {last}², which the engine does not";
         }
         return null;
     }
@@ -152,6 +154,7 @@ public sealed unsafe class OneDnnNet : IDisposable
         }
         _arch = model.Architecture;
         _int8 = int8;
+        _learned = model.LayerNames.ToArray();
         using var _ = no_grad();
         foreach (string name in model.LayerNames)
         {
@@ -169,14 +172,15 @@ public sealed unsafe class OneDnnNet : IDisposable
     /// <summary>x: N×C×H×W float32 on the CPU → N×classes logits.</summary>
     public Tensor Forward(Tensor x)
     {
-        if (x.device_type != DeviceType.CPU || x.dim() != 4)
+        long[] image = { _arch.InputChannels, _arch.InputSize, _arch.InputSize };
+        if (x.device_type != DeviceType.CPU || x.dim() != 4 || !x.shape.AsSpan(1).SequenceEqual(image))
         {
-            throw new ArgumentException("the oneDNN engine runs 4-d CPU inputs.");
+            throw new ArgumentException($"the oneDNN engine of {_arch.Variant} runs N×{string.Join("×", image)} CPU inputs, not {string.Join("×", x.shape)} on {x.device_type}.");
         }
         int n = (int)x.shape[0];
         using Tensor input = x.to(ScalarType.Float32).contiguous();
         Tensor y = empty(n, _arch.Classes);
-        long perImage = input.numel() / Math.Max(1, n);
+        long perImage = image[0] * image[1] * image[2];
         float* from = Planes.Ptr(input), to = Planes.Ptr(y);
         lock (_lock)
         {
@@ -315,7 +319,7 @@ public sealed unsafe class OneDnnNet : IDisposable
             MemoryDesc curMd = Dnnl.Desc(new long[] { n, channels, size, size }, Dnnl.F32, Dnnl.Abcd);
             nint cur = _input = Track(Dnnl.Memory(curMd, 0));
             bool quantized = false;   // whether cur holds int8 values (scaled for the next learned layer)
-            string[] learned = net._layers.Keys.ToArray();
+            string[] learned = net._learned;
             for (int i = 0; i < arch.Convs.Length; i++)
             {
                 ConvLayer c = arch.Convs[i];
@@ -350,13 +354,7 @@ public sealed unsafe class OneDnnNet : IDisposable
                     nint normalised = Track(Dnnl.Memory(curMd));
                     nint viewOut = Track(Dnnl.Memory(view, (nint)Dnnl.Handle(normalised)));
                     Add(lrnPd, c.Name + " lrn", new ExecArg(Dnnl.ArgSrc, viewIn), new ExecArg(Dnnl.ArgDst, viewOut));
-                    int pooled = Shapes.PooledSize(size, arch.PoolWindow, arch.PoolStride);
-                    nint poolPd = Track(Dnnl.MaxPool(curMd, Dnnl.Desc(new long[] { n, channels, pooled, pooled }, Dnnl.F32, Dnnl.Any),
-                        arch.PoolWindow, arch.PoolStride, $"making {c.Name}'s pool"), _descs);
-                    MemoryDesc pooledMd = Dnnl.Query(poolPd, Dnnl.QueryDstMd);
-                    nint output = Track(Dnnl.Memory(pooledMd));
-                    Add(poolPd, c.Name + " pool", new ExecArg(Dnnl.ArgSrc, normalised), new ExecArg(Dnnl.ArgDst, output));
-                    (cur, curMd, size) = (output, pooledMd, pooled);
+                    (cur, curMd, size) = MaxPool(arch, c.Name, normalised, curMd, n, channels, size, Dnnl.F32);
                 }
                 else if (lrn)
                 {
@@ -379,13 +377,7 @@ public sealed unsafe class OneDnnNet : IDisposable
                 }
                 else if (c.Pool)
                 {
-                    int pooled = Shapes.PooledSize(size, arch.PoolWindow, arch.PoolStride);
-                    nint poolPd = Track(Dnnl.MaxPool(curMd, Dnnl.Desc(new long[] { n, channels, pooled, pooled }, dstType, Dnnl.Any),
-                        arch.PoolWindow, arch.PoolStride, $"making {c.Name}'s pool"), _descs);
-                    MemoryDesc pooledMd = Dnnl.Query(poolPd, Dnnl.QueryDstMd);
-                    nint output = Track(Dnnl.Memory(pooledMd));
-                    Add(poolPd, c.Name + " pool", new ExecArg(Dnnl.ArgSrc, cur), new ExecArg(Dnnl.ArgDst, output));
-                    (cur, curMd, size) = (output, pooledMd, pooled);
+                    (cur, curMd, size) = MaxPool(arch, c.Name, cur, curMd, n, channels, size, dstType);
                 }
             }
             // §3.5's fully connected layers; fc6 reads pool5's maps in their blocked layout (its weights follow it).
@@ -443,6 +435,18 @@ public sealed unsafe class OneDnnNet : IDisposable
             return Dnnl.Equal(md, Dnnl.Desc(new long[] { n, channels, size, size }, Dnnl.F32, Dnnl.Acdb))
                 ? Dnnl.Desc(new long[] { (long)n * size * size * p.Towers, perTower, 1, 1 }, Dnnl.F32, Dnnl.Acdb)
                 : null;
+        }
+
+        /// <summary>§3.4's overlapping max-pool of <paramref name="src"/> (its values' type kept) into a new buffer.</summary>
+        private (nint Output, MemoryDesc Md, int Size) MaxPool(Architecture arch, string layer, nint src, MemoryDesc srcMd, int n, int channels, int size, int type)
+        {
+            int pooled = Shapes.PooledSize(size, arch.PoolWindow, arch.PoolStride);
+            nint pd = Track(Dnnl.MaxPool(srcMd, Dnnl.Desc(new long[] { n, channels, pooled, pooled }, type, Dnnl.Any),
+                arch.PoolWindow, arch.PoolStride, $"making {layer}'s pool"), _descs);
+            MemoryDesc md = Dnnl.Query(pd, Dnnl.QueryDstMd);
+            nint output = Track(Dnnl.Memory(md));
+            Add(pd, layer + " pool", new ExecArg(Dnnl.ArgSrc, src), new ExecArg(Dnnl.ArgDst, output));
+            return (output, md, pooled);
         }
 
         private static int Activation(Architecture arch) => arch.Activation == Model.Activation.Relu ? Dnnl.EltwiseRelu : Dnnl.EltwiseTanh;
