@@ -22,6 +22,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -68,44 +69,62 @@ public sealed class Server : IAsyncDisposable
     private readonly byte[] _kernels;
     private readonly string? _runName;
 
+    private IHost? _host;
+
     public ServerMetrics Metrics { get; } = new();
-    public WebApplication App { get; }
     public ModelCard Card => _net.Card;
 
-    private Server(ServeOptions options, Classifier net, FeatureMatrix? features, (HammingIndex Index, BinaryCoder Coder)? codes, ImageStore? store,
-        Action<WebApplicationBuilder>? configure)
+    private Server(ServeOptions options, Classifier net, FeatureMatrix? features, (HammingIndex Index, BinaryCoder Coder)? codes,
+        ImageStore? store)
     {
         (_options, _net, _features, _codes, _coder, _store) = (options, net, features, codes?.Index, codes?.Coder, store);
         _batcher = new Batcher(net, options.MaxBatch, options.MaxWaitMs, Metrics);
         (_kernels, _) = KernelGrid.Render(net.Model.LayerParameters("conv1").Weight, KernelGrid.ScaleFor(net.Card.Architecture),
             KernelGrid.TowersOf(net.Card.Architecture));
         _runName = options.Run is string run ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(run))) : null;
+    }
 
-        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "alexnet" });
-        builder.Logging.ClearProviders();   // the CLI prints where it listens; request logs would drown the terminal
-        builder.WebHost.UseUrls(options.Urls);
-        long limit = (long)options.MaxUploadMb << 20;
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = limit + (64 << 10));   // multipart headers on top
-        builder.Services.Configure<FormOptions>(f => f.MultipartBodyLengthLimit = limit + (64 << 10));
-        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(30));
-        builder.Services.ConfigureHttpJsonOptions(j =>
-        {
-            j.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.CamelCase;
-            j.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals;
-            j.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter());
-        });
-        builder.Services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(r => r.ThrowOnBadRequest = true);   // a bad ?top= gets our JSON message
-        builder.Services.AddOpenApi();
-        configure?.Invoke(builder);
-        App = builder.Build();
-        App.Use(Guard);
-        Map(App);
+    /// <summary>
+    /// The host of this server: Kestrel at --urls, its limits, the JSON conventions, the OpenAPI document, the guard and
+    /// the endpoints. StartAsync builds and starts it; a test factory (Mvc.Testing's WebApplicationFactory) builds it
+    /// with an in-memory server in Kestrel's place.
+    /// </summary>
+    public IHostBuilder CreateHostBuilder()
+    {
+        long limit = ((long)_options.MaxUploadMb << 20) + (64 << 10);   // multipart headers on top of the image
+        return new HostBuilder()
+            .ConfigureLogging(l => l.ClearProviders())   // the CLI prints where it listens; request logs would drown the terminal
+            .UseConsoleLifetime(c => c.SuppressStatusMessages = true)
+            .ConfigureServices(s => s.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(30)))
+            .ConfigureWebHost(web => web
+                .UseKestrel(k => k.Limits.MaxRequestBodySize = limit)
+                .UseUrls(_options.Urls)
+                .ConfigureServices(services =>
+                {
+                    services.AddRouting();
+                    services.Configure<FormOptions>(f => f.MultipartBodyLengthLimit = limit);
+                    services.ConfigureHttpJsonOptions(j =>
+                    {
+                        j.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.CamelCase;
+                        j.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals;
+                        j.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter());
+                    });
+                    // a bad ?top= gets our JSON message
+                    services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(r => r.ThrowOnBadRequest = true);
+                    services.AddOpenApi();
+                })
+                .Configure(app =>
+                {
+                    app.Use(Guard);
+                    app.UseRouting();
+                    app.UseEndpoints(Map);
+                })
+                .UseSetting(WebHostDefaults.ApplicationKey, "alexnet"));   // after Configure, which names its caller's assembly
     }
 
     /// <summary>Loads the net (and the retrieval data where given) and builds the server; StartAsync listens.</summary>
-    /// <param name="configure">The tests' hook (an in-memory test server in place of Kestrel).</param>
     /// <param name="message">Progress for people (the one-time fc7 extraction of --store without --features).</param>
-    public static Server Create(ServeOptions options, Action<WebApplicationBuilder>? configure = null, Action<string>? message = null)
+    public static Server Create(ServeOptions options, Action<string>? message = null)
     {
         options.Validate();
         if (options.Run is string run && !Directory.Exists(run))
@@ -149,7 +168,7 @@ public sealed class Server : IAsyncDisposable
             {
                 throw new ArgumentException($"the store {store.Directory} has {store.Channels} channel(s), the net {net.Card.Channels}.");
             }
-            return new Server(options, net, features, codes, store, configure);
+            return new Server(options, net, features, codes, store);
         }
         catch
         {
@@ -179,18 +198,24 @@ public sealed class Server : IAsyncDisposable
         return file;
     }
 
-    /// <summary>Starts listening; the addresses it listens on.</summary>
+    /// <summary>Builds the host and starts listening; the addresses it listens on.</summary>
     public async Task<IReadOnlyList<string>> StartAsync(CancellationToken cancel = default)
     {
-        await App.StartAsync(cancel).ConfigureAwait(false);
-        return App.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? Array.Empty<string>();
+        _host ??= CreateHostBuilder().Build();
+        await _host.StartAsync(cancel).ConfigureAwait(false);
+        return _host.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? Array.Empty<string>();
     }
 
     /// <summary>
     /// Until Ctrl-C or SIGTERM: then Kestrel stops accepting, in-flight requests are answered (30 s at most), and this
     /// returns.
     /// </summary>
-    public Task WaitForShutdownAsync() => App.WaitForShutdownAsync();
+    public Task WaitForShutdownAsync() => Started.WaitForShutdownAsync();
+
+    /// <summary>What Ctrl-C or SIGTERM asks of the host: stop accepting, answer what is in flight.</summary>
+    public Task StopAsync() => Started.StopAsync();
+
+    private IHost Started => _host ?? throw new InvalidOperationException("the server was not started (StartAsync).");
 
     /// <summary>Errors as JSON, metrics for every request; whatever a request does, the next one is served.</summary>
     private async Task Guard(HttpContext context, RequestDelegate next)
@@ -246,7 +271,7 @@ public sealed class Server : IAsyncDisposable
         return p is "/" or "/app.js" or "/app.css" ? "page" : "other";
     }
 
-    private void Map(WebApplication app)
+    private void Map(IEndpointRouteBuilder app)
     {
         app.MapOpenApi();
         app.MapGet("/", () => Page("index.html", "text/html; charset=utf-8")).ExcludeFromDescription();
@@ -494,7 +519,10 @@ public sealed class Server : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await App.DisposeAsync().ConfigureAwait(false);
+        if (_host is IAsyncDisposable host)
+        {
+            await host.DisposeAsync().ConfigureAwait(false);
+        }
         await _batcher.DisposeAsync().ConfigureAwait(false);
         _decoders.Dispose();
         _features?.Dispose();

@@ -11,7 +11,8 @@ using System.Threading.Tasks;
 using AlexNet.Inference;
 using AlexNet.Serving;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.TestHost;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Hosting;
 using SkiaSharp;
 using Xunit;
 
@@ -28,6 +29,7 @@ public sealed class ServedNet : IAsyncLifetime
     /// <summary>A path in the fixture's temporary folder.</summary>
     public string this[string name] => _dir[name];
     public Server Server { get; private set; } = null!;
+    public ServerFactory Factory { get; private set; } = null!;
     public HttpClient Client { get; private set; } = null!;
     public Classifier Reference { get; private set; } = null!;
     public string Checkpoint => _dir["small.ckpt"];
@@ -35,7 +37,7 @@ public sealed class ServedNet : IAsyncLifetime
     /// <summary>A 300×200 JPEG with a gradient and a bar: something to classify that needs no package.</summary>
     public static readonly byte[] Photo = TestData.Encode(300, 200, (x, y) => new SKColor((byte)x, (byte)(y + 40), (byte)(x ^ y)), SKEncodedImageFormat.Jpeg);
 
-    public async Task InitializeAsync()
+    public Task InitializeAsync()
     {
         TestData.WriteSyntheticStore(_dir["store"], 120, 10);
         using (var store = AlexNet.Data.ImageStore.Open(_dir["store"]))
@@ -47,20 +49,33 @@ public sealed class ServedNet : IAsyncLifetime
         }
         Directory.CreateDirectory(_dir["run-a"]);
         File.WriteAllText(_dir["run-a/metrics.jsonl"], "{\"kind\":\"step\",\"step\":1,\"loss\":2.3}\n{\"kind\":\"step\",\"step\":2,\"loss\":2.1}\n");
-        Server = Server.Create(new ServeOptions(Checkpoint, Store: _dir["store"], Run: _dir["run-a"], MaxBatch: 16, MaxWaitMs: 20, MaxUploadMb: 1),
-            b => b.WebHost.UseTestServer());
-        await Server.StartAsync();
-        Client = Server.App.GetTestClient();
+        Server = Server.Create(new ServeOptions(Checkpoint, Store: _dir["store"], Run: _dir["run-a"], MaxBatch: 16, MaxWaitMs: 20, MaxUploadMb: 1));
+        Factory = new ServerFactory(Server);
+        Client = Factory.CreateClient();   // builds and starts the host in memory
         Reference = Classifier.Load(Checkpoint);
+        return Task.CompletedTask;
     }
 
     public async Task DisposeAsync()
     {
         Client.Dispose();
         Reference.Dispose();
+        await Factory.DisposeAsync();
         await Server.DisposeAsync();
         _dir.Dispose();
     }
+}
+
+/// <summary>
+/// ASP.NET Core's test factory over `serve`'s host: the tool's entry point names the application, the server's own
+/// host builder (what `alexnet serve` starts on Kestrel) is the one run in memory.
+/// </summary>
+public sealed class ServerFactory(Server server) : WebApplicationFactory<Program>
+{
+    protected override IHostBuilder CreateHostBuilder() => server.CreateHostBuilder();
+
+    // The page and API are embedded in the assembly: no content root of files to find.
+    protected override void ConfigureWebHost(IWebHostBuilder builder) => builder.UseContentRoot(AppContext.BaseDirectory);
 }
 
 public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
@@ -204,6 +219,7 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         Assert.Contains("alexnet_request_duration_seconds_bucket{endpoint=\"/api/predict\"", metrics);
 
         JsonElement api = await Json(await _client.GetAsync("/openapi/v1.json"));
+        Assert.Equal("alexnet | v1", api.GetProperty("info").GetProperty("title").GetString());
         JsonElement paths = api.GetProperty("paths");
         foreach (string p in new[] { "/api/predict", "/api/neighbors", "/api/model", "/api/kernels.png", "/metrics", "/healthz", "/readyz", "/api/runs/{name}/events" })
         {
@@ -291,9 +307,9 @@ public class ServeOnCodesTests
         AlexNet.Analysis.HammingIndex.Write(dir["codes"], codes, new AlexNet.Analysis.CodesHeader(AlexNet.Analysis.HammingIndex.Format, 60, 128, "lsh", dir["coder"],
             dir["fc7"], dir["store"], dir["small.ckpt"], "fc7"));
 
-        await using Server server = Server.Create(new ServeOptions(dir["small.ckpt"], Codes: dir["codes"]), b => b.WebHost.UseTestServer());
-        await server.StartAsync();
-        using HttpClient client = server.App.GetTestClient();
+        await using Server server = Server.Create(new ServeOptions(dir["small.ckpt"], Codes: dir["codes"]));
+        await using var factory = new ServerFactory(server);
+        using HttpClient client = factory.CreateClient();
         var body = new ByteArrayContent(ServedNet.Photo);
         body.Headers.ContentType = new MediaTypeHeaderValue("image/jpeg");
         HttpResponseMessage r = await client.PostAsync("/api/neighbors?k=4", body);

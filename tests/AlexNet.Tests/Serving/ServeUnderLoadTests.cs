@@ -102,7 +102,7 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
         {
             await Task.Delay(1);   // until the first image reaches the net
         }
-        Task stop = server.App.StopAsync();
+        Task stop = server.StopAsync();
         HttpResponseMessage[] answers = await Task.WhenAll(inFlight);
         await stop.WaitAsync(TimeSpan.FromSeconds(60));
         await server.DisposeAsync();
