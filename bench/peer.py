@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """The peer: the same nets, batch sizes and threads in PyTorch (Debian's python3-torch), for side-by-side
-throughput against `alexnet bench`. Not part of the tool or its build; `alexnet bench --peer` runs it
+throughput against `alexnet bench`. Not part of the tool or its build; `alexnet bench peer` runs it
 interleaved with our own runs and prints the ratios (docs/performance.md).
 
 The nets match src/AlexNet.Core/Model/Variants.cs layer for layer:

@@ -35,9 +35,9 @@ internal static class Cli
 
     public const string ReplicasDescription = "Not in the paper (One weird trick's data parallelism, in one process): split each batch across this many copies of the net, each on its own thread(s) of --threads, their gradients added in a fixed order (a machine setting).";
 
-    /// <param name="inference">Whether int8 is offered (inference only: `bench --onnx-peer`).</param>
+    /// <param name="inference">Whether int8 is offered (inference only: `bench onnx`).</param>
     public static Option<string> PrecisionOption(bool inference = false) =>
-        new("--precision") { Description = PrecisionText + (inference ? Int8Text + " (with --onnx-peer)" : "") + ".", DefaultValueFactory = _ => "fp32" };
+        new("--precision") { Description = PrecisionText + (inference ? Int8Text : "") + ".", DefaultValueFactory = _ => "fp32" };
 
     /// <summary>--precision for commands that load a checkpoint: absent = the precision the run trained in.</summary>
     public static Option<string?> CheckpointPrecisionOption() => new("--precision") { Description = PrecisionText + Int8Text + "; default: the run's own." };

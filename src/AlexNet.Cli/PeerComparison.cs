@@ -1,4 +1,4 @@
-// `alexnet bench --peer`: ours and the PyTorch peer (bench/peer.py) on the same nets, batch and threads, their
+// `alexnet bench peer`: ours and the PyTorch peer (bench/peer.py) on the same nets, batch and threads, their
 // runs interleaved round by round so that both see the same machine load, with the ratios (issue: performance).
 using System;
 using System.Collections.Generic;
@@ -14,7 +14,7 @@ using Spectre.Console;
 namespace AlexNet.Cli;
 
 /// <summary>
-/// `bench --peer`'s result for one net, as written to --json: medians of ours and the peer's, and their ratios.
+/// `bench peer`'s result for one net, as written to --json: medians of ours and the peer's, and their ratios.
 /// </summary>
 internal sealed record PeerComparisonRow(string Model, int Batch, int Threads, int Rounds, double OursTrain, double PeerTrain, double TrainRatio,
     double OursInfer, double PeerInfer, double InferRatio, double OursTrainGflops, double MatmulGflops, long OursPeakRssBytes, long PeerPeakRssBytes,
@@ -39,7 +39,7 @@ internal static class PeerComparison
     {
         if (!File.Exists(script))
         {
-            throw new UserError($"The peer script '{script}' does not exist. Run from the repository root or pass --peer-script PATH.");
+            throw new UserError($"The peer script '{script}' does not exist. Run from the repository root or pass --script PATH.");
         }
         double matmul = Benchmark.MatmulGflops(threads);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"libtorch float32 matmul 2048², {threads} threads: {matmul:F1} GFLOP/s"));

@@ -10,7 +10,7 @@ using AlexNet.Performance;
 
 namespace AlexNet.Cli;
 
-/// <summary> `alexnet bench --prepare ROOT`: §2's preparation of a class-folder tree by `alexnet prepare` (into a
+/// <summary> `alexnet bench prepare TREE`: §2's preparation of a class-folder tree by `alexnet prepare` (into a
 /// temporary store, mean and PCA included) and by the usual PIL script (bench/prepare_peer.py, the same number of
 /// processes), round by round, and the ratio of the medians.
 /// </summary>

@@ -37,8 +37,8 @@ public class BenchCommandTests
         File.WriteAllText(dir["peer.sh"], """
             echo '{"peer": "x", "blas": null, "model": "small", "batch": 8, "threads": 1, "channels_last": false, "train_step_ms": 1, "train_ips": 50.0, "infer_ms": 1, "infer_images_per_second": 200.0, "peak_rss_bytes": 1}'
             """);
-        AlexNet.Tests.Cli.CliCapture.Refuses(2, new[] { "bench", "--peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
-            "--steps", "1", "--rounds", "1", "--peer-python", "/bin/sh", "--peer-script", dir["peer.sh"] }, dir["peer.sh"], "printed no PeerOutput result", "train_ips");
+        AlexNet.Tests.Cli.CliCapture.Refuses(2, new[] { "bench", "peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
+            "--steps", "1", "--rounds", "1", "--python", "/bin/sh", "--script", dir["peer.sh"] }, dir["peer.sh"], "printed no PeerOutput result", "train_ips");
     }
 
     [Fact]
@@ -51,8 +51,8 @@ public class BenchCommandTests
             echo "$*" >> '{{dir["calls.txt"]}}'
             echo '{"peer": "pytorch stand-in", "blas": "stand-in", "model": "small", "batch": 8, "threads": 1, "channels_last": false, "train_step_ms": 160.0, "train_images_per_second": 50.0, "infer_ms": 40.0, "infer_images_per_second": 200.0, "peak_rss_bytes": 1048576}'
             """);
-        int code = App.Run(new[] { "bench", "--peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
-            "--steps", "1", "--rounds", "2", "--peer-python", "/bin/sh", "--peer-script", dir["peer.sh"], "--json", dir["out.json"] });
+        int code = App.Run(new[] { "bench", "peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
+            "--steps", "1", "--rounds", "2", "--python", "/bin/sh", "--script", dir["peer.sh"], "--json", dir["out.json"] });
         Assert.Equal(0, code);
         string[] calls = File.ReadAllLines(dir["calls.txt"]);
         Assert.Equal(2, calls.Length);
@@ -106,11 +106,53 @@ public class BenchCommandTests
     public void AMissingOrFailingPeerIsAClearError()
     {
         using var dir = new TestData.TempDir();
-        string[] args = { "bench", "--peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "4", "--threads", "1", "--steps", "1", "--rounds", "1" };
-        Assert.Equal(2, App.Run([.. args, "--peer-python", "/bin/sh", "--peer-script", dir["nowhere.sh"]]));
+        string[] args = { "bench", "peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "4", "--threads", "1", "--steps", "1", "--rounds", "1" };
+        CliCapture.Refuses(2, [.. args, "--python", "/bin/sh", "--script", dir["nowhere.sh"]], "nowhere.sh' does not exist", "--script PATH");
         File.WriteAllText(dir["broken.sh"], "echo \"ModuleNotFoundError: No module named 'torch'\" >&2; exit 1\n");
-        Assert.Equal(2, App.Run([.. args, "--peer-python", "/bin/sh", "--peer-script", dir["broken.sh"]]));
-        Assert.Equal(2, App.Run([.. args, "--peer-python", dir["no-such-python"], "--peer-script", dir["broken.sh"]]));
-        Assert.Equal(2, App.Run([.. args, "--peer-python", "/bin/sh", "--peer-script", dir["broken.sh"], "--models", "small,nonet"]));
+        CliCapture.Refuses(2, [.. args, "--python", "/bin/sh", "--script", dir["broken.sh"]], "ModuleNotFoundError", "apt-get install python3-torch");
+        CliCapture.Refuses(2, [.. args, "--python", dir["no-such-python"], "--script", dir["broken.sh"]], "no-such-python' could not be started");
+        CliCapture.Refuses(2, [.. args, "--python", "/bin/sh", "--script", dir["broken.sh"], "--models", "small,nonet"], "Unknown model 'nonet'");
+    }
+
+    /// <summary>The modes that were flags of `bench` are sub-commands: the old flag names the new command.</summary>
+    [Theory]
+    [InlineData("--peer", "bench peer")]
+    [InlineData("--onnx-peer", "bench onnx")]
+    [InlineData("--layers", "bench layers")]
+    [InlineData("--update-only", "bench update")]
+    public void AModeFlagOfOldNamesItsSubCommand(string flag, string now) =>
+        CliCapture.Refuses(2, new[] { "bench", "-m", "small", flag }, $"`bench {flag}` is now the sub-command `{now}`");
+
+    /// <summary>
+    /// Each part timed alone writes its typed record: the shape or net it timed, and times that are positive.
+    /// </summary>
+    [Fact]
+    public void EachPartTimedAloneWritesItsTypedResult()
+    {
+        using var dir = new TestData.TempDir();
+        Assert.Equal(0, App.Run(new[] { "bench", "lrn", "2x8x6x6", "--threads", "1", "--json", dir["lrn.json"] }));
+        var lrn = AlexNet.Json.Read<LrnResult>(dir["lrn.json"]);
+        Assert.Equal(new long[] { 2, 8, 6, 6 }, lrn.Shape);
+        Assert.Equal(new[] { 1, 2 }, lrn.Kernel.Select(k => k.Threads));
+        Assert.True(lrn.Fused.ForwardMs > 0 && lrn.Libtorch.BackwardMs > 0);
+
+        Assert.Equal(0, App.Run(new[] { "bench", "stage", "2x8x13x13", "--threads", "1", "--json", dir["stage.json"] }));
+        var stage = AlexNet.Json.Read<StageResult>(dir["stage.json"]);
+        Assert.Equal(new long[] { 2, 8, 13, 13 }, stage.Shape);
+        Assert.True(stage.Fused.ForwardMs > 0 && stage.Libtorch.ForwardMs > 0);
+
+        string[] small = { "-m", "small", "--classes", "10", "--channels", "1", "--threads", "1" };
+        Assert.Equal(0, App.Run([.. new[] { "bench", "update", "--steps", "1", "--json", dir["update.json"] }, .. small]));
+        var update = AlexNet.Json.Read<UpdateResult>(dir["update.json"]);
+        Assert.Equal(ModelSummary.Of(Variants.Get(Variants.Small, 10, 1)).Parameters, update.Parameters);
+        Assert.True(update.FusedMs > 0 && update.LibtorchMs > 0);
+
+        Assert.Equal(0, App.Run([.. new[] { "bench", "layers", "-b", "2", "--json", dir["layers.json"] }, .. small]));
+        var layers = AlexNet.Json.Read<LayersResult>(dir["layers.json"]);
+        Assert.Equal(new[] { "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8" }, layers.Layers.Select(l => l.Layer).Where(l => !l.StartsWith(' ')));
+        Assert.Equal(layers.Layers.Sum(l => l.ForwardMs), layers.ForwardMs, 9);
+
+        CliCapture.Refuses(2, new[] { "bench", "lrn", "64x96" }, "shape 64x96", "NxCxHxW");
+        CliCapture.Refuses(2, [.. new[] { "bench", "layers", "--precision", "int8" }, .. small], "bench onnx --precision int8");
     }
 }

@@ -49,8 +49,8 @@ public class RehearsalTests
             echo "$*" >> '{{dir["calls.txt"]}}'
             echo '{"images": 6, "seconds": 0.5, "images_per_second": 12.0, "processes": 1}'
             """);
-        Assert.Equal(0, App.Run(new[] { "bench", "--prepare", dir["root"], "--threads", "1", "--rounds", "2", "--peer-python", "/bin/sh",
-            "--prepare-script", dir["peer.sh"], "--json", dir["out.json"] }));
+        Assert.Equal(0, App.Run(new[] { "bench", "prepare", dir["root"], "--threads", "1", "--rounds", "2", "--python", "/bin/sh",
+            "--script", dir["peer.sh"], "--json", dir["out.json"] }));
         string[] calls = File.ReadAllLines(dir["calls.txt"]);
         Assert.Equal(2, calls.Length);
         Assert.Equal($"{dir["root"]} --processes 1", calls[0]);
