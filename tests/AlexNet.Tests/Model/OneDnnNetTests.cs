@@ -55,6 +55,42 @@ public class OneDnnNetTests
     }
 
     /// <summary>
+    /// Winograd's 3×3 convolutions (owt's conv3–conv5, fewer multiplications by transforming tiles) compute the
+    /// modules' function within the same 1e-4, each layer reporting oneDNN's Winograd kernel; the measured choice and
+    /// the direct one agree with them too.
+    /// </summary>
+    [SkippableFact]
+    public void WinogradsConvolutionsMatchTheModulesWithin1e4()
+    {
+        SkipUnlessAvailable();
+        Architecture arch = Net(Variants.Owt);
+        using var model = new AlexNetModel(arch, seed: 3);
+        model.eval();
+        using var _ = no_grad();
+        using var winograd = new OneDnnNet(model, threeByThree: ConvolutionAlgorithm.Winograd);
+        IReadOnlyList<string> steps = winograd.Describe(4);
+        Skip.IfNot(steps.Any(s => s.Contains("wino", StringComparison.Ordinal)), $"oneDNN {OneDnnNet.Isa} has no Winograd convolution here");
+        foreach (string layer in new[] { "conv3", "conv4", "conv5" })
+        {
+            Assert.Contains(steps, s => s.StartsWith(layer + ":", StringComparison.Ordinal) && s.Contains("wino", StringComparison.Ordinal));
+        }
+        Assert.DoesNotContain(steps, s => (s.StartsWith("conv1:", StringComparison.Ordinal) || s.StartsWith("conv2:", StringComparison.Ordinal)) && s.Contains("wino", StringComparison.Ordinal));
+        using var direct = new OneDnnNet(model, threeByThree: ConvolutionAlgorithm.Direct);
+        Assert.DoesNotContain(direct.Describe(4), s => s.Contains("wino", StringComparison.Ordinal));
+        using var measured = new OneDnnNet(model, threeByThree: ConvolutionAlgorithm.Measured);
+        using var g = new Generator(7);
+        using Tensor x = randn(new long[] { 4, 3, 224, 224 }, generator: g);
+        using Tensor expected = model.forward(x);
+        double scale = expected.abs().max().item<float>();
+        foreach ((string name, OneDnnNet engine) in new[] { ("winograd", winograd), ("direct", direct), ("measured", measured) })
+        {
+            using Tensor got = engine.Forward(x);
+            double err = (got - expected).abs().max().item<float>();
+            Assert.True(err <= 1e-4 * scale, $"{name}: off by {err:E2} of {scale:E2}");
+        }
+    }
+
+    /// <summary>
     /// An even LRN window (PyTorch's, one more channel below than above) is not oneDNN's centred one: §3.3 then runs on
     /// our own fused kernel in the plain layout between the primitives, in float32 and int8.
     /// </summary>

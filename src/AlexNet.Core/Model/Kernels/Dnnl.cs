@@ -27,7 +27,7 @@ internal static unsafe class Dnnl
     public const int Any = 1, A = 2, Ab = 3, Abcd = 5, Abcde = 7, ABcd16b = 69, ABcd8b = 93, Acdb = 20;
 
     public const int ForwardInference = 96;                   // dnnl_prop_kind_t
-    public const int ConvolutionDirect = 1, EltwiseRelu = 31, EltwiseTanh = 47, PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
+    public const int ConvolutionDirect = 1, ConvolutionWinograd = 2, EltwiseRelu = 31, EltwiseTanh = 47, PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
     public const int QuerySrcMd = 129, QueryWeightsMd = 131, QueryDstMd = 133, QueryImplInfo = 8;   // dnnl_query_t
     public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41;      // DNNL_ARG_*
     private const int CpuIsaAvx2Vnni = 0x407;                                     // dnnl_cpu_isa_t
@@ -59,6 +59,7 @@ internal static unsafe class Dnnl
     private static readonly delegate* unmanaged<nint, nint, int> MemorySetHandle;
     private static readonly delegate* unmanaged<nint, nint*, int> MemoryGetHandle;
     private static readonly delegate* unmanaged<nint, int> MemoryDestroy;
+    private static readonly delegate* unmanaged<MemoryDesc*, nuint> MdGetSize;
     private static readonly delegate* unmanaged<nint*, int, nuint, int> EngineCreate;
     private static readonly delegate* unmanaged<nint*, nint, uint, int> StreamCreate;
     private static readonly delegate* unmanaged<nint, int> StreamWait;
@@ -97,6 +98,7 @@ internal static unsafe class Dnnl
         }
         MdInitByTag = (delegate* unmanaged<MemoryDesc*, int, long*, int, int, int>)F(lib, "dnnl_memory_desc_init_by_tag");
         MdEqual = (delegate* unmanaged<MemoryDesc*, MemoryDesc*, int>)F(lib, "dnnl_memory_desc_equal");
+        MdGetSize = (delegate* unmanaged<MemoryDesc*, nuint>)F(lib, "dnnl_memory_desc_get_size");
         ConvInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib, "dnnl_convolution_forward_desc_init");
         PoolInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, long*, long*, long*, long*, int>)F(lib, "dnnl_pooling_forward_desc_init");
         InnerProductInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int>)F(lib, "dnnl_inner_product_forward_desc_init");
@@ -198,15 +200,36 @@ internal static unsafe class Dnnl
         return pd;
     }
 
-    public static nint Convolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, nint attr, string what)
+    /// <param name="algorithm">ConvolutionDirect, or ConvolutionWinograd (3×3, stride 1: fewer multiplications by
+    /// transforming tiles; oneDNN answers "unimplemented" where it has no such kernel, and TryConvolution then gives
+    /// 0).</param>
+    public static nint Convolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, nint attr, string what,
+        int algorithm = ConvolutionDirect)
     {
         byte* op = stackalloc byte[OpDescBytes];
         fixed (long* s = strides, p = padding)
         {
-            Check(ConvInit(op, ForwardInference, ConvolutionDirect, &src, &weights, &bias, &dst, s, p, p), what);
+            Check(ConvInit(op, ForwardInference, algorithm, &src, &weights, &bias, &dst, s, p, p), what);
         }
         return Describe(op, attr, what);
     }
+
+    /// <summary>A convolution's primitive descriptor, or 0 where oneDNN has no kernel for it.</summary>
+    public static nint TryConvolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, nint attr,
+        int algorithm)
+    {
+        try
+        {
+            return Convolution(src, weights, bias, dst, strides, padding, attr, "", algorithm);
+        }
+        catch (InvalidOperationException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>The bytes a buffer of <paramref name="md"/> takes (blocked layouts pad their channels).</summary>
+    public static long Size(MemoryDesc md) => (long)MdGetSize(&md);
 
     public static nint MaxPool(MemoryDesc src, MemoryDesc dst, int window, int stride, string what)
     {

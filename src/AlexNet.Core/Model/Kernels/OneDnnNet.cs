@@ -36,6 +36,19 @@ public enum InferenceEngine
     OneDnn,
 }
 
+/// <summary>How a 3×3, stride-1 float32 convolution runs on oneDNN.</summary>
+public enum ConvolutionAlgorithm
+{
+    /// <summary>Direct or Winograd, whichever runs this plan's shapes faster here (timed when the plan is made).</summary>
+    Measured,
+
+    /// <summary>Direct: every multiply-add of the definition.</summary>
+    Direct,
+
+    /// <summary>Winograd's transform of tiles where oneDNN has it (fewer multiplications), else direct.</summary>
+    Winograd,
+}
+
 public sealed unsafe class OneDnnNet : IDisposable
 {
     /// <summary>
@@ -118,6 +131,16 @@ public sealed unsafe class OneDnnNet : IDisposable
     /// <summary>The ISA oneDNN dispatches to on this CPU.</summary>
     public static string Isa => Dnnl.Unavailable is null ? Dnnl.IsaName : "none";
 
+    /// <summary>
+    /// How 3×3, stride-1 float32 convolutions run unless the constructor says: by Winograd where it measures faster
+    /// (Plan.Faster); ALEXNET_WINOGRAD=0 keeps every one direct, the same algorithm on every run (as cuDNN's
+    /// deterministic mode).
+    /// </summary>
+    public static ConvolutionAlgorithm DefaultAlgorithm { get; } =
+        Environment.GetEnvironmentVariable("ALEXNET_WINOGRAD") == "0" ? ConvolutionAlgorithm.Direct : ConvolutionAlgorithm.Measured;
+
+    private readonly ConvolutionAlgorithm _threeByThree;
+
     /// <summary>Int8 runs on VNNI's dot products here (AVX-512 VNNI or AVX-VNNI).</summary>
     public static bool Vnni => Dnnl.Unavailable is null && Dnnl.Vnni;
 
@@ -146,8 +169,10 @@ public sealed unsafe class OneDnnNet : IDisposable
 
     /// <param name="model">Its weights are copied: later changes to the model are not seen.</param>
     /// <param name="int8">The calibration to run in int8 with; null runs float32.</param>
-    public OneDnnNet(AlexNetModel model, Int8Quantization? int8 = null)
+    /// <param name="threeByThree">How the 3×3, stride-1 float32 convolutions run (default: DefaultAlgorithm).</param>
+    public OneDnnNet(AlexNetModel model, Int8Quantization? int8 = null, ConvolutionAlgorithm? threeByThree = null)
     {
+        _threeByThree = threeByThree ?? DefaultAlgorithm;
         if (Unsupported(model.Architecture, int8 is not null) is { } why)
         {
             throw new NotSupportedException($"oneDNN cannot run this net: {why}.");
@@ -332,12 +357,18 @@ public sealed unsafe class OneDnnNet : IDisposable
                     : new long[] { c.Groups, c.Kernels / c.Groups, layer.Shape[1], layer.Shape[2], layer.Shape[3] };
                 (float[]? scales, nint bias) = Scales(q, layer, c.Name, i == 0, dstType == Dnnl.U8 ? learned[i + 1] : null);
                 nint attr = Track(Dnnl.Attributes(scales, Activation(arch)), _attrs);
-                nint pd = Track(Dnnl.Convolution(
-                    Dnnl.Desc(new long[] { n, channels, size, size }, srcType, Dnnl.Any),
-                    Dnnl.Desc(wDims, q is null ? Dnnl.F32 : Dnnl.S8, Dnnl.Any),
-                    Dnnl.Desc(new long[] { c.Kernels }, Dnnl.F32, Dnnl.A),
-                    Dnnl.Desc(new long[] { n, c.Kernels, outSize, outSize }, dstType, Dnnl.Any),
-                    new long[] { c.Stride, c.Stride }, new long[] { c.Padding, c.Padding }, attr, $"making {c.Name}"), _descs);
+                MemoryDesc srcAny = Dnnl.Desc(new long[] { n, channels, size, size }, srcType, Dnnl.Any);
+                MemoryDesc wAny = Dnnl.Desc(wDims, q is null ? Dnnl.F32 : Dnnl.S8, Dnnl.Any);
+                MemoryDesc bAny = Dnnl.Desc(new long[] { c.Kernels }, Dnnl.F32, Dnnl.A);
+                MemoryDesc dAny = Dnnl.Desc(new long[] { n, c.Kernels, outSize, outSize }, dstType, Dnnl.Any);
+                long[] strides = { c.Stride, c.Stride }, padding = { c.Padding, c.Padding };
+                nint pd = Dnnl.Convolution(srcAny, wAny, bAny, dAny, strides, padding, attr, $"making {c.Name}");
+                if (q is null && c.Size == 3 && c.Stride == 1 && net._threeByThree != ConvolutionAlgorithm.Direct)
+                {
+                    nint winograd = Dnnl.TryConvolution(srcAny, wAny, bAny, dAny, strides, padding, attr, Dnnl.ConvolutionWinograd);
+                    pd = net._threeByThree == ConvolutionAlgorithm.Winograd && winograd != 0 ? Replace(pd, winograd) : Faster(pd, winograd, bias);
+                }
+                Track(pd, _descs);
                 (cur, curMd) = ReorderTo(cur, curMd, Dnnl.Query(pd, Dnnl.QuerySrcMd), srcType != Dnnl.F32 && !quantized ? q!.InputScale(c.Name, i == 0) : 0, c.Name);
                 nint weights = layer.In(Dnnl.Query(pd, Dnnl.QueryWeightsMd), wDims, c.Groups == 1 ? 1 << 0 : (1 << 0) | (1 << 1));
                 MemoryDesc dstMd = Dnnl.Query(pd, Dnnl.QueryDstMd);
@@ -408,6 +439,54 @@ public sealed unsafe class OneDnnNet : IDisposable
                     new ExecArg(Dnnl.ArgBias, bias), new ExecArg(Dnnl.ArgDst, dst));
                 (cur, curMd, quantized, channels, spatial) = (dst, dstMd, dstType == Dnnl.U8, units, false);
             }
+        }
+
+        /// <summary>
+        /// A 3×3, stride-1 float32 convolution made two ways, direct and by Winograd's transform of tiles (fewer
+        /// multiplications for more memory traffic; 0 where oneDNN has no such kernel): each run on this plan's shapes,
+        /// one warm-up then the best of three, and the faster kept. Measured on Zen 5 (docs/inference.md): Winograd wins
+        /// owt's conv3–conv5 at batch 64, loses on the grouped layers of the paper's net and on small's 6×6 maps, so
+        /// neither is a rule.
+        /// </summary>
+        private static nint Replace(nint direct, nint winograd)
+        {
+            Dnnl.DestroyDesc(direct);
+            return winograd;
+        }
+
+        private static nint Faster(nint direct, nint winograd, nint bias)
+        {
+            if (winograd == 0)
+            {
+                return direct;
+            }
+            double Time(nint pd)
+            {
+                nint primitive = Dnnl.Primitive(pd, "timing a convolution");
+                var memories = new[] { Dnnl.QuerySrcMd, Dnnl.QueryWeightsMd, Dnnl.QueryDstMd }.Select(what =>
+                {
+                    MemoryDesc md = Dnnl.Query(pd, what);
+                    nint m = Dnnl.Memory(md);
+                    new Span<byte>(Dnnl.Handle(m), (int)Dnnl.Size(md)).Clear();
+                    return m;
+                }).ToArray();
+                ExecArg[] args = { new(Dnnl.ArgSrc, memories[0]), new(Dnnl.ArgWeights, memories[1]), new(Dnnl.ArgBias, bias), new(Dnnl.ArgDst, memories[2]) };
+                double best = double.MaxValue;
+                for (int run = 0; run < 4; run++)
+                {
+                    long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                    Dnnl.Execute(primitive, args);
+                    Dnnl.Wait();
+                    double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+                    best = run == 0 ? best : Math.Min(best, seconds);
+                }
+                Dnnl.Destroy(primitive);
+                Array.ForEach(memories, Dnnl.DestroyMemory);
+                return best;
+            }
+            bool winogradFaster = Time(winograd) < Time(direct);
+            Dnnl.DestroyDesc(winogradFaster ? direct : winograd);
+            return winogradFaster ? winograd : direct;
         }
 
         /// <summary>
