@@ -36,6 +36,8 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     private readonly nn.Module<Tensor, Tensor> _avgpool;
     private readonly Sequential _classifier;
     private readonly Dictionary<string, (bool InFeatures, int Index)> _layers = new();
+    private readonly List<ConvStage> _convs = new();
+    private readonly List<FcStage> _fcs = new();
 
     public Architecture Architecture { get; }
 
@@ -98,16 +100,18 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         foreach (ConvLayer c in arch.Convs)
         {
             _layers[c.Name] = (true, features.Count);
-            features.Add(Next(features, nn.Conv2d(channels, c.Kernels, c.Size, stride: c.Stride, padding: c.Padding, groups: c.Groups)));
-            features.Add(Next(features, MakeActivation(arch.Activation)));
-            if (c.Lrn && arch.Lrn is not null)
+            var conv = nn.Conv2d(channels, c.Kernels, c.Size, stride: c.Stride, padding: c.Padding, groups: c.Groups);
+            nn.Module<Tensor, Tensor> activation = MakeActivation(arch.Activation);
+            LocalResponseNorm? lrn = c.Lrn && arch.Lrn is not null ? new LocalResponseNorm(arch.Lrn, fused: kernels != KernelChoice.Libtorch) : null;
+            MaxPool2d? pool = c.Pool ? nn.MaxPool2d(arch.PoolWindow, arch.PoolStride) : null;   // §3.4: z=3, s=2
+            foreach (nn.Module<Tensor, Tensor>? m in new nn.Module<Tensor, Tensor>?[] { conv, activation, lrn, pool })   // §3.3's LRN after the ReLU
             {
-                features.Add(Next(features, new LocalResponseNorm(arch.Lrn, fused: kernels != KernelChoice.Libtorch)));     // §3.3, after the ReLU
+                if (m is not null)
+                {
+                    features.Add(Next(features, m));
+                }
             }
-            if (c.Pool)
-            {
-                features.Add(Next(features, nn.MaxPool2d(arch.PoolWindow, arch.PoolStride)));  // §3.4: z=3, s=2
-            }
+            _convs.Add(new ConvStage(c.Name, conv, activation, lrn, pool));
             channels = c.Kernels;
         }
         _features = nn.Sequential(features);
@@ -118,21 +122,27 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         foreach (FcLayer f in arch.Hidden)
         {
             // §4.2 dropout on the outputs of fc6 and fc7; torchvision's layout drops their inputs instead.
+            var dropout = nn.Dropout(arch.Dropout);
             if (arch.TorchvisionLayout)
             {
-                classifier.Add(Next(classifier, nn.Dropout(arch.Dropout)));
+                classifier.Add(Next(classifier, dropout));
             }
             _layers[f.Name] = (false, classifier.Count);
-            classifier.Add(Next(classifier, nn.Linear(width, f.Units)));
-            classifier.Add(Next(classifier, MakeActivation(arch.Activation)));
+            var fc = nn.Linear(width, f.Units);
+            nn.Module<Tensor, Tensor> activation = MakeActivation(arch.Activation);
+            classifier.Add(Next(classifier, fc));
+            classifier.Add(Next(classifier, activation));
             if (!arch.TorchvisionLayout)
             {
-                classifier.Add(Next(classifier, nn.Dropout(arch.Dropout)));
+                classifier.Add(Next(classifier, dropout));
             }
+            _fcs.Add(new FcStage(f.Name, fc, activation, dropout, DropoutFirst: arch.TorchvisionLayout));
             width = f.Units;
         }
         _layers["fc8"] = (false, classifier.Count);
-        classifier.Add(Next(classifier, nn.Linear(width, arch.Classes)));   // → softmax in the loss
+        var fc8 = nn.Linear(width, arch.Classes);   // → softmax in the loss
+        classifier.Add(Next(classifier, fc8));
+        _fcs.Add(new FcStage("fc8", fc8, Activation: null, Dropout: null, DropoutFirst: false));
         _classifier = nn.Sequential(classifier);
 
         register_module("features", _features);
@@ -219,10 +229,65 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
             return Engine.Forward(x);
         }
         using var scope = NewDisposeScope();
-        Tensor h = RunFeatures(OnDevice(x), _features.Count);
-        // h: N×256×6×6 for the paper's net
-        h = _avgpool.forward(h).flatten(1);     // N×9216
-        return RunClassifier(h, _classifier.Count).MoveToOuterDisposeScope();
+        // §3.5, the paper's net (Figure 2), N images; the other variants are these stages with other sizes (`summary`):
+        //   input  N×3×224×224
+        //   conv1  N×96×55×55, ReLU, LRN, pool → N×96×27×27
+        //   conv2  N×256×27×27, ReLU, LRN, pool → N×256×13×13
+        //   conv3  N×384×13×13, ReLU
+        //   conv4  N×384×13×13, ReLU
+        //   conv5  N×256×13×13, ReLU, pool → N×256×6×6 → N×9216
+        //   fc6    N×4096, ReLU, dropout
+        //   fc7    N×4096, ReLU, dropout
+        //   fc8    N×1000 (the softmax is the loss's)
+        Tensor h = OnDevice(x);
+        foreach (ConvStage conv in _convs)
+        {
+            h = Forward(conv, h);
+        }
+        h = _avgpool.forward(h).flatten(1);   // torchvision's 6×6 average pool (identity on the paper's 6×6), N×9216
+        foreach (FcStage fc in _fcs)
+        {
+            h = Forward(fc, h);
+        }
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// One of §3.5's convolutional layers: its convolution, ReLU (§3.1), §3.3's LRN where it has one and §3.4's
+    /// max-pool where it has one: the modules of `features` (their order is the state_dict's).
+    /// </summary>
+    private sealed record ConvStage(string Name, Conv2d Conv, nn.Module<Tensor, Tensor> Activation, LocalResponseNorm? Lrn, MaxPool2d? Pool);
+
+    /// <summary>fc6, fc7 (ReLU, §4.2's dropout after, or before in torchvision's layout) or fc8 (the logits).</summary>
+    private sealed record FcStage(string Name, Linear Fc, nn.Module<Tensor, Tensor>? Activation, Dropout? Dropout, bool DropoutFirst);
+
+    /// <summary>
+    /// A convolutional layer on h; <paramref name="activationOnly"/> stops after the ReLU (§6.1's features). With our
+    /// kernels the ReLU → [LRN →] max-pool tail is one pass (Kernels/FusedStage.cs) where it applies.
+    /// </summary>
+    private Tensor Forward(ConvStage s, Tensor h, bool activationOnly = false)
+    {
+        h = Call(s.Conv, h);
+        if (activationOnly)
+        {
+            return Call(s.Activation, h);
+        }
+        if (Kernels == KernelChoice.Fused && s.Activation is ReLU && s.Pool is not null && FusedStage.Supports(h))
+        {
+            return FusedStage.Apply(h, s.Lrn?.Params, Architecture.PoolWindow, Architecture.PoolStride);   // no LRN: owt, §3.3's ablation
+        }
+        h = Call(s.Activation, h);
+        h = s.Lrn is null ? h : Call(s.Lrn, h);
+        return s.Pool is null ? h : Call(s.Pool, h);
+    }
+
+    /// <summary>A fully connected layer on h; <paramref name="activationOnly"/> leaves out the dropout after it.</summary>
+    private Tensor Forward(FcStage s, Tensor h, bool activationOnly = false)
+    {
+        h = s.DropoutFirst && s.Dropout is not null ? Call(s.Dropout, h) : h;
+        h = Call(s.Fc, h);
+        h = s.Activation is null ? h : Call(s.Activation, h);
+        return activationOnly || s.DropoutFirst || s.Dropout is null ? h : Call(s.Dropout, h);
     }
 
     /// <summary>
@@ -245,16 +310,6 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
             _ => module.call(h),
         };
 
-    /// <summary>classifier[0 .. end) on the flattened features.</summary>
-    private Tensor RunClassifier(Tensor h, int end)
-    {
-        for (int i = 0; i < end; i++)
-        {
-            h = Call(_classifier[i], h);
-        }
-        return h;
-    }
-
     /// <summary>
     /// Every module in forward order with a readable name (conv1, relu, lrn, pool, fc6, …), for per-layer timing.
     /// </summary>
@@ -272,46 +327,32 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>
-    /// features[0 .. end), with conv1's and conv2's ReLU → LRN → pool as one fused operation where it applies
-    /// (FusedStage.cs).
-    /// </summary>
-    private Tensor RunFeatures(Tensor x, int end)
-    {
-        Tensor h = x;
-        for (int i = 0; i < end; i++)
-        {
-            if (Kernels == KernelChoice.Fused && i + 2 < end && _features[i] is ReLU && _features[i + 1] is LocalResponseNorm lrn
-                && _features[i + 2] is MaxPool2d && FusedStage.Supports(h))
-            {
-                h = FusedStage.Apply(h, lrn.Params, Architecture.PoolWindow, Architecture.PoolStride);
-                i += 2;
-                continue;
-            }
-            if (Kernels == KernelChoice.Fused && i + 1 < end && _features[i] is ReLU && _features[i + 1] is MaxPool2d && FusedStage.Supports(h))
-            {
-                h = FusedStage.Apply(h, p: null, Architecture.PoolWindow, Architecture.PoolStride);   // no LRN here: owt, §3.3's ablation
-                i += 1;
-                continue;
-            }
-            h = Call(_features[i], h);
-        }
-        return h;
-    }
-
     /// <summary>§6.1: the activations of a layer (fc7 = the 4096-d last hidden layer), in evaluation mode.</summary>
     public Tensor ForwardTo(Tensor x, string layer)
     {
-        if (!_layers.TryGetValue(layer, out var at))
+        if (!_layers.ContainsKey(layer))
         {
             throw new ArgumentException($"{Architecture.Variant} has no layer '{layer}'.");
         }
         using var scope = NewDisposeScope();
         // Through the layer and its activation: §6.1's features are post-ReLU.
-        Tensor h = RunFeatures(OnDevice(x), at.InFeatures ? at.Index + 2 : _features.Count);
-        if (!at.InFeatures)
+        Tensor h = OnDevice(x);
+        foreach (ConvStage conv in _convs)
         {
-            h = RunClassifier(_avgpool.forward(h).flatten(1), Math.Min(at.Index + 2, _classifier.Count));
+            h = Forward(conv, h, activationOnly: conv.Name == layer);
+            if (conv.Name == layer)
+            {
+                return h.MoveToOuterDisposeScope();
+            }
+        }
+        h = _avgpool.forward(h).flatten(1);
+        foreach (FcStage fc in _fcs)
+        {
+            h = Forward(fc, h, activationOnly: fc.Name == layer);
+            if (fc.Name == layer)
+            {
+                break;
+            }
         }
         return h.MoveToOuterDisposeScope();
     }
