@@ -6,6 +6,7 @@
 // second copy in the process with its own OpenMP runtime, the system's libgomp. The one place the library is loaded:
 // the training's FC layers (FullyConnected.cs) take its sgemm from here too, whose C signature oneDNN 3 kept.
 using System;
+using System.Linq;
 using System.Runtime.InteropServices;
 
 namespace AlexNet.Model.Kernels;
@@ -26,10 +27,12 @@ internal static unsafe class Dnnl
     // channel-blocked activations of the AVX-512 and AVX2 kernels (nChw16c, nChw8c), and channels-last (nhwc)
     public const int Any = 1, A = 2, Ab = 3, Abcd = 5, Abcde = 7, ABcd16b = 69, ABcd8b = 93, Acdb = 20;
 
-    public const int ForwardInference = 96;                   // dnnl_prop_kind_t
+    public const int ForwardTraining = 64, ForwardInference = 96, BackwardData = 160, BackwardWeights = 192;   // dnnl_prop_kind_t
     public const int ConvolutionDirect = 1, ConvolutionWinograd = 2, EltwiseRelu = 31, EltwiseTanh = 47, PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
-    public const int QuerySrcMd = 129, QueryWeightsMd = 131, QueryDstMd = 133, QueryImplInfo = 8;   // dnnl_query_t
-    public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41;      // DNNL_ARG_*
+    public const int QuerySrcMd = 129, QueryDiffSrcMd = 130, QueryWeightsMd = 131, QueryDiffWeightsMd = 132, QueryDstMd = 133,
+        QueryDiffDstMd = 134, QueryImplInfo = 8;   // dnnl_query_t
+    public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41, ArgDiffSrc = 129, ArgDiffDst = 145, ArgDiffWeights = 161,
+        ArgDiffBias = 169;      // DNNL_ARG_*
     private const int CpuIsaAvx2Vnni = 0x407;                                     // dnnl_cpu_isa_t
 
     private static readonly nint MemoryAllocate = -1;        // DNNL_MEMORY_ALLOCATE
@@ -41,6 +44,8 @@ internal static unsafe class Dnnl
     private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int> InnerProductInit;
     private static readonly delegate* unmanaged<byte*, int, int, MemoryDesc*, long, float, float, float, int> LrnInit;
     private static readonly delegate* unmanaged<nint*, void*, nint, nint, nint, int> PdCreate;
+    private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int> ConvBackwardDataInit;
+    private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int> ConvBackwardWeightsInit;
     private static readonly delegate* unmanaged<nint*, MemoryDesc*, nint, MemoryDesc*, nint, nint, int> ReorderPdCreate;
     private static readonly delegate* unmanaged<nint, int, int, MemoryDesc*> PdQueryMd;
     private static readonly delegate* unmanaged<nint, int, int, void*, int> PdQuery;
@@ -104,6 +109,8 @@ internal static unsafe class Dnnl
         InnerProductInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int>)F(lib, "dnnl_inner_product_forward_desc_init");
         LrnInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, long, float, float, float, int>)F(lib, "dnnl_lrn_forward_desc_init");
         PdCreate = (delegate* unmanaged<nint*, void*, nint, nint, nint, int>)F(lib, "dnnl_primitive_desc_create");
+        ConvBackwardDataInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib, "dnnl_convolution_backward_data_desc_init");
+        ConvBackwardWeightsInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib, "dnnl_convolution_backward_weights_desc_init");
         ReorderPdCreate = (delegate* unmanaged<nint*, MemoryDesc*, nint, MemoryDesc*, nint, nint, int>)F(lib, "dnnl_reorder_primitive_desc_create");
         PdQueryMd = (delegate* unmanaged<nint, int, int, MemoryDesc*>)F(lib, "dnnl_primitive_desc_query_md");
         PdQuery = (delegate* unmanaged<nint, int, int, void*, int>)F(lib, "dnnl_primitive_desc_query");
@@ -192,11 +199,14 @@ internal static unsafe class Dnnl
         }
     }
 
-    /// <summary>A primitive descriptor of the op descriptor <paramref name="op"/> with <paramref name="attr"/>.</summary>
-    public static nint Describe(byte* op, nint attr, string what)
+    /// <summary>
+    /// A primitive descriptor of the op descriptor <paramref name="op"/> with <paramref name="attr"/>; a backward pass
+    /// names its forward's as <paramref name="hint"/>.
+    /// </summary>
+    public static nint Describe(byte* op, nint attr, string what, nint hint = 0)
     {
         nint pd;
-        Check(PdCreate(&pd, op, attr, Engine, 0), what);
+        Check(PdCreate(&pd, op, attr, Engine, hint), what);
         return pd;
     }
 
@@ -214,6 +224,26 @@ internal static unsafe class Dnnl
         return Describe(op, attr, what);
     }
 
+    /// <summary>
+    /// A convolution for training: its forward (ForwardTraining), the gradient of its input and that of its weights
+    /// and bias, the two backward passes made with the forward's as their hint (so their layouts agree with it).
+    /// </summary>
+    public static (nint Forward, nint BackwardData, nint BackwardWeights) TrainingConvolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias,
+        MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, int algorithm, string what)
+    {
+        byte* op = stackalloc byte[OpDescBytes];
+        fixed (long* s = strides, p = padding)
+        {
+            Check(ConvInit(op, ForwardTraining, algorithm, &src, &weights, &bias, &dst, s, p, p), what);
+            nint forward = Describe(op, 0, what);
+            Check(ConvBackwardDataInit(op, algorithm, &src, &weights, &dst, s, p, p), what + "'s input gradient");
+            nint data = Describe(op, 0, what + "'s input gradient", forward);
+            Check(ConvBackwardWeightsInit(op, algorithm, &src, &weights, &bias, &dst, s, p, p), what + "'s weight gradient");
+            nint weightsPd = Describe(op, 0, what + "'s weight gradient", forward);
+            return (forward, data, weightsPd);
+        }
+    }
+
     /// <summary>A convolution's primitive descriptor, or 0 where oneDNN has no kernel for it.</summary>
     public static nint TryConvolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, nint attr,
         int algorithm)
@@ -226,6 +256,35 @@ internal static unsafe class Dnnl
         {
             return 0;
         }
+    }
+
+    /// <summary>
+    /// A forward convolution's time on zeroed buffers of its own layouts: one run to warm up, the best of three after
+    /// (how a measured choice between two algorithms is made).
+    /// </summary>
+    public static double Time(nint pd, nint bias)
+    {
+        nint primitive = Primitive(pd, "timing a convolution");
+        nint[] memories = new[] { QuerySrcMd, QueryWeightsMd, QueryDstMd }.Select(what =>
+        {
+            MemoryDesc md = Query(pd, what);
+            nint m = Memory(md);
+            new Span<byte>(Handle(m), (int)Size(md)).Clear();
+            return m;
+        }).ToArray();
+        ExecArg[] args = { new(ArgSrc, memories[0]), new(ArgWeights, memories[1]), new(ArgBias, bias), new(ArgDst, memories[2]) };
+        double best = double.MaxValue;
+        for (int run = 0; run < 4; run++)
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            Execute(primitive, args);
+            Wait();
+            double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+            best = run == 0 ? best : Math.Min(best, seconds);
+        }
+        Destroy(primitive);
+        Array.ForEach(memories, DestroyMemory);
+        return best;
     }
 
     /// <summary>The bytes a buffer of <paramref name="md"/> takes (blocked layouts pad their channels).</summary>

@@ -460,31 +460,7 @@ public sealed unsafe class OneDnnNet : IDisposable
             {
                 return direct;
             }
-            double Time(nint pd)
-            {
-                nint primitive = Dnnl.Primitive(pd, "timing a convolution");
-                var memories = new[] { Dnnl.QuerySrcMd, Dnnl.QueryWeightsMd, Dnnl.QueryDstMd }.Select(what =>
-                {
-                    MemoryDesc md = Dnnl.Query(pd, what);
-                    nint m = Dnnl.Memory(md);
-                    new Span<byte>(Dnnl.Handle(m), (int)Dnnl.Size(md)).Clear();
-                    return m;
-                }).ToArray();
-                ExecArg[] args = { new(Dnnl.ArgSrc, memories[0]), new(Dnnl.ArgWeights, memories[1]), new(Dnnl.ArgBias, bias), new(Dnnl.ArgDst, memories[2]) };
-                double best = double.MaxValue;
-                for (int run = 0; run < 4; run++)
-                {
-                    long start = System.Diagnostics.Stopwatch.GetTimestamp();
-                    Dnnl.Execute(primitive, args);
-                    Dnnl.Wait();
-                    double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
-                    best = run == 0 ? best : Math.Min(best, seconds);
-                }
-                Dnnl.Destroy(primitive);
-                Array.ForEach(memories, Dnnl.DestroyMemory);
-                return best;
-            }
-            bool winogradFaster = Time(winograd) < Time(direct);
+            bool winogradFaster = Dnnl.Time(winograd, bias) < Dnnl.Time(direct, bias);
             Dnnl.DestroyDesc(winogradFaster ? direct : winograd);
             return winogradFaster ? winograd : direct;
         }
