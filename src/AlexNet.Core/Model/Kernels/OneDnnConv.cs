@@ -40,7 +40,8 @@ public static unsafe class OneDnnConv
 
         public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
         {
-            Tensor x = ((Tensor)vars[0]).contiguous(), w = ((Tensor)vars[1]).detach().contiguous(), b = ((Tensor)vars[2]).detach().contiguous();
+            Tensor x = ((Tensor)vars[0]).contiguous(), w = ((Tensor)vars[1]).detach().contiguous();
+            using Tensor b = ((Tensor)vars[2]).detach().contiguous();
             var a = (Args)vars[3];
             Plan plan = PlanFor(x, w, a);
             lock (Gate)
