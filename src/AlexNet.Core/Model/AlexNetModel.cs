@@ -111,7 +111,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
                     features.Add(Next(features, m));
                 }
             }
-            _convs.Add(new ConvStage(c, conv, activation, lrn, pool));
+            _convs.Add(new ConvStage(c.Name, conv, activation, lrn, pool));
             channels = c.Kernels;
         }
         _features = nn.Sequential(features);
@@ -256,10 +256,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// One of §3.5's convolutional layers: its convolution, ReLU (§3.1), §3.3's LRN where it has one and §3.4's
     /// max-pool where it has one: the modules of `features` (their order is the state_dict's).
     /// </summary>
-    private sealed record ConvStage(ConvLayer Layer, Conv2d Conv, nn.Module<Tensor, Tensor> Activation, LocalResponseNorm? Lrn, MaxPool2d? Pool)
-    {
-        public string Name => Layer.Name;
-    }
+    private sealed record ConvStage(string Name, Conv2d Conv, nn.Module<Tensor, Tensor> Activation, LocalResponseNorm? Lrn, MaxPool2d? Pool);
 
     /// <summary>fc6, fc7 (ReLU, §4.2's dropout after, or before in torchvision's layout) or fc8 (the logits).</summary>
     private sealed record FcStage(string Name, Linear Fc, nn.Module<Tensor, Tensor>? Activation, Dropout? Dropout, bool DropoutFirst);
@@ -270,10 +267,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// </summary>
     private Tensor Forward(ConvStage s, Tensor h, bool activationOnly = false)
     {
-        h = training && OneDnnConv.Enabled && Kernels == KernelChoice.Fused && Precision == Precision.Fp32 && torch.is_grad_enabled()
-            && OneDnnConv.Supports(h, s.Conv.weight!)
-            ? OneDnnConv.Apply(h, s.Conv.weight!, s.Conv.bias!, s.Layer.Stride, s.Layer.Padding, s.Layer.Groups)   // opt-in: OneDnnConv.cs
-            : Call(s.Conv, h);
+        h = Call(s.Conv, h);
         if (activationOnly)
         {
             return Call(s.Activation, h);
@@ -311,6 +305,7 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
             (Precision.Bf16, Conv2d conv) => LowPrecision.Conv(h, conv),
             (Precision.Bf16, Linear fc) => LowPrecision.Linear(h, fc),
             (Precision.Fp32, Linear fc) when kernels == KernelChoice.Fused && FullyConnected.Supports(h, fc) => FullyConnected.Apply(h, fc),
+            (Precision.Fp32, Conv2d conv) when kernels == KernelChoice.Fused && training && OneDnnConv.Supports(h, conv) => OneDnnConv.Apply(h, conv),   // opt-in
             (Precision.Fp32, Conv2d conv) when kernels == KernelChoice.Fused && GrayscaleConv1.Supports(h, conv) => GrayscaleConv1.Apply(h, conv),
             (_, Dropout) when kernels == KernelChoice.Fused && training && dropout > 0 && DropoutMask.Supports(h) => DropoutMask.Apply(h, dropout),
             _ => module.call(h),

@@ -232,15 +232,30 @@ internal static unsafe class Dnnl
         MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, int algorithm, string what)
     {
         byte* op = stackalloc byte[OpDescBytes];
+        nint forward = 0, data = 0;
         fixed (long* s = strides, p = padding)
         {
-            Check(ConvInit(op, ForwardTraining, algorithm, &src, &weights, &bias, &dst, s, p, p), what);
-            nint forward = Describe(op, 0, what);
-            Check(ConvBackwardDataInit(op, algorithm, &src, &weights, &dst, s, p, p), what + "'s input gradient");
-            nint data = Describe(op, 0, what + "'s input gradient", forward);
-            Check(ConvBackwardWeightsInit(op, algorithm, &src, &weights, &bias, &dst, s, p, p), what + "'s weight gradient");
-            nint weightsPd = Describe(op, 0, what + "'s weight gradient", forward);
-            return (forward, data, weightsPd);
+            try
+            {
+                Check(ConvInit(op, ForwardTraining, algorithm, &src, &weights, &bias, &dst, s, p, p), what);
+                forward = Describe(op, 0, what);
+                Check(ConvBackwardDataInit(op, algorithm, &src, &weights, &dst, s, p, p), what + "'s input gradient");
+                data = Describe(op, 0, what + "'s input gradient", forward);
+                Check(ConvBackwardWeightsInit(op, algorithm, &src, &weights, &bias, &dst, s, p, p), what + "'s weight gradient");
+                return (forward, data, Describe(op, 0, what + "'s weight gradient", forward));
+            }
+            catch (InvalidOperationException)
+            {
+                // a pass this algorithm lacks (a Winograd forward without its backward): none of the three is kept
+                foreach (nint made in new[] { forward, data })
+                {
+                    if (made != 0)
+                    {
+                        DestroyDesc(made);
+                    }
+                }
+                throw;
+            }
         }
     }
 

@@ -3,14 +3,17 @@
 // chooses (channel-blocked), with reorders from and to libtorch's plain N×C×H×W at the edges; a 3×3, stride-1 layer
 // by Winograd's transform where that measures faster (as the inference engine, OneDnnNet.cs). Why: Debian's oneDNN
 // runs these passes faster than libtorch's convolutions on this machine's AVX-512 (docs/inference.md, "Training on
-// these primitives"). Opt-in (ALEXNET_TRAIN_CONV=onednn) while it is measured: one process, one net at a time (the
-// passes are serialised; replicas' threads would wait on each other).
+// these primitives"). Opt-in (ALEXNET_TRAIN_CONV=onednn) while it is measured: chosen with the other kernels in
+// AlexNetModel.Call, so towers and replicas take it too, one pass at a time in a process (the passes are serialised:
+// their threads wait on each other).
 //
 // Shapes: x = N×C×H×W, w = K×(C/g)×k×k, b = K, y = N×K×Ho×Wo.
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Linq;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace AlexNet.Model.Kernels;
@@ -20,8 +23,18 @@ public static unsafe class OneDnnConv
     /// <summary>Whether training's convolutions run here: ALEXNET_TRAIN_CONV=onednn, where the library loads.</summary>
     public static bool Enabled { get; } = Environment.GetEnvironmentVariable("ALEXNET_TRAIN_CONV") == "onednn" && Dnnl.Unavailable is null;
 
-    public static bool Supports(Tensor x, Tensor weight) =>
-        x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && x.dim() == 4 && weight.dtype == ScalarType.Float32;
+    /// <summary>
+    /// Whether a training step's <paramref name="conv"/> on <paramref name="x"/> runs here: enabled, gradients on, a CPU
+    /// float32 batch, square strides and padding, no dilation.
+    /// </summary>
+    public static bool Supports(Tensor x, Conv2d conv) =>
+        Enabled && torch.is_grad_enabled() && x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && x.dim() == 4
+        && conv.weight!.dtype == ScalarType.Float32 && conv.bias is not null && conv.stride[0] == conv.stride[1]
+        && conv.padding is { } p && p[0] == p[1] && conv.dilation.All(d => d == 1);
+
+    /// <summary>The module's convolution on <paramref name="x"/> (Supports first).</summary>
+    public static Tensor Apply(Tensor x, Conv2d conv) =>
+        Apply(x, conv.weight!, conv.bias!, (int)conv.stride[0], (int)conv.padding![0], (int)conv.groups);
 
     /// <summary>y = conv(x, w) + b, its backward on oneDNN's primitives too.</summary>
     public static Tensor Apply(Tensor x, Tensor weight, Tensor bias, int stride, int padding, int groups) =>
@@ -99,6 +112,7 @@ public static unsafe class OneDnnConv
         private readonly MemoryDesc _fSrc, _fW, _fDst, _dDiffSrc, _dW, _dDiffDst, _wSrc, _wDiffW, _wDiffDst;
         private readonly nint _forward, _data, _weights;
         private readonly nint _forwardPrimitive, _dataPrimitive, _weightsPrimitive;
+        private readonly List<(MemoryDesc From, MemoryDesc To, nint Primitive)> _reorders = new();   // made once, at first use
 
         public Plan(Key k)
         {
@@ -189,7 +203,7 @@ public static unsafe class OneDnnConv
         /// <paramref name="t"/> (plain, <paramref name="plain"/>) in layout <paramref name="want"/>: itself where the
         /// two agree, else a reordered copy.
         /// </summary>
-        private static Tensor Into(Memories scope, Tensor t, MemoryDesc plain, MemoryDesc want)
+        private Tensor Into(Memories scope, Tensor t, MemoryDesc plain, MemoryDesc want)
         {
             if (Dnnl.Equal(plain, want))
             {
@@ -205,7 +219,7 @@ public static unsafe class OneDnnConv
             Dnnl.Equal(md, plain) ? target.alias() : empty((Dnnl.Size(md) + 3) / 4);
 
         /// <summary>A result in layout <paramref name="md"/> into its plain target (nothing where it is already there).</summary>
-        private static void Out(Memories scope, Tensor result, MemoryDesc md, Tensor target, MemoryDesc plain)
+        private void Out(Memories scope, Tensor result, MemoryDesc md, Tensor target, MemoryDesc plain)
         {
             if (!Dnnl.Equal(md, plain))
             {
@@ -213,14 +227,27 @@ public static unsafe class OneDnnConv
             }
         }
 
-        private static void Reorder(nint from, MemoryDesc fromMd, nint to, MemoryDesc toMd)
+        /// <summary>One reorder between two of this plan's layouts; its primitive is made the first time and kept.</summary>
+        private void Reorder(nint from, MemoryDesc fromMd, nint to, MemoryDesc toMd)
         {
-            nint pd = Dnnl.Reorder(fromMd, toMd, 0, "reordering for a training convolution");
-            nint primitive = Dnnl.Primitive(pd, "reordering for a training convolution");
+            nint primitive = 0;
+            foreach ((MemoryDesc f, MemoryDesc t, nint made) in _reorders)
+            {
+                if (Dnnl.Equal(f, fromMd) && Dnnl.Equal(t, toMd))
+                {
+                    primitive = made;
+                    break;
+                }
+            }
+            if (primitive == 0)
+            {
+                nint pd = Dnnl.Reorder(fromMd, toMd, 0, "reordering for a training convolution");
+                primitive = Dnnl.Primitive(pd, "reordering for a training convolution");
+                Dnnl.DestroyDesc(pd);
+                _reorders.Add((fromMd, toMd, primitive));
+            }
             Dnnl.Execute(primitive, stackalloc ExecArg[] { new(Dnnl.ArgSrc, from), new(Dnnl.ArgDst, to) });
             Dnnl.Wait();
-            Dnnl.Destroy(primitive);
-            Dnnl.DestroyDesc(pd);
         }
 
         private static void Run(nint primitive, params ExecArg[] args)
