@@ -25,7 +25,7 @@ internal static class AnalysisCommands
         var command = new Command("kernels", "Draw conv1's learned kernels as an image grid, one block per tower (Figure 3).") { checkpoint, output, scale };
         command.SetAction(r => Cli.Run(() =>
         {
-            (AlexNetModel model, _) = Checkpoint.LoadModel(r.GetValue(checkpoint)!);
+            (AlexNetModel model, _) = ModelFile.Load(r.GetValue(checkpoint)!);
             using (model)
             {
                 GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight, r.GetValue(output)!, r.GetValue(scale), KernelGrid.TowersOf(model.Architecture));

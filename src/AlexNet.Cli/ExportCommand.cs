@@ -4,7 +4,6 @@ using System.Linq;
 using AlexNet.Inference;
 using AlexNet.Interop;
 using AlexNet.Model;
-using AlexNet.Training;
 using Spectre.Console;
 using static TorchSharp.torch;
 

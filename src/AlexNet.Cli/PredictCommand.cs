@@ -7,7 +7,6 @@ using AlexNet.Data;
 using AlexNet.Evaluation;
 using AlexNet.Inference;
 using AlexNet.Model;
-using AlexNet.Training;
 using Spectre.Console;
 
 namespace AlexNet.Cli;

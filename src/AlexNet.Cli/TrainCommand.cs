@@ -334,20 +334,7 @@ internal static class TrainCommand
         if (r.GetValue(InitFrom) is string init)
         {
             // Fine-tuning: the checkpoint's net and input conventions, unless the command line says otherwise.
-            RunState source = Checkpoint.ReadState(init);
-            o = o with { InitFrom = init };   // the table set everything given; the checkpoint fills in the rest
-            if (!Given(ModelName))
-            {
-                o = o with { Model = source.Architecture.Variant };
-            }
-            if (!Given(Normalize))
-            {
-                o = o with { Normalization = source.Options.Normalization };
-            }
-            if (!Given(InputScale))
-            {
-                o = o with { InputScale = source.Options.InputScale };
-            }
+            o = FineTuning.Inherit(o, init, keepModel: Given(ModelName), keepNormalization: Given(Normalize), keepInputScale: Given(InputScale));
         }
 
         o.Validate();

@@ -7,6 +7,7 @@ using System.Text;
 using System.Text.Json;
 using AlexNet.Data;
 using AlexNet.Evaluation;
+using AlexNet.Inference;
 using AlexNet.Model;
 using AlexNet.Training;
 
@@ -55,7 +56,7 @@ public static class RunReport
         string ckpt = checkpoint ?? Path.Combine(runDir, File.Exists(Path.Combine(runDir, Trainer.BestCheckpoint)) ? Trainer.BestCheckpoint : Trainer.LastCheckpoint);
         if (File.Exists(ckpt))
         {
-            (AlexNetModel model, RunState state) = Checkpoint.LoadModel(ckpt);
+            (AlexNetModel model, ModelCard card) = ModelFile.Load(ckpt);
             using (model)
             {
                 GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight, Path.Combine(runDir, "kernels.png"), scale: KernelGrid.ScaleFor(model.Architecture), towers: KernelGrid.TowersOf(model.Architecture));
@@ -63,7 +64,7 @@ public static class RunReport
                 md.AppendLine($"{g.Kernels} kernels of {g.KernelSide}×{g.KernelSide}, {g.Towers} block(s):").AppendLine().AppendLine("![kernels](kernels.png)");
                 if (samplesFrom is not null)
                 {
-                    AppendPredictions(md, model, state, samplesFrom, samples, runDir);
+                    AppendPredictions(md, model, card, samplesFrom, samples, runDir);
                 }
             }
         }
@@ -73,10 +74,10 @@ public static class RunReport
     }
 
     /// <summary>Figure 4 (left) on the store's first records: true class, top prediction, predictions.png.</summary>
-    public static void AppendPredictions(StringBuilder md, AlexNetModel model, RunState state, string store, int samples, string runDir)
+    public static void AppendPredictions(StringBuilder md, AlexNetModel model, ModelCard card, string store, int samples, string runDir)
     {
         using ImageStore data = ImageStore.Open(store);
-        var predictions = Predictor.PredictRecords(model, state.ModelCard, data, Enumerable.Range(0, Math.Min(samples, data.Count)).ToArray(), 5);
+        var predictions = Predictor.PredictRecords(model, card, data, Enumerable.Range(0, Math.Min(samples, data.Count)).ToArray(), 5);
         Figures.Predictions(predictions, Path.Combine(runDir, "predictions.png"));
         md.AppendLine().AppendLine($"## Sample predictions (Figure 4, left) on the first images of {store}").AppendLine();
         md.AppendLine("| image | true class | top prediction | correct |").AppendLine("|---|---|---|---|");

@@ -33,6 +33,29 @@ public sealed record AugmentOptions(
         ? new AugmentOptions(Crop: stored * 7 / 8)
         : new AugmentOptions(Crop: stored + 4, Pad: 4);
 
+    /// <summary>
+    /// §4.1's geometry for height×width records with a run's overrides: <paramref name="pad"/> (−1: §4.1's; honoured
+    /// for small images only, whose crop is then side + pad) and <paramref name="crop"/> (null: §4.1's).
+    /// </summary>
+    public static AugmentOptions For(int height, int width, int pad, int? crop)
+    {
+        int stored = Math.Min(height, width);
+        AugmentOptions a = PaperFor(stored);
+        if (pad >= 0 && stored < 64)
+        {
+            a = a with { Pad = pad, Crop = stored + pad };   // small images: the crop is the padded image less the shift range
+        }
+        if (crop is int c)
+        {
+            if (c > a.LargestCrop(height, width))
+            {
+                throw new ArgumentException($"--crop {c} does not fit the {height}×{width} images padded by {a.Pad}: use at most {a.LargestCrop(height, width)}.");
+            }
+            a = a with { Crop = c };
+        }
+        return a;
+    }
+
     /// <summary>The largest patch a height×width record padded by <see cref="Pad"/> holds.</summary>
     public int LargestCrop(int height, int width) => Math.Min(height, width) + 2 * Pad;
 }

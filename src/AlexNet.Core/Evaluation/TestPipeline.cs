@@ -9,7 +9,6 @@ using System.Text;
 using AlexNet.Data;
 using AlexNet.Inference;
 using AlexNet.Model;
-using AlexNet.Training;
 
 namespace AlexNet.Evaluation;
 
@@ -32,20 +31,17 @@ public sealed class Ensemble : IDisposable
 {
     private readonly List<AlexNetModel> _models;
 
-    private Ensemble(List<AlexNetModel> models, RunState state, string first)
+    private Ensemble(List<AlexNetModel> models, ModelCard card, string first)
     {
         _models = models;
-        State = state;
+        Card = card;
         FirstCheckpoint = first;
     }
 
     public IReadOnlyList<AlexNetModel> Models => _models;
 
-    /// <summary>The first checkpoint's state: its classes, mean image, record size and options.</summary>
-    public RunState State { get; }
-
     /// <summary>What the nets are: the first checkpoint's model card (the others agree on classes and input).</summary>
-    public ModelCard Card => State.ModelCard;
+    public ModelCard Card { get; }
 
     public string FirstCheckpoint { get; }
 
@@ -63,14 +59,13 @@ public sealed class Ensemble : IDisposable
         var models = new List<AlexNetModel>();
         try
         {
-            RunState? first = null;
+            ModelCard? first = null;
             foreach (string c in checkpoints)
             {
-                (AlexNetModel m, RunState s) = Checkpoint.LoadModel(c, averagedWeights, device, precision, engine);
+                (AlexNetModel m, ModelCard card) = ModelFile.Load(c, averagedWeights, device, precision, engine);
                 models.Add(m);
-                first ??= s;
-                if (s.ModelCard.Classes != first.ModelCard.Classes || s.ModelCard.RecordSize != first.ModelCard.RecordSize
-                    || s.ModelCard.Channels != first.ModelCard.Channels)
+                first ??= card;
+                if (card.Classes != first.Classes || card.RecordSize != first.RecordSize || card.Channels != first.Channels)
                 {
                     throw new ArgumentException($"{c} does not fit in an ensemble with {checkpoints[0]}: classes, input size and channels must agree.");
                 }

@@ -38,12 +38,14 @@ public sealed class Classifier : IDisposable
     /// <param name="device">Where the net runs (null: the CPU).</param>
     /// <param name="averagedWeights">The run's weight average (--ema) instead of its weights.</param>
     /// <param name="engine">What runs inference on the CPU (Model/Kernels/OneDnnNet.cs).</param>
-    public static Classifier Load(string checkpoint, Precision? precision = null, Device? device = null, bool averagedWeights = false,
+    public static Classifier Load(string checkpoint, Precision? precision = null, Device? device = null,
+        bool averagedWeights = false,
         AlexNet.Model.Kernels.InferenceEngine engine = AlexNet.Model.Kernels.InferenceEngine.Auto)
     {
-        (AlexNetModel model, AlexNet.Training.RunState state) = AlexNet.Training.Checkpoint.LoadModel(checkpoint, averagedWeights, device, precision, engine);
-        Compute.DisableNnpack();   // libtorch is loaded now; a caller that never set threads would see NNPACK's warnings
-        return new Classifier(model, state.ModelCard, checkpoint);
+        (AlexNetModel model, ModelCard card) = ModelFile.Load(checkpoint, averagedWeights, device, precision, engine);
+        // libtorch is loaded now; a caller that never set threads would see NNPACK's warnings
+        Compute.DisableNnpack();
+        return new Classifier(model, card, checkpoint);
     }
 
     /// <summary>A file through §2's preprocessing at the card's record size and channels.</summary>
@@ -53,7 +55,8 @@ public sealed class Classifier : IDisposable
     /// An encoded image in memory (JPEG, PNG, WebP, BMP, GIF) through §2's preprocessing; larger than <paramref
     /// name="maxPixels"/> is refused before decoding.
     /// </summary>
-    public byte[] Decode(byte[] encoded, long maxPixels = ImageDecoder.MaxPixels) => Predictor.DecodeRecord(encoded, Card.RecordSize, Card.Channels, maxPixels);
+    public byte[] Decode(byte[] encoded, long maxPixels = ImageDecoder.MaxPixels) =>
+        Predictor.DecodeRecord(encoded, Card.RecordSize, Card.Channels, maxPixels);
 
     /// <summary>
     /// The top <paramref name="top"/> classes of each record, the softmax averaged over <paramref name="views"/>
@@ -65,7 +68,8 @@ public sealed class Classifier : IDisposable
     /// <summary>Softmax averaged over <paramref name="views"/>: N×K, row-major.</summary>
     public float[] Probabilities(IReadOnlyList<byte[]> records, IReadOnlyList<View> views)
     {
-        using Tensor p = Evaluator.Probabilities(new[] { Model }, new RecordViews(records, Augmentation), views, Card.Classes);
+        using Tensor p = Evaluator.Probabilities(new[] { Model }, new RecordViews(records, Augmentation), views,
+            Card.Classes);
         return p.data<float>().ToArray();
     }
 
@@ -82,7 +86,8 @@ public sealed class Classifier : IDisposable
         }
         Model.eval();
         using var _ = no_grad();
-        using Tensor x = tensor(input, new long[] { records.Count, Card.Channels, Augmentation.Crop, Augmentation.Crop });
+        using Tensor x = tensor(input,
+            new long[] { records.Count, Card.Channels, Augmentation.Crop, Augmentation.Crop });
         using Tensor f = Model.ForwardTo(x, layer).flatten(1).cpu().contiguous();
         return f.data<float>().ToArray();
     }

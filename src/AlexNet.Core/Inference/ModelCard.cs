@@ -23,12 +23,14 @@ public sealed record Preprocessing(InputNormalization Normalization, int Channel
     bool SubtractMean, float InputScale, float[]? ChannelMean, float[]? ChannelStd)
 {
     /// <summary>The test-time settings: no random crop, reflection or colour noise.</summary>
-    public AugmentOptions Augment() => new(Crop, Pad, RandomCrop: false, Flip: false, PcaStd: 0, SubtractMean, InputScale,
+    public AugmentOptions Augment() =>
+        new(Crop, Pad, RandomCrop: false, Flip: false, PcaStd: 0, SubtractMean, InputScale,
         ChannelMean is null || ChannelStd is null ? null : new Normalization(ChannelMean, ChannelStd));
 
     /// <summary>From the options a net was trained with, for its records' side.</summary>
     public static Preprocessing Of(AugmentOptions a, InputNormalization normalization, int channels, int recordSize) =>
-        new(normalization, channels, recordSize, a.Crop, a.Pad, a.SubtractMean, a.Scale, a.ChannelNorm?.Mean, a.ChannelNorm?.Std);
+        new(normalization, channels, recordSize, a.Crop, a.Pad, a.SubtractMean, a.Scale, a.ChannelNorm?.Mean,
+        a.ChannelNorm?.Std);
 }
 
 /// <summary>
@@ -37,7 +39,8 @@ public sealed record Preprocessing(InputNormalization Normalization, int Channel
 /// <param name="MeanImage">§2's mean image of the training records (C×R×R, planar), or empty under per-channel
 /// normalisation.</param>
 /// <param name="Int8">The int8 calibration (`alexnet quantize`), or null for a net not quantized.</param>
-public sealed record ModelCard(Architecture Architecture, string[] ClassNames, Preprocessing Preprocessing, float[] MeanImage,
+public sealed record ModelCard(Architecture Architecture, string[] ClassNames, Preprocessing Preprocessing,
+    float[] MeanImage,
     Int8Quantization? Int8 = null)
 {
     public int Classes => Architecture.Classes;
@@ -46,15 +49,37 @@ public sealed record ModelCard(Architecture Architecture, string[] ClassNames, P
 
     /// <summary>One line for people: net, classes, input, normalisation, LRN.</summary>
     [JsonIgnore]
-    public string Summary => $"{Architecture.Variant}, {Classes} classes, {Channels}×{Preprocessing.Crop}² views of {RecordSize}² records, " +
+    public string Summary =>
+        $"{Architecture.Variant}, {Classes} classes, {Channels}×{Preprocessing.Crop}² views of {RecordSize}² records, " +
         (Preprocessing.Normalization == InputNormalization.Imagenet ? "torchvision's per-channel normalisation"
-            : $"§2's mean image × {Preprocessing.InputScale:G4}") + $", LRN {(Architecture.Lrn is { } lrn ? lrn.Describe() : "none")}";
+            : $"§2's mean image × {Preprocessing.InputScale:G4}") +
+        $", LRN {(Architecture.Lrn is { } lrn ? lrn.Describe() : "none")}";
+
+    /// <summary>
+    /// The card of a net trained on <paramref name="storeHeight"/>×<paramref name="storeWidth"/> records with the
+    /// run's <paramref name="pad"/>, <paramref name="crop"/> and input settings (what a checkpoint without a card
+    /// implies).
+    /// </summary>
+    public static ModelCard Derive(Architecture architecture, string[] classNames, float[] meanImage, int storeHeight,
+        int storeWidth, int pad, int? crop,
+        bool subtractMean, float inputScale, InputNormalization normalization)
+    {
+        AugmentOptions a = AugmentOptions.For(storeHeight, storeWidth, pad, crop) with
+        {
+            SubtractMean = subtractMean,
+            Scale = inputScale,
+            ChannelNorm = normalization == InputNormalization.Imagenet ? Normalization.Imagenet : null,
+        };
+        return new ModelCard(architecture, classNames,
+            Preprocessing.Of(a, normalization, architecture.InputChannels, storeHeight), meanImage);
+    }
 
     /// <summary>
     /// §4.1's test-time pipeline for this net: the mean image, the centre patch and the ten views (no PCA noise at
     /// test).
     /// </summary>
-    public Augmentation TestAugmentation() => new(Channels, RecordSize, RecordSize, MeanImage, PcaStats.None(Channels), Preprocessing.Augment());
+    public Augmentation TestAugmentation() =>
+        new(Channels, RecordSize, RecordSize, MeanImage, PcaStats.None(Channels), Preprocessing.Augment());
 
     /// <summary>Refuses a card whose parts do not fit together (a damaged or hand-edited header).</summary>
     public void Validate(string source)
@@ -62,7 +87,8 @@ public sealed record ModelCard(Architecture Architecture, string[] ClassNames, P
         bool meanImage = Preprocessing.Normalization == InputNormalization.MeanImage && Preprocessing.SubtractMean;
         if (Preprocessing.Channels != Channels || (meanImage && MeanImage.Length != Channels * RecordSize * RecordSize))
         {
-            throw new System.IO.InvalidDataException($"{source}: its model card does not fit together ({Channels} channels, a mean image of {MeanImage.Length} " +
+            throw new System.IO.InvalidDataException(
+                $"{source}: its model card does not fit together ({Channels} channels, a mean image of {MeanImage.Length} " +
                 $"values for {RecordSize}² records). Use another checkpoint, or export it again.");
         }
     }

@@ -12,6 +12,16 @@ public static class Initialization
 {
     public const double PaperStd = 0.01;
 
+    /// <summary>The centred 0–255 values × 1/80 (≈ 1/σ of the pixels): the input a fan-in-scaled init expects.</summary>
+    public const float FanInInputScale = 0.0125f;
+
+    /// <summary>
+    /// The input scale a net takes when none is given, from its init: a fan-in-scaled init (He et al.) expects
+    /// inputs of unit variance, so the centred 0–255 values (σ ≈ 60–90) are multiplied by 1/80; §5's N(0, 0.01²) was
+    /// chosen for §2's raw values, scale 1.
+    /// </summary>
+    public static float InputScaleFor(InitScheme init) => init == InitScheme.Kaiming ? FanInInputScale : 1f;
+
     /// <summary> Initialises one learned layer. <paramref name="biasOne"/> marks conv2/4/5, fc6, fc7; <paramref
     /// name="output"/> marks fc8, whose outputs go to the softmax rather than through a ReLU.
     /// </summary>

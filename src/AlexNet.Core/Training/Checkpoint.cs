@@ -1,18 +1,11 @@
 // A checkpoint holds everything needed to continue a run to the same numbers: weights, momentum buffers,
 // schedule state, epoch and step, the random generator's state and the options; and the model card
-// (Inference/ModelCard.cs), all that inference reads. The format is data
-// only (a JSON header and raw little-endian tensors), so loading one can never run code:
-//
-//   "ALXNCKPT" | u32 version | u32 header bytes | header JSON | tensor bytes … | SHA-256 of all before
-//
-// Written to a temp file, flushed, then renamed: a crash or a full disk leaves the previous file whole.
+// (Inference/ModelCard.cs), all that inference reads. The file (Inference/ModelFile.cs) is data only: a JSON header
+// and raw tensors, checksummed, written whole or not at all.
 using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using System.Runtime.InteropServices;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json;
 using AlexNet.Inference;
 using AlexNet.Model;
@@ -22,8 +15,6 @@ using static TorchSharp.torch;
 using Architecture = AlexNet.Model.Architecture;
 
 namespace AlexNet.Training;
-
-public sealed record TensorEntry(string Name, long[] Shape, long Bytes);
 
 /// <summary>Where a run stands: the header of a checkpoint.</summary>
 public sealed record RunState(
@@ -62,15 +53,8 @@ public static class Checkpoint
         double.PositiveInfinity, RngState: "", classNames, mean, recordSize, recordSize, Array.Empty<TensorEntry>());
 
     /// <summary>The model card a training state implies: its net, classes, and test-time preprocessing.</summary>
-    public static ModelCard CardOf(RunState s)
-    {
-        AlexNet.Data.AugmentOptions a = s.Options.Augment(s.StoreHeight, s.StoreWidth);
-        return new ModelCard(s.Architecture, s.ClassNames,
-            Preprocessing.Of(a, s.Options.Normalization, s.Architecture.InputChannels, s.StoreHeight), s.Mean);
-    }
-
-    private static readonly byte[] Magic = Encoding.ASCII.GetBytes("ALXNCKPT");
-    private const uint Version = 1;
+    public static ModelCard CardOf(RunState s) => ModelCard.Derive(s.Architecture, s.ClassNames, s.Mean, s.StoreHeight, s.StoreWidth,
+        s.Options.Pad, s.Options.Crop, s.Options.SubtractMean, s.Options.ResolvedInputScale, s.Options.Normalization);
 
     public static void Save(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null) =>
         Save(path, state, model, optimizer?.Velocity, ema);
@@ -101,42 +85,13 @@ public static class Checkpoint
             Card = state.ModelCard,
             Mean = Array.Empty<float>(),   // written once, in the card; ReadState puts it back
         };
-        byte[] header = JsonSerializer.SerializeToUtf8Bytes(state, Json.Options);
-        AtomicFile.Write(path, file =>
-        {
-            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            void Write(ReadOnlySpan<byte> bytes)
-            {
-                file.Write(bytes);
-                hash.AppendData(bytes);
-            }
-            Write(Magic);
-            Write(BitConverter.GetBytes(Version));
-            Write(BitConverter.GetBytes((uint)header.Length));
-            Write(header);
-            foreach ((_, Tensor t) in tensors)
-            {
-                using Tensor cpu = t.detach().to(DeviceType.CPU).to(ScalarType.Float32).contiguous();
-                Write(cpu.bytes);
-            }
-            file.Write(hash.GetHashAndReset());
-        });
+        ModelFile.Write(path, JsonSerializer.SerializeToUtf8Bytes(state, Json.Options), tensors.Select(t => t.Item2).ToArray());
     }
 
     /// <summary>Reads and verifies the header; the tensors are read by LoadInto.</summary>
     public static RunState ReadState(string path)
     {
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"checkpoint {path} does not exist.", path);
-        }
-        Verify(path);
-        using FileStream f = File.OpenRead(path);
-        f.Seek(Magic.Length + 4, SeekOrigin.Begin);
-        var lengthBytes = new byte[4];
-        f.ReadExactly(lengthBytes);
-        var header = new byte[BitConverter.ToUInt32(lengthBytes)];
-        f.ReadExactly(header);
+        byte[] header = ModelFile.ReadHeader(path);
         try
         {
             RunState state = JsonSerializer.Deserialize<RunState>(header, Json.Options) ?? throw new InvalidDataException("empty header");
@@ -151,53 +106,13 @@ public static class Checkpoint
         }
     }
 
-    /// <summary>
-    /// Checks magic, version and checksum; a damaged file gets an error that names it and what to do.
-    /// </summary>
-    private static void Verify(string path)
-    {
-        using FileStream f = File.OpenRead(path);
-        var magic = new byte[Magic.Length];
-        if (f.Length < Magic.Length + 8 + 32 || f.Read(magic) != Magic.Length || !magic.AsSpan().SequenceEqual(Magic))
-        {
-            throw new InvalidDataException($"{path} is not an alexnet checkpoint (wrong header). Pass a .ckpt file written by `alexnet train`.");
-        }
-        var version = new byte[4];
-        f.ReadExactly(version);
-        if (BitConverter.ToUInt32(version) != Version)
-        {
-            throw new InvalidDataException($"{path} is checkpoint format v{BitConverter.ToUInt32(version)}; this alexnet reads v{Version}.");
-        }
-        f.Seek(0, SeekOrigin.Begin);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var buffer = new byte[1 << 20];
-        long remaining = f.Length - 32;
-        while (remaining > 0)
-        {
-            int n = f.Read(buffer, 0, (int)Math.Min(buffer.Length, remaining));
-            if (n <= 0)
-            {
-                break;
-            }
-            hash.AppendData(buffer, 0, n);
-            remaining -= n;
-        }
-        var stored = new byte[32];
-        f.ReadExactly(stored);
-        if (!hash.GetHashAndReset().AsSpan().SequenceEqual(stored))
-        {
-            throw new InvalidDataException($"{path} is damaged (checksum mismatch: truncated or altered). Use another checkpoint of the run (last.ckpt or best.ckpt), or retrain.");
-        }
-    }
-
     /// <summary>Copies the saved weights (and momentum buffers) into a model of the same architecture.</summary>
     /// <param name="ema">The run's weight average to restore, or null.</param>
-    /// <param name="averagedWeights">Load the weight average (ema/…) into the model instead of its weights.</param>
-    public static void LoadInto(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null, bool averagedWeights = false) =>
-        LoadInto(path, state, model, optimizer?.Velocity, ema, averagedWeights);
+    public static void LoadInto(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null) =>
+        LoadInto(path, state, model, optimizer?.Velocity, ema);
 
     /// <param name="velocity">Momentum buffers in <paramref name="model"/>'s parameter order, to be read into.</param>
-    public static void LoadInto(string path, RunState state, AlexNetModel model, IReadOnlyList<Tensor>? velocity, WeightEma? ema = null, bool averagedWeights = false)
+    public static void LoadInto(string path, RunState state, AlexNetModel model, IReadOnlyList<Tensor>? velocity, WeightEma? ema = null)
     {
         string mine = JsonSerializer.Serialize(model.Architecture, Json.Options);
         string theirs = JsonSerializer.Serialize(state.Architecture, Json.Options);
@@ -223,18 +138,13 @@ public static class Checkpoint
         {
             targets["ema/" + name] = average;
         }
-        if (averagedWeights)
+        HashSet<string> read = ModelFile.ReadTensors(path, state.Tensors, targets);
+        string[] absent = targets.Keys.Where(k => k.StartsWith("model/", StringComparison.Ordinal) && !read.Contains(k)).ToArray();
+        if (absent.Length > 0)
         {
-            if (!state.Tensors.Any(t => t.Name.StartsWith("ema/", StringComparison.Ordinal)))
-            {
-                throw new InvalidDataException($"{path} holds no weight average: the run was trained without --ema. Evaluate its weights (--weights model).");
-            }
-            foreach ((string name, Tensor t) in model.state_dict())
-            {
-                targets["ema/" + name] = t;   // read after model/…, so the averages win
-            }
+            throw new InvalidDataException($"{path} lacks {string.Join(", ", absent)}: it does not hold a whole {model.Architecture.Variant} net. " +
+                "Resume from another checkpoint of the run (last.ckpt or best.ckpt).");
         }
-        ReadTensors(path, state, targets);
     }
 
     /// <summary>
@@ -249,60 +159,13 @@ public static class Checkpoint
         {
             throw new InvalidDataException($"{path} lacks {string.Join(", ", absent)}: it does not hold a {model.Architecture.Variant} net.");
         }
-        ReadTensors(path, state, targets);
-    }
-
-    private static void ReadTensors(string path, RunState state, Dictionary<string, Tensor> targets)
-    {
-        using FileStream f = File.OpenRead(path);
-        f.Seek(Magic.Length + 4, SeekOrigin.Begin);
-        var lengthBytes = new byte[4];
-        f.ReadExactly(lengthBytes);
-        f.Seek(BitConverter.ToUInt32(lengthBytes), SeekOrigin.Current);
-        using var _ = no_grad();
-        foreach (TensorEntry entry in state.Tensors)
-        {
-            var data = new float[entry.Bytes / 4];
-            f.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
-            if (!targets.TryGetValue(entry.Name, out Tensor? target))
-            {
-                continue;   // velocity in a checkpoint loaded for evaluation only
-            }
-            if (!target.shape.SequenceEqual(entry.Shape))
-            {
-                throw new InvalidDataException($"{path}: {entry.Name} has shape [{string.Join(",", entry.Shape)}], the model expects [{string.Join(",", target.shape)}].");
-            }
-            using Tensor src = tensor(data, entry.Shape);
-            target.copy_(src);
-        }
+        ModelFile.ReadTensors(path, state.Tensors, targets);
     }
 
     /// <summary>
-    /// Builds the network a checkpoint holds and loads its weights, for evaluation and prediction.
+    /// The net a checkpoint holds, loaded for inference (Inference/ModelFile.cs), with the run's state beside it.
     /// </summary>
-    /// <param name="averagedWeights">The run's weight average (--ema) instead of its weights.</param>
-    /// <param name="device">Where to put the net (null: the CPU); a checkpoint is device-free, so any device loads
-    /// it.</param>
-    /// <param name="precision">The products' number format (null: the one the run trained in, or float32 where bf16 is
-    /// not fast); the weights are float32 either way.</param>
-    /// <param name="engine">What runs inference on the CPU (OneDnnNet.cs): oneDNN where it serves the net by
-    /// default.</param>
     public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false, Device? device = null, Precision? precision = null,
-        InferenceEngine engine = InferenceEngine.Auto)
-    {
-        RunState state = ReadState(path);
-        var model = new AlexNetModel(state.Architecture, state.Options.Seed);
-        if (device is not null)
-        {
-            model.to(device);
-        }
-        // A run trained in bf16 is evaluated in float32 where bf16 would crawl (its weights are float32); asked for,
-        // bf16 is refused there. int8 is the engine's alone; the modules stay float32 (features, §6.1).
-        Precision wanted = precision ?? (LowPrecision.Fast(model.Device) ? state.Options.Precision : Precision.Fp32);
-        model.Precision = wanted == Precision.Int8 ? Precision.Fp32 : wanted;
-        LoadInto(path, state, model, optimizer: null, averagedWeights: averagedWeights);
-        model.eval();
-        model.UseEngine(OneDnnNet.For(model, wanted, engine, state.ModelCard.Int8, path));
-        return (model, state);
-    }
+        InferenceEngine engine = InferenceEngine.Auto) =>
+        (ModelFile.Load(path, averagedWeights, device, precision, engine).Model, ReadState(path));
 }

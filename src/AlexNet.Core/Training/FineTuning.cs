@@ -6,19 +6,36 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using AlexNet.Inference;
 using AlexNet.Model;
 using TorchSharp.Modules;
 using Architecture = AlexNet.Model.Architecture;
 
 namespace AlexNet.Training;
 
-internal static class FineTuning
+public static class FineTuning
 {
+    /// <summary>
+    /// A fine-tuning run's options: the checkpoint's net, normalisation and input scale, each unless the caller set it
+    /// (<paramref name="keepModel"/>, <paramref name="keepNormalization"/>, <paramref name="keepInputScale"/>).
+    /// </summary>
+    public static TrainOptions Inherit(TrainOptions o, string checkpoint, bool keepModel = false, bool keepNormalization = false, bool keepInputScale = false)
+    {
+        ModelCard card = ModelFile.ReadCard(checkpoint);
+        return o with
+        {
+            InitFrom = checkpoint,
+            Model = keepModel ? o.Model : card.Architecture.Variant,
+            Normalization = keepNormalization ? o.Normalization : card.Preprocessing.Normalization,
+            InputScale = keepInputScale ? o.InputScale : card.Preprocessing.InputScale,
+        };
+    }
+
     /// <summary>
     /// The checkpoint's net for data of <paramref name="classes"/> classes seen through <paramref name="inputSize"/>-px
     /// views.
     /// </summary>
-    public static Architecture Architecture(TrainOptions o, RunState source, int classes, int channels, int inputSize)
+    internal static Architecture Architecture(TrainOptions o, RunState source, int classes, int channels, int inputSize)
     {
         Architecture a = source.Architecture;
         if (o.Model != a.Variant)
@@ -43,7 +60,7 @@ internal static class FineTuning
     /// Copies the checkpoint's weights into <paramref name="model"/>; fc8's only where the classes match. Returns the
     /// keys copied.
     /// </summary>
-    public static ISet<string> LoadPretrained(string path, RunState source, AlexNetModel model)
+    internal static ISet<string> LoadPretrained(string path, RunState source, AlexNetModel model)
     {
         ISet<string> keys = PretrainedKeys(model, source);
         Checkpoint.LoadWeights(path, source, model, keys);
@@ -51,7 +68,7 @@ internal static class FineTuning
     }
 
     /// <summary>The state_dict keys a fine-tuning run takes from its checkpoint (none without one).</summary>
-    public static ISet<string> PretrainedKeys(AlexNetModel model, RunState? source)
+    internal static ISet<string> PretrainedKeys(AlexNetModel model, RunState? source)
     {
         if (source is null)
         {
@@ -65,7 +82,7 @@ internal static class FineTuning
     /// <summary>
     /// The parameters SGD updates (conv1–conv5 left out and frozen under FreezeFeatures), each with its fraction of ε.
     /// </summary>
-    public static (Parameter[] Learned, double[] Factors) Parameters(AlexNetModel model, TrainOptions o, ISet<string> pretrained)
+    internal static (Parameter[] Learned, double[] Factors) Parameters(AlexNetModel model, TrainOptions o, ISet<string> pretrained)
     {
         var learned = new List<Parameter>();
         var factors = new List<double>();

@@ -10,16 +10,9 @@ public static class Recipes
     /// Inputs of the small-image nets: the centred 0–255 values × 1/80 (≈ 1/σ of the pixels); the fan-in-scaled
     /// init diverges at the raw scale. ImageNet-size nets take §2's raw values.
     /// </summary>
-    public const float SmallImageInputScale = 0.0125f;
+    public const float SmallImageInputScale = Initialization.FanInInputScale;
 
     public static float InputScaleFor(int storedSide) => storedSide < 64 ? SmallImageInputScale : 1f;
-
-    /// <summary>
-    /// The input scale a run takes when none is given, from the net's init: a fan-in-scaled init (He et al.) expects
-    /// inputs of unit variance, so the centred 0–255 values (σ ≈ 60–90) are multiplied by 1/80; §5's N(0, 0.01²) was
-    /// chosen for §2's raw values, scale 1.
-    /// </summary>
-    public static float InputScaleFor(InitScheme init) => init == InitScheme.Kaiming ? SmallImageInputScale : 1f;
 
     /// <summary>
     /// The quick start: the `small` net on Fashion-MNIST, fitted to 10 minutes on 2 cores. §5's optimiser for 15

@@ -57,7 +57,7 @@ public sealed record TrainOptions
     public bool Flip { get; init; } = true;                // §4.1
     public double PcaStd { get; init; } = 0.1;             // §4.1: αᵢ ~ N(0, 0.1²)
     public bool SubtractMean { get; init; } = true;        // §2
-    public float? InputScale { get; init; }                // × the centred 0–255 values; null: decided when the run starts (Recipes.InputScaleFor: 1, §2's raw values, for §5's init)
+    public float? InputScale { get; init; }                // × the centred 0–255 values; null: decided when the run starts (Initialization.InputScaleFor: 1, §2's raw values, for §5's init)
     public InputNormalization Normalization { get; init; } = InputNormalization.MeanImage;   // §2; imagenet: what torchvision's weights expect
     public int Pad { get; init; } = -1;                    // −1: §4.1's default, 4 px for small images (AugmentOptions.PaperFor), 0 for ImageNet
     public int? Crop { get; init; }                        // §4.1's patch side; null: 224 of 256, small images side + pad
@@ -87,37 +87,20 @@ public sealed record TrainOptions
     public bool FreezeFeatures { get; init; } = false;      // conv1–conv5 keep their weights; only the classifier learns
     public double PretrainedLrFactor { get; init; } = 1;    // ε of the layers taken from InitFrom, as a fraction of ε (fc8 re-initialised keeps ε)
 
-    /// <summary>InputScale, or where it is left out the one the net's init expects (Recipes.InputScaleFor).</summary>
+    /// <summary>InputScale, or where it is left out the one the net's init expects (Initialization.InputScaleFor).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
-    public float ResolvedInputScale => InputScale ?? Recipes.InputScaleFor(Init ?? Variants.Get(Model).Init);
+    public float ResolvedInputScale => InputScale ?? Initialization.InputScaleFor(Init ?? Variants.Get(Model).Init);
 
     /// <summary>§4.1's crops for records of height×width, with the ablation switches of the options.</summary>
-    public AugmentOptions Augment(int height, int width)
+    public AugmentOptions Augment(int height, int width) => AugmentOptions.For(height, width, Pad, Crop) with
     {
-        int stored = Math.Min(height, width);
-        AugmentOptions a = AugmentOptions.PaperFor(stored);
-        if (Pad >= 0 && stored < 64)
-        {
-            a = a with { Pad = Pad, Crop = stored + Pad };   // small images: the crop is the padded image less the shift range
-        }
-        if (Crop is int crop)
-        {
-            if (crop > a.LargestCrop(height, width))
-            {
-                throw new ArgumentException($"--crop {crop} does not fit the {height}×{width} images padded by {a.Pad}: use at most {a.LargestCrop(height, width)}.");
-            }
-            a = a with { Crop = crop };
-        }
-        return a with
-        {
-            RandomCrop = RandomCrop,
-            Flip = Flip,
-            PcaStd = PcaStd,
-            SubtractMean = SubtractMean,
-            Scale = ResolvedInputScale,
-            ChannelNorm = Normalization == InputNormalization.Imagenet ? AlexNet.Data.Normalization.Imagenet : null,
-        };
-    }
+        RandomCrop = RandomCrop,
+        Flip = Flip,
+        PcaStd = PcaStd,
+        SubtractMean = SubtractMean,
+        Scale = ResolvedInputScale,
+        ChannelNorm = Normalization == InputNormalization.Imagenet ? AlexNet.Data.Normalization.Imagenet : null,
+    };
 
     public string ToJson() => AlexNet.Json.Serialize(this);
 

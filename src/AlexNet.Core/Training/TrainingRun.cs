@@ -256,8 +256,8 @@ public sealed class TrainingRun : IDisposable
         Architecture arch = source is null
             ? options.Architecture(train.ClassCount, train.Channels, augment.Crop)
             : FineTuning.Architecture(options, source, train.ClassCount, train.Channels, augment.Crop);
-        // Not given: the fine-tuned checkpoint's scale, or the one the net's init expects (Recipes.InputScaleFor).
-        options = options with { InputScale = options.InputScale ?? source?.Options.InputScale ?? Recipes.InputScaleFor(arch.Init) };
+        // Not given: the fine-tuned checkpoint's scale, or the one the net's init expects (Initialization.InputScaleFor).
+        options = options with { InputScale = options.InputScale ?? source?.Options.InputScale ?? Initialization.InputScaleFor(arch.Init) };
         augment = options.Augment(train.Height, train.Width);
         CheckBatchFits(options.BatchSize, arch);
         if (resumed is not null && Json.Serialize(arch with { Lrn = resumed.Lrn }) == Json.Serialize(resumed))
@@ -321,7 +321,7 @@ public sealed class TrainingRun : IDisposable
         }
         var state = new RunState(Options, Model.Architecture, epochsDone, StepInEpoch, Step, Schedule.State, epochSums, Best,
             RngState(), Train.Manifest.Classes.Select(c => c.Name).ToArray(), Train.Mean, Train.Height, Train.Width,
-            Array.Empty<TensorEntry>(), Group.Ranks, TrainData);
+            Array.Empty<AlexNet.Inference.TensorEntry>(), Group.Ranks, TrainData);
         Engine.Save(LastPath, state, Model, Sgd, Ema);
         SinceSave.Restart();
         SavedStep = Step;

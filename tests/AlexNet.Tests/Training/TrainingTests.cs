@@ -243,7 +243,7 @@ public class TrainingTests
             sgd.Velocity[0].fill_(0.25);
         }
         var state = new RunState(Tiny, arch, 1, 0, 7, new ScheduleState(0.01, 0.2, 0, 0), new double[4], 0.2, "", new[] { "a" },
-            new float[1 * 28 * 28], 28, 28, Array.Empty<TensorEntry>());
+            new float[1 * 28 * 28], 28, 28, Array.Empty<AlexNet.Inference.TensorEntry>());
         string path = dir["c.ckpt"];
         Checkpoint.Save(path, state, model, sgd);
 
