@@ -6,7 +6,9 @@ public static class App
 {
     public static RootCommand Build()
     {
-        var root = new RootCommand("AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) on TorchSharp: train, evaluate and inspect the paper's network.");
+        var root = new RootCommand(
+            "AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) on TorchSharp: train, evaluate and inspect the " +
+            "paper's network.");
         root.Subcommands.Add(SummaryCommand.Create());
         root.Subcommands.Add(PrepareCommand.Create());
         root.Subcommands.Add(RehearsalCommand.Create());
@@ -30,7 +32,8 @@ public static class App
 
     public static int Run(string[] args)
     {
-        Compute.ConfigureNativeMemory();   // before any tensor: huge pages for libtorch and glibc's heap kept (Compute.cs)
+        // before any tensor: huge pages for libtorch and glibc's heap kept (Compute.cs)
+        Compute.ConfigureNativeMemory();
         return Build().Parse(args).Invoke();
     }
 }

@@ -29,25 +29,39 @@ internal static class Cli
         DefaultValueFactory = _ => "cpu",
     };
 
-    private const string PrecisionText = "Not in the paper: fp32, or bf16 = the conv and FC products in bfloat16 from float32 weights (fast where lscpu shows avx512_bf16)";
+    private const string PrecisionText =
+        "Not in the paper: fp32, or bf16 = the conv and FC products in bfloat16 from float32 weights (fast where " +
+        "lscpu shows avx512_bf16)";
 
-    private const string Int8Text = ", or int8 = a checkpoint `alexnet quantize` wrote, on oneDNN's int8 kernels (VNNI where lscpu shows avx512_vnni or avx_vnni)";
+    private const string Int8Text =
+        ", or int8 = a checkpoint `alexnet quantize` wrote, on oneDNN's int8 kernels (VNNI where lscpu shows " +
+        "avx512_vnni or avx_vnni)";
 
-    public const string ReplicasDescription = "Not in the paper (One weird trick's data parallelism, in one process): split each batch across this many copies of the net, each on its own thread(s) of --threads, their gradients added in a fixed order (a machine setting).";
+    public const string ReplicasDescription =
+        "Not in the paper (One weird trick's data parallelism, in one process): split each batch across this many " +
+        "copies of the net, each on its own thread(s) of --threads, their gradients added in a fixed order (a machine " +
+        "setting).";
 
     /// <param name="inference">Whether int8 is offered (inference only: `bench onnx`).</param>
     public static Option<string> PrecisionOption(bool inference = false) =>
-        new("--precision") { Description = PrecisionText + (inference ? Int8Text : "") + ".", DefaultValueFactory = _ => "fp32" };
+        new("--precision")
+        {
+            Description = PrecisionText + (inference ? Int8Text : "") + ".",
+            DefaultValueFactory = _ => "fp32",
+        };
 
     /// <summary>--precision for commands that load a checkpoint: absent = the precision the run trained in.</summary>
-    public static Option<string?> CheckpointPrecisionOption() => new("--precision") { Description = PrecisionText + Int8Text + "; default: the run's own." };
+    public static Option<string?> CheckpointPrecisionOption() =>
+        new("--precision") { Description = PrecisionText + Int8Text + "; default: the run's own." };
 
     public static Precision? PrecisionOrNull(string? name) => name is null ? null : LowPrecision.Parse(name);
 
     /// <summary>--engine: what runs inference on the CPU (Model/Kernels/OneDnnNet.cs).</summary>
     public static Option<string> EngineOption() => new("--engine")
     {
-        Description = "What runs inference on the CPU: auto = oneDNN's primitives (Debian's libdnnl2) where they serve the net, else libtorch; libtorch; onednn.",
+        Description =
+            "What runs inference on the CPU: auto = oneDNN's primitives (Debian's libdnnl2) where they serve the net, " +
+            "else libtorch; libtorch; onednn.",
         DefaultValueFactory = _ => "auto",
     };
 
@@ -58,7 +72,8 @@ internal static class Cli
     {
         try
         {
-            return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => parse(s, CultureInfo.InvariantCulture)).ToArray();
+            return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s =>
+                parse(s, CultureInfo.InvariantCulture)).ToArray();
         }
         catch (FormatException)
         {
@@ -67,7 +82,8 @@ internal static class Cli
     }
 
     /// <summary>Whole numbers, comma-separated.</summary>
-    public static int[] Ints(string text, string flag) => List(text, flag, (s, p) => int.Parse(s, NumberStyles.None, p));
+    public static int[] Ints(string text, string flag) =>
+        List(text, flag, (s, p) => int.Parse(s, NumberStyles.None, p));
 
     /// <summary>Refuses a count flag below 1, naming it.</summary>
     public static void Positive(int value, string flag)
@@ -95,7 +111,8 @@ internal static class Cli
         }
         catch (UnauthorizedAccessException e)
         {
-            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message} This user may not read or write there: choose a path it can (or change the folder's permissions).");
+            AnsiConsole.MarkupLineInterpolated(
+                $"[red]error:[/] {e.Message} This user may not read or write there: choose a path it can (or change the folder's permissions).");
             return Failure;
         }
         catch (IOException e)

@@ -11,18 +11,65 @@ internal static class PrepareCommand
 {
     public static Command Create()
     {
-        var fashion = new Option<string?>("--fashion-mnist") { Description = $"Fashion-MNIST IDX folder (the Debian package's: {FashionMnist.DefaultDirectory}).", Arity = ArgumentArity.ZeroOrOne };
-        var cifar = new Option<string?>("--cifar10") { Description = "Folder of CIFAR-10's binary version (data_batch_1.bin … test_batch.bin)." };
-        var folder = new Option<string?>("--folder") { Description = "ImageNet-style folder: ROOT/<class>/<image> (one store; run once per split)." };
-        var flat = new Option<string?>("--flat") { Description = "ILSVRC validation layout: one flat folder of images; needs --labels." };
-        var labels = new Option<string?>("--labels") { Description = "With --flat: ground truth: the devkit's ILSVRC2012_validation_ground_truth.txt (ILSVRC2012_IDs, the devkit's synset order), one wnid per line in sorted file-name order, or LOC_val_solution.csv." };
-        var classes = new Option<string?>("--classes") { Description = "With --flat/--folder: class list file (ids [names]); default: the class folders, or ILSVRC-2012's 1000." };
-        var size = new Option<int>("--size") { Description = "§2: rescale the shorter side to this and keep the central square.", DefaultValueFactory = _ => 256 };
-        var threads = new Option<int>("--threads") { Description = "Decoding threads.", DefaultValueFactory = _ => Environment.ProcessorCount };
-        var output = new Option<string>("--out", "-o") { Description = "Output folder (stores are written under it).", Required = true };
-        var format = new Option<RecordEncoding>("--format") { Description = "With --folder/--flat: raw (C×H×W bytes per image, memory-mapped; ImageNet ≈ 252 GB) or jpeg (each §2 record encoded once, decoded by the loader; 5–10× smaller).", DefaultValueFactory = _ => RecordEncoding.Raw };
-        var quality = new Option<int>("--quality") { Description = "With --format jpeg: JPEG quality.", DefaultValueFactory = _ => RecordCodec.DefaultQuality };
-        var command = new Command("prepare", "Prepare a data set once into a fast store: decoded, §2-rescaled, with its mean image and RGB PCA.")
+        var fashion = new Option<string?>("--fashion-mnist")
+        {
+            Description = $"Fashion-MNIST IDX folder (the Debian package's: {FashionMnist.DefaultDirectory}).",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        var cifar = new Option<string?>("--cifar10")
+        {
+            Description = "Folder of CIFAR-10's binary version (data_batch_1.bin … test_batch.bin).",
+        };
+        var folder = new Option<string?>("--folder")
+        {
+            Description = "ImageNet-style folder: ROOT/<class>/<image> (one store; run once per split).",
+        };
+        var flat = new Option<string?>("--flat")
+        {
+            Description = "ILSVRC validation layout: one flat folder of images; needs --labels.",
+        };
+        var labels = new Option<string?>("--labels")
+        {
+            Description =
+                "With --flat: ground truth: the devkit's ILSVRC2012_validation_ground_truth.txt (ILSVRC2012_IDs, the " +
+                "devkit's synset order), one wnid per line in sorted file-name order, or LOC_val_solution.csv.",
+        };
+        var classes = new Option<string?>("--classes")
+        {
+            Description =
+                "With --flat/--folder: class list file (ids [names]); default: the class folders, or ILSVRC-2012's " +
+                "1000.",
+        };
+        var size = new Option<int>("--size")
+        {
+            Description = "§2: rescale the shorter side to this and keep the central square.",
+            DefaultValueFactory = _ => 256,
+        };
+        var threads = new Option<int>("--threads")
+        {
+            Description = "Decoding threads.",
+            DefaultValueFactory = _ => Environment.ProcessorCount,
+        };
+        var output = new Option<string>("--out", "-o")
+        {
+            Description = "Output folder (stores are written under it).",
+            Required = true,
+        };
+        var format = new Option<RecordEncoding>("--format")
+        {
+            Description =
+                "With --folder/--flat: raw (C×H×W bytes per image, memory-mapped; ImageNet ≈ 252 GB) or jpeg (each §2 " +
+                "record encoded once, decoded by the loader; 5–10× smaller).",
+            DefaultValueFactory = _ => RecordEncoding.Raw,
+        };
+        var quality = new Option<int>("--quality")
+        {
+            Description = "With --format jpeg: JPEG quality.",
+            DefaultValueFactory = _ => RecordCodec.DefaultQuality,
+        };
+        var command =
+            new Command("prepare", "Prepare a data set once into a fast store: decoded, §2-rescaled, with its mean " +
+            "image and RGB PCA.")
         {
             fashion, cifar, folder, flat, labels, classes, size, threads, output, format, quality,
         };
@@ -42,14 +89,19 @@ internal static class PrepareCommand
             }
             if (r.GetValue(folder) is string root)
             {
-                return FolderPrepare.Run(ImageFolder.FromClassFolders(root, r.GetValue(classes)), outDir, r.GetValue(size), r.GetValue(threads), r.GetValue(format), r.GetValue(quality));
+                return FolderPrepare.Run(ImageFolder.FromClassFolders(root, r.GetValue(classes)), outDir,
+                    r.GetValue(size), r.GetValue(threads), r.GetValue(format), r.GetValue(quality));
             }
             if (r.GetValue(flat) is string flatDir)
             {
-                string labelFile = r.GetValue(labels) ?? throw new UserError("--flat needs --labels FILE (the ground truth, one line per image).");
-                return FolderPrepare.Run(ImageFolder.FromFlat(flatDir, labelFile, r.GetValue(classes)), outDir, r.GetValue(size), r.GetValue(threads), r.GetValue(format), r.GetValue(quality));
+                string labelFile = r.GetValue(labels)
+                    ?? throw new UserError("--flat needs --labels FILE (the ground truth, one line per image).");
+                return FolderPrepare.Run(ImageFolder.FromFlat(flatDir, labelFile, r.GetValue(classes)), outDir,
+                    r.GetValue(size), r.GetValue(threads), r.GetValue(format), r.GetValue(quality));
             }
-            throw new UserError("say what to prepare: --fashion-mnist [DIR], --cifar10 DIR, --folder ROOT or --flat DIR --labels FILE.");
+            throw new UserError(
+                "say what to prepare: --fashion-mnist [DIR], --cifar10 DIR, --folder ROOT or --flat DIR --labels " +
+                "FILE.");
         }));
         return command;
     }
@@ -68,7 +120,8 @@ internal static class PrepareCommand
                 continue;
             }
             StoreManifest m = prepare(train, store);
-            AnsiConsole.MarkupLineInterpolated($"{store}: {m.Count} images {m.Height}×{m.Width}×{m.Channels}, {m.Classes.Length} classes.");
+            AnsiConsole.MarkupLineInterpolated(
+                $"{store}: {m.Count} images {m.Height}×{m.Width}×{m.Channels}, {m.Classes.Length} classes.");
         }
     }
 }
@@ -81,20 +134,40 @@ internal static class RehearsalCommand
 {
     public static Command Create()
     {
-        var output = new Option<string>("--out", "-o") { Description = "Folder to create: train/<wnid>/*.JPEG, val/*.JPEG and the devkit's ground truth.", Required = true };
-        var classes = new Option<int>("--classes") { Description = "How many of ILSVRC-2012's classes (the first in id order).", DefaultValueFactory = _ => 1000 };
-        var perClass = new Option<int>("--per-class") { Description = "Training images per class.", DefaultValueFactory = _ => 2 };
-        var val = new Option<int>("--val") { Description = "Validation images (flat folder, devkit-style labels).", DefaultValueFactory = _ => 1000 };
+        var output = new Option<string>("--out", "-o")
+        {
+            Description = "Folder to create: train/<wnid>/*.JPEG, val/*.JPEG and the devkit's ground truth.",
+            Required = true,
+        };
+        var classes = new Option<int>("--classes")
+        {
+            Description = "How many of ILSVRC-2012's classes (the first in id order).",
+            DefaultValueFactory = _ => 1000,
+        };
+        var perClass = new Option<int>("--per-class")
+        {
+            Description = "Training images per class.",
+            DefaultValueFactory = _ => 2,
+        };
+        var val = new Option<int>("--val")
+        {
+            Description = "Validation images (flat folder, devkit-style labels).",
+            DefaultValueFactory = _ => 1000,
+        };
         var seed = new Option<long>("--seed") { Description = "Seed of the crops.", DefaultValueFactory = _ => 1 };
-        var command = new Command("rehearsal", "Make an ImageNet-shaped data set (1000 class folders of real-size JPEGs) from the photographs in Debian packages, to rehearse prepare → train → eval.")
+        var command =
+            new Command("rehearsal", "Make an ImageNet-shaped data set (1000 class folders of real-size JPEGs) from " +
+            "the photographs in Debian packages, to rehearse prepare → train → eval.")
         {
             output, classes, perClass, val, seed,
         };
         command.SetAction(r => Cli.Run(() =>
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            RehearsalSummary s = Rehearsal.Write(r.GetValue(output)!, r.GetValue(classes), r.GetValue(perClass), r.GetValue(val), r.GetValue(seed));
-            AnsiConsole.MarkupLineInterpolated($"{s.Root}: {s.TrainImages} training images in {s.Classes} class folders, {s.ValImages} validation images, {s.Bytes / 1e6:F1} MB, cut from {s.Photographs} photographs in {clock.Elapsed.TotalSeconds:F1} s.");
+            RehearsalSummary s = Rehearsal.Write(r.GetValue(output)!, r.GetValue(classes), r.GetValue(perClass),
+                r.GetValue(val), r.GetValue(seed));
+            AnsiConsole.MarkupLineInterpolated(
+                $"{s.Root}: {s.TrainImages} training images in {s.Classes} class folders, {s.ValImages} validation images, {s.Bytes / 1e6:F1} MB, cut from {s.Photographs} photographs in {clock.Elapsed.TotalSeconds:F1} s.");
             return 0;
         }));
         return command;

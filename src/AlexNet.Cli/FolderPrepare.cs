@@ -8,17 +8,20 @@ namespace AlexNet.Cli;
 /// <summary>Draws `alexnet prepare --folder/--flat`: a progress bar with images/s and ETA, then the counts.</summary>
 internal static class FolderPrepare
 {
-    public static int Run(ImageFolder folder, string outDir, int size, int threads, RecordEncoding encoding = RecordEncoding.Raw, int quality = RecordCodec.DefaultQuality)
+    public static int Run(ImageFolder folder, string outDir, int size, int threads,
+        RecordEncoding encoding = RecordEncoding.Raw, int quality = RecordCodec.DefaultQuality)
     {
         PrepareSummary summary;
         if (AnsiConsole.Profile.Capabilities.Interactive)
         {
             summary = AnsiConsole.Progress()
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedlessRate(), new RemainingTimeColumn())
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+                new TransferSpeedlessRate(), new RemainingTimeColumn())
                 .Start(ctx =>
                 {
                     ProgressTask task = ctx.AddTask($"prepare {folder.Root}", maxValue: folder.Items.Count);
-                    return FolderPreparer.Prepare(folder, outDir, size, threads, (done, _) => task.Value = done, default, encoding, quality);
+                    return FolderPreparer.Prepare(folder, outDir, size, threads,
+                        (done, _) => task.Value = done, default, encoding, quality);
                 });
         }
         else
@@ -34,7 +37,8 @@ internal static class FolderPrepare
                 }
             }, default, encoding, quality);
         }
-        AnsiConsole.MarkupLineInterpolated($"{outDir}: {summary.Written} images written, {summary.Rejected} rejected of {summary.Total}.");
+        AnsiConsole.MarkupLineInterpolated(
+            $"{outDir}: {summary.Written} images written, {summary.Rejected} rejected of {summary.Total}.");
         AnsiConsole.MarkupLineInterpolated(
             $"{summary.Encoding.ToString().ToLowerInvariant()} records: {summary.BytesPerImage / 1024:F1} KB per image; ILSVRC-2012's 1.28 M training images would take {summary.ProjectedImageNetBytes / 1e9:F1} GB.");
         if (summary.Rejected > 0)
@@ -51,7 +55,8 @@ internal static class FolderPrepare
     /// <summary>Images per second, from the task's own speed estimate.</summary>
     private sealed class TransferSpeedlessRate : ProgressColumn
     {
-        public override Spectre.Console.Rendering.IRenderable Render(Spectre.Console.Rendering.RenderOptions options, ProgressTask task, TimeSpan deltaTime) =>
+        public override Spectre.Console.Rendering.IRenderable Render(Spectre.Console.Rendering.RenderOptions options,
+            ProgressTask task, TimeSpan deltaTime) =>
             new Text(task.Speed is double s ? $"{s:F0} img/s" : "");
     }
 }

@@ -39,7 +39,8 @@ internal static class PreparePeer
                     Directory.Delete(store, recursive: true);
                 }
             }
-            double theirs = PeerComparison.RunScript<PrepareOutput>(python, script, new[] { root, "--processes", threads.ToString(CultureInfo.InvariantCulture) },
+            double theirs = PeerComparison.RunScript<PrepareOutput>(python, script,
+                new[] { root, "--processes", threads.ToString(CultureInfo.InvariantCulture) },
                 new Dictionary<string, string>(), "python3-pil", root).ImagesPerSecond;
             results.Add(new PrepareRound(r, ours, theirs));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -47,7 +48,8 @@ internal static class PreparePeer
         }
         double o = Benchmark.Median(results.Select(x => x.OursImagesPerSecond).ToArray());
         double p = Benchmark.Median(results.Select(x => x.PeerImagesPerSecond).ToArray());
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"medians: ours {o:F0}, peer {p:F0} images/s: ratio {o / p:F2}×; 1.28 M images would take {1.28e6 / o / 60:F0} min"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"medians: ours {o:F0}, peer {p:F0} images/s: ratio {o / p:F2}×; 1.28 M images would take {1.28e6 / o / 60:F0} min"));
         if (jsonPath is not null)
         {
             Json.Write(jsonPath, results);

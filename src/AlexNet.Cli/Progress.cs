@@ -43,8 +43,10 @@ internal sealed class ConsoleProgress : ITrainingProgress
     public void EpochEnded(EpochMetrics m)
     {
         string line = string.Create(CultureInfo.InvariantCulture,
-            $"epoch {m.Epoch}: train loss {m.TrainLoss:F4}, top-1/top-5 error {Pct(m.TrainTop1Error)}/{Pct(m.TrainTop5Error)}; " +
-            $"val loss {m.ValLoss:F4}, top-1/top-5 error {Pct(m.ValTop1Error)}/{Pct(m.ValTop5Error)}; ε {m.LearningRate:G3}; {m.ImagesPerSecond:F0} img/s; {m.Seconds:F0} s");
+            $"epoch {m.Epoch}: train loss {m.TrainLoss:F4}, top-1/top-5 " +
+            $"error {Pct(m.TrainTop1Error)}/{Pct(m.TrainTop5Error)}; " +
+            $"val loss {m.ValLoss:F4}, top-1/top-5 error {Pct(m.ValTop1Error)}/{Pct(m.ValTop5Error)}; " +
+            $"ε {m.LearningRate:G3}; {m.ImagesPerSecond:F0} img/s; {m.Seconds:F0} s");
         if (m.EmaValTop1Error is double e1 && m.EmaValTop5Error is double e5)
         {
             line += $"; weight average (--ema) top-1/top-5 {Pct(e1)}/{Pct(e5)}";
@@ -83,7 +85,8 @@ internal sealed class ConsoleProgress : ITrainingProgress
         }
         return AnsiConsole.Progress()
             .AutoClear(false)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+            new RemainingTimeColumn(), new SpinnerColumn())
             .Start(ctx =>
             {
                 Attach(ctx);

@@ -34,7 +34,8 @@ internal static unsafe class SignalThread
 
     private static int s_started;
 
-    /// <summary>Blocks the routed signals on this thread (call it first thing on the main thread) and starts the receiver.</summary>
+    /// <summary>Blocks the routed signals on this thread (call it first thing on the main thread) and starts the
+    /// receiver.</summary>
     public static void Start()
     {
         if (!OperatingSystem.IsLinux() || Interlocked.Exchange(ref s_started, 1) == 1)

@@ -61,7 +61,9 @@ internal sealed class StopSignal : IDisposable
         }
         context.Cancel = true;
         ExitCode ??= code;
-        Console.Error.WriteLine($"Stopping after this step and writing last.ckpt ({(code == 130 ? "Ctrl-C again aborts at once" : "SIGTERM")}) …");
+        Console.Error.WriteLine(
+            $"Stopping after this step and writing last.ckpt " +
+            $"({(code == 130 ? "Ctrl-C again aborts at once" : "SIGTERM")}) …");
         _cts.Cancel();
     }
 

@@ -11,16 +11,30 @@ internal static class SummaryCommand
     public static Command Create()
     {
         Option<string> model = Cli.ModelOption(Variants.Paper);
-        var input = new Option<int?>("--input", "-s") { Description = "Input side in pixels (default: the variant's, 224 or 28)." };
-        var classes = new Option<int>("--classes") { Description = "Number of classes.", DefaultValueFactory = _ => 1000 };
-        var channels = new Option<int>("--channels") { Description = "Input channels (3 = RGB, 1 = grayscale).", DefaultValueFactory = _ => 3 };
-        var command = new Command("summary", "Print the layer table of a network: output shape, parameters and multiply-adds per layer.")
+        var input = new Option<int?>("--input", "-s")
+        {
+            Description = "Input side in pixels (default: the variant's, 224 or 28).",
+        };
+        var classes = new Option<int>("--classes")
+        {
+            Description = "Number of classes.",
+            DefaultValueFactory = _ => 1000,
+        };
+        var channels = new Option<int>("--channels")
+        {
+            Description = "Input channels (3 = RGB, 1 = grayscale).",
+            DefaultValueFactory = _ => 3,
+        };
+        var command =
+            new Command("summary", "Print the layer table of a network: output shape, parameters and multiply-adds " +
+            "per layer.")
         {
             model, input, classes, channels,
         };
         command.SetAction(r => Cli.Run(() =>
         {
-            Architecture arch = Variants.Get(r.GetValue(model)!, r.GetValue(classes), r.GetValue(channels), r.GetValue(input));
+            Architecture arch = Variants.Get(r.GetValue(model)!, r.GetValue(classes),
+                r.GetValue(channels), r.GetValue(input));
             AnsiConsole.Write(Table(ModelSummary.Of(arch)));
             return 0;
         }));
@@ -30,9 +44,11 @@ internal static class SummaryCommand
     /// <summary>The §3.5 table of a net: one row per layer, then the totals.</summary>
     internal static Table Table(ModelSummary s)
     {
-        var table = new Table().Title($"{s.Architecture.Variant}: {s.Architecture.InputSize}×{s.Architecture.InputSize}×{s.Architecture.InputChannels} → {s.Architecture.Classes} classes");
+        var table = new Table().Title(
+            $"{s.Architecture.Variant}: {s.Architecture.InputSize}×{s.Architecture.InputSize}×{s.Architecture.InputChannels} → {s.Architecture.Classes} classes");
         table.AddColumn("layer").AddColumn("operation").AddColumn(new TableColumn("output").RightAligned())
-            .AddColumn(new TableColumn("parameters").RightAligned()).AddColumn(new TableColumn("multiply-adds").RightAligned());
+            .AddColumn(new TableColumn("parameters").RightAligned())
+            .AddColumn(new TableColumn("multiply-adds").RightAligned());
         foreach (SummaryRow row in s.Rows)
         {
             table.AddRow(row.Layer, Markup.Escape(row.Operation), row.Shape, N(row.Parameters), N(row.MultiplyAdds));

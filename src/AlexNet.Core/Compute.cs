@@ -43,7 +43,8 @@ public static partial class Compute
     private static void KeepTheHeap()
     {
         const int trimThreshold = -1, mmapThreshold = -3;   // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD (malloc.h)
-        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null || Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not null)
+        if (Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_") is not null
+            || Environment.GetEnvironmentVariable("MALLOC_TRIM_THRESHOLD_") is not null)
         {
             return;
         }
@@ -71,7 +72,8 @@ public static partial class Compute
     {
         try
         {
-            string? line = File.ReadLines("/proc/self/smaps_rollup").FirstOrDefault(l => l.StartsWith("AnonHugePages:", StringComparison.Ordinal));
+            string? line = File.ReadLines("/proc/self/smaps_rollup").FirstOrDefault(l =>
+                l.StartsWith("AnonHugePages:", StringComparison.Ordinal));
             return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
         }
         catch (IOException)
@@ -91,10 +93,13 @@ public static partial class Compute
             return System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString();
         }
         string[] lines = System.IO.File.ReadAllLines(info);
-        string Field(string name) => lines.FirstOrDefault(l => l.StartsWith(name, StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "";
-        string[] wanted = { "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_vpopcntdq", "avx_vnni" };
+        string Field(string name) => lines.FirstOrDefault(l => l.StartsWith(name,
+            StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "";
+        string[] wanted = { "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+            "avx512_vpopcntdq", "avx_vnni" };
         var flags = Field("flags").Split(' ').ToHashSet();
-        return $"{Field("model name")}, {Environment.ProcessorCount} cores ({string.Join(' ', wanted.Where(flags.Contains))})";
+        return $"{Field("model name")}, {Environment.ProcessorCount} cores " +
+            $"({string.Join(' ', wanted.Where(flags.Contains))})";
     }
 
     /// <summary>
@@ -114,13 +119,18 @@ public static partial class Compute
         }
         if (!torch.cuda.is_available())
         {
-            throw new ArgumentException($"--device {name}: no CUDA device is usable here. This build's libtorch is the CPU one (libtorch-cpu-linux-x64); " +
-                "on a machine with an NVIDIA GPU, build with `dotnet build -c Release -p:TorchBackend=cuda` (README, \"The CUDA build\").");
+            throw new ArgumentException(
+                $"--device {name}: no CUDA device is usable here. This build's libtorch is the CPU one " +
+                "(libtorch-cpu-linux-x64); " +
+                "on a machine with an NVIDIA GPU, build with `dotnet build -c Release -p:TorchBackend=cuda` (README, " +
+                "\"The CUDA build\").");
         }
         int index = n == "cuda" ? 0 : int.TryParse(n[5..], out int i) ? i : -1;
         if (index < 0 || index >= torch.cuda.device_count())
         {
-            throw new ArgumentException($"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 … cuda:{torch.cuda.device_count() - 1}.");
+            throw new ArgumentException(
+                $"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 … " +
+                $"cuda:{torch.cuda.device_count() - 1}.");
         }
         return new torch.Device(DeviceType.CUDA, index);
     }

@@ -35,7 +35,8 @@ public static class Json
     {
         try
         {
-            return JsonSerializer.Deserialize<T>(json, Options) ?? throw new InvalidDataException($"{source} is empty.");
+            return JsonSerializer.Deserialize<T>(json,
+                Options) ?? throw new InvalidDataException($"{source} is empty.");
         }
         catch (JsonException e)
         {
@@ -69,7 +70,9 @@ public static class AtomicFile
         catch (IOException e)
         {
             TryDelete(temp);
-            throw new IOException($"could not write {path}: {e.Message} (is the disk full?). The previous {Path.GetFileName(path)}, if any, is intact.", e);
+            throw new IOException(
+                $"could not write {path}: {e.Message} (is the disk full?). The previous {Path.GetFileName(path)}, if " +
+                "any, is intact.", e);
         }
     }
 

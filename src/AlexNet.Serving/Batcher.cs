@@ -31,7 +31,10 @@ public sealed class Batcher : IAsyncDisposable
     private readonly int _maxBatch;
     private readonly TimeSpan _maxWait;
     private readonly ServerMetrics _metrics;
-    private readonly Channel<Job> _queue = Channel.CreateUnbounded<Job>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<Job> _queue = Channel.CreateUnbounded<Job>(new UnboundedChannelOptions
+    {
+        SingleReader = true,
+    });
     private readonly Thread _loop;
     private int _arriving;
 
@@ -73,7 +76,8 @@ public sealed class Batcher : IAsyncDisposable
     /// <summary>One image's row: K probabilities, or D features.</summary>
     public Task<float[]> Run(byte[] record, Work work)
     {
-        var job = new Job(record, work, new TaskCompletionSource<float[]>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var job = new Job(record, work,
+            new TaskCompletionSource<float[]>(TaskCreationOptions.RunContinuationsAsynchronously));
         if (!_queue.Writer.TryWrite(job))
         {
             throw new ObjectDisposedException(nameof(Batcher), "the server is stopping");
@@ -128,7 +132,8 @@ public sealed class Batcher : IAsyncDisposable
         try
         {
             byte[][] records = jobs.Select(j => j.Record).ToArray();
-            float[] rows = work.Features ? _net.Features(records) : _net.Probabilities(records, Evaluator.Of(work.Views).Views);
+            float[] rows = work.Features ? _net.Features(records) : _net.Probabilities(records,
+                Evaluator.Of(work.Views).Views);
             _metrics.BatchSize.Observe(jobs.Length);
             int width = rows.Length / jobs.Length;
             for (int i = 0; i < jobs.Length; i++)

@@ -11,7 +11,8 @@ namespace AlexNet.Serving;
 
 public sealed class DecodePool : IDisposable
 {
-    private readonly Channel<(Func<byte[]> Work, TaskCompletionSource<byte[]> Done)> _queue = Channel.CreateUnbounded<(Func<byte[]>, TaskCompletionSource<byte[]>)>();
+    private readonly Channel<(Func<byte[]> Work, TaskCompletionSource<byte[]> Done)> _queue =
+        Channel.CreateUnbounded<(Func<byte[]>, TaskCompletionSource<byte[]>)>();
     private readonly Thread[] _threads;
 
     public DecodePool(int threads)

@@ -14,10 +14,13 @@ using System.Threading.Tasks;
 namespace AlexNet.Serving;
 
 /// <param name="Wrong">Answers that differ from the expected top classes (and probabilities within 1e-5).</param>
-public sealed record LoadResult(int Clients, int Requests, int Errors, int Wrong, double Seconds, double RequestsPerSecond,
+public sealed record LoadResult(int Clients, int Requests, int Errors, int Wrong,
+    double Seconds, double RequestsPerSecond,
     double P50Ms, double P90Ms, double P99Ms, double MaxMs)
 {
-    public string Describe() => $"{Clients} clients, {Requests} requests: {RequestsPerSecond:F1} req/s, p50 {P50Ms:F1} ms, p99 {P99Ms:F1} ms, " +
+    public string Describe() =>
+        $"{Clients} clients, {Requests} requests: {RequestsPerSecond:F1} req/s, p50 {P50Ms:F1} ms, p99 {P99Ms:F1} " +
+        "ms, " +
         $"max {MaxMs:F1} ms; {Errors} errors, {Wrong} wrong answers";
 }
 
@@ -28,7 +31,8 @@ public static class LoadTest
     /// <param name="onAnswered">Called with the count of answers so far, after each (the tests read RSS at
     /// 500).</param>
     public static async Task<LoadResult> Run(HttpClient client, byte[] image, string query, int clients, int requests,
-        (int Index, double Probability)[]? expected = null, Action<int>? onAnswered = null, CancellationToken cancel = default)
+        (int Index, double Probability)[]? expected = null, Action<int>? onAnswered = null,
+        CancellationToken cancel = default)
     {
         int next = 0, errors = 0, wrong = 0, answered = 0;
         var latencies = new double[requests];
@@ -47,7 +51,8 @@ public static class LoadTest
                 body.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
                 try
                 {
-                    using HttpResponseMessage r = await client.PostAsync("/api/predict" + query, body, cancel).ConfigureAwait(false);
+                    using HttpResponseMessage r = await client.PostAsync("/api/predict" + query, body,
+                        cancel).ConfigureAwait(false);
                     string text = await r.Content.ReadAsStringAsync(cancel).ConfigureAwait(false);
                     latencies[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
                     if (!r.IsSuccessStatusCode)
@@ -71,7 +76,8 @@ public static class LoadTest
         double seconds = clock.Elapsed.TotalSeconds;
         Array.Sort(latencies);
         double At(double q) => latencies[Math.Min(requests - 1, (int)Math.Floor(q * requests))];
-        return new LoadResult(clients, requests, errors, wrong, seconds, requests / seconds, At(0.5), At(0.9), At(0.99), latencies[^1]);
+        return new LoadResult(clients, requests, errors, wrong, seconds, requests / seconds, At(0.5),
+            At(0.9), At(0.99), latencies[^1]);
     }
 
     /// <summary>The top classes and probabilities of a /api/predict answer.</summary>
@@ -85,6 +91,7 @@ public static class LoadTest
     private static bool Same(string json, IReadOnlyList<(int Index, double Probability)> expected)
     {
         (int Index, double Probability)[] got = Top(json);
-        return got.Length == expected.Count && got.Zip(expected).All(p => p.First.Index == p.Second.Index && Math.Abs(p.First.Probability - p.Second.Probability) < 1e-5);
+        return got.Length == expected.Count && got.Zip(expected).All(p => p.First.Index == p.Second.Index
+            && Math.Abs(p.First.Probability - p.Second.Probability) < 1e-5);
     }
 }

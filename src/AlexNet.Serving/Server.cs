@@ -47,12 +47,14 @@ public sealed record NeighbourResponse(int Rank, int Index, int Class, string Na
 
 /// <param name="Method">How they were found: exact fc7, or Hamming search over binary codes (re-ranked by fc7 or
 /// not).</param>
-public sealed record NeighboursResponse(NeighbourResponse[] Neighbours, string Layer, string Method, double Milliseconds);
+public sealed record NeighboursResponse(NeighbourResponse[] Neighbours, string Layer,
+    string Method, double Milliseconds);
 
 /// <summary>
 /// GET /api/model: the card (its mean image left out: it is data, not description) and what this server offers.
 /// </summary>
-public sealed record ModelResponse(ModelCard Card, string Summary, string Checkpoint, bool Neighbours, string? Run, int MaxBatch, int MaxWaitMs);
+public sealed record ModelResponse(ModelCard Card, string Summary, string Checkpoint, bool Neighbours,
+    string? Run, int MaxBatch, int MaxWaitMs);
 
 public sealed record ErrorResponse(string Error);
 
@@ -74,18 +76,23 @@ public sealed class Server : IAsyncDisposable
     public ServerMetrics Metrics { get; } = new();
     public ModelCard Card => _net.Card;
 
-    private Server(ServeOptions options, Classifier net, FeatureMatrix? features, (HammingIndex Index, BinaryCoder Coder)? codes,
+    private Server(ServeOptions options, Classifier net, FeatureMatrix? features,
+        (HammingIndex Index, BinaryCoder Coder)? codes,
         ImageStore? store)
     {
-        (_options, _net, _features, _codes, _coder, _store) = (options, net, features, codes?.Index, codes?.Coder, store);
+        (_options, _net, _features, _codes, _coder, _store) = (options, net, features,
+            codes?.Index, codes?.Coder, store);
         _batcher = new Batcher(net, options.MaxBatch, options.MaxWaitMs, Metrics);
-        (_kernels, _) = KernelGrid.Render(net.Model.LayerParameters("conv1").Weight, KernelGrid.ScaleFor(net.Card.Architecture),
+        (_kernels, _) = KernelGrid.Render(net.Model.LayerParameters("conv1").Weight,
+            KernelGrid.ScaleFor(net.Card.Architecture),
             KernelGrid.TowersOf(net.Card.Architecture));
-        _runName = options.Run is string run ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(run))) : null;
+        _runName = options.Run is string run
+            ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(run))) : null;
     }
 
     /// <summary>
-    /// The host of this server: Kestrel at --urls, its limits, the JSON conventions, the OpenAPI document, the guard and
+    /// The host of this server: Kestrel at --urls, its limits, the JSON conventions, the OpenAPI document, the guard
+    /// and
     /// the endpoints. StartAsync builds and starts it; a test factory (Mvc.Testing's WebApplicationFactory) builds it
     /// with an in-memory server in Kestrel's place.
     /// </summary>
@@ -93,7 +100,8 @@ public sealed class Server : IAsyncDisposable
     {
         long limit = ((long)_options.MaxUploadMb << 20) + (64 << 10);   // multipart headers on top of the image
         return new HostBuilder()
-            .ConfigureLogging(l => l.ClearProviders())   // the CLI prints where it listens; request logs would drown the terminal
+            // the CLI prints where it listens; request logs would drown the terminal
+            .ConfigureLogging(l => l.ClearProviders())
             .UseConsoleLifetime(c => c.SuppressStatusMessages = true)
             .ConfigureServices(s => s.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(30)))
             .ConfigureWebHost(web => web
@@ -106,11 +114,14 @@ public sealed class Server : IAsyncDisposable
                     services.ConfigureHttpJsonOptions(j =>
                     {
                         j.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.CamelCase;
-                        j.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals;
-                        j.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter());
+                        j.SerializerOptions.NumberHandling =
+                            System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals;
+                        j.SerializerOptions.Converters.Add(
+                            new System.Text.Json.Serialization.JsonStringEnumConverter());
                     });
                     // a bad ?top= gets our JSON message
-                    services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(r => r.ThrowOnBadRequest = true);
+                    services.Configure<Microsoft.AspNetCore.Routing.RouteHandlerOptions>(
+                        r => r.ThrowOnBadRequest = true);
                     services.AddOpenApi();
                 })
                 .Configure(app =>
@@ -119,7 +130,8 @@ public sealed class Server : IAsyncDisposable
                     app.UseRouting();
                     app.UseEndpoints(Map);
                 })
-                .UseSetting(WebHostDefaults.ApplicationKey, "alexnet"));   // after Configure, which names its caller's assembly
+                // after Configure, which names its caller's assembly
+                .UseSetting(WebHostDefaults.ApplicationKey, "alexnet"));
     }
 
     /// <summary>Loads the net (and the retrieval data where given) and builds the server; StartAsync listens.</summary>
@@ -129,7 +141,8 @@ public sealed class Server : IAsyncDisposable
         options.Validate();
         if (options.Run is string run && !Directory.Exists(run))
         {
-            throw new DirectoryNotFoundException($"run folder {run} does not exist: pass the --out folder of a `train`.");
+            throw new DirectoryNotFoundException(
+                $"run folder {run} does not exist: pass the --out folder of a `train`.");
         }
         Classifier net = Classifier.Load(options.Checkpoint, options.Precision);
         FeatureMatrix? features = null;
@@ -137,9 +150,12 @@ public sealed class Server : IAsyncDisposable
         (HammingIndex Index, BinaryCoder Coder)? codes = null;
         try
         {
-            if ((options.Features ?? options.Store ?? options.Codes) is not null && net.Card.Architecture.Hidden.Length == 0)
+            if ((options.Features ?? options.Store ?? options.Codes) is not null
+                && net.Card.Architecture.Hidden.Length == 0)
             {
-                throw new ArgumentException($"{net.Card.Architecture.Variant} has no hidden fully connected layer, so §6.1's retrieval by fc7 does not apply: serve it without --store, --features and --codes.");
+                throw new ArgumentException(
+                    $"{net.Card.Architecture.Variant} has no hidden fully connected layer, so §6.1's retrieval by " +
+                    "fc7 does not apply: serve it without --store, --features and --codes.");
             }
             if (options.Codes is string codeFile)
             {
@@ -148,16 +164,22 @@ public sealed class Server : IAsyncDisposable
                 int fc7 = net.Card.Architecture.Hidden[^1].Units;
                 if (coder.Dimensions != fc7 || ch.Layer != "fc7" || coder.Bits != index.Bits)
                 {
-                    throw new ArgumentException($"{codeFile} was encoded by {index.Header.Coder}, a {ch.Dimensions}-d {ch.Layer} → {ch.Bits}-bit coder, but this net's fc7 is {fc7}-d: train and encode codes of this net's features.");
+                    throw new ArgumentException(
+                        $"{codeFile} was encoded by {index.Header.Coder}, a {ch.Dimensions}-d {ch.Layer} " +
+                        $"→ {ch.Bits}-bit coder, but this net's fc7 is {fc7}-d: train and encode codes of this net's " +
+                        "features.");
                 }
                 codes = (index, coder);
                 store = ImageStore.Open(options.Store ?? index.Header.Store);
                 if (index.Count != store.Count)
                 {
-                    throw new ArgumentException($"{codeFile} holds {index.Count} codes, the store {store.Directory} {store.Count} images: encode the features of this store.");
+                    throw new ArgumentException(
+                        $"{codeFile} holds {index.Count} codes, the store {store.Directory} {store.Count} images: " +
+                        "encode the features of this store.");
                 }
             }
-            string? file = options.Features ?? (options.Store is string s && codes is null ? FeaturesFor(net, s, message) : null);
+            string? file = options.Features ?? (options.Store is string s && codes is null
+                ? FeaturesFor(net, s, message) : null);
             if (file is not null)
             {
                 features = Retrieval.Open(file);
@@ -166,7 +188,8 @@ public sealed class Server : IAsyncDisposable
             }
             if (store is not null && store.Channels != net.Card.Channels)
             {
-                throw new ArgumentException($"the store {store.Directory} has {store.Channels} channel(s), the net {net.Card.Channels}.");
+                throw new ArgumentException(
+                    $"the store {store.Directory} has {store.Channels} channel(s), the net {net.Card.Channels}.");
             }
             return new Server(options, net, features, codes, store);
         }
@@ -188,12 +211,15 @@ public sealed class Server : IAsyncDisposable
         string Stamp(string path) => Path.GetFullPath(path) + "@" + File.GetLastWriteTimeUtc(path).Ticks;
         using ImageStore store = ImageStore.Open(storeDir);
         string key = Stamp(net.Source) + "|" + Stamp(Path.Combine(storeDir, ImageStore.ManifestFile));
-        string hash = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)))[..16];
+        string hash = Convert.ToHexString(
+            System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(key)))[..16];
         string file = Path.Combine(Path.GetTempPath(), $"alexnet-serve-fc7-{hash}.f32");
         if (!File.Exists(file + ".json"))
         {
-            message?.Invoke($"Writing fc7 of the {store.Count} images of {storeDir} once, for the neighbours (§6.1), to {file} …");
-            Retrieval.Extract(net.Model, store, TestPipeline.Augmentation(net.Card, store.Height, store.Width), "fc7", file, net.Source);
+            message?.Invoke(
+                $"Writing fc7 of the {store.Count} images of {storeDir} once, for the neighbours (§6.1), to {file} …");
+            Retrieval.Extract(net.Model, store,
+                TestPipeline.Augmentation(net.Card, store.Height, store.Width), "fc7", file, net.Source);
         }
         return file;
     }
@@ -203,7 +229,8 @@ public sealed class Server : IAsyncDisposable
     {
         _host ??= CreateHostBuilder().Build();
         await _host.StartAsync(cancel).ConfigureAwait(false);
-        return _host.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? Array.Empty<string>();
+        return _host.Services.GetRequiredService<IServer>()
+            .Features.Get<IServerAddressesFeature>()?.Addresses.ToArray() ?? Array.Empty<string>();
     }
 
     /// <summary>
@@ -234,7 +261,8 @@ public sealed class Server : IAsyncDisposable
                 BadHttpRequestException b when b.StatusCode == StatusCodes.Status413PayloadTooLarge =>
                     (413, $"the body is over the {_options.MaxUploadMb} MB limit (--max-upload-mb)."),
                 BadHttpRequestException b => (b.StatusCode, b.Message),
-                InvalidDataException d when d.Message.Contains("Multipart body length limit", StringComparison.Ordinal) =>
+                InvalidDataException d when d.Message.Contains(
+                    "Multipart body length limit", StringComparison.Ordinal) =>
                     (413, $"the body is over the {_options.MaxUploadMb} MB limit (--max-upload-mb)."),
                 InvalidDataException d => (400, $"the multipart body is malformed ({d.Message})."),
                 _ => (500, $"the server failed on this request ({e.GetType().Name}: {e.Message}); it goes on serving."),
@@ -246,7 +274,8 @@ public sealed class Server : IAsyncDisposable
         finally
         {
             int code = context.Response.StatusCode;
-            Metrics.Requests.WithLabels(endpoint, code.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
+            Metrics.Requests.WithLabels(endpoint,
+                code.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
             if (code >= 400)
             {
                 Metrics.Errors.WithLabels(endpoint).Inc();
@@ -261,7 +290,8 @@ public sealed class Server : IAsyncDisposable
     private static string EndpointName(PathString path)
     {
         string p = path.Value ?? "/";
-        foreach (string known in new[] { "/api/predict", "/api/neighbors", "/api/kernels.png", "/api/model", "/api/images/", "/api/runs/", "/healthz", "/readyz", "/metrics", "/openapi/" })
+        foreach (string known in new[] { "/api/predict", "/api/neighbors", "/api/kernels.png", "/api/model",
+            "/api/images/", "/api/runs/", "/healthz", "/readyz", "/metrics", "/openapi/" })
         {
             if (p.StartsWith(known, StringComparison.Ordinal))
             {
@@ -278,26 +308,45 @@ public sealed class Server : IAsyncDisposable
         app.MapGet("/app.js", () => Page("app.js", "text/javascript; charset=utf-8")).ExcludeFromDescription();
         app.MapGet("/app.css", () => Page("app.css", "text/css; charset=utf-8")).ExcludeFromDescription();
 
-        app.MapPost("/api/predict", Predict).WithSummary("Top-k classes of an image (multipart field `image`, or the raw bytes), the softmax averaged over §4.1's views.")
-            .Produces<PredictResponse>().Produces<ErrorResponse>(400).Produces<ErrorResponse>(413).Produces<ErrorResponse>(415).DisableAntiforgery();
-        app.MapPost("/api/neighbors", Neighbours).WithSummary("The k training images nearest to an image by fc7 (§6.1, Figure 4 right); needs --features.")
-            .Produces<NeighboursResponse>().Produces<ErrorResponse>(400).Produces<ErrorResponse>(404).DisableAntiforgery();
-        app.MapGet("/api/images/{index}", Picture).WithSummary("A training image of the neighbours' store, by record index, as PNG.");
-        app.MapGet("/api/kernels.png", () => Results.Bytes(_kernels, "image/png")).WithSummary("conv1's kernels as a grid, one block per tower (Figure 3).");
-        app.MapGet("/api/model", () => new ModelResponse(_net.Card with { MeanImage = Array.Empty<float>() }, _net.Card.Summary,
-            Path.GetFileName(_options.Checkpoint), _features is not null || _codes is not null, _runName, _options.MaxBatch, _options.MaxWaitMs))
+        app.MapPost("/api/predict",
+            Predict).WithSummary(
+            "Top-k classes of an image (multipart field `image`, or the raw bytes), the softmax averaged over §4.1's " +
+            "views.")
+            .Produces<PredictResponse>().Produces<ErrorResponse>(400).Produces<ErrorResponse>(413)
+            .Produces<ErrorResponse>(415).DisableAntiforgery();
+        app.MapPost("/api/neighbors", Neighbours)
+            .WithSummary("The k training images nearest to an image by fc7 (§6.1, Figure 4 right); needs --features.")
+            .Produces<NeighboursResponse>().Produces<ErrorResponse>(400)
+            .Produces<ErrorResponse>(404).DisableAntiforgery();
+        app.MapGet("/api/images/{index}",
+            Picture).WithSummary("A training image of the neighbours' store, by record index, as PNG.");
+        app.MapGet("/api/kernels.png", () => Results.Bytes(_kernels,
+            "image/png")).WithSummary("conv1's kernels as a grid, one block per tower (Figure 3).");
+        app.MapGet("/api/model", () => new ModelResponse(_net.Card with
+        {
+            MeanImage = Array.Empty<float>(),
+        }, _net.Card.Summary,
+            Path.GetFileName(_options.Checkpoint), _features is not null || _codes is not null, _runName,
+            _options.MaxBatch, _options.MaxWaitMs))
             .WithSummary("The model card: architecture, classes, preprocessing (the mean image left out).");
-        app.MapGet("/api/runs/{name}/events", RunEvents).WithSummary("A training run's metrics.jsonl as server-sent events, new lines as `train` writes them (--run).");
+        app.MapGet("/api/runs/{name}/events", RunEvents).WithSummary(
+            "A training run's metrics.jsonl as server-sent events, new lines as `train` writes them (--run).");
         app.MapGet("/healthz", () => Results.Text("ok")).WithSummary("Alive.");
-        app.MapGet("/readyz", (IHostApplicationLifetime life) => _batcher.Running && !life.ApplicationStopping.IsCancellationRequested
-            ? Results.Text("ready") : Results.Text("not ready", statusCode: 503)).WithSummary("Ready to classify (503 while stopping).");
+        app.MapGet("/readyz",
+            (IHostApplicationLifetime life) => _batcher.Running && !life.ApplicationStopping.IsCancellationRequested
+            ? Results.Text("ready") : Results.Text("not ready",
+            statusCode: 503)).WithSummary("Ready to classify (503 while stopping).");
         app.MapGet("/metrics", async () =>
         {
             using var text = new MemoryStream();
             await Metrics.WriteAsync(text).ConfigureAwait(false);
             return Results.Bytes(text.ToArray(), "text/plain; version=0.0.4; charset=utf-8");
         }).WithSummary("Prometheus text format: requests, errors, latency, batch sizes, queue depth.");
-        app.MapFallback((HttpContext c) => Results.Json(new ErrorResponse($"no such endpoint: {c.Request.Method} {c.Request.Path}. The API is described at /openapi/v1.json."), statusCode: 404));
+        app.MapFallback((HttpContext c) =>
+            Results.Json(
+            new ErrorResponse(
+            $"no such endpoint: {c.Request.Method} {c.Request.Path}. The API is described at /openapi/v1.json."),
+            statusCode: 404));
     }
 
     private static IResult Page(string name, string type)
@@ -324,9 +373,11 @@ public sealed class Server : IAsyncDisposable
             "flip" => ViewSet.Flip,
             _ => throw new ApiException(400, $"views={views}: give centre, ten or flip."),
         };
-        float[] p = await _batcher.Run(await ReceiveImage(request).ConfigureAwait(false), Work.Probabilities(set)).ConfigureAwait(false);
+        float[] p = await _batcher.Run(await ReceiveImage(request).ConfigureAwait(false),
+            Work.Probabilities(set)).ConfigureAwait(false);
         ClassScore[] best = Predictor.Best(c => p[c], p.Length, Card.ClassNames, k);
-        return new PredictResponse(best, set.ToString().ToLowerInvariant(), CardSummary.Of(Card), clock.Elapsed.TotalMilliseconds);
+        return new PredictResponse(best, set.ToString().ToLowerInvariant(), CardSummary.Of(Card),
+            clock.Elapsed.TotalMilliseconds);
     }
 
     private async Task<NeighboursResponse> Neighbours(HttpRequest request, int? k)
@@ -334,7 +385,9 @@ public sealed class Server : IAsyncDisposable
         var clock = Stopwatch.StartNew();
         if ((_features is null && _codes is null) || _store is null)
         {
-            throw new ApiException(404, "this server has no training images to search: start it with --features F (and --store STORE), F from `alexnet features`, or --codes C from `alexnet codes encode`.");
+            throw new ApiException(404,
+                "this server has no training images to search: start it with --features F (and --store STORE), F from " +
+                "`alexnet features`, or --codes C from `alexnet codes encode`.");
         }
         int n = k ?? 8;
         int most = Math.Min(ServeOptions.MaxNeighbours, _store.Count);
@@ -342,13 +395,18 @@ public sealed class Server : IAsyncDisposable
         {
             throw new ApiException(400, $"k={n}: give 1 to {most}.");
         }
-        float[] f = await _batcher.Run(await ReceiveImage(request).ConfigureAwait(false), Work.Fc7).ConfigureAwait(false);
+        float[] f = await _batcher.Run(await ReceiveImage(request).ConfigureAwait(false),
+            Work.Fc7).ConfigureAwait(false);
         Neighbour[] hits = _codes is null ? Retrieval.Rank(f, _features!, _store, n)
             : Retrieval.RankByCodes(f, _coder!, _codes, _store, n, _features, ServeOptions.Rerank * n);
         string method = _codes is null ? "exact fc7"
-            : _features is null ? $"Hamming over {_codes.Bits}-bit codes" : $"Hamming over {_codes.Bits}-bit codes, top {Math.Min(ServeOptions.Rerank * n, _codes.Count)} re-ranked by fc7";
-        return new NeighboursResponse(hits.Select(h => new NeighbourResponse(h.Rank, h.Index, h.Label, _store.Manifest.Classes[h.Label].Name, h.Distance,
-            $"/api/images/{h.Index}")).ToArray(), _features?.Header?.Layer ?? "fc7", method, clock.Elapsed.TotalMilliseconds);
+            : _features is null ? $"Hamming over {_codes.Bits}-bit codes"
+            : $"Hamming over {_codes.Bits}-bit codes, top {Math.Min(ServeOptions.Rerank * n, _codes.Count)} " +
+            "re-ranked by fc7";
+        return new NeighboursResponse(hits.Select(h => new NeighbourResponse(h.Rank, h.Index, h.Label,
+            _store.Manifest.Classes[h.Label].Name, h.Distance,
+            $"/api/images/{h.Index}")).ToArray(), _features?.Header?.Layer ?? "fc7", method,
+            clock.Elapsed.TotalMilliseconds);
     }
 
     private IResult Picture(string index)
@@ -357,13 +415,15 @@ public sealed class Server : IAsyncDisposable
         {
             throw new ApiException(404, "this server has no training images: start it with --features F.");
         }
-        if (!int.TryParse(index.EndsWith(".png", StringComparison.Ordinal) ? index[..^4] : index, System.Globalization.NumberStyles.None,
+        if (!int.TryParse(index.EndsWith(".png", StringComparison.Ordinal) ? index[..^4] : index,
+            System.Globalization.NumberStyles.None,
                 System.Globalization.CultureInfo.InvariantCulture, out int i) || i >= _store.Count)
         {
             throw new ApiException(404, $"no image {index}: records are numbered 0 to {_store.Count - 1}.");
         }
         int scale = _store.Height < 64 ? 4 : 1;   // Fashion-MNIST's 28 px would be a speck on the page
-        return Results.Bytes(Figures.RecordPng(_store.Record(i).ToArray(), _store.Height, _store.Channels, scale), "image/png");
+        return Results.Bytes(Figures.RecordPng(_store.Record(i).ToArray(), _store.Height,
+            _store.Channels, scale), "image/png");
     }
 
     /// <summary>
@@ -388,7 +448,9 @@ public sealed class Server : IAsyncDisposable
         long limit = (long)_options.MaxUploadMb << 20;
         if (request.ContentLength > limit + (64 << 10))
         {
-            throw new ApiException(413, $"the body is {request.ContentLength / 1e6:F1} MB, over the {_options.MaxUploadMb} MB limit (--max-upload-mb).");
+            throw new ApiException(413,
+                $"the body is {request.ContentLength / 1e6:F1} MB, over the {_options.MaxUploadMb} MB limit " +
+                "(--max-upload-mb).");
         }
         string type = request.ContentType ?? "";
         if (request.HasFormContentType)
@@ -398,7 +460,9 @@ public sealed class Server : IAsyncDisposable
                 ?? throw new ApiException(400, "the form has no file: send the image in a field named `image`.");
             if (file.Length > limit)
             {
-                throw new ApiException(413, $"{file.FileName} is {file.Length / 1e6:F1} MB, over the {_options.MaxUploadMb} MB limit (--max-upload-mb).");
+                throw new ApiException(413,
+                    $"{file.FileName} is {file.Length / 1e6:F1} MB, over the {_options.MaxUploadMb} MB limit " +
+                    "(--max-upload-mb).");
             }
             using var m = new MemoryStream();
             await file.CopyToAsync(m).ConfigureAwait(false);
@@ -407,7 +471,9 @@ public sealed class Server : IAsyncDisposable
         if (type.Length > 0 && !type.StartsWith("image/", StringComparison.OrdinalIgnoreCase)
             && !type.StartsWith("application/octet-stream", StringComparison.OrdinalIgnoreCase))
         {
-            throw new ApiException(415, $"content type {type} is not an image: send multipart/form-data with a field `image`, or the bytes as image/* or application/octet-stream.");
+            throw new ApiException(415,
+                $"content type {type} is not an image: send multipart/form-data with a field `image`, or the bytes " +
+                "as image/* or application/octet-stream.");
         }
         using var body = new MemoryStream();
         var buffer = new byte[81920];
@@ -437,7 +503,8 @@ public sealed class Server : IAsyncDisposable
         {
             throw new ApiException(e.Message.Contains("megapixel", StringComparison.Ordinal) ? 413 : 400,
                 $"the image cannot be used: {e.Message}. Send a JPEG, PNG, WebP, BMP or GIF image" +
-                (e.Message.Contains("megapixel", StringComparison.Ordinal) ? $" of at most {_options.MaxMegapixels} megapixels (--max-megapixels)." : "."));
+                (e.Message.Contains("megapixel", StringComparison.Ordinal)
+                ? $" of at most {_options.MaxMegapixels} megapixels (--max-megapixels)." : "."));
         }
     }
 
@@ -447,18 +514,23 @@ public sealed class Server : IAsyncDisposable
     /// </summary>
     private async Task RunEvents(HttpContext context, string name, IHostApplicationLifetime life)
     {
-        if (name.Length == 0 || name is "." or ".." || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+        if (name.Length == 0 || name is "." or ".."
+            || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
         {
-            throw new ApiException(400, $"run name {name} is not a name: runs are named by their folder's name alone (letters, digits, . - _).");
+            throw new ApiException(400,
+                $"run name {name} is not a name: runs are named by their folder's name alone (letters, digits, . - " +
+                "_).");
         }
         if (_runName is null || name != _runName)
         {
-            throw new ApiException(404, _runName is null ? "this server streams no run: start it with --run RUN." : $"no run {name}: this server streams {_runName}.");
+            throw new ApiException(404, _runName is null ? "this server streams no run: start it with --run RUN."
+                : $"no run {name}: this server streams {_runName}.");
         }
         string log = Path.Combine(_options.Run!, "metrics.jsonl");
         context.Response.ContentType = "text/event-stream";
         context.Response.Headers.CacheControl = "no-cache";
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, life.ApplicationStopping);
+        using var stop =
+            CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, life.ApplicationStopping);
         long position = 0;
         var pending = new List<byte>();
         var quiet = Stopwatch.StartNew();
@@ -471,7 +543,8 @@ public sealed class Server : IAsyncDisposable
                 var lines = new List<string>();
                 if (File.Exists(log))
                 {
-                    using var f = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                    using var f = new FileStream(log, FileMode.Open, FileAccess.Read,
+                        FileShare.ReadWrite | FileShare.Delete);
                     if (f.Length < position)
                     {
                         position = 0;   // cut back on resume (MetricsLog.CutBackTo): start the curves again
@@ -486,7 +559,8 @@ public sealed class Server : IAsyncDisposable
                     {
                         if (b == (byte)'\n')
                         {
-                            lines.Add(System.Text.Encoding.UTF8.GetString(pending.ToArray()));   // a torn last line waits for its end
+                            // a torn last line waits for its end
+                            lines.Add(System.Text.Encoding.UTF8.GetString(pending.ToArray()));
                             pending.Clear();
                         }
                         else

@@ -65,7 +65,8 @@ internal static class TestData
 
     /// <summary>A store of <paramref name="count"/> synthetic C×S×S images of <paramref name="classes"/> classes, each
     /// class a bright bar at its own place on noise, so a net can learn it in a few steps.</summary>
-    public static void WriteSyntheticStore(string dir, int count, int classes, int channels = 1, int size = 28, int seed = 0)
+    public static void WriteSyntheticStore(string dir, int count, int classes,
+        int channels = 1, int size = 28, int seed = 0)
     {
         var rng = new Rng((ulong)seed + 1);
         using var writer = new StoreWriter(dir, channels, size, size, $"synthetic:{count}:{classes}:{seed}");
@@ -99,10 +100,12 @@ internal static class TestData
     }
 
     /// <summary>An image whose regions have known colours, encoded in the given format.</summary>
-    public static byte[] Encode(int width, int height, Func<int, int, SKColor> colour, SKEncodedImageFormat format = SKEncodedImageFormat.Png,
+    public static byte[] Encode(int width, int height, Func<int, int, SKColor> colour,
+        SKEncodedImageFormat format = SKEncodedImageFormat.Png,
         SKColorType type = SKColorType.Rgba8888)
     {
-        using var bitmap = new SKBitmap(new SKImageInfo(width, height, type, type == SKColorType.Gray8 ? SKAlphaType.Opaque : SKAlphaType.Premul));
+        using var bitmap = new SKBitmap(new SKImageInfo(width, height, type,
+            type == SKColorType.Gray8 ? SKAlphaType.Opaque : SKAlphaType.Premul));
         for (int y = 0; y < height; y++)
         {
             for (int x = 0; x < width; x++)
@@ -122,7 +125,8 @@ internal static class TestData
             0xFF, 0xE1, 0x00, 0x22, (byte)'E', (byte)'x', (byte)'i', (byte)'f', 0, 0,
             (byte)'I', (byte)'I', 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00,           // TIFF header, IFD at 8
             0x01, 0x00,                                                          // one entry
-            0x12, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, (byte)orientation, 0x00, 0x00, 0x00,   // Orientation, SHORT, 1
+            0x12, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, (byte)orientation, 0x00, 0x00,
+                0x00,   // Orientation, SHORT, 1
             0x00, 0x00, 0x00, 0x00,                                              // no next IFD
         };
         var result = new byte[jpeg.Length + app1.Length];

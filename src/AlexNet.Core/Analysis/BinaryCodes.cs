@@ -23,7 +23,8 @@ namespace AlexNet.Analysis;
 /// A map from D-dimensional features to B-bit codes: standardise, then project (W, bias), then threshold at 0.
 /// </summary>
 /// <param name="Kind">"autoencoder" or "lsh".</param>
-public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] Mean, float[] Std, float[] Weights, float[] Bias)
+public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] Mean, float[] Std,
+    float[] Weights, float[] Bias)
 {
     public int Words => Bits / 64;
 
@@ -37,7 +38,9 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
     {
         if (features.Length % Dimensions != 0)
         {
-            throw new ArgumentException($"the features are not rows of {Dimensions} values: this coder was trained on {Dimensions}-d features of another net or layer.");
+            throw new ArgumentException(
+                $"the features are not rows of {Dimensions} values: this coder was trained on {Dimensions}-d " +
+                "features of another net or layer.");
         }
         int n = features.Length / Dimensions;
         var codes = new ulong[n * Words];
@@ -55,7 +58,9 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
     {
         if (features.Dimensions != Dimensions)
         {
-            throw new ArgumentException($"the feature file holds {features.Dimensions}-d features, this coder was trained on {Dimensions}-d ones (another net or layer).");
+            throw new ArgumentException(
+                $"the feature file holds {features.Dimensions}-d features, this coder was trained on {Dimensions}-d " +
+                "ones (another net or layer).");
         }
         var codes = new ulong[checked((int)features.Count * Words)];
         using Projection p = Project();
@@ -75,7 +80,8 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
         private readonly Tensor _w = tensor(coder.Weights, new long[] { coder.Dimensions, coder.Bits });
         private readonly Tensor _mean = tensor(coder.Mean), _std = tensor(coder.Std), _bias = tensor(coder.Bias);
 
-        /// <summary>The packed codes of one block of rows into <paramref name="codes"/> (rows × Words, zeroed).</summary>
+        /// <summary>The packed codes of one block of rows into <paramref name="codes"/> (rows × Words,
+        /// zeroed).</summary>
         public void Encode(ReadOnlySpan<float> block, Span<ulong> codes)
         {
             using var scope = NewDisposeScope();
@@ -125,22 +131,28 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
         string meta = path + ".json";
         if (!File.Exists(path) || !File.Exists(meta))
         {
-            throw new FileNotFoundException($"coder {path} (and {meta}) not found: train one with `alexnet codes train`.", path);
+            throw new FileNotFoundException(
+                $"coder {path} (and {meta}) not found: train one with `alexnet codes train`.", path);
         }
         CoderHeader h = Json.Read<CoderHeader>(meta);
         if (h.Format != CoderHeader.FormatName || h.Bits < 64 || h.Bits % 64 != 0 || h.Dimensions < 1)
         {
-            throw new InvalidDataException($"{meta} is not the header of a coder written by `alexnet codes train` (format {h.Format}, {h.Bits} bits, {h.Dimensions}-d).");
+            throw new InvalidDataException(
+                $"{meta} is not the header of a coder written by `alexnet codes train` (format {h.Format}, {h.Bits} " +
+                $"bits, {h.Dimensions}-d).");
         }
         long floats = 2L * h.Dimensions + (long)h.Dimensions * h.Bits + h.Bits;
         long length = new FileInfo(path).Length;
         if (length != floats * 4)
         {
-            throw new InvalidDataException($"{path} holds {length} bytes where {meta} promises a {h.Dimensions}→{h.Bits} coder ({floats * 4} bytes): it was cut short or overwritten; train it again with `alexnet codes train`.");
+            throw new InvalidDataException(
+                $"{path} holds {length} bytes where {meta} promises a {h.Dimensions}→{h.Bits} coder ({floats * 4} " +
+                "bytes): it was cut short or overwritten; train it again with `alexnet codes train`.");
         }
         float[] all = ImageStore.ReadArray<float>(path, checked((int)floats));
         int d = h.Dimensions, b = h.Bits;
-        var coder = new BinaryCoder(h.Kind, d, b, all[..d], all[d..(2 * d)], all[(2 * d)..(2 * d + d * b)], all[(2 * d + d * b)..]);
+        var coder = new BinaryCoder(h.Kind, d, b, all[..d], all[d..(2 * d)],
+            all[(2 * d)..(2 * d + d * b)], all[(2 * d + d * b)..]);
         return (coder, h);
     }
 }
@@ -148,7 +160,8 @@ public sealed record BinaryCoder(string Kind, int Dimensions, int Bits, float[] 
 /// <summary>
 /// What a coder was trained on (full paths; Layer "pixels" and no checkpoint for the raw-pixel coder).
 /// </summary>
-public sealed record CoderHeader(string Format, string Kind, int Dimensions, int Bits, int Seed, int Epochs, string Layer,
+public sealed record CoderHeader(string Format, string Kind, int Dimensions, int Bits,
+    int Seed, int Epochs, string Layer,
     string Features, string Store, string Checkpoint)
 {
     public const string FormatName = "alexnet-coder-v1";
@@ -199,7 +212,8 @@ public static class BinaryCodes
     /// 0.9. The noise (σ = <paramref name="noise"/>) is what makes the code binary; thresholding σ(·) at ½ is the sign
     /// of xW + b.
     /// </summary>
-    public static BinaryCoder TrainAutoencoder(float[] features, int dimensions, int bits, int seed, int epochs = 20, int batch = 256,
+    public static BinaryCoder TrainAutoencoder(float[] features, int dimensions, int bits, int seed,
+        int epochs = 20, int batch = 256,
         double learningRate = 0.01, double noise = 4, Action<int, double>? progress = null)
     {
         CheckBits(bits);
@@ -207,9 +221,11 @@ public static class BinaryCodes
         int n = features.Length / dimensions;
         using var g = new Generator((ulong)seed);
         using Tensor all = (tensor(features, new long[] { n, dimensions }) - tensor(mean)) / tensor(std);
-        var w = new TorchSharp.Modules.Parameter(randn(new long[] { dimensions, bits }, generator: g) * (1.0 / Math.Sqrt(dimensions)));
+        var w = new TorchSharp.Modules.Parameter(randn(new long[] { dimensions, bits },
+            generator: g) * (1.0 / Math.Sqrt(dimensions)));
         var b = new TorchSharp.Modules.Parameter(zeros(bits));
-        var v = new TorchSharp.Modules.Parameter(randn(new long[] { bits, dimensions }, generator: g) * (1.0 / Math.Sqrt(bits)));
+        var v = new TorchSharp.Modules.Parameter(randn(new long[] { bits, dimensions },
+            generator: g) * (1.0 / Math.Sqrt(bits)));
         var c = new TorchSharp.Modules.Parameter(zeros(dimensions));
         using var sgd = new PaperSgd(new[] { w, b, v, c }, learningRate, 0.9, 0.0);
         var order = new Data.Rng((ulong)seed + 17);
@@ -226,7 +242,8 @@ public static class BinaryCodes
             for (int start = 0; start + batch <= n; start += batch)
             {
                 using var scope = NewDisposeScope();
-                Tensor x = all.index_select(0, tensor(index.AsSpan(start, batch).ToArray().Select(i => (long)i).ToArray()));
+                Tensor x = all.index_select(0,
+                    tensor(index.AsSpan(start, batch).ToArray().Select(i => (long)i).ToArray()));
                 Tensor code = (x.matmul(w) + b + randn(new long[] { batch, bits }, generator: g) * noise).sigmoid();
                 Tensor loss = (code.matmul(v) + c - x).pow(2).sum(1).mean();
                 sgd.ZeroGrad();
@@ -237,7 +254,8 @@ public static class BinaryCodes
             }
             progress?.Invoke(epoch, sum / Math.Max(1, batches));
         }
-        var coder = new BinaryCoder("autoencoder", dimensions, bits, mean, std, w.detach().data<float>().ToArray(), b.detach().data<float>().ToArray());
+        var coder = new BinaryCoder("autoencoder", dimensions, bits, mean, std, w.detach().data<float>().ToArray(),
+            b.detach().data<float>().ToArray());
         foreach (var p in new[] { w, b, v, c })
         {
             p.Dispose();
@@ -253,7 +271,8 @@ public static class BinaryCodes
     {
         count = Math.Min(count, store.Count);
         long side = Math.Min(32, Math.Min(store.Height, store.Width));
-        int dims = (int)(store.Channels * (store.Height <= 32 && store.Width <= 32 ? store.Height * store.Width : side * side));
+        int dims = (int)(store.Channels * (store.Height <= 32 && store.Width <= 32
+            ? store.Height * store.Width : side * side));
         var rows = new float[(long)count * dims];
         const int block = 1024;
         for (int start = 0; start < count; start += block)
@@ -265,7 +284,8 @@ public static class BinaryCodes
             {
                 store.Record(start + i).CopyTo(bytes.AsSpan(i * store.Manifest.RecordBytes));
             }
-            Tensor x = tensor(bytes, new long[] { n, store.Channels, store.Height, store.Width }).to(ScalarType.Float32);
+            Tensor x = tensor(bytes,
+                new long[] { n, store.Channels, store.Height, store.Width }).to(ScalarType.Float32);
             if (store.Height > 32 || store.Width > 32)
             {
                 x = nn.functional.adaptive_avg_pool2d(x, new[] { side, side });
@@ -279,7 +299,8 @@ public static class BinaryCodes
 /// <summary>
 /// One retrieval method's quality over a set of queries: precision@k of the same class, recall of the exact fc7 top-k.
 /// </summary>
-public sealed record RetrievalScore(string Method, int Bits, int Seed, double PrecisionAtK, double RecallOfExact, double MillisecondsPerQuery);
+public sealed record RetrievalScore(string Method, int Bits, int Seed, double PrecisionAtK,
+    double RecallOfExact, double MillisecondsPerQuery);
 
 public static class RetrievalEvaluation
 {
@@ -287,14 +308,16 @@ public static class RetrievalEvaluation
     /// The baseline every coder is scored against: each query's k nearest database rows by exact Euclidean fc7, and
     /// their score.
     /// </summary>
-    public static (RetrievalScore Score, long[][] Neighbours) Exact(FeatureMatrix database, int[] databaseLabels, float[] queries, int[] queryLabels, int k)
+    public static (RetrievalScore Score, long[][] Neighbours) Exact(FeatureMatrix database, int[] databaseLabels,
+        float[] queries, int[] queryLabels, int k)
     {
         int q = queryLabels.Length;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         using Tensor qt = tensor(queries, new long[] { q, database.Dimensions });
         long[][] exact = Retrieval.Nearest(qt, database, k).Select(r => r.Select(h => h.Index).ToArray()).ToArray();
         double ms = clock.Elapsed.TotalMilliseconds / q;
-        double precision = Enumerable.Range(0, q).Sum(i => exact[i].Count(j => databaseLabels[j] == queryLabels[i]) / (double)k) / q;
+        double precision = Enumerable.Range(0,
+            q).Sum(i => exact[i].Count(j => databaseLabels[j] == queryLabels[i]) / (double)k) / q;
         return (new RetrievalScore("exact fc7", 32 * database.Dimensions, 0, precision, 1, ms), exact);
     }
 

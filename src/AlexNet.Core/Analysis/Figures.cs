@@ -35,13 +35,16 @@ public static class Figures
             float x0 = n % columns * cell + pad, y0 = n / columns * (thumb + 130) + pad;
             using SKBitmap image = ToBitmap(p.Record, p.Side, p.Channels);
             canvas.DrawBitmap(image, SKRect.Create(x0 + (cell - 2 * pad - thumb) / 2f, y0, thumb, thumb));
-            canvas.DrawText(Shorten(p.TrueName ?? Path.GetFileName(p.Source)), x0, y0 + thumb + 14, SKTextAlign.Left, bold, text);
+            canvas.DrawText(Shorten(p.TrueName ?? Path.GetFileName(p.Source)), x0, y0 + thumb + 14,
+                SKTextAlign.Left, bold, text);
             for (int k = 0; k < p.Top.Length; k++)
             {
                 float y = y0 + thumb + 22 + k * 20;
                 float width = (float)(p.Top[k].Probability * (cell - 2 * pad));
-                canvas.DrawRect(SKRect.Create(x0, y, Math.Max(width, 1), 16), p.Top[k].Index == p.TrueClass ? correct : bar);
-                canvas.DrawText($"{Shorten(p.Top[k].Name)} {p.Top[k].Probability:P1}", x0 + 2, y + 12, SKTextAlign.Left, font, text);
+                canvas.DrawRect(SKRect.Create(x0, y, Math.Max(width, 1), 16),
+                    p.Top[k].Index == p.TrueClass ? correct : bar);
+                canvas.DrawText($"{Shorten(p.Top[k].Name)} {p.Top[k].Probability:P1}", x0 + 2, y + 12,
+                    SKTextAlign.Left, font, text);
             }
         }
         Save(surface, path);
@@ -51,7 +54,8 @@ public static class Figures
     public static void Neighbours(ImageStore store, byte[] query, IReadOnlyList<int> neighbours, string path)
     {
         const int thumb = 96, pad = 6;
-        using var surface = SKSurface.Create(new SKImageInfo((neighbours.Count + 1) * (thumb + pad) + pad + 10, thumb + 2 * pad));
+        using var surface = SKSurface.Create(new SKImageInfo((neighbours.Count + 1) * (thumb +
+            pad) + pad + 10, thumb + 2 * pad));
         surface.Canvas.Clear(SKColors.White);
         void Put(byte[] record, float x)
         {
@@ -70,16 +74,23 @@ public static class Figures
     /// §6.1's comparison as Figure 4 (right) draws it: one row per (method, query), its name, the query, then its
     /// neighbours in <paramref name="store"/>; a neighbour of another class than the query's is framed in red.
     /// </summary>
-    public static void RetrievalRows(ImageStore store, IReadOnlyList<(string Method, byte[] Query, int Label, int[] Neighbours)> rows, string path)
+    public static void RetrievalRows(ImageStore store,
+        IReadOnlyList<(string Method, byte[] Query, int Label, int[] Neighbours)> rows, string path)
     {
         const int thumb = 56, pad = 6, label = 235;
         int most = rows.Max(r => r.Neighbours.Length);
-        using var surface = SKSurface.Create(new SKImageInfo(label + (most + 1) * (thumb + pad) + 10 + pad, rows.Count * (thumb + pad) + pad));
+        using var surface = SKSurface.Create(new SKImageInfo(label + (most + 1) * (thumb + pad) + 10 + pad,
+            rows.Count * (thumb + pad) + pad));
         SKCanvas canvas = surface.Canvas;
         canvas.Clear(SKColors.White);
         using var font = new SKFont(SKTypeface.Default, 12);
         using var text = new SKPaint { Color = SKColors.Black, IsAntialias = true };
-        using var wrong = new SKPaint { Color = new SKColor(0xc4, 0x2e, 0x2e), Style = SKPaintStyle.Stroke, StrokeWidth = 3 };
+        using var wrong = new SKPaint
+        {
+            Color = new SKColor(0xc4, 0x2e, 0x2e),
+            Style = SKPaintStyle.Stroke,
+            StrokeWidth = 3,
+        };
         for (int r = 0; r < rows.Count; r++)
         {
             float y = pad + r * (thumb + pad);
@@ -127,7 +138,8 @@ public static class Figures
     public static byte[] RecordPng(byte[] planar, int side, int channels, int scale = 1)
     {
         using SKBitmap bitmap = ToBitmap(planar, side, channels);
-        using SKBitmap scaled = scale == 1 ? bitmap.Copy() : bitmap.Resize(new SKImageInfo(side * scale, side * scale), new SKSamplingOptions(SKFilterMode.Nearest));
+        using SKBitmap scaled = scale == 1 ? bitmap.Copy() : bitmap.Resize(new SKImageInfo(side * scale, side * scale),
+            new SKSamplingOptions(SKFilterMode.Nearest));
         using SKData data = scaled.Encode(SKEncodedImageFormat.Png, 100);
         return data.ToArray();
     }

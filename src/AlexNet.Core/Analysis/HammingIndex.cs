@@ -20,7 +20,8 @@ using System.Threading.Tasks;
 namespace AlexNet.Analysis;
 
 /// <summary>What a code file holds and where it came from (full paths).</summary>
-public sealed record CodesHeader(string Format, int Count, int Bits, string Kind, string Coder, string Features, string Store,
+public sealed record CodesHeader(string Format, int Count, int Bits, string Kind, string Coder,
+    string Features, string Store,
     string Checkpoint, string Layer);
 
 /// <summary>One database row found by Hamming search.</summary>
@@ -29,7 +30,8 @@ public readonly record struct HammingHit(int Index, int Distance);
 public sealed class HammingIndex
 {
     public const string Format = "alexnet-codes-v1";
-    private const int Block = 4096;   // codes per distance block: 16 KB of distances, 128 KB of 256-bit codes (L2-sized)
+    // codes per distance block: 16 KB of distances, 128 KB of 256-bit codes (L2-sized)
+    private const int Block = 4096;
 
     private readonly ulong[] _codes;
 
@@ -69,18 +71,23 @@ public sealed class HammingIndex
         string meta = path + ".json";
         if (!File.Exists(path) || !File.Exists(meta))
         {
-            throw new FileNotFoundException($"code file {path} (and {meta}) not found: write it with `alexnet codes encode`.", path);
+            throw new FileNotFoundException(
+                $"code file {path} (and {meta}) not found: write it with `alexnet codes encode`.", path);
         }
         CodesHeader h = Json.Read<CodesHeader>(meta);
         long expected = (long)h.Count * h.Bits / 8;
         long length = new FileInfo(path).Length;
         if (h.Format != Format || h.Bits < 64 || h.Bits % 64 != 0 || h.Count < 1)
         {
-            throw new InvalidDataException($"{meta} is not the header of a code file written by `alexnet codes encode` (format {h.Format}, {h.Bits} bits, {h.Count} codes).");
+            throw new InvalidDataException(
+                $"{meta} is not the header of a code file written by `alexnet codes encode` " +
+                $"(format {h.Format}, {h.Bits} bits, {h.Count} codes).");
         }
         if (length != expected)
         {
-            throw new InvalidDataException($"{path} holds {length} bytes where {meta} promises {h.Count} codes of {h.Bits} bits ({expected} bytes): it was cut short or overwritten; write it again with `alexnet codes encode`.");
+            throw new InvalidDataException(
+                $"{path} holds {length} bytes where {meta} promises {h.Count} codes of {h.Bits} bits ({expected} " +
+                "bytes): it was cut short or overwritten; write it again with `alexnet codes encode`.");
         }
         var codes = new ulong[expected / 8];
         using (FileStream f = File.OpenRead(path))
@@ -98,7 +105,9 @@ public sealed class HammingIndex
     {
         if (query.Length != Words)
         {
-            throw new ArgumentException($"the query is a {query.Length * 64}-bit code, the database holds {Bits}-bit codes: encode it with the coder the database was encoded with.");
+            throw new ArgumentException(
+                $"the query is a {query.Length * 64}-bit code, the database holds {Bits}-bit codes: encode it with " +
+                "the coder the database was encoded with.");
         }
         if (k < 1 || k > Count)
         {
@@ -127,7 +136,8 @@ public sealed class HammingIndex
     {
         k = Math.Min(k, to - from);
         // The heap's top is the worst kept: (distance, index) largest first.
-        var heap = new PriorityQueue<int, (int Distance, int Index)>(k + 1, Comparer<(int Distance, int Index)>.Create((a, b) => b.CompareTo(a)));
+        var heap = new PriorityQueue<int, (int Distance, int Index)>(k + 1,
+            Comparer<(int Distance, int Index)>.Create((a, b) => b.CompareTo(a)));
         int worst = int.MaxValue;
         Span<int> distances = new int[Block];
         for (int start = from; start < to; start += Block)
@@ -138,7 +148,8 @@ public sealed class HammingIndex
             for (int j = 0; j < n; j++)
             {
                 // The common case once the heap is full: a vector of codes none of which beats the worst kept.
-                if (j % lanes == 0 && j + lanes <= n && Vector.GreaterThanOrEqualAll(new Vector<int>(distances.Slice(j, lanes)), new Vector<int>(worst)))
+                if (j % lanes == 0 && j + lanes <= n && Vector.GreaterThanOrEqualAll(new Vector<int>(distances.Slice(j,
+                    lanes)), new Vector<int>(worst)))
                 {
                     j += lanes - 1;
                     continue;
@@ -175,7 +186,8 @@ public sealed class HammingIndex
     /// <summary>
     /// Hamming distance from <paramref name="query"/> (one code) to each code of <paramref name="codes"/>.
     /// </summary>
-    public static unsafe void Distances(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes, int words, Span<int> distances)
+    public static unsafe void Distances(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes,
+        int words, Span<int> distances)
     {
         int n = codes.Length / words;
         int done = 0;
@@ -210,7 +222,8 @@ public sealed class HammingIndex
     /// (vpsadbw), then the words of each code added. Measured on Zen 5 over 1.28 M codes: 64-bit 0.24 ms against
     /// popcnt's 0.83–1.05 ms; 256-bit 2.5 ms against 2.7–3.0 ms.
     /// </summary>
-    internal static unsafe int Distances512(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes, int words, Span<int> distances)
+    internal static unsafe int Distances512(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes,
+        int words, Span<int> distances)
     {
         Span<ulong> repeated = stackalloc ulong[8];
         for (int w = 0; w < 8; w++)
@@ -228,7 +241,8 @@ public sealed class HammingIndex
             for (int s = 0; s < steps; s++)
             {
                 Vector512<byte> x = (Vector512.Load(c + (long)s * 8) ^ q).AsByte();
-                Vector512<byte> bytes = Avx512BW.Shuffle(table, x & low) + Avx512BW.Shuffle(table, Avx512BW.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & low);
+                Vector512<byte> bytes = Avx512BW.Shuffle(table, x & low) + Avx512BW.Shuffle(table,
+                    Avx512BW.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & low);
                 Vector512<ulong> counts = Avx512BW.SumAbsoluteDifferences(bytes, Vector512<byte>.Zero).AsUInt64();
                 switch (words)
                 {
@@ -237,15 +251,18 @@ public sealed class HammingIndex
                         break;
                     case 2:
                         {
-                            Vector512<ulong> t = counts + Avx512F.Shuffle(counts.AsUInt32(), 0x4E).AsUInt64();   // each 128-bit lane's two words
+                            // each 128-bit lane's two words
+                            Vector512<ulong> t = counts + Avx512F.Shuffle(counts.AsUInt32(), 0x4E).AsUInt64();
                             int* d = dist + s * 4;
-                            (d[0], d[1], d[2], d[3]) = ((int)t.GetElement(0), (int)t.GetElement(2), (int)t.GetElement(4), (int)t.GetElement(6));
+                            (d[0], d[1], d[2], d[3]) = ((int)t.GetElement(0), (int)t.GetElement(2),
+                                (int)t.GetElement(4), (int)t.GetElement(6));
                             break;
                         }
                     case 4:
                         {
                             Vector512<ulong> t = counts + Avx512F.Shuffle(counts.AsUInt32(), 0x4E).AsUInt64();
-                            Vector512<ulong> u = t + Avx512F.PermuteVar8x64(t, pairs);   // and the two 128-bit lanes of each half
+                            // and the two 128-bit lanes of each half
+                            Vector512<ulong> u = t + Avx512F.PermuteVar8x64(t, pairs);
                             (dist[s * 2], dist[s * 2 + 1]) = ((int)u.GetElement(0), (int)u.GetElement(4));
                             break;
                         }
@@ -262,7 +279,8 @@ public sealed class HammingIndex
     /// Distances512 on 4 words per step (AVX2). A twin of it by design: the intrinsics (vpshufb, vpsadbw) exist per
     /// width, and a generic Vector&lt;T&gt; version would lose both shuffles.
     /// </summary>
-    internal static unsafe int Distances256(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes, int words, Span<int> distances)
+    internal static unsafe int Distances256(ReadOnlySpan<ulong> query, ReadOnlySpan<ulong> codes,
+        int words, Span<int> distances)
     {
         Span<ulong> repeated = stackalloc ulong[4];
         for (int w = 0; w < 4; w++)
@@ -279,16 +297,19 @@ public sealed class HammingIndex
             for (int s = 0; s < steps; s++)
             {
                 Vector256<byte> x = (Vector256.Load(c + (long)s * 4) ^ q).AsByte();
-                Vector256<byte> bytes = Avx2.Shuffle(table, x & low) + Avx2.Shuffle(table, Avx2.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & low);
+                Vector256<byte> bytes = Avx2.Shuffle(table, x & low) + Avx2.Shuffle(table,
+                    Avx2.ShiftRightLogical(x.AsUInt16(), 4).AsByte() & low);
                 Vector256<ulong> counts = Avx2.SumAbsoluteDifferences(bytes, Vector256<byte>.Zero).AsUInt64();
                 switch (words)
                 {
                     case 1:
                         int* d1 = dist + s * 4;
-                        (d1[0], d1[1], d1[2], d1[3]) = ((int)counts.GetElement(0), (int)counts.GetElement(1), (int)counts.GetElement(2), (int)counts.GetElement(3));
+                        (d1[0], d1[1], d1[2], d1[3]) = ((int)counts.GetElement(0), (int)counts.GetElement(1),
+                            (int)counts.GetElement(2), (int)counts.GetElement(3));
                         break;
                     case 2:
-                        (dist[s * 2], dist[s * 2 + 1]) = ((int)(counts.GetElement(0) + counts.GetElement(1)), (int)(counts.GetElement(2) + counts.GetElement(3)));
+                        (dist[s * 2], dist[s * 2 + 1]) = ((int)(counts.GetElement(0) + counts.GetElement(1)),
+                            (int)(counts.GetElement(2) + counts.GetElement(3)));
                         break;
                     default:
                         dist[s] = (int)Vector256.Sum(counts);

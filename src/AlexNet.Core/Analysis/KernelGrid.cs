@@ -11,7 +11,8 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Analysis;
 
-public sealed record GridLayout(int Kernels, int Towers, int Columns, int RowsPerTower, int KernelSide, int Scale, int Width, int Height);
+public sealed record GridLayout(int Kernels, int Towers, int Columns, int RowsPerTower, int KernelSide,
+    int Scale, int Width, int Height);
 
 public static class KernelGrid
 {
@@ -73,7 +74,8 @@ public static class KernelGrid
                 for (int x = 0; x < side * scale; x++)
                 {
                     int p = y / scale * side + x / scale;
-                    byte Channel(int ch) => (byte)Math.Round(255 * (kernel[(c == 3 ? ch : 0) * side * side + p] - min) / range);
+                    byte Channel(int ch) => (byte)Math.Round(255 * (kernel[(c == 3 ? ch
+                        : 0) * side * side + p] - min) / range);
                     bitmap.SetPixel(x0 + x, y0 + y, new SKColor(Channel(0), Channel(1), Channel(2)));
                 }
             }

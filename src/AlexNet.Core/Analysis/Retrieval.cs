@@ -18,7 +18,8 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Analysis;
 
-public sealed record FeatureHeader(string Format, string Layer, int Count, int Dimensions, string Store, string Checkpoint);
+public sealed record FeatureHeader(string Format, string Layer, int Count, int Dimensions,
+    string Store, string Checkpoint);
 
 public sealed record Neighbour(int Rank, int Index, double Distance, int Label, string Source);
 
@@ -29,7 +30,8 @@ public static class Retrieval
     /// <summary>
     /// Writes the <paramref name="layer"/> activations (centre view) of every record: FILE (float32 N×D) and FILE.json.
     /// </summary>
-    public static FeatureHeader Extract(AlexNetModel model, ImageStore store, Augmentation augmentation, string layer, string path,
+    public static FeatureHeader Extract(AlexNetModel model, ImageStore store,
+        Augmentation augmentation, string layer, string path,
         string checkpoint, int batchSize = 256)
     {
         model.eval();
@@ -49,7 +51,8 @@ public static class Retrieval
                 }
             }
         });
-        var header = new FeatureHeader(FeatureFormat, layer, store.Count, dims, Path.GetFullPath(store.Directory), Path.GetFullPath(checkpoint));
+        var header = new FeatureHeader(FeatureFormat, layer, store.Count, dims, Path.GetFullPath(store.Directory),
+            Path.GetFullPath(checkpoint));
         Json.Write(path + ".json", header);
         return header;
     }
@@ -69,7 +72,9 @@ public static class Retrieval
     {
         if (features.Count != store.Count)
         {
-            throw new ArgumentException($"the feature file holds {features.Count} rows, the store {store.Directory} {store.Count} images: write the features of this store with `alexnet features`.");
+            throw new ArgumentException(
+                $"the feature file holds {features.Count} rows, the store {store.Directory} {store.Count} images: " +
+                "write the features of this store with `alexnet features`.");
         }
     }
 
@@ -85,7 +90,10 @@ public static class Retrieval
         }
         if (query.Length != features.Dimensions)
         {
-            throw new ArgumentException($"the net gives {query.Length}-d {features.Header?.Layer ?? "fc7"} features, the feature file holds {features.Dimensions}-d ones: it was written with another net; write it again with this checkpoint.");
+            throw new ArgumentException(
+                $"the net gives {query.Length}-d {features.Header?.Layer ?? "fc7"} features, the feature file " +
+                $"holds {features.Dimensions}-d ones: it was written with another net; write it again with this " +
+                "checkpoint.");
         }
         using Tensor q = tensor(query, new long[] { 1, query.Length });
         (long Index, double Distance)[] hits = Nearest(q, features, k)[0];
@@ -93,7 +101,8 @@ public static class Retrieval
         return hits.Select((h, i) =>
         {
             int index = checked((int)h.Index);   // a store's records are int-indexed
-            return new Neighbour(i + 1, index, h.Distance, store.Labels[index], index < sources.Count ? sources[index] : "");
+            return new Neighbour(i + 1, index, h.Distance, store.Labels[index],
+                index < sources.Count ? sources[index] : "");
         }).ToArray();
     }
 
@@ -107,15 +116,21 @@ public static class Retrieval
     {
         if (codes.Count != store.Count)
         {
-            throw new ArgumentException($"the code file holds {codes.Count} codes, the store {store.Directory} {store.Count} images: encode the features of this store with `alexnet codes encode`.");
+            throw new ArgumentException(
+                $"the code file holds {codes.Count} codes, the store {store.Directory} {store.Count} images: encode " +
+                "the features of this store with `alexnet codes encode`.");
         }
         if (codes.Bits != coder.Bits)
         {
-            throw new ArgumentException($"the code file holds {codes.Bits}-bit codes, the coder gives {coder.Bits}-bit ones: encode the database with this coder.");
+            throw new ArgumentException(
+                $"the code file holds {codes.Bits}-bit codes, the coder gives {coder.Bits}-bit ones: encode the " +
+                "database with this coder.");
         }
         if (query.Length != coder.Dimensions)
         {
-            throw new ArgumentException($"the net gives {query.Length}-d features, the coder was trained on {coder.Dimensions}-d ones: it belongs to another net; train a coder on this net's features.");
+            throw new ArgumentException(
+                $"the net gives {query.Length}-d features, the coder was trained on {coder.Dimensions}-d ones: it " +
+                "belongs to another net; train a coder on this net's features.");
         }
         if (k < 1 || k > codes.Count)
         {
@@ -124,14 +139,18 @@ public static class Retrieval
         bool exact = features is not null && rerank > 0;
         if (exact && features!.Count != codes.Count)
         {
-            throw new ArgumentException($"the feature file holds {features.Count} rows, the code file {codes.Count}: give the features the codes were encoded from.");
+            throw new ArgumentException(
+                $"the feature file holds {features.Count} rows, the code file {codes.Count}: give the features the " +
+                "codes were encoded from.");
         }
         HammingHit[] hits = codes.Nearest(coder.Encode(query), exact ? Math.Clamp(rerank, k, codes.Count) : k, threads);
         (int Index, double Distance)[] ranked = exact
-            ? hits.Select(h => (h.Index, Euclidean(query, features!.Rows(h.Index, 1)))).OrderBy(t => t.Item2).ThenBy(t => t.Index).Take(k).ToArray()
+            ? hits.Select(h => (h.Index,
+            Euclidean(query, features!.Rows(h.Index, 1)))).OrderBy(t => t.Item2).ThenBy(t => t.Index).Take(k).ToArray()
             : hits.Select(h => (h.Index, (double)h.Distance)).ToArray();
         IReadOnlyList<string> sources = store.Sources();
-        return ranked.Select((h, i) => new Neighbour(i + 1, h.Index, h.Distance, store.Labels[h.Index], h.Index < sources.Count ? sources[h.Index] : "")).ToArray();
+        return ranked.Select((h, i) => new Neighbour(i + 1, h.Index, h.Distance, store.Labels[h.Index],
+            h.Index < sources.Count ? sources[h.Index] : "")).ToArray();
     }
 
     private static double Euclidean(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
@@ -153,12 +172,15 @@ public static class Retrieval
         string meta = path + ".json";
         if (!File.Exists(path) || !File.Exists(meta))
         {
-            throw new FileNotFoundException($"feature file {path} (and {meta}) not found: write it with `alexnet features`.", path);
+            throw new FileNotFoundException(
+                $"feature file {path} (and {meta}) not found: write it with `alexnet features`.", path);
         }
         FeatureHeader h = Json.Read<FeatureHeader>(meta);
         if (h.Format != FeatureFormat || new FileInfo(path).Length != (long)h.Count * h.Dimensions * 4)
         {
-            throw new InvalidDataException($"{path} does not hold {h.Count}×{h.Dimensions} floats as {meta} says: write it again with `alexnet features`.");
+            throw new InvalidDataException(
+                $"{path} does not hold {h.Count}×{h.Dimensions} floats as {meta} says: write it again with `alexnet " +
+                "features`.");
         }
         return FeatureMatrix.Map(path, h);
     }
@@ -166,7 +188,8 @@ public static class Retrieval
     /// <summary> The k rows of <paramref name="features"/> (rows [<paramref name="from"/>, <paramref name="to"/>), all
     /// by default) nearest to each query row (Euclidean), exact. Rows are read one block at a time.
     /// </summary>
-    public static (long Index, double Distance)[][] Nearest(Tensor queries, FeatureMatrix features, int k, int block = 8192, long from = 0, long to = -1)
+    public static (long Index, double Distance)[][] Nearest(Tensor queries, FeatureMatrix features, int k,
+        int block = 8192, long from = 0, long to = -1)
     {
         using var scope = NewDisposeScope();
         int dims = features.Dimensions;
@@ -184,7 +207,8 @@ public static class Retrieval
             Tensor x = tensor(features.Rows(start, n).ToArray(), new long[] { n, dims });
             Tensor d = (qq + x.pow(2).sum(1).unsqueeze(0) - 2 * q.matmul(x.t())).clamp_min(0);
             Tensor allD = cat(new[] { bestD, d }, 1);
-            Tensor allI = cat(new[] { bestI, arange(start, start + n, ScalarType.Int64).unsqueeze(0).expand(q.shape[0], n) }, 1);
+            Tensor allI = cat(new[] { bestI,
+                arange(start, start + n, ScalarType.Int64).unsqueeze(0).expand(q.shape[0], n) }, 1);
             (Tensor vals, Tensor idx) = allD.topk((int)Math.Min(k, allD.shape[1]), dim: 1, largest: false);
             bestD = vals.MoveToOuterDisposeScope();
             bestI = allI.gather(1, idx).MoveToOuterDisposeScope();

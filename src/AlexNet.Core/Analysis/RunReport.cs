@@ -23,14 +23,18 @@ public static class RunReport
     /// <param name="checkpoint">The checkpoint pictured (default: best.ckpt, else last.ckpt).</param>
     public static string Write(string runDir, string? samplesFrom, int samples = 8, string? checkpoint = null)
     {
-        if (File.Exists(Path.Combine(runDir, "results.json")) && !File.Exists(Path.Combine(runDir, Trainer.OptionsFile)))
+        if (File.Exists(Path.Combine(runDir,
+            "results.json")) && !File.Exists(Path.Combine(runDir, Trainer.OptionsFile)))
         {
-            throw new ArgumentException($"{runDir} is an experiment folder: its report is {Path.Combine(runDir, FileName)}.");
+            throw new ArgumentException(
+                $"{runDir} is an experiment folder: its report is {Path.Combine(runDir, FileName)}.");
         }
         string optionsPath = Path.Combine(runDir, Trainer.OptionsFile);
         if (!File.Exists(optionsPath))
         {
-            throw new FileNotFoundException($"{runDir} is not a run folder (no {Trainer.OptionsFile}): pass a folder written by `alexnet train`.", optionsPath);
+            throw new FileNotFoundException(
+                $"{runDir} is not a run folder (no {Trainer.OptionsFile}): pass a folder written by `alexnet train`.",
+                optionsPath);
         }
         TrainOptions o = TrainOptions.FromJson(File.ReadAllText(optionsPath), optionsPath);
         var md = new StringBuilder();
@@ -38,11 +42,13 @@ public static class RunReport
         md.AppendLine("| option | value |").AppendLine("|---|---|");
         foreach (JsonProperty p in JsonDocument.Parse(o.ToJson()).RootElement.EnumerateObject())
         {
-            string value = p.Value.ValueKind == JsonValueKind.Array ? "[" + string.Join(", ", p.Value.EnumerateArray()) + "]" : p.Value.ToString();
+            string value = p.Value.ValueKind == JsonValueKind.Array ? "[" + string.Join(", ",
+                p.Value.EnumerateArray()) + "]" : p.Value.ToString();
             md.AppendLine($"| {p.Name} | {value} |");
         }
         md.AppendLine().AppendLine("## Per epoch").AppendLine();
-        md.AppendLine("| epoch | ε | train loss | train top-1 | val top-1 | val top-5 | img/s | s |").AppendLine("|---|---|---|---|---|---|---|---|");
+        md.AppendLine("| epoch | ε | train loss | train top-1 | val top-1 | val top-5 | img/s | s |")
+            .AppendLine("|---|---|---|---|---|---|---|---|");
         foreach (EpochMetrics e in MetricsLog.Read(runDir).OfType<EpochMetrics>())
         {
             md.AppendLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
@@ -53,15 +59,19 @@ public static class RunReport
         {
             md.AppendLine($"![{Path.GetFileNameWithoutExtension(png)}]({Path.GetFileName(png)})");
         }
-        string ckpt = checkpoint ?? Path.Combine(runDir, File.Exists(Path.Combine(runDir, Trainer.BestCheckpoint)) ? Trainer.BestCheckpoint : Trainer.LastCheckpoint);
+        string ckpt = checkpoint ?? Path.Combine(runDir, File.Exists(Path.Combine(runDir,
+            Trainer.BestCheckpoint)) ? Trainer.BestCheckpoint : Trainer.LastCheckpoint);
         if (File.Exists(ckpt))
         {
             (AlexNetModel model, ModelCard card) = ModelFile.Load(ckpt);
             using (model)
             {
-                GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight, Path.Combine(runDir, "kernels.png"), scale: KernelGrid.ScaleFor(model.Architecture), towers: KernelGrid.TowersOf(model.Architecture));
+                GridLayout g = KernelGrid.Draw(model.LayerParameters("conv1").Weight,
+                    Path.Combine(runDir, "kernels.png"), scale: KernelGrid.ScaleFor(model.Architecture),
+                    towers: KernelGrid.TowersOf(model.Architecture));
                 md.AppendLine().AppendLine($"## conv1 kernels (Figure 3), from {Path.GetFileName(ckpt)}").AppendLine();
-                md.AppendLine($"{g.Kernels} kernels of {g.KernelSide}×{g.KernelSide}, {g.Towers} block(s):").AppendLine().AppendLine("![kernels](kernels.png)");
+                md.AppendLine($"{g.Kernels} kernels of {g.KernelSide}×{g.KernelSide}, {g.Towers} block(s):")
+                    .AppendLine().AppendLine("![kernels](kernels.png)");
                 if (samplesFrom is not null)
                 {
                     AppendPredictions(md, model, card, samplesFrom, samples, runDir);
@@ -74,17 +84,21 @@ public static class RunReport
     }
 
     /// <summary>Figure 4 (left) on the store's first records: true class, top prediction, predictions.png.</summary>
-    public static void AppendPredictions(StringBuilder md, AlexNetModel model, ModelCard card, string store, int samples, string runDir)
+    public static void AppendPredictions(StringBuilder md, AlexNetModel model, ModelCard card,
+        string store, int samples, string runDir)
     {
         using ImageStore data = ImageStore.Open(store);
-        var predictions = Predictor.PredictRecords(model, card, data, Enumerable.Range(0, Math.Min(samples, data.Count)).ToArray(), 5);
+        var predictions = Predictor.PredictRecords(model, card, data,
+            Enumerable.Range(0, Math.Min(samples, data.Count)).ToArray(), 5);
         Figures.Predictions(predictions, Path.Combine(runDir, "predictions.png"));
-        md.AppendLine().AppendLine($"## Sample predictions (Figure 4, left) on the first images of {store}").AppendLine();
+        md.AppendLine()
+            .AppendLine($"## Sample predictions (Figure 4, left) on the first images of {store}").AppendLine();
         md.AppendLine("| image | true class | top prediction | correct |").AppendLine("|---|---|---|---|");
         for (int i = 0; i < predictions.Count; i++)
         {
             Prediction p = predictions[i];
-            md.AppendLine($"| {i} | {p.TrueName} | {p.Top[0].Name} ({p.Top[0].Probability:P1}) | {(p.Top[0].Index == p.TrueClass ? "yes" : "no")} |");
+            md.AppendLine(
+                $"| {i} | {p.TrueName} | {p.Top[0].Name} ({p.Top[0].Probability:P1}) | {(p.Top[0].Index == p.TrueClass ? "yes" : "no")} |");
         }
         md.AppendLine().AppendLine("![predictions](predictions.png)");
     }

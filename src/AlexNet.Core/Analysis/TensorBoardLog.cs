@@ -15,7 +15,8 @@ public sealed class TensorBoardLog(string directory, ITrainingProgress inner) : 
 
     public string Directory => _writer.LogDir;
 
-    public void EpochStarted(int epoch, int epochs, int stepsPerEpoch, int stepsDone) => inner.EpochStarted(epoch, epochs, stepsPerEpoch, stepsDone);
+    public void EpochStarted(int epoch, int epochs, int stepsPerEpoch, int stepsDone) =>
+        inner.EpochStarted(epoch, epochs, stepsPerEpoch, stepsDone);
 
     // Step and EpochEnded repeat add_scalar on purpose: one line per TensorBoard tag, so a reader finds each curve's
     // tag by searching for it.
@@ -50,7 +51,8 @@ public sealed class TensorBoardLog(string directory, ITrainingProgress inner) : 
     /// <summary>The run's pictures (kernels.png, predictions.png as RunReport draws them), where they exist.</summary>
     public void AddPictures(string runDir, long step)
     {
-        foreach ((string tag, string file) in new[] { ("conv1_kernels", "kernels.png"), ("predictions", "predictions.png") })
+        foreach ((string tag, string file) in new[] { ("conv1_kernels", "kernels.png"),
+            ("predictions", "predictions.png") })
         {
             string path = Path.Combine(runDir, file);
             if (File.Exists(path))

@@ -43,13 +43,16 @@ public sealed record AugmentOptions(
         AugmentOptions a = PaperFor(stored);
         if (pad >= 0 && stored < 64)
         {
-            a = a with { Pad = pad, Crop = stored + pad };   // small images: the crop is the padded image less the shift range
+            // small images: the crop is the padded image less the shift range
+            a = a with { Pad = pad, Crop = stored + pad };
         }
         if (crop is int c)
         {
             if (c > a.LargestCrop(height, width))
             {
-                throw new ArgumentException($"--crop {c} does not fit the {height}×{width} images padded by {a.Pad}: use at most {a.LargestCrop(height, width)}.");
+                throw new ArgumentException(
+                    $"--crop {c} does not fit the {height}×{width} images padded by {a.Pad}: use at " +
+                    $"most {a.LargestCrop(height, width)}.");
             }
             a = a with { Crop = c };
         }
@@ -87,7 +90,8 @@ public sealed class Augmentation
     {
         if (options.Crop < 1 || options.Crop > options.LargestCrop(height, width))
         {
-            throw new ArgumentException($"crop {options.Crop} does not fit a {height}×{width} record padded by {options.Pad}.");
+            throw new ArgumentException(
+                $"crop {options.Crop} does not fit a {height}×{width} record padded by {options.Pad}.");
         }
         _c = channels;
         _h = height;
@@ -117,7 +121,8 @@ public sealed class Augmentation
             for (int i = 0; i < channels; i++)
             {
                 // √λᵢ, the standard deviation along pᵢ: see docs/paper-map.md on §4.1's λ.
-                _pcaBasis[c * channels + i] = (float)(pca.Eigenvectors[c][i] * Math.Sqrt(Math.Max(pca.Eigenvalues[i], 0)));
+                _pcaBasis[c * channels +
+                    i] = (float)(pca.Eigenvectors[c][i] * Math.Sqrt(Math.Max(pca.Eigenvalues[i], 0)));
             }
         }
     }
@@ -169,7 +174,8 @@ public sealed class Augmentation
     }
 
     /// <summary>The patch whose top-left is (top, left) in record coordinates (negative = in the padding).</summary>
-    private void Cut(ReadOnlySpan<byte> record, Span<float> output, int top, int left, bool flip, ReadOnlySpan<float> shift)
+    private void Cut(ReadOnlySpan<byte> record, Span<float> output, int top, int left,
+        bool flip, ReadOnlySpan<float> shift)
     {
         int crop = Options.Crop;
         int plane = _h * _w;

@@ -42,7 +42,8 @@ public sealed class Batch(Tensor inputs, Tensor labels, int[] indices, int globa
 /// part.</param>
 /// <param name="Rank">Data parallel: this process's share of every batch of <see cref="BatchSize"/> × <paramref
 /// name="Ranks"/> images.</param>
-public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Prefetch = 3, int Limit = 0, int[]? Records = null, int Rank = 0, int Ranks = 1);
+public sealed record LoaderOptions(int BatchSize = 128, int Workers = 1, int Prefetch = 3, int Limit = 0,
+    int[]? Records = null, int Rank = 0, int Ranks = 1);
 
 public sealed class BatchLoader
 {
@@ -81,7 +82,8 @@ public sealed class BatchLoader
     {
         if (heldOut <= 0 || heldOut >= count)
         {
-            throw new ArgumentException($"--val-split {heldOut} must leave records on both sides of a store of {count}.");
+            throw new ArgumentException(
+                $"--val-split {heldOut} must leave records on both sides of a store of {count}.");
         }
         int[] order = Rng.For(seed, -7, -7).Permutation(count);
         int[] held = order[..heldOut];
@@ -133,7 +135,11 @@ public sealed class BatchLoader
         var tasks = new Task[workers];
         for (int w = 0; w < workers; w++)
         {
-            var queue = Channel.CreateBounded<Batch>(new BoundedChannelOptions(_options.Prefetch) { SingleReader = true, SingleWriter = true });
+            var queue = Channel.CreateBounded<Batch>(new BoundedChannelOptions(_options.Prefetch)
+            {
+                SingleReader = true,
+                SingleWriter = true,
+            });
             queues[w] = queue;
             int first = skip + w;
             tasks[w] = Task.Factory.StartNew(() =>

@@ -13,7 +13,8 @@ public sealed record ClassInfo(string Id, string Name);
 public static class ClassNames
 {
     public const string DarknetIds = "/usr/share/darknet/data/imagenet.labels.list";
-    public const string OpenCvNames = "/usr/share/doc/opencv-doc/examples/data/dnn/classification_classes_ILSVRC2012.txt";
+    public const string OpenCvNames =
+        "/usr/share/doc/opencv-doc/examples/data/dnn/classification_classes_ILSVRC2012.txt";
 
     public static readonly IReadOnlyList<string> FashionMnist = new[]
     {
@@ -28,12 +29,14 @@ public static class ClassNames
     {
         if (!File.Exists(idsFile))
         {
-            throw new FileNotFoundException($"{idsFile} is missing: install the Debian package 'darknet' (./setup.sh does).", idsFile);
+            throw new FileNotFoundException(
+                $"{idsFile} is missing: install the Debian package 'darknet' (./setup.sh does).", idsFile);
         }
         string[] ids = File.ReadLines(idsFile).Take(1000).Select(l => l.Trim()).ToArray();
         if (ids.Length != 1000 || ids.Distinct().Count() != 1000)
         {
-            throw new InvalidDataException($"expected 1000 distinct synset ids at the top of {idsFile}; got {ids.Distinct().Count()}.");
+            throw new InvalidDataException(
+                $"expected 1000 distinct synset ids at the top of {idsFile}; got {ids.Distinct().Count()}.");
         }
         return ids;
     }
@@ -45,14 +48,18 @@ public static class ClassNames
         {
             if (!File.Exists(file))
             {
-                throw new FileNotFoundException($"{file} is missing: install the Debian package '{package}' (./setup.sh does).", file);
+                throw new FileNotFoundException(
+                    $"{file} is missing: install the Debian package '{package}' (./setup.sh does).", file);
             }
         }
-        string[] ids = File.ReadLines(idsFile).Take(1000).Select(l => l.Trim()).OrderBy(s => s, StringComparer.Ordinal).ToArray();
+        string[] ids = File.ReadLines(idsFile).Take(1000).Select(l => l.Trim()).OrderBy(s => s,
+            StringComparer.Ordinal).ToArray();
         string[] names = File.ReadLines(namesFile).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         if (ids.Length != 1000 || names.Length != 1000 || ids.Distinct().Count() != 1000)
         {
-            throw new InvalidDataException($"expected 1000 distinct ids in {idsFile} and 1000 names in {namesFile}; got {ids.Length} and {names.Length}.");
+            throw new InvalidDataException(
+                $"expected 1000 distinct ids in {idsFile} and 1000 names in {namesFile}; got {ids.Length} " +
+                $"and {names.Length}.");
         }
         return ids.Zip(names, (id, name) => new ClassInfo(id, name)).ToArray();
     }
@@ -91,6 +98,7 @@ public static class ClassNames
         {
             table = Ilsvrc2012().ToDictionary(c => c.Id, c => c.Name);
         }
-        return folderIds.Select(id => new ClassInfo(id, table is not null && table.TryGetValue(id, out string? n) ? n : id)).ToArray();
+        return folderIds.Select(id => new ClassInfo(id,
+            table is not null && table.TryGetValue(id, out string? n) ? n : id)).ToArray();
     }
 }

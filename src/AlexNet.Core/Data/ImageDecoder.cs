@@ -52,7 +52,8 @@ public static class ImageDecoder
     public static byte[] CentreSquare(SKBitmap rgba, int size)
     {
         int side = Math.Min(rgba.Width, rgba.Height);
-        return Resampler.SquareToPlanar(rgba.GetPixelSpan(), rgba.RowBytes, (rgba.Width - side) / 2, (rgba.Height - side) / 2, side, size);
+        return Resampler.SquareToPlanar(rgba.GetPixelSpan(), rgba.RowBytes, (rgba.Width - side) / 2,
+            (rgba.Height - side) / 2, side, size);
     }
 
     /// <summary>
@@ -74,7 +75,8 @@ public static class ImageDecoder
         SKImageInfo info = codec.Info;
         if ((long)info.Width * info.Height > maxPixels || info.Width <= 0 || info.Height <= 0)
         {
-            throw new ImageRejectedException($"declared size {info.Width}×{info.Height} is over the {maxPixels / 1e6:0.#}-megapixel limit");
+            throw new ImageRejectedException(
+                $"declared size {info.Width}×{info.Height} is over the {maxPixels / 1e6:0.#}-megapixel limit");
         }
         // JPEG can decode at 1/2, 1/4, 1/8 directly: far faster, and a good box filter for the downscale.
         SKSizeI dims = info.Size;
@@ -93,7 +95,8 @@ public static class ImageDecoder
         if (result != SKCodecResult.Success)
         {
             bitmap.Dispose();
-            throw new ImageRejectedException(result == SKCodecResult.IncompleteInput ? "truncated image data" : $"decoding failed ({result})");
+            throw new ImageRejectedException(result == SKCodecResult.IncompleteInput ? "truncated image data"
+                : $"decoding failed ({result})");
         }
         SKBitmap oriented = Orient(bitmap, codec.EncodedOrigin);
         if (!ReferenceEquals(oriented, bitmap))

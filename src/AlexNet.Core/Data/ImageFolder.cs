@@ -11,7 +11,8 @@ using System.Threading.Tasks;
 
 namespace AlexNet.Data;
 
-public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int Label)> Items, IReadOnlyList<ClassInfo> Classes)
+public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int Label)> Items,
+    IReadOnlyList<ClassInfo> Classes)
 {
     private const string Expected = "expected ROOT/<class>/<image>, e.g. train/n01440764/n01440764_10026.JPEG";
 
@@ -36,22 +37,29 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
             .Where(n => !n.StartsWith('.')).OrderBy(n => n, StringComparer.Ordinal).ToArray();
         if (folders.Length == 0)
         {
-            throw new InvalidDataException($"{root} has no class folders: {Expected}. For ILSVRC's flat validation folder use --flat with --labels.");
+            throw new InvalidDataException(
+                $"{root} has no class folders: {Expected}. For ILSVRC's flat validation folder use --flat with " +
+                "--labels.");
         }
-        IReadOnlyList<ClassInfo> classes = classesFile is null ? ClassNames.ForFolders(folders) : ClassNames.Load(classesFile);
+        IReadOnlyList<ClassInfo> classes = classesFile is null ? ClassNames.ForFolders(folders)
+            : ClassNames.Load(classesFile);
         var index = classes.Select((c, i) => (c.Id, i)).ToDictionary(x => x.Id, x => x.i);
         var items = new List<(string, int)>();
         foreach (string folder in folders)
         {
             if (!index.TryGetValue(folder, out int label))
             {
-                throw new InvalidDataException($"class folder {Path.Combine(root, folder)} is not in the class list {classesFile}.");
+                throw new InvalidDataException(
+                    $"class folder {Path.Combine(root, folder)} is not in the class list {classesFile}.");
             }
-            string[] files = Directory.GetFiles(Path.Combine(root, folder)).Where(f => !Path.GetFileName(f).StartsWith('.'))
+            string[] files = Directory.GetFiles(Path.Combine(root,
+                folder)).Where(f => !Path.GetFileName(f).StartsWith('.'))
                 .OrderBy(f => f, StringComparer.Ordinal).ToArray();
             if (files.Length == 0)
             {
-                throw new InvalidDataException($"class folder {Path.Combine(root, folder)} is empty: every class needs at least one image ({Expected}).");
+                throw new InvalidDataException(
+                    $"class folder {Path.Combine(root, folder)} is empty: every class needs at least one image " +
+                    $"({Expected}).");
             }
             items.AddRange(files.Select(f => (f, label)));
         }
@@ -66,7 +74,8 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
     /// token is the wnid), matched by file name. With a <paramref name="classesFile"/> of one's own, a number is a
     /// 1-based line of that file. Labels are always indices into the id-sorted classes, as --folder gives them.
     /// </summary>
-    public static ImageFolder FromFlat(string dir, string labelsFile, string? classesFile = null, string devkitIds = ClassNames.DarknetIds)
+    public static ImageFolder FromFlat(string dir, string labelsFile, string? classesFile = null,
+        string devkitIds = ClassNames.DarknetIds)
     {
         if (!Directory.Exists(dir))
         {
@@ -76,11 +85,14 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
         {
             throw new FileNotFoundException($"ground-truth file {labelsFile} does not exist.", labelsFile);
         }
-        IReadOnlyList<ClassInfo> classes = classesFile is null ? ClassNames.Ilsvrc2012(devkitIds) : ClassNames.Load(classesFile);
+        IReadOnlyList<ClassInfo> classes = classesFile is null ? ClassNames.Ilsvrc2012(devkitIds)
+            : ClassNames.Load(classesFile);
         var byId = classes.Select((c, i) => (c.Id, i)).ToDictionary(x => x.Id, x => x.i);
         // What a number means: an ILSVRC2012_ID (the devkit's order), or a line of the user's own classes file.
-        string[] numbered = classesFile is null ? ClassNames.DevkitOrder(devkitIds) : classes.Select(c => c.Id).ToArray();
-        string[] files = Directory.GetFiles(dir).Where(f => !Path.GetFileName(f).StartsWith('.')).OrderBy(f => f, StringComparer.Ordinal).ToArray();
+        string[] numbered = classesFile is null ? ClassNames.DevkitOrder(devkitIds)
+            : classes.Select(c => c.Id).ToArray();
+        string[] files = Directory.GetFiles(dir).Where(f => !Path.GetFileName(f).StartsWith('.')).OrderBy(f => f,
+            StringComparer.Ordinal).ToArray();
         string[] lines = File.ReadAllLines(labelsFile).Select(l => l.Trim()).Where(l => l.Length > 0).ToArray();
         if (files.Length == 0)
         {
@@ -90,17 +102,22 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
         string[] perFile = csv ? FromSolutionCsv(lines, files, labelsFile) : lines;
         if (perFile.Length != files.Length)
         {
-            throw new InvalidDataException($"{labelsFile} has {perFile.Length} labels for {files.Length} files in {dir}: one line per image, in sorted file-name order.");
+            throw new InvalidDataException(
+                $"{labelsFile} has {perFile.Length} labels for {files.Length} files in {dir}: one line per image, in " +
+                "sorted file-name order.");
         }
         var items = new List<(string, int)>();
         for (int i = 0; i < files.Length; i++)
         {
             string l = perFile[i];
-            string id = int.TryParse(l, NumberStyles.None, CultureInfo.InvariantCulture, out int oneBased) && oneBased >= 1 && oneBased <= numbered.Length
+            string id = int.TryParse(l, NumberStyles.None, CultureInfo.InvariantCulture,
+                out int oneBased) && oneBased >= 1 && oneBased <= numbered.Length
                 ? numbered[oneBased - 1] : l;
             if (!byId.TryGetValue(id, out int label))
             {
-                throw new InvalidDataException($"{labelsFile}, {(csv ? Path.GetFileName(files[i]) : $"line {i + 1}")}: '{l}' is neither an ILSVRC2012_ID 1..{numbered.Length} nor a known class id.");
+                throw new InvalidDataException(
+                    $"{labelsFile}, {(csv ? Path.GetFileName(files[i]) : $"line {i + 1}")}: '{l}' is neither an " +
+                    $"ILSVRC2012_ID 1..{numbered.Length} nor a known class id.");
             }
             items.Add((files[i], label));
         }
@@ -114,7 +131,8 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
         foreach (string row in lines.Skip(1))
         {
             int comma = row.IndexOf(',');
-            string[] tokens = comma < 0 ? Array.Empty<string>() : row[(comma + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            string[] tokens = comma < 0 ? Array.Empty<string>() : row[(comma + 1)..].Split(' ',
+                StringSplitOptions.RemoveEmptyEntries);
             if (tokens.Length == 0)
             {
                 throw new InvalidDataException($"{labelsFile}: '{row}' is not ImageId,PredictionString.");
@@ -122,12 +140,14 @@ public sealed record ImageFolder(string Root, IReadOnlyList<(string Path, int La
             byImage[row[..comma]] = tokens[0];
         }
         return files.Select(f => byImage.TryGetValue(Path.GetFileNameWithoutExtension(f), out string? wnid) ? wnid
-            : throw new InvalidDataException($"{labelsFile} has no row for {Path.GetFileNameWithoutExtension(f)} ({f}).")).ToArray();
+            : throw new InvalidDataException(
+            $"{labelsFile} has no row for {Path.GetFileNameWithoutExtension(f)} ({f}).")).ToArray();
     }
 }
 
 /// <param name="ImageBytes">Bytes the records take on disk (raw: C×H×W each; JPEG: as encoded).</param>
-public sealed record PrepareSummary(int Written, int Rejected, int Total, string RejectsFile, long ImageBytes, RecordEncoding Encoding)
+public sealed record PrepareSummary(int Written, int Rejected, int Total, string RejectsFile,
+    long ImageBytes, RecordEncoding Encoding)
 {
     public double BytesPerImage => Written == 0 ? 0 : ImageBytes / (double)Written;
 
@@ -140,10 +160,13 @@ public sealed record PrepareSummary(int Written, int Rejected, int Total, string
 /// </summary>
 public static class FolderPreparer
 {
-    private const int Block = 256;   // images decoded between commits; large enough that the decoders seldom wait at a block's end
+    // images decoded between commits; large enough that the decoders seldom wait at a block's end
+    private const int Block = 256;
 
-    public static PrepareSummary Prepare(ImageFolder folder, string outDir, int size, int threads, Action<int, int>? progress = null,
-        System.Threading.CancellationToken cancel = default, RecordEncoding encoding = RecordEncoding.Raw, int quality = RecordCodec.DefaultQuality)
+    public static PrepareSummary Prepare(ImageFolder folder, string outDir, int size, int threads,
+        Action<int, int>? progress = null,
+        System.Threading.CancellationToken cancel = default, RecordEncoding encoding = RecordEncoding.Raw,
+        int quality = RecordCodec.DefaultQuality)
     {
         if (size < 8)
         {
@@ -199,7 +222,9 @@ public static class FolderPreparer
                 }
                 catch (IOException e)
                 {
-                    throw new IOException($"writing {outDir} failed: {e.Message}. Everything up to the last committed block is kept: free space " +
+                    throw new IOException(
+                        $"writing {outDir} failed: {e.Message}. Everything up to the last committed block is kept: " +
+                        "free space " +
                         "(or fix the cause) and run the same command again to resume.", e);
                 }
                 progress?.Invoke(first + n, total);

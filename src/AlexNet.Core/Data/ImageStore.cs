@@ -24,7 +24,8 @@ public sealed record PcaStats(double[] Eigenvalues, double[][] Eigenvectors, dou
 {
     /// <summary>No colour noise: what test-time views use (§4.1's PCA noise is for training only).</summary>
     public static PcaStats None(int channels) =>
-        new(new double[channels], Enumerable.Range(0, channels).Select(_ => new double[channels]).ToArray(), Array.Empty<double[]>());
+        new(new double[channels],
+        Enumerable.Range(0, channels).Select(_ => new double[channels]).ToArray(), Array.Empty<double[]>());
 }
 
 public sealed record StoreManifest(
@@ -114,7 +115,9 @@ public sealed unsafe class ImageStore : IDisposable
         string manifestPath = Path.Combine(dir, ManifestFile);
         if (!File.Exists(manifestPath))
         {
-            throw new InvalidDataException($"{dir} is not a complete store (no {ManifestFile}): a prepare was interrupted; run the same `alexnet prepare` again to finish it.");
+            throw new InvalidDataException(
+                $"{dir} is not a complete store (no {ManifestFile}): a prepare was interrupted; run the same " +
+                "`alexnet prepare` again to finish it.");
         }
         StoreManifest manifest;
         try
@@ -124,11 +127,14 @@ public sealed unsafe class ImageStore : IDisposable
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{manifestPath} is damaged ({e.Message}); delete {dir} and run `alexnet prepare` again.");
+            throw new InvalidDataException(
+                $"{manifestPath} is damaged ({e.Message}); delete {dir} and run `alexnet prepare` again.");
         }
         if (manifest.Format != StoreManifest.FormatName || manifest.Version != StoreManifest.CurrentVersion)
         {
-            throw new InvalidDataException($"{manifestPath}: format {manifest.Format} v{manifest.Version} is not {StoreManifest.FormatName} v{StoreManifest.CurrentVersion}; prepare the data again.");
+            throw new InvalidDataException(
+                $"{manifestPath}: format {manifest.Format} v{manifest.Version} is not {StoreManifest.FormatName} " +
+                $"v{StoreManifest.CurrentVersion}; prepare the data again.");
         }
         long[]? offsets = null;
         if (manifest.Encoding == RecordEncoding.Jpeg)
@@ -146,7 +152,9 @@ public sealed unsafe class ImageStore : IDisposable
         int[] labels = ReadArray<int>(Path.Combine(dir, LabelsFile), manifest.Count);
         if (labels.Any(l => l < 0 || l >= manifest.Classes.Length))
         {
-            throw new InvalidDataException($"{Path.Combine(dir, LabelsFile)} holds a label outside 0..{manifest.Classes.Length - 1}; the store is damaged: prepare it again.");
+            throw new InvalidDataException(
+                $"{Path.Combine(dir, LabelsFile)} holds a label outside 0..{manifest.Classes.Length - 1}; the store " +
+                "is damaged: prepare it again.");
         }
         float[] mean = ReadArray<float>(Path.Combine(dir, MeanFile), manifest.RecordBytes);
         return new ImageStore(dir, manifest, labels, mean, offsets);
@@ -158,7 +166,9 @@ public sealed unsafe class ImageStore : IDisposable
         long actual = File.Exists(path) ? new FileInfo(path).Length : -1;
         if (actual != expected)
         {
-            throw new InvalidDataException($"{path} holds {(actual < 0 ? "nothing (missing)" : actual + " bytes")}, the manifest says {expected}: the store is damaged; delete {dir} and run `alexnet prepare` again.");
+            throw new InvalidDataException(
+                $"{path} holds {(actual < 0 ? "nothing (missing)" : actual + " bytes")}, the manifest " +
+                $"says {expected}: the store is damaged; delete {dir} and run `alexnet prepare` again.");
         }
     }
 
@@ -184,7 +194,8 @@ public sealed unsafe class ImageStore : IDisposable
         {
             return new ReadOnlySpan<byte>(_base + (long)i * Manifest.RecordBytes, Manifest.RecordBytes);
         }
-        byte[] buffer = t_decoded is { } b && b.Length == Manifest.RecordBytes ? b : t_decoded = new byte[Manifest.RecordBytes];
+        byte[] buffer = t_decoded is { } b && b.Length == Manifest.RecordBytes ? b
+            : t_decoded = new byte[Manifest.RecordBytes];
         var jpeg = new ReadOnlySpan<byte>(_base + _offsets[i], checked((int)(_offsets[i + 1] - _offsets[i])));
         RecordCodec.Decode(jpeg, buffer, Channels, Height, Width);
         return buffer;

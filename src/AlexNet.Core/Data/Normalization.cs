@@ -8,13 +8,15 @@ namespace AlexNet.Data;
 public sealed record Normalization(float[] Mean, float[] Std)
 {
     /// <summary>torchvision's (and most ImageNet models'): the ImageNet training set's channel statistics.</summary>
-    public static readonly Normalization Imagenet = new(new[] { 0.485f, 0.456f, 0.406f }, new[] { 0.229f, 0.224f, 0.225f });
+    public static readonly Normalization Imagenet = new(new[] { 0.485f, 0.456f, 0.406f },
+        new[] { 0.229f, 0.224f, 0.225f });
 
     public void Validate(int channels)
     {
         if (Mean.Length != channels || Std.Length != channels || Array.Exists(Std, s => !(s > 0)))
         {
-            throw new ArgumentException($"a per-channel normalisation needs {channels} means and {channels} positive standard deviations; " +
+            throw new ArgumentException(
+                $"a per-channel normalisation needs {channels} means and {channels} positive standard deviations; " +
                 $"the images have {channels} channel(s) (torchvision's ImageNet normalisation is for RGB).");
         }
     }

@@ -53,16 +53,20 @@ public static class RecordCodec
         fixed (byte* p = jpeg)
         {
             using SKData data = SKData.Create((IntPtr)p, jpeg.Length);
-            using SKCodec codec = SKCodec.Create(data) ?? throw new System.IO.InvalidDataException("a record of the store is not a decodable JPEG: the store is damaged; prepare it again.");
+            using SKCodec codec = SKCodec.Create(data) ?? throw new System.IO.InvalidDataException(
+                "a record of the store is not a decodable JPEG: the store is damaged; prepare it again.");
             if (codec.Info.Width != width || codec.Info.Height != height)
             {
-                throw new System.IO.InvalidDataException($"a record of the store is {codec.Info.Width}×{codec.Info.Height}, the manifest says {width}×{height}: prepare it again.");
+                throw new System.IO.InvalidDataException(
+                    $"a record of the store is {codec.Info.Width}×{codec.Info.Height}, the manifest " +
+                    $"says {width}×{height}: prepare it again.");
             }
             if (channels == 1)
             {
                 fixed (byte* dst = planar)
                 {
-                    Check(codec.GetPixels(new SKImageInfo(width, height, SKColorType.Gray8, SKAlphaType.Opaque), (IntPtr)dst));
+                    Check(codec.GetPixels(new SKImageInfo(width, height, SKColorType.Gray8,
+                        SKAlphaType.Opaque), (IntPtr)dst));
                 }
                 return;
             }
@@ -71,7 +75,8 @@ public static class RecordCodec
             {
                 fixed (byte* dst = rgba)
                 {
-                    Check(codec.GetPixels(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque), (IntPtr)dst));
+                    Check(codec.GetPixels(new SKImageInfo(width, height, SKColorType.Rgba8888,
+                        SKAlphaType.Opaque), (IntPtr)dst));
                 }
                 for (int i = 0; i < plane; i++)
                 {
@@ -91,7 +96,8 @@ public static class RecordCodec
     {
         if (result != SKCodecResult.Success)
         {
-            throw new System.IO.InvalidDataException($"a record of the store did not decode ({result}): the store is damaged; prepare it again.");
+            throw new System.IO.InvalidDataException(
+                $"a record of the store did not decode ({result}): the store is damaged; prepare it again.");
         }
     }
 }

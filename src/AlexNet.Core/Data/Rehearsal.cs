@@ -11,7 +11,8 @@ using SkiaSharp;
 
 namespace AlexNet.Data;
 
-public sealed record RehearsalSummary(string Root, int Classes, int TrainImages, int ValImages, long Bytes, int Photographs);
+public sealed record RehearsalSummary(string Root, int Classes, int TrainImages,
+    int ValImages, long Bytes, int Photographs);
 
 public static class Rehearsal
 {
@@ -29,7 +30,8 @@ public static class Rehearsal
         var result = new List<string>();
         foreach ((string folder, _) in PhotoFolders.Where(p => Directory.Exists(p.Folder)))
         {
-            foreach (string f in Directory.EnumerateFiles(folder).Where(f => f.EndsWith(".jpg", StringComparison.OrdinalIgnoreCase)
+            foreach (string f in Directory.EnumerateFiles(folder).Where(f => f.EndsWith(".jpg",
+                StringComparison.OrdinalIgnoreCase)
                 || f.EndsWith(".png", StringComparison.OrdinalIgnoreCase)).OrderBy(f => f, StringComparer.Ordinal))
             {
                 using SKCodec? codec = SKCodec.Create(f);
@@ -47,11 +49,13 @@ public static class Rehearsal
     /// <paramref name="classes"/> of the id-sorted ILSVRC classes), ROOT/val/ILSVRC2012_val_NNNNNNNN.JPEG and
     /// ROOT/ILSVRC2012_validation_ground_truth.txt (<paramref name="valImages"/> images).
     /// </summary>
-    public static RehearsalSummary Write(string root, int classes, int perClass, int valImages, long seed = 1, string idsFile = ClassNames.DarknetIds)
+    public static RehearsalSummary Write(string root, int classes, int perClass, int valImages, long seed = 1,
+        string idsFile = ClassNames.DarknetIds)
     {
         if (classes is < 2 or > 1000 || perClass < 1 || valImages < 0)
         {
-            throw new ArgumentException("a rehearsal needs 2–1000 classes, at least 1 image per class and ≥ 0 validation images.");
+            throw new ArgumentException(
+                "a rehearsal needs 2–1000 classes, at least 1 image per class and ≥ 0 validation images.");
         }
         if (Directory.Exists(root) && Directory.EnumerateFileSystemEntries(root).Any())
         {
@@ -60,7 +64,10 @@ public static class Rehearsal
         List<string> photos = Photographs();
         if (photos.Count == 0)
         {
-            throw new FileNotFoundException($"no photographs found: install the Debian packages {string.Join(", ", PhotoFolders.Select(p => p.Package))} (./setup.sh installs the first two).");
+            throw new FileNotFoundException(
+                $"no photographs found: install the Debian " +
+                $"packages {string.Join(", ", PhotoFolders.Select(p => p.Package))} (./setup.sh installs the first " +
+                "two).");
         }
         string[] devkit = ClassNames.DevkitOrder(idsFile);
         string[] sorted = devkit.OrderBy(s => s, StringComparer.Ordinal).Take(classes).ToArray();
@@ -69,7 +76,8 @@ public static class Rehearsal
         long bytes = 0;
         try
         {
-            SKBitmap Photo(string path) => decoded.TryGetValue(path, out SKBitmap? b) ? b : decoded[path] = SKBitmap.Decode(path);
+            SKBitmap Photo(string path) => decoded.TryGetValue(path,
+                out SKBitmap? b) ? b : decoded[path] = SKBitmap.Decode(path);
             void Save(string path)
             {
                 byte[] jpeg = RandomView(Photo(photos[rng.Next(photos.Count)]), rng);
@@ -90,7 +98,8 @@ public static class Rehearsal
             for (int i = 1; i <= valImages; i++)
             {
                 Save(Path.Combine(root, "val", $"ILSVRC2012_val_{i:D8}.JPEG"));
-                truth.Add((Array.IndexOf(devkit, sorted[rng.Next(sorted.Length)]) + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                truth.Add((Array.IndexOf(devkit,
+                    sorted[rng.Next(sorted.Length)]) + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
             File.WriteAllLines(Path.Combine(root, "ILSVRC2012_validation_ground_truth.txt"), truth);
         }
@@ -109,7 +118,8 @@ public static class Rehearsal
     /// </summary>
     private static byte[] RandomView(SKBitmap photo, Random rng)
     {
-        double aspect = new[] { 0.75, 0.667, 1.0, 1.333, 0.75, 0.75 }[rng.Next(6)];   // height / width, mostly landscape
+        // height / width, mostly landscape
+        double aspect = new[] { 0.75, 0.667, 1.0, 1.333, 0.75, 0.75 }[rng.Next(6)];
         int width = rng.Next(333, 641);
         int height = (int)Math.Round(width * aspect);
         double fit = Math.Min(photo.Width / (double)width, photo.Height / (double)height);
@@ -123,7 +133,8 @@ public static class Rehearsal
             canvas.Scale(-1, 1, width / 2f, 0);
         }
         using SKImage image = SKImage.FromBitmap(photo);
-        canvas.DrawImage(image, SKRect.Create(x, y, cw, ch), SKRect.Create(0, 0, width, height), new SKSamplingOptions(SKCubicResampler.Mitchell));
+        canvas.DrawImage(image, SKRect.Create(x, y, cw, ch), SKRect.Create(0, 0, width, height),
+            new SKSamplingOptions(SKCubicResampler.Mitchell));
         using SKImage snapshot = surface.Snapshot();
         using SKData data = snapshot.Encode(SKEncodedImageFormat.Jpeg, 90);
         return data.ToArray();

@@ -87,7 +87,8 @@ internal static unsafe class Resampler
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot from the first image: no unoptimised first tier
-    private static byte[] Resample(ReadOnlySpan<byte> rgba, int stride, int x0, int y0, int size, Taps taps, int rowFloats, float[] vertical)
+    private static byte[] Resample(ReadOnlySpan<byte> rgba, int stride, int x0, int y0, int size, Taps taps,
+        int rowFloats, float[] vertical)
     {
         fixed (byte* src = rgba)
         fixed (float* v = vertical)
@@ -118,7 +119,8 @@ internal static unsafe class Resampler
                         float* first = line + start[ox] * 4;
                         float* w = weights + ox * taps.Width;
                         int n = count[ox];
-                        Vector128<float> even = Vector128<float>.Zero, odd = Vector128<float>.Zero;   // two chains hide the add latency
+                        // two chains hide the add latency
+                        Vector128<float> even = Vector128<float>.Zero, odd = Vector128<float>.Zero;
                         int k = 0;
                         for (; k + 1 < n; k += 2)
                         {
@@ -129,7 +131,8 @@ internal static unsafe class Resampler
                         {
                             even += Vector128.Load(first + k * 4) * w[k];
                         }
-                        Vector128<int> rounded = Vector128.Clamp(Vector128.ConvertToInt32(Vector128.Round(even + odd)), Vector128<int>.Zero, Vector128.Create(255));
+                        Vector128<int> rounded = Vector128.Clamp(Vector128.ConvertToInt32(Vector128.Round(even + odd)),
+                            Vector128<int>.Zero, Vector128.Create(255));
                         r[ox] = (byte)rounded.GetElement(0);
                         g[ox] = (byte)rounded.GetElement(1);
                         b[ox] = (byte)rounded.GetElement(2);

@@ -12,10 +12,13 @@ public static class FashionMnist
 {
     public const string DefaultDirectory = "/usr/share/datasets/fashion-mnist";
 
-    public static string ImagesFile(string dir, bool train) => Path.Combine(dir, train ? "train-images-idx3-ubyte.gz" : "t10k-images-idx3-ubyte.gz");
-    public static string LabelsFile(string dir, bool train) => Path.Combine(dir, train ? "train-labels-idx1-ubyte.gz" : "t10k-labels-idx1-ubyte.gz");
+    public static string ImagesFile(string dir, bool train) =>
+        Path.Combine(dir, train ? "train-images-idx3-ubyte.gz" : "t10k-images-idx3-ubyte.gz");
+    public static string LabelsFile(string dir, bool train) =>
+        Path.Combine(dir, train ? "train-labels-idx1-ubyte.gz" : "t10k-labels-idx1-ubyte.gz");
 
-    public static bool IsInstalled(string dir = DefaultDirectory) => File.Exists(ImagesFile(dir, true)) && File.Exists(LabelsFile(dir, false));
+    public static bool IsInstalled(string dir = DefaultDirectory) =>
+        File.Exists(ImagesFile(dir, true)) && File.Exists(LabelsFile(dir, false));
 
     /// <summary>Writes the train (60,000) or test (10,000) split into a store of 1×28×28 records.</summary>
     public static StoreManifest Prepare(string dir, bool train, string outDir, Action<int, int>? progress = null)
@@ -25,14 +28,17 @@ public static class FashionMnist
         {
             if (!File.Exists(f))
             {
-                throw new FileNotFoundException($"{f} is missing: install the Debian package 'dataset-fashion-mnist' (./setup.sh does) or pass --fashion-mnist DIR.", f);
+                throw new FileNotFoundException(
+                    $"{f} is missing: install the Debian package 'dataset-fashion-mnist' (./setup.sh does) or pass " +
+                    "--fashion-mnist DIR.", f);
             }
         }
         (byte[] images, int count, int rows, int cols) = Idx.ReadImages(imagesPath);
         byte[] labels = Idx.ReadLabels(labelsPath);
         if (labels.Length != count)
         {
-            throw new InvalidDataException($"{labelsPath} holds {labels.Length} labels for {count} images in {imagesPath}.");
+            throw new InvalidDataException(
+                $"{labelsPath} holds {labels.Length} labels for {count} images in {imagesPath}.");
         }
         string name = train ? "train" : "t10k";
         using var writer = new StoreWriter(outDir, 1, rows, cols, $"fashion-mnist:{name}:{count}");
@@ -46,7 +52,8 @@ public static class FashionMnist
                 progress?.Invoke(i + 1, count);
             }
         }
-        return writer.Finish(ClassNames.FashionMnist.Select((n, i) => new ClassInfo(i.ToString(System.Globalization.CultureInfo.InvariantCulture), n)).ToArray(),
+        return writer.Finish(ClassNames.FashionMnist.Select((n,
+            i) => new ClassInfo(i.ToString(System.Globalization.CultureInfo.InvariantCulture), n)).ToArray(),
             $"Fashion-MNIST {name} ({dir})");
     }
 }
@@ -57,7 +64,8 @@ public static class Idx
     private static Stream OpenMaybeGzip(string path)
     {
         Stream s = File.OpenRead(path);
-        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(s, CompressionMode.Decompress) : s;
+        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(s,
+            CompressionMode.Decompress) : s;
     }
 
     private static byte[] ReadAll(string path)
@@ -88,7 +96,8 @@ public static class Idx
         long expected = 16L + (long)count * rows * cols;
         if (b.Length != expected)
         {
-            throw new InvalidDataException($"{path} holds {b.Length} bytes, its header promises {expected}: the file is truncated or damaged.");
+            throw new InvalidDataException(
+                $"{path} holds {b.Length} bytes, its header promises {expected}: the file is truncated or damaged.");
         }
         return (b[16..], count, rows, cols);
     }
@@ -103,7 +112,8 @@ public static class Idx
         int count = BigEndian(b, 4);
         if (b.Length != 8 + count)
         {
-            throw new InvalidDataException($"{path} holds {b.Length} bytes, its header promises {8 + count}: the file is truncated or damaged.");
+            throw new InvalidDataException(
+                $"{path} holds {b.Length} bytes, its header promises {8 + count}: the file is truncated or damaged.");
         }
         return b[8..];
     }
@@ -127,7 +137,9 @@ public static class Cifar10
         string[] missing = files.Where(f => !File.Exists(f)).ToArray();
         if (missing.Length > 0)
         {
-            throw new FileNotFoundException($"{string.Join(", ", missing)} missing: --cifar10 expects the folder of CIFAR-10's binary version (data_batch_1.bin … data_batch_5.bin, test_batch.bin).");
+            throw new FileNotFoundException(
+                $"{string.Join(", ", missing)} missing: --cifar10 expects the folder of CIFAR-10's binary version " +
+                "(data_batch_1.bin … data_batch_5.bin, test_batch.bin).");
         }
         return files;
     }
@@ -142,7 +154,9 @@ public static class Cifar10
             byte[] b = File.ReadAllBytes(file);
             if (b.Length % RecordBytes != 0)
             {
-                throw new InvalidDataException($"{file} holds {b.Length} bytes, not a whole number of {RecordBytes}-byte CIFAR-10 records: the file is truncated.");
+                throw new InvalidDataException(
+                    $"{file} holds {b.Length} bytes, not a whole number of {RecordBytes}-byte CIFAR-10 records: the " +
+                    "file is truncated.");
             }
             for (int r = 0; r < b.Length / RecordBytes; r++, index++)
             {
@@ -159,7 +173,8 @@ public static class Cifar10
             }
             writer.Commit();
         }
-        return writer.Finish(Names.Select((n, i) => new ClassInfo(i.ToString(System.Globalization.CultureInfo.InvariantCulture), n)).ToArray(),
+        return writer.Finish(Names.Select((n,
+            i) => new ClassInfo(i.ToString(System.Globalization.CultureInfo.InvariantCulture), n)).ToArray(),
             $"CIFAR-10 {(train ? "train" : "test")} ({dir})");
     }
 }

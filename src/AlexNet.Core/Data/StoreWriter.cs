@@ -17,7 +17,8 @@ public sealed class StoreWriter : IDisposable
     private const string ProgressFile = "progress.json";
     private const string StatisticsFile = "progress.sums";   // the mean and covariance sums of the committed records
 
-    private sealed record Progress(string Fingerprint, int InputsDone, int Records, long RejectsBytes, long SourcesBytes, long ImagesBytes = -1);
+    private sealed record Progress(string Fingerprint, int InputsDone, int Records, long RejectsBytes,
+        long SourcesBytes, long ImagesBytes = -1);
 
     private readonly string _dir;
     private readonly string _fingerprint;
@@ -46,7 +47,8 @@ public sealed class StoreWriter : IDisposable
     /// <param name="fingerprint">Identifies the input list; resuming with a different one is refused.</param>
     /// <param name="encoding">Raw records, or each record encoded once as a JPEG of <paramref name="quality"/>
     /// (RecordCodec.cs).</param>
-    public StoreWriter(string dir, int channels, int height, int width, string fingerprint, RecordEncoding encoding = RecordEncoding.Raw,
+    public StoreWriter(string dir, int channels, int height, int width, string fingerprint,
+        RecordEncoding encoding = RecordEncoding.Raw,
         int quality = RecordCodec.DefaultQuality)
     {
         if (quality is < 1 or > 100)
@@ -65,13 +67,16 @@ public sealed class StoreWriter : IDisposable
         _moments = new long[channels * channels + channels];
         if (ImageStore.IsComplete(dir))
         {
-            throw new IOException($"{dir} already holds a complete store; choose another --out or delete it first (nothing was overwritten).");
+            throw new IOException(
+                $"{dir} already holds a complete store; choose another --out or delete it first (nothing was " +
+                "overwritten).");
         }
         Directory.CreateDirectory(dir);
         Progress? progress = ReadProgress();
         if (progress is not null && progress.Fingerprint != fingerprint)
         {
-            throw new IOException($"{dir} holds an interrupted prepare of other inputs; delete it or choose another --out.");
+            throw new IOException(
+                $"{dir} holds an interrupted prepare of other inputs; delete it or choose another --out.");
         }
         int records = progress?.Records ?? 0;
         if (encoding == RecordEncoding.Jpeg)
@@ -102,7 +107,8 @@ public sealed class StoreWriter : IDisposable
         }
         else
         {
-            Commit();   // from the first moment the folder is a prepare under way: the same command resumes it, whatever stops it
+            // from the first moment the folder is a prepare under way: the same command resumes it, whatever stops it
+            Commit();
         }
     }
 
@@ -119,22 +125,29 @@ public sealed class StoreWriter : IDisposable
         if (needed > free)
         {
             string smaller = Encoding == RecordEncoding.Raw ? " (or use --format jpeg, 5–10× smaller)" : "";
-            throw new IOException($"{_dir} needs about {Gb(needed)} for {inputs} more images ({Encoding.ToString().ToLowerInvariant()} records of " +
-                $"~{perRecord / 1024.0:F0} KB) and its disk has {Gb(free)} free. Free space{smaller} and run the same command again: it resumes.");
+            throw new IOException(
+                $"{_dir} needs about {Gb(needed)} for {inputs} more images ({Encoding.ToString().ToLowerInvariant()} " +
+                "records of " +
+                $"~{perRecord / 1024.0:F0} KB) and its disk has {Gb(free)} free. Free space{smaller} and run the " +
+                "same command again: it resumes.");
         }
     }
 
-    private static string Gb(long bytes) => bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F1} GB" : $"{bytes / (double)(1 << 20):F1} MB";
+    private static string Gb(long bytes) =>
+        bytes >= 1L << 30 ? $"{bytes / (double)(1L << 30):F1} GB" : $"{bytes / (double)(1 << 20):F1} MB";
 
     /// <summary>Bytes of image data written so far (for the bytes-per-image report).</summary>
     public long ImageBytes => _images.Length;
 
     private FileStream Open(string name, long keep)
     {
-        var f = new FileStream(Path.Combine(_dir, name), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, 1 << 16);
+        var f = new FileStream(Path.Combine(_dir, name), FileMode.OpenOrCreate,
+            FileAccess.ReadWrite, FileShare.Read, 1 << 16);
         if (f.Length < keep)
         {
-            throw new IOException($"{Path.Combine(_dir, name)} is shorter than its recorded progress: the interrupted store is damaged; delete {_dir} and prepare again.");
+            throw new IOException(
+                $"{Path.Combine(_dir, name)} is shorter than its recorded progress: the interrupted store is " +
+                $"damaged; delete {_dir} and prepare again.");
         }
         f.SetLength(keep);
         f.Seek(keep, SeekOrigin.Begin);
@@ -149,7 +162,8 @@ public sealed class StoreWriter : IDisposable
             bool leftovers = Directory.EnumerateFileSystemEntries(_dir).Any();
             if (leftovers)
             {
-                throw new IOException($"{_dir} is not empty and holds no store; choose an empty or new --out (nothing was overwritten).");
+                throw new IOException(
+                    $"{_dir} is not empty and holds no store; choose an empty or new --out (nothing was overwritten).");
             }
             return null;
         }
@@ -160,7 +174,8 @@ public sealed class StoreWriter : IDisposable
     /// The committed records' sums, as Commit saved them: the latest file, or the one before it when a stop fell
     /// between writing the sums and progress.json. False when neither matches (then they are gathered again).
     /// </summary>
-    private bool ReadStatistics() => ReadStatistics(Path.Combine(_dir, StatisticsFile)) || ReadStatistics(Path.Combine(_dir, StatisticsFile + ".prev"));
+    private bool ReadStatistics() => ReadStatistics(Path.Combine(_dir,
+        StatisticsFile)) || ReadStatistics(Path.Combine(_dir, StatisticsFile + ".prev"));
 
     private bool ReadStatistics(string path)
     {
@@ -190,7 +205,8 @@ public sealed class StoreWriter : IDisposable
         string path = Path.Combine(_dir, StatisticsFile);
         if (File.Exists(path))
         {
-            File.Move(path, path + ".prev", overwrite: true);   // still the committed block's, until progress.json moves on
+            // still the committed block's, until progress.json moves on
+            File.Move(path, path + ".prev", overwrite: true);
         }
         AtomicFile.Write(path, WriteSums);
     }
@@ -211,7 +227,9 @@ public sealed class StoreWriter : IDisposable
     {
         if (_offsets is not null)
         {
-            throw new IOException($"{_dir}: the sums of its committed images ({StatisticsFile}) are missing; delete {_dir} and prepare again.");
+            throw new IOException(
+                $"{_dir}: the sums of its committed images ({StatisticsFile}) are missing; delete {_dir} and prepare " +
+                "again.");
         }
         var buffer = new byte[_recordBytes];
         _images.Seek(0, SeekOrigin.Begin);
@@ -335,7 +353,8 @@ public sealed class StoreWriter : IDisposable
 
     public void Reject(string source, string reason)
     {
-        _rejects.Write(System.Text.Encoding.UTF8.GetBytes($"{source.Replace('\t', ' ')}\t{reason.Replace('\n', ' ')}\n"));
+        _rejects.Write(
+            System.Text.Encoding.UTF8.GetBytes($"{source.Replace('\t', ' ')}\t{reason.Replace('\n', ' ')}\n"));
         Rejected++;
         InputsDone++;
     }
@@ -348,7 +367,8 @@ public sealed class StoreWriter : IDisposable
             f?.Flush(flushToDisk: true);
         }
         WriteStatistics();   // tagged with the record count: used on resume only if progress.json agrees
-        var progress = new Progress(_fingerprint, InputsDone, Records, _rejects.Length, _sources.Length, _images.Length);
+        var progress = new Progress(_fingerprint, InputsDone, Records, _rejects.Length,
+            _sources.Length, _images.Length);
         Json.Write(Path.Combine(_dir, ProgressFile), progress);
     }
 
@@ -358,7 +378,9 @@ public sealed class StoreWriter : IDisposable
         Commit();
         if (Records == 0)
         {
-            throw new InvalidDataException($"no usable image among the inputs ({Rejected} rejected, see {Path.Combine(_dir, ImageStore.RejectsFile)}).");
+            throw new InvalidDataException(
+                $"no usable image among the inputs ({Rejected} rejected, " +
+                $"see {Path.Combine(_dir, ImageStore.RejectsFile)}).");
         }
         var mean = new float[_recordBytes];
         for (int i = 0; i < mean.Length; i++)
@@ -370,8 +392,10 @@ public sealed class StoreWriter : IDisposable
             f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(mean.AsSpan()));
             f.Flush(flushToDisk: true);
         }
-        var manifest = new StoreManifest(StoreManifest.FormatName, StoreManifest.CurrentVersion, Records, Channels, Height, Width,
-            classes.ToArray(), source, DatasetStats.Pca(Array.ConvertAll(_moments, m => (double)m), Channels, _pixels), DateTime.UtcNow,
+        var manifest = new StoreManifest(StoreManifest.FormatName, StoreManifest.CurrentVersion,
+            Records, Channels, Height, Width,
+            classes.ToArray(), source,
+            DatasetStats.Pca(Array.ConvertAll(_moments, m => (double)m), Channels, _pixels), DateTime.UtcNow,
             Encoding, Encoding == RecordEncoding.Jpeg ? Quality : null);
         AtomicFile.WriteAllText(Path.Combine(_dir, ImageStore.ManifestFile), Json.Serialize(manifest));
         File.Delete(Path.Combine(_dir, ProgressFile));

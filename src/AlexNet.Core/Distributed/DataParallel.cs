@@ -61,7 +61,8 @@ public sealed unsafe class DataParallel : IProcessGroup, IDisposable
         _mpi.MaxInPlace(v);
         if (v[0] != -v[1])
         {
-            throw new ArgumentException($"the {Ranks} ranks disagree on {what}: start every rank with the same command line and data.");
+            throw new ArgumentException(
+                $"the {Ranks} ranks disagree on {what}: start every rank with the same command line and data.");
         }
     }
 
@@ -161,8 +162,10 @@ public sealed unsafe class DataParallel : IProcessGroup, IDisposable
         {
             return null;
         }
-        return $"Open MPI's mpirun kills the ranks {(set is null ? "1 s (its default)" : $"{set} s")} after it is signalled, which may be too soon to write " +
-            $"last.ckpt: export OMPI_MCA_odls_base_sigkill_timeout={MinimumStopSeconds} before mpirun (or signal the ranks themselves, as a scheduler does).";
+        return $"Open MPI's mpirun kills the ranks {(set is null ? "1 s (its default)" : $"{set} s")} after it is " +
+            "signalled, which may be too soon to write " +
+            $"last.ckpt: export OMPI_MCA_odls_base_sigkill_timeout={MinimumStopSeconds} before mpirun (or signal the " +
+            "ranks themselves, as a scheduler does).";
     }
 
     /// <summary>

@@ -79,7 +79,8 @@ public sealed unsafe class Mpi : IDisposable
     /// </summary>
     private static nint Load()
     {
-        bool mpich = Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") is null && Environment.GetEnvironmentVariable("PMI_SIZE") is not null;
+        bool mpich = Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_SIZE") is null
+            && Environment.GetEnvironmentVariable("PMI_SIZE") is not null;
         string[] names = mpich
             ? new[] { "libmpich.so.12", "libmpi.so.12", "libmpi.so.40", "libmpi.so" }
             : new[] { "libmpi.so.40", "libmpich.so.12", "libmpi.so.12", "libmpi.so" };
@@ -90,7 +91,9 @@ public sealed unsafe class Mpi : IDisposable
                 return lib;
             }
         }
-        throw new FileNotFoundException("no MPI library (libmpi.so.40 of Open MPI, libmpich.so.12 of MPICH) could be loaded: install Debian's openmpi-bin (or mpich) to train with mpirun.");
+        throw new FileNotFoundException(
+            "no MPI library (libmpi.so.40 of Open MPI, libmpich.so.12 of MPICH) could be loaded: install Debian's " +
+            "openmpi-bin (or mpich) to train with mpirun.");
     }
 
     private nint Export(string name) => NativeLibrary.TryGetExport(_lib, name, out nint p) ? p

@@ -37,7 +37,8 @@ public interface IViewSource
 /// <summary>
 /// A store's records (or those of <paramref name="records"/>, in order) through the background loader.
 /// </summary>
-public sealed class StoreViews(ImageStore store, Augmentation augmentation, int batchSize = 256, int workers = 1, int[]? records = null) : IViewSource
+public sealed class StoreViews(ImageStore store, Augmentation augmentation, int batchSize = 256, int workers = 1,
+    int[]? records = null) : IViewSource
 {
     public int Count => records?.Length ?? store.Count;
 
@@ -69,7 +70,8 @@ public sealed class RecordViews(IReadOnlyList<byte[]> records, Augmentation augm
         {
             augmentation.Test(records[i], inputs.AsSpan(i * length, length), view);
         }
-        using Tensor x = tensor(inputs, new long[] { records.Count, augmentation.Channels, augmentation.Crop, augmentation.Crop });
+        using Tensor x = tensor(inputs,
+            new long[] { records.Count, augmentation.Channels, augmentation.Crop, augmentation.Crop });
         yield return (0, x);
     }
 }
@@ -99,7 +101,8 @@ public static class Evaluator
     /// </summary>
     /// <param name="forward">How a model's outputs are computed (the trainer's replicas split the batch); default its
     /// forward.</param>
-    public static Tensor Probabilities(IReadOnlyList<AlexNetModel> models, IViewSource source, IReadOnlyList<View> views, int classes,
+    public static Tensor Probabilities(IReadOnlyList<AlexNetModel> models, IViewSource source,
+        IReadOnlyList<View> views, int classes,
         CancellationToken cancel = default, Func<AlexNetModel, Tensor, Tensor>? forward = null)
     {
         forward ??= (m, x) => m.forward(x);
@@ -128,19 +131,23 @@ public static class Evaluator
     }
 
     /// <summary>§6 on a store: the centre view, or the average over the ten.</summary>
-    public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store, Augmentation augmentation, bool tenCrop,
+    public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store,
+        Augmentation augmentation, bool tenCrop,
         int batchSize = 256, int workers = 1, CancellationToken cancel = default) =>
-        Evaluate(models, store, augmentation, Views(tenCrop), tenCrop ? "10-crop" : "centre", batchSize, workers, cancel);
+        Evaluate(models, store, augmentation, Views(tenCrop),
+        tenCrop ? "10-crop" : "centre", batchSize, workers, cancel);
 
     /// <summary>
     /// §6 on a store with the softmax averaged over <paramref name="views"/>, reported as <paramref name="name"/>.
     /// </summary>
     /// <param name="records">Only these records of the store (a held-out split), or all.</param>
-    public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store, Augmentation augmentation, IReadOnlyList<View> views,
+    public static EvalResult Evaluate(IReadOnlyList<AlexNetModel> models, ImageStore store,
+        Augmentation augmentation, IReadOnlyList<View> views,
         string name, int batchSize = 256, int workers = 1, CancellationToken cancel = default, int[]? records = null,
         Func<AlexNetModel, Tensor, Tensor>? forward = null)
     {
-        using Tensor p = Probabilities(models, new StoreViews(store, augmentation, batchSize, workers, records), views, models[0].Architecture.Classes, cancel, forward);
+        using Tensor p = Probabilities(models, new StoreViews(store, augmentation, batchSize, workers, records), views,
+            models[0].Architecture.Classes, cancel, forward);
         int[] labels = records is null ? store.Labels : records.Select(i => store.Labels[i]).ToArray();
         return Score(p, labels, store.Manifest.Classes.Select(c => c.Name).ToArray(), name, models.Count);
     }
@@ -148,7 +155,8 @@ public static class Evaluator
     /// <summary>
     /// Errors, mean cross-entropy, per-class accuracy and the ten most-confused pairs from probabilities.
     /// </summary>
-    public static EvalResult Score(Tensor probabilities, int[] labels, IReadOnlyList<string> classNames, string views, int models)
+    public static EvalResult Score(Tensor probabilities, int[] labels,
+        IReadOnlyList<string> classNames, string views, int models)
     {
         using var scope = NewDisposeScope();
         Tensor y = tensor(labels.Select(l => (long)l).ToArray());
@@ -164,7 +172,8 @@ public static class Evaluator
             confusion[labels[i], predicted[i]]++;
             perClassTotal[labels[i]]++;
         }
-        double[] perClass = Enumerable.Range(0, k).Select(c => perClassTotal[c] == 0 ? double.NaN : (double)confusion[c, c] / perClassTotal[c]).ToArray();
+        double[] perClass = Enumerable.Range(0,
+            k).Select(c => perClassTotal[c] == 0 ? double.NaN : (double)confusion[c, c] / perClassTotal[c]).ToArray();
         var pairs = new List<ConfusedPair>();
         for (int t = 0; t < k; t++)
         {
@@ -176,9 +185,11 @@ public static class Evaluator
                 }
             }
         }
-        return new EvalResult(labels.Length, loss, 1 - top1.item<long>() / n, 1 - top5.item<long>() / n, views, models, perClass,
+        return new EvalResult(labels.Length, loss, 1 - top1.item<long>() / n,
+            1 - top5.item<long>() / n, views, models, perClass,
             pairs.OrderByDescending(p => p.Count).ThenBy(p => p.True).Take(10).ToArray());
     }
 
-    internal static string Name(IReadOnlyList<string> names, int i) => i < names.Count ? names[i] : i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    internal static string Name(IReadOnlyList<string> names, int i) =>
+        i < names.Count ? names[i] : i.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -32,7 +32,8 @@ public static class Predictor
     /// Image files: the top <paramref name="top"/> classes of each, averaged over <paramref name="views"/> (default
     /// §4.1's ten).
     /// </summary>
-    public static List<Prediction> PredictFiles(AlexNetModel model, ModelCard card, IReadOnlyList<string> files, int top,
+    public static List<Prediction> PredictFiles(AlexNetModel model, ModelCard card,
+        IReadOnlyList<string> files, int top,
         IReadOnlyList<View>? views = null)
     {
         byte[][] records = files.Select(f => LoadRecord(f, card)).ToArray();
@@ -40,14 +41,16 @@ public static class Predictor
     }
 
     /// <summary>Records already read (LoadRecords), named by <paramref name="sources"/>.</summary>
-    public static List<Prediction> PredictRecords(AlexNetModel model, ModelCard card, byte[][] records, string[] sources, int top,
+    public static List<Prediction> PredictRecords(AlexNetModel model, ModelCard card,
+        byte[][] records, string[] sources, int top,
         IReadOnlyList<View>? views = null) => Predict(model, card, records, top, sources, trueClasses: null, views);
 
     /// <summary>
     /// Files through §2's preprocessing, each on its own: one that is missing or cannot be decoded is listed in the
     /// failures with the reason, and the rest are read.
     /// </summary>
-    public static (byte[][] Records, string[] Files, List<FileFailure> Failures) LoadRecords(IReadOnlyList<string> files, int side, int channels)
+    public static (byte[][] Records, string[] Files, List<FileFailure> Failures) LoadRecords(
+        IReadOnlyList<string> files, int side, int channels)
     {
         var records = new List<byte[]>();
         var read = new List<string>();
@@ -68,21 +71,24 @@ public static class Predictor
     }
 
     /// <summary>Records of a store, labelled with their true classes.</summary>
-    public static List<Prediction> PredictRecords(AlexNetModel model, ModelCard card, ImageStore store, IReadOnlyList<int> indices, int top)
+    public static List<Prediction> PredictRecords(AlexNetModel model, ModelCard card, ImageStore store,
+        IReadOnlyList<int> indices, int top)
     {
         byte[][] records = indices.Select(i => store.Record(i).ToArray()).ToArray();
         string[] sources = indices.Select(i => $"{store.Directory}:{i}").ToArray();
         return Predict(model, card, records, top, sources, indices.Select(i => store.Labels[i]).ToArray());
     }
 
-    private static List<Prediction> Predict(AlexNetModel model, ModelCard card, byte[][] records, int top, string[] sources, int[]? trueClasses,
+    private static List<Prediction> Predict(AlexNetModel model, ModelCard card, byte[][] records, int top,
+        string[] sources, int[]? trueClasses,
         IReadOnlyList<View>? views = null)
     {
         if (records.Length == 0)
         {
             return new List<Prediction>();
         }
-        using Tensor p = Evaluator.Probabilities(new[] { model }, new RecordViews(records, card.TestAugmentation()), views ?? Evaluator.TenViews, card.Classes);
+        using Tensor p = Evaluator.Probabilities(new[] { model }, new RecordViews(records, card.TestAugmentation()),
+            views ?? Evaluator.TenViews, card.Classes);
         float[] all = p.data<float>().ToArray();
         int k = card.Classes;
         var result = new List<Prediction>();
@@ -91,7 +97,8 @@ public static class Predictor
             int row = n;
             ClassScore[] best = Best(c => all[row * k + c], k, card.ClassNames, top);
             int? truth = trueClasses?[n];
-            result.Add(new Prediction(sources[n], truth, truth is int t ? Evaluator.Name(card.ClassNames, t) : null, best, records[n],
+            result.Add(new Prediction(sources[n], truth,
+                truth is int t ? Evaluator.Name(card.ClassNames, t) : null, best, records[n],
                 card.RecordSize, card.Channels));
         }
         return result;
@@ -142,7 +149,8 @@ public static class Predictor
     }
 
     /// <summary>Planar RGB as the net's channels: as it is, or its luma for nets trained on grayscale data.</summary>
-    private static byte[] ToChannels(byte[] planarRgb, int side, int channels) => channels == 1 ? ToGray(planarRgb, side * side) : planarRgb;
+    private static byte[] ToChannels(byte[] planarRgb, int side, int channels) =>
+        channels == 1 ? ToGray(planarRgb, side * side) : planarRgb;
 
     /// <summary>ITU-R 601 luma, for nets trained on grayscale data.</summary>
     private static byte[] ToGray(byte[] planarRgb, int plane)
@@ -150,7 +158,8 @@ public static class Predictor
         var gray = new byte[plane];
         for (int i = 0; i < plane; i++)
         {
-            gray[i] = (byte)Math.Round(0.299 * planarRgb[i] + 0.587 * planarRgb[plane + i] + 0.114 * planarRgb[2 * plane + i]);
+            gray[i] = (byte)Math.Round(0.299 * planarRgb[i] + 0.587 * planarRgb[plane + i] +
+                0.114 * planarRgb[2 * plane + i]);
         }
         return gray;
     }

@@ -49,7 +49,8 @@ public sealed class Ensemble : IDisposable
     /// <param name="device">Where the nets run (null: the CPU).</param>
     /// <param name="precision">The products' number format (null: each run's own).</param>
     /// <param name="engine">What runs inference on the CPU (Model/Kernels/OneDnnNet.cs).</param>
-    public static Ensemble Load(IReadOnlyList<string> checkpoints, bool averagedWeights = false, TorchSharp.torch.Device? device = null, Precision? precision = null,
+    public static Ensemble Load(IReadOnlyList<string> checkpoints, bool averagedWeights = false,
+        TorchSharp.torch.Device? device = null, Precision? precision = null,
         AlexNet.Model.Kernels.InferenceEngine engine = AlexNet.Model.Kernels.InferenceEngine.Auto)
     {
         if (checkpoints.Count == 0)
@@ -65,9 +66,12 @@ public sealed class Ensemble : IDisposable
                 (AlexNetModel m, ModelCard card) = ModelFile.Load(c, averagedWeights, device, precision, engine);
                 models.Add(m);
                 first ??= card;
-                if (card.Classes != first.Classes || card.RecordSize != first.RecordSize || card.Channels != first.Channels)
+                if (card.Classes != first.Classes || card.RecordSize != first.RecordSize
+                    || card.Channels != first.Channels)
                 {
-                    throw new ArgumentException($"{c} does not fit in an ensemble with {checkpoints[0]}: classes, input size and channels must agree.");
+                    throw new ArgumentException(
+                        $"{c} does not fit in an ensemble with {checkpoints[0]}: classes, input size and channels " +
+                        "must agree.");
                 }
             }
             return new Ensemble(models, first!, checkpoints[0]);
@@ -94,7 +98,9 @@ public static class TestPipeline
     {
         if (height != card.RecordSize || width != card.RecordSize)
         {
-            throw new ArgumentException($"the data is {height}×{width}, the network was trained on {card.RecordSize}×{card.RecordSize} records; prepare it with --size {card.RecordSize}.");
+            throw new ArgumentException(
+                $"the data is {height}×{width}, the network was trained on {card.RecordSize}×{card.RecordSize} " +
+                $"records; prepare it with --size {card.RecordSize}.");
         }
         return card.TestAugmentation();
     }
@@ -108,14 +114,16 @@ public static class TestPipeline
         {
             return ImageStore.Open(data);
         }
-        if (Directory.Exists(data) && Directory.GetDirectories(data).Length > 0 && !File.Exists(Path.Combine(data, "progress.json")))
+        if (Directory.Exists(data) && Directory.GetDirectories(data).Length > 0
+            && !File.Exists(Path.Combine(data, "progress.json")))
         {
             string hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(Path.GetFullPath(data))))[..16];
             string store = Path.Combine(Path.GetTempPath(), "alexnet-eval-" + hash);
             if (!ImageStore.IsComplete(store))
             {
                 message?.Invoke($"Preparing {data} into {store} …");
-                FolderPreparer.Prepare(ImageFolder.FromClassFolders(data), store, card.RecordSize, Environment.ProcessorCount);
+                FolderPreparer.Prepare(ImageFolder.FromClassFolders(data), store,
+                    card.RecordSize, Environment.ProcessorCount);
             }
             return ImageStore.Open(store);
         }
@@ -123,13 +131,16 @@ public static class TestPipeline
     }
 
     /// <summary>§6 for `alexnet eval`: the ensemble on a store or folder, one result per view set asked for.</summary>
-    public static List<EvalResult> Evaluate(Ensemble nets, string data, ViewSet views, int batchSize, Action<string>? message = null)
+    public static List<EvalResult> Evaluate(Ensemble nets, string data, ViewSet views, int batchSize,
+        Action<string>? message = null)
     {
         ModelCard card = nets.Card;
         using ImageStore store = OpenData(data, card, message);
         if (store.ClassCount != card.Classes || store.Channels != card.Channels)
         {
-            throw new ArgumentException($"{data} has {store.ClassCount} classes and {store.Channels} channels; the network expects {card.Classes} and {card.Channels}.");
+            throw new ArgumentException(
+                $"{data} has {store.ClassCount} classes and {store.Channels} channels; the network " +
+                $"expects {card.Classes} and {card.Channels}.");
         }
         Augmentation aug = nets.TestAugmentation(store.Height, store.Width);
         var results = new List<EvalResult>();

@@ -50,7 +50,8 @@ public sealed record ModelCard(Architecture Architecture, string[] ClassNames, P
     /// <summary>One line for people: net, classes, input, normalisation, LRN.</summary>
     [JsonIgnore]
     public string Summary =>
-        $"{Architecture.Variant}, {Classes} classes, {Channels}×{Preprocessing.Crop}² views of {RecordSize}² records, " +
+        $"{Architecture.Variant}, {Classes} classes, {Channels}×{Preprocessing.Crop}² views of {RecordSize}² " +
+        "records, " +
         (Preprocessing.Normalization == InputNormalization.Imagenet ? "torchvision's per-channel normalisation"
             : $"§2's mean image × {Preprocessing.InputScale:G4}") +
         $", LRN {(Architecture.Lrn is { } lrn ? lrn.Describe() : "none")}";
@@ -88,7 +89,8 @@ public sealed record ModelCard(Architecture Architecture, string[] ClassNames, P
         if (Preprocessing.Channels != Channels || (meanImage && MeanImage.Length != Channels * RecordSize * RecordSize))
         {
             throw new System.IO.InvalidDataException(
-                $"{source}: its model card does not fit together ({Channels} channels, a mean image of {MeanImage.Length} " +
+                $"{source}: its model card does not fit together ({Channels} channels, a mean image " +
+                $"of {MeanImage.Length} " +
                 $"values for {RecordSize}² records). Use another checkpoint, or export it again.");
         }
     }

@@ -190,7 +190,8 @@ public static class ModelFile
             if (!target.shape.SequenceEqual(entry.Shape))
             {
                 throw new InvalidDataException(
-                    $"{path}: {entry.Name} has shape [{string.Join(",", entry.Shape)}], the model expects [{string.Join(",", target.shape)}].");
+                    $"{path}: {entry.Name} has shape [{string.Join(",", entry.Shape)}], the model expects " +
+                    $"[{string.Join(",", target.shape)}].");
             }
             var data = new float[entry.Bytes / 4];
             f.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));

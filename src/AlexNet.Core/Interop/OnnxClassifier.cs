@@ -44,7 +44,8 @@ public sealed class OnnxClassifier : IDisposable
             IntraOpNumThreads = threads,
             InterOpNumThreads = 1,
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-            GraphOptimizationLevel = optimize ? GraphOptimizationLevel.ORT_ENABLE_ALL : GraphOptimizationLevel.ORT_DISABLE_ALL,
+            GraphOptimizationLevel = optimize ? GraphOptimizationLevel.ORT_ENABLE_ALL
+                : GraphOptimizationLevel.ORT_DISABLE_ALL,
         };
         try
         {
@@ -52,13 +53,17 @@ public sealed class OnnxClassifier : IDisposable
         }
         catch (OnnxRuntimeException e)
         {
-            throw new InvalidDataException($"{path}: ONNX Runtime cannot load it ({e.Message.Trim()}). Export it again with `alexnet export`.", e);
+            throw new InvalidDataException(
+                $"{path}: ONNX Runtime cannot load it ({e.Message.Trim()}). Export it again with `alexnet export`.", e);
         }
         Dictionary<string, string> meta = _session.ModelMetadata.CustomMetadataMap;
-        if (!meta.TryGetValue(OnnxExport.PreprocessingKey, out string? pre) || !meta.TryGetValue(OnnxExport.ClassesKey, out string? classes))
+        if (!meta.TryGetValue(OnnxExport.PreprocessingKey,
+            out string? pre) || !meta.TryGetValue(OnnxExport.ClassesKey, out string? classes))
         {
             _session.Dispose();
-            throw new InvalidDataException($"{path} has no {OnnxExport.PreprocessingKey} metadata, so its preprocessing is unknown: export it with `alexnet export`.");
+            throw new InvalidDataException(
+                $"{path} has no {OnnxExport.PreprocessingKey} metadata, so its preprocessing is unknown: export it " +
+                "with `alexnet export`.");
         }
         Preprocessing = Json.Parse<Preprocessing>(pre, path);
         ClassNames = Json.Parse<string[]>(classes, path);
@@ -66,7 +71,10 @@ public sealed class OnnxClassifier : IDisposable
         Mean = meta.TryGetValue(OnnxExport.MeanKey, out string? mean)
             ? System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(Convert.FromBase64String(mean)).ToArray()
             : Array.Empty<float>();
-        Card = meta.TryGetValue(OnnxExport.CardKey, out string? card) ? Json.Parse<ModelCard>(card, path) with { MeanImage = Mean } : null;
+        Card = meta.TryGetValue(OnnxExport.CardKey, out string? card) ? Json.Parse<ModelCard>(card, path) with
+        {
+            MeanImage = Mean,
+        } : null;
     }
 
     /// <summary>Logits, N×classes, of N inputs already preprocessed (N×C×Crop×Crop floats).</summary>
@@ -74,7 +82,8 @@ public sealed class OnnxClassifier : IDisposable
     {
         int c = Preprocessing.Channels, s = Preprocessing.Crop;
         using OrtValue x = OrtValue.CreateTensorValueFromMemory(input, new long[] { n, c, s, s });
-        using IDisposableReadOnlyCollection<OrtValue> y = _session.Run(_run, new[] { OnnxExport.InputName }, new[] { x }, new[] { OnnxExport.OutputName });
+        using IDisposableReadOnlyCollection<OrtValue> y = _session.Run(_run, new[] { OnnxExport.InputName },
+            new[] { x }, new[] { OnnxExport.OutputName });
         return y[0].GetTensorDataAsSpan<float>().ToArray();
     }
 
@@ -91,12 +100,14 @@ public sealed class OnnxClassifier : IDisposable
     /// (default §4.1's ten).
     /// </summary>
     public List<Prediction> PredictFiles(IReadOnlyList<string> files, int top, IReadOnlyList<View>? views = null) =>
-        PredictRecords(files.Select(f => Predictor.LoadRecord(f, Preprocessing.RecordSize, Preprocessing.Channels)).ToArray(), files.ToArray(), top, views);
+        PredictRecords(files.Select(f => Predictor.LoadRecord(f, Preprocessing.RecordSize,
+        Preprocessing.Channels)).ToArray(), files.ToArray(), top, views);
 
     /// <summary>
     /// Records read by Predictor.LoadRecords at this file's record size, named by <paramref name="sources"/>.
     /// </summary>
-    public List<Prediction> PredictRecords(byte[][] records, string[] sources, int top, IReadOnlyList<View>? views = null)
+    public List<Prediction> PredictRecords(byte[][] records, string[] sources, int top,
+        IReadOnlyList<View>? views = null)
     {
         views ??= Evaluator.TenViews;
         if (records.Length == 0)
@@ -121,7 +132,8 @@ public sealed class OnnxClassifier : IDisposable
         sum.div_(views.Count);
         float[] all = sum.data<float>().ToArray();
         return Enumerable.Range(0, n).Select(i => new Prediction(sources[i], null, null,
-            Predictor.Best(j => all[i * k + j], k, ClassNames, top), records[i], Preprocessing.RecordSize, Preprocessing.Channels)).ToList();
+            Predictor.Best(j => all[i * k + j], k, ClassNames, top), records[i], Preprocessing.RecordSize,
+            Preprocessing.Channels)).ToList();
     }
 
     public void Dispose()

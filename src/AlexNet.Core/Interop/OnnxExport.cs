@@ -3,7 +3,8 @@
 //   conv  → Conv (group 2 on conv2/4/5 of the two-tower nets, §3.2)      ReLU/tanh → Relu/Tanh (§3.1)
 //   LRN   → LRN: size n, alpha = the paper's α·n (ONNX divides by n, §3.3), bias k, beta; odd n only
 //   pool  → MaxPool 3/2, no ceil mode (§3.4)                             fc → Gemm with transB (W is out×in)
-//   torchvision's adaptive 6×6 average pool → AveragePool whose kernel equals its stride (refused where it does not divide)
+//   torchvision's adaptive 6×6 average pool → AveragePool whose kernel equals its stride (refused where it does not
+// divide)
 // Dropout is an identity at test time and left out. Initialisers are named by state_dict key; the batch axis is
 // dynamic; the model card (Inference/ModelCard.cs) travels in the model's metadata: "alexnet.card" (the card
 // without its mean image), "alexnet.mean" (§2's mean image, base64 float32 C×R×R), and for readers of earlier
@@ -47,12 +48,16 @@ public static class OnnxExport
     public static ModelProto Build(AlexNetModel model, ModelCard card, bool int8 = false)
     {
         Int8Quantization? q = !int8 ? null : card.Int8
-            ?? throw new ArgumentException("the checkpoint is not quantized: run `alexnet quantize` first, then export its output with --precision int8.");
+            ?? throw new ArgumentException(
+            "the checkpoint is not quantized: run `alexnet quantize` first, then export its output with --precision " +
+            "int8.");
         Architecture a = model.Architecture;
         Preprocessing pre = card.Preprocessing;
         if (pre.Crop != a.InputSize)
         {
-            throw new ArgumentException($"the checkpoint's {pre.RecordSize}-px records give {pre.Crop}-px views, but its {a.Variant} net takes {a.InputSize} px; the checkpoint is inconsistent.");
+            throw new ArgumentException(
+                $"the checkpoint's {pre.RecordSize}-px records give {pre.Crop}-px views, but its {a.Variant} net " +
+                $"takes {a.InputSize} px; the checkpoint is inconsistent.");
         }
         var g = new GraphProto { Name = a.Variant };
         Dictionary<string, Tensor> weights = model.state_dict();
@@ -76,7 +81,8 @@ public static class OnnxExport
             }
             return new[] { $"{key}.weight", $"{key}.bias" };
         }
-        string Activation(string after) => Node(a.Activation == Model.Activation.Relu ? "Relu" : "Tanh", after + ".act", new[] { h });
+        string Activation(string after) => Node(a.Activation == Model.Activation.Relu ? "Relu"
+            : "Tanh", after + ".act", new[] { h });
 
         // int8 (QDQ): QuantizeLinear → DequantizeLinear pairs where our engine holds int8 values (each learned
         // layer's input; a ReLU output, with the next layer's scale), s8 per-channel weights and int32 biases behind
@@ -110,13 +116,15 @@ public static class OnnxExport
         {
             ConvLayer c = a.Convs[i];
             h = Node("Conv", c.Name, LayerInputs(c.Name, signedInput: i == 0),
-                Ints("kernel_shape", c.Size, c.Size), Ints("strides", c.Stride, c.Stride), Ints("pads", c.Padding, c.Padding, c.Padding, c.Padding),
+                Ints("kernel_shape", c.Size, c.Size), Ints("strides", c.Stride, c.Stride),
+                Ints("pads", c.Padding, c.Padding, c.Padding, c.Padding),
                 Int("group", c.Groups), Ints("dilations", 1, 1));
             side = Shapes.OutputSize(side, c.Size, c.Stride, c.Padding);
             h = Activation(c.Name);
             if (qdq is not null && c.Lrn && a.Lrn is not null)
             {
-                h = qdq.Pair(h, c.Name + ".act", q!.Range(c.Name + Int8Quantization.OutputSuffix) / 255f, signedInput: false);
+                h = qdq.Pair(h, c.Name + ".act",
+                    q!.Range(c.Name + Int8Quantization.OutputSuffix) / 255f, signedInput: false);
             }
             else if (qdq is not null)
             {
@@ -126,9 +134,12 @@ public static class OnnxExport
             {
                 if (lrn.Size % 2 == 0)
                 {
-                    throw new ArgumentException($"ONNX's LRN centres its window, so it has no even size: this net's n = {lrn.Size} cannot be exported.");
+                    throw new ArgumentException(
+                        $"ONNX's LRN centres its window, so it has no even size: this net's n = {lrn.Size} cannot be " +
+                        "exported.");
                 }
-                AttributeProto[] lrnAttributes = { Int("size", lrn.Size), Float32("alpha", lrn.TorchAlpha), Float32("beta", lrn.Beta), Float32("bias", lrn.K) };
+                AttributeProto[] lrnAttributes = { Int("size", lrn.Size), Float32("alpha", lrn.TorchAlpha),
+                    Float32("beta", lrn.Beta), Float32("bias", lrn.K) };
                 if (lrn.Towers == 1)
                 {
                     h = Node("LRN", c.Name + ".lrn", new[] { h }, lrnAttributes);
@@ -143,13 +154,15 @@ public static class OnnxExport
                     string[] towers = Enumerable.Range(0, lrn.Towers).Select(t => $"{c.Name}.tower{t}").ToArray();
                     split.Output.AddRange(towers);
                     g.Node.Add(split);
-                    string[] normalised = towers.Select(t => Node("LRN", t + ".lrn", new[] { t }, lrnAttributes)).ToArray();
+                    string[] normalised = towers.Select(t => Node("LRN", t + ".lrn",
+                        new[] { t }, lrnAttributes)).ToArray();
                     h = Node("Concat", c.Name + ".lrn", normalised, Int("axis", 1));
                 }
             }
             if (c.Pool)
             {
-                h = Node("MaxPool", c.Name + ".pool", new[] { h }, Ints("kernel_shape", a.PoolWindow, a.PoolWindow), Ints("strides", a.PoolStride, a.PoolStride),
+                h = Node("MaxPool", c.Name + ".pool", new[] { h }, Ints("kernel_shape", a.PoolWindow, a.PoolWindow),
+                    Ints("strides", a.PoolStride, a.PoolStride),
                     Int("ceil_mode", 0));
                 side = Shapes.PooledSize(side, a.PoolWindow, a.PoolStride);
             }
@@ -159,7 +172,10 @@ public static class OnnxExport
             // AdaptiveAvgPool2d(6) is a plain average pool only where 6 divides the map.
             if (side % 6 != 0)
             {
-                throw new ArgumentException($"torchvision's adaptive 6×6 pool over a {side}×{side} map has uneven windows, which ONNX's AveragePool cannot express; export at an input size whose last map is a multiple of 6 (224 px gives 6).");
+                throw new ArgumentException(
+                    $"torchvision's adaptive 6×6 pool over a {side}×{side} map has uneven windows, which ONNX's " +
+                    "AveragePool cannot express; export at an input size whose last map is a multiple of 6 (224 px " +
+                    "gives 6).");
             }
             int k = side / 6;
             h = Node("AveragePool", "avgpool", new[] { h }, Ints("kernel_shape", k, k), Ints("strides", k, k));
@@ -196,7 +212,8 @@ public static class OnnxExport
         Meta(m, VariantKey, a.Variant);
         if (pre.Normalization == InputNormalization.MeanImage && pre.SubtractMean)
         {
-            Meta(m, MeanKey, Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(card.MeanImage.AsSpan())));
+            Meta(m, MeanKey,
+                Convert.ToBase64String(System.Runtime.InteropServices.MemoryMarshal.AsBytes(card.MeanImage.AsSpan())));
         }
         return m;
     }
@@ -221,12 +238,14 @@ public static class OnnxExport
         return (diff.item<float>(), same.item<bool>());
     }
 
-    /// <summary>ONNX's QDQ form of the int8 calibration: the initialisers and Q/DQ nodes, named after the layers.</summary>
+    /// <summary>ONNX's QDQ form of the int8 calibration: the initialisers and Q/DQ nodes, named after the
+    /// layers.</summary>
     private sealed class QuantizeDequantize(GraphProto g, Dictionary<string, Tensor> weights, AlexNetModel model)
     {
         private const int UInt8 = 2, Int8 = 3, Int32 = 6;
 
-        /// <summary>x → QuantizeLinear → DequantizeLinear at one scale (zero point 0; s8 for the image, else u8).</summary>
+        /// <summary>x → QuantizeLinear → DequantizeLinear at one scale (zero point 0; s8 for the image, else
+        /// u8).</summary>
         public string Pair(string x, string name, float scale, bool signedInput)
         {
             g.Initializer.Add(Scalar(name + ".scale", Float, BitConverter.GetBytes(scale)));
@@ -246,7 +265,8 @@ public static class OnnxExport
             Tensor w = weights[$"{key}.weight"], b = weights[$"{key}.bias"];
             float[] scales = Int8Quantization.WeightScales(w);
             using Tensor wf = w.detach().cpu().to(ScalarType.Float32).contiguous().flatten(1);
-            float[] wv = wf.data<float>().ToArray(), bv = b.detach().cpu().to(ScalarType.Float32).data<float>().ToArray();
+            float[] wv = wf.data<float>().ToArray(),
+                bv = b.detach().cpu().to(ScalarType.Float32).data<float>().ToArray();
             int outputs = scales.Length, per = wv.Length / outputs;
             var wq = new byte[wv.Length];
             var bq = new int[outputs];
@@ -255,24 +275,33 @@ public static class OnnxExport
             {
                 for (int i = 0; i < per; i++)
                 {
-                    wq[o * per + i] = (byte)(sbyte)Math.Clamp(Math.Round(wv[o * per + i] / scales[o], MidpointRounding.ToEven), -127, 127);
+                    wq[o * per + i] = (byte)(sbyte)Math.Clamp(Math.Round(wv[o * per + i] / scales[o],
+                        MidpointRounding.ToEven), -127, 127);
                 }
                 biasScales[o] = inputScale * scales[o];
-                bq[o] = (int)Math.Clamp(Math.Round(bv[o] / biasScales[o], MidpointRounding.ToEven), int.MinValue, int.MaxValue);
+                bq[o] = (int)Math.Clamp(Math.Round(bv[o] / biasScales[o],
+                    MidpointRounding.ToEven), int.MinValue, int.MaxValue);
             }
             return new[]
             {
                 Dequantize($"{key}.weight", Int8, wq, w.shape, scales, new byte[outputs]),
-                Dequantize($"{key}.bias", Int32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(bq.AsSpan()).ToArray(), b.shape, biasScales, new byte[outputs * 4]),
+                Dequantize($"{key}.bias", Int32, System.Runtime.InteropServices.MemoryMarshal.AsBytes(bq.AsSpan())
+                    .ToArray(), b.shape, biasScales, new byte[outputs * 4]),
             };
         }
 
         private string Dequantize(string name, int type, byte[] data, long[] shape, float[] scales, byte[] zeros)
         {
-            var t = new TensorProto { Name = name + ".quantized", DataType = type, RawData = ByteString.CopyFrom(data) };
+            var t = new TensorProto
+            {
+                Name = name + ".quantized",
+                DataType = type,
+                RawData = ByteString.CopyFrom(data),
+            };
             t.Dims.AddRange(shape);
             g.Initializer.Add(t);
-            g.Initializer.Add(Vector(name + ".scale", Float, System.Runtime.InteropServices.MemoryMarshal.AsBytes(scales.AsSpan()).ToArray(), scales.Length));
+            g.Initializer.Add(Vector(name + ".scale", Float,
+                System.Runtime.InteropServices.MemoryMarshal.AsBytes(scales.AsSpan()).ToArray(), scales.Length));
             g.Initializer.Add(Vector(name + ".zero", type, zeros, scales.Length));
             var n = new NodeProto { OpType = "DequantizeLinear", Name = name };
             n.Input.AddRange(new[] { name + ".quantized", name + ".scale", name + ".zero" });
@@ -291,7 +320,8 @@ public static class OnnxExport
             return name;
         }
 
-        private static TensorProto Scalar(string name, int type, byte[] data) => new() { Name = name, DataType = type, RawData = ByteString.CopyFrom(data) };
+        private static TensorProto Scalar(string name, int type, byte[] data) =>
+            new() { Name = name, DataType = type, RawData = ByteString.CopyFrom(data) };
 
         private static TensorProto Vector(string name, int type, byte[] data, long length)
         {
@@ -301,7 +331,8 @@ public static class OnnxExport
         }
     }
 
-    private static void Meta(ModelProto m, string key, string value) => m.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+    private static void Meta(ModelProto m, string key, string value) =>
+        m.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
 
     private static TensorProto Initializer(string name, Tensor t)
     {
@@ -319,12 +350,18 @@ public static class OnnxExport
         {
             shape.Dim.Add(new TensorShapeProto.Types.Dimension { DimValue = d });
         }
-        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = Float, Shape = shape } } };
+        return new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = Float, Shape = shape } },
+        };
     }
 
-    private static AttributeProto Int(string name, long v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = v };
+    private static AttributeProto Int(string name, long v) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = v };
 
-    private static AttributeProto Float32(string name, double v) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = (float)v };
+    private static AttributeProto Float32(string name, double v) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = (float)v };
 
     private static AttributeProto Ints(string name, params long[] v)
     {

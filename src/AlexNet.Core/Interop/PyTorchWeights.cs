@@ -26,7 +26,8 @@ namespace AlexNet.Interop;
 /// <param name="Mean">§2's mean image (C×R×R, a store's), for <see cref="InputNormalization.MeanImage"/>.</param>
 /// <param name="ClassNames">Names of the classes in output order (null: ILSVRC-2012's for 1000, else the
 /// indices).</param>
-public sealed record ImportOptions(string Variant, int? RecordSize = null, InputNormalization Normalization = InputNormalization.Imagenet,
+public sealed record ImportOptions(string Variant, int? RecordSize = null,
+    InputNormalization Normalization = InputNormalization.Imagenet,
     float[]? Mean = null, string[]? ClassNames = null, float InputScale = 1f);
 
 public static class PyTorchWeights
@@ -48,22 +49,29 @@ public static class PyTorchWeights
         bool zip = head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4;
         try
         {
-            return zip ? ReadPickle(path) : LooksLikeSafetensors(path, head) ? ReadSafetensors(path) : throw Refuse(path, head);
+            return zip ? ReadPickle(path) : LooksLikeSafetensors(path,
+                head) ? ReadSafetensors(path) : throw Refuse(path, head);
         }
-        catch (Razorvine.Pickle.PickleException e) when (System.Text.RegularExpressions.Regex.Match(e.Message, @"\(for ([\w.]+)\)") is { Success: true } m)
+        catch (Razorvine.Pickle.PickleException e) when (System.Text.RegularExpressions.Regex.Match(e.Message,
+            @"\(for ([\w.]+)\)") is { Success: true } m)
         {
             // The unpickler builds only tensors and containers: anything else is a call the file asks for, not data.
-            throw new InvalidDataException($"{path} is refused: unpickling it would call {m.Groups[1].Value}, and a state_dict holds " +
+            throw new InvalidDataException(
+                $"{path} is refused: unpickling it would call {m.Groups[1].Value}, and a state_dict holds " +
                 "tensors only. Nothing in it was run and nothing was written; do not load it in Python either.", e);
         }
-        catch (InvalidOperationException e) when (zip && e.Message.Contains("no matching element", StringComparison.Ordinal))
+        catch (InvalidOperationException e) when (zip
+            && e.Message.Contains("no matching element", StringComparison.Ordinal))
         {
-            throw new InvalidDataException($"{path}: its archive lacks the data record of a tensor its pickle names (a file cut short or " +
+            throw new InvalidDataException(
+                $"{path}: its archive lacks the data record of a tensor its pickle names (a file cut short or " +
                 "damaged in a copy): take another copy of it. Nothing was written.", e);
         }
         catch (Exception e) when (e is not InvalidDataException and not OutOfMemoryException)
         {
-            throw new InvalidDataException($"{path} could not be read as a PyTorch state_dict ({e.GetType().Name}: {e.Message}); nothing was written.", e);
+            throw new InvalidDataException(
+                $"{path} could not be read as a PyTorch state_dict ({e.GetType().Name}: {e.Message}); nothing was " +
+                "written.", e);
         }
     }
 
@@ -83,8 +91,10 @@ public static class PyTorchWeights
 
     private static InvalidDataException Refuse(string path, byte[] head) => new(head[0] == 0x80
         ? $"{path} is in torch.save's legacy (pre-1.6) format, which is a bare pickle that cannot be read safely. " +
-          "Re-save it in PyTorch ≥ 1.6: `torch.save(torch.load(path), 'new.pth')` (the zip format is the default), or as .safetensors; nothing was written."
-        : $"{path} is neither a torch.save zip file nor a .safetensors file. Pass a state_dict saved with `torch.save(model.state_dict(), path)`; nothing was written.");
+          "Re-save it in PyTorch ≥ 1.6: `torch.save(torch.load(path), 'new.pth')` (the zip format is the default), or " +
+        "as .safetensors; nothing was written."
+        : $"{path} is neither a torch.save zip file nor a .safetensors file. Pass a state_dict saved with " +
+        "`torch.save(model.state_dict(), path)`; nothing was written.");
 
     /// <summary>
     /// torch.save writes each tensor as (storage, offset, shape, stride), and torch.load reads a view into a larger
@@ -105,14 +115,18 @@ public static class PyTorchWeights
                 s.ReadExactly(data);
             }
             long offset = Convert.ToInt64(args[1], System.Globalization.CultureInfo.InvariantCulture);
-            long[] shape = ((object[])args[2]).Select(d => Convert.ToInt64(d, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
-            long[] stride = ((object[])args[3]).Select(d => Convert.ToInt64(d, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            long[] shape = ((object[])args[2]).Select(d => Convert.ToInt64(d,
+                System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            long[] stride = ((object[])args[3]).Select(d => Convert.ToInt64(d,
+                System.Globalization.CultureInfo.InvariantCulture)).ToArray();
             using Tensor one = empty(0, dtype);
             long values = data.Length / one.ElementSize;
             long last = offset + shape.Zip(stride, (n, st) => n > 0 ? (n - 1) * st : 0).Sum();
             if (offset < 0 || stride.Any(st => st < 0) || shape.All(n => n > 0) && last >= values)
             {
-                throw new InvalidDataException($"a tensor of shape [{string.Join("×", shape)}] reads its storage of {values} values at offset {offset} " +
+                throw new InvalidDataException(
+                    $"a tensor of shape [{string.Join("×", shape)}] reads its storage of {values} values at " +
+                    $"offset {offset} " +
                     $"with stride ({string.Join(", ", stride)}), past the storage's end: the file is damaged");
             }
             using Tensor flat = empty(values, dtype);
@@ -126,8 +140,10 @@ public static class PyTorchWeights
 
     /// <summary>A property of PyBridge's storage record, by name (1.4.4: the archive entry and the dtype).</summary>
     private static object Member(object o, string name) =>
-        o.GetType().GetProperty(name, System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)?.GetValue(o)
-        ?? throw new InvalidDataException($"this TorchSharp.PyBridge keeps no storage {name} (not the version this build was made for)");
+        o.GetType().GetProperty(name,
+        System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance)?.GetValue(o)
+        ?? throw new InvalidDataException(
+        $"this TorchSharp.PyBridge keeps no storage {name} (not the version this build was made for)");
 
     static PyTorchWeights()
     {
@@ -146,7 +162,9 @@ public static class PyTorchWeights
         }
         if (loaded is not Hashtable table)
         {
-            throw new InvalidDataException($"{path} holds a {loaded.GetType().Name}, not a state_dict. Save `model.state_dict()`, not the model; nothing was written.");
+            throw new InvalidDataException(
+                $"{path} holds a {loaded.GetType().Name}, not a state_dict. Save `model.state_dict()`, not the " +
+                "model; nothing was written.");
         }
         var result = new Dictionary<string, Tensor>();
         var wrong = new List<string>();
@@ -167,7 +185,8 @@ public static class PyTorchWeights
             {
                 t.Dispose();
             }
-            throw new InvalidDataException($"{path}: not every entry is a tensor: {string.Join(", ", wrong)}. A state_dict holds tensors only; " +
+            throw new InvalidDataException(
+                $"{path}: not every entry is a tensor: {string.Join(", ", wrong)}. A state_dict holds tensors only; " +
                 "this file was refused and nothing in it was run or written.");
         }
         return result;
@@ -202,7 +221,8 @@ public static class PyTorchWeights
         }
         long data = length - 8 - header.Length;
         using var doc = System.Text.Json.JsonDocument.Parse(header);
-        foreach (System.Text.Json.JsonProperty t in doc.RootElement.EnumerateObject().Where(p => p.Name != "__metadata__"))
+        foreach (System.Text.Json.JsonProperty t in doc.RootElement.EnumerateObject()
+            .Where(p => p.Name != "__metadata__"))
         {
             long[] range = t.Value.GetProperty("data_offsets").EnumerateArray().Select(v => v.GetInt64()).ToArray();
             long count = t.Value.GetProperty("shape").EnumerateArray().Aggregate(1L, (n, d) => n * d.GetInt64());
@@ -215,12 +235,16 @@ public static class PyTorchWeights
             };
             if (range.Length != 2 || range[0] < 0 || range[1] < range[0] || range[1] > data)
             {
-                throw new InvalidDataException($"{path}: tensor {t.Name}'s bytes [{string.Join(", ", range)}) lie outside the file's {data} bytes of " +
+                throw new InvalidDataException(
+                    $"{path}: tensor {t.Name}'s bytes [{string.Join(", ", range)}) lie outside the file's {data} " +
+                    "bytes of " +
                     "data (a file cut short or damaged in a copy): take another copy of it. Nothing was written.");
             }
             if (range[1] - range[0] != count * bytes)
             {
-                throw new InvalidDataException($"{path}: tensor {t.Name} has {range[1] - range[0]} bytes for its shape's {count * bytes}: the file is " +
+                throw new InvalidDataException(
+                    $"{path}: tensor {t.Name} has {range[1] - range[0]} bytes for its shape's {count * bytes}: the " +
+                    "file is " +
                     "damaged. Nothing was written.");
             }
         }
@@ -233,7 +257,8 @@ public static class PyTorchWeights
     {
         Dictionary<string, Tensor> ours = model.state_dict();
         string[] missing = ours.Keys.Where(k => !state.ContainsKey(k)).ToArray();
-        string[] unexpected = state.Keys.Where(k => !ours.ContainsKey(k)).OrderBy(k => k, StringComparer.Ordinal).ToArray();
+        string[] unexpected = state.Keys.Where(k => !ours.ContainsKey(k)).OrderBy(k => k,
+            StringComparer.Ordinal).ToArray();
         var problems = new List<string>();
         if (missing.Length > 0)
         {
@@ -249,7 +274,9 @@ public static class PyTorchWeights
             {
                 if (!t.shape.SequenceEqual(target.shape))
                 {
-                    problems.Add($"{key} is [{string.Join("×", t.shape)}], the {model.Architecture.Variant} net's is [{string.Join("×", target.shape)}]");
+                    problems.Add(
+                        $"{key} is [{string.Join("×", t.shape)}], the {model.Architecture.Variant} net's is " +
+                        $"[{string.Join("×", target.shape)}]");
                 }
                 else if (t.dtype != ScalarType.Float32)
                 {
@@ -259,7 +286,8 @@ public static class PyTorchWeights
         }
         if (problems.Count > 0)
         {
-            throw new InvalidDataException($"{source} does not fit the {model.Architecture.Variant} net ({model.Architecture.Classes} classes, " +
+            throw new InvalidDataException(
+                $"{source} does not fit the {model.Architecture.Variant} net ({model.Architecture.Classes} classes, " +
                 $"{model.Architecture.InputChannels} channel(s)): {string.Join("; ", problems)}. Nothing was written.");
         }
         using var _ = no_grad();
@@ -279,15 +307,25 @@ public static class PyTorchWeights
         {
             (int classes, int channels) = ShapeOf(state, path);
             int record = o.RecordSize ?? DefaultRecordSize(o.Variant);
-            var options = new TrainOptions { Model = o.Variant, Normalization = o.Normalization, InputScale = o.InputScale, Epochs = 1 };
+            var options = new TrainOptions
+            {
+                Model = o.Variant,
+                Normalization = o.Normalization,
+                InputScale = o.InputScale,
+                Epochs = 1,
+            };
             AugmentOptions augment = options.Augment(record, record);
             Architecture arch = options.Architecture(classes, channels, augment.Crop);
             float[] mean = o.Normalization == InputNormalization.MeanImage
-                ? o.Mean ?? throw new ArgumentException("§2's mean-image normalisation needs the mean image of the data the net was trained on (import --mean-from STORE).")
+                ? o.Mean ?? throw new ArgumentException(
+                "§2's mean-image normalisation needs the mean image of the data the net was trained on (import " +
+                "--mean-from STORE).")
                 : Array.Empty<float>();
             if (mean.Length != 0 && mean.Length != channels * record * record)
             {
-                throw new ArgumentException($"the mean image has {mean.Length} values; a {channels}×{record}×{record} record needs {channels * record * record} (--record-size).");
+                throw new ArgumentException(
+                    $"the mean image has {mean.Length} values; a {channels}×{record}×{record} record " +
+                    $"needs {channels * record * record} (--record-size).");
             }
             augment.ChannelNorm?.Validate(channels);
             string[] names = o.ClassNames ?? DefaultNames(classes);
@@ -322,14 +360,19 @@ public static class PyTorchWeights
     {
         if (!state.TryGetValue("features.0.weight", out Tensor? conv1) || conv1.dim() != 4)
         {
-            throw new InvalidDataException($"{path} has no 4-d features.0.weight (conv1): not an AlexNet state_dict in torchvision's layout " +
-                $"(its keys: {string.Join(", ", state.Keys.Take(8))}{(state.Count > 8 ? ", …" : "")}). Nothing was written.");
+            throw new InvalidDataException(
+                $"{path} has no 4-d features.0.weight (conv1): not an AlexNet state_dict in torchvision's layout " +
+                $"(its keys: {string.Join(", ", state.Keys.Take(8))}{(state.Count > 8 ? ", …" : "")}). Nothing was " +
+                "written.");
         }
-        string? last = state.Keys.Where(k => k.StartsWith("classifier.", StringComparison.Ordinal) && k.EndsWith(".weight", StringComparison.Ordinal))
+        string? last = state.Keys.Where(k => k.StartsWith("classifier.",
+            StringComparison.Ordinal) && k.EndsWith(".weight", StringComparison.Ordinal))
             .OrderBy(k => int.TryParse(k.Split('.')[1], out int i) ? i : -1).LastOrDefault();
         if (last is null || state[last].dim() != 2)
         {
-            throw new InvalidDataException($"{path} has no classifier.N.weight (fc8): not an AlexNet state_dict in torchvision's layout. Nothing was written.");
+            throw new InvalidDataException(
+                $"{path} has no classifier.N.weight (fc8): not an AlexNet state_dict in torchvision's layout. " +
+                "Nothing was written.");
         }
         return ((int)state[last].shape[0], (int)conv1.shape[1]);
     }
@@ -343,10 +386,12 @@ public static class PyTorchWeights
 
     private static string[] DefaultNames(int classes)
     {
-        if (classes == 1000 && File.Exists(AlexNet.Data.ClassNames.DarknetIds) && File.Exists(AlexNet.Data.ClassNames.OpenCvNames))
+        if (classes == 1000 && File.Exists(AlexNet.Data.ClassNames.DarknetIds)
+            && File.Exists(AlexNet.Data.ClassNames.OpenCvNames))
         {
             return AlexNet.Data.ClassNames.Ilsvrc2012().Select(c => c.Name).ToArray();
         }
-        return Enumerable.Range(0, classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        return Enumerable.Range(0,
+            classes).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
     }
 }

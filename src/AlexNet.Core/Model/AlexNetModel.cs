@@ -57,7 +57,9 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         {
             if (value == Precision.Int8)
             {
-                throw new ArgumentException("int8 runs on the oneDNN engine of a quantized checkpoint (`alexnet quantize`): load it with --precision int8.");
+                throw new ArgumentException(
+                    "int8 runs on the oneDNN engine of a quantized checkpoint (`alexnet quantize`): load it with " +
+                    "--precision int8.");
             }
             LowPrecision.Check(value, Device);
             _precision = value;
@@ -102,9 +104,11 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
             _layers[c.Name] = (true, features.Count);
             var conv = nn.Conv2d(channels, c.Kernels, c.Size, stride: c.Stride, padding: c.Padding, groups: c.Groups);
             nn.Module<Tensor, Tensor> activation = MakeActivation(arch.Activation);
-            LocalResponseNorm? lrn = c.Lrn && arch.Lrn is not null ? new LocalResponseNorm(arch.Lrn, fused: kernels != KernelChoice.Libtorch) : null;
+            LocalResponseNorm? lrn = c.Lrn && arch.Lrn is not null ? new LocalResponseNorm(arch.Lrn,
+                fused: kernels != KernelChoice.Libtorch) : null;
             MaxPool2d? pool = c.Pool ? nn.MaxPool2d(arch.PoolWindow, arch.PoolStride) : null;   // §3.4: z=3, s=2
-            foreach (nn.Module<Tensor, Tensor>? m in new nn.Module<Tensor, Tensor>?[] { conv, activation, lrn, pool })   // §3.3's LRN after the ReLU
+            // §3.3's LRN after the ReLU
+            foreach (nn.Module<Tensor, Tensor>? m in new nn.Module<Tensor, Tensor>?[] { conv, activation, lrn, pool })
             {
                 if (m is not null)
                 {
@@ -151,7 +155,8 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         Initialize(seed);
     }
 
-    private static (string, nn.Module<Tensor, Tensor>) Next(List<(string, nn.Module<Tensor, Tensor>)> list, nn.Module<Tensor, Tensor> m) =>
+    private static (string, nn.Module<Tensor, Tensor>) Next(List<(string, nn.Module<Tensor, Tensor>)> list,
+        nn.Module<Tensor, Tensor> m) =>
         (list.Count.ToString(System.Globalization.CultureInfo.InvariantCulture), m);
 
     private static nn.Module<Tensor, Tensor> MakeActivation(Activation a) => a switch
@@ -170,7 +175,8 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     {
         if (!_layers.TryGetValue(name, out var at))
         {
-            throw new ArgumentException($"{Architecture.Variant} has no layer '{name}'. Layers: {string.Join(", ", LayerNames)}.");
+            throw new ArgumentException(
+                $"{Architecture.Variant} has no layer '{name}'. Layers: {string.Join(", ", LayerNames)}.");
         }
         return (at.InFeatures ? _features : _classifier)[at.Index];
     }
@@ -224,7 +230,8 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// <summary>x: N×C×H×W images → N×classes logits (softmax is applied by the loss and at evaluation).</summary>
     public override Tensor forward(Tensor x)
     {
-        if (Engine is not null && !training && !torch.is_grad_enabled() && x.device_type == DeviceType.CPU && x.dim() == 4)
+        if (Engine is not null && !training && !torch.is_grad_enabled()
+            && x.device_type == DeviceType.CPU && x.dim() == 4)
         {
             return Engine.Forward(x);
         }
@@ -256,10 +263,12 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// One of §3.5's convolutional layers: its convolution, ReLU (§3.1), §3.3's LRN where it has one and §3.4's
     /// max-pool where it has one: the modules of `features` (their order is the state_dict's).
     /// </summary>
-    private sealed record ConvStage(string Name, Conv2d Conv, nn.Module<Tensor, Tensor> Activation, LocalResponseNorm? Lrn, MaxPool2d? Pool);
+    private sealed record ConvStage(string Name, Conv2d Conv, nn.Module<Tensor, Tensor> Activation,
+        LocalResponseNorm? Lrn, MaxPool2d? Pool);
 
     /// <summary>fc6, fc7 (ReLU, §4.2's dropout after, or before in torchvision's layout) or fc8 (the logits).</summary>
-    private sealed record FcStage(string Name, Linear Fc, nn.Module<Tensor, Tensor>? Activation, Dropout? Dropout, bool DropoutFirst);
+    private sealed record FcStage(string Name, Linear Fc, nn.Module<Tensor, Tensor>? Activation,
+        Dropout? Dropout, bool DropoutFirst);
 
     /// <summary>
     /// A convolutional layer on h; <paramref name="activationOnly"/> stops after the ReLU (§6.1's features). With our
@@ -274,14 +283,16 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         }
         if (Kernels == KernelChoice.Fused && s.Activation is ReLU && s.Pool is not null && FusedStage.Supports(h))
         {
-            return FusedStage.Apply(h, s.Lrn?.Params, Architecture.PoolWindow, Architecture.PoolStride);   // no LRN: owt, §3.3's ablation
+            // no LRN: owt, §3.3's ablation
+            return FusedStage.Apply(h, s.Lrn?.Params, Architecture.PoolWindow, Architecture.PoolStride);
         }
         h = Call(s.Activation, h);
         h = s.Lrn is null ? h : Call(s.Lrn, h);
         return s.Pool is null ? h : Call(s.Pool, h);
     }
 
-    /// <summary>A fully connected layer on h; <paramref name="activationOnly"/> leaves out the dropout after it.</summary>
+    /// <summary>A fully connected layer on h; <paramref name="activationOnly"/> leaves out the dropout after
+    /// it.</summary>
     private Tensor Forward(FcStage s, Tensor h, bool activationOnly = false)
     {
         h = s.DropoutFirst && s.Dropout is not null ? Call(s.Dropout, h) : h;
@@ -293,21 +304,27 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// <summary>
     /// One module of the net (from <see cref="Pipeline"/>), its conv or FC product in <see cref="Precision"/>.
     /// </summary>
-    public Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h) => Call(module, h, Kernels, Precision, training, Architecture.Dropout);
+    public Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h) =>
+        Call(module, h, Kernels, Precision, training, Architecture.Dropout);
 
     /// <summary>
     /// One module on <paramref name="h"/> with the code <paramref name="kernels"/> and <paramref name="precision"/>
     /// pick (also each tower's, Towers.cs).
     /// </summary>
-    internal static Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h, KernelChoice kernels, Precision precision, bool training, double dropout) =>
+    internal static Tensor Call(nn.IModule<Tensor, Tensor> module, Tensor h, KernelChoice kernels, Precision precision,
+        bool training, double dropout) =>
         (precision, module) switch
         {
             (Precision.Bf16, Conv2d conv) => LowPrecision.Conv(h, conv),
             (Precision.Bf16, Linear fc) => LowPrecision.Linear(h, fc),
-            (Precision.Fp32, Linear fc) when kernels == KernelChoice.Fused && FullyConnected.Supports(h, fc) => FullyConnected.Apply(h, fc),
-            (Precision.Fp32, Conv2d conv) when kernels == KernelChoice.Fused && training && OneDnnConv.Supports(h, conv) => OneDnnConv.Apply(h, conv),   // opt-in
-            (Precision.Fp32, Conv2d conv) when kernels == KernelChoice.Fused && GrayscaleConv1.Supports(h, conv) => GrayscaleConv1.Apply(h, conv),
-            (_, Dropout) when kernels == KernelChoice.Fused && training && dropout > 0 && DropoutMask.Supports(h) => DropoutMask.Apply(h, dropout),
+            (Precision.Fp32, Linear fc) when kernels == KernelChoice.Fused && FullyConnected.Supports(h,
+                fc) => FullyConnected.Apply(h, fc),
+            (Precision.Fp32, Conv2d conv) when kernels == KernelChoice.Fused && training && OneDnnConv.Supports(h,
+                conv) => OneDnnConv.Apply(h, conv),   // opt-in
+            (Precision.Fp32, Conv2d conv) when kernels == KernelChoice.Fused && GrayscaleConv1.Supports(h,
+                conv) => GrayscaleConv1.Apply(h, conv),
+            (_, Dropout) when kernels == KernelChoice.Fused && training && dropout > 0
+                && DropoutMask.Supports(h) => DropoutMask.Apply(h, dropout),
             _ => module.call(h),
         };
 
@@ -319,12 +336,14 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         var names = _layers.ToDictionary(kv => kv.Value, kv => kv.Key);
         for (int i = 0; i < _features.Count; i++)
         {
-            yield return (names.TryGetValue((true, i), out string? n) ? n : $"  {_features[i].GetType().Name.ToLowerInvariant()}", _features[i], false);
+            yield return (names.TryGetValue((true, i),
+                out string? n) ? n : $"  {_features[i].GetType().Name.ToLowerInvariant()}", _features[i], false);
         }
         yield return ("  avgpool+flatten", _avgpool, true);
         for (int i = 0; i < _classifier.Count; i++)
         {
-            yield return (names.TryGetValue((false, i), out string? n) ? n : $"  {_classifier[i].GetType().Name.ToLowerInvariant()}", _classifier[i], false);
+            yield return (names.TryGetValue((false, i),
+                out string? n) ? n : $"  {_classifier[i].GetType().Name.ToLowerInvariant()}", _classifier[i], false);
         }
     }
 

@@ -64,7 +64,9 @@ public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 
     public double TorchAlpha => SumScale * Size;
 
     /// <summary>For messages: which sum, over which maps.</summary>
-    public string Describe() => $"n = {Size}, k = {K}, β = {Beta}, {(Convention == LrnConvention.Code ? $"(α/n)·Σa² with α = {Alpha} (the authors' code)" : $"α·Σa² with α = {Alpha} (as printed)")}" +
+    public string Describe() =>
+        $"n = {Size}, k = {K}, β " +
+        $"= {Beta}, {(Convention == LrnConvention.Code ? $"(α/n)·Σa² with α = {Alpha} (the authors' code)" : $"α·Σa² with α = {Alpha} (as printed)")}" +
         (Towers > 1 ? $", within each of {Towers} towers' maps" : ", across all maps");
 
     /// <summary>
@@ -74,7 +76,9 @@ public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 
     {
         if (Size < 1 || K < 0 || Alpha < 0 || Beta < 0 || Towers < 1)
         {
-            throw new ArgumentException($"LRN needs n ≥ 1, k ≥ 0, α ≥ 0, β ≥ 0 and at least one tower; got n={Size}, k={K}, α={Alpha}, β={Beta}, towers={Towers}.");
+            throw new ArgumentException(
+                $"LRN needs n ≥ 1, k ≥ 0, α ≥ 0, β ≥ 0 and at least one tower; got n={Size}, k={K}, α={Alpha}, " +
+                $"β={Beta}, towers={Towers}.");
         }
     }
 }
@@ -82,7 +86,8 @@ public sealed record LrnParams(int Size = 5, double Alpha = 1e-4, double Beta = 
 /// <summary>One convolutional stage of Figure 2: conv → activation → optional LRN → optional max-pool.</summary>
 /// <param name="Groups">2 = the two towers of §3.2 (each half reads only the maps on its own GPU).</param>
 /// <param name="BiasOne">§5: this layer's bias starts at 1 under <see cref="InitScheme.Paper"/>.</param>
-public sealed record ConvLayer(string Name, int Kernels, int Size, int Stride, int Padding, int Groups, bool Lrn, bool Pool, bool BiasOne);
+public sealed record ConvLayer(string Name, int Kernels, int Size, int Stride, int Padding, int Groups,
+    bool Lrn, bool Pool, bool BiasOne);
 
 /// <summary>A hidden fully connected layer (fc6, fc7): linear → activation → dropout (§4.2).</summary>
 public sealed record FcLayer(string Name, int Units, bool BiasOne);
@@ -117,7 +122,8 @@ public sealed record Architecture(
             ConvLayer c = Convs[i];
             if (channels % c.Groups != 0 || c.Kernels % c.Groups != 0)
             {
-                throw new ArgumentException($"{c.Name}: {channels} input maps and {c.Kernels} kernels cannot be split into {c.Groups} towers.");
+                throw new ArgumentException(
+                    $"{c.Name}: {channels} input maps and {c.Kernels} kernels cannot be split into {c.Groups} towers.");
             }
             if (c.Lrn && Lrn is not null && c.Kernels % Lrn.Towers != 0)
             {
@@ -130,7 +136,8 @@ public sealed record Architecture(
             }
             if (size < 1)
             {
-                throw new ArgumentException($"Input {InputSize}×{InputSize} is too small for {Variant}: {c.Name}'s output would be empty.");
+                throw new ArgumentException(
+                    $"Input {InputSize}×{InputSize} is too small for {Variant}: {c.Name}'s output would be empty.");
             }
             channels = c.Kernels;
             result[i] = (size, channels);
@@ -154,7 +161,8 @@ public sealed record Architecture(
     {
         if (InputChannels < 1 || Classes < 2 || InputSize < 1)
         {
-            throw new ArgumentException($"{Variant}: need at least 1 input channel, 2 classes and a positive input size.");
+            throw new ArgumentException(
+                $"{Variant}: need at least 1 input channel, 2 classes and a positive input size.");
         }
         if (Dropout is < 0 or >= 1)
         {

@@ -29,12 +29,14 @@ public static class GrayscaleConv1
     /// everywhere).
     /// </summary>
     internal static bool Applies(Tensor x, Conv2d conv) =>
-        torch.is_grad_enabled() && !x.requires_grad && conv.weight!.requires_grad && Planes.Supports(x) && x.shape[1] == 1
+        torch.is_grad_enabled() && !x.requires_grad && conv.weight!.requires_grad
+        && Planes.Supports(x) && x.shape[1] == 1
         && conv.groups == 1 && conv.dilation.All(d => d == 1) && conv.padding is not null && conv.bias is not null
         && Planes.IsCpuFloat32(conv.weight!);
 
     /// <summary>y = conv(x, W) + b by libtorch, with the backward above.</summary>
-    public static Tensor Apply(Tensor x, Conv2d conv) => Conv1Function.apply(x, conv.weight!, conv.bias!, new ConvArgs(conv.stride, conv.padding!));
+    public static Tensor Apply(Tensor x, Conv2d conv) =>
+        Conv1Function.apply(x, conv.weight!, conv.bias!, new ConvArgs(conv.stride, conv.padding!));
 
     private sealed record ConvArgs(long[] Stride, long[] Padding);
 
@@ -59,8 +61,10 @@ public static class GrayscaleConv1
             Tensor gw, gb;
             using (var scope = NewDisposeScope())
             {
-                Tensor full = nn.functional.conv2d(x.transpose(0, 1), gradOutput.transpose(0, 1), padding: args.Padding, dilation: args.Stride);
-                gw = full.narrow(2, 0, w.shape[2]).narrow(3, 0, w.shape[3]).transpose(0, 1).contiguous().MoveToOuterDisposeScope();
+                Tensor full = nn.functional.conv2d(x.transpose(0, 1), gradOutput.transpose(0, 1),
+                    padding: args.Padding, dilation: args.Stride);
+                gw = full.narrow(2, 0, w.shape[2]).narrow(3, 0, w.shape[3]).transpose(0,
+                    1).contiguous().MoveToOuterDisposeScope();
                 gb = gradOutput.sum(new long[] { 0, 2, 3 }).MoveToOuterDisposeScope();
             }
             foreach (Tensor t in saved)

@@ -12,7 +12,8 @@ public static class Initialization
 {
     public const double PaperStd = 0.01;
 
-    /// <summary>The centred 0–255 values × 1/80 (≈ 1/σ of the pixels): the input a fan-in-scaled init expects.</summary>
+    /// <summary>The centred 0–255 values × 1/80 (≈ 1/σ of the pixels): the input a fan-in-scaled init
+    /// expects.</summary>
     public const float FanInInputScale = 0.0125f;
 
     /// <summary>
@@ -25,7 +26,8 @@ public static class Initialization
     /// <summary> Initialises one learned layer. <paramref name="biasOne"/> marks conv2/4/5, fc6, fc7; <paramref
     /// name="output"/> marks fc8, whose outputs go to the softmax rather than through a ReLU.
     /// </summary>
-    public static void Apply(Tensor weight, Tensor bias, bool biasOne, InitScheme scheme, Generator generator, bool output = false)
+    public static void Apply(Tensor weight, Tensor bias, bool biasOne, InitScheme scheme,
+        Generator generator, bool output = false)
     {
         using var _ = no_grad();
         switch (scheme)

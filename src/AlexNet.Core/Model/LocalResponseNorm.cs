@@ -59,7 +59,8 @@ public sealed class LocalResponseNorm : nn.Module<Tensor, Tensor>
             return nn.functional.local_response_norm(input, p.Size, p.TorchAlpha, p.Beta, p.K);
         }
         using var scope = NewDisposeScope();
-        Tensor[] towers = input.chunk(p.Towers, 1).Select(t => nn.functional.local_response_norm(t, p.Size, p.TorchAlpha, p.Beta, p.K)).ToArray();
+        Tensor[] towers = input.chunk(p.Towers,
+            1).Select(t => nn.functional.local_response_norm(t, p.Size, p.TorchAlpha, p.Beta, p.K)).ToArray();
         return cat(towers, 1).MoveToOuterDisposeScope();
     }
 

@@ -43,20 +43,27 @@ public static class LowPrecision
     /// <summary>
     /// oneDNN runs its avx512_core kernels on this CPU: AVX-512 F, BW, VL and DQ, and no ONEDNN_MAX_CPU_ISA below them.
     /// </summary>
-    internal static readonly bool OneDnnAvx512 = Avx512F.IsSupported && Avx512BW.IsSupported && Avx512DQ.IsSupported && Avx512F.VL.IsSupported
-        && !IsaCappedBelowAvx512(Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA") ?? Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA"));
+    internal static readonly bool OneDnnAvx512 = Avx512F.IsSupported && Avx512BW.IsSupported
+        && Avx512DQ.IsSupported && Avx512F.VL.IsSupported
+        && !IsaCappedBelowAvx512(Environment.GetEnvironmentVariable("ONEDNN_MAX_CPU_ISA")
+        ?? Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA"));
 
     private static bool IsaCappedBelowAvx512(string? cap) => cap is not null
-        && !(cap.StartsWith("AVX512", StringComparison.OrdinalIgnoreCase) || cap.StartsWith("AVX10", StringComparison.OrdinalIgnoreCase)
-            || cap.StartsWith("AMX", StringComparison.OrdinalIgnoreCase) || cap.Equals("ALL", StringComparison.OrdinalIgnoreCase));
+        && !(cap.StartsWith("AVX512", StringComparison.OrdinalIgnoreCase) || cap.StartsWith("AVX10",
+        StringComparison.OrdinalIgnoreCase)
+            || cap.StartsWith("AMX", StringComparison.OrdinalIgnoreCase) || cap.Equals("ALL",
+        StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Refuses bf16 where it would crawl (see <see cref="Fast"/>), with what to do instead.</summary>
     public static void Check(Precision precision, Device device)
     {
         if (precision == Precision.Bf16 && !Fast(device))
         {
-            throw new ArgumentException("--precision bf16 needs a CPU with AVX-512 (lscpu: avx512f avx512bw avx512vl avx512dq; avx512_bf16 makes it fast): "
-                + "on this one libtorch has no oneDNN bfloat16 kernels and its fallback runs ~50× slower than float32. Use --precision fp32.");
+            throw new ArgumentException(
+                "--precision bf16 needs a CPU with AVX-512 (lscpu: avx512f avx512bw avx512vl avx512dq; avx512_bf16 " +
+                "makes it fast): "
+                + "on this one libtorch has no oneDNN bfloat16 kernels and its fallback runs ~50× slower than " +
+                "float32. Use --precision fp32.");
         }
     }
 
@@ -66,7 +73,8 @@ public static class LowPrecision
         "fp32" or "float32" => Precision.Fp32,
         "bf16" or "bfloat16" => Precision.Bf16,
         "int8" => Precision.Int8,
-        _ => throw new ArgumentException($"--precision takes fp32, bf16 or int8 (inference of a quantized checkpoint), got '{name}'."),
+        _ => throw new ArgumentException(
+            $"--precision takes fp32, bf16 or int8 (inference of a quantized checkpoint), got '{name}'."),
     };
 
     /// <summary>
@@ -76,7 +84,8 @@ public static class LowPrecision
     public static Tensor Conv(Tensor x, Conv2d conv)
     {
         using var scope = NewDisposeScope();
-        Tensor y = nn.functional.conv2d(x.to(ScalarType.BFloat16), conv.weight!.to(ScalarType.BFloat16), conv.bias!.to(ScalarType.BFloat16),
+        Tensor y = nn.functional.conv2d(x.to(ScalarType.BFloat16), conv.weight!.to(ScalarType.BFloat16),
+            conv.bias!.to(ScalarType.BFloat16),
             strides: conv.stride, padding: conv.padding, dilation: conv.dilation, groups: conv.groups);
         return y.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
@@ -85,7 +94,8 @@ public static class LowPrecision
     public static Tensor Linear(Tensor x, Linear fc)
     {
         using var scope = NewDisposeScope();
-        Tensor y = nn.functional.linear(x.to(ScalarType.BFloat16), fc.weight!.to(ScalarType.BFloat16), fc.bias!.to(ScalarType.BFloat16));
+        Tensor y = nn.functional.linear(x.to(ScalarType.BFloat16), fc.weight!.to(ScalarType.BFloat16),
+            fc.bias!.to(ScalarType.BFloat16));
         return y.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 }

@@ -34,9 +34,11 @@ public enum CalibrationMethod
 /// <param name="Images">Calibration images (centre views of training records).</param>
 /// <param name="InputRanges">Layer name → the largest |x| represented at its input, beyond which values saturate;
 /// and conv1.out, conv2.out: the ReLU outputs that §3.3's LRN reads.</param>
-public sealed record Int8Quantization(CalibrationMethod Method, double Percentile, int Images, Dictionary<string, float> InputRanges)
+public sealed record Int8Quantization(CalibrationMethod Method, double Percentile, int Images,
+    Dictionary<string, float> InputRanges)
 {
-    /// <summary>conv1's input is the signed, centred image (s8); every later learned layer reads a ReLU's output (u8).</summary>
+    /// <summary>conv1's input is the signed, centred image (s8); every later learned layer reads a ReLU's output
+    /// (u8).</summary>
     public float InputScale(string layer, bool signedInput) => Range(layer) / (signedInput ? 127f : 255f);
 
     /// <summary>
@@ -46,7 +48,8 @@ public sealed record Int8Quantization(CalibrationMethod Method, double Percentil
     public const string OutputSuffix = ".out";
 
     public float Range(string layer) => InputRanges.TryGetValue(layer, out float r) && r > 0 && float.IsFinite(r) ? r
-        : throw new ArgumentException($"the int8 calibration has no range for {layer}: quantize the checkpoint again (`alexnet quantize`).");
+        : throw new ArgumentException(
+        $"the int8 calibration has no range for {layer}: quantize the checkpoint again (`alexnet quantize`).");
 
     /// <summary>Per output channel: max |w| / 127 (1 for an all-zero channel).</summary>
     public static float[] WeightScales(Tensor weight)
@@ -59,7 +62,8 @@ public sealed record Int8Quantization(CalibrationMethod Method, double Percentil
     /// <summary>
     /// Calibrates: runs the float32 net on <paramref name="batches"/> and records |x| at each learned layer's input.
     /// </summary>
-    public static Int8Quantization Calibrate(AlexNetModel model, IEnumerable<Tensor> batches, CalibrationMethod method, double percentile = 99.99, int samplesPerLayer = 1 << 21, int seed = 0)
+    public static Int8Quantization Calibrate(AlexNetModel model, IEnumerable<Tensor> batches, CalibrationMethod method,
+        double percentile = 99.99, int samplesPerLayer = 1 << 21, int seed = 0)
     {
         if (method == CalibrationMethod.Percentile && percentile is <= 50 or > 100)
         {
@@ -100,7 +104,8 @@ public sealed record Int8Quantization(CalibrationMethod Method, double Percentil
                 }
                 else if (module is LocalResponseNorm)
                 {
-                    Sample(last + OutputSuffix, h);   // the ReLU's output §3.3 normalises: where ONNX's QDQ form requantizes
+                    // the ReLU's output §3.3 normalises: where ONNX's QDQ form requantizes
+                    Sample(last + OutputSuffix, h);
                 }
                 h = model.Call(module, h);
             }

@@ -5,7 +5,8 @@ using System.Linq;
 
 namespace AlexNet.Model;
 
-public sealed record SummaryRow(string Layer, string Operation, int Channels, int Height, int Width, long Parameters, long MultiplyAdds)
+public sealed record SummaryRow(string Layer, string Operation, int Channels, int Height, int Width,
+    long Parameters, long MultiplyAdds)
 {
     public string Shape => Height == 1 && Width == 1 ? $"{Channels}" : $"{Height}×{Width}×{Channels}";
 }
@@ -30,12 +31,14 @@ public sealed record ModelSummary(Architecture Architecture, IReadOnlyList<Summa
             string op = $"conv {c.Size}×{c.Size}/{c.Stride}" + (c.Padding > 0 ? $" pad {c.Padding}" : "")
                 + (c.Groups > 1 ? $", {c.Groups} towers" : "") + $", {arch.Activation.ToString().ToLowerInvariant()}"
                 + (c.Lrn && arch.Lrn is not null ? ", LRN" : "");
-            rows.Add(new SummaryRow(c.Name, op, c.Kernels, outSize, outSize, weights + c.Kernels, weights * outSize * outSize));
+            rows.Add(new SummaryRow(c.Name, op, c.Kernels, outSize, outSize, weights + c.Kernels,
+                weights * outSize * outSize));
             size = outSize;
             if (c.Pool)
             {
                 size = Shapes.PooledSize(size, arch.PoolWindow, arch.PoolStride);
-                rows.Add(new SummaryRow($"pool{c.Name[^1]}", $"max-pool {arch.PoolWindow}/{arch.PoolStride}", c.Kernels, size, size, 0, 0));
+                rows.Add(new SummaryRow($"pool{c.Name[^1]}", $"max-pool {arch.PoolWindow}/{arch.PoolStride}",
+                    c.Kernels, size, size, 0, 0));
             }
             channels = c.Kernels;
         }
@@ -47,11 +50,13 @@ public sealed record ModelSummary(Architecture Architecture, IReadOnlyList<Summa
         long width = (long)channels * size * size;
         foreach (FcLayer f in arch.Hidden)
         {
-            rows.Add(new SummaryRow(f.Name, $"fully connected, {arch.Activation.ToString().ToLowerInvariant()}, dropout {arch.Dropout}",
+            rows.Add(new SummaryRow(f.Name,
+                $"fully connected, {arch.Activation.ToString().ToLowerInvariant()}, dropout {arch.Dropout}",
                 f.Units, 1, 1, width * f.Units + f.Units, width * f.Units));
             width = f.Units;
         }
-        rows.Add(new SummaryRow("fc8", "fully connected → softmax", arch.Classes, 1, 1, width * arch.Classes + arch.Classes, width * arch.Classes));
+        rows.Add(new SummaryRow("fc8", "fully connected → softmax", arch.Classes, 1, 1,
+            width * arch.Classes + arch.Classes, width * arch.Classes));
         return new ModelSummary(arch, rows);
     }
 }

@@ -22,9 +22,11 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     private readonly Device[] _devices;
     private readonly Conv2d[][] _convs;     // [tower][layer]
     private readonly Linear[][] _fcs;       // [tower][fc6, fc7, fc8]
-    private readonly int[][] _rows;         // [layer][tower]: the first row (kernel, neuron) of each tower in the grouped layer, and the end
+    // [layer][tower]: the first row (kernel, neuron) of each tower in the grouped layer, and the end
+    private readonly int[][] _rows;
     private readonly LrnParams? _lrn;       // one tower's LRN: its own maps only
-    private readonly Dropout _dropout;      // §4.2 on fc6's and fc7's halves, as the grouped net's (AlexNetModel.Call picks the code)
+    // §4.2 on fc6's and fc7's halves, as the grouped net's (AlexNetModel.Call picks the code)
+    private readonly Dropout _dropout;
 
     public Architecture Architecture { get; }
 
@@ -111,7 +113,8 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     /// </summary>
     public static void Check(Architecture a, string devices) => Check(a, Resolve(devices).Length);
 
-    private static Device[] Resolve(string devices) => devices.Split(',').Select(d => Compute.ResolveDevice(d.Trim())).ToArray();
+    private static Device[] Resolve(string devices) =>
+        devices.Split(',').Select(d => Compute.ResolveDevice(d.Trim())).ToArray();
 
     private int Size(int layer, int tower) => _rows[layer][tower + 1] - _rows[layer][tower];
 
@@ -124,12 +127,16 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     {
         if (devices != Count)
         {
-            throw new ArgumentException($"--towers takes {Count} devices (§3.2's two GPUs), e.g. cpu,cpu or cuda:0,cuda:1; got {devices}.");
+            throw new ArgumentException(
+                $"--towers takes {Count} devices (§3.2's two GPUs), e.g. cpu,cpu or cuda:0,cuda:1; got {devices}.");
         }
-        if (a.TorchvisionLayout || !a.Convs.Any(c => c.Groups == Count) || a.Convs.Any(c => c.Groups is not (1 or Count))
+        if (a.TorchvisionLayout || !a.Convs.Any(c => c.Groups == Count)
+            || a.Convs.Any(c => c.Groups is not (1 or Count))
             || (a.Lrn is not null && a.Lrn.Towers != Count))
         {
-            throw new ArgumentException($"{a.Variant} has no two towers to place: --towers takes paper or small (the nets of §3.2's Figure 2).");
+            throw new ArgumentException(
+                $"{a.Variant} has no two towers to place: --towers takes paper or small (the nets of §3.2's Figure " +
+                "2).");
         }
     }
 
@@ -145,7 +152,8 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
             (Tensor w, Tensor b) = grouped.LayerParameters(layers[i]);
             for (int t = 0; t < Count; t++)
             {
-                (Tensor tw, Tensor tb) = i < _convs[t].Length ? (_convs[t][i].weight!, _convs[t][i].bias!) : (_fcs[t][i - _convs[t].Length].weight!, _fcs[t][i - _convs[t].Length].bias!);
+                (Tensor tw, Tensor tb) = i < _convs[t].Length ? (_convs[t][i].weight!,
+                    _convs[t][i].bias!) : (_fcs[t][i - _convs[t].Length].weight!, _fcs[t][i - _convs[t].Length].bias!);
                 yield return (w, tw, _rows[i][t], _rows[i][t + 1]);
                 yield return (b, tb, _rows[i][t], _rows[i][t + 1]);
             }
@@ -192,7 +200,8 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
     /// layout (its parameters() order), on the CPU: what a checkpoint holds.
     /// </summary>
     public Tensor[] Join(AlexNetModel grouped, IReadOnlyList<Tensor> mine) =>
-        ParameterMap(grouped).Select(m => cat(m.Towers.Select(i => mine[i].cpu()).ToArray(), 0).DetachFromDisposeScope()).ToArray();
+        ParameterMap(grouped).Select(m => cat(m.Towers.Select(i => mine[i].cpu()).ToArray(),
+        0).DetachFromDisposeScope()).ToArray();
 
     /// <summary>
     /// The inverse of <see cref="Join"/>: each tower's rows of the grouped tensors copied into its own.
@@ -259,7 +268,8 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
         ConvLayer c = a.Convs[layer];
         Tensor h = AlexNetModel.Call(_convs[t][layer], input, Kernels, Precision, training, a.Dropout);
         LrnParams? lrn = c.Lrn ? _lrn : null;
-        bool fused = Kernels == KernelChoice.Fused && a.Activation == Activation.Relu && c.Pool && FusedStage.Supports(h);
+        bool fused = Kernels == KernelChoice.Fused && a.Activation == Activation.Relu
+            && c.Pool && FusedStage.Supports(h);
         if (fused)
         {
             return FusedStage.Apply(h, lrn, a.PoolWindow, a.PoolStride);   // ReLU → LRN → pool, or ReLU → pool
@@ -269,7 +279,8 @@ public sealed class TowerNet : nn.Module<Tensor, Tensor>
         {
             h = LocalResponseNorm.Apply(h, lrn, fused: Kernels != KernelChoice.Libtorch);
         }
-        return c.Pool ? nn.functional.max_pool2d(h, new long[] { a.PoolWindow, a.PoolWindow }, new long[] { a.PoolStride, a.PoolStride }) : h;
+        return c.Pool ? nn.functional.max_pool2d(h, new long[] { a.PoolWindow, a.PoolWindow },
+            new long[] { a.PoolStride, a.PoolStride }) : h;
     }
 
     /// <summary>One tower's half of fc6 or fc7 (→ activation → §4.2 dropout), or of fc8.</summary>

@@ -21,9 +21,12 @@ public static class Variants
         (Paper, "§3.5: the two-tower net of Figure 2 (conv2/4/5 grouped), 224×224 input, 60,965,224 parameters."),
         (Paper1Gpu, "§3.2's one-GPU baseline: half the kernels in conv1–conv4, conv5 and the FC layers full size."),
         (Owt, "\"One weird trick\" (arXiv 1404.5997): single tower 64-192-384-256-256, torchvision's `alexnet`."),
-        (Small, "The paper's 8-layer design scaled for 28–32 px images (Fashion-MNIST, CIFAR-10): the quick start's net."),
-        (Small1Gpu, "`small` as §3.2's one-GPU baseline: half the kernels in conv1–conv4, no towers (the `towers` ablation)."),
-        (Figure1, "§3.1 Figure 1's four-layer CNN (cuda-convnet's layers-80sec: conv 32-32-64 5×5, 3/2 pools, one FC): relu-vs-tanh."),
+        (Small, "The paper's 8-layer design scaled for 28–32 px images (Fashion-MNIST, CIFAR-10): the quick start's " +
+            "net."),
+        (Small1Gpu, "`small` as §3.2's one-GPU baseline: half the kernels in conv1–conv4, no towers (the `towers` " +
+            "ablation)."),
+        (Figure1, "§3.1 Figure 1's four-layer CNN (cuda-convnet's layers-80sec: conv 32-32-64 5×5, 3/2 pools, one " +
+            "FC): relu-vs-tanh."),
     };
 
     public static Architecture Get(string name, int classes = 1000, int inputChannels = 3, int? inputSize = null)
@@ -36,7 +39,8 @@ public static class Variants
             Small => SmallNet(classes, inputChannels, inputSize ?? 28),
             Small1Gpu => SmallOneGpu(classes, inputChannels, inputSize ?? 28),
             Figure1 => FourLayer(classes, inputChannels, inputSize ?? 32),
-            _ => throw new ArgumentException($"Unknown model '{name}'. Known: {string.Join(", ", All.Select(v => v.Name))}."),
+            _ => throw new ArgumentException(
+                $"Unknown model '{name}'. Known: {string.Join(", ", All.Select(v => v.Name))}."),
         };
         arch.Validate();
         return arch;
@@ -61,17 +65,18 @@ public static class Variants
     /// <summary>
     /// §3.2: "a net with half as many kernels in each convolutional layer trained on one GPU" (conv5 and FC full).
     /// </summary>
-    private static Architecture PaperOneGpu(int classes, int channels, int size) => PaperNet(classes, channels, size) with
-    {
-        Variant = Paper1Gpu,
-        Lrn = new LrnParams(),
-        Convs = ImmutableArray.Create(
+    private static Architecture PaperOneGpu(int classes, int channels,
+        int size) => PaperNet(classes, channels, size) with
+        {
+            Variant = Paper1Gpu,
+            Lrn = new LrnParams(),
+            Convs = ImmutableArray.Create(
             new ConvLayer("conv1", 48, 11, 4, 2, 1, Lrn: true, Pool: true, BiasOne: false),
             new ConvLayer("conv2", 128, 5, 1, 2, 1, Lrn: true, Pool: true, BiasOne: true),
             new ConvLayer("conv3", 192, 3, 1, 1, 1, Lrn: false, Pool: false, BiasOne: false),
             new ConvLayer("conv4", 192, 3, 1, 1, 1, Lrn: false, Pool: false, BiasOne: true),
             new ConvLayer("conv5", 256, 3, 1, 1, 1, Lrn: false, Pool: true, BiasOne: true)),
-    };
+        };
 
     /// <summary>
     /// Krizhevsky 2014, torchvision's `alexnet`: no LRN, no groups, dropout before fc6 and fc7, adaptive 6×6 pool.
@@ -113,17 +118,18 @@ public static class Variants
     /// <summary>
     /// §3.2's comparison at small scale: half the kernels in conv1–conv4 on "one GPU", conv5 and FC full size.
     /// </summary>
-    private static Architecture SmallOneGpu(int classes, int channels, int size) => SmallNet(classes, channels, size) with
-    {
-        Variant = Small1Gpu,
-        Lrn = new LrnParams(),
-        Convs = ImmutableArray.Create(
+    private static Architecture SmallOneGpu(int classes, int channels,
+        int size) => SmallNet(classes, channels, size) with
+        {
+            Variant = Small1Gpu,
+            Lrn = new LrnParams(),
+            Convs = ImmutableArray.Create(
             new ConvLayer("conv1", 16, 5, 1, 0, 1, Lrn: true, Pool: true, BiasOne: false),
             new ConvLayer("conv2", 32, 5, 1, 2, 1, Lrn: true, Pool: true, BiasOne: true),
             new ConvLayer("conv3", 48, 3, 1, 1, 1, Lrn: false, Pool: false, BiasOne: false),
             new ConvLayer("conv4", 48, 3, 1, 1, 1, Lrn: false, Pool: false, BiasOne: true),
             new ConvLayer("conv5", 64, 3, 1, 1, 1, Lrn: false, Pool: true, BiasOne: true)),
-    };
+        };
 
     /// <summary>
     /// Figure 1's "four-layer convolutional neural network" on CIFAR-10: the paper does not list it; this is
@@ -138,5 +144,6 @@ public static class Variants
             new ConvLayer("conv2", 32, 5, 1, 2, 1, Lrn: false, Pool: true, BiasOne: false),
             new ConvLayer("conv3", 64, 5, 1, 2, 1, Lrn: false, Pool: true, BiasOne: false)),
         ImmutableArray<FcLayer>.Empty,
-        Activation.Relu, Lrn: null, PoolWindow: 3, PoolStride: 2, Dropout: 0, InitScheme.Kaiming, TorchvisionLayout: false);
+        Activation.Relu, Lrn: null, PoolWindow: 3, PoolStride: 2, Dropout: 0,
+        InitScheme.Kaiming, TorchvisionLayout: false);
 }

@@ -15,8 +15,10 @@ namespace AlexNet.Performance;
 
 /// <param name="Conv1MultiplyAdds">conv1's share of <paramref name="MultiplyAddsPerImage"/>: its input gradient is
 /// never computed (the image needs none).</param>
-public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads, double TrainImagesPerSecond, double InferImagesPerSecond,
-    double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage, long HugePageBytes = 0, double MatmulGflops = 0,
+public sealed record BenchResult(string Model, string Lrn, int Batch, int Threads,
+    double TrainImagesPerSecond, double InferImagesPerSecond,
+    double TrainStepMs, double InferMs, long PeakRssBytes, long MultiplyAddsPerImage,
+    long HugePageBytes = 0, double MatmulGflops = 0,
     long Conv1MultiplyAdds = 0, double PeakGflops = 0, Precision Precision = Precision.Fp32, string? Towers = null,
     int Replicas = 1)
 {
@@ -37,18 +39,23 @@ public static class Benchmark
     /// separate modules), none (no LRN).
     /// </summary>
     private static AlexNetModel ModelFor(Architecture arch, string lrnMode) =>
-        new(lrnMode == "none" ? arch with { Lrn = null } : arch, seed: 1, lrnMode == "torch" ? KernelChoice.Libtorch : KernelChoice.Fused);
+        new(lrnMode == "none" ? arch with
+        {
+            Lrn = null,
+        } : arch, seed: 1, lrnMode == "torch" ? KernelChoice.Libtorch : KernelChoice.Fused);
 
     /// <param name="device">cpu, cuda or cuda:N: the net, the batch and the update there (the fused kernels are the
     /// CPU's).</param>
     /// <param name="precision">The conv and FC products' number format (Precision.cs).</param>
     /// <param name="towers">§3.2: run the net as two towers on these two devices (TowerNet), concurrently with
     /// <paramref name="concurrent"/>; null: the grouped net.</param>
-    public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps, string device = "cpu",
+    public static BenchResult Run(Architecture arch, string lrnMode, int batch, int threads, int warmup,
+        int steps, string device = "cpu",
         Precision precision = Precision.Fp32, string? towers = null, bool concurrent = false, int replicas = 1)
     {
         Compute.UseThreads(threads);
-        new MachineOptions(threads, Towers: towers, ConcurrentTowers: concurrent, Replicas: replicas).Validate();   // train's checks of the same flags
+        // train's checks of the same flags
+        new MachineOptions(threads, Towers: towers, ConcurrentTowers: concurrent, Replicas: replicas).Validate();
         Device d = Compute.ResolveDevice(device);
         using AlexNetModel grouped = ModelFor(arch, lrnMode);
         grouped.to(d);
@@ -99,9 +106,12 @@ public static class Benchmark
         }
         double train = Median(trainTimes), infer = Median(inferTimes);
         ModelSummary summary = ModelSummary.Of(arch);
-        return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000, batch / infer * 1000, train, infer,
-            Process.GetCurrentProcess().PeakWorkingSet64, summary.MultiplyAdds, hugePages, Conv1MultiplyAdds: summary.Rows.First(r => r.Layer == "conv1").MultiplyAdds,
-            Precision: precision, Towers: towers is null ? null : towers + (concurrent ? " concurrent" : ""), Replicas: replicas);
+        return new BenchResult(arch.Variant, lrnMode, batch, threads, batch / train * 1000,
+            batch / infer * 1000, train, infer,
+            Process.GetCurrentProcess().PeakWorkingSet64, summary.MultiplyAdds, hugePages,
+            Conv1MultiplyAdds: summary.Rows.First(r => r.Layer == "conv1").MultiplyAdds,
+            Precision: precision,
+            Towers: towers is null ? null : towers + (concurrent ? " concurrent" : ""), Replicas: replicas);
     }
 
     /// <summary>
@@ -116,20 +126,23 @@ public static class Benchmark
     /// runs on oneDNN's int8 kernels and ONNX Runtime on its own, from the same QDQ file.
     /// </summary>
     /// <param name="engine">What runs ours (OneDnnNet.cs): oneDNN where it serves the net by default.</param>
-    public static List<InferenceRound> VersusOnnxRuntime(Architecture arch, int batch, int threads, int steps, int rounds, string onnxPath,
+    public static List<InferenceRound> VersusOnnxRuntime(Architecture arch, int batch, int threads,
+        int steps, int rounds, string onnxPath,
         Precision precision = Precision.Fp32, InferenceEngine engine = InferenceEngine.Auto)
     {
         Compute.UseThreads(threads);
         using AlexNetModel model = ModelFor(arch, "fused");
         model.eval();
         var options = new TrainOptions { Model = arch.Variant, Crop = arch.InputSize };
-        ModelCard card = Checkpoint.WeightsOnly(options, arch, Enumerable.Range(0, arch.Classes).Select(i => $"{i}").ToArray(),
+        ModelCard card = Checkpoint.WeightsOnly(options, arch,
+            Enumerable.Range(0, arch.Classes).Select(i => $"{i}").ToArray(),
             new float[arch.InputChannels * arch.InputSize * arch.InputSize], arch.InputSize).ModelCard;
         bool int8 = precision == Precision.Int8;
         if (int8)
         {
             using var generator = new Generator(7);
-            var calibration = Enumerable.Range(0, 4).Select(_ => randn(new long[] { 16, arch.InputChannels, arch.InputSize, arch.InputSize }, generator: generator)).ToList();
+            var calibration = Enumerable.Range(0, 4).Select(_ => randn(new long[] { 16, arch.InputChannels,
+                arch.InputSize, arch.InputSize }, generator: generator)).ToList();
             card = card with { Int8 = Int8Quantization.Calibrate(model, calibration, CalibrationMethod.Percentile) };
             calibration.ForEach(t => t.Dispose());
         }
@@ -214,10 +227,12 @@ public static class Benchmark
     {
         var p = new LrnParams();
         using var x = randn(shape);
-        return ForwardBackward(x, a => fused ? FusedStage.Apply(a, p, 3, 2) : FusedStage.Reference(a, p, 3, 2), threads, steps);
+        return ForwardBackward(x,
+            a => fused ? FusedStage.Apply(a, p, 3, 2) : FusedStage.Reference(a, p, 3, 2), threads, steps);
     }
 
-    private static (double ForwardMs, double BackwardMs) ForwardBackward(Tensor input, Func<Tensor, Tensor> op, int threads, int steps)
+    private static (double ForwardMs, double BackwardMs) ForwardBackward(Tensor input,
+        Func<Tensor, Tensor> op, int threads, int steps)
     {
         Compute.UseThreads(threads);
         using var x = input.detach().requires_grad_();
@@ -312,7 +327,8 @@ public static class Benchmark
     /// <summary>
     /// Median forward and backward milliseconds of each module of the net, in training mode, each timed alone.
     /// </summary>
-    public static List<(string Layer, double ForwardMs, double BackwardMs)> PerLayer(Architecture arch, int batch, int threads,
+    public static List<(string Layer, double ForwardMs, double BackwardMs)> PerLayer(
+        Architecture arch, int batch, int threads,
         Precision precision = Precision.Fp32, int steps = 5)
     {
         Compute.UseThreads(threads);
@@ -323,7 +339,8 @@ public static class Benchmark
         bool first = true;
         foreach ((string name, nn.IModule<Tensor, Tensor> module, bool flatten) in model.Pipeline())
         {
-            (double f, double b, Tensor output) = TimeLayer(x, a => flatten ? module.call(a).flatten(1) : model.Call(module, a), needsGradient: !first, steps);
+            (double f, double b, Tensor output) = TimeLayer(x,
+                a => flatten ? module.call(a).flatten(1) : model.Call(module, a), needsGradient: !first, steps);
             rows.Add((name, f, b));
             first = false;
             x.Dispose();
@@ -334,7 +351,8 @@ public static class Benchmark
     }
 
     /// <summary>Median forward and backward ms of one layer, and its output (the next layer's input).</summary>
-    private static (double ForwardMs, double BackwardMs, Tensor Output) TimeLayer(Tensor x, Func<Tensor, Tensor> layer, bool needsGradient, int steps)
+    private static (double ForwardMs, double BackwardMs, Tensor Output) TimeLayer(Tensor x, Func<Tensor, Tensor> layer,
+        bool needsGradient, int steps)
     {
         var fwd = new List<double>();
         var bwd = new List<double>();
@@ -369,9 +387,11 @@ public static class Benchmark
     /// <summary>
     /// Images per second the loader delivers with §4.1's full training augmentation (no training step).
     /// </summary>
-    public static double LoaderImagesPerSecond(AlexNet.Data.ImageStore store, int workers, int batch, int minImages = 2000)
+    public static double LoaderImagesPerSecond(AlexNet.Data.ImageStore store, int workers,
+        int batch, int minImages = 2000)
     {
-        var aug = new AlexNet.Data.Augmentation(store, AlexNet.Data.AugmentOptions.PaperFor(Math.Min(store.Height, store.Width)));
+        var aug = new AlexNet.Data.Augmentation(store,
+            AlexNet.Data.AugmentOptions.PaperFor(Math.Min(store.Height, store.Width)));
         var loader = new AlexNet.Data.BatchLoader(store, aug, new AlexNet.Data.LoaderOptions(batch, workers));
         long images = 0;
         var clock = Stopwatch.StartNew();
@@ -389,7 +409,8 @@ public static class Benchmark
     /// <summary> Resident memory over <paramref name="steps"/> training steps after <paramref name="warmup"/>: samples
     /// every 50 steps. Flat (within a few %) means every tensor of a step is freed by its dispose scope.
     /// </summary>
-    public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, string lrnMode, int batch, int threads, int warmup, int steps,
+    public static List<(int Step, long RssBytes)> RssOverSteps(Architecture arch, string lrnMode, int batch,
+        int threads, int warmup, int steps,
         Precision precision = Precision.Fp32)
     {
         Compute.UseThreads(threads);
@@ -416,7 +437,8 @@ public static class Benchmark
     /// §4.1's claim that augmentation costs no wall time: median training-step time fed by the real loader (full
     /// augmentation, background workers) against the same net fed one in-memory batch. Returns (loader, memory) ms.
     /// </summary>
-    public static (double LoaderMs, double MemoryMs) LoaderVersusMemory(AlexNet.Data.ImageStore store, TrainOptions o, MachineOptions machine, int steps)
+    public static (double LoaderMs, double MemoryMs) LoaderVersusMemory(AlexNet.Data.ImageStore store, TrainOptions o,
+        MachineOptions machine, int steps)
     {
         Compute.UseThreads(machine.Threads);
         AlexNet.Data.AugmentOptions augment = o.Augment(store.Height, store.Width);
@@ -424,7 +446,8 @@ public static class Benchmark
         using var model = new AlexNetModel(arch, seed: 1);
         using var sgd = new PaperSgd(model.parameters(), 0.001, 0.9, 0.0005);
         model.train();
-        var loader = new AlexNet.Data.BatchLoader(store, new AlexNet.Data.Augmentation(store, augment), new AlexNet.Data.LoaderOptions(o.BatchSize, machine.Workers));
+        var loader = new AlexNet.Data.BatchLoader(store, new AlexNet.Data.Augmentation(store, augment),
+            new AlexNet.Data.LoaderOptions(o.BatchSize, machine.Workers));
         var fromLoader = new List<double>();
         var clock = Stopwatch.StartNew();
         int n = 0;
@@ -469,6 +492,7 @@ public static class Benchmark
     public static double Median(IReadOnlyList<double> xs)
     {
         double[] s = xs.OrderBy(v => v).ToArray();
-        return s.Length == 0 ? double.NaN : s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+        return s.Length == 0 ? double.NaN : s.Length % 2 == 1 ? s[s.Length / 2]
+            : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 }

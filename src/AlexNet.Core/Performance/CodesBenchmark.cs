@@ -20,7 +20,8 @@ namespace AlexNet.Performance;
 /// </summary>
 /// <param name="ResidentBytes">The process's resident memory right after the measurement (a memory-mapped feature
 /// file's pages count).</param>
-public sealed record SearchCost(string Method, long DatabaseBytes, int Threads, double MillisecondsPerQuery, double QueriesPerSecond,
+public sealed record SearchCost(string Method, long DatabaseBytes, int Threads,
+    double MillisecondsPerQuery, double QueriesPerSecond,
     double GigabytesPerSecond, long ResidentBytes = 0);
 
 public sealed record CodesBenchResult(string Cpu, int Count, int Dimensions, bool Synthetic, double ReadBandwidthGBps,
@@ -43,7 +44,8 @@ public static class CodesBenchmark
             var sums = new ulong[threads];
             Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
             {
-                ReadOnlySpan<Vector256<ulong>> v = MemoryMarshal.Cast<ulong, Vector256<ulong>>(data.AsSpan((int)(t * share), (int)share));
+                ReadOnlySpan<Vector256<ulong>> v =
+                    MemoryMarshal.Cast<ulong, Vector256<ulong>>(data.AsSpan((int)(t * share), (int)share));
                 Vector256<ulong> a = default, b = default;
                 for (int i = 0; i + 1 < v.Length; i += 2)
                 {
@@ -82,12 +84,17 @@ public static class CodesBenchmark
                 ms.Add(clock.Elapsed.TotalMilliseconds);
             }
             double m = Benchmark.Median(ms);
-            costs.Add(new SearchCost($"hamming {bits}-bit, one query at a time", bytes, t, m, 1000 / m, bytes / m / 1e6, Resident()));
+            costs.Add(new SearchCost($"hamming {bits}-bit, one query at a time", bytes, t, m, 1000 / m,
+                bytes / m / 1e6, Resident()));
         }
         var all = Stopwatch.StartNew();
-        Parallel.ForEach(q, new ParallelOptions { MaxDegreeOfParallelism = threads }, query => index.Nearest(query, k, 1));
+        Parallel.ForEach(q, new ParallelOptions
+        {
+            MaxDegreeOfParallelism = threads,
+        }, query => index.Nearest(query, k, 1));
         double perQuery = all.Elapsed.TotalMilliseconds / queries;
-        costs.Add(new SearchCost($"hamming {bits}-bit, queries one per thread", bytes, threads, perQuery * threads, 1000 / perQuery,
+        costs.Add(new SearchCost($"hamming {bits}-bit, queries one per thread", bytes, threads,
+            perQuery * threads, 1000 / perQuery,
             bytes / perQuery / 1e6, Resident()));
         return costs;
     }
@@ -108,7 +115,8 @@ public static class CodesBenchmark
             var clock = Stopwatch.StartNew();
             Retrieval.Nearest(q, features, k);
             double ms = clock.Elapsed.TotalMilliseconds;
-            costs.Add(new SearchCost($"exact fc7, {n} {(n == 1 ? "query" : "queries")} per pass", bytes, threads, ms / n, n * 1000 / ms, bytes / ms / 1e6,
+            costs.Add(new SearchCost($"exact fc7, {n} {(n == 1 ? "query" : "queries")} per pass", bytes, threads,
+                ms / n, n * 1000 / ms, bytes / ms / 1e6,
                 Resident()));
         }
         return costs;
@@ -139,6 +147,7 @@ public static class CodesBenchmark
                 f.Write(MemoryMarshal.AsBytes(row.AsSpan(0, n * dimensions)));
             }
         });
-        Json.Write(path + ".json", new FeatureHeader(Retrieval.FeatureFormat, "fc7 (synthetic)", count, dimensions, "", ""));
+        Json.Write(path + ".json",
+            new FeatureHeader(Retrieval.FeatureFormat, "fc7 (synthetic)", count, dimensions, "", ""));
     }
 }

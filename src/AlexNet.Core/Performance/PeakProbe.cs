@@ -27,7 +27,8 @@ public static class PeakProbe
     public static PeakRate Measure(int threads, double seconds = 0.25)
     {
         string vectors = Avx512F.IsSupported ? "AVX-512" : Fma.IsSupported ? "AVX2+FMA" : "scalar-width Vector<T>";
-        double best = Best(threads, seconds, Avx512F.IsSupported ? Loop512 : Loop256, 2.0 * 12 * (Avx512F.IsSupported ? 16 : 8));
+        double best = Best(threads, seconds, Avx512F.IsSupported ? Loop512 : Loop256,
+            2.0 * 12 * (Avx512F.IsSupported ? 16 : 8));
         return new PeakRate(best, vectors, threads);
     }
 
@@ -55,7 +56,8 @@ public static class PeakProbe
         return best;
     }
 
-    /// <summary>The int8 rates, best of three each (oneDNN's GEMM: 2048³, its threads set to <paramref name="threads"/>).</summary>
+    /// <summary>The int8 rates, best of three each (oneDNN's GEMM: 2048³, its threads set to <paramref
+    /// name="threads"/>).</summary>
     public static unsafe Int8PeakRate MeasureInt8(int threads, double seconds = 0.25)
     {
         double vnni = AvxVnni.IsSupported ? Best(threads, seconds, LoopVnni, 2.0 * 12 * 8 * 4) : 0;
@@ -74,7 +76,8 @@ public static class PeakProbe
                 var clock = Stopwatch.StartNew();
                 AlexNet.Model.Kernels.Dnnl.Gemm(n, n, n, a, b, c);
                 double elapsed = clock.Elapsed.TotalSeconds;
-                gemm = round == 0 ? 0 : Math.Max(gemm, 2.0 * n * n * n / elapsed / 1e9);   // the first call makes the kernels
+                // the first call makes the kernels
+                gemm = round == 0 ? 0 : Math.Max(gemm, 2.0 * n * n * n / elapsed / 1e9);
             }
             System.Runtime.InteropServices.NativeMemory.AlignedFree(a);
             System.Runtime.InteropServices.NativeMemory.AlignedFree(b);
@@ -83,8 +86,10 @@ public static class PeakProbe
         return new Int8PeakRate(vnni, gemm, threads);
     }
 
-    /// <summary>Runs <paramref name="loop"/> on every thread at once; operations = iterations × threads × perIteration.</summary>
-    private static (double Seconds, double Ops) Run(int threads, long iterations, Func<long, double> loop, double perIteration)
+    /// <summary>Runs <paramref name="loop"/> on every thread at once; operations = iterations × threads ×
+    /// perIteration.</summary>
+    private static (double Seconds, double Ops) Run(int threads, long iterations,
+        Func<long, double> loop, double perIteration)
     {
         var start = new Barrier(threads + 1);
         var workers = new Thread[threads];
@@ -116,7 +121,8 @@ public static class PeakProbe
     {
         Vector256<byte> u = Vector256.Create((byte)1);
         Vector256<sbyte> s = Vector256.Create((sbyte)1);
-        Vector256<int> x0 = Vector256<int>.Zero, x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
+        Vector256<int> x0 = Vector256<int>.Zero, x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0,
+            x8 = x0, x9 = x0, x10 = x0, x11 = x0;
         for (long i = 0; i < iterations; i++)
         {
             x0 = AvxVnni.MultiplyWideningAndAdd(x0, u, s);
@@ -142,7 +148,8 @@ public static class PeakProbe
     private static double Loop256(long iterations)
     {
         Vector256<float> m = Vector256.Create(0.999999f), a = Vector256.Create(1e-7f);
-        Vector256<float> x0 = Vector256.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
+        Vector256<float> x0 = Vector256.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0,
+            x8 = x0, x9 = x0, x10 = x0, x11 = x0;
         for (long i = 0; i < iterations; i++)
         {
             x0 = Vector256.FusedMultiplyAdd(x0, m, a);
@@ -165,7 +172,8 @@ public static class PeakProbe
     private static double Loop512(long iterations)
     {
         Vector512<float> m = Vector512.Create(0.999999f), a = Vector512.Create(1e-7f);
-        Vector512<float> x0 = Vector512.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
+        Vector512<float> x0 = Vector512.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0,
+            x8 = x0, x9 = x0, x10 = x0, x11 = x0;
         for (long i = 0; i < iterations; i++)
         {
             x0 = Vector512.FusedMultiplyAdd(x0, m, a);

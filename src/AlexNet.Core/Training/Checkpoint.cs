@@ -32,9 +32,11 @@ public sealed record RunState(
     int StoreHeight,
     int StoreWidth,
     TensorEntry[] Tensors,
-    int Ranks = 1,                // data-parallel processes: the global batch is Ranks × BatchSize, so a resume needs as many
+    int Ranks = 1,
+    // data-parallel processes: the global batch is Ranks × BatchSize, so a resume needs as many
     string? TrainData = null,     // RunFolder.Fingerprint of the training store (null in checkpoints of earlier builds)
-    ModelCard? Card = null)       // what the net is, for inference (Checkpoint.CardOf; derived on reading where earlier builds wrote none)
+    ModelCard? Card =
+    null)       // what the net is, for inference (Checkpoint.CardOf; derived on reading where earlier builds wrote none)
 {
     /// <summary>The model card: the one saved, or the one the state implies.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
@@ -48,20 +50,25 @@ public static class Checkpoint
     /// </summary>
     /// <param name="mean">§2's mean image of the training data (empty where the options normalise per channel).</param>
     /// <param name="recordSize">Side of the §2 records the net is evaluated on.</param>
-    public static RunState WeightsOnly(TrainOptions options, Architecture arch, string[] classNames, float[] mean, int recordSize) => new(
-        options, arch, Epoch: 0, StepInEpoch: 0, Step: 0, new ScheduleState(options.LearningRate, double.PositiveInfinity, 0, 0), new double[4],
+    public static RunState WeightsOnly(TrainOptions options, Architecture arch, string[] classNames,
+        float[] mean, int recordSize) => new(
+        options, arch, Epoch: 0, StepInEpoch: 0, Step: 0,
+        new ScheduleState(options.LearningRate, double.PositiveInfinity, 0, 0), new double[4],
         double.PositiveInfinity, RngState: "", classNames, mean, recordSize, recordSize, Array.Empty<TensorEntry>());
 
     /// <summary>The model card a training state implies: its net, classes, and test-time preprocessing.</summary>
-    public static ModelCard CardOf(RunState s) => ModelCard.Derive(s.Architecture, s.ClassNames, s.Mean, s.StoreHeight, s.StoreWidth,
+    public static ModelCard CardOf(RunState s) => ModelCard.Derive(s.Architecture, s.ClassNames,
+        s.Mean, s.StoreHeight, s.StoreWidth,
         s.Options.Pad, s.Options.Crop, s.Options.SubtractMean, s.Options.ResolvedInputScale, s.Options.Normalization);
 
-    public static void Save(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null) =>
+    public static void Save(string path, RunState state, AlexNetModel model,
+        PaperSgd? optimizer, WeightEma? ema = null) =>
         Save(path, state, model, optimizer?.Velocity, ema);
 
     /// <param name="velocity">The momentum buffers in <paramref name="model"/>'s parameter order (a TowerNet's joined
     /// back: Trainer).</param>
-    public static void Save(string path, RunState state, AlexNetModel model, IReadOnlyList<Tensor>? velocity, WeightEma? ema = null)
+    public static void Save(string path, RunState state, AlexNetModel model,
+        IReadOnlyList<Tensor>? velocity, WeightEma? ema = null)
     {
         var tensors = new List<(string, Tensor)>();
         foreach ((string name, Tensor t) in model.state_dict())
@@ -85,7 +92,8 @@ public static class Checkpoint
             Card = state.ModelCard,
             Mean = Array.Empty<float>(),   // written once, in the card; ReadState puts it back
         };
-        ModelFile.Write(path, JsonSerializer.SerializeToUtf8Bytes(state, Json.Options), tensors.Select(t => t.Item2).ToArray());
+        ModelFile.Write(path, JsonSerializer.SerializeToUtf8Bytes(state, Json.Options),
+            tensors.Select(t => t.Item2).ToArray());
     }
 
     /// <summary>Reads and verifies the header; the tensors are read by LoadInto.</summary>
@@ -94,9 +102,13 @@ public static class Checkpoint
         byte[] header = ModelFile.ReadHeader(path);
         try
         {
-            RunState state = JsonSerializer.Deserialize<RunState>(header, Json.Options) ?? throw new InvalidDataException("empty header");
+            RunState state = JsonSerializer.Deserialize<RunState>(header,
+                Json.Options) ?? throw new InvalidDataException("empty header");
             // Earlier builds wrote the mean image in the state and no card: derive it, so every reader sees both.
-            state = state.Card is null ? state with { Card = CardOf(state) } : state with { Mean = state.Card.MeanImage };
+            state = state.Card is null ? state with
+            {
+                Card = CardOf(state),
+            } : state with { Mean = state.Card.MeanImage };
             state.Card!.Validate(path);
             return state;
         }
@@ -108,18 +120,22 @@ public static class Checkpoint
 
     /// <summary>Copies the saved weights (and momentum buffers) into a model of the same architecture.</summary>
     /// <param name="ema">The run's weight average to restore, or null.</param>
-    public static void LoadInto(string path, RunState state, AlexNetModel model, PaperSgd? optimizer, WeightEma? ema = null) =>
+    public static void LoadInto(string path, RunState state, AlexNetModel model,
+        PaperSgd? optimizer, WeightEma? ema = null) =>
         LoadInto(path, state, model, optimizer?.Velocity, ema);
 
     /// <param name="velocity">Momentum buffers in <paramref name="model"/>'s parameter order, to be read into.</param>
-    public static void LoadInto(string path, RunState state, AlexNetModel model, IReadOnlyList<Tensor>? velocity, WeightEma? ema = null)
+    public static void LoadInto(string path, RunState state, AlexNetModel model,
+        IReadOnlyList<Tensor>? velocity, WeightEma? ema = null)
     {
         string mine = JsonSerializer.Serialize(model.Architecture, Json.Options);
         string theirs = JsonSerializer.Serialize(state.Architecture, Json.Options);
         if (mine != theirs)
         {
-            throw new InvalidDataException($"{path} holds a {state.Architecture.Variant} net ({state.Architecture.Classes} classes, " +
-                $"{state.Architecture.InputChannels}×{state.Architecture.InputSize}²) that differs from the {model.Architecture.Variant} net asked for; " +
+            throw new InvalidDataException(
+                $"{path} holds a {state.Architecture.Variant} net ({state.Architecture.Classes} classes, " +
+                $"{state.Architecture.InputChannels}×{state.Architecture.InputSize}²) that differs from " +
+                $"the {model.Architecture.Variant} net asked for; " +
                 "resume with the same --model and data, or start a new run.");
         }
         var targets = new Dictionary<string, Tensor>();
@@ -139,10 +155,13 @@ public static class Checkpoint
             targets["ema/" + name] = average;
         }
         HashSet<string> read = ModelFile.ReadTensors(path, state.Tensors, targets);
-        string[] absent = targets.Keys.Where(k => k.StartsWith("model/", StringComparison.Ordinal) && !read.Contains(k)).ToArray();
+        string[] absent = targets.Keys.Where(k => k.StartsWith("model/",
+            StringComparison.Ordinal) && !read.Contains(k)).ToArray();
         if (absent.Length > 0)
         {
-            throw new InvalidDataException($"{path} lacks {string.Join(", ", absent)}: it does not hold a whole {model.Architecture.Variant} net. " +
+            throw new InvalidDataException(
+                $"{path} lacks {string.Join(", ", absent)}: it does not hold a whole {model.Architecture.Variant} " +
+                "net. " +
                 "Resume from another checkpoint of the run (last.ckpt or best.ckpt).");
         }
     }
@@ -153,11 +172,13 @@ public static class Checkpoint
     /// </summary>
     public static void LoadWeights(string path, RunState state, AlexNetModel model, ISet<string> keys)
     {
-        var targets = model.state_dict().Where(kv => keys.Contains(kv.Key)).ToDictionary(kv => "model/" + kv.Key, kv => kv.Value);
+        var targets = model.state_dict().Where(kv => keys.Contains(kv.Key)).ToDictionary(kv =>
+            "model/" + kv.Key, kv => kv.Value);
         string[] absent = targets.Keys.Where(k => !state.Tensors.Any(t => t.Name == k)).ToArray();
         if (absent.Length > 0)
         {
-            throw new InvalidDataException($"{path} lacks {string.Join(", ", absent)}: it does not hold a {model.Architecture.Variant} net.");
+            throw new InvalidDataException(
+                $"{path} lacks {string.Join(", ", absent)}: it does not hold a {model.Architecture.Variant} net.");
         }
         ModelFile.ReadTensors(path, state.Tensors, targets);
     }
@@ -165,7 +186,8 @@ public static class Checkpoint
     /// <summary>
     /// The net a checkpoint holds, loaded for inference (Inference/ModelFile.cs), with the run's state beside it.
     /// </summary>
-    public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false, Device? device = null, Precision? precision = null,
+    public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false,
+        Device? device = null, Precision? precision = null,
         InferenceEngine engine = InferenceEngine.Auto) =>
         (ModelFile.Load(path, averagedWeights, device, precision, engine).Model, ReadState(path));
 }

@@ -14,7 +14,8 @@ namespace AlexNet.Training;
 
 public sealed record ExperimentArm(string Name, TrainOptions Options);
 
-public sealed record Experiment(string Name, string Section, string Claim, string Metric, IReadOnlyList<ExperimentArm> Arms)
+public sealed record Experiment(string Name, string Section, string Claim, string Metric,
+    IReadOnlyList<ExperimentArm> Arms)
 {
     /// <summary>
     /// Every arm of the preset, in its order, also after <see cref="Experiments.Only(Experiment,
@@ -29,8 +30,10 @@ public sealed record Experiment(string Name, string Section, string Claim, strin
 /// budget line, so that results joined from another machine can be checked against it (null in files written before
 /// it).
 /// </summary>
-public sealed record ArmResult(string Arm, long Seed, double ValTop1, double ValTop5, double TrainTop1, double? StepsTo25, double Seconds,
-    bool Diverged = false, double? StepsTo15 = null, double? StepsTo10 = null, double? StepsTo5 = null, string? Budget = null);
+public sealed record ArmResult(string Arm, long Seed, double ValTop1, double ValTop5, double TrainTop1,
+    double? StepsTo25, double Seconds,
+    bool Diverged = false, double? StepsTo15 = null, double? StepsTo10 = null,
+    double? StepsTo5 = null, string? Budget = null);
 
 /// <summary>
 /// Results of the same experiment trained elsewhere (another machine or session), read from its results.json.
@@ -56,22 +59,48 @@ public static class Experiments
         {
             "relu-vs-tanh" => new Experiment(name, "§3.1, Figure 1",
                 "A four-layer CNN with ReLUs reaches 25% training error on CIFAR-10 six times faster than with tanh " +
-                "(\"the learning rates for each network were chosen independently to make training as fast as possible\").",
+                "(\"the learning rates for each network were chosen independently to make training as fast as " +
+                "possible\").",
                 "steps to 25% training error",
-                new[] { Activation.Relu, Activation.Tanh }.SelectMany(a => (sweep ?? DefaultSweep).Select(lr => Fig1(b with { LearningRate = lr }, a))).ToArray()),
-            "lrn" => new Experiment(name, "§3.3", "Response normalisation lowers top-1/top-5 error by 1.4%/1.2% (ImageNet); CIFAR-10 test error 13% → 11%.",
-                "validation error", new[] { new ExperimentArm("with LRN", b), new ExperimentArm("without LRN", b with { Lrn = false }),
-                    new ExperimentArm("with LRN, α/n (authors' code)", b with { LrnConvention = LrnConvention.Code }) }),
-            "pooling" => new Experiment(name, "§3.4", "Overlapping pooling (z=3, s=2) lowers top-1/top-5 by 0.4%/0.3% against z=s=2, and overfits slightly less.",
-                "validation error", new[] { new ExperimentArm("3/2 overlapping", b), new ExperimentArm("2/2", b with { PoolWindow = 2, PoolStride = 2 }) }),
-            "dropout" => new Experiment(name, "§4.2", "Without dropout the network overfits substantially; dropout roughly doubles the iterations to converge.",
-                "validation error", new[] { new ExperimentArm("dropout 0.5", b), new ExperimentArm("no dropout", b with { Dropout = 0 }) }),
+                new[] { Activation.Relu,
+                Activation.Tanh }.SelectMany(a => (sweep ?? DefaultSweep).Select(lr => Fig1(b with
+                {
+                    LearningRate = lr,
+                }, a))).ToArray()),
+            "lrn" => new Experiment(name, "§3.3",
+                "Response normalisation lowers top-1/top-5 error by 1.4%/1.2% (ImageNet); CIFAR-10 test error 13% → " +
+                "11%.",
+                "validation error", new[] { new ExperimentArm("with LRN", b), new ExperimentArm("without LRN", b with
+                {
+                    Lrn = false,
+                }),
+                    new ExperimentArm("with LRN, α/n (authors' code)", b with
+                    {
+                        LrnConvention = LrnConvention.Code,
+                    }) }),
+            "pooling" => new Experiment(name, "§3.4",
+                "Overlapping pooling (z=3, s=2) lowers top-1/top-5 by 0.4%/0.3% against z=s=2, and overfits slightly " +
+                "less.",
+                "validation error", new[] { new ExperimentArm("3/2 overlapping", b),
+                new ExperimentArm("2/2", b with { PoolWindow = 2, PoolStride = 2 }) }),
+            "dropout" => new Experiment(name, "§4.2",
+                "Without dropout the network overfits substantially; dropout roughly doubles the iterations to " +
+                "converge.",
+                "validation error",
+                new[] { new ExperimentArm("dropout 0.5", b), new ExperimentArm("no dropout", b with { Dropout = 0 }) }),
             "pca" => new Experiment(name, "§4.1", "PCA colour augmentation lowers top-1 error by over 1%.",
-                "validation error", new[] { new ExperimentArm("PCA noise σ=0.1", b with { PcaStd = 0.1 }), new ExperimentArm("no PCA noise", b with { PcaStd = 0 }) }),
-            "towers" => new Experiment(name, "§3.2", "Two towers lower top-1/top-5 by 1.7%/1.2% against one GPU with half the kernels in conv1–conv4.",
-                "validation error", new[] { new ExperimentArm("two towers", b), new ExperimentArm("one GPU, half kernels", b with { Model = OneGpuOf(b.Model) }) }),
+                "validation error", new[] { new ExperimentArm("PCA noise σ=0.1", b with { PcaStd = 0.1 }),
+                new ExperimentArm("no PCA noise", b with { PcaStd = 0 }) }),
+            "towers" => new Experiment(name, "§3.2",
+                "Two towers lower top-1/top-5 by 1.7%/1.2% against one GPU with half the kernels in conv1–conv4.",
+                "validation error", new[] { new ExperimentArm("two towers", b),
+                new ExperimentArm("one GPU, half kernels", b with { Model = OneGpuOf(b.Model) }) }),
             "depth" => new Experiment(name, "§7", "Removing any middle convolutional layer costs about 2% top-1.",
-                "validation error", new[] { new ExperimentArm("5 conv layers", b), new ExperimentArm("conv3 removed", b with { RemoveLayer = "conv3" }),
+                "validation error",
+                new[] { new ExperimentArm("5 conv layers", b), new ExperimentArm("conv3 removed", b with
+                {
+                    RemoveLayer = "conv3",
+                }),
                     new ExperimentArm("conv4 removed", b with { RemoveLayer = "conv4" }) }),
             _ => throw new ArgumentException($"unknown experiment '{name}'. Known: {string.Join(", ", Names)}."),
         };
@@ -81,7 +110,8 @@ public static class Experiments
     {
         Variants.Paper => Variants.Paper1Gpu,
         Variants.Small => Variants.Small1Gpu,
-        _ => throw new ArgumentException($"the towers experiment compares paper or small with its one-GPU baseline, not {model}."),
+        _ => throw new ArgumentException(
+            $"the towers experiment compares paper or small with its one-GPU baseline, not {model}."),
     };
 
     /// <summary>
@@ -120,7 +150,9 @@ public static class Experiments
         string[] unknown = arms.Where(a => !e.Arms.Any(x => x.Name == a || Slug(x.Name) == a)).ToArray();
         if (unknown.Length > 0 || arms.Count == 0)
         {
-            throw new ArgumentException($"--arms: {(unknown.Length > 0 ? $"'{string.Join("', '", unknown)}' is not an arm of {e.Name}" : "no arm given")}. " +
+            throw new ArgumentException(
+                $"--arms: {(unknown.Length > 0 ? $"'{string.Join("', '", unknown)}' is not an arm of {e.Name}" : "no " +
+                "arm given")}. " +
                 $"Its arms: {string.Join(", ", e.Arms.Select(a => $"'{a.Name}' ({Slug(a.Name)})"))}.");
         }
         return e with { Arms = e.Arms.Where(x => arms.Contains(x.Name) || arms.Contains(Slug(x.Name))).ToArray() };
@@ -144,7 +176,8 @@ public static class Experiments
     /// <paramref name="joined"/>: results of the same experiment trained elsewhere, reported beside these (checked by
     /// <see cref="CheckJoined"/> first).
     /// </summary>
-    public static List<ArmResult> Run(Experiment e, ImageStore train, ImageStore val, string outDir, IReadOnlyList<long> seeds,
+    public static List<ArmResult> Run(Experiment e, ImageStore train, ImageStore val,
+        string outDir, IReadOnlyList<long> seeds,
         MachineOptions machine, ITrainingProgress progress, IReadOnlyList<JoinedResults>? joined = null)
     {
         joined ??= Array.Empty<JoinedResults>();
@@ -157,13 +190,18 @@ public static class Experiments
             {
                 string dir = Path.Combine(outDir, $"{Slug(arm.Name)}-s{seed}");
                 progress.Message($"{e.Name}: {arm.Name}, seed {seed} → {dir}");
-                bool done = File.Exists(Path.Combine(dir, Trainer.LastCheckpoint)) && Checkpoint.ReadState(Path.Combine(dir, Trainer.LastCheckpoint)).Epoch >= arm.Options.Epochs;
+                bool done = File.Exists(Path.Combine(dir, Trainer.LastCheckpoint))
+                    && Checkpoint.ReadState(Path.Combine(dir, Trainer.LastCheckpoint)).Epoch >= arm.Options.Epochs;
                 bool diverged = File.Exists(Path.Combine(dir, Diverged));
                 if (!done && !diverged)
                 {
                     try
                     {
-                        Trainer.Fit(arm.Options with { Seed = seed }, machine, train, val, dir, resume: File.Exists(Path.Combine(dir, Trainer.LastCheckpoint)), progress);
+                        Trainer.Fit(arm.Options with
+                        {
+                            Seed = seed,
+                        }, machine, train, val, dir,
+                            resume: File.Exists(Path.Combine(dir, Trainer.LastCheckpoint)), progress);
                     }
                     catch (TrainingDivergedException ex)
                     {
@@ -202,7 +240,8 @@ public static class Experiments
         }
         catch (InvalidDataException ex)
         {
-            throw new InvalidDataException($"--join: {path} is not an experiment's results.json, or it is damaged; {give}. ({ex.Message})");
+            throw new InvalidDataException(
+                $"--join: {path} is not an experiment's results.json, or it is damaged; {give}. ({ex.Message})");
         }
         if (results.Count == 0 || results.Any(r => r is null || string.IsNullOrEmpty(r.Arm)))
         {
@@ -232,18 +271,23 @@ public static class Experiments
             {
                 if (!e.Preset.Contains(r.Arm))
                 {
-                    throw new ArgumentException($"--join: {j.Path} has the arm '{r.Arm}', which is not an arm of {e.Name} with these options " +
-                        $"(its arms: {string.Join(", ", e.Preset.Select(a => $"'{a}'"))}). Join results of the same experiment" +
+                    throw new ArgumentException(
+                        $"--join: {j.Path} has the arm '{r.Arm}', which is not an arm of {e.Name} with these options " +
+                        $"(its arms: {string.Join(", ", e.Preset.Select(a => $"'{a}'"))}). Join results of the same " +
+                        "experiment" +
                         (e.Name == "relu-vs-tanh" ? " and the same --lrs." : "."));
                 }
                 if (r.Budget is not null && r.Budget != budget)
                 {
-                    throw new ArgumentException($"--join: {j.Path} was trained for another budget ({r.Budget}) than this run ({budget}). " +
+                    throw new ArgumentException(
+                        $"--join: {j.Path} was trained for another budget ({r.Budget}) than this run ({budget}). " +
                         "Join results of the same --epochs, --train-limit, --lr and --step-epochs.");
                 }
                 if (from.TryGetValue((r.Arm, r.Seed), out string? other))
                 {
-                    throw new ArgumentException($"--join: '{r.Arm}', seed {r.Seed}, is in {j.Path} and in {other}; each arm and seed must come from one place " +
+                    throw new ArgumentException(
+                        $"--join: '{r.Arm}', seed {r.Seed}, is in {j.Path} and in {other}; each arm and seed must " +
+                        "come from one place " +
                         "(leave the seed out of --seeds, or the file out of --join).");
                 }
                 from[(r.Arm, r.Seed)] = j.Path;
@@ -253,7 +297,8 @@ public static class Experiments
 
     private const string Diverged = "DIVERGED";
 
-    private static string Slug(string s) => new string(s.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray()).Trim('-');
+    private static string Slug(string s) =>
+        new string(s.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray()).Trim('-');
 
     private static ArmResult Summarise(string arm, long seed, string dir)
     {
@@ -271,8 +316,10 @@ public static class Experiments
         }
         // Seconds from the log, not this call's clock: an arm trained by an earlier call (or resumed) is only read
         // here.
-        return new ArmResult(arm, seed, s.ValTop1.LastOrDefault(double.NaN) / 100, s.ValTop5.LastOrDefault(double.NaN) / 100,
-            s.TrainTop1.LastOrDefault(double.NaN) / 100, FirstStepAt(0.25), s.EpochSeconds.Sum(), StepsTo15: FirstStepAt(0.15), StepsTo10: FirstStepAt(0.10), StepsTo5: FirstStepAt(0.05));
+        return new ArmResult(arm, seed, s.ValTop1.LastOrDefault(double.NaN) / 100,
+            s.ValTop5.LastOrDefault(double.NaN) / 100,
+            s.TrainTop1.LastOrDefault(double.NaN) / 100, FirstStepAt(0.25), s.EpochSeconds.Sum(),
+            StepsTo15: FirstStepAt(0.15), StepsTo10: FirstStepAt(0.10), StepsTo5: FirstStepAt(0.05));
     }
 
     private static string StepsCell(IEnumerable<ArmResult> arm, Func<ArmResult, double?> steps) =>
@@ -282,7 +329,8 @@ public static class Experiments
     {
         double[] v = g.Select(r => steps(r)!.Value).ToArray();
         string mean = v.Average().ToString("F0", CultureInfo.InvariantCulture);
-        return v.Length > 1 ? $"{mean} ({v.Min().ToString("F0", CultureInfo.InvariantCulture)}–{v.Max().ToString("F0", CultureInfo.InvariantCulture)})" : mean;
+        return v.Length > 1
+            ? $"{mean} ({v.Min().ToString("F0", CultureInfo.InvariantCulture)}–{v.Max().ToString("F0", CultureInfo.InvariantCulture)})" : mean;
     }
 
     /// <summary>
@@ -296,7 +344,8 @@ public static class Experiments
         15 => r => r.StepsTo15,
         10 => r => r.StepsTo10,
         5 => r => r.StepsTo5,
-        _ => throw new ArgumentOutOfRangeException(nameof(percent), percent, $"steps are counted to {string.Join(", ", Figure1Targets)}% only."),
+        _ => throw new ArgumentOutOfRangeException(nameof(percent), percent,
+            $"steps are counted to {string.Join(", ", Figure1Targets)}% only."),
     };
 
     /// <summary>
@@ -312,17 +361,20 @@ public static class Experiments
         var tanh = Best("tanh");
         if (relu is null || tanh is null)
         {
-            return $"**Ours:** {(relu is null ? "the ReLU net" : "the tanh net")} reached {target} training error at no ε of the sweep within the budget.";
+            return $"**Ours:** {(relu is null ? "the ReLU net" : "the tanh net")} reached {target} training error at " +
+                "no ε of the sweep within the budget.";
         }
         string ratio = (tanh.Value.Steps / relu.Value.Steps).ToString("F1", CultureInfo.InvariantCulture);
-        return $"**Ours:** at each net's fastest ε ({relu.Value.Arm}: {relu.Value.Steps:F0} steps; {tanh.Value.Arm}: {tanh.Value.Steps:F0} steps), " +
+        return $"**Ours:** at each net's fastest ε ({relu.Value.Arm}: {relu.Value.Steps:F0} " +
+            $"steps; {tanh.Value.Arm}: {tanh.Value.Steps:F0} steps), " +
             $"tanh needs {ratio}× the steps of ReLU to reach {target} training error.";
     }
 
     /// <summary>
     /// The arm of <paramref name="activation"/> with the fewest mean steps, over arms where every seed got there.
     /// </summary>
-    private static (string Arm, double Steps)? Fastest(IReadOnlyList<ArmResult> results, string activation, Func<ArmResult, double?> steps) => results
+    private static (string Arm, double Steps)? Fastest(IReadOnlyList<ArmResult> results, string activation,
+        Func<ArmResult, double?> steps) => results
         .Where(r => r.Arm.StartsWith(activation + " ", StringComparison.Ordinal) || r.Arm == activation)
         .GroupBy(r => r.Arm)
         .Where(g => g.All(r => steps(r).HasValue && !r.Diverged))
@@ -336,7 +388,9 @@ public static class Experiments
     /// </summary>
     private static string Budget(TrainOptions o, bool sweep)
     {
-        string images = o.TrainLimit > 0 ? $"the first {o.TrainLimit.ToString("N0", CultureInfo.InvariantCulture)} training images" : "every training image";
+        string images = o.TrainLimit > 0
+            ? $"the first {o.TrainLimit.ToString("N0", CultureInfo.InvariantCulture)} training images"
+            : "every training image";
         string rate = sweep ? "ε per arm" : $"ε = {o.LearningRate.ToString(CultureInfo.InvariantCulture)}";
         string steps = o.StepEpochs.Length switch
         {
@@ -350,7 +404,8 @@ public static class Experiments
     /// <summary>What every arm of <paramref name="e"/> trained for (the report's budget line).</summary>
     private static string BudgetOf(Experiment e) => Budget(e.Arms[0].Options, sweep: e.Name == "relu-vs-tanh");
 
-    private static void WriteReport(Experiment e, List<ArmResult> results, string outDir, IReadOnlyList<JoinedResults> joined)
+    private static void WriteReport(Experiment e, List<ArmResult> results, string outDir,
+        IReadOnlyList<JoinedResults> joined)
     {
         var md = new StringBuilder();
         string P(double v) => double.IsNaN(v) ? "—" : (100 * v).ToString("F2", CultureInfo.InvariantCulture) + "%";
@@ -359,34 +414,48 @@ public static class Experiments
         bool figure1 = e.Name == "relu-vs-tanh";
         md.AppendLine($"**Budget:** {BudgetOf(e)}").AppendLine();
         int[] lower = figure1 ? Figure1Targets[1..] : Array.Empty<int>();
-        md.AppendLine("| arm | seeds | val top-1 error (mean ± spread) | val top-5 error | train top-1 error | steps to 25% train error |"
+        md.AppendLine(
+            "| arm | seeds | val top-1 error (mean ± spread) | val top-5 error | train top-1 error | steps to 25% " +
+            "train error |"
             + string.Concat(lower.Select(t => $" steps to {t}% |")));
         md.AppendLine("|---|---|---|---|---|---|" + string.Concat(lower.Select(_ => "---|")));
         foreach (var g in results.GroupBy(r => r.Arm))
         {
             double[] top1 = g.Select(r => r.ValTop1).ToArray();
             double spread = top1.Length > 1 ? (top1.Max() - top1.Min()) / 2 : 0;
-            md.AppendLine($"| {g.Key} | {string.Join(",", g.Select(r => r.Seed))} | {P(top1.Average())} ± {P(spread)} | {P(g.Average(r => r.ValTop5))} | " +
-                $"{P(g.Average(r => r.TrainTop1))} | {StepsCell(g, r => r.StepsTo25)} |" + string.Concat(lower.Select(t => $" {StepsCell(g, StepsTo(t))} |")));
+            md.AppendLine(
+                $"| {g.Key} | {string.Join(",", g.Select(r => r.Seed))} | {P(top1.Average())} ± {P(spread)} " +
+                $"| {P(g.Average(r => r.ValTop5))} | " +
+                $"{P(g.Average(r => r.TrainTop1))} | {StepsCell(g, r => r.StepsTo25)} |" +
+                string.Concat(lower.Select(t => $" {StepsCell(g, StepsTo(t))} |")));
         }
         if (figure1)
         {
-            md.AppendLine().AppendLine("Steps are counted on the training error averaged over each logging window; an arm's cell gives the mean over seeds (range).");
+            md.AppendLine()
+                .AppendLine("Steps are counted on the training error averaged over each logging window; an arm's cell " +
+                "gives the mean over seeds (range).");
             foreach (int t in Figure1Targets)
             {
                 md.AppendLine().AppendLine(ReluVersusTanh(results, t));
             }
-            md.AppendLine().AppendLine("Fashion-MNIST is easier than CIFAR-10 (a linear classifier gets below 25% error), so the lower training errors, "
+            md.AppendLine()
+                .AppendLine("Fashion-MNIST is easier than CIFAR-10 (a linear classifier gets below 25% error), so the " +
+                "lower training errors, "
                 + "reached after the first transient, are the points comparable to Figure 1's 25%.");
         }
         foreach (JoinedResults j in joined)
         {
             long[] seedsOf = j.Results.Select(r => r.Seed).Distinct().ToArray();
-            string recorded = j.Results.All(r => r.Budget is not null) ? "the same budget" : "its budget not recorded in the file, so not checked";
-            md.AppendLine().AppendLine($"Joined from `{j.Path}`: {j.Results.Count} results, seed{(seedsOf.Length > 1 ? "s" : "")} {string.Join(", ", seedsOf)} ({recorded}); trained elsewhere, " +
+            string recorded = j.Results.All(r => r.Budget is not null) ? "the same budget"
+                : "its budget not recorded in the file, so not checked";
+            md.AppendLine()
+                .AppendLine($"Joined from `{j.Path}`: {j.Results.Count} results, " +
+                $"seed{(seedsOf.Length > 1 ? "s" : "")} {string.Join(", ", seedsOf)} ({recorded}); trained " +
+                "elsewhere, " +
                 "so their run folders are not beside this file and the plot draws only the runs that are.");
         }
-        md.AppendLine().AppendLine($"Each arm's run folder (options, metrics.jsonl, curves) is beside this file. Plot: ![curves]({e.Name}.png)");
+        md.AppendLine()
+            .AppendLine($"Each arm's run folder (options, metrics.jsonl, curves) is beside this file. Plot: ![curves]({e.Name}.png)");
         AtomicFile.WriteAllText(Path.Combine(outDir, "report.md"), md.ToString());
         Json.Write(Path.Combine(outDir, "results.json"), results);
         var plot = new ScottPlot.Plot();
@@ -394,7 +463,8 @@ public static class Experiments
         if (figure1)
         {
             // Figure 1 draws one curve per net: each at its fastest ε, every seed.
-            var best = new[] { "ReLU", "tanh" }.Select(a => Fastest(results, a, r => r.StepsTo25)?.Arm).Where(a => a is not null).ToHashSet();
+            var best = new[] { "ReLU",
+                "tanh" }.Select(a => Fastest(results, a, r => r.StepsTo25)?.Arm).Where(a => a is not null).ToHashSet();
             plotted = best.Count > 0 ? results.Where(r => best.Contains(r.Arm)) : results;
             var target = plot.Add.HorizontalLine(25);
             target.LinePattern = ScottPlot.LinePattern.Dashed;

@@ -19,7 +19,8 @@ public static class FineTuning
     /// A fine-tuning run's options: the checkpoint's net, normalisation and input scale, each unless the caller set it
     /// (<paramref name="keepModel"/>, <paramref name="keepNormalization"/>, <paramref name="keepInputScale"/>).
     /// </summary>
-    public static TrainOptions Inherit(TrainOptions o, string checkpoint, bool keepModel = false, bool keepNormalization = false, bool keepInputScale = false)
+    public static TrainOptions Inherit(TrainOptions o, string checkpoint, bool keepModel = false,
+        bool keepNormalization = false, bool keepInputScale = false)
     {
         ModelCard card = ModelFile.ReadCard(checkpoint);
         return o with
@@ -40,18 +41,25 @@ public static class FineTuning
         Architecture a = source.Architecture;
         if (o.Model != a.Variant)
         {
-            throw new ArgumentException($"--init-from {o.InitFrom} holds a {a.Variant} net, not --model {o.Model}: leave --model out to fine-tune the checkpoint's.");
+            throw new ArgumentException(
+                $"--init-from {o.InitFrom} holds a {a.Variant} net, not --model {o.Model}: leave --model out to " +
+                "fine-tune the checkpoint's.");
         }
         if (channels != a.InputChannels)
         {
-            throw new ArgumentException($"--init-from {o.InitFrom} was trained on {a.InputChannels}-channel images; this data has {channels}.");
+            throw new ArgumentException(
+                $"--init-from {o.InitFrom} was trained on {a.InputChannels}-channel images; this data has {channels}.");
         }
-        Architecture arch = a with { Classes = classes, InputSize = inputSize, Dropout = o.Dropout };   // §4.2's rate is the run's to choose
+        // §4.2's rate is the run's to choose
+        Architecture arch = a with { Classes = classes, InputSize = inputSize, Dropout = o.Dropout };
         arch.Validate();
         if (arch.FlattenedFeatures != a.FlattenedFeatures)
         {
-            throw new ArgumentException($"--init-from {o.InitFrom} takes {a.InputSize}-px views (records of {source.StoreHeight} px); this data gives {inputSize} px, " +
-                $"so fc6 would read {arch.FlattenedFeatures} values instead of {a.FlattenedFeatures}: prepare the data with --size {source.StoreHeight}.");
+            throw new ArgumentException(
+                $"--init-from {o.InitFrom} takes {a.InputSize}-px views (records of {source.StoreHeight} px); this " +
+                $"data gives {inputSize} px, " +
+                $"so fc6 would read {arch.FlattenedFeatures} values instead of {a.FlattenedFeatures}: prepare the " +
+                $"data with --size {source.StoreHeight}.");
         }
         return arch;
     }
@@ -76,13 +84,15 @@ public static class FineTuning
         }
         string fc8 = model.StateKey("fc8") + ".";
         bool sameClasses = source.Architecture.Classes == model.Architecture.Classes;
-        return model.state_dict().Keys.Where(k => sameClasses || !k.StartsWith(fc8, StringComparison.Ordinal)).ToHashSet();
+        return model.state_dict().Keys.Where(k => sameClasses || !k.StartsWith(fc8,
+            StringComparison.Ordinal)).ToHashSet();
     }
 
     /// <summary>
     /// The parameters SGD updates (conv1–conv5 left out and frozen under FreezeFeatures), each with its fraction of ε.
     /// </summary>
-    internal static (Parameter[] Learned, double[] Factors) Parameters(AlexNetModel model, TrainOptions o, ISet<string> pretrained)
+    internal static (Parameter[] Learned, double[] Factors) Parameters(AlexNetModel model,
+        TrainOptions o, ISet<string> pretrained)
     {
         var learned = new List<Parameter>();
         var factors = new List<double>();

@@ -80,7 +80,12 @@ public sealed class LearningRateSchedule
         }
         else if (s.EpochsSinceBest + 1 >= _o.Patience && s.Reductions < _o.MaxReductions)
         {
-            State = s with { LearningRate = s.LearningRate * _o.LrFactor, EpochsSinceBest = 0, Reductions = s.Reductions + 1 };
+            State = s with
+            {
+                LearningRate = s.LearningRate * _o.LrFactor,
+                EpochsSinceBest = 0,
+                Reductions = s.Reductions + 1,
+            };
         }
         else
         {

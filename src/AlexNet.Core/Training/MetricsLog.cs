@@ -15,7 +15,8 @@ namespace AlexNet.Training;
 public abstract record MetricsRecord;
 
 /// <summary>Training averages over the steps since the last such line.</summary>
-public sealed record StepMetrics(int Epoch, long Step, int StepInEpoch, int StepsPerEpoch, double Loss, double Top1Error, double Top5Error,
+public sealed record StepMetrics(int Epoch, long Step, int StepInEpoch, int StepsPerEpoch, double Loss,
+    double Top1Error, double Top5Error,
     [property: JsonPropertyName("lr")] double LearningRate, double ImagesPerSecond) : MetricsRecord;
 
 /// <summary>
@@ -24,7 +25,8 @@ public sealed record StepMetrics(int Epoch, long Step, int StepInEpoch, int Step
 /// </summary>
 public sealed record EpochMetrics(int Epoch, long Step, double TrainLoss, double TrainTop1Error, double TrainTop5Error,
     double ValLoss, double ValTop1Error, double ValTop5Error, [property: JsonPropertyName("lr")] double LearningRate,
-    double ImagesPerSecond, double Seconds, double? EmaValTop1Error = null, double? EmaValTop5Error = null) : MetricsRecord;
+    double ImagesPerSecond, double Seconds, double? EmaValTop1Error = null,
+    double? EmaValTop5Error = null) : MetricsRecord;
 
 public sealed class MetricsLog : System.IDisposable
 {

@@ -78,7 +78,8 @@ public static class Mixing
             }
             v = v * v * v;
             double u = rng.NextDouble();
-            if (u < 1 - 0.0331 * x * x * x * x || Math.Log(Math.Max(u, double.Epsilon)) < 0.5 * x * x + d * (1 - v + Math.Log(v)))
+            if (u < 1 - 0.0331 * x * x * x * x || Math.Log(Math.Max(u,
+                double.Epsilon)) < 0.5 * x * x + d * (1 - v + Math.Log(v)))
             {
                 return d * v;
             }

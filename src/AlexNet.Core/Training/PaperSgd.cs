@@ -38,8 +38,10 @@ public sealed class PaperSgd : IDisposable
     /// it is timed against).</param>
     /// <param name="rateFactors">Per parameter, ε as a fraction of <see cref="LearningRate"/> (fine-tuning's lower rate
     /// for pretrained layers); null: 1 for all.</param>
-    public PaperSgd(IEnumerable<TorchSharp.Modules.Parameter> parameters, double learningRate, double momentum, double weightDecay,
-        OptimizerKind kind = OptimizerKind.Paper, bool nesterov = false, bool fused = true, IReadOnlyList<double>? rateFactors = null)
+    public PaperSgd(IEnumerable<TorchSharp.Modules.Parameter> parameters, double learningRate,
+        double momentum, double weightDecay,
+        OptimizerKind kind = OptimizerKind.Paper, bool nesterov = false, bool fused = true,
+        IReadOnlyList<double>? rateFactors = null)
     {
         Nesterov = nesterov;
         _fused = fused;
@@ -65,7 +67,8 @@ public sealed class PaperSgd : IDisposable
     /// </summary>
     public bool StepZeroesGradients => _kind == OptimizerKind.Paper;
 
-    private static bool Fusable(Tensor w) => w.device_type == DeviceType.CPU && w.dtype == ScalarType.Float32 && w.is_contiguous();
+    private static bool Fusable(Tensor w) =>
+        w.device_type == DeviceType.CPU && w.dtype == ScalarType.Float32 && w.is_contiguous();
 
     public void ZeroGrad()
     {
@@ -126,13 +129,17 @@ public sealed class PaperSgd : IDisposable
     /// <summary>
     /// v ← μv + a·w + b·g (a = −λε, b = −ε), w ← w + v, g ← 0: one pass, in libtorch's rounding order.
     /// </summary>
-    private static unsafe void FusedUpdate(Tensor w, Tensor v, Tensor g, float momentum, float a, float b, bool nesterov)
+    private static unsafe void FusedUpdate(Tensor w, Tensor v, Tensor g, float momentum,
+        float a, float b, bool nesterov)
     {
         long n = w.numel();
         float* pw = Planes.Ptr(w), pv = Planes.Ptr(v), pg = Planes.Ptr(g);
         const long chunk = 1 << 16;
         System.Threading.Tasks.Parallel.For(0, (n + chunk - 1) / chunk,
-            new System.Threading.Tasks.ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, torch.get_num_threads()) }, c =>
+            new System.Threading.Tasks.ParallelOptions
+            {
+                MaxDegreeOfParallelism = Math.Max(1, torch.get_num_threads()),
+            }, c =>
             {
                 long start = c * chunk, end = Math.Min(n, start + chunk);
                 var mu = Vector256.Create(momentum);
@@ -142,16 +149,19 @@ public sealed class PaperSgd : IDisposable
                 for (; i + 8 <= end; i += 8)
                 {
                     Vector256<float> wv = Vector256.Load(pw + i), gv = Vector256.Load(pg + i);
-                    Vector256<float> vel = Vector256.FusedMultiplyAdd(gv, vb, Vector256.FusedMultiplyAdd(wv, va, Vector256.Load(pv + i) * mu));
+                    Vector256<float> vel = Vector256.FusedMultiplyAdd(gv, vb,
+                        Vector256.FusedMultiplyAdd(wv, va, Vector256.Load(pv + i) * mu));
                     vel.Store(pv + i);
-                    (nesterov ? wv + Vector256.FusedMultiplyAdd(gv, vb, Vector256.FusedMultiplyAdd(wv, va, vel * mu)) : wv + vel).Store(pw + i);
+                    (nesterov ? wv + Vector256.FusedMultiplyAdd(gv, vb,
+                        Vector256.FusedMultiplyAdd(wv, va, vel * mu)) : wv + vel).Store(pw + i);
                     Vector256<float>.Zero.Store(pg + i);
                 }
                 for (; i < end; i++)
                 {
                     float vel = MathF.FusedMultiplyAdd(pg[i], b, MathF.FusedMultiplyAdd(pw[i], a, pv[i] * momentum));
                     pv[i] = vel;
-                    pw[i] += nesterov ? MathF.FusedMultiplyAdd(pg[i], b, MathF.FusedMultiplyAdd(pw[i], a, vel * momentum)) : vel;
+                    pw[i] += nesterov ? MathF.FusedMultiplyAdd(pg[i], b,
+                        MathF.FusedMultiplyAdd(pw[i], a, vel * momentum)) : vel;
                     pg[i] = 0;
                 }
             });

@@ -50,6 +50,10 @@ public static class Recipes
     public static TrainOptions QuickStartFor(int epochs)
     {
         TrainOptions q = QuickStart;
-        return q with { Epochs = epochs, WarmupEpochs = epochs > q.WarmupEpochs ? q.WarmupEpochs : epochs * q.WarmupEpochs / q.Epochs };
+        return q with
+        {
+            Epochs = epochs,
+            WarmupEpochs = epochs > q.WarmupEpochs ? q.WarmupEpochs : epochs * q.WarmupEpochs / q.Epochs,
+        };
     }
 }

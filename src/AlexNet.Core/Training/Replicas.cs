@@ -64,7 +64,8 @@ public sealed class Replicas : IDisposable
     /// TrainingStep.Run with the batch split R ways: each replica's forward and backward on its own thread, the
     /// gradients added into the net's (replica 0's, then 1's, …), then the update of the net.
     /// </summary>
-    public (Tensor Loss, Tensor Logits) Run(PaperSgd sgd, Tensor inputs, Tensor labels, double labelSmoothing = 0, double clipGradNorm = 0,
+    public (Tensor Loss, Tensor Logits) Run(PaperSgd sgd, Tensor inputs, Tensor labels,
+        double labelSmoothing = 0, double clipGradNorm = 0,
         Action? reduceGradients = null, Mix? mix = null)
     {
         return AtThreadsEach(() => Step(sgd, inputs, labels, labelSmoothing, clipGradNorm, reduceGradients, mix));
@@ -88,7 +89,8 @@ public sealed class Replicas : IDisposable
         }
     }
 
-    private (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs, Tensor labels, double labelSmoothing, double clipGradNorm, Action? reduceGradients, Mix? mix)
+    private (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs, Tensor labels, double labelSmoothing,
+        double clipGradNorm, Action? reduceGradients, Mix? mix)
     {
         Sync();
         if (!sgd.StepZeroesGradients)
@@ -111,7 +113,8 @@ public sealed class Replicas : IDisposable
                 AlexNetModel model = r == 0 ? _net : _copies[r - 1];
                 model.train(_net.training);
                 Mix? part = mix is null ? null : mix with { OtherLabels = other![r] };
-                (Tensor loss, Tensor z) = TrainingStep.Backward(model, x[r], y[r], labelSmoothing, part, share: (double)sizes[r] / n);
+                (Tensor loss, Tensor z) = TrainingStep.Backward(model, x[r], y[r], labelSmoothing,
+                    part, share: (double)sizes[r] / n);
                 losses[r] = loss.DetachFromDisposeScope();
                 logits[r] = z.DetachFromDisposeScope();
             }
@@ -188,7 +191,8 @@ public sealed class Replicas : IDisposable
             {
                 if (copy[i].requires_grad != _netParameters[i].requires_grad)
                 {
-                    copy[i].requires_grad_(_netParameters[i].requires_grad);   // frozen layers (fine-tuning) stay frozen
+                    // frozen layers (fine-tuning) stay frozen
+                    copy[i].requires_grad_(_netParameters[i].requires_grad);
                 }
             }
         }

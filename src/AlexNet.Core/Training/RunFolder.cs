@@ -49,7 +49,8 @@ public sealed class RunFolder : IDisposable
         }
         catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
         {
-            throw new RunFolderInUseException($"{directory} is in use by another process (its {LockFile} is locked: a `train` or " +
+            throw new RunFolderInUseException(
+                $"{directory} is in use by another process (its {LockFile} is locked: a `train` or " +
                 "`--resume` of this run is still running). Wait for it to end or stop it, or choose another --out.");
         }
     }
@@ -63,7 +64,9 @@ public sealed class RunFolder : IDisposable
     {
         if (File.Exists(Path.Combine(Directory, Trainer.LastCheckpoint)))
         {
-            throw new IOException($"{Directory} already holds a run; pass --resume to continue it, or choose another --out (nothing was overwritten).");
+            throw new IOException(
+                $"{Directory} already holds a run; pass --resume to continue it, or choose another --out (nothing " +
+                "was overwritten).");
         }
         string log = Path.Combine(Directory, MetricsLog.FileName);
         if (!File.Exists(log) || new FileInfo(log).Length == 0)
@@ -82,8 +85,10 @@ public sealed class RunFolder : IDisposable
         string last = Path.Combine(Directory, Trainer.LastCheckpoint);
         if (!File.Exists(last))
         {
-            throw new FileNotFoundException($"{Directory} has no {Trainer.LastCheckpoint} to resume from (the run stopped before its first " +
-                "checkpoint, or this is not a run folder): run the same command without --resume to start it again.", last);
+            throw new FileNotFoundException(
+                $"{Directory} has no {Trainer.LastCheckpoint} to resume from (the run stopped before its first " +
+                "checkpoint, or this is not a run folder): run the same command without --resume to start it again.",
+                last);
         }
         return last;
     }
@@ -100,7 +105,8 @@ public sealed class RunFolder : IDisposable
         hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(store.Labels.AsSpan()));
         hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(store.Mean.AsSpan()));
         string digest = Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();
-        return $"{store.Count} images {store.Channels}×{store.Height}×{store.Width}, {store.ClassCount} classes, {digest}";
+        return $"{store.Count} images {store.Channels}×{store.Height}×{store.Width}, {store.ClassCount} " +
+            $"classes, {digest}";
     }
 
     /// <summary>Refuses to resume on a training store other than the one the run trained on.</summary>
@@ -108,7 +114,8 @@ public sealed class RunFolder : IDisposable
     {
         if (saved.TrainData is { } was && was != Fingerprint(train))
         {
-            throw new ArgumentException($"{runDir} trained on other data ({was}); {train.Directory} holds {Fingerprint(train)}. " +
+            throw new ArgumentException(
+                $"{runDir} trained on other data ({was}); {train.Directory} holds {Fingerprint(train)}. " +
                 $"Resume with the run's own data (--data or --train as when it started), or start a new run.");
         }
     }
@@ -121,8 +128,11 @@ public sealed class RunFolder : IDisposable
         if (saved.Ranks != ranks)
         {
             string how = saved.Ranks == 1 ? "in one process (without mpirun)" : $"under `mpirun -np {saved.Ranks}`";
-            throw new ArgumentException($"{runDir} trained with {saved.Ranks} process(es), a step of {saved.Ranks} × {saved.Options.BatchSize} images; " +
-                $"this is {ranks}. Resume it {how}, or start a new run: another count changes the batch and the data each step sees.");
+            throw new ArgumentException(
+                $"{runDir} trained with {saved.Ranks} process(es), a step of {saved.Ranks} " +
+                $"× {saved.Options.BatchSize} images; " +
+                $"this is {ranks}. Resume it {how}, or start a new run: another count changes the batch and the data " +
+                "each step sees.");
         }
     }
 }

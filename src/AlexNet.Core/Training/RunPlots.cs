@@ -9,7 +9,8 @@ namespace AlexNet.Training;
 public static class RunPlots
 {
     /// <summary>A run's metrics.jsonl as columns; EpochSeconds: each epoch's time as logged.</summary>
-    public sealed record Series(List<double> Steps, List<double> Loss, List<double> StepTop1, List<double> Epochs, List<double> TrainTop1, List<double> ValTop1,
+    public sealed record Series(List<double> Steps, List<double> Loss, List<double> StepTop1, List<double> Epochs,
+        List<double> TrainTop1, List<double> ValTop1,
         List<double> TrainTop5, List<double> ValTop5, List<double> Lr, List<double> EpochSeconds);
 
     public static Series Read(string runDir)
@@ -68,7 +69,10 @@ public static class RunPlots
 
             var lr = new ScottPlot.Plot();
             lr.Add.Scatter(x, s.Lr.ToArray());
-            lr.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = v => v.ToString("G3", System.Globalization.CultureInfo.InvariantCulture) };
+            lr.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
+            {
+                LabelFormatter = v => v.ToString("G3", System.Globalization.CultureInfo.InvariantCulture),
+            };
             lr.Title("Learning rate ε (§5)");
             lr.XLabel("epoch");
             lr.YLabel("ε");

@@ -57,7 +57,8 @@ public static class StepEngine
     {
         public nn.Module<Tensor, Tensor> Net => model;
 
-        public (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs, Tensor labels, StepSettings s, Mix? mix) =>
+        public (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs,
+            Tensor labels, StepSettings s, Mix? mix) =>
             TrainingStep.Run(model, sgd, inputs, labels, s.LabelSmoothing, s.ClipGradNorm, s.ReduceGradients, mix);
 
         public Func<AlexNetModel, Tensor, Tensor>? Forward(AlexNetModel m) => null;
@@ -66,9 +67,11 @@ public static class StepEngine
         {
         }
 
-        public void Save(string path, RunState state, AlexNetModel m, PaperSgd sgd, WeightEma? ema) => Checkpoint.Save(path, state, m, sgd, ema);
+        public void Save(string path, RunState state, AlexNetModel m, PaperSgd sgd, WeightEma? ema) =>
+            Checkpoint.Save(path, state, m, sgd, ema);
 
-        public void Load(string path, RunState saved, AlexNetModel m, PaperSgd sgd, WeightEma? ema) => Checkpoint.LoadInto(path, saved, m, sgd, ema);
+        public void Load(string path, RunState saved, AlexNetModel m, PaperSgd sgd, WeightEma? ema) =>
+            Checkpoint.LoadInto(path, saved, m, sgd, ema);
 
         public void Dispose()
         {
@@ -82,19 +85,23 @@ public static class StepEngine
     {
         public nn.Module<Tensor, Tensor> Net => replicas.Net;
 
-        public (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs, Tensor labels, StepSettings s, Mix? mix) =>
+        public (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs,
+            Tensor labels, StepSettings s, Mix? mix) =>
             replicas.Run(sgd, inputs, labels, s.LabelSmoothing, s.ClipGradNorm, s.ReduceGradients, mix);
 
         // The net itself on the replicas' lanes, as it trains (the weight average has no replicas).
-        public Func<AlexNetModel, Tensor, Tensor>? Forward(AlexNetModel m) => m == replicas.Net ? (_, x) => replicas.Infer(x) : null;
+        public Func<AlexNetModel, Tensor, Tensor>? Forward(AlexNetModel m) =>
+            m == replicas.Net ? (_, x) => replicas.Infer(x) : null;
 
         public void Publish(AlexNetModel m)
         {
         }
 
-        public void Save(string path, RunState state, AlexNetModel m, PaperSgd sgd, WeightEma? ema) => Checkpoint.Save(path, state, m, sgd, ema);
+        public void Save(string path, RunState state, AlexNetModel m, PaperSgd sgd, WeightEma? ema) =>
+            Checkpoint.Save(path, state, m, sgd, ema);
 
-        public void Load(string path, RunState saved, AlexNetModel m, PaperSgd sgd, WeightEma? ema) => Checkpoint.LoadInto(path, saved, m, sgd, ema);
+        public void Load(string path, RunState saved, AlexNetModel m, PaperSgd sgd, WeightEma? ema) =>
+            Checkpoint.LoadInto(path, saved, m, sgd, ema);
 
         public void Dispose() => replicas.Dispose();
     }
@@ -106,7 +113,8 @@ public static class StepEngine
     {
         public nn.Module<Tensor, Tensor> Net => towers;
 
-        public (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs, Tensor labels, StepSettings s, Mix? mix) =>
+        public (Tensor Loss, Tensor Logits) Step(PaperSgd sgd, Tensor inputs,
+            Tensor labels, StepSettings s, Mix? mix) =>
             TrainingStep.Run(towers, sgd, inputs, labels, s.LabelSmoothing, s.ClipGradNorm, s.ReduceGradients, mix);
 
         public Func<AlexNetModel, Tensor, Tensor>? Forward(AlexNetModel m) => null;
@@ -116,7 +124,8 @@ public static class StepEngine
         public void Save(string path, RunState state, AlexNetModel m, PaperSgd sgd, WeightEma? ema)
         {
             towers.WriteInto(m);
-            Tensor[] velocity = towers.Join(m, sgd.Velocity);   // the grouped net's layout: the checkpoint is interchangeable
+            // the grouped net's layout: the checkpoint is interchangeable
+            Tensor[] velocity = towers.Join(m, sgd.Velocity);
             try
             {
                 Checkpoint.Save(path, state, m, velocity, ema);

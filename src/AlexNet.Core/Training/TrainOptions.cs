@@ -49,7 +49,8 @@ public sealed record TrainOptions
     public InitScheme? Init { get; init; }                 // null: the variant's default (§5 for paper)
     public Activation Activation { get; init; } = Activation.Relu;   // §3.1
     public bool Lrn { get; init; } = true;                 // §3.3
-    public LrnConvention? LrnConvention { get; init; }     // null: α as §3.3 prints it; code: α/n, as the authors' cuda-convnet2 computes it
+    // null: α as §3.3 prints it; code: α/n, as the authors' cuda-convnet2 computes it
+    public LrnConvention? LrnConvention { get; init; }
     public int PoolWindow { get; init; } = 3;              // §3.4
     public int PoolStride { get; init; } = 2;
     public double Dropout { get; init; } = 0.5;            // §4.2
@@ -57,37 +58,56 @@ public sealed record TrainOptions
     public bool Flip { get; init; } = true;                // §4.1
     public double PcaStd { get; init; } = 0.1;             // §4.1: αᵢ ~ N(0, 0.1²)
     public bool SubtractMean { get; init; } = true;        // §2
-    public float? InputScale { get; init; }                // × the centred 0–255 values; null: decided when the run starts (Initialization.InputScaleFor: 1, §2's raw values, for §5's init)
-    public InputNormalization Normalization { get; init; } = InputNormalization.MeanImage;   // §2; imagenet: what torchvision's weights expect
-    public int Pad { get; init; } = -1;                    // −1: §4.1's default, 4 px for small images (AugmentOptions.PaperFor), 0 for ImageNet
-    public int? Crop { get; init; }                        // §4.1's patch side; null: 224 of 256, small images side + pad
+    // × the centred 0–255 values; null: decided when the run starts (Initialization.InputScaleFor: 1, §2's raw values,
+    // for §5's init)
+    public float? InputScale { get; init; }
+    // §2; imagenet: what torchvision's weights expect
+    public InputNormalization Normalization { get; init; } = InputNormalization.MeanImage;
+    // −1: §4.1's default, 4 px for small images (AugmentOptions.PaperFor), 0 for ImageNet
+    public int Pad { get; init; } = -1;
+    // §4.1's patch side; null: 224 of 256, small images side + pad
+    public int? Crop { get; init; }
     public string? RemoveLayer { get; init; }              // §7 ablation: drop one middle conv layer
     public long Seed { get; init; } = 1;
     public int CheckpointEvery { get; init; } = 0;          // steps; 0 = at the end of every epoch only
-    public double CheckpointMinutes { get; init; } = 30;    // also checkpoint when this long has passed since the last (an ImageNet epoch is hours on a CPU); 0 = off
+    // also checkpoint when this long has passed since the last (an ImageNet epoch is hours on a CPU); 0 = off
+    public double CheckpointMinutes { get; init; } = 30;
     public int LogEvery { get; init; } = 50;                // steps between metric lines (and NaN checks)
     public int MaxSteps { get; init; } = 0;                 // 0 = no limit (tests and smoke runs)
     public int TrainLimit { get; init; } = 0;               // use only the first N training records (0 = all)
-    public int ValSplit { get; init; } = 0;                 // hold out N training records (chosen by Seed) to validate and select on; the val store is then the test set, scored once at the end
-    public ViewSet ValViews { get; init; } = ViewSet.Centre; // the views each validation (and the test scoring) averages: §4.1's centre or ten, or (not in the paper) the centre and its reflection
+    // hold out N training records (chosen by Seed) to validate and select on; the val store is then the test set,
+    // scored once at the end
+    public int ValSplit { get; init; } = 0;
+    // the views each validation (and the test scoring) averages: §4.1's centre or ten, or (not in the paper) the centre
+    // and its reflection
+    public ViewSet ValViews { get; init; } = ViewSet.Centre;
 
     // Not in the paper: what a modern reference trainer offers. All off by default, so the defaults stay §5's recipe.
     public double LabelSmoothing { get; init; } = 0;        // targets (1 − ε)·one-hot + ε/K (Szegedy et al. 2016)
-    public double WarmupEpochs { get; init; } = 0;          // ε rises linearly from ε/T to the schedule's over these epochs (Goyal et al. 2017)
+    // ε rises linearly from ε/T to the schedule's over these epochs (Goyal et al. 2017)
+    public double WarmupEpochs { get; init; } = 0;
     public bool Nesterov { get; init; } = false;            // Nesterov momentum (Sutskever et al. 2013) in §5's form
-    public double ClipGradNorm { get; init; } = 0;          // rescale ∂L/∂w when its global L2 norm exceeds this; 0 = off
-    public double Ema { get; init; } = 0;                   // decay of a moving average of the weights (Polyak); 0 = off
+    // rescale ∂L/∂w when its global L2 norm exceeds this; 0 = off
+    public double ClipGradNorm { get; init; } = 0;
+    // decay of a moving average of the weights (Polyak); 0 = off
+    public double Ema { get; init; } = 0;
     public double MixupAlpha { get; init; } = 0;            // mixup's Beta(α, α) (Zhang et al. 2018); 0 = off
-    public double CutmixAlpha { get; init; } = 0;           // CutMix's Beta(α, α) (Yun et al. 2019); 0 = off; with both, one of them per batch
-    public Precision Precision { get; init; } = Precision.Fp32;   // bf16: the conv and FC products in bfloat16 from float32 weights (Precision.cs)
+    // CutMix's Beta(α, α) (Yun et al. 2019); 0 = off; with both, one of them per batch
+    public double CutmixAlpha { get; init; } = 0;
+    // bf16: the conv and FC products in bfloat16 from float32 weights (Precision.cs)
+    public Precision Precision { get; init; } = Precision.Fp32;
 
     // Fine-tuning (not in the paper): start from a checkpoint's weights (an imported torchvision net, or a run of
     // ours).
-    public string? InitFrom { get; init; }                  // checkpoint whose weights start the run; fc8 too when the classes match
-    public bool FreezeFeatures { get; init; } = false;      // conv1–conv5 keep their weights; only the classifier learns
-    public double PretrainedLrFactor { get; init; } = 1;    // ε of the layers taken from InitFrom, as a fraction of ε (fc8 re-initialised keeps ε)
+    // checkpoint whose weights start the run; fc8 too when the classes match
+    public string? InitFrom { get; init; }
+    // conv1–conv5 keep their weights; only the classifier learns
+    public bool FreezeFeatures { get; init; } = false;
+    // ε of the layers taken from InitFrom, as a fraction of ε (fc8 re-initialised keeps ε)
+    public double PretrainedLrFactor { get; init; } = 1;
 
-    /// <summary>InputScale, or where it is left out the one the net's init expects (Initialization.InputScaleFor).</summary>
+    /// <summary>InputScale, or where it is left out the one the net's init expects
+    /// (Initialization.InputScaleFor).</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public float ResolvedInputScale => InputScale ?? Initialization.InputScaleFor(Init ?? Variants.Get(Model).Init);
 
@@ -110,7 +130,8 @@ public sealed record TrainOptions
     public void Validate()
     {
         Check(Epochs >= 1, "--epochs must be at least 1");
-        Check(Precision != AlexNet.Model.Precision.Int8, "--precision int8 is for inference: train in fp32 or bf16, then `alexnet quantize` the checkpoint");
+        Check(Precision != AlexNet.Model.Precision.Int8,
+            "--precision int8 is for inference: train in fp32 or bf16, then `alexnet quantize` the checkpoint");
         Check(BatchSize >= 1, "--batch-size must be at least 1");
         Check(LearningRate > 0 && double.IsFinite(LearningRate), "--lr must be a positive number");
         Check(Momentum is >= 0 and < 1, "--momentum must be in [0, 1)");
@@ -127,13 +148,17 @@ public sealed record TrainOptions
         Check(ClipGradNorm >= 0 && double.IsFinite(ClipGradNorm), "--clip-grad-norm must be ≥ 0");
         Check(ValSplit >= 0, "--val-split must be ≥ 0");
         Check(ValViews is not ViewSet.Both, "--val-views takes one of centre, ten or flip");
-        Check(MixupAlpha >= 0 && CutmixAlpha >= 0 && double.IsFinite(MixupAlpha + CutmixAlpha), "--mixup-alpha and --cutmix-alpha must be ≥ 0");
+        Check(MixupAlpha >= 0 && CutmixAlpha >= 0 && double.IsFinite(MixupAlpha + CutmixAlpha),
+            "--mixup-alpha and --cutmix-alpha must be ≥ 0");
         Check(Ema is >= 0 and < 1, "--ema must be in [0, 1) (0 = off; e.g. 0.999)");
         Check(PcaStd >= 0 && double.IsFinite(PcaStd), "--pca-std must be ≥ 0");
-        Check(InputScale is null || float.IsFinite(InputScale.Value) && InputScale > 0, "--input-scale must be a positive number (e.g. 0.0125 = 1/80 for 0–255 pixels)");
+        Check(InputScale is null || float.IsFinite(InputScale.Value) && InputScale > 0,
+            "--input-scale must be a positive number (e.g. 0.0125 = 1/80 for 0–255 pixels)");
         Check(Pad >= -1, "--pad must be ≥ 0 (or −1 for the default)");
-        Check(PretrainedLrFactor is >= 0 and <= 1 && double.IsFinite(PretrainedLrFactor), "--pretrained-lr-factor must be in [0, 1]");
-        Check(InitFrom is not null || (!FreezeFeatures && PretrainedLrFactor == 1), "--freeze and --pretrained-lr-factor need --init-from CKPT");
+        Check(PretrainedLrFactor is >= 0 and <= 1 && double.IsFinite(PretrainedLrFactor),
+            "--pretrained-lr-factor must be in [0, 1]");
+        Check(InitFrom is not null || (!FreezeFeatures && PretrainedLrFactor == 1),
+            "--freeze and --pretrained-lr-factor need --init-from CKPT");
         Check(Crop is null or >= 1, "--crop must be at least 1");
         Check(PoolWindow >= 1 && PoolStride >= 1, "pooling window and stride must be at least 1");
         Check(RemoveLayer is null or "conv3" or "conv4", "--remove-layer takes conv3 or conv4 (the middle layers, §7)");
@@ -154,7 +179,10 @@ public sealed record TrainOptions
         arch = arch with
         {
             Activation = Activation,
-            Lrn = !Lrn ? null : LrnConvention is { } convention && arch.Lrn is { } lrn ? lrn with { Convention = convention } : arch.Lrn,
+            Lrn = !Lrn ? null : LrnConvention is { } convention && arch.Lrn is { } lrn ? lrn with
+            {
+                Convention = convention,
+            } : arch.Lrn,
             PoolWindow = PoolWindow,
             PoolStride = PoolStride,
             Dropout = Dropout,

@@ -36,7 +36,8 @@ public sealed class SilentProgress : ITrainingProgress
 }
 
 /// <param name="BestValidationError">+∞ when no epoch has been evaluated yet.</param>
-public sealed record TrainResult(string RunDirectory, int Epochs, long Steps, EpochMetrics? Last, double BestValidationError, bool Stopped);
+public sealed record TrainResult(string RunDirectory, int Epochs, long Steps, EpochMetrics? Last,
+    double BestValidationError, bool Stopped);
 
 /// <summary>The loss became NaN or infinite: the run stops, the last good checkpoint is kept.</summary>
 public sealed class TrainingDivergedException(string message) : Exception(message);
@@ -51,7 +52,8 @@ public static class Trainer
     /// <summary>
     /// Trains a new run in <paramref name="runDir"/>, or continues the one there when <paramref name="resume"/> is set.
     /// </summary>
-    public static TrainResult Fit(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, bool resume,
+    public static TrainResult Fit(TrainOptions options, MachineOptions machine, ImageStore train,
+        ImageStore val, string runDir, bool resume,
         ITrainingProgress progress, CancellationToken cancel = default)
     {
         machine.Validate();
@@ -66,9 +68,11 @@ public static class Trainer
             {
                 break;   // stopped inside the epoch; last.ckpt holds the position
             }
-            run.Engine.Publish(run.Model);   // the grouped net validates what was learned (§3.2's towers keep their own weights)
+            // the grouped net validates what was learned (§3.2's towers keep their own weights)
+            run.Engine.Publish(run.Model);
             EvalResult? validation = Evaluate(run, run.Model, cancel);
-            EvalResult? averaged = run.Ema is null || validation is null ? null : Evaluate(run, run.AveragedModel(), cancel);
+            EvalResult? averaged = run.Ema is null || validation is null ? null
+                : Evaluate(run, run.AveragedModel(), cancel);
             if (validation is null || run.Ema is not null && averaged is null)
             {
                 // Stopped during validation: the position is the epoch's end, and a resume validates it.
@@ -98,19 +102,28 @@ public static class Trainer
             return;
         }
         (View[] views, string name) = Evaluator.Of(run.Options.ValViews);
-        var results = new List<EvalResult> { Evaluator.Evaluate(new[] { run.Model }, run.Test, run.ValAugmentation, views, name) };
+        var results = new List<EvalResult>
+        {
+            Evaluator.Evaluate(new[] { run.Model }, run.Test, run.ValAugmentation, views, name),
+        };
         if (run.Ema is not null)
         {
-            results.Add(Evaluator.Evaluate(new[] { run.AveragedModel() }, run.Test, run.ValAugmentation, views, name) with { Views = $"{name}, weight average" });
+            results.Add(Evaluator.Evaluate(new[] { run.AveragedModel() }, run.Test, run.ValAugmentation, views, name) with
+            {
+                Views = $"{name}, weight average",
+            });
         }
         Json.Write(path, results);
-        progress.Message($"Test set {run.Test.Directory}, scored once with the last weights: top-1 error {100 * results[0].Top1Error:F2}%, top-5 {100 * results[0].Top5Error:F2}% ({path}).");
+        progress.Message(
+            $"Test set {run.Test.Directory}, scored once with the last weights: top-1 " +
+            $"error {100 * results[0].Top1Error:F2}%, top-5 {100 * results[0].Top5Error:F2}% ({path}).");
     }
 
     /// <summary>
     /// One pass over the training set from the run's position; null when the run stopped inside the epoch.
     /// </summary>
-    public static EpochTotals? TrainOneEpoch(TrainingRun run, int epoch, ITrainingProgress progress, CancellationToken cancel)
+    public static EpochTotals? TrainOneEpoch(TrainingRun run, int epoch,
+        ITrainingProgress progress, CancellationToken cancel)
     {
         TrainOptions o = run.Options;
         int perEpoch = run.Loader.BatchesPerEpoch;
@@ -134,12 +147,15 @@ public static class Trainer
                         () => run.Group.AverageGradients(run.Sgd.Parameters, (double)batch.Count / batch.GlobalCount));
                     if (batch.Count == 0)
                     {
-                        TrainingStep.RunEmpty(run.Sgd, settings.ReduceGradients, o.ClipGradNorm);   // a rank whose share of a short last batch is empty
+                        // a rank whose share of a short last batch is empty
+                        TrainingStep.RunEmpty(run.Sgd, settings.ReduceGradients, o.ClipGradNorm);
                     }
                     else
                     {
-                        Mix? mix = Mixing.Apply(batch.Inputs, batch.Labels, o.MixupAlpha, o.CutmixAlpha, run.RankSeed, run.Step);
-                        (Tensor loss, Tensor logits) = run.Engine.Step(run.Sgd, batch.Inputs, batch.Labels, settings, mix);
+                        Mix? mix = Mixing.Apply(batch.Inputs, batch.Labels, o.MixupAlpha,
+                            o.CutmixAlpha, run.RankSeed, run.Step);
+                        (Tensor loss, Tensor logits) = run.Engine.Step(run.Sgd,
+                            batch.Inputs, batch.Labels, settings, mix);
                         Tensor row = Sums(loss, logits, batch);
                         epochSums.add_(row);
                         windowSums.add_(row);
@@ -158,7 +174,8 @@ public static class Trainer
                 run.Group.Sum(w);   // every rank's images
                 windowSums.zero_();
                 run.CheckLoss(w, epoch);
-                var m = new StepMetrics(epoch, run.Step, run.StepInEpoch, perEpoch, w[0] / w[3], 1 - w[1] / w[3], 1 - w[2] / w[3],
+                var m = new StepMetrics(epoch, run.Step, run.StepInEpoch, perEpoch, w[0] / w[3],
+                    1 - w[1] / w[3], 1 - w[2] / w[3],
                     run.Sgd.LearningRate, w[3] / windowClock.Elapsed.TotalSeconds);   // all ranks' images
                 windowClock.Restart();
                 run.Log.Append(m);
@@ -184,7 +201,8 @@ public static class Trainer
             }
         }
         double[] e = epochSums.data<double>().ToArray();
-        double[] t = { e[0], e[1], e[2], e[3], e[3] - carriedImages };   // and the images this process trained (none when resumed at its end)
+        // and the images this process trained (none when resumed at its end)
+        double[] t = { e[0], e[1], e[2], e[3], e[3] - carriedImages };
         run.Group.Sum(t);
         run.CheckLoss(t, epoch);
         double rate = t[4] > 0 ? t[4] / epochClock.Elapsed.TotalSeconds : double.NaN;
@@ -211,7 +229,8 @@ public static class Trainer
             try
             {
                 return Evaluator.Evaluate(new[] { model }, run.Val, run.ValAugmentation, views, name,
-                    batchSize: Math.Max(run.Options.BatchSize, 256), cancel: cancel, records: records, forward: forward);
+                    batchSize: Math.Max(run.Options.BatchSize, 256), cancel: cancel,
+                    records: records, forward: forward);
             }
             catch (OperationCanceledException)
             {
@@ -231,7 +250,8 @@ public static class Trainer
         {
             return null;   // every rank abandons the validation together: the sums below are a collective
         }
-        double[] sums = mine is null ? new double[4] : new[] { mine.Loss * mine.Count, mine.Top1Error * mine.Count, mine.Top5Error * mine.Count, mine.Count };
+        double[] sums = mine is null ? new double[4] : new[] { mine.Loss * mine.Count, mine.Top1Error * mine.Count,
+            mine.Top5Error * mine.Count, mine.Count };
         group.Sum(sums);
         return new EvalResult((int)sums[3], sums[0] / sums[3], sums[1] / sums[3], sums[2] / sums[3], name, 1,
             Array.Empty<double>(), Array.Empty<ConfusedPair>());
@@ -241,14 +261,17 @@ public static class Trainer
     /// The schedule learns the validation error (§5); the epoch is logged and checkpointed, best.ckpt kept, the curves
     /// redrawn.
     /// </summary>
-    private static EpochMetrics EndEpoch(TrainingRun run, int epoch, EpochTotals train, EvalResult validation, EvalResult? averaged)
+    private static EpochMetrics EndEpoch(TrainingRun run, int epoch, EpochTotals train,
+        EvalResult validation, EvalResult? averaged)
     {
         double lr = run.Sgd.LearningRate;
         run.Schedule.EndEpoch(epoch, validation.Top1Error);
         bool improved = validation.Top1Error < run.Best;
         run.Best = Math.Min(run.Best, validation.Top1Error);
-        var m = new EpochMetrics(epoch, run.Step, train.Loss, train.Top1Error, train.Top5Error, validation.Loss, validation.Top1Error,
-            validation.Top5Error, lr, train.ImagesPerSecond, train.Clock.Elapsed.TotalSeconds, averaged?.Top1Error, averaged?.Top5Error);
+        var m = new EpochMetrics(epoch, run.Step, train.Loss, train.Top1Error, train.Top5Error,
+            validation.Loss, validation.Top1Error,
+            validation.Top5Error, lr, train.ImagesPerSecond, train.Clock.Elapsed.TotalSeconds,
+            averaged?.Top1Error, averaged?.Top5Error);
         run.Log.Append(m);
         run.StepInEpoch = 0;
         run.EpochsDone = epoch;
@@ -267,5 +290,6 @@ public static class Trainer
 
     /// <param name="Sums">Loss sum, top-1 hits, top-5 hits, images: what a checkpoint at the epoch's end
     /// carries.</param>
-    public sealed record EpochTotals(double Loss, double Top1Error, double Top5Error, double ImagesPerSecond, Stopwatch Clock, double[] Sums);
+    public sealed record EpochTotals(double Loss, double Top1Error, double Top5Error, double ImagesPerSecond,
+        Stopwatch Clock, double[] Sums);
 }

@@ -26,7 +26,8 @@ namespace AlexNet.Training;
 /// float32 only.</param>
 /// <param name="Towers">§3.2: two devices, e.g. "cpu,cpu" or "cuda:0,cuda:1", each running one tower of the net
 /// (TowerNet); null: the grouped net on Device.</param>
-public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distributed.DataParallel? Parallel = null, string Device = "cpu",
+public sealed record MachineOptions(int Threads, int Workers = 1,
+    AlexNet.Distributed.DataParallel? Parallel = null, string Device = "cpu",
     string? Towers = null, bool ConcurrentTowers = false, int Replicas = 1)
 {
     public static MachineOptions Default => new(Environment.ProcessorCount);
@@ -40,8 +41,11 @@ public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distri
         int cores = Environment.ProcessorCount;
         if (Threads > 4 * cores || Workers > 4 * cores || Replicas > 4 * cores)
         {
-            throw new ArgumentException($"--threads {Threads}, --workers {Workers} or --replicas {Replicas} is more than this machine serves: it has {cores} " +
-                $"cores, so use at most {4 * cores} threads, workers or replicas (the default, {cores} threads, is one per core).");
+            throw new ArgumentException(
+                $"--threads {Threads}, --workers {Workers} or --replicas {Replicas} is more than this machine " +
+                $"serves: it has {cores} " +
+                $"cores, so use at most {4 * cores} threads, workers or replicas (the default, {cores} threads, is " +
+                "one per core).");
         }
         if (Towers is not null && Replicas > 1)
         {
@@ -49,7 +53,9 @@ public sealed record MachineOptions(int Threads, int Workers = 1, AlexNet.Distri
         }
         if (Towers is not null && Parallel is not null)
         {
-            throw new ArgumentException("--towers splits one net across two devices in one process; it does not combine with data parallel over MPI (run one process).");
+            throw new ArgumentException(
+                "--towers splits one net across two devices in one process; it does not combine with data parallel " +
+                "over MPI (run one process).");
         }
     }
 }
@@ -140,7 +146,8 @@ public sealed class TrainingRun : IDisposable
 
     private static long RankSeedOf(TrainOptions o, IProcessGroup group) => o.Seed + 7919L * group.Rank;
 
-    public static TrainingRun Start(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, ITrainingProgress progress)
+    public static TrainingRun Start(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val,
+        string runDir, ITrainingProgress progress)
     {
         options.Validate();
         bool leader = GroupOf(machine).IsLeader;
@@ -170,18 +177,22 @@ public sealed class TrainingRun : IDisposable
         }
         if (aside is not null)
         {
-            progress.Message($"{runDir} held the log of a run that stopped before its first checkpoint: kept as {aside}; starting anew.");
+            progress.Message(
+                $"{runDir} held the log of a run that stopped before its first checkpoint: kept as {aside}; starting " +
+                "anew.");
         }
         return run;
     }
 
-    public static TrainingRun Resume(TrainOptions requested, MachineOptions machine, ImageStore train, ImageStore val, string runDir,
+    public static TrainingRun Resume(TrainOptions requested, MachineOptions machine, ImageStore train,
+        ImageStore val, string runDir,
         ITrainingProgress progress)
     {
         bool leader = GroupOf(machine).IsLeader;
         if (!System.IO.Directory.Exists(runDir))
         {
-            throw new DirectoryNotFoundException($"{runDir} does not exist: --resume continues a run folder (leave --resume out to start one).");
+            throw new DirectoryNotFoundException(
+                $"{runDir} does not exist: --resume continues a run folder (leave --resume out to start one).");
         }
         RunFolder? folder = leader ? RunFolder.Lock(runDir, create: false) : null;
         try
@@ -195,7 +206,8 @@ public sealed class TrainingRun : IDisposable
         }
     }
 
-    private static TrainingRun Resume(TrainOptions requested, MachineOptions machine, ImageStore train, ImageStore val, string runDir,
+    private static TrainingRun Resume(TrainOptions requested, MachineOptions machine, ImageStore train,
+        ImageStore val, string runDir,
         ITrainingProgress progress, RunFolder? folder)
     {
         string lastPath = folder?.CheckpointToResume() ?? Path.Combine(runDir, Trainer.LastCheckpoint);
@@ -205,18 +217,23 @@ public sealed class TrainingRun : IDisposable
         (TrainOptions options, string[] ignored) = ResumedOptions(saved.Options, requested);
         if (ignored.Length > 0)
         {
-            progress.Message($"--resume continues {runDir} with its own options; ignored: {string.Join(", ", ignored)}.");
+            progress.Message(
+                $"--resume continues {runDir} with its own options; ignored: {string.Join(", ", ignored)}.");
         }
         if (folder is not null)
         {
             int dropped = MetricsLog.CutBackTo(runDir, saved.Epoch, saved.Step);
             if (dropped > 0)
             {
-                progress.Message($"{Trainer.MetricsFile}: {dropped} line(s) logged after the checkpoint's step {saved.Step} removed; those steps run again.");
+                progress.Message(
+                    $"{Trainer.MetricsFile}: {dropped} line(s) logged after the checkpoint's step {saved.Step} " +
+                    "removed; those steps run again.");
             }
-            Json.Write(Path.Combine(runDir, Trainer.OptionsFile), options);   // a later bare --resume continues what this one said
+            // a later bare --resume continues what this one said
+            Json.Write(Path.Combine(runDir, Trainer.OptionsFile), options);
         }
-        TrainingRun run = Create(options, machine, train, val, runDir, saved.Schedule, prepare: null, saved.Architecture);
+        TrainingRun run = Create(options, machine, train, val, runDir, saved.Schedule,
+            prepare: null, saved.Architecture);
         run.Folder = folder;
         run.SavedStep = saved.Step;
         run.Engine.Load(lastPath, saved, run.Model, run.Sgd, run.Ema);
@@ -224,16 +241,19 @@ public sealed class TrainingRun : IDisposable
         run.StepInEpoch = saved.StepInEpoch;
         run.Step = saved.Step;
         run.Best = saved.BestValidationError;
-        run.Carried = run.IsLeader ? saved.EpochAccumulators : new double[4];   // the saved sums are all ranks'; rank 0 carries them
+        // the saved sums are all ranks'; rank 0 carries them
+        run.Carried = run.IsLeader ? saved.EpochAccumulators : new double[4];
         using Tensor rng = tensor(Convert.FromBase64String(saved.RngState));
         torch.random.set_rng_state(rng);
         if (run.Group.Rank > 0)
         {
-            torch.random.manual_seed(run.RankSeed + run.Step);   // the other ranks' dropout streams, fixed by the position
+            // the other ranks' dropout streams, fixed by the position
+            torch.random.manual_seed(run.RankSeed + run.Step);
         }
         run.Group.Broadcast(run.Model);
         progress.Message(run.ReachedMaxSteps
-            ? $"{runDir} is already at step {run.Step} of --max-steps {options.MaxSteps}: nothing to do (raise --max-steps to go on)."
+            ? $"{runDir} is already at step {run.Step} of --max-steps {options.MaxSteps}: nothing to do (raise " +
+            "--max-steps to go on)."
             : $"Resumed {runDir} at epoch {run.EpochsDone + 1}, step {run.Step}.");
         return run;
     }
@@ -244,38 +264,49 @@ public sealed class TrainingRun : IDisposable
     /// </summary>
     /// <param name="resumed">A resumed run's saved net: it keeps its LRN (a run from before LrnParams.Towers normalises
     /// across the towers).</param>
-    private static TrainingRun Create(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val, string runDir, ScheduleState? schedule,
+    private static TrainingRun Create(TrainOptions options, MachineOptions machine, ImageStore train, ImageStore val,
+        string runDir, ScheduleState? schedule,
         Action? prepare, Architecture? resumed = null)
     {
         CheckData(train, val);
         LowPrecision.Check(options.Precision, Compute.ResolveDevice(machine.Device));
         IProcessGroup group = GroupOf(machine);
-        group.Agree("the options and data", $"{options.ToJson()} train {train.Count}×{train.Height} val {val.Count}×{val.Height} resume {schedule is not null}");
+        group.Agree("the options and data",
+            $"{options.ToJson()} train {train.Count}×{train.Height} val {val.Count}×{val.Height} " +
+            $"resume {schedule is not null}");
         AugmentOptions augment = options.Augment(train.Height, train.Width);
         RunState? source = options.InitFrom is string init ? Checkpoint.ReadState(init) : null;
         Architecture arch = source is null
             ? options.Architecture(train.ClassCount, train.Channels, augment.Crop)
             : FineTuning.Architecture(options, source, train.ClassCount, train.Channels, augment.Crop);
-        // Not given: the fine-tuned checkpoint's scale, or the one the net's init expects (Initialization.InputScaleFor).
-        options = options with { InputScale = options.InputScale ?? source?.Options.InputScale ?? Initialization.InputScaleFor(arch.Init) };
+        // Not given: the fine-tuned checkpoint's scale, or the one the net's init expects
+        // (Initialization.InputScaleFor).
+        options = options with
+        {
+            InputScale = options.InputScale ?? source?.Options.InputScale ?? Initialization.InputScaleFor(arch.Init),
+        };
         augment = options.Augment(train.Height, train.Width);
         CheckBatchFits(options.BatchSize, arch);
         if (resumed is not null && Json.Serialize(arch with { Lrn = resumed.Lrn }) == Json.Serialize(resumed))
         {
             arch = resumed;
         }
-        (int[]? trainRecords, int[]? heldOut) = options.ValSplit > 0 ? BatchLoader.Split(train.Count, options.ValSplit, options.Seed) : (null, null);
+        (int[]? trainRecords, int[]? heldOut) = options.ValSplit > 0 ? BatchLoader.Split(train.Count,
+            options.ValSplit, options.Seed) : (null, null);
         if (machine.Towers is string placement)
         {
             if (options.Ema > 0 || options.FreezeFeatures || options.PretrainedLrFactor != 1)
             {
-                throw new ArgumentException("--towers trains every weight at one ε without a weight average: leave out --ema, --freeze and --pretrained-lr-factor.");
+                throw new ArgumentException(
+                    "--towers trains every weight at one ε without a weight average: leave out --ema, --freeze and " +
+                    "--pretrained-lr-factor.");
             }
             TowerNet.Check(arch, placement);
         }
         prepare?.Invoke();
         var model = new AlexNetModel(arch, options.Seed);
-        model.to(Compute.ResolveDevice(machine.Device));   // before the optimiser: its momentum buffers are made beside the weights
+        // before the optimiser: its momentum buffers are made beside the weights
+        model.to(Compute.ResolveDevice(machine.Device));
         model.Precision = options.Precision;
         // A resumed run's weights come from its own last.ckpt; only a new one starts from InitFrom's.
         ISet<string> pretrained = source is not null && schedule is null
@@ -296,7 +327,8 @@ public sealed class TrainingRun : IDisposable
             Directory = runDir,
             Model = model,
             Engine = StepEngine.For(model, towers, machine.Replicas, machine.Threads),
-            Sgd = new PaperSgd(learned, options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer, options.Nesterov, rateFactors: factors),
+            Sgd = new PaperSgd(learned, options.LearningRate, options.Momentum, options.WeightDecay, options.Optimizer,
+                options.Nesterov, rateFactors: factors),
             Schedule = new LearningRateSchedule(options, schedule),
             Loader = new BatchLoader(train, new Augmentation(train, augment),
                 new LoaderOptions(options.BatchSize, machine.Workers, Limit: options.TrainLimit, Records: trainRecords,
@@ -305,7 +337,8 @@ public sealed class TrainingRun : IDisposable
             Val = heldOut is null ? val : train,
             ValRecords = heldOut,
             Test = val,
-            ValAugmentation = new Augmentation(val.Channels, val.Height, val.Width, train.Mean, train.Manifest.Pca, augment),
+            ValAugmentation = new Augmentation(val.Channels, val.Height, val.Width,
+                train.Mean, train.Manifest.Pca, augment),
             Log = group.IsLeader ? new MetricsLog(runDir) : MetricsLog.Discard(),
             Group = group,
             Ema = options.Ema > 0 ? new WeightEma(model, options.Ema) : null,
@@ -319,7 +352,8 @@ public sealed class TrainingRun : IDisposable
         {
             return;
         }
-        var state = new RunState(Options, Model.Architecture, epochsDone, StepInEpoch, Step, Schedule.State, epochSums, Best,
+        var state = new RunState(Options, Model.Architecture, epochsDone, StepInEpoch, Step,
+            Schedule.State, epochSums, Best,
             RngState(), Train.Manifest.Classes.Select(c => c.Name).ToArray(), Train.Mean, Train.Height, Train.Width,
             Array.Empty<AlexNet.Inference.TensorEntry>(), Group.Ranks, TrainData);
         Engine.Save(LastPath, state, Model, Sgd, Ema);
@@ -357,17 +391,24 @@ public sealed class TrainingRun : IDisposable
         long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
         if (perImage * batchSize > available)
         {
-            throw new ArgumentException($"--batch-size {batchSize} needs about {perImage * (double)batchSize / (1L << 30):F0} GB for the activations of " +
-                $"{arch.Variant} at {arch.InputSize}×{arch.InputSize}; this machine has {available / (double)(1L << 30):F0} GB: use at most {available / perImage}.");
+            throw new ArgumentException(
+                $"--batch-size {batchSize} needs about {perImage * (double)batchSize / (1L << 30):F0} GB for the " +
+                "activations of " +
+                $"{arch.Variant} at {arch.InputSize}×{arch.InputSize}; this machine " +
+                $"has {available / (double)(1L << 30):F0} GB: use at most {available / perImage}.");
         }
     }
 
     private static void CheckData(ImageStore train, ImageStore val)
     {
-        if (train.Channels != val.Channels || train.Height != val.Height || train.Width != val.Width || train.ClassCount != val.ClassCount)
+        if (train.Channels != val.Channels || train.Height != val.Height || train.Width != val.Width
+            || train.ClassCount != val.ClassCount)
         {
-            throw new ArgumentException($"the validation store {val.Directory} ({val.Channels}×{val.Height}×{val.Width}, {val.ClassCount} classes) " +
-                $"does not match the training store {train.Directory} ({train.Channels}×{train.Height}×{train.Width}, {train.ClassCount} classes).");
+            throw new ArgumentException(
+                $"the validation store {val.Directory} ({val.Channels}×{val.Height}×{val.Width}, {val.ClassCount} " +
+                "classes) " +
+                $"does not match the training store {train.Directory} " +
+                $"({train.Channels}×{train.Height}×{train.Width}, {train.ClassCount} classes).");
         }
     }
 
@@ -389,15 +430,20 @@ public sealed class TrainingRun : IDisposable
         {
             return;
         }
-        string what = double.IsNaN(loss) ? "NaN" : double.IsInfinity(loss) ? "infinite" : $"{loss:G3} (over {ExplodedLossFactor}× a uniform guess's ln K = {limit:F1})";
+        string what = double.IsNaN(loss) ? "NaN" : double.IsInfinity(loss) ? "infinite"
+            : $"{loss:G3} (over {ExplodedLossFactor}× a uniform guess's ln K = {limit:F1})";
         string kept = SavedStep is long saved
-            ? $"{LastPath} holds the state of step {saved}, before it (a resume would repeat this: its options are the run's)"
+            ? $"{LastPath} holds the state of step {saved}, before it (a resume would repeat this: its options are " +
+            "the run's)"
             : $"no checkpoint was written, so running the same command again starts {Directory} anew";
-        throw new TrainingDivergedException($"the loss became {what} by step {Step} (epoch {epoch}); training stopped, and {kept}. " +
-            $"Start a run with a lower --lr (now {Options.LearningRate}) or a smaller --input-scale (now {Options.InputScale}), or check the data.");
+        throw new TrainingDivergedException(
+            $"the loss became {what} by step {Step} (epoch {epoch}); training stopped, and {kept}. " +
+            $"Start a run with a lower --lr (now {Options.LearningRate}) or a smaller --input-scale " +
+            $"(now {Options.InputScale}), or check the data.");
     }
 
-    private static IProcessGroup GroupOf(MachineOptions machine) => (IProcessGroup?)machine.Parallel ?? LocalGroup.Instance;
+    private static IProcessGroup GroupOf(MachineOptions machine) =>
+        (IProcessGroup?)machine.Parallel ?? LocalGroup.Instance;
 
     /// <summary> The run's own options rule on resume, except a longer <c>Epochs</c> and a new <c>MaxSteps</c>. Returns
     /// them and every other option in <paramref name="requested"/> that differs from the run's (ignored), as "name
@@ -407,16 +453,24 @@ public sealed class TrainingRun : IDisposable
     public static (TrainOptions Options, string[] Ignored) ResumedOptions(TrainOptions saved, TrainOptions requested)
     {
         requested = requested with { InputScale = requested.InputScale ?? saved.InputScale };   // not given: the run's
-        TrainOptions merged = saved with { Epochs = Math.Max(saved.Epochs, requested.Epochs), MaxSteps = requested.MaxSteps };
+        TrainOptions merged = saved with
+        {
+            Epochs = Math.Max(saved.Epochs, requested.Epochs),
+            MaxSteps = requested.MaxSteps,
+        };
         JsonElement mine = JsonSerializer.SerializeToElement(merged, Json.Options);
-        JsonElement theirs = JsonSerializer.SerializeToElement(requested with { Epochs = Math.Max(merged.Epochs, requested.Epochs) }, Json.Options);
+        JsonElement theirs = JsonSerializer.SerializeToElement(requested with
+        {
+            Epochs = Math.Max(merged.Epochs, requested.Epochs),
+        }, Json.Options);
         var names = mine.EnumerateObject().Select(p => p.Name).Union(theirs.EnumerateObject().Select(p => p.Name));
         string Value(JsonElement e, string name) => e.TryGetProperty(name, out JsonElement v) ? v.GetRawText() : "null";
         var ignored = names.Where(n => Value(mine, n) != Value(theirs, n))
             .Select(n => $"{n} {Value(theirs, n)} (run: {Value(mine, n)})").ToList();
         if (requested.Epochs < saved.Epochs)
         {
-            ignored.Add($"epochs {requested.Epochs} (run: {saved.Epochs}; a run is never shortened, --max-steps stops it early)");
+            ignored.Add($"epochs {requested.Epochs} (run: {saved.Epochs}; a run is never shortened, --max-steps " +
+                "stops it early)");
         }
         return (merged, ignored.ToArray());
     }

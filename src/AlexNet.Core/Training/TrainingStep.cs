@@ -18,7 +18,8 @@ public static class TrainingStep
     /// <param name="reduceGradients">Data parallel: averages ∂L/∂w over the ranks between the backward pass and the
     /// update.</param>
     /// <param name="mix">Not in the paper: a mixup/CutMix batch's second labels and λ (Mixing.cs), or null.</param>
-    public static (Tensor Loss, Tensor Logits) Run(nn.Module<Tensor, Tensor> model, PaperSgd sgd, Tensor inputs, Tensor labels,
+    public static (Tensor Loss, Tensor Logits) Run(nn.Module<Tensor, Tensor> model,
+        PaperSgd sgd, Tensor inputs, Tensor labels,
         double labelSmoothing = 0, double clipGradNorm = 0, System.Action? reduceGradients = null, Mix? mix = null)
     {
         if (!sgd.StepZeroesGradients)
@@ -34,7 +35,8 @@ public static class TrainingStep
     /// Forward, loss and backward: ∂L/∂w added into the parameters' gradients, the loss times <paramref name="share"/>
     /// (a part of a batch: its fraction of the images, so that the parts' gradients add up to the batch's).
     /// </summary>
-    public static (Tensor Loss, Tensor Logits) Backward(nn.Module<Tensor, Tensor> model, Tensor inputs, Tensor labels, double labelSmoothing = 0,
+    public static (Tensor Loss, Tensor Logits) Backward(nn.Module<Tensor, Tensor> model, Tensor inputs,
+        Tensor labels, double labelSmoothing = 0,
         Mix? mix = null, double share = 1)
     {
         Tensor logits = model.forward(inputs);
@@ -44,7 +46,8 @@ public static class TrainingStep
             mix = mix is null ? null : mix with { OtherLabels = mix.OtherLabels.to(logits.device) };
         }
         Tensor loss = mix is null ? Loss(logits, labels, labelSmoothing)
-            : Loss(logits, labels, labelSmoothing) * mix.Lambda + Loss(logits, mix.OtherLabels, labelSmoothing) * (1 - mix.Lambda);
+            : Loss(logits, labels, labelSmoothing) * mix.Lambda + Loss(logits, mix.OtherLabels,
+            labelSmoothing) * (1 - mix.Lambda);
         if (share != 1)
         {
             loss = loss * share;
@@ -80,12 +83,14 @@ public static class TrainingStep
     /// Mean softmax cross-entropy, against (1 − ε)·one-hot + ε/K targets when smoothing (ε = 0: the plain loss).
     /// </summary>
     public static Tensor Loss(Tensor logits, Tensor labels, double labelSmoothing = 0) =>
-        labelSmoothing > 0 ? nn.functional.cross_entropy(logits, labels, label_smoothing: labelSmoothing) : nn.functional.cross_entropy(logits, labels);
+        labelSmoothing > 0 ? nn.functional.cross_entropy(logits, labels,
+        label_smoothing: labelSmoothing) : nn.functional.cross_entropy(logits, labels);
 
     /// <summary>
     /// Scales every gradient by min(1, max/‖g‖) where ‖g‖ is the L2 norm of all of them together; returns ‖g‖ before.
     /// </summary>
-    public static double ClipGradients(System.Collections.Generic.IEnumerable<TorchSharp.Modules.Parameter> parameters, double maxNorm)
+    public static double ClipGradients(
+        System.Collections.Generic.IEnumerable<TorchSharp.Modules.Parameter> parameters, double maxNorm)
     {
         using Tensor norm = nn.utils.clip_grad_norm_(parameters.Where(p => p.grad is not null), maxNorm, 2);
         return norm.item<double>();

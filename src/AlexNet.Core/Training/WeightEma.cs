@@ -24,7 +24,8 @@ public sealed class WeightEma : IDisposable
             throw new ArgumentException($"--ema must be in (0, 1), got {decay}.");
         }
         Decay = decay;
-        _entries = model.state_dict().Select(kv => (kv.Key, kv.Value, kv.Value.detach().clone().DetachFromDisposeScope())).ToArray();
+        _entries = model.state_dict().Select(kv => (kv.Key, kv.Value,
+            kv.Value.detach().clone().DetachFromDisposeScope())).ToArray();
     }
 
     /// <summary>The averages by state_dict key (saved in checkpoints as ema/KEY).</summary>

@@ -25,7 +25,8 @@ public class AnalysisTests
         Assert.Equal((g.Width, g.Height), (png.Width, png.Height));
         Assert.Equal(16 * (11 * 3 + 2) + 2, png.Width);
         // Each kernel is contrast-normalised on its own: its darkest weight is black and its brightest white.
-        var pixels = Enumerable.Range(0, 33).SelectMany(y => Enumerable.Range(0, 33).Select(x => png.GetPixel(2 + x, 2 + y))).ToArray();
+        var pixels = Enumerable.Range(0,
+            33).SelectMany(y => Enumerable.Range(0, 33).Select(x => png.GetPixel(2 + x, 2 + y))).ToArray();
         Assert.Contains(pixels, p => p.Red == 0 || p.Green == 0 || p.Blue == 0);
         Assert.Contains(pixels, p => p.Red == 255 || p.Green == 255 || p.Blue == 255);
     }
@@ -43,7 +44,8 @@ public class AnalysisTests
         using FeatureMatrix data = Retrieval.Open(dir["f.bin"]);
         Assert.Equal(h, data.Header);
         using Tensor queries = tensor(data.Rows(0, 40).ToArray(), new long[] { 40, 512 });
-        var hits = Retrieval.Nearest(queries, data, k: 3, block: 7);   // blocks smaller than the set: the merge is exercised
+        // blocks smaller than the set: the merge is exercised
+        var hits = Retrieval.Nearest(queries, data, k: 3, block: 7);
         for (int i = 0; i < 40; i++)
         {
             Assert.Equal(i, hits[i][0].Index);
@@ -79,7 +81,8 @@ public class ExperimentTests
                 f.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(v.AsSpan()));
             }
         }
-        AlexNet.Json.Write(path + ".json", new FeatureHeader("alexnet-features-v1", "fc7", (int)rows, dims, "store", "ckpt"));
+        AlexNet.Json.Write(path + ".json",
+            new FeatureHeader("alexnet-features-v1", "fc7", (int)rows, dims, "store", "ckpt"));
         using FeatureMatrix m = Retrieval.Open(path);
         Assert.Equal(1f, m.Rows(marked[0], 1)[dims - 1]);
         Assert.Equal(-1f, m.Rows(marked[1], 1)[0]);
@@ -109,7 +112,8 @@ public class ExperimentTests
             // relu-vs-tanh sweeps ε per net (§3.1); a diverging ε (1e30 here, for ReLU) is recorded as such and the
             // sweep goes on.
             var e = AlexNet.Training.Experiments.Get(name, baseline, new[] { 0.01, 1e30 });
-            var results = AlexNet.Training.Experiments.Run(e, train, val, dir[name], new long[] { 1, 2 }, new AlexNet.Training.MachineOptions(2), new AlexNet.Training.SilentProgress());
+            var results = AlexNet.Training.Experiments.Run(e, train, val, dir[name], new long[] { 1, 2 },
+                new AlexNet.Training.MachineOptions(2), new AlexNet.Training.SilentProgress());
             int arms = name == "pooling" ? 2 : 4;
             Assert.Equal(2 * arms, results.Count);
             string[] report = System.IO.File.ReadAllLines(dir[$"{name}/report.md"]);
@@ -117,11 +121,14 @@ public class ExperimentTests
             Assert.Equal(arms, rows.Length);
             if (name == "relu-vs-tanh")
             {
-                Assert.Equal(new[] { "ReLU ε=0.01", "ReLU ε=1E+30", "tanh ε=0.01", "tanh ε=1E+30" }, e.Arms.Select(a => a.Name));
-                Assert.All(results.Where(r => r.Arm == "ReLU ε=1E+30"), r => Assert.True(r.Diverged));   // tanh saturates: its loss stays finite
+                Assert.Equal(new[] { "ReLU ε=0.01", "ReLU ε=1E+30", "tanh ε=0.01",
+                    "tanh ε=1E+30" }, e.Arms.Select(a => a.Name));
+                // tanh saturates: its loss stays finite
+                Assert.All(results.Where(r => r.Arm == "ReLU ε=1E+30"), r => Assert.True(r.Diverged));
                 Assert.Contains(rows, r => r.StartsWith("| ReLU ε=1E+30") && r.Contains("diverged"));
             }
-            Assert.All(rows, r => Assert.Equal(name == "pooling" ? 7 : 10, r.Count(c => c == '|')));   // relu-vs-tanh: steps to 25, 15, 10 and 5%
+            // relu-vs-tanh: steps to 25, 15, 10 and 5%
+            Assert.All(rows, r => Assert.Equal(name == "pooling" ? 7 : 10, r.Count(c => c == '|')));
             Assert.Contains(report, l => l.StartsWith("**The paper:**"));
             Assert.True(System.IO.File.Exists(dir[$"{name}/{name}.png"]));
         }
@@ -139,18 +146,23 @@ public class ExperimentTests
         TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 5);
         foreach (string replicas in new[] { "1", "2" })
         {
-            Assert.Equal(0, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "2", "--step-epochs", "1", "--train-limit", "0",
+            Assert.Equal(0, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "2",
+                "--step-epochs", "1", "--train-limit", "0",
                 "--seeds", "1", "--threads", "2", "--replicas", replicas, "--out", dir[$"r{replicas}"] }));
         }
         string Last(string run, string arm) => dir[$"{run}/{arm}-s1/{AlexNet.Training.Trainer.LastCheckpoint}"];
         Close.SameWeights(Last("r1", "no-dropout"), Last("r2", "no-dropout"));
-        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => Close.SameWeights(Last("r1", "dropout-0-5"), Last("r2", "dropout-0-5")));
+        Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => Close.SameWeights(Last("r1",
+            "dropout-0-5"), Last("r2", "dropout-0-5")));
         double[] rates = File.ReadLines(dir["r2/no-dropout-s1/metrics.jsonl"])
             .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
-            .Where(m => m.GetProperty("kind").GetString() == "epoch").Select(m => m.GetProperty("lr").GetDouble()).ToArray();
+            .Where(m => m.GetProperty("kind").GetString() == "epoch").Select(m =>
+            m.GetProperty("lr").GetDouble()).ToArray();
         Assert.Equal(new[] { 0.01, 0.001 }, rates.Select(r => Math.Round(r, 12)));
-        Assert.Contains("**Budget:** 2 epochs on every training image, batch 128, ε = 0.01, ÷10 after epoch 1.", File.ReadAllText(dir["r2/report.md"]));
-        Assert.Equal(2, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "2", "--step-epochs", "2", "--out", dir["bad"] }));
+        Assert.Contains("**Budget:** 2 epochs on every training image, batch 128, ε = 0.01, ÷10 after epoch 1.",
+            File.ReadAllText(dir["r2/report.md"]));
+        Assert.Equal(2, AlexNet.Cli.App.Run(new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "2",
+            "--step-epochs", "2", "--out", dir["bad"] }));
         Assert.False(Directory.Exists(dir["bad"]));
     }
 
@@ -162,40 +174,49 @@ public class ExperimentTests
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 40, 4);
         TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 5);
-        string[] Args(params string[] more) => new[] { "experiment", "dropout", "-d", dir["data"], "--epochs", "1", "--train-limit", "0",
+        string[] Args(params string[] more) => new[] { "experiment", "dropout", "-d", dir["data"],
+            "--epochs", "1", "--train-limit", "0",
             "--seeds", "1", "--threads", "1", "--out", dir["out"] }.Concat(more).ToArray();
-        string[] Rows() => File.ReadAllLines(dir["out/report.md"]).Where(l => l.StartsWith("| ") && !l.StartsWith("| arm")).ToArray();
+        string[] Rows() => File.ReadAllLines(dir["out/report.md"]).Where(l => l.StartsWith("| ")
+            && !l.StartsWith("| arm")).ToArray();
 
         Assert.Equal(0, AlexNet.Cli.App.Run(Args("--arms", "no-dropout")));
         Assert.True(File.Exists(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
         Assert.False(Directory.Exists(dir["out/dropout-0-5-s1"]));
         Assert.Single(Rows(), r => r.StartsWith("| no dropout |"));
         byte[] first = File.ReadAllBytes(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]);
-        DateTime written = File.GetLastWriteTimeUtc(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]);
+        DateTime written =
+            File.GetLastWriteTimeUtc(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]);
 
         Assert.Equal(0, AlexNet.Cli.App.Run(Args()));
         Assert.True(File.Exists(dir[$"out/dropout-0-5-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
-        Assert.Equal(written, File.GetLastWriteTimeUtc(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
+        Assert.Equal(written,
+            File.GetLastWriteTimeUtc(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
         Assert.Equal(first, File.ReadAllBytes(dir[$"out/no-dropout-s1/{AlexNet.Training.Trainer.LastCheckpoint}"]));
         Assert.Equal(new[] { "| dropout 0.5 |", "| no dropout |" }, Rows().Select(r => r[..(r.IndexOf(" |", 2) + 2)]));
         // The arm trained by the first call keeps its training time, not the second call's moment of reading it.
-        double logged = File.ReadLines(dir["out/no-dropout-s1/metrics.jsonl"]).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
+        double logged = File.ReadLines(dir["out/no-dropout-s1/metrics.jsonl"]).Select(l =>
+            System.Text.Json.JsonDocument.Parse(l).RootElement)
             .Where(m => m.GetProperty("kind").GetString() == "epoch").Sum(m => m.GetProperty("seconds").GetDouble());
         Assert.True(logged > 0);
-        Assert.Equal(logged, AlexNet.Json.Read<System.Collections.Generic.List<AlexNet.Training.ArmResult>>(dir["out/results.json"]).Single(r => r.Arm == "no dropout").Seconds);
+        Assert.Equal(logged, AlexNet.Json.Read<System.Collections.Generic.List<AlexNet.Training.ArmResult>>(
+            dir["out/results.json"]).Single(r => r.Arm == "no dropout").Seconds);
 
         // An arm the preset lacks is refused before anything is written, with the arms it has.
         var e = AlexNet.Training.Experiments.Get("depth", new AlexNet.Training.TrainOptions { Model = Variants.Small });
-        var ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.Only(e, new[] { "conv5 removed" }));
+        var ex = Assert.Throws<ArgumentException>(() =>
+            AlexNet.Training.Experiments.Only(e, new[] { "conv5 removed" }));
         Assert.Contains("'conv3 removed' (conv3-removed)", ex.Message);
         Assert.Equal(new[] { "conv3 removed", "conv4 removed" },
             AlexNet.Training.Experiments.Only(e, new[] { "conv4-removed", "conv3 removed" }).Arms.Select(a => a.Name));
-        Assert.Equal(2, AlexNet.Cli.App.Run(new[] { "experiment", "depth", "-d", dir["data"], "--arms", "conv5", "--out", dir["bad"] }));
+        Assert.Equal(2, AlexNet.Cli.App.Run(new[] { "experiment", "depth", "-d", dir["data"], "--arms",
+            "conv5", "--out", dir["bad"] }));
         Assert.False(Directory.Exists(dir["bad"]));
         // An arm whose name holds a comma is named whole, beside others.
         var lrn = AlexNet.Training.Experiments.Get("lrn", new AlexNet.Training.TrainOptions { Model = "small" });
         Assert.Equal(new[] { "without LRN", "with LRN, α/n (authors' code)" },
-            AlexNet.Training.Experiments.Only(lrn, "with LRN, α/n (authors' code),without LRN").Arms.Select(a => a.Name));
+            AlexNet.Training.Experiments.Only(lrn,
+            "with LRN, α/n (authors' code),without LRN").Arms.Select(a => a.Name));
         Assert.Equal(new[] { "with LRN" }, AlexNet.Training.Experiments.Only(lrn, "with LRN").Arms.Select(a => a.Name));
     }
 
@@ -208,21 +229,25 @@ public class ExperimentTests
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 40, 4);
         TestData.WriteSyntheticStore(dir["data/val"], 16, 4, seed: 5);
-        string[] Args(string experiment, string seed, string epochs, string outDir, params string[] more) => new[] { "experiment", experiment,
-            "-d", dir["data"], "--epochs", epochs, "--train-limit", "0", "--seeds", seed, "--threads", "1", "--out", dir[outDir] }.Concat(more).ToArray();
+        string[] Args(string experiment, string seed, string epochs, string outDir,
+            params string[] more) => new[] { "experiment", experiment,
+            "-d", dir["data"], "--epochs", epochs, "--train-limit", "0", "--seeds", seed, "--threads", "1", "--out",
+                dir[outDir] }.Concat(more).ToArray();
         List<AlexNet.Training.ArmResult> Read(string path) => AlexNet.Json.Read<List<AlexNet.Training.ArmResult>>(path);
 
         Assert.Equal(0, AlexNet.Cli.App.Run(Args("dropout", "1", "1", "a")));
         Assert.Equal(0, AlexNet.Cli.App.Run(Args("dropout", "2", "1", "b", "--join", dir["a/results.json"])));
         List<AlexNet.Training.ArmResult> a = Read(dir["a/results.json"]), b = Read(dir["b/results.json"]);
-        Assert.Equal(new[] { ("dropout 0.5", 1L), ("dropout 0.5", 2L), ("no dropout", 1L), ("no dropout", 2L) }, b.Select(r => (r.Arm, r.Seed)));
+        Assert.Equal(new[] { ("dropout 0.5", 1L), ("dropout 0.5", 2L), ("no dropout", 1L), ("no dropout", 2L) },
+            b.Select(r => (r.Arm, r.Seed)));
         Assert.Equal(a, b.Where(r => r.Seed == 1));   // seed 1 as the other machine reported it
         Assert.All(b, r => Assert.Equal("1 epochs on every training image, batch 128, ε = 0.01, constant.", r.Budget));
         Assert.False(Directory.Exists(dir["b/no-dropout-s1"]));
         string report = File.ReadAllText(dir["b/report.md"]);
         double[] top1 = b.Where(r => r.Arm == "no dropout").Select(r => r.ValTop1).ToArray();
         string P(double v) => (100 * v).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "%";
-        Assert.Contains($"| no dropout | 1,2 | {P((top1[0] + top1[1]) / 2)} ± {P(Math.Abs(top1[0] - top1[1]) / 2)} |", report);
+        Assert.Contains(
+            $"| no dropout | 1,2 | {P((top1[0] + top1[1]) / 2)} ± {P(Math.Abs(top1[0] - top1[1]) / 2)} |", report);
         Assert.Contains($"Joined from `{dir["a/results.json"]}`: 2 results, seed 1 (the same budget)", report);
         Assert.True(File.Exists(dir["b/dropout.png"]));
 
@@ -234,29 +259,48 @@ public class ExperimentTests
         Assert.Equal(2, AlexNet.Cli.App.Run(Args("pooling", "3", "1", "r3", "--join", dir["a/results.json"])));
         Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "3", "1", "r4", "--join", dir["nowhere.json"])));
         Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "3", "1", "r5", "--join", dir["damaged.json"])));
-        Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "3", "1", "r6", "--join", dir["a/results.json"], dir["b/results.json"])));
+        Assert.Equal(2, AlexNet.Cli.App.Run(Args("dropout", "3", "1", "r6", "--join",
+            dir["a/results.json"], dir["b/results.json"])));
         Assert.All(new[] { "r1", "r2", "r3", "r4", "r5", "r6" }, d => Assert.False(Directory.Exists(dir[d])));
 
         // What the messages say: the file, and what to do.
-        var e = AlexNet.Training.Experiments.Get("pooling", new AlexNet.Training.TrainOptions { Model = Variants.Small, Epochs = 1 });
+        var e = AlexNet.Training.Experiments.Get("pooling", new AlexNet.Training.TrainOptions
+        {
+            Model = Variants.Small,
+            Epochs = 1,
+        });
         var joined = AlexNet.Training.Experiments.ReadJoined(dir["a/results.json"]);
-        var ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(e, new long[] { 3 }, new[] { joined }));
-        Assert.Contains($"{dir["a/results.json"]} has the arm 'dropout 0.5', which is not an arm of pooling", ex.Message);
-        var d = AlexNet.Training.Experiments.Get("dropout", new AlexNet.Training.TrainOptions { Model = Variants.Small, Epochs = 1 });
-        ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(d, new long[] { 1 }, new[] { joined }));
+        var ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(e,
+            new long[] { 3 }, new[] { joined }));
+        Assert.Contains(
+            $"{dir["a/results.json"]} has the arm 'dropout 0.5', which is not an arm of pooling", ex.Message);
+        var d = AlexNet.Training.Experiments.Get("dropout", new AlexNet.Training.TrainOptions
+        {
+            Model = Variants.Small,
+            Epochs = 1,
+        });
+        ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(d,
+            new long[] { 1 }, new[] { joined }));
         Assert.Contains("'dropout 0.5', seed 1, is in " + dir["a/results.json"] + " and in this run", ex.Message);
-        var longer = AlexNet.Training.Experiments.Get("dropout", new AlexNet.Training.TrainOptions { Model = Variants.Small, Epochs = 2 });
-        ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(longer, new long[] { 3 }, new[] { joined }));
+        var longer = AlexNet.Training.Experiments.Get("dropout", new AlexNet.Training.TrainOptions
+        {
+            Model = Variants.Small,
+            Epochs = 2,
+        });
+        ex = Assert.Throws<ArgumentException>(() => AlexNet.Training.Experiments.CheckJoined(longer,
+            new long[] { 3 }, new[] { joined }));
         Assert.Contains("was trained for another budget (1 epochs", ex.Message);
         Assert.Contains($"--join: {dir["damaged.json"]} is not an experiment's results.json, or it is damaged",
-            Assert.Throws<InvalidDataException>(() => AlexNet.Training.Experiments.ReadJoined(dir["damaged.json"])).Message);
+            Assert.Throws<InvalidDataException>(() =>
+            AlexNet.Training.Experiments.ReadJoined(dir["damaged.json"])).Message);
     }
 
     [Fact]
     public void ReluVersusTanhComparesEachNetAtItsFastestRate()
     {
         AlexNet.Training.ArmResult R(string arm, long seed, double? steps, bool diverged = false) =>
-            new(arm, seed, 0.2, 0.01, 0.2, steps, 1, diverged, StepsTo15: steps * 2, StepsTo10: steps * 3, StepsTo5: arm.StartsWith("tanh") ? null : steps * 4);
+            new(arm, seed, 0.2, 0.01, 0.2, steps, 1, diverged, StepsTo15: steps * 2, StepsTo10: steps * 3,
+            StepsTo5: arm.StartsWith("tanh") ? null : steps * 4);
         var results = new[]
         {
             R("ReLU ε=0.02", 1, 40), R("ReLU ε=0.02", 2, 60),            // mean 50: ReLU's fastest
@@ -272,6 +316,7 @@ public class ExperimentTests
         Assert.Contains("15% training error", AlexNet.Training.Experiments.ReluVersusTanh(results, 15));
         Assert.Contains("tanh ε=0.01: 675 steps", AlexNet.Training.Experiments.ReluVersusTanh(results, 10));
         Assert.Contains("the tanh net reached 5%", AlexNet.Training.Experiments.ReluVersusTanh(results, 5));
-        Assert.Contains("the tanh net", AlexNet.Training.Experiments.ReluVersusTanh(results.Where(r => r.Arm.StartsWith("ReLU")).ToArray()));
+        Assert.Contains("the tanh net",
+            AlexNet.Training.Experiments.ReluVersusTanh(results.Where(r => r.Arm.StartsWith("ReLU")).ToArray()));
     }
 }

@@ -26,13 +26,15 @@ public class BinaryCodesTests
     {
         var rng = new Random(4 + words);
         const int n = 13_001;   // not a multiple of a block, a vector or the threads
-        ulong[] seeds = Enumerable.Range(0, 40 * words).Select(_ => (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40)).ToArray();
+        ulong[] seeds = Enumerable.Range(0,
+            40 * words).Select(_ => (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 40)).ToArray();
         ulong[] codes = new ulong[n * words];
         for (int i = 0; i < n; i++)
         {
             for (int w = 0; w < words; w++)
             {
-                codes[i * words + w] = seeds[(i % 40) * words + w] ^ (1UL << rng.Next(64)) ^ (rng.Next(3) == 0 ? 1UL << rng.Next(64) : 0);
+                codes[i * words + w] = seeds[(i % 40) * words +
+                    w] ^ (1UL << rng.Next(64)) ^ (rng.Next(3) == 0 ? 1UL << rng.Next(64) : 0);
             }
         }
         var index = new HammingIndex(codes, 64 * words);
@@ -40,12 +42,14 @@ public class BinaryCodesTests
         query[0] ^= 0b1011;
         HammingHit[] got = index.Nearest(query, 25, threads);
         HammingHit[] expected = Enumerable.Range(0, n)
-            .Select(i => new HammingHit(i, Enumerable.Range(0, words).Sum(w => BitOperations.PopCount(query[w] ^ codes[i * words + w]))))
+            .Select(i => new HammingHit(i,
+            Enumerable.Range(0, words).Sum(w => BitOperations.PopCount(query[w] ^ codes[i * words + w]))))
             .OrderBy(t => t.Distance).ThenBy(t => t.Index).Take(25).ToArray();
         Assert.Equal(expected, got);
         Assert.True(got[^1].Distance > got[0].Distance);
         Assert.Contains($"give 1 to {n}", Assert.Throws<ArgumentException>(() => index.Nearest(query, n + 1)).Message);
-        Assert.Contains("encode it with the coder", Assert.Throws<ArgumentException>(() => index.Nearest(new ulong[words + 1], 3)).Message);
+        Assert.Contains("encode it with the coder",
+            Assert.Throws<ArgumentException>(() => index.Nearest(new ulong[words + 1], 3)).Message);
     }
 
     /// <summary>
@@ -61,7 +65,8 @@ public class BinaryCodesTests
         {
             ulong[] query = codes.AsSpan(8, words).ToArray();
             int[] expected = Enumerable.Range(0, codes.Length / words)
-                .Select(i => Enumerable.Range(0, words).Sum(w => BitOperations.PopCount(query[w] ^ codes[i * words + w]))).ToArray();
+                .Select(i => Enumerable.Range(0,
+                words).Sum(w => BitOperations.PopCount(query[w] ^ codes[i * words + w]))).ToArray();
             var got = new int[expected.Length];
             if (System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
             {
@@ -90,7 +95,8 @@ public class BinaryCodesTests
     {
         const int d = 32, perClass = 150, classes = 4;
         var rng = new Random(1);
-        float[][] centres = Enumerable.Range(0, classes).Select(_ => Enumerable.Range(0, d).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray()).ToArray();
+        float[][] centres = Enumerable.Range(0, classes).Select(_ => Enumerable.Range(0,
+            d).Select(_ => (float)(rng.NextDouble() * 6 - 3)).ToArray()).ToArray();
         float[] rows = new float[classes * perClass * d];
         int[] labels = new int[classes * perClass];
         for (int i = 0; i < labels.Length; i++)
@@ -101,7 +107,8 @@ public class BinaryCodesTests
                 rows[i * d + j] = centres[labels[i]][j] + (float)(rng.NextDouble() - 0.5);
             }
         }
-        BinaryCoder coder = kind == "lsh" ? BinaryCodes.RandomProjections(rows, d, 64, seed: 2) : BinaryCodes.TrainAutoencoder(rows, d, 64, seed: 2, epochs: 15, batch: 60);
+        BinaryCoder coder = kind == "lsh" ? BinaryCodes.RandomProjections(rows, d, 64,
+            seed: 2) : BinaryCodes.TrainAutoencoder(rows, d, 64, seed: 2, epochs: 15, batch: 60);
         ulong[] codes = coder.Encode(rows);
         Assert.Equal(labels.Length * 1, codes.Length);
         var index = new HammingIndex(codes, 64);
@@ -127,19 +134,25 @@ public class CodesCommandTests
         void Write(string name, string checkpoint)
         {
             System.IO.File.WriteAllBytes(dir[name], new byte[2 * 3 * 4]);
-            Json.Write(dir[name] + ".json", new FeatureHeader("alexnet-features-v1", "fc7", 2, 3, dir["store"], checkpoint));
+            Json.Write(dir[name] + ".json",
+                new FeatureHeader("alexnet-features-v1", "fc7", 2, 3, dir["store"], checkpoint));
         }
         Write("train.f32", "/runs/a/last.ckpt");
         Write("test.f32", "/runs/b/last.ckpt");
-        AlexNet.Tests.Cli.CliCapture.Refuses(2, new[] { "codes", "eval", "-f", dir["train.f32"], "-q", dir["test.f32"] },
+        AlexNet.Tests.Cli.CliCapture.Refuses(2,
+            new[] { "codes", "eval", "-f", dir["train.f32"], "-q", dir["test.f32"] },
             $"{dir["test.f32"]} holds fc7 of /runs/b/last.ckpt, {dir["train.f32"]} fc7 of /runs/a/last.ckpt");
 
         // A coder of one net and the features of another: refused, and no code file written.
-        AlexNet.Tests.Cli.CliCapture.Refuses(0, new[] { "codes", "train", "-f", dir["train.f32"], "--kind", "lsh", "--bits", "64", "-o", dir["a.coder"] }, "");
-        AlexNet.Tests.Cli.CliCapture.Refuses(2, new[] { "codes", "encode", "-c", dir["a.coder"], "-f", dir["test.f32"], "-o", dir["b.codes"] },
-            $"{dir["a.coder"]} was trained on 3-d fc7 of /runs/a/last.ckpt, {dir["test.f32"]} holds 3-d fc7 of /runs/b/last.ckpt");
+        AlexNet.Tests.Cli.CliCapture.Refuses(0, new[] { "codes", "train", "-f", dir["train.f32"], "--kind", "lsh",
+            "--bits", "64", "-o", dir["a.coder"] }, "");
+        AlexNet.Tests.Cli.CliCapture.Refuses(2,
+            new[] { "codes", "encode", "-c", dir["a.coder"], "-f", dir["test.f32"], "-o", dir["b.codes"] },
+            $"{dir["a.coder"]} was trained on 3-d fc7 of /runs/a/last.ckpt, {dir["test.f32"]} holds 3-d fc7 of " +
+            "/runs/b/last.ckpt");
         Assert.False(System.IO.File.Exists(dir["b.codes"]));
-        AlexNet.Tests.Cli.CliCapture.Refuses(0, new[] { "codes", "encode", "-c", dir["a.coder"], "-f", dir["train.f32"], "-o", dir["a.codes"] }, "Wrote");
+        AlexNet.Tests.Cli.CliCapture.Refuses(0,
+            new[] { "codes", "encode", "-c", dir["a.coder"], "-f", dir["train.f32"], "-o", dir["a.codes"] }, "Wrote");
         Assert.Equal(2 * 8, new System.IO.FileInfo(dir["a.codes"]).Length);
     }
 }
@@ -153,7 +166,8 @@ public class CodeFileTests
     {
         const int d = 24, n = 400;
         var rng = new Random(2);
-        float[] rows = Enumerable.Range(0, n * d).Select(i => (float)((i / d % 5) * ((i % d) % 3 - 1) + rng.NextDouble())).ToArray();
+        float[] rows = Enumerable.Range(0,
+            n * d).Select(i => (float)((i / d % 5) * ((i % d) % 3 - 1) + rng.NextDouble())).ToArray();
         return (rows, d);
     }
 
@@ -172,7 +186,8 @@ public class CodeFileTests
         string message = Assert.Throws<System.IO.InvalidDataException>(() => BinaryCoder.Load(dir["c.coder"])).Message;
         Assert.Contains(dir["c.coder"], message);
         Assert.Contains("cut short", message);
-        Assert.Contains("codes train", Assert.Throws<System.IO.FileNotFoundException>(() => BinaryCoder.Load(dir["none"])).Message);
+        Assert.Contains("codes train",
+            Assert.Throws<System.IO.FileNotFoundException>(() => BinaryCoder.Load(dir["none"])).Message);
     }
 
     [Fact]
@@ -188,7 +203,8 @@ public class CodeFileTests
         HammingIndex back = HammingIndex.Open(dir["db.codes"]);
         Assert.Equal(index0(codes), back.Nearest(codes.AsSpan(0, 1), 5));
         System.IO.File.WriteAllBytes(dir["db.codes"], System.IO.File.ReadAllBytes(dir["db.codes"])[..^8]);
-        string message = Assert.Throws<System.IO.InvalidDataException>(() => HammingIndex.Open(dir["db.codes"])).Message;
+        string message = Assert.Throws<System.IO.InvalidDataException>(() =>
+            HammingIndex.Open(dir["db.codes"])).Message;
         Assert.Contains(dir["db.codes"], message);
         Assert.Contains("codes encode", message);
 
@@ -213,9 +229,12 @@ public class CodeFileTests
         Assert.Equal(exact.Select(h => h.Index), reranked.Select(h => h.Index));
         Assert.Equal(exact.Select(h => h.Distance), reranked.Select(h => h.Distance), (a, b) => Math.Abs(a - b) < 1e-4);
         Neighbour[] hamming = Retrieval.RankByCodes(query, coder, index, store, 6);
-        Assert.Equal(index.Nearest(coder.Encode(query), 6).Select(h => (h.Index, (double)h.Distance)), hamming.Select(h => (h.Index, h.Distance)));
-        Assert.Contains("another net", Assert.Throws<ArgumentException>(() => Retrieval.RankByCodes(new float[d + 1], coder, index, store, 6)).Message);
-        Assert.Contains("give 1 to 400", Assert.Throws<ArgumentException>(() => Retrieval.RankByCodes(query, coder, index, store, 401)).Message);
+        Assert.Equal(index.Nearest(coder.Encode(query), 6).Select(h => (h.Index, (double)h.Distance)),
+            hamming.Select(h => (h.Index, h.Distance)));
+        Assert.Contains("another net", Assert.Throws<ArgumentException>(() => Retrieval.RankByCodes(new float[d + 1],
+            coder, index, store, 6)).Message);
+        Assert.Contains("give 1 to 400",
+            Assert.Throws<ArgumentException>(() => Retrieval.RankByCodes(query, coder, index, store, 401)).Message);
     }
 
     /// <summary>The raw-pixel arm: 28×28 records whole; larger ones averaged to 32×32 per channel.</summary>
@@ -236,7 +255,8 @@ public class CodeFileTests
         {
             Assert.Equal((3L, 3 * 32 * 32), (f.Count, f.Dimensions));
             ReadOnlySpan<byte> r = store.Record(2);
-            double mean = (r[64 * 10 + 6] + r[64 * 10 + 7] + r[64 * 11 + 6] + r[64 * 11 + 7]) / 4.0;   // channel 0, rows 10–11, columns 6–7
+            // channel 0, rows 10–11, columns 6–7
+            double mean = (r[64 * 10 + 6] + r[64 * 10 + 7] + r[64 * 11 + 6] + r[64 * 11 + 7]) / 4.0;
             Assert.Equal(mean, f.Rows(2, 1)[32 * 5 + 3], 3);
         }
     }

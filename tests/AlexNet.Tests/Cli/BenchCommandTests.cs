@@ -19,7 +19,8 @@ public class BenchCommandTests
         long macs = ModelSummary.Of(Variants.Get(Variants.Paper)).MultiplyAdds;
         // conv1: 55×55 positions × 96 kernels × 3×11×11 weights.
         const long conv1 = 55L * 55 * 96 * 3 * 11 * 11;
-        var r = new BenchResult("paper", "fused", 64, 2, TrainImagesPerSecond: 20, InferImagesPerSecond: 60, 3200, 1066, 0, macs, Conv1MultiplyAdds: conv1);
+        var r = new BenchResult("paper", "fused", 64, 2, TrainImagesPerSecond: 20, InferImagesPerSecond: 60, 3200, 1066,
+            0, macs, Conv1MultiplyAdds: conv1);
         Assert.Equal(724_406_816, macs);
         Assert.Equal(105_415_200, conv1);
         Assert.Equal(2.0 * (3L * 724_406_816 - 105_415_200) * 20 / 1e9, r.TrainGflops, 9);
@@ -37,8 +38,10 @@ public class BenchCommandTests
         File.WriteAllText(dir["peer.sh"], """
             echo '{"peer": "x", "blas": null, "model": "small", "batch": 8, "threads": 1, "channels_last": false, "train_step_ms": 1, "train_ips": 50.0, "infer_ms": 1, "infer_images_per_second": 200.0, "peak_rss_bytes": 1}'
             """);
-        AlexNet.Tests.Cli.CliCapture.Refuses(2, new[] { "bench", "peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
-            "--steps", "1", "--rounds", "1", "--python", "/bin/sh", "--script", dir["peer.sh"] }, dir["peer.sh"], "printed no PeerOutput result", "train_ips");
+        AlexNet.Tests.Cli.CliCapture.Refuses(2,
+            new[] { "bench", "peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
+            "--steps", "1", "--rounds", "1", "--python", "/bin/sh", "--script", dir["peer.sh"] }, dir["peer.sh"],
+                "printed no PeerOutput result", "train_ips");
     }
 
     [Fact]
@@ -51,8 +54,10 @@ public class BenchCommandTests
             echo "$*" >> '{{dir["calls.txt"]}}'
             echo '{"peer": "pytorch stand-in", "blas": "stand-in", "model": "small", "batch": 8, "threads": 1, "channels_last": false, "train_step_ms": 160.0, "train_images_per_second": 50.0, "infer_ms": 40.0, "infer_images_per_second": 200.0, "peak_rss_bytes": 1048576}'
             """);
-        int code = App.Run(new[] { "bench", "peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1",
-            "--steps", "1", "--rounds", "2", "--python", "/bin/sh", "--script", dir["peer.sh"], "--json", dir["out.json"] });
+        int code = App.Run(new[] { "bench", "peer", "-m", "small", "--classes", "10", "--channels",
+            "1", "-b", "8", "--threads", "1",
+            "--steps", "1", "--rounds", "2", "--python", "/bin/sh", "--script",
+                dir["peer.sh"], "--json", dir["out.json"] });
         Assert.Equal(0, code);
         string[] calls = File.ReadAllLines(dir["calls.txt"]);
         Assert.Equal(2, calls.Length);
@@ -70,16 +75,21 @@ public class BenchCommandTests
     public void APlainRunWritesItsJsonResult()
     {
         using var dir = new TestData.TempDir();
-        Assert.Equal(0, App.Run(new[] { "bench", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8", "--threads", "1", "--steps", "2",
+        Assert.Equal(0, App.Run(new[] { "bench", "-m", "small", "--classes", "10", "--channels", "1", "-b", "8",
+            "--threads", "1", "--steps", "2",
             "--json", dir["bench.json"] }));
         using var doc = JsonDocument.Parse(File.ReadAllText(dir["bench.json"]));
         JsonElement r = doc.RootElement;
         Assert.Equal("small", r.GetProperty("model").GetString());
-        Assert.Equal(ModelSummary.Of(Variants.Get(Variants.Small, 10, 1)).MultiplyAdds, r.GetProperty("multiplyAddsPerImage").GetInt64());
-        Assert.True(r.GetProperty("trainImagesPerSecond").GetDouble() > 0 && r.GetProperty("matmulGflops").GetDouble() > 0);
-        Assert.Equal(2.0 * (3 * r.GetProperty("multiplyAddsPerImage").GetInt64() - r.GetProperty("conv1MultiplyAdds").GetInt64())
+        Assert.Equal(ModelSummary.Of(Variants.Get(Variants.Small, 10, 1)).MultiplyAdds,
+            r.GetProperty("multiplyAddsPerImage").GetInt64());
+        Assert.True(r.GetProperty("trainImagesPerSecond").GetDouble() > 0
+            && r.GetProperty("matmulGflops").GetDouble() > 0);
+        Assert.Equal(2.0 * (3 * r.GetProperty("multiplyAddsPerImage")
+            .GetInt64() - r.GetProperty("conv1MultiplyAdds").GetInt64())
             * r.GetProperty("trainImagesPerSecond").GetDouble() / 1e9, r.GetProperty("trainGflops").GetDouble(), 6);
-        Assert.True(r.GetProperty("conv1MultiplyAdds").GetInt64() > 0 && r.GetProperty("peakGflops").GetDouble() > r.GetProperty("matmulGflops").GetDouble() / 4);
+        Assert.True(r.GetProperty("conv1MultiplyAdds").GetInt64() > 0
+            && r.GetProperty("peakGflops").GetDouble() > r.GetProperty("matmulGflops").GetDouble() / 4);
     }
 
     [Fact]
@@ -98,7 +108,8 @@ public class BenchCommandTests
         var rows = Benchmark.PerLayer(Variants.Get(Variants.Small, 10, 1), batch: 4, threads: 1, steps: 1);
         Assert.Equal("conv1", rows[0].Layer);
         Assert.Equal("fc8", rows[^1].Layer);
-        Assert.Equal(new[] { "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8" }, rows.Select(r => r.Layer).Where(l => !l.StartsWith(' ')));
+        Assert.Equal(new[] { "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8" },
+            rows.Select(r => r.Layer).Where(l => !l.StartsWith(' ')));
         Assert.All(rows, r => Assert.True(r.ForwardMs > 0 && r.BackwardMs > 0, r.Layer));
     }
 
@@ -106,12 +117,17 @@ public class BenchCommandTests
     public void AMissingOrFailingPeerIsAClearError()
     {
         using var dir = new TestData.TempDir();
-        string[] args = { "bench", "peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "4", "--threads", "1", "--steps", "1", "--rounds", "1" };
-        CliCapture.Refuses(2, [.. args, "--python", "/bin/sh", "--script", dir["nowhere.sh"]], "nowhere.sh' does not exist", "--script PATH");
+        string[] args = { "bench", "peer", "-m", "small", "--classes", "10", "--channels", "1", "-b", "4", "--threads",
+            "1", "--steps", "1", "--rounds", "1" };
+        CliCapture.Refuses(2, [.. args, "--python", "/bin/sh", "--script", dir["nowhere.sh"]],
+            "nowhere.sh' does not exist", "--script PATH");
         File.WriteAllText(dir["broken.sh"], "echo \"ModuleNotFoundError: No module named 'torch'\" >&2; exit 1\n");
-        CliCapture.Refuses(2, [.. args, "--python", "/bin/sh", "--script", dir["broken.sh"]], "ModuleNotFoundError", "apt-get install python3-torch");
-        CliCapture.Refuses(2, [.. args, "--python", dir["no-such-python"], "--script", dir["broken.sh"]], "no-such-python' could not be started");
-        CliCapture.Refuses(2, [.. args, "--python", "/bin/sh", "--script", dir["broken.sh"], "--models", "small,nonet"], "Unknown model 'nonet'");
+        CliCapture.Refuses(2, [.. args, "--python", "/bin/sh", "--script", dir["broken.sh"]], "ModuleNotFoundError",
+            "apt-get install python3-torch");
+        CliCapture.Refuses(2, [.. args, "--python", dir["no-such-python"], "--script", dir["broken.sh"]],
+            "no-such-python' could not be started");
+        CliCapture.Refuses(2, [.. args, "--python", "/bin/sh", "--script", dir["broken.sh"], "--models",
+            "small,nonet"], "Unknown model 'nonet'");
     }
 
     /// <summary>The modes that were flags of `bench` are sub-commands: the old flag names the new command.</summary>
@@ -136,23 +152,27 @@ public class BenchCommandTests
         Assert.Equal(new[] { 1, 2 }, lrn.Kernel.Select(k => k.Threads));
         Assert.True(lrn.Fused.ForwardMs > 0 && lrn.Libtorch.BackwardMs > 0);
 
-        Assert.Equal(0, App.Run(new[] { "bench", "stage", "2x8x13x13", "--threads", "1", "--json", dir["stage.json"] }));
+        Assert.Equal(0,
+            App.Run(new[] { "bench", "stage", "2x8x13x13", "--threads", "1", "--json", dir["stage.json"] }));
         var stage = AlexNet.Json.Read<StageResult>(dir["stage.json"]);
         Assert.Equal(new long[] { 2, 8, 13, 13 }, stage.Shape);
         Assert.True(stage.Fused.ForwardMs > 0 && stage.Libtorch.ForwardMs > 0);
 
         string[] small = { "-m", "small", "--classes", "10", "--channels", "1", "--threads", "1" };
-        Assert.Equal(0, App.Run([.. new[] { "bench", "update", "--steps", "1", "--json", dir["update.json"] }, .. small]));
+        Assert.Equal(0,
+            App.Run([.. new[] { "bench", "update", "--steps", "1", "--json", dir["update.json"] }, .. small]));
         var update = AlexNet.Json.Read<UpdateResult>(dir["update.json"]);
         Assert.Equal(ModelSummary.Of(Variants.Get(Variants.Small, 10, 1)).Parameters, update.Parameters);
         Assert.True(update.FusedMs > 0 && update.LibtorchMs > 0);
 
         Assert.Equal(0, App.Run([.. new[] { "bench", "layers", "-b", "2", "--json", dir["layers.json"] }, .. small]));
         var layers = AlexNet.Json.Read<LayersResult>(dir["layers.json"]);
-        Assert.Equal(new[] { "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8" }, layers.Layers.Select(l => l.Layer).Where(l => !l.StartsWith(' ')));
+        Assert.Equal(new[] { "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8" },
+            layers.Layers.Select(l => l.Layer).Where(l => !l.StartsWith(' ')));
         Assert.Equal(layers.Layers.Sum(l => l.ForwardMs), layers.ForwardMs, 9);
 
         CliCapture.Refuses(2, new[] { "bench", "lrn", "64x96" }, "shape 64x96", "NxCxHxW");
-        CliCapture.Refuses(2, [.. new[] { "bench", "layers", "--precision", "int8" }, .. small], "bench onnx --precision int8");
+        CliCapture.Refuses(2, [.. new[] { "bench", "layers", "--precision", "int8" }, .. small],
+            "bench onnx --precision int8");
     }
 }

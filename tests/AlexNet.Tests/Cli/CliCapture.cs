@@ -53,7 +53,8 @@ internal static class CliCapture
         Xunit.Assert.True(got == code, $"exit {got}, not {code}: alexnet {string.Join(" ", args)}\n{text}");
         foreach (string s in says)
         {
-            Xunit.Assert.True(text.Contains(s, StringComparison.Ordinal), $"'{s}' not in the output of alexnet {string.Join(" ", args)}:\n{text}");
+            Xunit.Assert.True(text.Contains(s, StringComparison.Ordinal),
+                $"'{s}' not in the output of alexnet {string.Join(" ", args)}:\n{text}");
         }
     }
 }

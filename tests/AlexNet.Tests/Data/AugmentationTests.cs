@@ -14,7 +14,8 @@ public class AugmentationTests
     /// <summary>An 8×8 one-channel record whose pixel (y, x) holds 10y + x.</summary>
     private static byte[] Ramp() => Enumerable.Range(0, S * S).Select(i => (byte)(i / S * 10 + i % S)).ToArray();
 
-    private static PcaStats NoPca(int c) => new(new double[c], Enumerable.Range(0, c).Select(i => Enumerable.Range(0, c).Select(j => i == j ? 1.0 : 0).ToArray()).ToArray(), Array.Empty<double[]>());
+    private static PcaStats NoPca(int c) => new(new double[c], Enumerable.Range(0, c).Select(i => Enumerable.Range(0,
+        c).Select(j => i == j ? 1.0 : 0).ToArray()).ToArray(), Array.Empty<double[]>());
 
     private static Augmentation Plain(int crop, int pad = 0) =>
         new(1, S, S, new float[S * S], NoPca(1), new AugmentOptions(crop, pad, PcaStd: 0, SubtractMean: false));
@@ -62,7 +63,8 @@ public class AugmentationTests
     public void MeanSubtractionAndScaleApply()
     {
         float[] mean = Enumerable.Repeat(5f, S * S).ToArray();
-        var aug = new Augmentation(1, S, S, mean, NoPca(1), new AugmentOptions(S, PcaStd: 0, Scale: 0.5f, RandomCrop: false, Flip: false));
+        var aug = new Augmentation(1, S, S, mean, NoPca(1),
+            new AugmentOptions(S, PcaStd: 0, Scale: 0.5f, RandomCrop: false, Flip: false));
         var output = new float[S * S];
         var rng = new Rng(1);
         aug.Train(Ramp(), output, ref rng);
@@ -74,8 +76,10 @@ public class AugmentationTests
     {
         // p1 = (1,1,0)/√2 with λ1 = 400 (σ 20 along it), p2 = (1,−1,0)/√2 with λ2 = 25, p3 = (0,0,1) with λ3 = 0.
         double r = Math.Sqrt(0.5);
-        var pca = new PcaStats(new[] { 400.0, 25.0, 0.0 }, new[] { new[] { r, r, 0 }, new[] { r, -r, 0 }, new[] { 0.0, 0, 1 } }, Array.Empty<double[]>());
-        var aug = new Augmentation(3, 2, 2, new float[12], pca, new AugmentOptions(2, RandomCrop: false, Flip: false, PcaStd: 0.1, SubtractMean: false));
+        var pca = new PcaStats(new[] { 400.0, 25.0, 0.0 },
+            new[] { new[] { r, r, 0 }, new[] { r, -r, 0 }, new[] { 0.0, 0, 1 } }, Array.Empty<double[]>());
+        var aug = new Augmentation(3, 2, 2, new float[12], pca,
+            new AugmentOptions(2, RandomCrop: false, Flip: false, PcaStd: 0.1, SubtractMean: false));
         var record = new byte[12];
         var output = new float[12];
         int n = 20_000;
@@ -102,7 +106,8 @@ public class AugmentationTests
     [Fact]
     public void TrainingCropsAreRandomButFixedBySeedEpochAndImage()
     {
-        Augmentation aug = new(1, S, S, new float[S * S], NoPca(1), new AugmentOptions(6, PcaStd: 0, SubtractMean: false));
+        Augmentation aug = new(1, S, S, new float[S * S], NoPca(1),
+            new AugmentOptions(6, PcaStd: 0, SubtractMean: false));
         float[] Cut(long seed, int epoch, int image)
         {
             var o = new float[36];
@@ -122,7 +127,8 @@ public class AugmentationTests
         TestData.WriteSyntheticStore(dir["s"], 50, 5);
         using ImageStore store = ImageStore.Open(dir["s"]);
         var aug = new Augmentation(store, AugmentOptions.PaperFor(28));
-        float[][] Epoch(int workers, int epoch) => new BatchLoader(store, aug, new LoaderOptions(16, workers)).TrainEpoch(3, epoch)
+        float[][] Epoch(int workers, int epoch) => new BatchLoader(store, aug,
+            new LoaderOptions(16, workers)).TrainEpoch(3, epoch)
             .Select(b => { using (b) { return b.Inputs.data<float>().ToArray().Concat(b.Labels.data<long>().ToArray().Select(l => (float)l)).ToArray(); } }).ToArray();
         float[][] one = Epoch(1, 0), two = Epoch(2, 0), again = Epoch(2, 0), next = Epoch(1, 1);
         Assert.Equal(4, one.Length);   // 50 images in batches of 16: 16, 16, 16, 2
@@ -134,7 +140,8 @@ public class AugmentationTests
         Assert.NotEqual(one[0], next[0]);
         // Each epoch visits every image once.
         var loader = new BatchLoader(store, aug, new LoaderOptions(16, 2));
-        var seen = loader.TrainEpoch(3, 5).SelectMany(b => { using (b) { return b.Indices; } }).OrderBy(i => i).ToArray();
+        var seen = loader.TrainEpoch(3,
+            5).SelectMany(b => { using (b) { return b.Indices; } }).OrderBy(i => i).ToArray();
         Assert.Equal(Enumerable.Range(0, 50), seen);
     }
 
@@ -144,7 +151,8 @@ public class AugmentationTests
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["s"], 200, 4);
         using ImageStore store = ImageStore.Open(dir["s"]);
-        var loader = new BatchLoader(store, new Augmentation(store, AugmentOptions.PaperFor(28)), new LoaderOptions(8, 2, 2));
+        var loader = new BatchLoader(store,
+            new Augmentation(store, AugmentOptions.PaperFor(28)), new LoaderOptions(8, 2, 2));
         using (Batch first = loader.TrainEpoch(1, 0).First())
         {
             Assert.Equal(8, first.Count);

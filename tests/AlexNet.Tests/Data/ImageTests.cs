@@ -58,7 +58,8 @@ public class ImageTests
     [Fact]
     public void GrayscaleAndJpegAndWebpBecomeRgb()
     {
-        byte[] gray = TestData.Encode(300, 300, (x, y) => new SKColor(128, 128, 128), SKEncodedImageFormat.Png, SKColorType.Gray8);
+        byte[] gray = TestData.Encode(300, 300, (x, y) => new SKColor(128, 128, 128),
+            SKEncodedImageFormat.Png, SKColorType.Gray8);
         var g = MeanColour(ImageDecoder.CentreSquare(gray, 256), 256, 0, 0, 256);
         Assert.InRange(g.R, 126, 130);
         Assert.Equal(g.R, g.G, 3);
@@ -111,14 +112,16 @@ public class ImageTests
         File.WriteAllBytes(Path.Combine(cats, "empty.jpg"), Array.Empty<byte>());
         File.WriteAllBytes(Path.Combine(cats, "truncated.jpg"), good[..(good.Length / 2)]);
         File.WriteAllText(Path.Combine(dogs, "notes.txt"), "not an image at all");
-        File.WriteAllBytes(Path.Combine(dogs, "corrupt.jpg"), Enumerable.Range(0, 500).Select(i => (byte)(i * 7)).ToArray());
+        File.WriteAllBytes(Path.Combine(dogs, "corrupt.jpg"),
+            Enumerable.Range(0, 500).Select(i => (byte)(i * 7)).ToArray());
         File.WriteAllBytes(Path.Combine(dogs, "huge.png"), TestData.PngDeclaring(20_000, 20_000));
 
         ImageFolder folder = ImageFolder.FromClassFolders(dir["root"]);
         PrepareSummary summary = FolderPreparer.Prepare(folder, dir["store"], 32, threads: 2);
         Assert.Equal(3, summary.Written);
         Assert.Equal(5, summary.Rejected);
-        var reasons = File.ReadAllLines(summary.RejectsFile).Select(l => l.Split('\t')).ToDictionary(p => Path.GetFileName(p[0]), p => p[1]);
+        var reasons = File.ReadAllLines(summary.RejectsFile).Select(l => l.Split('\t')).ToDictionary(p =>
+            Path.GetFileName(p[0]), p => p[1]);
         Assert.Contains("empty", reasons["empty.jpg"]);
         Assert.Contains("truncated", reasons["truncated.jpg"]);
         Assert.Contains("not a decodable image", reasons["notes.txt"]);
@@ -134,13 +137,15 @@ public class ImageTests
     public void WrongLayoutsGetAnErrorSayingWhichLayoutIsExpected()
     {
         using var dir = new TestData.TempDir();
-        Assert.Contains("does not exist", Assert.Throws<DirectoryNotFoundException>(() => ImageFolder.FromClassFolders(dir["missing"])).Message);
+        Assert.Contains("does not exist",
+            Assert.Throws<DirectoryNotFoundException>(() => ImageFolder.FromClassFolders(dir["missing"])).Message);
         Directory.CreateDirectory(dir["flat"]);
         File.WriteAllBytes(dir["flat/x.png"], TestData.Encode(8, 8, (x, y) => Red));
         var noClasses = Assert.Throws<InvalidDataException>(() => ImageFolder.FromClassFolders(dir["flat"]));
         Assert.Contains("ROOT/<class>/<image>", noClasses.Message);
         Directory.CreateDirectory(dir["flat/empty-class"]);
-        Assert.Contains("is empty", Assert.Throws<InvalidDataException>(() => ImageFolder.FromClassFolders(dir["flat"])).Message);
+        Assert.Contains("is empty",
+            Assert.Throws<InvalidDataException>(() => ImageFolder.FromClassFolders(dir["flat"])).Message);
     }
 
     [Fact]
@@ -150,7 +155,8 @@ public class ImageTests
         Directory.CreateDirectory(dir["val"]);
         for (int i = 1; i <= 3; i++)
         {
-            File.WriteAllBytes(dir[$"val/ILSVRC2012_val_0000000{i}.JPEG"], TestData.Encode(40, 40, (x, y) => Red, SKEncodedImageFormat.Jpeg));
+            File.WriteAllBytes(dir[$"val/ILSVRC2012_val_0000000{i}.JPEG"],
+                TestData.Encode(40, 40, (x, y) => Red, SKEncodedImageFormat.Jpeg));
         }
         // The devkit's file begins 490, 361, 171: ILSVRC2012_IDs in the devkit's order, n01751748 (sea snake),
         // n09193705 (alp), n02105855 (Shetland sheepdog). Sea snake is class 65 of the id-sorted classes.
@@ -163,14 +169,19 @@ public class ImageTests
         Assert.Equal("alp", f.Classes[f.Items[1].Label].Name);
         // The same truth as one wnid per line, and as LOC_val_solution.csv (rows in any order, matched by file name).
         File.WriteAllLines(dir["wnids.txt"], new[] { "n01751748", "n09193705", "n02105855" });
-        Assert.Equal(f.Items.Select(i => i.Label), ImageFolder.FromFlat(dir["val"], dir["wnids.txt"]).Items.Select(i => i.Label));
+        Assert.Equal(f.Items.Select(i => i.Label),
+            ImageFolder.FromFlat(dir["val"], dir["wnids.txt"]).Items.Select(i => i.Label));
         File.WriteAllLines(dir["LOC_val_solution.csv"], new[] { "ImageId,PredictionString",
-            "ILSVRC2012_val_00000003,n02105855 10 20 100 200 n02105855 5 5 50 50", "ILSVRC2012_val_00000001,n01751748 1 2 3 4",
+            "ILSVRC2012_val_00000003,n02105855 10 20 100 200 n02105855 5 5 50 50",
+                "ILSVRC2012_val_00000001,n01751748 1 2 3 4",
             "ILSVRC2012_val_00000002,n09193705 0 0 9 9" });
-        Assert.Equal(f.Items.Select(i => i.Label), ImageFolder.FromFlat(dir["val"], dir["LOC_val_solution.csv"]).Items.Select(i => i.Label));
+        Assert.Equal(f.Items.Select(i => i.Label),
+            ImageFolder.FromFlat(dir["val"], dir["LOC_val_solution.csv"]).Items.Select(i => i.Label));
         File.WriteAllLines(dir["gt.txt"], new[] { "1001", "1", "1" });
-        Assert.Contains("neither an ILSVRC2012_ID", Assert.Throws<InvalidDataException>(() => ImageFolder.FromFlat(dir["val"], dir["gt.txt"])).Message);
+        Assert.Contains("neither an ILSVRC2012_ID",
+            Assert.Throws<InvalidDataException>(() => ImageFolder.FromFlat(dir["val"], dir["gt.txt"])).Message);
         File.WriteAllLines(dir["gt.txt"], new[] { "1", "2" });
-        Assert.Contains("2 labels for 3 files", Assert.Throws<InvalidDataException>(() => ImageFolder.FromFlat(dir["val"], dir["gt.txt"])).Message);
+        Assert.Contains("2 labels for 3 files",
+            Assert.Throws<InvalidDataException>(() => ImageFolder.FromFlat(dir["val"], dir["gt.txt"])).Message);
     }
 }

@@ -20,7 +20,8 @@ public class JpegStoreTests
             {
                 for (int x = 0; x < side; x++)
                 {
-                    r[(c * side + y) * side + x] = (byte)(128 + 100 * Math.Sin((x + 3 * seed + 11 * c) / 5.0) * Math.Cos((y - seed) / 7.0));
+                    r[(c * side + y) * side + x] = (byte)(128 +
+                        100 * Math.Sin((x + 3 * seed + 11 * c) / 5.0) * Math.Cos((y - seed) / 7.0));
                 }
             }
         }
@@ -81,9 +82,11 @@ public class JpegStoreTests
         Write(dir["whole"], 0, 6, finish: true);
         Write(dir["split"], 0, 5, finish: false);   // stops after committing 4 (the 5th is not committed)
         Write(dir["split"], 0, 6, finish: true);
-        foreach (string f in new[] { ImageStore.JpegFile, ImageStore.OffsetsFile, ImageStore.LabelsFile, ImageStore.MeanFile })
+        foreach (string f in new[] { ImageStore.JpegFile, ImageStore.OffsetsFile,
+            ImageStore.LabelsFile, ImageStore.MeanFile })
         {
-            Assert.Equal(File.ReadAllBytes(Path.Combine(dir["whole"], f)), File.ReadAllBytes(Path.Combine(dir["split"], f)));
+            Assert.Equal(File.ReadAllBytes(Path.Combine(dir["whole"], f)),
+                File.ReadAllBytes(Path.Combine(dir["split"], f)));
         }
     }
 

@@ -8,13 +8,15 @@ namespace AlexNet.Tests.Data;
 
 public class StoreTests
 {
-    private static ClassInfo[] Classes(int n) => Enumerable.Range(0, n).Select(i => new ClassInfo($"c{i}", $"class {i}")).ToArray();
+    private static ClassInfo[] Classes(int n) =>
+        Enumerable.Range(0, n).Select(i => new ClassInfo($"c{i}", $"class {i}")).ToArray();
 
     [Fact]
     public void RoundTripKeepsRecordsLabelsSourcesAndMean()
     {
         using var dir = new TestData.TempDir();
-        var records = Enumerable.Range(0, 5).Select(i => Enumerable.Range(0, 3 * 4 * 4).Select(p => (byte)(i * 40 + p)).ToArray()).ToArray();
+        var records = Enumerable.Range(0,
+            5).Select(i => Enumerable.Range(0, 3 * 4 * 4).Select(p => (byte)(i * 40 + p)).ToArray()).ToArray();
         using (var w = new StoreWriter(dir["s"], 3, 4, 4, "fp"))
         {
             for (int i = 0; i < 5; i++)
@@ -44,7 +46,8 @@ public class StoreTests
     {
         using var dir = new TestData.TempDir();
         var rng = new Rng(5);
-        var records = Enumerable.Range(0, 7).Select(_ => Enumerable.Range(0, 3 * 5 * 5).Select(_ => (byte)rng.Next(256)).ToArray()).ToArray();
+        var records = Enumerable.Range(0,
+            7).Select(_ => Enumerable.Range(0, 3 * 5 * 5).Select(_ => (byte)rng.Next(256)).ToArray()).ToArray();
         // Correlate the channels so the PCA has structure: G follows R.
         foreach (byte[] r in records)
         {
@@ -63,7 +66,8 @@ public class StoreTests
         }
         using ImageStore s = ImageStore.Open(dir["s"]);
         // Covariance of RGB pixel values over all pixels of all images, by hand.
-        var pixels = records.SelectMany(r => Enumerable.Range(0, 25).Select(p => new double[] { r[p], r[25 + p], r[50 + p] })).ToArray();
+        var pixels = records.SelectMany(r => Enumerable.Range(0,
+            25).Select(p => new double[] { r[p], r[25 + p], r[50 + p] })).ToArray();
         double[] mean = Enumerable.Range(0, 3).Select(c => pixels.Average(x => x[c])).ToArray();
         for (int a = 0; a < 3; a++)
         {
@@ -151,7 +155,8 @@ public class StoreTests
     [Fact]
     public void SymmetricEigenOfAKnownMatrix()
     {
-        (double[] values, double[][] vectors) = DatasetStats.SymmetricEigen(new[] { new[] { 2.0, 1.0 }, new[] { 1.0, 2.0 } });
+        (double[] values,
+            double[][] vectors) = DatasetStats.SymmetricEigen(new[] { new[] { 2.0, 1.0 }, new[] { 1.0, 2.0 } });
         Assert.Equal(3.0, values[0], 10);
         Assert.Equal(1.0, values[1], 10);
         Assert.Equal(Math.Sqrt(0.5), vectors[0][0], 10);
@@ -178,7 +183,8 @@ public class StoreTests
     {
         using var dir = new TestData.TempDir();
         Directory.CreateDirectory(dir["cifar"]);
-        foreach (string name in new[] { "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch" })
+        foreach (string name in new[] { "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+            "data_batch_5", "test_batch" })
         {
             var bytes = new byte[3 * Cifar10.RecordBytes];
             for (int r = 0; r < 3; r++)
@@ -198,7 +204,8 @@ public class StoreTests
         Assert.Equal(100, s.Record(4)[1024]);
         Assert.Equal("airplane", s.Manifest.Classes[0].Name);
         File.WriteAllBytes(dir["cifar/test_batch.bin"], new byte[100]);
-        Assert.Contains("truncated", Assert.Throws<InvalidDataException>(() => Cifar10.Prepare(dir["cifar"], false, dir["test"])).Message);
+        Assert.Contains("truncated",
+            Assert.Throws<InvalidDataException>(() => Cifar10.Prepare(dir["cifar"], false, dir["test"])).Message);
     }
 
     [Fact]

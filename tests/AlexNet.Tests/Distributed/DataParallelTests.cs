@@ -23,7 +23,8 @@ public class DataParallelTests
     /// <param name="mpich">Launch with MPICH's Hydra instead of Open MPI's mpirun.</param>
     private static (int Code, string Output) Run(string arguments, int timeoutSeconds = 120, bool mpich = false)
     {
-        var start = new ProcessStartInfo(mpich ? MpichLauncher : Mpirun, mpich ? arguments : $"--oversubscribe --mca btl self,vader,tcp {arguments}")
+        var start = new ProcessStartInfo(mpich ? MpichLauncher : Mpirun, mpich ? arguments : $"--oversubscribe --mca " +
+            $"btl self,vader,tcp {arguments}")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -43,7 +44,8 @@ public class DataParallelTests
     }
 
     private static string Train(string data, string run, int batch, params string[] extra) =>
-        $"dotnet {Alexnet} train -d {data} -m small --batch-size {batch} --dropout 0 --lr 0.05 --input-scale 0.0125 --max-steps 5 " +
+        $"dotnet {Alexnet} train -d {data} -m small --batch-size {batch} --dropout 0 --lr 0.05 --input-scale 0.0125 " +
+        "--max-steps 5 " +
         $"--schedule step --step-epochs 9 --log-every 1 --threads 1 --out {run} {string.Join(" ", extra)}";
 
     [SkippableTheory]
@@ -94,12 +96,16 @@ public class DataParallelTests
         TestData.WriteSyntheticStore(dir["data/train"], 32, 4);
         TestData.WriteSyntheticStore(dir["data/val"], 8, 4, seed: 3);
         // Rank 1 cannot open its data: it must end rank 0, which would otherwise wait in the first collective.
-        (int code, string output) = Run($"-np 1 {Train(dir["data"], dir["a"], 8)} : -np 1 {Train(dir["nowhere"], dir["a"], 8)}", timeoutSeconds: 90, mpich: mpich);
+        (int code, string output) =
+            Run($"-np 1 {Train(dir["data"], dir["a"], 8)} : -np 1 {Train(dir["nowhere"], dir["a"], 8)}",
+            timeoutSeconds: 90, mpich: mpich);
         Assert.NotEqual(0, code);
         Assert.Contains("no prepared store", output);
         Assert.Contains("rank 1 of 2 failed", output);
         // Different options on the two ranks: a message that says so, and the job ends.
-        (code, output) = Run($"-np 1 {Train(dir["data"], dir["b"], 8)} : -np 1 {Train(dir["data"], dir["b"], 8, "--momentum", "0.8")}", timeoutSeconds: 90, mpich: mpich);
+        (code, output) =
+            Run($"-np 1 {Train(dir["data"], dir["b"], 8)} : -np " +
+            $"1 {Train(dir["data"], dir["b"], 8, "--momentum", "0.8")}", timeoutSeconds: 90, mpich: mpich);
         Assert.NotEqual(0, code);
         Assert.Contains("ranks disagree on the options and data", output);
     }
@@ -113,7 +119,8 @@ public class DataParallelTests
         TestData.WriteSyntheticStore(dir["data/val"], 20, 4, seed: 3);
         Assert.Equal(0, Run($"-np 2 {Train(dir["data"], dir["through"], 8)}").Code);
         // The same run stopped after 2 steps, then resumed to Train's 5.
-        Assert.Equal(0, Run($"-np 2 {Train(dir["data"], dir["resumed"], 8).Replace("--max-steps 5", "--max-steps 2")}").Code);
+        Assert.Equal(0,
+            Run($"-np 2 {Train(dir["data"], dir["resumed"], 8).Replace("--max-steps 5", "--max-steps 2")}").Code);
         (int code, string output) = Run($"-np 2 {Train(dir["data"], dir["resumed"], 8, "--resume")}");
         Assert.True(code == 0, output);
         (AlexNetModel a, _) = Checkpoint.LoadModel(Path.Combine(dir["through"], Trainer.LastCheckpoint));

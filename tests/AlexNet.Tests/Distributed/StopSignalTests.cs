@@ -32,11 +32,13 @@ public class StopSignalTests(ITestOutputHelper output)
     /// </summary>
     private static int Trials => StressTrials ?? DelaysMs.Length;
 
-    private static int? StressTrials => int.TryParse(Environment.GetEnvironmentVariable("ALEXNET_STOP_TRIALS"), out int n) && n > 0 ? n : null;
+    private static int? StressTrials =>
+        int.TryParse(Environment.GetEnvironmentVariable("ALEXNET_STOP_TRIALS"), out int n) && n > 0 ? n : null;
 
     /// <summary>
     /// Signalled stops aborted with a corrupted heap in about 1 of 50–100 trials, two ranks above all (#28.1): the
-    /// runtime's signal handler, run on whichever thread the kernel picked, allocated its thread-locals while that thread
+    /// runtime's signal handler, run on whichever thread the kernel picked, allocated its thread-locals while that
+    /// thread
     /// was inside malloc or free. Since the signals go to one idle thread (SignalThread.cs) the trials run in CI again,
     /// 5 per way of running; ALEXNET_STOP_TRIALS=N runs N (the corruption was rare: only many trials show its absence).
     /// </summary>
@@ -49,7 +51,8 @@ public class StopSignalTests(ITestOutputHelper output)
 
     /// <summary>Tiny epochs (12 steps) and a validation store large enough that a signal often lands in it.</summary>
     private static string TrainArguments(string data, string run, string extra) =>
-        $"{Alexnet} train -d {data} -m small --batch-size 8 --epochs 50 --log-every 1 --checkpoint-every 5 --out {run} {extra}";
+        $"{Alexnet} train -d {data} -m small --batch-size 8 --epochs 50 --log-every 1 --checkpoint-every 5 " +
+        $"--out {run} {extra}";
 
     private static void WriteData(TestData.TempDir dir)
     {
@@ -61,10 +64,15 @@ public class StopSignalTests(ITestOutputHelper output)
     /// Starts the command, signals it (or its ranks) once it trains, and returns its exit code and output.
     /// </summary>
     /// <param name="whileTraining">Looks at the process once it trains, before the signal.</param>
-    private (int Code, string Output) StopOnce(string file, string arguments, string run, int delayMs, Func<Process, IEnumerable<int>> targets,
+    private (int Code, string Output) StopOnce(string file, string arguments, string run, int delayMs,
+        Func<Process, IEnumerable<int>> targets,
         Action<Process>? whileTraining = null)
     {
-        var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(file, arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
         start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
         start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
         using Process p = Process.Start(start)!;
@@ -91,10 +99,12 @@ public class StopSignalTests(ITestOutputHelper output)
     }
 
     /// <param name="launcherCodes">The codes the launcher may report, where it is not the process itself.</param>
-    private void AssertStoppedWithACheckpoint(int code, string text, string run, string how, int[]? launcherCodes = null, int ranks = 1)
+    private void AssertStoppedWithACheckpoint(int code, string text, string run, string how,
+        int[]? launcherCodes = null, int ranks = 1)
     {
         output.WriteLine($"{how}: exit {code}");
-        Assert.False(text.Contains("corrupt", StringComparison.Ordinal) || text.Contains("double free", StringComparison.Ordinal),
+        Assert.False(text.Contains("corrupt",
+            StringComparison.Ordinal) || text.Contains("double free", StringComparison.Ordinal),
             $"{how}: a process died of a corrupted heap (exit {code})\n{text}");
         Assert.True((launcherCodes ?? new[] { 143 }).Contains(code), $"{how}: exit {code}, not 143\n{text}");
         for (int rank = 0; rank < ranks && ranks > 1; rank++)
@@ -105,7 +115,8 @@ public class StopSignalTests(ITestOutputHelper output)
         (AlexNetModel model, RunState state) = Checkpoint.LoadModel(Path.Combine(run, Trainer.LastCheckpoint));
         model.Dispose();
         Assert.True(state.Step > 0);
-        Assert.All(MetricsLog.Read(run).OfType<StepMetrics>(), s => Assert.True(s.Step <= state.Step));   // the log reads back, none past the checkpoint
+        // the log reads back, none past the checkpoint
+        Assert.All(MetricsLog.Read(run).OfType<StepMetrics>(), s => Assert.True(s.Step <= state.Step));
     }
 
     /// <summary>
@@ -120,15 +131,18 @@ public class StopSignalTests(ITestOutputHelper output)
         using var dir = new TestData.TempDir();
         WriteData(dir);
         string run = dir["run"];
-        (int code, string text) = StopOnce("dotnet", TrainArguments(dir["data"], run, "--threads 2"), run, 0, p => new[] { p.Id }, p =>
+        (int code, string text) = StopOnce("dotnet", TrainArguments(dir["data"], run, "--threads 2"),
+            run, 0, p => new[] { p.Id }, p =>
         {
             const ulong routed = (1UL << 0) | (1UL << 1) | (1UL << 14);   // SIGHUP, SIGINT, SIGTERM (bit = signal − 1)
             var threads = Directory.GetDirectories($"/proc/{p.Id}/task").Select(t =>
             {
                 string[] status = File.ReadAllLines(Path.Combine(t, "status"));
                 string name = status.First(l => l.StartsWith("Name:", StringComparison.Ordinal))[5..].Trim();
-                ulong blocked = Convert.ToUInt64(status.First(l => l.StartsWith("SigBlk:", StringComparison.Ordinal))[7..].Trim(), 16);
-                return (Tid: int.Parse(Path.GetFileName(t), System.Globalization.CultureInfo.InvariantCulture), Name: name, Blocked: (blocked & routed) == routed);
+                ulong blocked = Convert.ToUInt64(status.First(l => l.StartsWith("SigBlk:",
+                    StringComparison.Ordinal))[7..].Trim(), 16);
+                return (Tid: int.Parse(Path.GetFileName(t), System.Globalization.CultureInfo.InvariantCulture),
+                    Name: name, Blocked: (blocked & routed) == routed);
             }).ToList();
             Assert.Single(threads, t => t.Name == "signals" && !t.Blocked);
             Assert.Contains(threads, t => t.Tid == p.Id && t.Blocked);   // the main thread
@@ -142,7 +156,8 @@ public class StopSignalTests(ITestOutputHelper output)
     private static IEnumerable<int> Children(Process p)
     {
         string path = $"/proc/{p.Id}/task/{p.Id}/children";
-        return File.Exists(path) ? File.ReadAllText(path).Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() : Array.Empty<int>();
+        return File.Exists(path) ? File.ReadAllText(path).Split(' ',
+            StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray() : Array.Empty<int>();
     }
 
     /// <summary>
@@ -156,7 +171,8 @@ public class StopSignalTests(ITestOutputHelper output)
         for (int trial = 0; trial < Trials; trial++)
         {
             string run = dir[$"run{trial}"];
-            (int code, string text) = StopOnce("dotnet", TrainArguments(dir["data"], run, "--replicas 2 --threads 2"), run, Delay(trial), p => new[] { p.Id });
+            (int code, string text) = StopOnce("dotnet", TrainArguments(dir["data"], run, "--replicas 2 --threads 2"),
+                run, Delay(trial), p => new[] { p.Id });
             AssertStoppedWithACheckpoint(code, text, run, $"replicas, signal {Delay(trial)} ms in");
         }
     }
@@ -171,11 +187,13 @@ public class StopSignalTests(ITestOutputHelper output)
         {
             string run = dir[$"run{trial}"];
             // The launcher is signalled, as a scheduler signals the job's script: Hydra forwards it to every rank.
-            (int code, string text) = StopOnce(MpichLauncher, $"-np 2 dotnet {TrainArguments(dir["data"], run, "--threads 1")}", run, Delay(trial),
+            (int code, string text) = StopOnce(MpichLauncher,
+                $"-np 2 dotnet {TrainArguments(dir["data"], run, "--threads 1")}", run, Delay(trial),
                 p => new[] { p.Id });
             // Hydra itself reports 0 in some runs where every rank exited 143 (a bash rank that traps TERM and exits
             // 143 shows it too): each rank's own code is asserted, and the launcher's is 143 or that 0.
-            AssertStoppedWithACheckpoint(code, text, run, $"MPICH, signal {Delay(trial)} ms in", launcherCodes: new[] { 143, 0 }, ranks: 2);
+            AssertStoppedWithACheckpoint(code, text, run, $"MPICH, signal {Delay(trial)} ms in",
+                launcherCodes: new[] { 143, 0 }, ranks: 2);
             Assert.Contains("mpiexec.mpich -np 2 alexnet train", text);   // the resume command names the launcher
         }
     }
@@ -191,7 +209,9 @@ public class StopSignalTests(ITestOutputHelper output)
             string run = dir[$"run{trial}"];
             // A scheduler signals the job's processes, the ranks among them (Open MPI's mpirun, signalled itself, kills
             // them after odls_base_sigkill_timeout and exits 1 whatever they do: docs/scale-out.md).
-            (int code, string text) = StopOnce(Mpirun, $"--oversubscribe --mca btl self,vader,tcp -np 2 dotnet {TrainArguments(dir["data"], run, "--threads 1")}",
+            (int code, string text) = StopOnce(Mpirun,
+                $"--oversubscribe --mca btl self,vader,tcp -np 2 " +
+                $"dotnet {TrainArguments(dir["data"], run, "--threads 1")}",
                 run, Delay(trial), Children);
             AssertStoppedWithACheckpoint(code, text, run, $"Open MPI, signal {Delay(trial)} ms in", ranks: 2);
             Assert.Contains("mpirun -np 2 alexnet train", text);

@@ -36,7 +36,8 @@ public class ScoreTests
         Assert.Equal(1.0, r.PerClassAccuracy[3]);
         Assert.Equal(0.0, r.PerClassAccuracy[5]);
         // Two confusions of one image each, ordered by count then by true class: b → a, then f → a.
-        Assert.Equal(new[] { ("b", "a", 1), ("f", "a", 1) }, r.MostConfused.Select(c => (c.TrueName, c.PredictedName, c.Count)));
+        Assert.Equal(new[] { ("b", "a", 1), ("f", "a", 1) },
+            r.MostConfused.Select(c => (c.TrueName, c.PredictedName, c.Count)));
     }
 
     [Fact]

@@ -14,7 +14,8 @@ namespace AlexNet.Tests.Inference;
 /// </summary>
 public class LayeringTests
 {
-    private static readonly Dictionary<short, OpCode> OpCodesByValue = typeof(OpCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
+    private static readonly Dictionary<short, OpCode> OpCodesByValue =
+        typeof(OpCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
         .Select(f => (OpCode)f.GetValue(null)!).ToDictionary(o => o.Value);
 
     [Theory]
@@ -26,7 +27,8 @@ public class LayeringTests
         Assembly core = typeof(ModelFile).Assembly;
         Type start = core.GetType("AlexNet.Inference." + type)!;
         var seen = new HashSet<MethodBase>();
-        var queue = new Queue<MethodBase>(start.GetMethods(BindingFlags.Public | BindingFlags.Static).Where(m => m.Name is "Load" or "Quantize"));
+        var queue = new Queue<MethodBase>(start.GetMethods(BindingFlags.Public | BindingFlags.Static).Where(m =>
+            m.Name is "Load" or "Quantize"));
         Assert.NotEmpty(queue);
         var offenders = new SortedSet<string>();
         while (queue.TryDequeue(out MethodBase? method))
@@ -52,7 +54,8 @@ public class LayeringTests
         Assert.Empty(offenders);
     }
 
-    /// <summary>The methods, fields and types a method's IL names (calls, object creation, delegates, tokens).</summary>
+    /// <summary>The methods, fields and types a method's IL names (calls, object creation, delegates,
+    /// tokens).</summary>
     private static IEnumerable<MemberInfo> Referenced(MethodBase method)
     {
         byte[]? il = method.GetMethodBody()?.GetILAsByteArray();

@@ -22,7 +22,8 @@ public class ImportTests
 {
     internal static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "Fixtures", "pytorch", name);
 
-    private static readonly ImportOptions Small = new(Variants.Small, Normalization: InputNormalization.MeanImage, Mean: new float[28 * 28]);
+    private static readonly ImportOptions Small = new(Variants.Small,
+        Normalization: InputNormalization.MeanImage, Mean: new float[28 * 28]);
 
     /// <summary>The fixture's two inputs and the logits torch 1.13 computed for them.</summary>
     private static (Tensor Input, float[] Logits) Golden()
@@ -71,7 +72,8 @@ public class ImportTests
     public void AnImportedCheckpointReloadsToTheSameLogitsAndNormalisation()
     {
         using var dir = new TestData.TempDir();
-        Assert.Equal(0, App.Run(new[] { "import", Fixture("small.pth"), "-m", "small", "-o", dir["small.ckpt"], "--normalize", "mean-image", "--record-size", "28",
+        Assert.Equal(0, App.Run(new[] { "import", Fixture("small.pth"), "-m", "small", "-o", dir["small.ckpt"],
+            "--normalize", "mean-image", "--record-size", "28",
             "--mean-from", WriteZeroMeanStore(dir) }));
         (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["small.ckpt"]);
         using (model)
@@ -83,7 +85,8 @@ public class ImportTests
 
     private static string WriteZeroMeanStore(TestData.TempDir dir)
     {
-        TestData.WriteSyntheticStore(dir["store"], 10, 10);   // the fixture net's 10 classes: import takes the store's names
+        // the fixture net's 10 classes: import takes the store's names
+        TestData.WriteSyntheticStore(dir["store"], 10, 10);
         return dir["store"];
     }
 
@@ -119,13 +122,15 @@ public class ImportTests
         Assert.Contains("legacy", legacy.Message);
         var evil = Assert.Throws<InvalidDataException>(() => PyTorchWeights.Read(Fixture("malicious.pth")));
         Assert.Contains("malicious.pth", evil.Message);
-        Assert.Contains("would call posix.system", evil.Message);   // what the file asks for, not the unpickler's internals
+        // what the file asks for, not the unpickler's internals
+        Assert.Contains("would call posix.system", evil.Message);
         Assert.DoesNotContain("IObjectConstructor", evil.Message);
         Assert.False(File.Exists(marker));
 
         using var dir = new TestData.TempDir();
         File.WriteAllText(dir["text.pth"], "not weights at all");
-        foreach (string bad in new[] { Fixture("legacy.pth"), Fixture("malicious.pth"), dir["text.pth"], dir["missing.pth"] })
+        foreach (string bad in new[] { Fixture("legacy.pth"), Fixture("malicious.pth"),
+            dir["text.pth"], dir["missing.pth"] })
         {
             Assert.Equal(2, App.Run(new[] { "import", bad, "-m", "small", "-o", dir["out.ckpt"] }));
             Assert.False(File.Exists(dir["out.ckpt"]));
@@ -139,7 +144,8 @@ public class ImportTests
         using var dir = new TestData.TempDir();
         // A torch.save archive that lost a tensor's data record.
         File.Copy(Fixture("small.pth"), dir["cut.pth"]);
-        using (var zip = System.IO.Compression.ZipFile.Open(dir["cut.pth"], System.IO.Compression.ZipArchiveMode.Update))
+        using (var zip = System.IO.Compression.ZipFile.Open(dir["cut.pth"],
+            System.IO.Compression.ZipArchiveMode.Update))
         {
             zip.Entries.First(e => e.FullName.EndsWith("/data/1", StringComparison.Ordinal)).Delete();
         }
@@ -151,7 +157,8 @@ public class ImportTests
         byte[] file = File.ReadAllBytes(Fixture("small.safetensors"));
         int headerBytes = (int)BitConverter.ToUInt64(file);
         var header = System.Text.Json.Nodes.JsonNode.Parse(file.AsSpan(8, headerBytes))!.AsObject();
-        string last = header.Where(p => p.Key != "__metadata__").OrderBy(p => (long)p.Value!["data_offsets"]![1]!).Last().Key;
+        string last = header.Where(p => p.Key != "__metadata__").OrderBy(p =>
+            (long)p.Value!["data_offsets"]![1]!).Last().Key;
         header[last]!["data_offsets"]![1] = (long)header[last]!["data_offsets"]![1]! + 4096;
         byte[] json = System.Text.Encoding.UTF8.GetBytes(header.ToJsonString());
         using (FileStream f = File.Create(dir["long.safetensors"]))
@@ -182,15 +189,20 @@ public class ImportTests
         Assert.Contains("missing keys: features.4.bias", e.Message);
         Assert.Contains("unexpected keys: features.99.weight", e.Message);
 
-        var types = new Dictionary<string, Tensor>(sd) { ["features.0.bias"] = sd["features.0.bias"].to(ScalarType.Float64) };
+        var types = new Dictionary<string, Tensor>(sd)
+        {
+            ["features.0.bias"] = sd["features.0.bias"].to(ScalarType.Float64),
+        };
         e = Assert.Throws<InvalidDataException>(() => PyTorchWeights.LoadInto(model, types, "x.pth"));
         Assert.Contains("features.0.bias is Float64", e.Message);
 
-        Assert.True(model.state_dict()["features.0.weight"].eq(before).all().item<bool>());   // every check before any copy
+        // every check before any copy
+        Assert.True(model.state_dict()["features.0.weight"].eq(before).all().item<bool>());
 
         // The same through the file format and the command: a shape error writes no checkpoint.
         PyTorchPickler.PickleStateDict(dir["wrong.pth"], shapes);
-        Assert.Equal(2, App.Run(new[] { "import", dir["wrong.pth"], "-m", "small", "-o", dir["out.ckpt"], "--normalize", "mean-image", "--mean-from", WriteZeroMeanStore(dir) }));
+        Assert.Equal(2, App.Run(new[] { "import", dir["wrong.pth"], "-m", "small", "-o", dir["out.ckpt"], "--normalize",
+            "mean-image", "--mean-from", WriteZeroMeanStore(dir) }));
         Assert.False(File.Exists(dir["out.ckpt"]));
         Assert.Equal(2, App.Run(new[] { "import", Fixture("small.pth"), "-m", "owt", "-o", dir["out.ckpt"] }));
         Assert.False(File.Exists(dir["out.ckpt"]));

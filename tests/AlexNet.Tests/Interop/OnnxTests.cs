@@ -23,13 +23,16 @@ public class OnnxTests
         return new TrainOptions { Model = variant }.Augment(record, record).Crop;
     }
 
-    private static AlexNet.Inference.ModelCard Header(AlexNetModel model, InputNormalization norm = InputNormalization.MeanImage, int? recordSize = null, int? crop = null)
+    private static AlexNet.Inference.ModelCard Header(AlexNetModel model,
+        InputNormalization norm = InputNormalization.MeanImage, int? recordSize = null, int? crop = null)
     {
         Architecture a = model.Architecture;
         int record = recordSize ?? PyTorchWeights.DefaultRecordSize(a.Variant);
         var options = new TrainOptions { Model = a.Variant, Normalization = norm, Crop = crop };
-        float[] mean = norm == InputNormalization.MeanImage ? Enumerable.Range(0, a.InputChannels * record * record).Select(i => (float)(i % 97)).ToArray() : Array.Empty<float>();
-        return Checkpoint.WeightsOnly(options, a, Enumerable.Range(0, a.Classes).Select(i => $"c{i}").ToArray(), mean, record).ModelCard;
+        float[] mean = norm == InputNormalization.MeanImage ? Enumerable.Range(0,
+            a.InputChannels * record * record).Select(i => (float)(i % 97)).ToArray() : Array.Empty<float>();
+        return Checkpoint.WeightsOnly(options, a,
+            Enumerable.Range(0, a.Classes).Select(i => $"c{i}").ToArray(), mean, record).ModelCard;
     }
 
     [Theory]
@@ -43,7 +46,8 @@ public class OnnxTests
     {
         using var dir = new TestData.TempDir();
         int size = InputSize(variant);
-        using var model = new AlexNetModel(Variants.Get(variant, classes: 10, inputChannels: channels, inputSize: size), seed: 3);
+        using var model = new AlexNetModel(Variants.Get(variant, classes: 10,
+            inputChannels: channels, inputSize: size), seed: 3);
         model.eval();
         // Larger logits than the initialisation's: scale fc8 so that a wrong layer cannot hide under the tolerance.
         using (no_grad())
@@ -68,7 +72,8 @@ public class OnnxTests
             double scale = Math.Max(1, ours.Max(Math.Abs));
             for (int i = 0; i < ours.Length; i++)
             {
-                Assert.True(Math.Abs(ours[i] - theirs[i]) <= 1e-4 * scale, $"{variant}, optimisations {optimize}: logit {i} {ours[i]} vs {theirs[i]}");
+                Assert.True(Math.Abs(ours[i] - theirs[i]) <= 1e-4 * scale,
+                    $"{variant}, optimisations {optimize}: logit {i} {ours[i]} vs {theirs[i]}");
             }
             for (int n = 0; n < 3; n++)
             {
@@ -88,7 +93,8 @@ public class OnnxTests
         // 415 px: conv1 103 → 51 → 25 → 12, a 12×12 map that the adaptive pool halves.
         using var model = new AlexNetModel(Variants.Get(Variants.Owt, classes: 10, inputSize: 415), seed: 2);
         model.eval();
-        OnnxExport.Write(dir["owt415.onnx"], model, Header(model, InputNormalization.Imagenet, recordSize: 474, crop: 415));
+        OnnxExport.Write(dir["owt415.onnx"], model,
+            Header(model, InputNormalization.Imagenet, recordSize: 474, crop: 415));
         using Tensor x = rand(1, 3, 415, 415);
         using var ort = new OnnxClassifier(dir["owt415.onnx"], threads: 2);
         float[] theirs = ort.Logits(x.data<float>().ToArray(), 1);
@@ -98,10 +104,13 @@ public class OnnxTests
             float[] ours = y.data<float>().ToArray();
             Assert.All(ours.Zip(theirs), p => Assert.True(Math.Abs(p.First - p.Second) <= 1e-4));
         }
-        Assert.Contains("Imagenet", System.Text.Json.JsonSerializer.Serialize(ort.Preprocessing.Normalization.ToString()));
+        Assert.Contains("Imagenet",
+            System.Text.Json.JsonSerializer.Serialize(ort.Preprocessing.Normalization.ToString()));
 
-        using var uneven = new AlexNetModel(Variants.Get(Variants.Owt, classes: 10, inputSize: 256), seed: 2);   // a 7×7 map
-        var e = Assert.Throws<ArgumentException>(() => OnnxExport.Build(uneven, Header(uneven, InputNormalization.Imagenet, recordSize: 292, crop: 256)));
+        // a 7×7 map
+        using var uneven = new AlexNetModel(Variants.Get(Variants.Owt, classes: 10, inputSize: 256), seed: 2);
+        var e = Assert.Throws<ArgumentException>(() => OnnxExport.Build(uneven,
+            Header(uneven, InputNormalization.Imagenet, recordSize: 292, crop: 256)));
         Assert.Contains("7×7", e.Message);
     }
 
@@ -117,7 +126,8 @@ public class OnnxTests
     public void ExportAndPredictThroughTheCommandsAgree()
     {
         using var dir = new TestData.TempDir();
-        Assert.Equal(0, App.Run(new[] { "import", ImportTests.Fixture("small.pth"), "-m", "small", "-o", dir["s.ckpt"], "--normalize", "mean-image",
+        Assert.Equal(0, App.Run(new[] { "import", ImportTests.Fixture("small.pth"), "-m", "small", "-o",
+            dir["s.ckpt"], "--normalize", "mean-image",
             "--mean-from", MeanStore(dir) }));
         Assert.Equal(0, App.Run(new[] { "export", "-c", dir["s.ckpt"], "--onnx", dir["s.onnx"] }));
         const string image = "/usr/share/darknet/data/dog.jpg";
@@ -146,20 +156,29 @@ public class OnnxTests
     [InlineData(Variants.Owt, 3)]
     public void TheInt8ExportIsQdqWhichOnnxRuntimeRunsAsOurInt8Engine(string variant, int channels)
     {
-        Skip.If(AlexNet.Model.Kernels.OneDnnNet.Unavailable is not null, $"oneDNN is not used here: {AlexNet.Model.Kernels.OneDnnNet.Unavailable}");
+        Skip.If(AlexNet.Model.Kernels.OneDnnNet.Unavailable is not null,
+            $"oneDNN is not used here: {AlexNet.Model.Kernels.OneDnnNet.Unavailable}");
         using var dir = new TestData.TempDir();
         Architecture arch = Variants.Get(variant, variant == Variants.Owt ? 1000 : 10, channels);
         using var model = new AlexNetModel(arch, seed: 2);
         model.eval();
         using var g = new Generator(3);
-        var calibration = Enumerable.Range(0, 2).Select(_ => randn(new long[] { 8, channels, arch.InputSize, arch.InputSize }, generator: g)).ToList();
-        AlexNet.Inference.ModelCard card = Header(model, crop: arch.InputSize) with { Int8 = Int8Quantization.Calibrate(model, calibration, CalibrationMethod.Percentile) };
-        var refused = Assert.Throws<ArgumentException>(() => OnnxExport.Build(model, card with { Int8 = null }, int8: true));
+        var calibration = Enumerable.Range(0,
+            2).Select(_ => randn(new long[] { 8, channels, arch.InputSize, arch.InputSize }, generator: g)).ToList();
+        AlexNet.Inference.ModelCard card = Header(model, crop: arch.InputSize) with
+        {
+            Int8 = Int8Quantization.Calibrate(model, calibration, CalibrationMethod.Percentile),
+        };
+        var refused = Assert.Throws<ArgumentException>(() => OnnxExport.Build(model, card with
+        {
+            Int8 = null,
+        }, int8: true));
         Assert.Contains("not quantized", refused.Message);
 
         OnnxExport.Write(dir["q.onnx"], model, card, int8: true);
         Onnx.ModelProto proto = Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(dir["q.onnx"]));
-        Assert.All(model.LayerNames, layer => Assert.Contains(proto.Graph.Initializer, t => t.Name == model.StateKey(layer) + ".weight.quantized" && t.DataType == 3));
+        Assert.All(model.LayerNames, layer => Assert.Contains(proto.Graph.Initializer,
+            t => t.Name == model.StateKey(layer) + ".weight.quantized" && t.DataType == 3));
         Assert.True(proto.Graph.Node.Count(n => n.OpType == "QuantizeLinear") >= model.LayerNames.Count());
 
         using var _ = no_grad();
@@ -176,7 +195,8 @@ public class OnnxTests
 
     private static string MeanStore(TestData.TempDir dir)
     {
-        TestData.WriteSyntheticStore(dir["store"], 10, 10);   // the fixture net's 10 classes: import takes the store's names
+        // the fixture net's 10 classes: import takes the store's names
+        TestData.WriteSyntheticStore(dir["store"], 10, 10);
         return dir["store"];
     }
 }

@@ -46,8 +46,10 @@ public class ArchitectureTests
     [InlineData(32, new[] { 28, 13, 13, 6, 6, 6, 6, 2 })]    // CIFAR-10
     public void SmallNetMapsShrinkFromAnUnpaddedConv1(int size, int[] sides)
     {
-        SummaryRow[] maps = ModelSummary.Of(Variants.Get(Variants.Small, 10, 1, size)).Rows.Where(r => r.Height > 1 && r.Layer != "input").ToArray();
-        Assert.Equal(new[] { "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5" }, maps.Select(r => r.Layer));
+        SummaryRow[] maps = ModelSummary.Of(Variants.Get(Variants.Small, 10, 1,
+            size)).Rows.Where(r => r.Height > 1 && r.Layer != "input").ToArray();
+        Assert.Equal(new[] { "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5",
+            "pool5" }, maps.Select(r => r.Layer));
         Assert.Equal(sides, maps.Select(r => r.Height));
     }
 
@@ -97,10 +99,12 @@ public class ArchitectureTests
         model.eval();
         using var x = randn(2, channels, size, size);
         using var _ = no_grad();
-        foreach (SummaryRow row in ModelSummary.Of(arch).Rows.Where(r => r.Layer.StartsWith("conv") || r.Layer.StartsWith("fc")))
+        foreach (SummaryRow row in ModelSummary.Of(arch).Rows.Where(r =>
+            r.Layer.StartsWith("conv") || r.Layer.StartsWith("fc")))
         {
             using Tensor y = model.ForwardTo(x, row.Layer);
-            long[] expected = row.Layer.StartsWith("fc") ? new long[] { 2, row.Channels } : new long[] { 2, row.Channels, row.Height, row.Width };
+            long[] expected = row.Layer.StartsWith("fc") ? new long[] { 2, row.Channels } : new long[] { 2,
+                row.Channels, row.Height, row.Width };
             Assert.Equal(expected, y.shape);
         }
     }
@@ -139,10 +143,13 @@ public class ArchitectureTests
     public void BadArchitecturesAreRejectedWithAReason()
     {
         Assert.Contains("Unknown model", Assert.Throws<ArgumentException>(() => Variants.Get("alexnet2")).Message);
-        Assert.Contains("too small", Assert.Throws<ArgumentException>(() => Variants.Get(Variants.Paper, inputSize: 40)).Message);
-        Assert.Contains("towers", Assert.Throws<ArgumentException>(() => new AlexNetModel(Variants.Get(Variants.Small, 10, 1) with
-        {
-            Convs = Variants.Get(Variants.Small).Convs.SetItem(1, new ConvLayer("conv2", 63, 5, 1, 2, 2, true, true, true)),
-        })).Message);
+        Assert.Contains("too small",
+            Assert.Throws<ArgumentException>(() => Variants.Get(Variants.Paper, inputSize: 40)).Message);
+        Assert.Contains("towers",
+            Assert.Throws<ArgumentException>(() => new AlexNetModel(Variants.Get(Variants.Small, 10, 1) with
+            {
+                Convs = Variants.Get(Variants.Small).Convs.SetItem(1,
+                new ConvLayer("conv2", 63, 5, 1, 2, 2, true, true, true)),
+            })).Message);
     }
 }

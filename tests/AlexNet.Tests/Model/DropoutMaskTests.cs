@@ -35,7 +35,8 @@ public class DropoutMaskTests
     [Fact]
     public void TheSameSeedGivesTheSameMaskAndTorchsSeedFixesTheNetsMasks()
     {
-        using Tensor a = DropoutMask.Make(new long[] { 3, 1001 }, 0.5, seed: 7), b = DropoutMask.Make(new long[] { 3, 1001 }, 0.5, seed: 7);
+        using Tensor a = DropoutMask.Make(new long[] { 3, 1001 }, 0.5, seed: 7),
+            b = DropoutMask.Make(new long[] { 3, 1001 }, 0.5, seed: 7);
         using Tensor c = DropoutMask.Make(new long[] { 3, 1001 }, 0.5, seed: 8);
         Assert.True(a.equal(b).all().item<bool>());
         Assert.False(a.equal(c).all().item<bool>());

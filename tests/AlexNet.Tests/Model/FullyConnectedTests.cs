@@ -10,7 +10,9 @@ namespace AlexNet.Tests.Model;
 public class FullyConnectedTests
 {
     private static void SkipUnlessAvailable() =>
-        Skip.IfNot(FullyConnected.Available, "oneDNN's sgemm is not used here: Debian's libdnnl2 is not installed (setup.sh installs it) or the CPU has no AVX-512");
+        Skip.IfNot(FullyConnected.Available,
+        "oneDNN's sgemm is not used here: Debian's libdnnl2 is not installed (setup.sh installs it) or the CPU has no " +
+        "AVX-512");
 
     [SkippableTheory]
     [InlineData(5, 37, 11)]        // odd sizes
@@ -50,7 +52,8 @@ public class FullyConnectedTests
         {
             using Tensor z = FullyConnected.Apply(x, fc);
             Assert.False(z.requires_grad);
-            AssertClose(z, nn.functional.linear(x.to(ScalarType.Float64), fc.weight!.to(ScalarType.Float64), fc.bias!.to(ScalarType.Float64)), "inference");
+            AssertClose(z, nn.functional.linear(x.to(ScalarType.Float64), fc.weight!.to(ScalarType.Float64),
+                fc.bias!.to(ScalarType.Float64)), "inference");
         }
     }
 

@@ -14,11 +14,13 @@ public class FusedStageTests
     [InlineData(2, 5, 12, 12, 2, 2, 0.05)]    // the non-overlapping 2/2 of the ablation
     [InlineData(1, 3, 9, 9, 3, 2, 0.3)]       // fewer channels than the window
     [InlineData(2, 20, 9, 9, 3, 2, 0.05)]     // the backward's ring of n + 1 channel planes wraps three times
-    public void ForwardAndGradientMatchTheSeparateOperations(int n, int c, int h, int w, int window, int stride, double alpha)
+    public void ForwardAndGradientMatchTheSeparateOperations(int n, int c, int h, int w,
+        int window, int stride, double alpha)
     {
         var p = new LrnParams(5, alpha, 0.75, 2.0);
         using var g = new Generator(21);
-        using Tensor x64 = (randn(new long[] { n, c, h, w }, dtype: ScalarType.Float64, generator: g) * 3).requires_grad_();
+        using Tensor x64 = (randn(new long[] { n, c, h, w }, dtype: ScalarType.Float64,
+            generator: g) * 3).requires_grad_();
         using Tensor reference = FusedStage.Reference(x64, p, window, stride);
         using Tensor up = randn(reference.shape, dtype: ScalarType.Float64, generator: g);
         using (Tensor l = (reference * up).sum())
@@ -34,7 +36,8 @@ public class FusedStageTests
         Assert.Equal(reference.shape, fused.shape);
         Assert.True(fused.to(ScalarType.Float64).allclose(reference.detach(), rtol: 1e-5, atol: 1e-6));
         using Tensor diff = (x32.grad!.to(ScalarType.Float64) - x64.grad!).abs().max();
-        Assert.True(x32.grad!.to(ScalarType.Float64).allclose(x64.grad!, rtol: 1e-4, atol: 1e-5), $"max gradient error {diff.item<double>()}");
+        Assert.True(x32.grad!.to(ScalarType.Float64).allclose(x64.grad!, rtol: 1e-4, atol: 1e-5),
+            $"max gradient error {diff.item<double>()}");
     }
 
     /// <summary>
@@ -103,7 +106,8 @@ public class FusedStageTests
     {
         using var g = new Generator(5);
         using Tensor x = randn(new long[] { n, c, h, w }, generator: g).requires_grad_();
-        using Tensor up = randn(new long[] { n, c, Shapes.PooledSize(h, window, stride), Shapes.PooledSize(w, window, stride) }, generator: g);
+        using Tensor up = randn(new long[] { n, c, Shapes.PooledSize(h, window, stride),
+            Shapes.PooledSize(w, window, stride) }, generator: g);
         using Tensor reference = FusedStage.Reference(x, null, window, stride);
         using (Tensor l = (reference * up).sum())
         {

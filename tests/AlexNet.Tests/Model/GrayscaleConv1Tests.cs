@@ -13,7 +13,8 @@ public class GrayscaleConv1Tests
 {
     [Theory]
     [InlineData(64, 28, 32, 5, 1, 0)]    // small's conv1 on Fashion-MNIST at a replica's batch
-    [InlineData(3, 29, 8, 5, 2, 2)]      // a stride and padding, and an input the stride does not divide (the result is cut to k×k)
+    // a stride and padding, and an input the stride does not divide (the result is cut to k×k)
+    [InlineData(3, 29, 8, 5, 2, 2)]
     [InlineData(2, 31, 4, 11, 4, 2)]     // the paper's conv1 geometry on one channel
     public void OutputAndGradientsMatchLibtorchsConvolution(int n, int size, int kernels, int k, int stride, int pad)
     {
@@ -27,7 +28,8 @@ public class GrayscaleConv1Tests
 
         using Tensor w64 = conv.weight!.detach().to(ScalarType.Float64).requires_grad_();
         using Tensor b64 = conv.bias!.detach().to(ScalarType.Float64).requires_grad_();
-        using Tensor y64 = nn.functional.conv2d(x.to(ScalarType.Float64), w64, b64, strides: new long[] { stride, stride }, padding: new long[] { pad, pad });
+        using Tensor y64 = nn.functional.conv2d(x.to(ScalarType.Float64), w64, b64,
+            strides: new long[] { stride, stride }, padding: new long[] { pad, pad });
         y64.backward(new[] { up.to(ScalarType.Float64) });
         // float64's results rounded to float32 (Close compares float32 tensors)
         Close.Assert(y64.to(ScalarType.Float32), y, 1e-5, "output");
@@ -42,7 +44,8 @@ public class GrayscaleConv1Tests
         using var conv = nn.Conv2d(1, 4, 3);
         using Tensor gray = randn(2, 1, 8, 8), colour = randn(2, 3, 8, 8);
         Assert.True(GrayscaleConv1.Applies(gray, conv));
-        Assert.False(GrayscaleConv1.Applies(colour, conv));                      // three channels: libtorch's is as fast
+        // three channels: libtorch's is as fast
+        Assert.False(GrayscaleConv1.Applies(colour, conv));
         using (var noBias = nn.Conv2d(1, 4, 3, bias: false))
         {
             Assert.False(GrayscaleConv1.Applies(gray, noBias));
@@ -76,7 +79,8 @@ public class GrayscaleConv1Tests
         using Tensor viaNet = Gradient(() => net.Call(conv1, x));
         using Tensor viaBatch = Gradient(() => GrayscaleConv1.Apply(x, conv1));
         using Tensor viaLibtorch = Gradient(() => conv1.call(x));
-        Assert.False(viaBatch.eq(viaLibtorch).all().item<bool>());   // the two sum in different orders: the check below can tell them apart
+        // the two sum in different orders: the check below can tell them apart
+        Assert.False(viaBatch.eq(viaLibtorch).all().item<bool>());
         Assert.True(viaNet.eq(LowPrecision.OneDnnAvx512 ? viaLibtorch : viaBatch).all().item<bool>());
     }
 }

@@ -23,7 +23,8 @@ public class LocalResponseNormTests
                 for (int x = 0; x < plane; x++)
                 {
                     double sum = 0;
-                    int perTower = c / p.Towers, from = i / perTower * perTower, to = from + perTower;   // §3.2: i's tower
+                    // §3.2: i's tower
+                    int perTower = c / p.Towers, from = i / perTower * perTower, to = from + perTower;
                     for (int j = Math.Max(from, i - p.Size / 2); j <= Math.Min(to - 1, i + (p.Size - 1) / 2); j++)
                     {
                         double v = a[(img * c + j) * plane + x];
@@ -47,7 +48,8 @@ public class LocalResponseNormTests
         float[] actual = b.detach().data<float>().ToArray();
         for (int i = 0; i < expected.Length; i++)
         {
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * (1 + Math.Abs(expected[i])), $"element {i}: {actual[i]} vs {expected[i]}");
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-5 * (1 + Math.Abs(expected[i])),
+                $"element {i}: {actual[i]} vs {expected[i]}");
         }
     }
 
@@ -55,7 +57,8 @@ public class LocalResponseNormTests
     /// <paramref name="ours"/> on x in float32 against <paramref name="reference"/> on x in float64: the outputs, and
     /// the gradients of Σ output·u for one random u.
     /// </summary>
-    private static void AssertMatchesInFloat64(Tensor x, Func<Tensor, Tensor> ours, Func<Tensor, Tensor> reference, Generator g)
+    private static void AssertMatchesInFloat64(Tensor x, Func<Tensor, Tensor> ours,
+        Func<Tensor, Tensor> reference, Generator g)
     {
         using Tensor x32 = x.detach().to(ScalarType.Float32).requires_grad_();
         using Tensor x64 = x.detach().to(ScalarType.Float64).requires_grad_();
@@ -93,7 +96,8 @@ public class LocalResponseNormTests
         using Tensor changed = a.clone();
         changed[TensorIndex.Colon, TensorIndex.Slice(c - perTower, c)].mul_(5);
         using Tensor b2 = LocalResponseNorm.Apply(changed, p);
-        Assert.True(b2[TensorIndex.Colon, TensorIndex.Slice(0, perTower)].eq(b[TensorIndex.Colon, TensorIndex.Slice(0, perTower)]).all().item<bool>());
+        Assert.True(b2[TensorIndex.Colon, TensorIndex.Slice(0, perTower)].eq(b[TensorIndex.Colon,
+            TensorIndex.Slice(0, perTower)]).all().item<bool>());
         Assert.False(b2.eq(b).all().item<bool>());
         // The fused ReLU → LRN → pool of conv1 and conv2 agrees with the same operations apart.
         AssertMatchesInFloat64(a, x => FusedStage.Apply(x, p, 3, 2), x => FusedStage.Reference(x, p, 3, 2), g);
@@ -129,7 +133,8 @@ public class LocalResponseNormTests
     [Theory]
     [InlineData(2, 7, 5, 5, 4, 2.0, 0.3, 0.75)]     // even n: PyTorch's asymmetric window
     [InlineData(1, 9, 6, 6, 2, 1.0, 0.5, 0.75)]     // n = 2: the channel itself and the one below
-    public void EvenWindowsFollowPyTorchsWindow(int n, int c, int h, int w, int size, double k, double alpha, double beta)
+    public void EvenWindowsFollowPyTorchsWindow(int n, int c, int h, int w, int size,
+        double k, double alpha, double beta)
     {
         var p = new LrnParams(size, alpha, beta, k);
         using var g = new Generator(3);
@@ -139,7 +144,8 @@ public class LocalResponseNormTests
             AssertFormula(a, b, p);
         }
         // And libtorch (which pads ⌊n/2⌋ below and ⌊(n−1)/2⌋ above) agrees, gradient included.
-        AssertMatchesInFloat64(a, x => LocalResponseNorm.Apply(x, p), x => nn.functional.local_response_norm(x, size, p.TorchAlpha, beta, k), g);
+        AssertMatchesInFloat64(a, x => LocalResponseNorm.Apply(x, p),
+            x => nn.functional.local_response_norm(x, size, p.TorchAlpha, beta, k), g);
     }
 
     [Theory]
@@ -165,7 +171,8 @@ public class LocalResponseNormTests
         // α large enough that the cross-channel term of the gradient is far above float32 rounding.
         var p = new LrnParams(size, 0.05, beta, 2.0);
         using var g = new Generator(11);
-        using Tensor a64 = (randn(new long[] { 2, 9, 17, 17 }, dtype: ScalarType.Float64, generator: g) * 2).requires_grad_();
+        using Tensor a64 = (randn(new long[] { 2, 9, 17, 17 }, dtype: ScalarType.Float64,
+            generator: g) * 2).requires_grad_();
         using Tensor up64 = randn(new long[] { 2, 9, 17, 17 }, dtype: ScalarType.Float64, generator: g);
         using Tensor reference = nn.functional.local_response_norm(a64, size, p.TorchAlpha, beta, p.K);
         using Tensor refLoss = (reference * up64).sum();

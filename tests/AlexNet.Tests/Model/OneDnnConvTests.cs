@@ -17,12 +17,14 @@ public class OneDnnConvTests
     [InlineData(96, 256, 27, 5, 1, 2, 2, true)]    // conv2: §3.2's two towers
     [InlineData(256, 384, 13, 3, 1, 1, 1, true)]   // conv3: Winograd where it measures faster
     [InlineData(384, 256, 13, 3, 1, 1, 2, true)]   // conv5: grouped, 3×3
-    public void OutputAndGradientsMatchFloat64(int c, int k, int size, int kernel, int stride, int padding, int groups, bool inputGradient)
+    public void OutputAndGradientsMatchFloat64(int c, int k, int size, int kernel, int stride, int padding,
+        int groups, bool inputGradient)
     {
         Skip.If(OneDnnNet.Unavailable is not null, $"oneDNN is not used here: {OneDnnNet.Unavailable}");
         using var g = new Generator(11);
         using Tensor x = randn(new long[] { 3, c, size, size }, generator: g).requires_grad_(inputGradient);
-        using Tensor w = (randn(new long[] { k, c / groups, kernel, kernel }, generator: g) * 0.05).requires_grad_(true);
+        using Tensor w = (randn(new long[] { k, c / groups, kernel, kernel },
+            generator: g) * 0.05).requires_grad_(true);
         using Tensor b = randn(new long[] { k }, generator: g).requires_grad_(true);
         using Tensor y = OneDnnConv.Apply(x, w, b, stride, padding, groups);
         using Tensor gy = randn(y.shape, generator: g);
@@ -31,7 +33,8 @@ public class OneDnnConvTests
         using Tensor x64 = x.detach().to(ScalarType.Float64).requires_grad_(inputGradient);
         using Tensor w64 = w.detach().to(ScalarType.Float64).requires_grad_(true);
         using Tensor b64 = b.detach().to(ScalarType.Float64).requires_grad_(true);
-        using Tensor y64 = nn.functional.conv2d(x64, w64, b64, strides: new long[] { stride, stride }, padding: new long[] { padding, padding }, groups: groups);
+        using Tensor y64 = nn.functional.conv2d(x64, w64, b64, strides: new long[] { stride, stride },
+            padding: new long[] { padding, padding }, groups: groups);
         y64.backward(new[] { gy.to(ScalarType.Float64) });
 
         Close(y, y64, "output");

@@ -11,13 +11,16 @@ using static TorchSharp.torch;
 
 namespace AlexNet.Tests.Model;
 
-/// <summary>The net on oneDNN's primitives (OneDnnNet.cs): float32 against the modules, int8 against its arithmetic.</summary>
+/// <summary>The net on oneDNN's primitives (OneDnnNet.cs): float32 against the modules, int8 against its
+/// arithmetic.</summary>
 public class OneDnnNetTests
 {
-    private static void SkipUnlessAvailable() => Skip.If(OneDnnNet.Unavailable is not null, $"oneDNN is not used here: {OneDnnNet.Unavailable}");
+    private static void SkipUnlessAvailable() =>
+        Skip.If(OneDnnNet.Unavailable is not null, $"oneDNN is not used here: {OneDnnNet.Unavailable}");
 
     private static Architecture Net(string variant) => variant.StartsWith("small", StringComparison.Ordinal)
-        ? Variants.Get(variant, 10, 1) : variant == Variants.Figure1 ? Variants.Get(variant, 10, 3) : Variants.Get(variant, 1000, 3);
+        ? Variants.Get(variant, 10, 1) : variant == Variants.Figure1 ? Variants.Get(variant, 10,
+        3) : Variants.Get(variant, 1000, 3);
 
     [SkippableTheory]
     [InlineData(Variants.Paper)]
@@ -37,7 +40,8 @@ public class OneDnnNetTests
         using var g = new Generator(5);
         foreach (int batch in new[] { 3, 1 })   // 3 = 2 + 1: two plans, the weights' reorders shared, run as chunks
         {
-            using Tensor x = randn(new long[] { batch, arch.InputChannels, arch.InputSize, arch.InputSize }, generator: g);
+            using Tensor x = randn(new long[] { batch, arch.InputChannels, arch.InputSize,
+                arch.InputSize }, generator: g);
             using Tensor expected = model.forward(x);
             using Tensor got = engine.Forward(x);
             double scale = expected.abs().max().item<float>();
@@ -51,7 +55,8 @@ public class OneDnnNetTests
         {
             Assert.Contains(steps, s => s.StartsWith(layer + ":", StringComparison.Ordinal));
         }
-        Assert.Equal(arch.Lrn is null ? 0 : arch.Convs.Count(c => c.Lrn), steps.Count(s => s.Contains(" lrn: ", StringComparison.Ordinal)));
+        Assert.Equal(arch.Lrn is null ? 0 : arch.Convs.Count(c => c.Lrn),
+            steps.Count(s => s.Contains(" lrn: ", StringComparison.Ordinal)));
     }
 
     /// <summary>
@@ -69,12 +74,15 @@ public class OneDnnNetTests
         using var _ = no_grad();
         using var winograd = new OneDnnNet(model, threeByThree: ConvolutionAlgorithm.Winograd);
         IReadOnlyList<string> steps = winograd.Describe(4);
-        Skip.IfNot(steps.Any(s => s.Contains("wino", StringComparison.Ordinal)), $"oneDNN {OneDnnNet.Isa} has no Winograd convolution here");
+        Skip.IfNot(steps.Any(s => s.Contains("wino", StringComparison.Ordinal)),
+            $"oneDNN {OneDnnNet.Isa} has no Winograd convolution here");
         foreach (string layer in new[] { "conv3", "conv4", "conv5" })
         {
-            Assert.Contains(steps, s => s.StartsWith(layer + ":", StringComparison.Ordinal) && s.Contains("wino", StringComparison.Ordinal));
+            Assert.Contains(steps, s => s.StartsWith(layer + ":",
+                StringComparison.Ordinal) && s.Contains("wino", StringComparison.Ordinal));
         }
-        Assert.DoesNotContain(steps, s => (s.StartsWith("conv1:", StringComparison.Ordinal) || s.StartsWith("conv2:", StringComparison.Ordinal)) && s.Contains("wino", StringComparison.Ordinal));
+        Assert.DoesNotContain(steps, s => (s.StartsWith("conv1:", StringComparison.Ordinal) || s.StartsWith("conv2:",
+            StringComparison.Ordinal)) && s.Contains("wino", StringComparison.Ordinal));
         using var direct = new OneDnnNet(model, threeByThree: ConvolutionAlgorithm.Direct);
         Assert.DoesNotContain(direct.Describe(4), s => s.Contains("wino", StringComparison.Ordinal));
         using var measured = new OneDnnNet(model, threeByThree: ConvolutionAlgorithm.Measured);
@@ -82,7 +90,8 @@ public class OneDnnNetTests
         using Tensor x = randn(new long[] { 4, 3, 224, 224 }, generator: g);
         using Tensor expected = model.forward(x);
         double scale = expected.abs().max().item<float>();
-        foreach ((string name, OneDnnNet engine) in new[] { ("winograd", winograd), ("direct", direct), ("measured", measured) })
+        foreach ((string name, OneDnnNet engine) in new[] { ("winograd", winograd),
+            ("direct", direct), ("measured", measured) })
         {
             using Tensor got = engine.Forward(x);
             double err = (got - expected).abs().max().item<float>();
@@ -152,7 +161,8 @@ public class OneDnnNetTests
         {
             for (int i = 0; i < batches; i++)
             {
-                using Tensor a = fp32.Forward(inputs[i % inputs.Length]), b = int8.Forward(inputs[(i + 3) % inputs.Length]);
+                using Tensor a = fp32.Forward(inputs[i % inputs.Length]),
+                    b = int8.Forward(inputs[(i + 3) % inputs.Length]);
             }
         }
         Run(200);
@@ -173,7 +183,8 @@ public class OneDnnNetTests
     {
         SkipUnlessAvailable();
         using var model = new AlexNetModel(Net(Variants.Small), seed: 3);
-        var e = Assert.Throws<ArgumentException>(() => OneDnnNet.For(model, Precision.Int8, InferenceEngine.Auto, null, "run/best.ckpt"));
+        var e = Assert.Throws<ArgumentException>(() => OneDnnNet.For(model, Precision.Int8,
+            InferenceEngine.Auto, null, "run/best.ckpt"));
         Assert.Contains("run/best.ckpt is not quantized", e.Message);
         Assert.Contains("alexnet quantize", e.Message);
         var tanh = Net(Variants.Small) with { Activation = Activation.Tanh };
@@ -215,7 +226,8 @@ public class OneDnnNetTests
         long off = steps.gt(0.5).sum().item<long>();
         Assert.True(steps.max().item<double>() <= 1, $"a u8 value is off by {steps.max().item<double>()} steps");
         Assert.True(off <= expected.numel() / 100, $"{off} of {expected.numel()} u8 values off by one step");
-        Assert.True(expected.gt(0).sum().item<long>() > expected.numel() / 10, "too few non-zero activations for the check to tell");
+        Assert.True(expected.gt(0).sum().item<long>() > expected.numel() / 10,
+            "too few non-zero activations for the check to tell");
         calibration.ForEach(t => t.Dispose());
     }
 
@@ -233,7 +245,8 @@ public class OneDnnNetTests
         using var model = new AlexNetModel(arch, seed: 4);
         model.eval();
         using var g = new Generator(11);
-        var calibration = Enumerable.Range(0, 2).Select(_ => randn(new long[] { 8, arch.InputChannels, arch.InputSize, arch.InputSize }, generator: g)).ToList();
+        var calibration = Enumerable.Range(0, 2).Select(_ => randn(new long[] { 8, arch.InputChannels, arch.InputSize,
+            arch.InputSize }, generator: g)).ToList();
         Int8Quantization q = Int8Quantization.Calibrate(model, calibration, CalibrationMethod.Percentile, 99.9);
         using var engine = new OneDnnNet(model, q);
         using var _ = no_grad();
@@ -243,11 +256,14 @@ public class OneDnnNetTests
         using Tensor fp32 = model.forward(x);
         double err = (got.to(ScalarType.Float64) - expected).abs().max().item<double>();
         double quantisationEffect = (fp32.to(ScalarType.Float64) - expected).abs().max().item<double>();
-        Assert.True(err <= 0.5 * quantisationEffect, $"{variant}: int8 off its reference by {err:E2}; quantisation itself moves the logits {quantisationEffect:E2}");
+        Assert.True(err <= 0.5 * quantisationEffect,
+            $"{variant}: int8 off its reference by {err:E2}; quantisation itself moves the " +
+            $"logits {quantisationEffect:E2}");
         calibration.ForEach(t => t.Dispose());
     }
 
-    /// <summary>The net's modules in float64, each learned layer's input and weights rounded as int8 rounds them.</summary>
+    /// <summary>The net's modules in float64, each learned layer's input and weights rounded as int8 rounds
+    /// them.</summary>
     /// <param name="stopAt">Return the integer grid values at this layer's input instead.</param>
     private static Tensor FakeQuantized(AlexNetModel model, Int8Quantization q, Tensor x, string? stopAt = null)
     {
@@ -277,12 +293,14 @@ public class OneDnnNetTests
                 Tensor wq = (w.to(ScalarType.Float64) / ws.view(shape)).round().clamp(-127, 127) * ws.view(shape);
                 h = module switch
                 {
-                    Conv2d c => nn.functional.conv2d(h, wq, b.to(ScalarType.Float64), strides: c.stride, padding: c.padding, groups: c.groups),
+                    Conv2d c => nn.functional.conv2d(h, wq, b.to(ScalarType.Float64), strides: c.stride,
+                        padding: c.padding, groups: c.groups),
                     _ => nn.functional.linear(h, wq, b.to(ScalarType.Float64)),
                 };
                 continue;
             }
-            h = module is AlexNet.Model.LocalResponseNorm lrn ? AlexNet.Model.LocalResponseNorm.Reference(h, lrn.Params) : module.call(h);
+            h = module is AlexNet.Model.LocalResponseNorm lrn
+                ? AlexNet.Model.LocalResponseNorm.Reference(h, lrn.Params) : module.call(h);
         }
         return h.MoveToOuterDisposeScope();
     }

@@ -16,7 +16,8 @@ public class PrecisionTests
 {
     private static readonly Device Cpu = CPU;
 
-    private static void SkipUnlessFast() => Skip.IfNot(LowPrecision.Fast(Cpu), "this CPU has no oneDNN bfloat16 kernels (no AVX-512, or ONEDNN_MAX_CPU_ISA caps it): bf16 is refused here");
+    private static void SkipUnlessFast() => Skip.IfNot(LowPrecision.Fast(Cpu),
+        "this CPU has no oneDNN bfloat16 kernels (no AVX-512, or ONEDNN_MAX_CPU_ISA caps it): bf16 is refused here");
 
     /// <summary>x rounded to bfloat16's 8 significant bits and back, in float64.</summary>
     private static Tensor Rounded(Tensor x) => x.to(ScalarType.BFloat16).to(ScalarType.Float64);
@@ -28,7 +29,8 @@ public class PrecisionTests
         using var g = new Generator(7);
         using var model = new AlexNetModel(Variants.Get(Variants.Small, 10, 3, 32), seed: 2);
         var conv = (Conv2d)model.Layer("conv2");
-        ConvLayer layer = model.Architecture.Convs[1];   // the reference's geometry from the net's description, not the module
+        // the reference's geometry from the net's description, not the module
+        ConvLayer layer = model.Architecture.Convs[1];
         using Tensor x = randn(new long[] { 2, 32, 13, 13 }, generator: g);
         AssertTheExactProductOfRoundedOperands(x, conv.weight!, conv.bias!, a => LowPrecision.Conv(a, conv),
             (a, w, b) => nn.functional.conv2d(a, w, b, padding: [layer.Padding], groups: layer.Groups), g);
@@ -45,14 +47,16 @@ public class PrecisionTests
         using var model = new AlexNetModel(Variants.Get(Variants.Small, 10, 3, 32), seed: 2);
         var fc = (Linear)model.Layer("fc7");
         using Tensor x = randn(new long[] { 5, fc.weight!.shape[1] }, generator: g);
-        AssertTheExactProductOfRoundedOperands(x, fc.weight!, fc.bias!, a => LowPrecision.Linear(a, fc), nn.functional.linear, g);
+        AssertTheExactProductOfRoundedOperands(x, fc.weight!, fc.bias!,
+            a => LowPrecision.Linear(a, fc), nn.functional.linear, g);
     }
 
     /// <summary>
     /// The bfloat16 product against the same product in float64 on the operands rounded to bfloat16: forward and both
     /// gradients may differ only by the result's own rounding, and every output is a bfloat16 value (so bfloat16 ran).
     /// </summary>
-    private static void AssertTheExactProductOfRoundedOperands(Tensor input, Tensor weight, Tensor bias, System.Func<Tensor, Tensor> lowPrecision,
+    private static void AssertTheExactProductOfRoundedOperands(Tensor input, Tensor weight, Tensor bias,
+        System.Func<Tensor, Tensor> lowPrecision,
         System.Func<Tensor, Tensor, Tensor, Tensor> reference, Generator g)
     {
         using Tensor x = input.detach().clone().requires_grad_();
@@ -105,7 +109,8 @@ public class PrecisionTests
         {
             Assert.Equal(ScalarType.Float32, q.dtype);
             Assert.Equal(ScalarType.Float32, q.grad!.dtype);
-            double cosine = (p.grad! * q.grad!).sum().item<float>() / (p.grad!.norm().item<float>() * q.grad!.norm().item<float>());
+            double cosine = (p.grad! * q.grad!).sum().item<float>() / (p.grad!.norm()
+                .item<float>() * q.grad!.norm().item<float>());
             Assert.True(cosine > 0.9, $"{name}: the bf16 gradient's cosine with float32's is {cosine:F3}");
         }
     }
@@ -117,7 +122,8 @@ public class PrecisionTests
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 32, 2);
         TestData.WriteSyntheticStore(dir["data/val"], 8, 2);
-        Assert.Equal(0, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--max-steps", "3", "-b", "8", "--input-scale", "0.0125",
+        Assert.Equal(0, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--max-steps", "3", "-b",
+            "8", "--input-scale", "0.0125",
             "--precision", "bf16", "--out", dir["run"] }));
         Assert.Contains("\"precision\": \"bf16\"", File.ReadAllText(Path.Combine(dir["run"], Trainer.OptionsFile)));
         string ckpt = Path.Combine(dir["run"], "last.ckpt");
@@ -130,7 +136,8 @@ public class PrecisionTests
         (AlexNetModel plain, _) = Checkpoint.LoadModel(ckpt, precision: Precision.Fp32);
         plain.Dispose();
         Assert.Equal(Precision.Fp32, plain.Precision);
-        Assert.Equal(0, App.Run(new[] { "eval", "-c", ckpt, "-d", dir["data/val"], "--views", "centre", "--precision", "fp32" }));
+        Assert.Equal(0,
+            App.Run(new[] { "eval", "-c", ckpt, "-d", dir["data/val"], "--views", "centre", "--precision", "fp32" }));
         Assert.Equal(2, App.Run(new[] { "eval", "-c", ckpt, "-d", dir["data/val"], "--precision", "fp8" }));
         // ONNX is float32: the export and its check in ONNX Runtime run the float32 net.
         Assert.Equal(0, App.Run(new[] { "export", "-c", ckpt, "--onnx", dir["run/net.onnx"] }));
@@ -139,14 +146,17 @@ public class PrecisionTests
     [SkippableFact]
     public void Bf16IsRefusedWhereItWouldCrawlBeforeAnythingIsWritten()
     {
-        Skip.If(LowPrecision.Fast(Cpu), "this CPU runs bfloat16 on oneDNN: the refusal cannot be shown (ONEDNN_MAX_CPU_ISA=AVX2 shows it)");
+        Skip.If(LowPrecision.Fast(Cpu),
+            "this CPU runs bfloat16 on oneDNN: the refusal cannot be shown (ONEDNN_MAX_CPU_ISA=AVX2 shows it)");
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["data/train"], 16, 2);
         TestData.WriteSyntheticStore(dir["data/val"], 8, 2);
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--max-steps", "1", "--precision", "bf16", "--out", dir["run"] }));
+        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["data"], "-m", "small", "--max-steps", "1", "--precision",
+            "bf16", "--out", dir["run"] }));
         Assert.False(Directory.Exists(dir["run"]));
         Assert.Equal(2, App.Run(new[] { "bench", "-m", "small", "--steps", "1", "--precision", "bf16" }));
         using var model = new AlexNetModel(Variants.Get(Variants.Small, 10, 1, 28));
-        Assert.Contains("--precision fp32", Assert.Throws<System.ArgumentException>(() => model.Precision = Precision.Bf16).Message);
+        Assert.Contains("--precision fp32",
+            Assert.Throws<System.ArgumentException>(() => model.Precision = Precision.Bf16).Message);
     }
 }

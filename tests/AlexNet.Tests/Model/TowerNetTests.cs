@@ -14,7 +14,10 @@ public class TowerNetTests
     private static readonly Device[] TwoCpus = { CPU, CPU };
 
     private static Architecture NoDropout(string variant, int size) =>
-        Variants.Get(variant, classes: 10, inputChannels: variant == Variants.Small ? 1 : 3, inputSize: size) with { Dropout = 0 };
+        Variants.Get(variant, classes: 10, inputChannels: variant == Variants.Small ? 1 : 3, inputSize: size) with
+        {
+            Dropout = 0,
+        };
 
     [Theory]
     [InlineData(Variants.Small, 28, false)]
@@ -96,7 +99,8 @@ public class TowerNetTests
         using var oneGpu = new AlexNetModel(Variants.Get(Variants.Small1Gpu, classes: 10, inputChannels: 1), seed: 1);
         Assert.Throws<ArgumentException>(() => new TowerNet(oneGpu, TwoCpus));
         using var small = new AlexNetModel(Variants.Get(Variants.Small, classes: 10, inputChannels: 1), seed: 1);
-        Assert.Contains("2 devices", Assert.Throws<ArgumentException>(() => new TowerNet(small, new[] { CPU, CPU, CPU })).Message);
+        Assert.Contains("2 devices",
+            Assert.Throws<ArgumentException>(() => new TowerNet(small, new[] { CPU, CPU, CPU })).Message);
     }
 }
 
@@ -105,7 +109,8 @@ public class TowerTrainingTests
 {
     private static AlexNet.Training.TrainOptions Options(int epochs) => new()
     {
-        Model = Variants.Small, Epochs = epochs, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11, Dropout = 0,
+        Model = Variants.Small, Epochs = epochs, BatchSize = 16, InputScale = 0.0125f,
+        LogEvery = 2, Seed = 11, Dropout = 0,
         Schedule = AlexNet.Training.ScheduleKind.Step, Nesterov = true,
     };
 
@@ -118,7 +123,8 @@ public class TowerTrainingTests
         var towers = new AlexNet.Training.MachineOptions(2, Towers: "cpu,cpu");
         var silent = new AlexNet.Training.SilentProgress();
         AlexNet.Training.Trainer.Fit(Options(1), grouped, stores.Train, stores.Val, dir["g"], resume: false, silent);
-        var r = AlexNet.Training.Trainer.Fit(Options(1), towers, stores.Train, stores.Val, dir["t"], resume: false, silent);
+        var r = AlexNet.Training.Trainer.Fit(Options(1), towers, stores.Train, stores.Val,
+            dir["t"], resume: false, silent);
         Assert.Equal(5, r.Steps);
         Close.SameWeights(dir["g/last.ckpt"], dir["t/last.ckpt"]);
         // Each run's second epoch on the other's layout: the towers resume the grouped checkpoint (momentum split
@@ -128,7 +134,8 @@ public class TowerTrainingTests
         Close.SameWeights(dir["g/last.ckpt"], dir["t/last.ckpt"]);
         using var fresh = new TestData.TempDir();
         AlexNet.Training.Trainer.Fit(Options(2), grouped, stores.Train, stores.Val, fresh["g2"], resume: false, silent);
-        Close.SameWeights(fresh["g2/last.ckpt"], dir["t/last.ckpt"]);   // and both equal two epochs of the grouped net alone
+        // and both equal two epochs of the grouped net alone
+        Close.SameWeights(fresh["g2/last.ckpt"], dir["t/last.ckpt"]);
     }
 
     [Fact]
@@ -137,11 +144,18 @@ public class TowerTrainingTests
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 80, 16);
         var towers = new AlexNet.Training.MachineOptions(2, Towers: "cpu,cpu");
-        var e = Assert.Throws<ArgumentException>(() => AlexNet.Training.Trainer.Fit(Options(1) with { Ema = 0.9 }, towers, stores.Train, stores.Val, dir["e"],
+        var e = Assert.Throws<ArgumentException>(() => AlexNet.Training.Trainer.Fit(Options(1) with
+        {
+            Ema = 0.9,
+        }, towers, stores.Train, stores.Val, dir["e"],
             resume: false, new AlexNet.Training.SilentProgress()));
         Assert.Contains("--ema", e.Message);
-        Assert.Throws<ArgumentException>(() => AlexNet.Training.Trainer.Fit(Options(1) with { Model = Variants.Small1Gpu }, towers, stores.Train, stores.Val,
+        Assert.Throws<ArgumentException>(() => AlexNet.Training.Trainer.Fit(Options(1) with
+        {
+            Model = Variants.Small1Gpu,
+        }, towers, stores.Train, stores.Val,
             dir["o"], resume: false, new AlexNet.Training.SilentProgress()));
-        Assert.False(System.IO.Directory.Exists(dir["e"]) || System.IO.Directory.Exists(dir["o"]));   // refused before a run folder is made
+        // refused before a run folder is made
+        Assert.False(System.IO.Directory.Exists(dir["e"]) || System.IO.Directory.Exists(dir["o"]));
     }
 }

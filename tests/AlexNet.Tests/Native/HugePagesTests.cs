@@ -19,7 +19,8 @@ public partial class HugePagesTests
     {
         // .NET's copy of the environment is the one the process started with: a user's own value wins (Compute.cs).
         string? users = Environment.GetEnvironmentVariable("THP_MEM_ALLOC_ENABLE");
-        Skip.If(users is not null && users != "1", $"THP_MEM_ALLOC_ENABLE={users} is set in this environment, and a user's value wins");
+        Skip.If(users is not null && users != "1",
+            $"THP_MEM_ALLOC_ENABLE={users} is set in this environment, and a user's value wins");
         IntPtr value = GetEnv("THP_MEM_ALLOC_ENABLE");
         Assert.NotEqual(IntPtr.Zero, value);
         Assert.Equal("1", Marshal.PtrToStringUTF8(value));
@@ -35,6 +36,7 @@ public partial class HugePagesTests
         using Tensor t = empty(64L << 18);   // 64 MiB of float32
         t.fill_(1f);
         long after = Compute.HugePageBytes();
-        Assert.True(after - before >= 2L << 20, $"AnonHugePages {before >> 20} → {after >> 20} MiB after touching a 64 MiB tensor");
+        Assert.True(after - before >= 2L << 20,
+            $"AnonHugePages {before >> 20} → {after >> 20} MiB after touching a 64 MiB tensor");
     }
 }

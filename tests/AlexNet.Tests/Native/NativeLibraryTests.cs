@@ -20,7 +20,8 @@ public class NativeLibraryTests
         {
             string root = typeof(NativeLibraryTests).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
                 .Single(a => a.Key == "NuGetPackageRoot").Value!;
-            return Path.Combine(root, "torchsharp", "0.107.0", "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+            return Path.Combine(root, "torchsharp", "0.107.0", "runtimes", "linux-x64",
+                "native", "libLibTorchSharp.so");
         }
     }
 

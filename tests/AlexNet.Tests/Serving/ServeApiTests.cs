@@ -35,21 +35,29 @@ public sealed class ServedNet : IAsyncLifetime
     public string Checkpoint => _dir["small.ckpt"];
 
     /// <summary>A 300×200 JPEG with a gradient and a bar: something to classify that needs no package.</summary>
-    public static readonly byte[] Photo = TestData.Encode(300, 200, (x, y) => new SKColor((byte)x, (byte)(y + 40), (byte)(x ^ y)), SKEncodedImageFormat.Jpeg);
+    public static readonly byte[] Photo = TestData.Encode(300, 200,
+        (x, y) => new SKColor((byte)x, (byte)(y + 40), (byte)(x ^ y)), SKEncodedImageFormat.Jpeg);
 
     public Task InitializeAsync()
     {
         TestData.WriteSyntheticStore(_dir["store"], 120, 10);
         using (var store = AlexNet.Data.ImageStore.Open(_dir["store"]))
         {
-            AlexNet.Model.Architecture arch = AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Small, classes: 10, inputChannels: 1, inputSize: 32);
+            AlexNet.Model.Architecture arch = AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Small, classes: 10,
+                inputChannels: 1, inputSize: 32);
             using var model = new AlexNet.Model.AlexNetModel(arch, seed: 3);
-            AlexNet.Training.Checkpoint.Save(Checkpoint, AlexNet.Training.Checkpoint.WeightsOnly(new AlexNet.Training.TrainOptions { Model = arch.Variant }, arch,
+            AlexNet.Training.Checkpoint.Save(Checkpoint,
+                AlexNet.Training.Checkpoint.WeightsOnly(new AlexNet.Training.TrainOptions
+                {
+                    Model = arch.Variant,
+                }, arch,
                 store.Manifest.Classes.Select(c => c.Name).ToArray(), store.Mean, 28), model, velocity: null);
         }
         Directory.CreateDirectory(_dir["run-a"]);
-        File.WriteAllText(_dir["run-a/metrics.jsonl"], "{\"kind\":\"step\",\"step\":1,\"loss\":2.3}\n{\"kind\":\"step\",\"step\":2,\"loss\":2.1}\n");
-        Server = Server.Create(new ServeOptions(Checkpoint, Store: _dir["store"], Run: _dir["run-a"], MaxBatch: 16, MaxWaitMs: 20, MaxUploadMb: 1));
+        File.WriteAllText(_dir["run-a/metrics.jsonl"],
+            "{\"kind\":\"step\",\"step\":1,\"loss\":2.3}\n{\"kind\":\"step\",\"step\":2,\"loss\":2.1}\n");
+        Server = Server.Create(new ServeOptions(Checkpoint, Store: _dir["store"], Run: _dir["run-a"], MaxBatch: 16,
+            MaxWaitMs: 20, MaxUploadMb: 1));
         Factory = new ServerFactory(Server);
         Client = Factory.CreateClient();   // builds and starts the host in memory
         Reference = Classifier.Load(Checkpoint);
@@ -75,7 +83,8 @@ public sealed class ServerFactory(Server server) : WebApplicationFactory<Program
     protected override IHostBuilder CreateHostBuilder() => server.CreateHostBuilder();
 
     // The page and API are embedded in the assembly: no content root of files to find.
-    protected override void ConfigureWebHost(IWebHostBuilder builder) => builder.UseContentRoot(AppContext.BaseDirectory);
+    protected override void ConfigureWebHost(IWebHostBuilder builder) =>
+        builder.UseContentRoot(AppContext.BaseDirectory);
 }
 
 public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
@@ -98,7 +107,8 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         return c;
     }
 
-    private static async Task<JsonElement> Json(HttpResponseMessage r) => JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+    private static async Task<JsonElement> Json(HttpResponseMessage r) =>
+        JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
 
     /// <summary>
     /// The served answer is the library's single-image prediction of the same bytes: same classes, same probabilities.
@@ -106,7 +116,8 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
     [Fact]
     public async Task PredictGivesTheLibrarysTopFiveWithTheCard()
     {
-        var expected = served.Reference.Predict(new[] { served.Reference.Decode(ServedNet.Photo) }, new[] { "p" }, 5)[0];
+        var expected =
+            served.Reference.Predict(new[] { served.Reference.Decode(ServedNet.Photo) }, new[] { "p" }, 5)[0];
         foreach (HttpContent body in new HttpContent[] { Form(ServedNet.Photo), Raw(ServedNet.Photo, "image/jpeg") })
         {
             HttpResponseMessage r = await _client.PostAsync("/api/predict?top=5&views=ten", body);
@@ -115,12 +126,14 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
             JsonElement[] top = j.GetProperty("top").EnumerateArray().ToArray();
             Assert.Equal(expected.Top.Select(t => t.Index), top.Select(t => t.GetProperty("index").GetInt32()));
             Assert.Equal(expected.Top.Select(t => t.Name), top.Select(t => t.GetProperty("name").GetString()));
-            Assert.All(expected.Top.Zip(top), p => Assert.Equal(p.First.Probability, p.Second.GetProperty("probability").GetDouble(), 5));
+            Assert.All(expected.Top.Zip(top),
+                p => Assert.Equal(p.First.Probability, p.Second.GetProperty("probability").GetDouble(), 5));
             Assert.Equal("small", j.GetProperty("model").GetProperty("variant").GetString());
             Assert.Equal(28, j.GetProperty("model").GetProperty("preprocessing").GetProperty("recordSize").GetInt32());
             Assert.Equal("ten", j.GetProperty("views").GetString());
         }
-        JsonElement centre = await Json(await _client.PostAsync("/api/predict?top=2&views=centre", Raw(ServedNet.Photo, "application/octet-stream")));
+        JsonElement centre = await Json(await _client.PostAsync("/api/predict?top=2&views=centre",
+            Raw(ServedNet.Photo, "application/octet-stream")));
         Assert.Equal(2, centre.GetProperty("top").GetArrayLength());
         Assert.Equal("centre", centre.GetProperty("views").GetString());
     }
@@ -128,18 +141,28 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
     public static IEnumerable<object[]> BadRequests()
     {
         byte[] jpeg = ServedNet.Photo;
-        yield return new object[] { "empty body", "/api/predict", Raw(Array.Empty<byte>(), "image/jpeg"), 400, "empty" };
-        yield return new object[] { "a text file", "/api/predict", Raw(Encoding.UTF8.GetBytes("just words"), "text/plain"), 415, "not an image" };
-        yield return new object[] { "text sent as an image", "/api/predict", Raw(Encoding.UTF8.GetBytes("just words, long enough to look at"), "image/png"), 400, "not a decodable image" };
-        yield return new object[] { "a truncated JPEG", "/api/predict", Raw(jpeg[..(jpeg.Length / 3)], "image/jpeg"), 400, "truncated" };
-        yield return new object[] { "a 100-megapixel declaration", "/api/predict", Raw(TestData.PngDeclaring(10_000, 10_000), "image/png"), 413, "megapixel" };
-        yield return new object[] { "a decompression bomb", "/api/neighbors", Raw(TestData.PngDeclaring(60_000, 60_000), "image/png"), 413, "megapixel" };
-        yield return new object[] { "a body over the limit", "/api/predict", Raw(new byte[(1 << 20) + 100_000], "image/jpeg"), 413, "--max-upload-mb" };
-        yield return new object[] { "a wrong content type", "/api/predict", Raw(jpeg, "application/json"), 415, "multipart/form-data" };
-        yield return new object[] { "a form without a file", "/api/predict", new FormUrlEncodedContent(new Dictionary<string, string> { ["a"] = "b" }), 400, "field named `image`" };
+        yield return new object[] { "empty body", "/api/predict",
+            Raw(Array.Empty<byte>(), "image/jpeg"), 400, "empty" };
+        yield return new object[] { "a text file", "/api/predict",
+            Raw(Encoding.UTF8.GetBytes("just words"), "text/plain"), 415, "not an image" };
+        yield return new object[] { "text sent as an image", "/api/predict", Raw(
+            Encoding.UTF8.GetBytes("just words, long enough to look at"), "image/png"), 400, "not a decodable image" };
+        yield return new object[] { "a truncated JPEG", "/api/predict",
+            Raw(jpeg[..(jpeg.Length / 3)], "image/jpeg"), 400, "truncated" };
+        yield return new object[] { "a 100-megapixel declaration", "/api/predict",
+            Raw(TestData.PngDeclaring(10_000, 10_000), "image/png"), 413, "megapixel" };
+        yield return new object[] { "a decompression bomb", "/api/neighbors",
+            Raw(TestData.PngDeclaring(60_000, 60_000), "image/png"), 413, "megapixel" };
+        yield return new object[] { "a body over the limit", "/api/predict",
+            Raw(new byte[(1 << 20) + 100_000], "image/jpeg"), 413, "--max-upload-mb" };
+        yield return new object[] { "a wrong content type", "/api/predict",
+            Raw(jpeg, "application/json"), 415, "multipart/form-data" };
+        yield return new object[] { "a form without a file", "/api/predict",
+            new FormUrlEncodedContent(new Dictionary<string, string> { ["a"] = "b" }), 400, "field named `image`" };
         yield return new object[] { "top=0", "/api/predict?top=0", Raw(jpeg, "image/jpeg"), 400, "top=0" };
         yield return new object[] { "top=abc", "/api/predict?top=abc", Raw(jpeg, "image/jpeg"), 400, "top" };
-        yield return new object[] { "views=sideways", "/api/predict?views=sideways", Raw(jpeg, "image/jpeg"), 400, "centre, ten or flip" };
+        yield return new object[] { "views=sideways", "/api/predict?views=sideways",
+            Raw(jpeg, "image/jpeg"), 400, "centre, ten or flip" };
         yield return new object[] { "k=0", "/api/neighbors?k=0", Raw(jpeg, "image/jpeg"), 400, "k=0" };
         yield return new object[] { "k=10⁶", "/api/neighbors?k=1000000", Raw(jpeg, "image/jpeg"), 400, "k=1000000" };
     }
@@ -149,12 +172,14 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
     /// </summary>
     [Theory]
     [MemberData(nameof(BadRequests))]
-    public async Task BadInputGetsA4xxWithAMessageAndTheServerGoesOn(string what, string url, HttpContent body, int status, string message)
+    public async Task BadInputGetsA4xxWithAMessageAndTheServerGoesOn(string what, string url,
+        HttpContent body, int status, string message)
     {
         HttpResponseMessage r = await _client.PostAsync(url, body);
         Assert.True(status == (int)r.StatusCode, $"{what}: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
         Assert.Contains(message, (await Json(r)).GetProperty("error").GetString());
-        Assert.Equal(HttpStatusCode.OK, (await _client.PostAsync("/api/predict", Raw(ServedNet.Photo, "image/jpeg"))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK,
+            (await _client.PostAsync("/api/predict", Raw(ServedNet.Photo, "image/jpeg"))).StatusCode);
     }
 
     [Theory]
@@ -183,10 +208,12 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         Assert.Equal(3, hits.Length);
         using var store = AlexNet.Data.ImageStore.Open(served["store"]);
         float[] q = served.Reference.Features(new[] { served.Reference.Decode(ServedNet.Photo) });
-        float[] all = served.Reference.Features(Enumerable.Range(0, store.Count).Select(i => store.Record(i).ToArray()).ToArray());
+        float[] all = served.Reference.Features(Enumerable.Range(0,
+            store.Count).Select(i => store.Record(i).ToArray()).ToArray());
         int d = q.Length;
         int[] exact = Enumerable.Range(0, store.Count)
-            .OrderBy(i => Enumerable.Range(0, d).Sum(j => (double)(all[i * d + j] - q[j]) * (all[i * d + j] - q[j]))).Take(3).ToArray();
+            .OrderBy(i => Enumerable.Range(0,
+            d).Sum(j => (double)(all[i * d + j] - q[j]) * (all[i * d + j] - q[j]))).Take(3).ToArray();
         Assert.Equal(exact, hits.Select(h => h.GetProperty("index").GetInt32()));
         Assert.Equal($"class{store.Labels[exact[0]]}", hits[0].GetProperty("name").GetString());
         HttpResponseMessage picture = await _client.GetAsync(hits[0].GetProperty("image").GetString());
@@ -221,7 +248,8 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         JsonElement api = await Json(await _client.GetAsync("/openapi/v1.json"));
         Assert.Equal("alexnet | v1", api.GetProperty("info").GetProperty("title").GetString());
         JsonElement paths = api.GetProperty("paths");
-        foreach (string p in new[] { "/api/predict", "/api/neighbors", "/api/model", "/api/kernels.png", "/metrics", "/healthz", "/readyz", "/api/runs/{name}/events" })
+        foreach (string p in new[] { "/api/predict", "/api/neighbors", "/api/model", "/api/kernels.png", "/metrics",
+            "/healthz", "/readyz", "/api/runs/{name}/events" })
         {
             Assert.True(paths.TryGetProperty(p, out _), p);
         }
@@ -237,14 +265,19 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
     [Fact]
     public async Task ConcurrentRequestsAreBatchedAndEachGetsItsOwnAnswer()
     {
-        byte[][] images = Enumerable.Range(0, 12).Select(i => TestData.Encode(40 + i, 40, (x, y) => new SKColor((byte)(x * i), (byte)(y * 7), (byte)(i * 20)))).ToArray();
-        int[] expected = images.Select(b => served.Reference.Predict(new[] { served.Reference.Decode(b) }, new[] { "x" }, 1, AlexNet.Evaluation.Evaluator.Views(false))[0].Top[0].Index).ToArray();
-        double[] expectedP = images.Select(b => served.Reference.Predict(new[] { served.Reference.Decode(b) }, new[] { "x" }, 1, AlexNet.Evaluation.Evaluator.Views(false))[0].Top[0].Probability).ToArray();
+        byte[][] images = Enumerable.Range(0, 12).Select(i => TestData.Encode(40 + i, 40,
+            (x, y) => new SKColor((byte)(x * i), (byte)(y * 7), (byte)(i * 20)))).ToArray();
+        int[] expected = images.Select(b => served.Reference.Predict(new[] { served.Reference.Decode(b) },
+            new[] { "x" }, 1, AlexNet.Evaluation.Evaluator.Views(false))[0].Top[0].Index).ToArray();
+        double[] expectedP = images.Select(b => served.Reference.Predict(new[] { served.Reference.Decode(b) },
+            new[] { "x" }, 1, AlexNet.Evaluation.Evaluator.Views(false))[0].Top[0].Probability).ToArray();
         double before = served.Server.Metrics.BatchSize.Count;
         double sumBefore = served.Server.Metrics.BatchSize.Sum;
-        JsonElement[] answers = await Task.WhenAll(images.Select(async b => await Json(await _client.PostAsync("/api/predict?top=1&views=centre", Raw(b, "image/png")))));
+        JsonElement[] answers = await Task.WhenAll(images.Select(async b =>
+            await Json(await _client.PostAsync("/api/predict?top=1&views=centre", Raw(b, "image/png")))));
         Assert.Equal(expected, answers.Select(a => a.GetProperty("top")[0].GetProperty("index").GetInt32()));
-        Assert.All(expectedP.Zip(answers), p => Assert.Equal(p.First, p.Second.GetProperty("top")[0].GetProperty("probability").GetDouble(), 5));
+        Assert.All(expectedP.Zip(answers),
+            p => Assert.Equal(p.First, p.Second.GetProperty("top")[0].GetProperty("probability").GetDouble(), 5));
         double passes = served.Server.Metrics.BatchSize.Count - before;
         Assert.Equal(12, served.Server.Metrics.BatchSize.Sum - sumBefore);
         Assert.True(passes < 12, $"12 concurrent images ran in {passes} forward passes: no batching");
@@ -276,7 +309,8 @@ public class ServeApiTests(ServedNet served) : IClassFixture<ServedNet>
         }
         Assert.Contains("\"step\":1", await NextData());
         Assert.Contains("\"step\":2", await NextData());
-        File.AppendAllText(served["run-a/metrics.jsonl"], "{\"kind\":\"epoch\",\"step\":3,\"valTop1Error\":0.5}\n{\"kind\":\"step\",\"st");   // and a torn line
+        File.AppendAllText(served["run-a/metrics.jsonl"],
+            "{\"kind\":\"epoch\",\"step\":3,\"valTop1Error\":0.5}\n{\"kind\":\"step\",\"st");   // and a torn line
         Assert.Contains("\"valTop1Error\":0.5", await NextData());
     }
 }
@@ -292,19 +326,28 @@ public class ServeOnCodesTests
         using var dir = new TestData.TempDir();
         TestData.WriteSyntheticStore(dir["store"], 60, 10);
         using var store = AlexNet.Data.ImageStore.Open(dir["store"]);
-        AlexNet.Model.Architecture arch = AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Small, classes: 10, inputChannels: 1, inputSize: 32);
+        AlexNet.Model.Architecture arch = AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Small, classes: 10,
+            inputChannels: 1, inputSize: 32);
         using (var model = new AlexNet.Model.AlexNetModel(arch, seed: 3))
         {
-            AlexNet.Training.Checkpoint.Save(dir["small.ckpt"], AlexNet.Training.Checkpoint.WeightsOnly(new AlexNet.Training.TrainOptions { Model = arch.Variant },
+            AlexNet.Training.Checkpoint.Save(dir["small.ckpt"],
+                AlexNet.Training.Checkpoint.WeightsOnly(new AlexNet.Training.TrainOptions
+                {
+                    Model = arch.Variant,
+                },
                 arch, store.Manifest.Classes.Select(c => c.Name).ToArray(), store.Mean, 28), model, velocity: null);
         }
         using Classifier net = Classifier.Load(dir["small.ckpt"]);
-        AlexNet.Analysis.Retrieval.Extract(net.Model, store, AlexNet.Evaluation.TestPipeline.Augmentation(net.Card, 28, 28), "fc7", dir["fc7"], dir["small.ckpt"]);
+        AlexNet.Analysis.Retrieval.Extract(net.Model, store,
+            AlexNet.Evaluation.TestPipeline.Augmentation(net.Card, 28, 28), "fc7", dir["fc7"], dir["small.ckpt"]);
         using var features = AlexNet.Analysis.Retrieval.Open(dir["fc7"]);
-        var coder = AlexNet.Analysis.BinaryCodes.RandomProjections(features.Rows(0, 60).ToArray(), features.Dimensions, 128, seed: 1);
-        coder.Save(dir["coder"], new AlexNet.Analysis.CoderHeader(AlexNet.Analysis.CoderHeader.FormatName, "", 0, 0, 1, 0, "fc7", dir["fc7"], dir["store"], dir["small.ckpt"]));
+        var coder = AlexNet.Analysis.BinaryCodes.RandomProjections(features.Rows(0, 60).ToArray(),
+            features.Dimensions, 128, seed: 1);
+        coder.Save(dir["coder"], new AlexNet.Analysis.CoderHeader(AlexNet.Analysis.CoderHeader.FormatName, "", 0, 0, 1,
+            0, "fc7", dir["fc7"], dir["store"], dir["small.ckpt"]));
         ulong[] codes = coder.Encode(features);
-        AlexNet.Analysis.HammingIndex.Write(dir["codes"], codes, new AlexNet.Analysis.CodesHeader(AlexNet.Analysis.HammingIndex.Format, 60, 128, "lsh", dir["coder"],
+        AlexNet.Analysis.HammingIndex.Write(dir["codes"], codes,
+            new AlexNet.Analysis.CodesHeader(AlexNet.Analysis.HammingIndex.Format, 60, 128, "lsh", dir["coder"],
             dir["fc7"], dir["store"], dir["small.ckpt"], "fc7"));
 
         await using Server server = Server.Create(new ServeOptions(dir["small.ckpt"], Codes: dir["codes"]));
@@ -319,9 +362,11 @@ public class ServeOnCodesTests
         float[] q = net.Features(new[] { net.Decode(ServedNet.Photo) });
         var expected = new AlexNet.Analysis.HammingIndex(codes, 128).Nearest(coder.Encode(q), 4);
         Assert.Equal(expected.Select(h => (h.Index, (double)h.Distance)),
-            answer.GetProperty("neighbours").EnumerateArray().Select(h => (h.GetProperty("index").GetInt32(), h.GetProperty("distance").GetDouble())));
+            answer.GetProperty("neighbours").EnumerateArray().Select(h => (h.GetProperty("index").GetInt32(),
+            h.GetProperty("distance").GetDouble())));
         Assert.True((await Json(await client.GetAsync("/api/model"))).GetProperty("neighbours").GetBoolean());
     }
 
-    private static async Task<JsonElement> Json(HttpResponseMessage r) => JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
+    private static async Task<JsonElement> Json(HttpResponseMessage r) =>
+        JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement;
 }

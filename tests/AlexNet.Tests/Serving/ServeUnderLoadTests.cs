@@ -24,9 +24,14 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
     {
         TestData.WriteSyntheticStore(dir["store"], 60, 10);
         using var store = AlexNet.Data.ImageStore.Open(dir["store"]);
-        AlexNet.Model.Architecture arch = AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Small, classes: 10, inputChannels: 1, inputSize: 32);
+        AlexNet.Model.Architecture arch = AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Small, classes: 10,
+            inputChannels: 1, inputSize: 32);
         using var model = new AlexNet.Model.AlexNetModel(arch, seed: 3);
-        AlexNet.Training.Checkpoint.Save(dir[name], AlexNet.Training.Checkpoint.WeightsOnly(new AlexNet.Training.TrainOptions { Model = arch.Variant }, arch,
+        AlexNet.Training.Checkpoint.Save(dir[name],
+            AlexNet.Training.Checkpoint.WeightsOnly(new AlexNet.Training.TrainOptions
+            {
+                Model = arch.Variant,
+            }, arch,
             store.Manifest.Classes.Select(c => c.Name).ToArray(), store.Mean, 28), model, velocity: null);
         return dir[name];
     }
@@ -36,7 +41,8 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
         GC.Collect();
         GC.WaitForPendingFinalizers();
         string line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1],
+            System.Globalization.CultureInfo.InvariantCulture) * 1024;
     }
 
     /// <summary>
@@ -52,11 +58,16 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
         (int, double)[] expected;
         using (Classifier net = Classifier.Load(ckpt))
         {
-            expected = net.Predict(new[] { net.Decode(image) }, new[] { "x" }, 5, AlexNet.Evaluation.Evaluator.Views(false))[0].Top.Select(t => (t.Index, t.Probability)).ToArray();
+            expected = net.Predict(new[] { net.Decode(image) }, new[] { "x" }, 5,
+                AlexNet.Evaluation.Evaluator.Views(false))[0].Top.Select(t => (t.Index, t.Probability)).ToArray();
         }
-        await using Server server = Server.Create(new ServeOptions(ckpt, Urls: "http://127.0.0.1:0", MaxBatch: 32, MaxWaitMs: 5));
+        await using Server server = Server.Create(new ServeOptions(ckpt,
+            Urls: "http://127.0.0.1:0", MaxBatch: 32, MaxWaitMs: 5));
         string url = (await server.StartAsync())[0];
-        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { BaseAddress = new Uri(url) };
+        using var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 })
+        {
+            BaseAddress = new Uri(url),
+        };
         long at500 = 0;
         LoadResult r = await LoadTest.Run(http, image, "?top=5&views=centre", clients: 32, requests: 2000, expected,
             onAnswered: n =>
@@ -67,10 +78,13 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
                 }
             });
         long after = Rss();
-        output.WriteLine($"{r.Describe()}; RSS {at500 / 1e6:F0} MB at 500, {after / 1e6:F0} MB at 2000; mean batch {server.Metrics.BatchSize.Sum / server.Metrics.BatchSize.Count:F1}");
+        output.WriteLine(
+            $"{r.Describe()}; RSS {at500 / 1e6:F0} MB at 500, {after / 1e6:F0} MB at 2000; mean " +
+            $"batch {server.Metrics.BatchSize.Sum / server.Metrics.BatchSize.Count:F1}");
         Assert.Equal(0, r.Errors);
         Assert.Equal(0, r.Wrong);
-        Assert.True(after <= 1.05 * at500, $"RSS grew from {at500 / 1e6:F0} MB at 500 requests to {after / 1e6:F0} MB at 2000");
+        Assert.True(after <= 1.05 * at500,
+            $"RSS grew from {at500 / 1e6:F0} MB at 500 requests to {after / 1e6:F0} MB at 2000");
         Assert.True(server.Metrics.BatchSize.Sum / server.Metrics.BatchSize.Count > 1.5, "32 clients were not batched");
     }
 
@@ -79,7 +93,8 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
     /// </summary>
     private static byte[] Noise(int width, int height)
     {
-        using var bitmap = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(width, height, SkiaSharp.SKColorType.Rgba8888, SkiaSharp.SKAlphaType.Opaque));
+        using var bitmap = new SkiaSharp.SKBitmap(new SkiaSharp.SKImageInfo(width, height,
+            SkiaSharp.SKColorType.Rgba8888, SkiaSharp.SKAlphaType.Opaque));
         new Random(5).NextBytes(bitmap.GetPixelSpan());
         using SkiaSharp.SKData data = bitmap.Encode(SkiaSharp.SKEncodedImageFormat.Jpeg, 90);
         return data.ToArray();
@@ -97,7 +112,8 @@ public class ServeUnderLoadTests(ITestOutputHelper output)
         string url = (await server.StartAsync())[0];
         using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(60) };
         byte[] big = Noise(1600, 1200);
-        Task<HttpResponseMessage>[] inFlight = Enumerable.Range(0, 12).Select(_ => http.PostAsync("/api/predict?views=ten", new ByteArrayContent(big))).ToArray();
+        Task<HttpResponseMessage>[] inFlight = Enumerable.Range(0,
+            12).Select(_ => http.PostAsync("/api/predict?views=ten", new ByteArrayContent(big))).ToArray();
         while (server.Metrics.QueueDepth.Value == 0 && server.Metrics.BatchSize.Count == 0)
         {
             await Task.Delay(1);   // until the first image reaches the net

@@ -45,7 +45,8 @@ public class FineTuningTests
     [SkippableFact]
     public void OnARealFolderTheClassifierLearnsWhileFrozenFeaturesStayBitForBit()
     {
-        string[] photos = Directory.Exists("/usr/share/darknet/data") ? Directory.GetFiles("/usr/share/darknet/data", "*.jpg") : Array.Empty<string>();
+        string[] photos = Directory.Exists("/usr/share/darknet/data") ? Directory.GetFiles("/usr/share/darknet/data",
+            "*.jpg") : Array.Empty<string>();
         Skip.If(photos.Length < 6, "the photographs of Debian's darknet package are not installed");
         using var dir = new TestData.TempDir();
         string source = TrainSource(dir);
@@ -61,8 +62,10 @@ public class FineTuningTests
         string store = dir["real"];
         Assert.True(ImageStore.IsComplete(store));
 
-        Assert.Equal(0, App.Run(new[] { "train", "--train", store, "--val", store, "--init-from", source, "--freeze", "features",
-            "--epochs", "30", "--batch-size", "8", "--lr", "0.01", "--dropout", "0", "--no-crop", "--no-flip", "--pca-std", "0", "--schedule", "step", "--log-every", "1", "--threads", "2", "--out", dir["tuned"] }));
+        Assert.Equal(0,
+            App.Run(new[] { "train", "--train", store, "--val", store, "--init-from", source, "--freeze", "features",
+            "--epochs", "30", "--batch-size", "8", "--lr", "0.01", "--dropout", "0", "--no-crop", "--no-flip",
+                "--pca-std", "0", "--schedule", "step", "--log-every", "1", "--threads", "2", "--out", dir["tuned"] }));
         string tuned = Path.Combine(dir["tuned"], Trainer.LastCheckpoint);
         RunState state = Checkpoint.ReadState(tuned);
         Assert.Equal(2, state.Architecture.Classes);
@@ -80,7 +83,8 @@ public class FineTuningTests
         }
         double[] losses = MetricsLog.Read(dir["tuned"]).OfType<EpochMetrics>().Select(m => m.TrainLoss).ToArray();
         Assert.Equal(30, losses.Length);
-        Assert.True(losses[^5..].Average() < 0.7 * losses[..5].Average(), $"the loss did not fall: {string.Join(", ", losses.Select(l => l.ToString("F3")))}");
+        Assert.True(losses[^5..].Average() < 0.7 * losses[..5].Average(),
+            $"the loss did not fall: {string.Join(", ", losses.Select(l => l.ToString("F3")))}");
     }
 
     [Fact]
@@ -90,10 +94,13 @@ public class FineTuningTests
         string source = TrainSource(dir);
         TestData.WriteSyntheticStore(dir["three/train"], 24, 3, channels: 3, seed: 5);
         TestData.WriteSyntheticStore(dir["three/val"], 8, 3, channels: 3, seed: 6);
-        var same = new[] { "train", "-d", dir["src"], "--init-from", source, "--pretrained-lr-factor", "0", "--max-steps", "2", "--threads", "2" };
+        var same = new[] { "train", "-d", dir["src"], "--init-from", source, "--pretrained-lr-factor", "0",
+            "--max-steps", "2", "--threads", "2" };
         Assert.Equal(0, App.Run(same.Concat(new[] { "--out", dir["same"] }).ToArray()));
-        Assert.Equal(0, App.Run(new[] { "train", "-d", dir["three"], "--init-from", source, "--pretrained-lr-factor", "0", "--max-steps", "2", "--threads", "2", "--out", dir["other"] }));
-        string sameCkpt = Path.Combine(dir["same"], Trainer.LastCheckpoint), otherCkpt = Path.Combine(dir["other"], Trainer.LastCheckpoint);
+        Assert.Equal(0, App.Run(new[] { "train", "-d", dir["three"], "--init-from", source, "--pretrained-lr-factor",
+            "0", "--max-steps", "2", "--threads", "2", "--out", dir["other"] }));
+        string sameCkpt = Path.Combine(dir["same"], Trainer.LastCheckpoint),
+            otherCkpt = Path.Combine(dir["other"], Trainer.LastCheckpoint);
         foreach (string layer in new[] { "conv1", "conv5", "fc6", "fc7", "fc8" })
         {
             using Tensor before = Weight(source, layer), after = Weight(sameCkpt, layer);
@@ -109,7 +116,8 @@ public class FineTuningTests
         }
         // Flags that need a checkpoint, and a checkpoint of another net, are refused before anything is written.
         Assert.Equal(2, App.Run(new[] { "train", "-d", dir["three"], "--freeze", "features", "--out", dir["bad1"] }));
-        Assert.Equal(2, App.Run(new[] { "train", "-d", dir["three"], "--init-from", source, "-m", "owt", "--out", dir["bad2"] }));
+        Assert.Equal(2,
+            App.Run(new[] { "train", "-d", dir["three"], "--init-from", source, "-m", "owt", "--out", dir["bad2"] }));
         Assert.False(Directory.Exists(dir["bad1"]) || Directory.Exists(dir["bad2"]));
     }
 }

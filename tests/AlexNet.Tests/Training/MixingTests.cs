@@ -36,7 +36,8 @@ public class MixingTests
     public void CutMixPastesABoxAndLambdaIsTheAreaLeft()
     {
         const int n = 5, side = 16;
-        using Tensor x = arange(n, dtype: ScalarType.Float32).reshape(n, 1, 1, 1).expand(n, 1, side, side).contiguous();   // image i is all i
+        using Tensor x = arange(n, dtype: ScalarType.Float32).reshape(n, 1, 1, 1).expand(n, 1, side,
+            side).contiguous();   // image i is all i
         using Tensor y = arange(n, dtype: ScalarType.Int64);
         Mix mix = Mixing.Apply(x, y, mixupAlpha: 0, cutmixAlpha: 1.0, seed: 5, step: 2)!;
         long[] partner = mix.OtherLabels.data<long>().ToArray();
@@ -60,7 +61,8 @@ public class MixingTests
         var mix = new Mix(b, 0.3);
         using Tensor la = TrainingStep.Loss(logits, a), lb = TrainingStep.Loss(logits, b);
         double expected = 0.3 * la.item<float>() + 0.7 * lb.item<float>();
-        using Tensor mixed = TrainingStep.Loss(logits, a) * mix.Lambda + TrainingStep.Loss(logits, mix.OtherLabels) * (1 - mix.Lambda);
+        using Tensor mixed = TrainingStep.Loss(logits, a) * mix.Lambda + TrainingStep.Loss(logits,
+            mix.OtherLabels) * (1 - mix.Lambda);
         Assert.Equal(expected, mixed.item<float>(), 5);
 
         // Beta(α, α): mean ½, variance 1/(4(2α + 1)).

@@ -65,13 +65,27 @@ public class ModernOptionsTests
     public void WarmupRisesLinearlyIntoAnySchedule()
     {
         // 4 epochs of 10 steps, warm-up over 1 epoch: ε·(t+1)/10 for t < 10, then the schedule's own ε.
-        var step = new LearningRateSchedule(new TrainOptions { LearningRate = 0.1, Epochs = 4, WarmupEpochs = 1, Schedule = ScheduleKind.Step, StepEpochs = new[] { 3 } });
+        var step = new LearningRateSchedule(new TrainOptions
+        {
+            LearningRate = 0.1,
+            Epochs = 4,
+            WarmupEpochs = 1,
+            Schedule = ScheduleKind.Step,
+            StepEpochs = new[] { 3 },
+        });
         Assert.Equal(0.01, step.BeginStep(0, 40), 12);
         Assert.Equal(0.05, step.BeginStep(4, 40), 12);
         Assert.Equal(0.1, step.BeginStep(9, 40), 12);
         Assert.Equal(0.1, step.BeginStep(10, 40), 12);
-        var poly = new LearningRateSchedule(new TrainOptions { LearningRate = 0.1, Epochs = 4, WarmupEpochs = 1, Schedule = ScheduleKind.Poly });
-        Assert.Equal(0.1 * (1 - 4 / 40.0) * 5 / 10, poly.BeginStep(4, 40), 12);   // the poly curve, times the warm-up's 5/10
+        var poly = new LearningRateSchedule(new TrainOptions
+        {
+            LearningRate = 0.1,
+            Epochs = 4,
+            WarmupEpochs = 1,
+            Schedule = ScheduleKind.Poly,
+        });
+        // the poly curve, times the warm-up's 5/10
+        Assert.Equal(0.1 * (1 - 4 / 40.0) * 5 / 10, poly.BeginStep(4, 40), 12);
         Assert.Equal(0.1 * (1 - 20 / 40.0), poly.BeginStep(20, 40), 12);
     }
 
@@ -90,7 +104,8 @@ public class ModernOptionsTests
             o.Validate();
             var schedule = new LearningRateSchedule(o);
             long steps = 100L * epochs;
-            Assert.True(schedule.BeginStep(steps - 1, steps) < 0.05 * 0.02, $"{epochs} epochs: ε falls to ~0 by the last step");
+            Assert.True(schedule.BeginStep(steps - 1, steps) < 0.05 * 0.02,
+                $"{epochs} epochs: ε falls to ~0 by the last step");
         }
     }
 
@@ -129,7 +144,8 @@ public class WeightEmaTests
     [Fact]
     public void TheAverageFollowsItsRecurrenceByHand()
     {
-        using var model = new AlexNet.Model.AlexNetModel(AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Figure1, 10, 1, 32), seed: 1);
+        using var model = new AlexNet.Model.AlexNetModel(
+            AlexNet.Model.Variants.Get(AlexNet.Model.Variants.Figure1, 10, 1, 32), seed: 1);
         TorchSharp.Modules.Parameter w = model.parameters().First();
         float w0 = w.detach().flatten()[0].item<float>();
         using var ema = new WeightEma(model, decay: 0.9);
@@ -156,13 +172,18 @@ public class WeightEmaTests
         using var stores = new TestData.Stores(dir, 72, 16);
         var o = new TrainOptions
         {
-            Model = AlexNet.Model.Variants.Small, Epochs = 2, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11,
+            Model = AlexNet.Model.Variants.Small, Epochs = 2, BatchSize = 16,
+            InputScale = 0.0125f, LogEvery = 2, Seed = 11,
             Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 }, Ema = 0.9,
         };
         var machine = new MachineOptions(2);
-        TrainResult whole = Trainer.Fit(o, machine, stores.Train, stores.Val, dir["whole"], resume: false, new SilentProgress());
+        TrainResult whole = Trainer.Fit(o, machine, stores.Train, stores.Val, dir["whole"],
+            resume: false, new SilentProgress());
         Assert.NotNull(whole.Last!.EmaValTop1Error);
-        Trainer.Fit(o with { MaxSteps = 3 }, machine, stores.Train, stores.Val, dir["split"], resume: false, new SilentProgress());
+        Trainer.Fit(o with
+        {
+            MaxSteps = 3,
+        }, machine, stores.Train, stores.Val, dir["split"], resume: false, new SilentProgress());
         Trainer.Fit(o, machine, stores.Train, stores.Val, dir["split"], resume: true, new SilentProgress());
         (AlexNet.Model.AlexNetModel a, _) = Checkpoint.LoadModel(dir["whole/last.ckpt"], averagedWeights: true);
         (AlexNet.Model.AlexNetModel b, _) = Checkpoint.LoadModel(dir["split/last.ckpt"], averagedWeights: true);
@@ -173,13 +194,20 @@ public class WeightEmaTests
         {
             foreach ((string name, Tensor t) in a.state_dict())
             {
-                Assert.True(t.eq(b.state_dict()[name]).all().item<bool>(), $"{name}: the average differs after resuming");
+                Assert.True(t.eq(b.state_dict()[name]).all().item<bool>(),
+                    $"{name}: the average differs after resuming");
             }
             Assert.False(a.state_dict()["features.0.weight"].allclose(plain.state_dict()["features.0.weight"]));
         }
-        Assert.Equal(0, AlexNet.Cli.App.Run(new[] { "eval", "-c", dir["whole/last.ckpt"], "-d", dir["val"], "--views", "centre", "--weights", "ema" }));
-        TrainResult without = Trainer.Fit(o with { Ema = 0, Epochs = 1 }, machine, stores.Train, stores.Val, dir["plain"], resume: false, new SilentProgress());
+        Assert.Equal(0, AlexNet.Cli.App.Run(new[] { "eval", "-c", dir["whole/last.ckpt"], "-d", dir["val"], "--views",
+            "centre", "--weights", "ema" }));
+        TrainResult without = Trainer.Fit(o with
+        {
+            Ema = 0,
+            Epochs = 1,
+        }, machine, stores.Train, stores.Val, dir["plain"], resume: false, new SilentProgress());
         Assert.Null(without.Last!.EmaValTop1Error);
-        Assert.Contains("--ema", Assert.Throws<System.IO.InvalidDataException>(() => Checkpoint.LoadModel(dir["plain/last.ckpt"], averagedWeights: true)).Message);
+        Assert.Contains("--ema", Assert.Throws<System.IO.InvalidDataException>(() =>
+            Checkpoint.LoadModel(dir["plain/last.ckpt"], averagedWeights: true)).Message);
     }
 }

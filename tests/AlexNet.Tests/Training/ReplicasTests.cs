@@ -12,7 +12,8 @@ namespace AlexNet.Tests.Training;
 /// </summary>
 public class ReplicasTests
 {
-    private static Architecture Small(double dropout) => Variants.Get(Variants.Small, classes: 10, inputChannels: 1) with { Dropout = dropout };
+    private static Architecture Small(double dropout) =>
+        Variants.Get(Variants.Small, classes: 10, inputChannels: 1) with { Dropout = dropout };
 
     [Theory]
     [InlineData(2, false)]
@@ -61,7 +62,8 @@ public class ReplicasTests
         using var g = new Generator(11);
         using var scope = NewDisposeScope();
         net.train();
-        replicas.Run(sgd, randn(new long[] { 16, 1, 28, 28 }, generator: g), randint(0, 10, new long[] { 16 }, generator: g));
+        replicas.Run(sgd, randn(new long[] { 16, 1, 28, 28 }, generator: g),
+            randint(0, 10, new long[] { 16 }, generator: g));
         Tensor x = randn(new long[] { 23, 1, 28, 28 }, generator: g);
         net.eval();
         Tensor split = replicas.Infer(x);
@@ -93,7 +95,8 @@ public class ReplicasTests
             for (int step = 0; step < 3; step++)
             {
                 using var scope = NewDisposeScope();
-                replicas.Run(sgd, randn(new long[] { 16, 1, 28, 28 }, generator: g), randint(0, 10, new long[] { 16 }, generator: g));
+                replicas.Run(sgd, randn(new long[] { 16, 1, 28, 28 }, generator: g),
+                    randint(0, 10, new long[] { 16 }, generator: g));
             }
             return net.parameters().Select(p => p.detach().clone()).ToArray();
         }
@@ -119,7 +122,8 @@ public class ReplicasTrainingTests
 {
     private static TrainOptions Options(int epochs) => new()
     {
-        Model = Variants.Small, Epochs = epochs, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 11, Dropout = 0,
+        Model = Variants.Small, Epochs = epochs, BatchSize = 16, InputScale = 0.0125f,
+        LogEvery = 2, Seed = 11, Dropout = 0,
         Schedule = ScheduleKind.Step, Nesterov = true, LabelSmoothing = 0.1,
     };
 
@@ -144,7 +148,8 @@ public class ReplicasTrainingTests
     [Fact]
     public void ReplicasAndTowersAreRefusedTogether()
     {
-        var e = Assert.Throws<ArgumentException>(() => new MachineOptions(2, Towers: "cpu,cpu", Replicas: 2).Validate());
+        var e = Assert.Throws<ArgumentException>(() => new MachineOptions(2,
+            Towers: "cpu,cpu", Replicas: 2).Validate());
         Assert.Contains("--replicas", e.Message);
     }
 }

@@ -28,20 +28,29 @@ public class RunControlTests
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 72, 16);   // 5 steps per epoch
         (ImageStore train, ImageStore val) = (stores.Train, stores.Val);
-        TrainResult first = Trainer.Fit(Tiny with { MaxSteps = 3 }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress());
+        TrainResult first = Trainer.Fit(Tiny with
+        {
+            MaxSteps = 3,
+        }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress());
         Assert.Equal(3, first.Steps);
         Assert.True(first.Stopped);
         Assert.True(double.IsPositiveInfinity(first.BestValidationError));   // no epoch finished: no validation yet
         var messages = new TestData.Messages();
         for (int i = 0; i < 2; i++)
         {
-            TrainResult again = Trainer.Fit(Tiny with { MaxSteps = 3 }, TwoThreads, train, val, dir["run"], resume: true, messages);
+            TrainResult again = Trainer.Fit(Tiny with
+            {
+                MaxSteps = 3,
+            }, TwoThreads, train, val, dir["run"], resume: true, messages);
             Assert.Equal(3, again.Steps);
         }
         Assert.Equal(3, Checkpoint.ReadState(dir["run/last.ckpt"]).Step);
         Assert.Contains(messages.Lines, l => l.Contains("already at step 3"));
         // A limit that falls on an epoch's last step still evaluates and checkpoints that epoch.
-        TrainResult atEpochEnd = Trainer.Fit(Tiny with { MaxSteps = 5 }, TwoThreads, train, val, dir["run"], resume: true, messages);
+        TrainResult atEpochEnd = Trainer.Fit(Tiny with
+        {
+            MaxSteps = 5,
+        }, TwoThreads, train, val, dir["run"], resume: true, messages);
         Assert.Equal(5, atEpochEnd.Steps);
         Assert.Equal(1, atEpochEnd.Epochs);
         Assert.Single(MetricsLog.Read(dir["run"]).OfType<EpochMetrics>());
@@ -52,7 +61,13 @@ public class RunControlTests
     public void ResumeNamesTheOptionsItIgnoresButNotTheMachine()
     {
         TrainOptions saved = Tiny;
-        (TrainOptions merged, string[] ignored) = TrainingRun.ResumedOptions(saved, saved with { LearningRate = 0.5, Epochs = 4, MaxSteps = 9, BatchSize = 32 });
+        (TrainOptions merged, string[] ignored) = TrainingRun.ResumedOptions(saved, saved with
+        {
+            LearningRate = 0.5,
+            Epochs = 4,
+            MaxSteps = 9,
+            BatchSize = 32,
+        });
         Assert.Equal(saved with { Epochs = 4, MaxSteps = 9 }, merged);
         Assert.Equal(2, ignored.Length);
         Assert.Contains(ignored, s => s.StartsWith("learningRate 0.5 (run: 0.01)"));
@@ -70,7 +85,10 @@ public class RunControlTests
         using var stores = new TestData.Stores(dir, 16, 16);
         (ImageStore train, ImageStore val) = (stores.Train, stores.Val);
         Assert.Throws<System.ArgumentException>(() =>
-            Trainer.Fit(Tiny with { Model = Variants.Paper }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress()));
+            Trainer.Fit(Tiny with
+            {
+                Model = Variants.Paper,
+            }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress()));
         Assert.False(Directory.Exists(dir["run"]));
     }
 
@@ -150,7 +168,8 @@ public class HeldOutSplitTests
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 80, 16);
         TrainOptions o = HeldOut;
-        TrainResult r = Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
+        TrainResult r = Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"],
+            resume: false, new SilentProgress());
         // 56 training images: 4 steps of 16 (the last of 8).
         Assert.Equal(4, r.Steps);
         // The epoch's validation is the held-out part: recomputed on those 24 records of the training store, it
@@ -159,7 +178,8 @@ public class HeldOutSplitTests
         using (model)
         {
             (_, int[] held) = BatchLoader.Split(80, 24, 11);
-            EvalResult again = Evaluator.Evaluate(new[] { model }, stores.Train, TestPipeline.Augmentation(state.ModelCard, 28, 28), Evaluator.Views(false),
+            EvalResult again = Evaluator.Evaluate(new[] { model }, stores.Train,
+                TestPipeline.Augmentation(state.ModelCard, 28, 28), Evaluator.Views(false),
                 "centre", records: held);
             Assert.Equal(24, again.Count);
             Assert.Equal(r.Last!.ValTop1Error, again.Top1Error, 9);
@@ -177,15 +197,19 @@ public class HeldOutSplitTests
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 80, 16);
         TrainOptions o = HeldOut with { ValViews = ViewSet.Flip };
-        TrainResult r = Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
+        TrainResult r = Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"],
+            resume: false, new SilentProgress());
         // The modules, as the trainer's validation ran them (the oneDNN engine agrees to ~1e-7, not to 9 places).
-        (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["run/last.ckpt"], engine: AlexNet.Model.Kernels.InferenceEngine.Libtorch);
+        (AlexNetModel model, RunState state) = Checkpoint.LoadModel(dir["run/last.ckpt"],
+            engine: AlexNet.Model.Kernels.InferenceEngine.Libtorch);
         using (model)
         {
             (_, int[] held) = BatchLoader.Split(80, 24, 11);
             Augmentation aug = TestPipeline.Augmentation(state.ModelCard, 28, 28);
-            EvalResult flip = Evaluator.Evaluate(new[] { model }, stores.Train, aug, Evaluator.FlipViews, "flip", records: held);
-            EvalResult centre = Evaluator.Evaluate(new[] { model }, stores.Train, aug, Evaluator.Views(false), "centre", records: held);
+            EvalResult flip = Evaluator.Evaluate(new[] { model }, stores.Train, aug,
+                Evaluator.FlipViews, "flip", records: held);
+            EvalResult centre = Evaluator.Evaluate(new[] { model }, stores.Train, aug,
+                Evaluator.Views(false), "centre", records: held);
             Assert.Equal(flip.Loss, r.Last!.ValLoss, 9);
             Assert.NotEqual(centre.Loss, r.Last!.ValLoss, 6);   // the reflection really entered the average
             Assert.Equal(ViewSet.Flip, state.Options.ValViews);
@@ -203,8 +227,18 @@ public class PreTowerRunTests
     {
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 48, 16);
-        var o = new TrainOptions { Model = Variants.Small, Epochs = 1, BatchSize = 16, InputScale = 0.0125f, LogEvery = 2, Seed = 3, Schedule = ScheduleKind.Step };
-        Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
+        var o = new TrainOptions
+        {
+            Model = Variants.Small,
+            Epochs = 1,
+            BatchSize = 16,
+            InputScale = 0.0125f,
+            LogEvery = 2,
+            Seed = 3,
+            Schedule = ScheduleKind.Step,
+        };
+        Trainer.Fit(o, new MachineOptions(2), stores.Train, stores.Val, dir["run"],
+            resume: false, new SilentProgress());
         // Rewrite its checkpoint as the build before would have: the same weights under an LRN of one tower.
         string last = dir["run/last.ckpt"];
         (AlexNetModel model, RunState state) = Checkpoint.LoadModel(last);
@@ -215,7 +249,10 @@ public class PreTowerRunTests
             before.load_state_dict(model.state_dict());
             Checkpoint.Save(last, state with { Architecture = old }, before, optimizer: null);
         }
-        TrainResult r = Trainer.Fit(o with { Epochs = 2 }, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress());
+        TrainResult r = Trainer.Fit(o with
+        {
+            Epochs = 2,
+        }, new MachineOptions(2), stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress());
         Assert.Equal(2, r.Epochs);
         Assert.Equal(1, Checkpoint.ReadState(last).Architecture.Lrn!.Towers);
     }

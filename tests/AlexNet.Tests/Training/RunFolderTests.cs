@@ -21,7 +21,8 @@ public class RunFolderTests
 
     private static TrainOptions Tiny => new()
     {
-        Model = Variants.Small, Epochs = 2, BatchSize = 16, LogEvery = 2, Seed = 11, Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 },
+        Model = Variants.Small, Epochs = 2, BatchSize = 16, LogEvery = 2, Seed = 11,
+        Schedule = ScheduleKind.Step, StepEpochs = new[] { 1 },
     };
 
     [Fact]
@@ -29,11 +30,18 @@ public class RunFolderTests
     {
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 48, 16);
-        Trainer.Fit(Tiny with { MaxSteps = 2 }, TwoThreads, stores.Train, stores.Val, dir["small"], resume: false, new SilentProgress());
+        Trainer.Fit(Tiny with
+        {
+            MaxSteps = 2,
+        }, TwoThreads, stores.Train, stores.Val, dir["small"], resume: false, new SilentProgress());
         Assert.Equal(Recipes.SmallImageInputScale, Json.Read<TrainOptions>(dir["small/options.json"]).InputScale);
         Assert.Equal(Recipes.SmallImageInputScale, Checkpoint.ReadState(dir["small/last.ckpt"]).Options.InputScale);
         // §5's init was chosen for §2's raw values: a net with it takes scale 1.
-        Trainer.Fit(Tiny with { MaxSteps = 1, Init = InitScheme.Paper }, TwoThreads, stores.Train, stores.Val, dir["paper-init"], resume: false,
+        Trainer.Fit(Tiny with
+        {
+            MaxSteps = 1,
+            Init = InitScheme.Paper,
+        }, TwoThreads, stores.Train, stores.Val, dir["paper-init"], resume: false,
             new SilentProgress());
         Assert.Equal(1f, Json.Read<TrainOptions>(dir["paper-init/options.json"]).InputScale);
     }
@@ -44,21 +52,29 @@ public class RunFolderTests
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 64, 16);
         // The raw 0–255 values into a fan-in-scaled init: the loss runs to ~1e5 before it is NaN.
-        var e = Assert.Throws<TrainingDivergedException>(() => Trainer.Fit(Tiny with { InputScale = 1, LogEvery = 1 }, TwoThreads, stores.Train,
+        var e = Assert.Throws<TrainingDivergedException>(() => Trainer.Fit(Tiny with
+        {
+            InputScale = 1,
+            LogEvery = 1,
+        }, TwoThreads, stores.Train,
             stores.Val, dir["run"], resume: false, new SilentProgress()));
         Assert.Contains("no checkpoint was written", e.Message);
         Assert.DoesNotContain("holds the state", e.Message);
         Assert.False(File.Exists(dir["run/last.ckpt"]));
         // --resume says there is nothing to resume; the same command starts it anew and keeps the old log aside.
         Assert.Contains("without --resume", Assert.Throws<FileNotFoundException>(() =>
-            Trainer.Fit(Tiny, TwoThreads, stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress())).Message);
+            Trainer.Fit(Tiny, TwoThreads, stores.Train, stores.Val, dir["run"], resume: true,
+            new SilentProgress())).Message);
         var step = new StepMetrics(1, 1, 1, 4, 9e4, 0.75, 0.5, 0.01, 100);   // what such a run may have logged first
         using (var log = new MetricsLog(dir["run"]))
         {
             log.Append(step);
         }
         var messages = new TestData.Messages();
-        Trainer.Fit(Tiny with { MaxSteps = 2 }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, messages);
+        Trainer.Fit(Tiny with
+        {
+            MaxSteps = 2,
+        }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, messages);
         Assert.True(File.Exists(dir["run/last.ckpt"]));
         string aside = Assert.Single(Directory.GetFiles(dir["run"], "metrics-before-*.jsonl"));
         Assert.Contains(messages.Lines, l => l.Contains("starting anew") && l.Contains(aside));
@@ -71,7 +87,12 @@ public class RunFolderTests
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 64, 16);
         // Step 1's loss is an untrained net's; its update at this rate explodes, seen at step 2's log line.
-        var e = Assert.Throws<TrainingDivergedException>(() => Trainer.Fit(Tiny with { LearningRate = 1e9, LogEvery = 2, CheckpointEvery = 1 },
+        var e = Assert.Throws<TrainingDivergedException>(() => Trainer.Fit(Tiny with
+        {
+            LearningRate = 1e9,
+            LogEvery = 2,
+            CheckpointEvery = 1,
+        },
             TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress()));
         Assert.Contains("last.ckpt holds the state of step 1", e.Message);
         Assert.Equal(1, Checkpoint.ReadState(dir["run/last.ckpt"]).Step);
@@ -82,19 +103,29 @@ public class RunFolderTests
     {
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 48, 16);
-        Trainer.Fit(Tiny with { MaxSteps = 2 }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
+        Trainer.Fit(Tiny with
+        {
+            MaxSteps = 2,
+        }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
         byte[] before = File.ReadAllBytes(dir["run/last.ckpt"]);
         using (RunFolder.Lock(dir["run"], create: false))   // what a live `train` holds
         {
             Assert.Throws<RunFolderInUseException>(() =>
-                Trainer.Fit(Tiny with { MaxSteps = 3 }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress()));
+                Trainer.Fit(Tiny with
+                {
+                    MaxSteps = 3,
+                }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress()));
             var e = Assert.Throws<RunFolderInUseException>(() =>
-                Trainer.Fit(Tiny, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress()));
+                Trainer.Fit(Tiny, TwoThreads, stores.Train, stores.Val, dir["run"],
+                resume: false, new SilentProgress()));
             Assert.Contains("in use by another process", e.Message);
         }
         Assert.Equal(before, File.ReadAllBytes(dir["run/last.ckpt"]));
         // Released with its holder: the run resumes.
-        Assert.Equal(3, Trainer.Fit(Tiny with { MaxSteps = 3 }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress()).Steps);
+        Assert.Equal(3, Trainer.Fit(Tiny with
+        {
+            MaxSteps = 3,
+        }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: true, new SilentProgress()).Steps);
     }
 
     [Fact]
@@ -102,13 +133,18 @@ public class RunFolderTests
     {
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 72, 16);   // 5 steps per epoch
-        Trainer.Fit(Tiny with { MaxSteps = 2 }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
+        Trainer.Fit(Tiny with
+        {
+            MaxSteps = 2,
+        }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
         // A crash after step 4 was logged, the checkpoint still at step 2, and a disk that filled during the next
         // append.
         string log = dir["run/metrics.jsonl"];
-        File.AppendAllText(log, "{\"kind\":\"step\",\"epoch\":1,\"step\":4,\"stepInEpoch\":4,\"stepsPerEpoch\":5,\"loss\":1,\"top1Error\":0.5," +
+        File.AppendAllText(log,
+            "{\"kind\":\"step\",\"epoch\":1,\"step\":4,\"stepInEpoch\":4,\"stepsPerEpoch\":5,\"loss\":1,\"top1Error\":0.5," +
             "\"top5Error\":0,\"lr\":0.01,\"imagesPerSecond\":100}\n{\"kind\":\"step\",\"epo");
-        Assert.Equal(new long[] { 2, 4 }, MetricsLog.Read(dir["run"]).OfType<StepMetrics>().Select(s => s.Step));   // the torn line is left out
+        // the torn line is left out
+        Assert.Equal(new long[] { 2, 4 }, MetricsLog.Read(dir["run"]).OfType<StepMetrics>().Select(s => s.Step));
         var messages = new TestData.Messages();
         Trainer.Fit(Tiny, TwoThreads, stores.Train, stores.Val, dir["run"], resume: true, messages);
         Assert.Contains(messages.Lines, l => l.Contains("1 line(s) logged after the checkpoint's step 2 removed"));
@@ -138,7 +174,10 @@ public class RunFolderTests
     {
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 48, 16);
-        Trainer.Fit(Tiny with { MaxSteps = 2 }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
+        Trainer.Fit(Tiny with
+        {
+            MaxSteps = 2,
+        }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress());
         RunState saved = Checkpoint.ReadState(dir["run/last.ckpt"]);
         Assert.Equal(1, saved.Ranks);
         Assert.Equal(RunFolder.Fingerprint(stores.Train), saved.TrainData);
@@ -146,14 +185,21 @@ public class RunFolderTests
         using (ImageStore other = ImageStore.Open(dir["other"]))
         {
             var e = Assert.Throws<ArgumentException>(() =>
-                Trainer.Fit(Tiny with { MaxSteps = 3 }, TwoThreads, other, stores.Val, dir["run"], resume: true, new SilentProgress()));
+                Trainer.Fit(Tiny with
+                {
+                    MaxSteps = 3,
+                }, TwoThreads, other, stores.Val, dir["run"], resume: true, new SilentProgress()));
             Assert.Contains("trained on other data", e.Message);
             Assert.Contains(dir["other"], e.Message);
         }
-        var ranks = Assert.Throws<ArgumentException>(() => RunFolder.CheckSameRanks(saved with { Ranks = 2 }, 1, dir["run"]));
+        var ranks = Assert.Throws<ArgumentException>(() => RunFolder.CheckSameRanks(saved with
+        {
+            Ranks = 2,
+        }, 1, dir["run"]));
         Assert.Contains("mpirun -np 2", ranks.Message);
         RunFolder.CheckSameRanks(saved, 1, dir["run"]);
-        RunFolder.CheckSameData(saved with { TrainData = null }, stores.Val, dir["run"]);   // a checkpoint of an earlier build: no record, no refusal
+        // a checkpoint of an earlier build: no record, no refusal
+        RunFolder.CheckSameData(saved with { TrainData = null }, stores.Val, dir["run"]);
     }
 
     [Fact]
@@ -162,7 +208,8 @@ public class RunFolderTests
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 72, 16);   // 5 steps per epoch
         TrainOptions o = Tiny with { Epochs = 1, LogEvery = 1 };
-        TrainResult through = Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["through"], resume: false, new SilentProgress());
+        TrainResult through = Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["through"],
+            resume: false, new SilentProgress());
         using var cts = new CancellationTokenSource();
         var stopAtLastStep = new TestData.Messages
         {
@@ -174,12 +221,15 @@ public class RunFolderTests
                 }
             },
         };
-        TrainResult stopped = Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["stopped"], resume: false, stopAtLastStep, cts.Token);
+        TrainResult stopped = Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["stopped"],
+            resume: false, stopAtLastStep, cts.Token);
         Assert.True(stopped.Stopped);
         RunState state = Checkpoint.ReadState(dir["stopped/last.ckpt"]);
-        Assert.Equal((0, 5, 5L), (state.Epoch, state.StepInEpoch, state.Step));   // the epoch trained, not yet validated
+        // the epoch trained, not yet validated
+        Assert.Equal((0, 5, 5L), (state.Epoch, state.StepInEpoch, state.Step));
         Assert.Empty(MetricsLog.Read(dir["stopped"]).OfType<EpochMetrics>());
-        TrainResult resumed = Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["stopped"], resume: true, new SilentProgress());
+        TrainResult resumed = Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["stopped"],
+            resume: true, new SilentProgress());
         Assert.Equal(through.BestValidationError, resumed.BestValidationError);
         EpochMetrics a = MetricsLog.Read(dir["through"]).OfType<EpochMetrics>().Single();
         EpochMetrics b = MetricsLog.Read(dir["stopped"]).OfType<EpochMetrics>().Single();
@@ -193,7 +243,10 @@ public class RunFolderTests
         using var stores = new TestData.Stores(dir, 72, 16);   // 5 steps per epoch
         TrainOptions o = Tiny with { LogEvery = 1 };
         Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["through"], resume: false, new SilentProgress());
-        Trainer.Fit(o with { MaxSteps = 2 }, TwoThreads, stores.Train, stores.Val, dir["resumed"], resume: false, new SilentProgress());
+        Trainer.Fit(o with
+        {
+            MaxSteps = 2,
+        }, TwoThreads, stores.Train, stores.Val, dir["resumed"], resume: false, new SilentProgress());
         Trainer.Fit(o, TwoThreads, stores.Train, stores.Val, dir["resumed"], resume: true, new SilentProgress());
         EpochMetrics[] a = MetricsLog.Read(dir["through"]).OfType<EpochMetrics>().ToArray();
         EpochMetrics[] b = MetricsLog.Read(dir["resumed"]).OfType<EpochMetrics>().ToArray();
@@ -201,7 +254,8 @@ public class RunFolderTests
         for (int e = 0; e < 2; e++)
         {
             // Epoch 2 once began from epoch 1's carried sums (its loss a mix of both epochs' images).
-            Assert.Equal((a[e].TrainLoss, a[e].TrainTop1Error, a[e].ValLoss), (b[e].TrainLoss, b[e].TrainTop1Error, b[e].ValLoss));
+            Assert.Equal((a[e].TrainLoss, a[e].TrainTop1Error, a[e].ValLoss),
+                (b[e].TrainLoss, b[e].TrainTop1Error, b[e].ValLoss));
         }
     }
 
@@ -210,17 +264,24 @@ public class RunFolderTests
     [InlineData(0f)]
     [InlineData(-1f)]
     public void AnInputScaleThatIsNotAPositiveNumberIsRefused(float scale) =>
-        Assert.Contains("--input-scale", Assert.Throws<ArgumentException>(() => (Tiny with { InputScale = scale }).Validate()).Message);
+        Assert.Contains("--input-scale", Assert.Throws<ArgumentException>(() => (Tiny with
+        {
+            InputScale = scale,
+        }).Validate()).Message);
 
     [Fact]
     public void FlagsBeyondTheMachineOrTheDataAreRefusedBeforeAnyFolder()
     {
         Assert.Contains("--pad", Assert.Throws<ArgumentException>(() => (Tiny with { Pad = -7 }).Validate()).Message);
-        Assert.Contains("cores", Assert.Throws<ArgumentException>(() => new MachineOptions(4 * Environment.ProcessorCount + 1).Validate()).Message);
+        Assert.Contains("cores", Assert.Throws<ArgumentException>(() =>
+            new MachineOptions(4 * Environment.ProcessorCount + 1).Validate()).Message);
         using var dir = new TestData.TempDir();
         using var stores = new TestData.Stores(dir, 48, 16);
         var e = Assert.Throws<ArgumentException>(() =>
-            Trainer.Fit(Tiny with { BatchSize = 100000 }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress()));
+            Trainer.Fit(Tiny with
+            {
+                BatchSize = 100000,
+            }, TwoThreads, stores.Train, stores.Val, dir["run"], resume: false, new SilentProgress()));
         Assert.Contains("--batch-size 100000 needs about", e.Message);
         Assert.Contains("use at most", e.Message);
         Assert.False(Directory.Exists(dir["run"]));

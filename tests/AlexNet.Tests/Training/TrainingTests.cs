@@ -45,7 +45,8 @@ public class TrainingTests
     public void TheFusedUpdateMatchesLibtorchsOperationsAndZeroesTheGradient()
     {
         using var g = new Generator(5);
-        using var p = new TorchSharp.Modules.Parameter(randn(new long[] { 70_003 }, generator: g));   // chunks and a vector tail
+        // chunks and a vector tail
+        using var p = new TorchSharp.Modules.Parameter(randn(new long[] { 70_003 }, generator: g));
         using Tensor w = p.detach().clone();
         using Tensor v = zeros_like(w);
         using var sgd = new PaperSgd(new[] { p }, 0.1, 0.9, 0.0005);
@@ -67,7 +68,8 @@ public class TrainingTests
             Assert.True(p.grad!.eq(0).all().item<bool>(), "the update leaves ∂L/∂w zero");
             using Tensor dw = (p.detach() - w).abs().max(), dv = (sgd.Velocity[0] - v).abs().max();
             Assert.True(p.detach().allclose(w, rtol: 1e-6, atol: 1e-7), $"weights differ by up to {dw.item<float>()}");
-            Assert.True(sgd.Velocity[0].allclose(v, rtol: 1e-6, atol: 1e-8), $"velocities differ by up to {dv.item<float>()}");
+            Assert.True(sgd.Velocity[0].allclose(v, rtol: 1e-6, atol: 1e-8),
+                $"velocities differ by up to {dv.item<float>()}");
         }
     }
 
@@ -129,8 +131,14 @@ public class TrainingTests
     [Fact]
     public void TheStepScheduleDividesAtItsEpochs()
     {
-        var s = new LearningRateSchedule(new TrainOptions { LearningRate = 0.01, Schedule = ScheduleKind.Step, StepEpochs = new[] { 2, 4 } });
-        Assert.Equal(new[] { 0.01, 0.001, 0.001, 0.0001, 0.0001 }, Enumerable.Range(1, 5).Select(e => Math.Round(s.EndEpoch(e, 0.5), 8)));
+        var s = new LearningRateSchedule(new TrainOptions
+        {
+            LearningRate = 0.01,
+            Schedule = ScheduleKind.Step,
+            StepEpochs = new[] { 2, 4 },
+        });
+        Assert.Equal(new[] { 0.01, 0.001, 0.001, 0.0001, 0.0001 },
+            Enumerable.Range(1, 5).Select(e => Math.Round(s.EndEpoch(e, 0.5), 8)));
     }
 
     [Fact]
@@ -138,8 +146,14 @@ public class TrainingTests
     {
         var linear = new LearningRateSchedule(new TrainOptions { LearningRate = 0.04, Schedule = ScheduleKind.Poly });
         Assert.True(linear.PerStep);
-        Assert.Equal(new[] { 0.04, 0.03, 0.02, 0.01, 0.0 }, Enumerable.Range(0, 5).Select(t => Math.Round(linear.BeginStep(t, 4), 12)));
-        var square = new LearningRateSchedule(new TrainOptions { LearningRate = 0.04, Schedule = ScheduleKind.Poly, Power = 2 });
+        Assert.Equal(new[] { 0.04, 0.03, 0.02, 0.01, 0.0 },
+            Enumerable.Range(0, 5).Select(t => Math.Round(linear.BeginStep(t, 4), 12)));
+        var square = new LearningRateSchedule(new TrainOptions
+        {
+            LearningRate = 0.04,
+            Schedule = ScheduleKind.Poly,
+            Power = 2,
+        });
         Assert.Equal(0.01, square.BeginStep(5, 10), 12);                      // 0.04·(1/2)²
         Assert.Equal(0.01, square.EndEpoch(1, 0.3), 12);                   // the validation error does not move it
         Assert.False(new LearningRateSchedule(new TrainOptions()).PerStep);
@@ -152,7 +166,8 @@ public class TrainingTests
         var o = new TrainOptions { Model = Variants.Small, Pad = 0, Crop = 24 };
         AlexNet.Data.AugmentOptions a = o.Augment(28, 28);
         Assert.Equal((24, 0), (a.Crop, a.Pad));
-        Assert.Equal(28 + 4, new TrainOptions { Model = Variants.Small }.Augment(28, 28).Crop);   // padded by 4 by default
+        // padded by 4 by default
+        Assert.Equal(28 + 4, new TrainOptions { Model = Variants.Small }.Augment(28, 28).Crop);
         Assert.Equal(224, new TrainOptions().Augment(256, 256).Crop);                          // §4.1: 224 of 256
         Assert.Equal(24, o.Architecture(10, 1, a.Crop).InputSize);
         Assert.Throws<ArgumentException>(() => (o with { Crop = 29 }).Augment(28, 28));
@@ -189,8 +204,13 @@ public class TrainingTests
         TestData.WriteSyntheticStore(dir["val"], 64, 4, seed: 9);
         using ImageStore train = ImageStore.Open(dir["train"]);
         using ImageStore val = ImageStore.Open(dir["val"]);
-        TrainResult r = Trainer.Fit(Tiny with { Epochs = 3, LearningRate = 0.02 }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress());
-        var steps = File.ReadLines(dir["run/metrics.jsonl"]).Where(l => l.Contains("\"step\"") && l.Contains("\"kind\":\"step\"")).ToArray();
+        TrainResult r = Trainer.Fit(Tiny with
+        {
+            Epochs = 3,
+            LearningRate = 0.02,
+        }, TwoThreads, train, val, dir["run"], resume: false, new SilentProgress());
+        var steps = File.ReadLines(dir["run/metrics.jsonl"]).Where(l => l.Contains("\"step\"")
+            && l.Contains("\"kind\":\"step\"")).ToArray();
         double first = System.Text.Json.JsonDocument.Parse(steps.First()).RootElement.GetProperty("loss").GetDouble();
         Assert.True(r.Last!.TrainLoss < first * 0.6, $"loss went from {first} to {r.Last.TrainLoss}");
         Assert.True(r.Last.ValTop1Error < 0.5, $"validation error {r.Last.ValTop1Error} on a 4-class problem");
@@ -242,7 +262,8 @@ public class TrainingTests
         {
             sgd.Velocity[0].fill_(0.25);
         }
-        var state = new RunState(Tiny, arch, 1, 0, 7, new ScheduleState(0.01, 0.2, 0, 0), new double[4], 0.2, "", new[] { "a" },
+        var state = new RunState(Tiny, arch, 1, 0, 7, new ScheduleState(0.01, 0.2, 0, 0),
+            new double[4], 0.2, "", new[] { "a" },
             new float[1 * 28 * 28], 28, 28, Array.Empty<AlexNet.Inference.TensorEntry>());
         string path = dir["c.ckpt"];
         Checkpoint.Save(path, state, model, sgd);
@@ -259,14 +280,17 @@ public class TrainingTests
         Assert.True(copySgd.Velocity[0].eq(0.25).all().item<bool>());
 
         using var other = new AlexNetModel(Variants.Get(Variants.Small, 5, 1, 32));
-        Assert.Contains("differs", Assert.Throws<InvalidDataException>(() => Checkpoint.LoadInto(path, read, other, optimizer: null)).Message);
+        Assert.Contains("differs",
+            Assert.Throws<InvalidDataException>(() => Checkpoint.LoadInto(path, read, other, optimizer: null)).Message);
 
         byte[] bytes = File.ReadAllBytes(path);
         bytes[bytes.Length / 2] ^= 0x40;
         File.WriteAllBytes(dir["bad.ckpt"], bytes);
-        Assert.Contains("damaged", Assert.Throws<InvalidDataException>(() => Checkpoint.ReadState(dir["bad.ckpt"])).Message);
+        Assert.Contains("damaged",
+            Assert.Throws<InvalidDataException>(() => Checkpoint.ReadState(dir["bad.ckpt"])).Message);
         File.WriteAllText(dir["text.ckpt"], "import os; os.system('echo pwned')");
-        Assert.Contains("not an alexnet checkpoint", Assert.Throws<InvalidDataException>(() => Checkpoint.ReadState(dir["text.ckpt"])).Message);
+        Assert.Contains("not an alexnet checkpoint",
+            Assert.Throws<InvalidDataException>(() => Checkpoint.ReadState(dir["text.ckpt"])).Message);
     }
 
     [Fact]
@@ -281,7 +305,12 @@ public class TrainingTests
         byte[] good = File.ReadAllBytes(dir["run/last.ckpt"]);
         // A run with an absurd rate must diverge, say so, and write no checkpoint of the NaN weights.
         var e = Assert.Throws<TrainingDivergedException>(() =>
-            Trainer.Fit(Tiny with { Epochs = 1, LearningRate = 1e12, InputScale = 1000 }, TwoThreads, train, val, dir["fresh"], resume: false, new SilentProgress()));
+            Trainer.Fit(Tiny with
+            {
+                Epochs = 1,
+                LearningRate = 1e12,
+                InputScale = 1000,
+            }, TwoThreads, train, val, dir["fresh"], resume: false, new SilentProgress()));
         Assert.Contains("the loss became", e.Message);
         Assert.Contains("no checkpoint was written", e.Message);   // the fresh run wrote none, and says so
         Assert.Equal(good, File.ReadAllBytes(dir["run/last.ckpt"]));
@@ -315,12 +344,16 @@ public class TrainingTests
         Assert.True(ten.allclose(sum / 10, rtol: 1e-5, atol: 1e-6));
         // Flip averaging: the mean of the centre view's and its reflection's softmax.
         using Tensor flip = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug), Evaluator.FlipViews, 4);
-        using Tensor centre = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug), new[] { View.Centre }, 4);
-        using Tensor mirrored = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug), new[] { View.CentreFlipped }, 4);
+        using Tensor centre = Evaluator.Probabilities(new[] { model },
+            new StoreViews(val, aug), new[] { View.Centre }, 4);
+        using Tensor mirrored = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug),
+            new[] { View.CentreFlipped }, 4);
         Assert.True(flip.allclose((centre + mirrored) / 2, rtol: 1e-5, atol: 1e-6));
         Assert.False(centre.allclose(mirrored, rtol: 1e-3, atol: 1e-4));
-        using Tensor single = Evaluator.Probabilities(new[] { model }, new StoreViews(val, aug), Evaluator.Views(false), 4);
-        using Tensor pair = Evaluator.Probabilities(new[] { model, model }, new StoreViews(val, aug), Evaluator.Views(false), 4);
+        using Tensor single = Evaluator.Probabilities(new[] { model },
+            new StoreViews(val, aug), Evaluator.Views(false), 4);
+        using Tensor pair = Evaluator.Probabilities(new[] { model, model },
+            new StoreViews(val, aug), Evaluator.Views(false), 4);
         Assert.True(single.allclose(pair, rtol: 1e-6, atol: 1e-7));
         EvalResult r = Evaluator.Score(single, val.Labels, new[] { "a", "b", "c", "d" }, "centre", 1);
         Assert.Equal(20, r.Count);

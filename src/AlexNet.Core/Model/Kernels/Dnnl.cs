@@ -27,11 +27,15 @@ internal static unsafe class Dnnl
     // channel-blocked activations of the AVX-512 and AVX2 kernels (nChw16c, nChw8c), and channels-last (nhwc)
     public const int Any = 1, A = 2, Ab = 3, Abcd = 5, Abcde = 7, ABcd16b = 69, ABcd8b = 93, Acdb = 20;
 
-    public const int ForwardTraining = 64, ForwardInference = 96, BackwardData = 160, BackwardWeights = 192;   // dnnl_prop_kind_t
-    public const int ConvolutionDirect = 1, ConvolutionWinograd = 2, EltwiseRelu = 31, EltwiseTanh = 47, PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
-    public const int QuerySrcMd = 129, QueryDiffSrcMd = 130, QueryWeightsMd = 131, QueryDiffWeightsMd = 132, QueryDstMd = 133,
+    // dnnl_prop_kind_t
+    public const int ForwardTraining = 64, ForwardInference = 96, BackwardData = 160, BackwardWeights = 192;
+    public const int ConvolutionDirect = 1, ConvolutionWinograd = 2, EltwiseRelu = 31, EltwiseTanh = 47,
+        PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
+    public const int QuerySrcMd = 129, QueryDiffSrcMd = 130, QueryWeightsMd = 131,
+        QueryDiffWeightsMd = 132, QueryDstMd = 133,
         QueryDiffDstMd = 134, QueryImplInfo = 8;   // dnnl_query_t
-    public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41, ArgDiffSrc = 129, ArgDiffDst = 145, ArgDiffWeights = 161,
+    public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41, ArgDiffSrc = 129,
+        ArgDiffDst = 145, ArgDiffWeights = 161,
         ArgDiffBias = 169;      // DNNL_ARG_*
     private const int CpuIsaAvx2Vnni = 0x407;                                     // dnnl_cpu_isa_t
 
@@ -83,12 +87,14 @@ internal static unsafe class Dnnl
     {
         if (!NativeLibrary.TryLoad("libdnnl.so.2", out nint lib) && !NativeLibrary.TryLoad("libdnnl.so.3", out lib))
         {
-            Unavailable = "Debian's libdnnl2 (oneDNN 2) is not installed: `sudo ./setup.sh` or `apt-get install libdnnl2`";
+            Unavailable =
+                "Debian's libdnnl2 (oneDNN 2) is not installed: `sudo ./setup.sh` or `apt-get install libdnnl2`";
             return;
         }
         if (!NativeLibrary.TryLoad("libgomp.so.1", out nint gomp))
         {
-            Unavailable = "the system's OpenMP runtime (libgomp.so.1), which libdnnl2 runs its threads on, did not load";
+            Unavailable =
+                "the system's OpenMP runtime (libgomp.so.1), which libdnnl2 runs its threads on, did not load";
             return;
         }
         nint F(nint l, string name) => NativeLibrary.GetExport(l, name);
@@ -98,20 +104,29 @@ internal static unsafe class Dnnl
         Version = $"{v[0]}.{v[1]}.{v[2]}";
         if (v[0] != 2)
         {
-            Unavailable = $"the installed libdnnl is oneDNN {Version}; this binding of its primitives is of oneDNN 2's C API";
+            Unavailable =
+                $"the installed libdnnl is oneDNN {Version}; this binding of its primitives is of oneDNN 2's C API";
             return;
         }
-        MdInitByTag = (delegate* unmanaged<MemoryDesc*, int, long*, int, int, int>)F(lib, "dnnl_memory_desc_init_by_tag");
+        MdInitByTag = (delegate* unmanaged<MemoryDesc*, int, long*, int, int, int>)F(lib,
+            "dnnl_memory_desc_init_by_tag");
         MdEqual = (delegate* unmanaged<MemoryDesc*, MemoryDesc*, int>)F(lib, "dnnl_memory_desc_equal");
         MdGetSize = (delegate* unmanaged<MemoryDesc*, nuint>)F(lib, "dnnl_memory_desc_get_size");
         ConvInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib, "dnnl_convolution_forward_desc_init");
-        PoolInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, long*, long*, long*, long*, int>)F(lib, "dnnl_pooling_forward_desc_init");
-        InnerProductInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int>)F(lib, "dnnl_inner_product_forward_desc_init");
-        LrnInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, long, float, float, float, int>)F(lib, "dnnl_lrn_forward_desc_init");
+        PoolInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, MemoryDesc*, long*, long*, long*, long*, int>)F(
+            lib, "dnnl_pooling_forward_desc_init");
+        InnerProductInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int>)F(
+            lib, "dnnl_inner_product_forward_desc_init");
+        LrnInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, long, float, float, float, int>)F(lib,
+            "dnnl_lrn_forward_desc_init");
         PdCreate = (delegate* unmanaged<nint*, void*, nint, nint, nint, int>)F(lib, "dnnl_primitive_desc_create");
-        ConvBackwardDataInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib, "dnnl_convolution_backward_data_desc_init");
-        ConvBackwardWeightsInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib, "dnnl_convolution_backward_weights_desc_init");
-        ReorderPdCreate = (delegate* unmanaged<nint*, MemoryDesc*, nint, MemoryDesc*, nint, nint, int>)F(lib, "dnnl_reorder_primitive_desc_create");
+        ConvBackwardDataInit =
+            (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib,
+            "dnnl_convolution_backward_data_desc_init");
+        ConvBackwardWeightsInit =
+            (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib, "dnnl_convolution_backward_weights_desc_init");
+        ReorderPdCreate = (delegate* unmanaged<nint*, MemoryDesc*, nint, MemoryDesc*, nint, nint, int>)F(lib,
+            "dnnl_reorder_primitive_desc_create");
         PdQueryMd = (delegate* unmanaged<nint, int, int, MemoryDesc*>)F(lib, "dnnl_primitive_desc_query_md");
         PdQuery = (delegate* unmanaged<nint, int, int, void*, int>)F(lib, "dnnl_primitive_desc_query");
         PdDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_primitive_desc_destroy");
@@ -120,11 +135,13 @@ internal static unsafe class Dnnl
         PrimitiveDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_primitive_destroy");
         AttrCreate = (delegate* unmanaged<nint*, int>)F(lib, "dnnl_primitive_attr_create");
         AttrDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_primitive_attr_destroy");
-        AttrSetOutputScales = (delegate* unmanaged<nint, long, int, float*, int>)F(lib, "dnnl_primitive_attr_set_output_scales");
+        AttrSetOutputScales = (delegate* unmanaged<nint, long, int, float*, int>)F(lib,
+            "dnnl_primitive_attr_set_output_scales");
         AttrSetPostOps = (delegate* unmanaged<nint, nint, int>)F(lib, "dnnl_primitive_attr_set_post_ops");
         PostOpsCreate = (delegate* unmanaged<nint*, int>)F(lib, "dnnl_post_ops_create");
         PostOpsDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_post_ops_destroy");
-        PostOpsAppendEltwise = (delegate* unmanaged<nint, float, int, float, float, int>)F(lib, "dnnl_post_ops_append_eltwise");
+        PostOpsAppendEltwise = (delegate* unmanaged<nint, float, int, float, float, int>)F(lib,
+            "dnnl_post_ops_append_eltwise");
         MemoryCreate = (delegate* unmanaged<nint*, MemoryDesc*, nint, nint, int>)F(lib, "dnnl_memory_create");
         MemorySetHandle = (delegate* unmanaged<nint, nint, int>)F(lib, "dnnl_memory_set_data_handle");
         MemoryGetHandle = (delegate* unmanaged<nint, nint*, int>)F(lib, "dnnl_memory_get_data_handle");
@@ -133,7 +150,8 @@ internal static unsafe class Dnnl
         StreamCreate = (delegate* unmanaged<nint*, nint, uint, int>)F(lib, "dnnl_stream_create");
         StreamWait = (delegate* unmanaged<nint, int>)F(lib, "dnnl_stream_wait");
         EffectiveIsa = (delegate* unmanaged<int>)F(lib, "dnnl_get_effective_cpu_isa");
-        GemmU8S8S32 = (delegate* unmanaged<sbyte, sbyte, sbyte, long, long, long, float, byte*, long, byte, sbyte*, long, sbyte, float, int*, long, int*, int>)F(lib, "dnnl_gemm_u8s8s32");
+        GemmU8S8S32 =
+            (delegate* unmanaged<sbyte, sbyte, sbyte, long, long, long, float, byte*, long, byte, sbyte*, long, sbyte, float, int*, long, int*, int>)F(lib, "dnnl_gemm_u8s8s32");
         nint engine, stream;
         Check(EngineCreate(&engine, 1, 0), "creating the CPU engine");   // dnnl_cpu
         Check(StreamCreate(&stream, engine, 1), "creating a stream");     // dnnl_stream_default_flags
@@ -159,7 +177,8 @@ internal static unsafe class Dnnl
         int other => $"isa 0x{other:x}",
     };
 
-    /// <summary>int8 products on VNNI's u8·s8 dot products (AVX-512 VNNI or AVX-VNNI) rather than their emulation.</summary>
+    /// <summary>int8 products on VNNI's u8·s8 dot products (AVX-512 VNNI or AVX-VNNI) rather than their
+    /// emulation.</summary>
     public static bool Vnni => (Isa & 0x40) != 0 || Isa == CpuIsaAvx2Vnni;   // 0x40: the VNNI bit of the AVX-512 values
 
     public static void Check(int status, string what)
@@ -183,13 +202,21 @@ internal static unsafe class Dnnl
         MemoryDesc md;
         fixed (long* d = dims)
         {
-            Check(MdInitByTag(&md, dims.Length, d, type, tag), $"describing a {string.Join("×", dims.ToArray())} tensor");
+            Check(MdInitByTag(&md, dims.Length, d, type, tag),
+                $"describing a {string.Join("×", dims.ToArray())} tensor");
         }
         return md;
     }
 
     /// <summary>The plain row-major layout of a tensor of this many dimensions (nchw, oihw, goihw, nc, x).</summary>
-    public static int Plain(int dims) => dims switch { 1 => A, 2 => Ab, 4 => Abcd, 5 => Abcde, _ => throw new ArgumentOutOfRangeException(nameof(dims)) };
+    public static int Plain(int dims) => dims switch
+    {
+        1 => A,
+        2 => Ab,
+        4 => Abcd,
+        5 => Abcde,
+        _ => throw new ArgumentOutOfRangeException(nameof(dims)),
+    };
 
     public static bool Equal(in MemoryDesc a, in MemoryDesc b)
     {
@@ -213,7 +240,8 @@ internal static unsafe class Dnnl
     /// <param name="algorithm">ConvolutionDirect, or ConvolutionWinograd (3×3, stride 1: fewer multiplications by
     /// transforming tiles; oneDNN answers "unimplemented" where it has no such kernel, and TryConvolution then gives
     /// 0).</param>
-    public static nint Convolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, nint attr, string what,
+    public static nint Convolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst,
+        ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, nint attr, string what,
         int algorithm = ConvolutionDirect)
     {
         byte* op = stackalloc byte[OpDescBytes];
@@ -228,7 +256,8 @@ internal static unsafe class Dnnl
     /// A convolution for training: its forward (ForwardTraining), the gradient of its input and that of its weights
     /// and bias, the two backward passes made with the forward's as their hint (so their layouts agree with it).
     /// </summary>
-    public static (nint Forward, nint BackwardData, nint BackwardWeights) TrainingConvolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias,
+    public static (nint Forward, nint BackwardData, nint BackwardWeights) TrainingConvolution(MemoryDesc src,
+        MemoryDesc weights, MemoryDesc bias,
         MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, int algorithm, string what)
     {
         byte* op = stackalloc byte[OpDescBytes];
@@ -241,7 +270,8 @@ internal static unsafe class Dnnl
                 forward = Describe(op, 0, what);
                 Check(ConvBackwardDataInit(op, algorithm, &src, &weights, &dst, s, p, p), what + "'s input gradient");
                 data = Describe(op, 0, what + "'s input gradient", forward);
-                Check(ConvBackwardWeightsInit(op, algorithm, &src, &weights, &bias, &dst, s, p, p), what + "'s weight gradient");
+                Check(ConvBackwardWeightsInit(op, algorithm, &src, &weights, &bias, &dst, s, p,
+                    p), what + "'s weight gradient");
                 return (forward, data, Describe(op, 0, what + "'s weight gradient", forward));
             }
             catch (InvalidOperationException)
@@ -260,7 +290,8 @@ internal static unsafe class Dnnl
     }
 
     /// <summary>A convolution's primitive descriptor, or 0 where oneDNN has no kernel for it.</summary>
-    public static nint TryConvolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, nint attr,
+    public static nint TryConvolution(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst,
+        ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, nint attr,
         int algorithm)
     {
         try
@@ -287,7 +318,8 @@ internal static unsafe class Dnnl
             new Span<byte>(Handle(m), (int)Size(md)).Clear();
             return m;
         }).ToArray();
-        ExecArg[] args = { new(ArgSrc, memories[0]), new(ArgWeights, memories[1]), new(ArgBias, bias), new(ArgDst, memories[2]) };
+        ExecArg[] args = { new(ArgSrc, memories[0]), new(ArgWeights, memories[1]),
+            new(ArgBias, bias), new(ArgDst, memories[2]) };
         double best = double.MaxValue;
         for (int run = 0; run < 4; run++)
         {
@@ -315,7 +347,8 @@ internal static unsafe class Dnnl
         return Describe(op, 0, what);
     }
 
-    /// <summary>oneDNN's LRN across channels: dst = src · (k + α/n · Σ src²)^−β over n channels, as libtorch's.</summary>
+    /// <summary>oneDNN's LRN across channels: dst = src · (k + α/n · Σ src²)^−β over n channels, as
+    /// libtorch's.</summary>
     public static nint Lrn(MemoryDesc data, long size, float alphaOverSizeTimesSize, float beta, float k, string what)
     {
         byte* op = stackalloc byte[OpDescBytes];
@@ -323,7 +356,8 @@ internal static unsafe class Dnnl
         return Describe(op, 0, what);
     }
 
-    public static nint InnerProduct(MemoryDesc src, MemoryDesc weights, MemoryDesc bias, MemoryDesc dst, nint attr, string what)
+    public static nint InnerProduct(MemoryDesc src, MemoryDesc weights, MemoryDesc bias,
+        MemoryDesc dst, nint attr, string what)
     {
         byte* op = stackalloc byte[OpDescBytes];
         Check(InnerProductInit(op, ForwardInference, &src, &weights, &bias, &dst), what);
@@ -337,7 +371,8 @@ internal static unsafe class Dnnl
         return pd;
     }
 
-    /// <summary>sizeof(dnnl_convolution_desc_t) is 5,976 bytes in 2.6, the largest of the op descriptors used here.</summary>
+    /// <summary>sizeof(dnnl_convolution_desc_t) is 5,976 bytes in 2.6, the largest of the op descriptors used
+    /// here.</summary>
     private const int OpDescBytes = 8192;
 
     public static MemoryDesc Query(nint pd, int what, int index = 0)
@@ -367,7 +402,8 @@ internal static unsafe class Dnnl
     public static void Destroy(nint primitive) => PrimitiveDestroy(primitive);
     public static void DestroyDesc(nint pd) => PdDestroy(pd);
 
-    /// <summary>Attributes: per-output-channel (or one) scale of the result, then the activation as a post-op.</summary>
+    /// <summary>Attributes: per-output-channel (or one) scale of the result, then the activation as a
+    /// post-op.</summary>
     /// <param name="scales">null: none; one value: for the whole output; else one per output channel.</param>
     /// <param name="activation">EltwiseRelu, EltwiseTanh, or 0 for none.</param>
     public static nint Attributes(float[]? scales, int activation, int channelMask = 1 << 1)
@@ -378,7 +414,8 @@ internal static unsafe class Dnnl
         {
             fixed (float* s = scales)
             {
-                Check(AttrSetOutputScales(attr, scales.Length, scales.Length == 1 ? 0 : channelMask, s), "setting output scales");
+                Check(AttrSetOutputScales(attr, scales.Length,
+                    scales.Length == 1 ? 0 : channelMask, s), "setting output scales");
             }
         }
         if (activation != 0)
@@ -408,7 +445,8 @@ internal static unsafe class Dnnl
         return m;
     }
 
-    public static void SetHandle(nint memory, void* data) => Check(MemorySetHandle(memory, (nint)data), "setting a buffer");
+    public static void SetHandle(nint memory, void* data) =>
+        Check(MemorySetHandle(memory, (nint)data), "setting a buffer");
 
     public static void* Handle(nint memory)
     {
@@ -427,11 +465,13 @@ internal static unsafe class Dnnl
         }
     }
 
-    /// <summary>C[m×n] = A[m×k]·B[k×n] in u8·s8 → s32, row-major, no offsets: the int8 product at its plainest.</summary>
+    /// <summary>C[m×n] = A[m×k]·B[k×n] in u8·s8 → s32, row-major, no offsets: the int8 product at its
+    /// plainest.</summary>
     public static void Gemm(long m, long n, long k, byte* a, sbyte* b, int* c)
     {
         int zero = 0;
-        Check(GemmU8S8S32((sbyte)'N', (sbyte)'N', (sbyte)'F', m, n, k, 1f, a, k, 0, b, n, 0, 0f, c, n, &zero), "multiplying u8·s8 matrices");
+        Check(GemmU8S8S32((sbyte)'N', (sbyte)'N', (sbyte)'F', m, n, k, 1f, a, k, 0, b, n, 0, 0f, c, n, &zero),
+            "multiplying u8·s8 matrices");
     }
 
     /// <summary>oneDNN's float32 GEMM (any oneDNN 2 or 3 loaded, with its OpenMP runtime) is there.</summary>
@@ -440,7 +480,8 @@ internal static unsafe class Dnnl
     /// <summary>
     /// C[m×n] = op(A)·op(B), row-major float32, op a transpose where asked: dnnl_sgemm, on oneDNN's threads.
     /// </summary>
-    public static int Sgemm(bool transA, bool transB, long m, long n, long k, float* a, long lda, float* b, long ldb, float* c, long ldc) =>
+    public static int Sgemm(bool transA, bool transB, long m, long n, long k, float* a, long lda, float* b,
+        long ldb, float* c, long ldc) =>
         SgemmF32((sbyte)(transA ? 'T' : 'N'), (sbyte)(transB ? 'T' : 'N'), m, n, k, 1f, a, lda, b, ldb, 0f, c, ldc);
 
     public static void Wait() => Check(StreamWait(Stream), "waiting for the stream");

@@ -23,7 +23,8 @@ public static unsafe class FullyConnected
     public static bool Available => Avx512F.IsSupported && Dnnl.SgemmLoaded;
 
     /// <summary>This layer's product can run on oneDNN: a 2-d float32 CPU input and weights.</summary>
-    public static bool Supports(Tensor x, Linear fc) => Available && x.dim() == 2 && Planes.IsCpuFloat32(x) && Planes.IsCpuFloat32(fc.weight!) && fc.weight!.is_contiguous();
+    public static bool Supports(Tensor x, Linear fc) => Available && x.dim() == 2 && Planes.IsCpuFloat32(x)
+        && Planes.IsCpuFloat32(fc.weight!) && fc.weight!.is_contiguous();
 
     /// <summary>y = x·Wᵀ + b, on oneDNN's sgemm, with its own backward (∂x = ∂y·W, ∂W = ∂yᵀ·x, ∂b = Σ ∂y).</summary>
     public static Tensor Apply(Tensor x, Linear fc)
@@ -39,8 +40,10 @@ public static unsafe class FullyConnected
     private static void Gemm(bool transA, bool transB, Tensor a, Tensor b, Tensor c)
     {
         long m = c.shape[0], n = c.shape[1], k = transA ? a.shape[0] : a.shape[1];
-        Dnnl.UseThreads(Planes.Threads);   // the OpenMP runtime oneDNN was built against, the system's, not libtorch's copy
-        int status = Dnnl.Sgemm(transA, transB, m, n, k, Planes.Ptr(a), a.shape[1], Planes.Ptr(b), b.shape[1], Planes.Ptr(c), n);
+        // the OpenMP runtime oneDNN was built against, the system's, not libtorch's copy
+        Dnnl.UseThreads(Planes.Threads);
+        int status = Dnnl.Sgemm(transA, transB, m, n, k, Planes.Ptr(a), a.shape[1], Planes.Ptr(b),
+            b.shape[1], Planes.Ptr(c), n);
         if (status != 0)
         {
             throw new InvalidOperationException($"oneDNN's sgemm failed (status {status}) on {m}×{k} by {k}×{n}.");

@@ -37,7 +37,8 @@ public static class FusedStage
     /// The forward on raw buffers (n×c×h×w in, n×c×pooled out), for the oneDNN engine's plain-layout stretch
     /// (OneDnnNet.cs).
     /// </summary>
-    internal static unsafe void Forward(float* x, float* y, int n, int c, int h, int w, LrnParams? p, int window, int stride) =>
+    internal static unsafe void Forward(float* x, float* y, int n, int c, int h, int w,
+        LrnParams? p, int window, int stride) =>
         Kernel.Forward(x, y, null, n, c, h, w, p, window, stride);
 
     /// <summary>The same computation from libtorch's own operations, for any device and dtype.</summary>
@@ -46,13 +47,15 @@ public static class FusedStage
         using var scope = NewDisposeScope();
         Tensor a = nn.functional.relu(x);
         Tensor b = p is null ? a : LocalResponseNorm.Reference(a, p);
-        return nn.functional.max_pool2d(b, new long[] { window, window }, new long[] { stride, stride }).MoveToOuterDisposeScope();
+        return nn.functional.max_pool2d(b, new long[] { window, window },
+            new long[] { stride, stride }).MoveToOuterDisposeScope();
     }
 
     private static long[] OutputShape(Tensor x, int window, int stride)
     {
         long[] s = x.shape;
-        return new[] { s[0], s[1], Shapes.PooledSize((int)s[2], window, stride), Shapes.PooledSize((int)s[3], window, stride) };
+        return new[] { s[0], s[1], Shapes.PooledSize((int)s[2], window, stride),
+            Shapes.PooledSize((int)s[3], window, stride) };
     }
 
     private sealed record StageArgs(LrnParams? P, int Window, int Stride);
@@ -99,16 +102,19 @@ public static class FusedStage
         public static void Forward(Tensor x, Tensor y, Tensor? argmax, LrnParams? p, int window, int stride)
         {
             long[] s = x.shape;
-            Forward(Planes.Ptr(x), Planes.Ptr(y), argmax is null ? null : Planes.IntPtr(argmax), (int)s[0], (int)s[1], (int)s[2], (int)s[3], p, window, stride);
+            Forward(Planes.Ptr(x), Planes.Ptr(y), argmax is null ? null : Planes.IntPtr(argmax), (int)s[0], (int)s[1],
+                (int)s[2], (int)s[3], p, window, stride);
         }
 
         /// <summary>x: n×c×h×w, y: n×c×pooled (argmax likewise, or null), contiguous.</summary>
-        public static void Forward(float* px, float* py, int* pi, int n, int c, int h, int w, LrnParams? p, int window, int stride)
+        public static void Forward(float* px, float* py, int* pi, int n, int c, int h, int w,
+            LrnParams? p, int window, int stride)
         {
             int pooled = Shapes.PooledSize(h, window, stride) * Shapes.PooledSize(w, window, stride);
             Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = Planes.Threads }, img =>
             {
-                using var scratch = new Scratch(h * w, LrnKernel.ForwardScratchPlanes + MaxPoolKernel.ScratchPlanes + 1);
+                using var scratch = new Scratch(h * w,
+                    LrnKernel.ForwardScratchPlanes + MaxPoolKernel.ScratchPlanes + 1);
                 long o = (long)img * c * pooled;
                 var sink = new PoolingSink(py + o, pi == null ? null : pi + o, h, w, window, stride, pooled, scratch);
                 float* image = px + (long)img * c * h * w;
@@ -151,17 +157,20 @@ public static class FusedStage
                 var grad = new PooledGradient(pgy + o, pi + o, pooled, h * w, scratch[lrnPlanes]);
                 if (p is not null)
                 {
-                    LrnKernel.BackwardImage<Relu, PooledGradient>(px + image, pgx + image, c, h * w, p, scratch, ref grad);
+                    LrnKernel.BackwardImage<Relu, PooledGradient>(px + image, pgx + image,
+                        c, h * w, p, scratch, ref grad);
                     return;
                 }
                 int plane = h * w;
                 int vw = System.Numerics.Vector<float>.Count;
                 for (int ch = 0; ch < c; ch++)
                 {
-                    float* gb = grad.Gradient(ch), xc = px + image + (long)ch * plane, gxc = pgx + image + (long)ch * plane;
+                    float* gb = grad.Gradient(ch), xc = px + image + (long)ch * plane,
+                        gxc = pgx + image + (long)ch * plane;
                     for (int i = 0; i < plane; i += vw)
                     {
-                        Planes.Store(gxc, i, plane, Relu.Backward(Planes.Load(xc, i, plane), System.Numerics.Vector.LoadUnsafe(ref gb[i])));
+                        Planes.Store(gxc, i, plane,
+                            Relu.Backward(Planes.Load(xc, i, plane), System.Numerics.Vector.LoadUnsafe(ref gb[i])));
                     }
                 }
             });
@@ -191,7 +200,8 @@ public static class FusedStage
         public void Written(int c, float* b)
         {
             long o = (long)c * _pooled;
-            MaxPoolKernel.Forward(b, _y + o, _argmax == null ? null : _argmax + o, _h, _w, _window, _stride, _rowMax, _rowArg);
+            MaxPoolKernel.Forward(b, _y + o, _argmax == null ? null : _argmax + o, _h, _w,
+                _window, _stride, _rowMax, _rowArg);
         }
     }
 

@@ -55,7 +55,8 @@ internal static unsafe class LrnKernel
     /// <see cref="LrnParams.Towers"/> &gt; 1 each tower's channels are normalised among themselves (§3.2: a GPU
     /// normalises its own kernel maps), as if the window met zeros at the towers' border.
     /// </summary>
-    public static void ForwardImage<TAct, TSink>(float* x, int channels, int plane, LrnParams p, Scratch scratch, ref TSink sink)
+    public static void ForwardImage<TAct,
+        TSink>(float* x, int channels, int plane, LrnParams p, Scratch scratch, ref TSink sink)
         where TAct : IActivation
         where TSink : IPlaneSink
     {
@@ -66,7 +67,8 @@ internal static unsafe class LrnKernel
         }
     }
 
-    private static void ForwardTower<TAct, TSink>(float* x, int from, int to, int plane, LrnParams p, Scratch scratch, ref TSink sink)
+    private static void ForwardTower<TAct,
+        TSink>(float* x, int from, int to, int plane, LrnParams p, Scratch scratch, ref TSink sink)
         where TAct : IActivation
         where TSink : IPlaneSink
     {
@@ -89,7 +91,8 @@ internal static unsafe class LrnKernel
                 Vector<float> a = TAct.Forward(Planes.Load(xc, i, plane));
                 Vector<float> sq = Vector.LoadUnsafe(ref squares[i]);
                 Planes.Store(b, i, plane, a * NegPow(terms.Scale(sq), terms.Beta, terms.ThreeQuarters));
-                Vector<float> e = TAct.Forward(Planes.Load(entering, i, plane)), l = TAct.Forward(Planes.Load(leaving, i, plane));
+                Vector<float> e = TAct.Forward(Planes.Load(entering, i, plane)),
+                    l = TAct.Forward(Planes.Load(leaving, i, plane));
                 (sq + e * e - l * l).StoreUnsafe(ref squares[i]);
             }
             sink.Written(c, b);
@@ -102,7 +105,8 @@ internal static unsafe class LrnKernel
     /// j ∈ [c − hi, c + lo], so t and r run lo + 1 channels ahead of it in rings of n + 1 planes that stay in L2.
     /// <paramref name="scratch"/> has <see cref="BackwardScratchPlanes"/> planes.
     /// </summary>
-    public static void BackwardImage<TAct, TGrad>(float* x, float* gx, int channels, int plane, LrnParams p, Scratch scratch, ref TGrad grad)
+    public static void BackwardImage<TAct,
+        TGrad>(float* x, float* gx, int channels, int plane, LrnParams p, Scratch scratch, ref TGrad grad)
         where TAct : IActivation
         where TGrad : IPlaneGradient
     {
@@ -113,7 +117,8 @@ internal static unsafe class LrnKernel
         }
     }
 
-    private static void BackwardTower<TAct, TGrad>(float* x, float* gx, int from, int to, int plane, LrnParams p, Scratch scratch, ref TGrad grad)
+    private static void BackwardTower<TAct,
+        TGrad>(float* x, float* gx, int from, int to, int plane, LrnParams p, Scratch scratch, ref TGrad grad)
         where TAct : IActivation
         where TGrad : IPlaneGradient
     {
@@ -141,7 +146,8 @@ internal static unsafe class LrnKernel
                 Vector<float> dv = Planes.Load(d, i, plane);
                 (dv * pow).StoreUnsafe(ref tj[i]);
                 (dv * TAct.Forward(Planes.Load(xj, i, plane)) * powOverS).StoreUnsafe(ref rj[i]);
-                Vector<float> e = TAct.Forward(Planes.Load(entering, i, plane)), l = TAct.Forward(Planes.Load(leaving, i, plane));
+                Vector<float> e = TAct.Forward(Planes.Load(entering, i, plane)),
+                    l = TAct.Forward(Planes.Load(leaving, i, plane));
                 (sq + e * e - l * l).StoreUnsafe(ref squares[i]);
             }
         }
@@ -189,7 +195,8 @@ internal static unsafe class LrnKernel
         int vw = Vector<float>.Count;
         for (int i = 0; i < plane; i += vw)
         {
-            Vector<float> e = TAct.Forward(Planes.Load(entering, i, plane)), l = TAct.Forward(Planes.Load(leaving, i, plane));
+            Vector<float> e = TAct.Forward(Planes.Load(entering, i, plane)),
+                l = TAct.Forward(Planes.Load(leaving, i, plane));
             (Vector.LoadUnsafe(ref acc[i]) + e * e - l * l).StoreUnsafe(ref acc[i]);
         }
     }

@@ -19,7 +19,8 @@ internal static unsafe class MaxPoolKernel
     /// rows. Strict "greater than" in both passes keeps the leftmost of equal values within a row and then the topmost
     /// row: libtorch's first maximum in row-major order. NaN wins. <paramref name="b"/> is padded scratch.
     /// </summary>
-    public static void Forward(float* b, float* y, int* argmax, int h, int w, int window, int stride, float* rowMax, int* rowArg)
+    public static void Forward(float* b, float* y, int* argmax, int h, int w, int window,
+        int stride, float* rowMax, int* rowArg)
     {
         int ho = Shapes.PooledSize(h, window, stride), wo = Shapes.PooledSize(w, window, stride);
         int vw = Vector<float>.Count;

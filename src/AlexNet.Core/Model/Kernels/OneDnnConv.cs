@@ -21,14 +21,17 @@ namespace AlexNet.Model.Kernels;
 public static unsafe class OneDnnConv
 {
     /// <summary>Whether training's convolutions run here: ALEXNET_TRAIN_CONV=onednn, where the library loads.</summary>
-    public static bool Enabled { get; } = Environment.GetEnvironmentVariable("ALEXNET_TRAIN_CONV") == "onednn" && Dnnl.Unavailable is null;
+    public static bool Enabled { get; } =
+        Environment.GetEnvironmentVariable("ALEXNET_TRAIN_CONV") == "onednn" && Dnnl.Unavailable is null;
 
     /// <summary>
-    /// Whether a training step's <paramref name="conv"/> on <paramref name="x"/> runs here: enabled, gradients on, a CPU
+    /// Whether a training step's <paramref name="conv"/> on <paramref name="x"/> runs here: enabled, gradients on, a
+    /// CPU
     /// float32 batch, square strides and padding, no dilation.
     /// </summary>
     public static bool Supports(Tensor x, Conv2d conv) =>
-        Enabled && torch.is_grad_enabled() && x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && x.dim() == 4
+        Enabled && torch.is_grad_enabled() && x.device_type == DeviceType.CPU
+        && x.dtype == ScalarType.Float32 && x.dim() == 4
         && conv.weight!.dtype == ScalarType.Float32 && conv.bias is not null && conv.stride[0] == conv.stride[1]
         && conv.padding is { } p && p[0] == p[1] && conv.dilation.All(d => d == 1);
 
@@ -93,7 +96,8 @@ public static unsafe class OneDnnConv
 
     private static Plan PlanFor(Tensor x, Tensor w, Args a)
     {
-        var key = new Key(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], a.Stride, a.Padding, a.Groups);
+        var key = new Key(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2],
+            a.Stride, a.Padding, a.Groups);
         return Plans.GetOrAdd(key, k =>
         {
             lock (Gate)
@@ -103,7 +107,8 @@ public static unsafe class OneDnnConv
         });
     }
 
-    /// <summary>The three passes' primitives for one shape, and the reorders between their layouts and the plain ones.</summary>
+    /// <summary>The three passes' primitives for one shape, and the reorders between their layouts and the plain
+    /// ones.</summary>
     private sealed class Plan
     {
         public readonly long OutH, OutW;
@@ -112,22 +117,26 @@ public static unsafe class OneDnnConv
         private readonly MemoryDesc _fSrc, _fW, _fDst, _dDiffSrc, _dW, _dDiffDst, _wSrc, _wDiffW, _wDiffDst;
         private readonly nint _forward, _data, _weights;
         private readonly nint _forwardPrimitive, _dataPrimitive, _weightsPrimitive;
-        private readonly List<(MemoryDesc From, MemoryDesc To, nint Primitive)> _reorders = new();   // made once, at first use
+        // made once, at first use
+        private readonly List<(MemoryDesc From, MemoryDesc To, nint Primitive)> _reorders = new();
 
         public Plan(Key k)
         {
             OutH = Shapes.OutputSize((int)k.H, (int)k.Size, k.Stride, k.Padding);
             OutW = Shapes.OutputSize((int)k.W, (int)k.Size, k.Stride, k.Padding);
-            long[] wDims = k.Groups == 1 ? new[] { k.K, k.C, k.Size, k.Size } : new[] { k.Groups, k.K / k.Groups, k.C / k.Groups, k.Size, k.Size };
+            long[] wDims = k.Groups == 1 ? new[] { k.K, k.C, k.Size, k.Size } : new[] { k.Groups, k.K / k.Groups,
+                k.C / k.Groups, k.Size, k.Size };
             _srcPlain = Dnnl.Desc(new[] { k.N, k.C, k.H, k.W }, Dnnl.F32, Dnnl.Abcd);
             _dstPlain = Dnnl.Desc(new[] { k.N, k.K, OutH, OutW }, Dnnl.F32, Dnnl.Abcd);
             _wPlain = Dnnl.Desc(wDims, Dnnl.F32, Dnnl.Plain(wDims.Length));
             _bias = Dnnl.Desc(new[] { k.K }, Dnnl.F32, Dnnl.A);
-            MemoryDesc src = Dnnl.Desc(new[] { k.N, k.C, k.H, k.W }, Dnnl.F32, Dnnl.Any), dst = Dnnl.Desc(new[] { k.N, k.K, OutH, OutW }, Dnnl.F32, Dnnl.Any);
+            MemoryDesc src = Dnnl.Desc(new[] { k.N, k.C, k.H, k.W }, Dnnl.F32, Dnnl.Any),
+                dst = Dnnl.Desc(new[] { k.N, k.K, OutH, OutW }, Dnnl.F32, Dnnl.Any);
             MemoryDesc w = Dnnl.Desc(wDims, Dnnl.F32, Dnnl.Any);
             long[] strides = { k.Stride, k.Stride }, padding = { k.Padding, k.Padding };
             string what = $"making a {k.C}→{k.K} {k.Size}×{k.Size} convolution for training";
-            (nint, nint, nint) direct = Dnnl.TrainingConvolution(src, w, _bias, dst, strides, padding, Dnnl.ConvolutionDirect, what);
+            (nint, nint, nint) direct = Dnnl.TrainingConvolution(src, w, _bias, dst, strides, padding,
+                Dnnl.ConvolutionDirect, what);
             (_forward, _data, _weights) = direct;
             Algorithm = "direct";
             if (k.Size == 3 && k.Stride == 1)
@@ -135,7 +144,8 @@ public static unsafe class OneDnnConv
                 (nint, nint, nint)? winograd = null;
                 try
                 {
-                    winograd = Dnnl.TrainingConvolution(src, w, _bias, dst, strides, padding, Dnnl.ConvolutionWinograd, what);
+                    winograd = Dnnl.TrainingConvolution(src, w, _bias, dst, strides, padding,
+                        Dnnl.ConvolutionWinograd, what);
                 }
                 catch (InvalidOperationException)
                 {
@@ -158,22 +168,27 @@ public static unsafe class OneDnnConv
                     }
                 }
             }
-            (_fSrc, _fW, _fDst) = (Dnnl.Query(_forward, Dnnl.QuerySrcMd), Dnnl.Query(_forward, Dnnl.QueryWeightsMd), Dnnl.Query(_forward, Dnnl.QueryDstMd));
-            (_dDiffSrc, _dW, _dDiffDst) = (Dnnl.Query(_data, Dnnl.QueryDiffSrcMd), Dnnl.Query(_data, Dnnl.QueryWeightsMd), Dnnl.Query(_data, Dnnl.QueryDiffDstMd));
-            (_wSrc, _wDiffW, _wDiffDst) = (Dnnl.Query(_weights, Dnnl.QuerySrcMd), Dnnl.Query(_weights, Dnnl.QueryDiffWeightsMd), Dnnl.Query(_weights, Dnnl.QueryDiffDstMd));
+            (_fSrc, _fW, _fDst) = (Dnnl.Query(_forward, Dnnl.QuerySrcMd), Dnnl.Query(_forward, Dnnl.QueryWeightsMd),
+                Dnnl.Query(_forward, Dnnl.QueryDstMd));
+            (_dDiffSrc, _dW, _dDiffDst) = (Dnnl.Query(_data, Dnnl.QueryDiffSrcMd),
+                Dnnl.Query(_data, Dnnl.QueryWeightsMd), Dnnl.Query(_data, Dnnl.QueryDiffDstMd));
+            (_wSrc, _wDiffW, _wDiffDst) = (Dnnl.Query(_weights, Dnnl.QuerySrcMd),
+                Dnnl.Query(_weights, Dnnl.QueryDiffWeightsMd), Dnnl.Query(_weights, Dnnl.QueryDiffDstMd));
             _forwardPrimitive = Dnnl.Primitive(_forward, what);
             _dataPrimitive = Dnnl.Primitive(_data, what);
             _weightsPrimitive = Dnnl.Primitive(_weights, what);
         }
 
-        /// <summary>y = conv(x, w) + b; returns x in the forward's layout (x itself where that is plain) for the backward.</summary>
+        /// <summary>y = conv(x, w) + b; returns x in the forward's layout (x itself where that is plain) for the
+        /// backward.</summary>
         public Tensor Forward(Tensor x, Tensor w, Tensor b, Tensor y)
         {
             using var scope = new Memories();
             Tensor xb = Into(scope, x, _srcPlain, _fSrc);
             using Tensor wb = Into(scope, w, _wPlain, _fW);
             using Tensor yb = Buffer(_fDst, _dstPlain, y);
-            Run(_forwardPrimitive, new ExecArg(Dnnl.ArgSrc, scope.Of(xb, _fSrc)), new ExecArg(Dnnl.ArgWeights, scope.Of(wb, _fW)),
+            Run(_forwardPrimitive, new ExecArg(Dnnl.ArgSrc, scope.Of(xb, _fSrc)),
+                new ExecArg(Dnnl.ArgWeights, scope.Of(wb, _fW)),
                 new ExecArg(Dnnl.ArgBias, scope.Of(b, _bias)), new ExecArg(Dnnl.ArgDst, scope.Of(yb, _fDst)));
             Out(scope, yb, _fDst, y, _dstPlain);
             return xb;
@@ -187,15 +202,18 @@ public static unsafe class OneDnnConv
                 using Tensor dd = Into(scope, gy, _dstPlain, _dDiffDst);
                 using Tensor wd = Into(scope, w, _wPlain, _dW);
                 using Tensor gxb = Buffer(_dDiffSrc, _srcPlain, gx);
-                Run(_dataPrimitive, new ExecArg(Dnnl.ArgDiffDst, scope.Of(dd, _dDiffDst)), new ExecArg(Dnnl.ArgWeights, scope.Of(wd, _dW)),
+                Run(_dataPrimitive, new ExecArg(Dnnl.ArgDiffDst, scope.Of(dd, _dDiffDst)),
+                    new ExecArg(Dnnl.ArgWeights, scope.Of(wd, _dW)),
                     new ExecArg(Dnnl.ArgDiffSrc, scope.Of(gxb, _dDiffSrc)));
                 Out(scope, gxb, _dDiffSrc, gx, _srcPlain);
             }
             using Tensor ddw = Into(scope, gy, _dstPlain, _wDiffDst);
             using Tensor src = Dnnl.Equal(_wSrc, _fSrc) ? xb.alias() : Into(scope, x, _srcPlain, _wSrc);
             using Tensor gwb = Buffer(_wDiffW, _wPlain, gw);
-            Run(_weightsPrimitive, new ExecArg(Dnnl.ArgSrc, scope.Of(src, _wSrc)), new ExecArg(Dnnl.ArgDiffDst, scope.Of(ddw, _wDiffDst)),
-                new ExecArg(Dnnl.ArgDiffWeights, scope.Of(gwb, _wDiffW)), new ExecArg(Dnnl.ArgDiffBias, scope.Of(gb, _bias)));
+            Run(_weightsPrimitive, new ExecArg(Dnnl.ArgSrc, scope.Of(src, _wSrc)),
+                new ExecArg(Dnnl.ArgDiffDst, scope.Of(ddw, _wDiffDst)),
+                new ExecArg(Dnnl.ArgDiffWeights, scope.Of(gwb, _wDiffW)),
+                new ExecArg(Dnnl.ArgDiffBias, scope.Of(gb, _bias)));
             Out(scope, gwb, _wDiffW, gw, _wPlain);
         }
 
@@ -214,11 +232,13 @@ public static unsafe class OneDnnConv
             return copy;
         }
 
-        /// <summary>A buffer for a result in layout <paramref name="md"/>: the plain target itself where they agree.</summary>
+        /// <summary>A buffer for a result in layout <paramref name="md"/>: the plain target itself where they
+        /// agree.</summary>
         private static Tensor Buffer(MemoryDesc md, MemoryDesc plain, Tensor target) =>
             Dnnl.Equal(md, plain) ? target.alias() : empty((Dnnl.Size(md) + 3) / 4);
 
-        /// <summary>A result in layout <paramref name="md"/> into its plain target (nothing where it is already there).</summary>
+        /// <summary>A result in layout <paramref name="md"/> into its plain target (nothing where it is already
+        /// there).</summary>
         private void Out(Memories scope, Tensor result, MemoryDesc md, Tensor target, MemoryDesc plain)
         {
             if (!Dnnl.Equal(md, plain))
@@ -227,7 +247,8 @@ public static unsafe class OneDnnConv
             }
         }
 
-        /// <summary>One reorder between two of this plan's layouts; its primitive is made the first time and kept.</summary>
+        /// <summary>One reorder between two of this plan's layouts; its primitive is made the first time and
+        /// kept.</summary>
         private void Reorder(nint from, MemoryDesc fromMd, nint to, MemoryDesc toMd)
         {
             nint primitive = 0;

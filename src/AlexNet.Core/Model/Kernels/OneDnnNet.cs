@@ -39,7 +39,8 @@ public enum InferenceEngine
 /// <summary>How a 3×3, stride-1 float32 convolution runs on oneDNN.</summary>
 public enum ConvolutionAlgorithm
 {
-    /// <summary>Direct or Winograd, whichever runs this plan's shapes faster here (timed when the plan is made).</summary>
+    /// <summary>Direct or Winograd, whichever runs this plan's shapes faster here (timed when the plan is
+    /// made).</summary>
     Measured,
 
     /// <summary>Direct: every multiply-add of the definition.</summary>
@@ -52,27 +53,34 @@ public enum ConvolutionAlgorithm
 public sealed unsafe class OneDnnNet : IDisposable
 {
     /// <summary>
-    /// The engine <paramref name="choice"/> and <paramref name="precision"/> ask for, made from <paramref name="model"/>'s
+    /// The engine <paramref name="choice"/> and <paramref name="precision"/> ask for, made from <paramref
+    /// name="model"/>'s
     /// weights (null: the modules run it), or a refusal naming <paramref name="source"/> and what to do.
     /// </summary>
-    public static OneDnnNet? For(AlexNetModel model, Precision precision, InferenceEngine choice, Int8Quantization? int8, string source)
+    public static OneDnnNet? For(AlexNetModel model, Precision precision, InferenceEngine choice,
+        Int8Quantization? int8, string source)
     {
         bool cpu = model.Device.type == DeviceType.CPU;
         if (precision == Precision.Int8)
         {
             if (int8 is null)
             {
-                throw new ArgumentException($"{source} is not quantized: make an int8 checkpoint with `alexnet quantize -c {source} -d TRAIN_STORE -o OUT.ckpt`.");
+                throw new ArgumentException(
+                    $"{source} is not quantized: make an int8 checkpoint with `alexnet quantize -c {source} -d " +
+                    "TRAIN_STORE -o OUT.ckpt`.");
             }
-            string? why = choice == InferenceEngine.Libtorch ? "--engine libtorch has no int8 kernels" : !cpu ? "int8 runs on the CPU only"
+            string? why = choice == InferenceEngine.Libtorch ? "--engine libtorch has no int8 kernels"
+                : !cpu ? "int8 runs on the CPU only"
                 : Unsupported(model.Architecture, int8: true);
             return why is null ? Made(new OneDnnNet(model, int8), fallBack: false)
-                : throw new ArgumentException($"--precision int8 cannot run {source} here: {why}. Use --precision fp32.");
+                : throw new ArgumentException(
+                $"--precision int8 cannot run {source} here: {why}. Use --precision fp32.");
         }
         if (choice == InferenceEngine.Libtorch || precision != Precision.Fp32 || !cpu)
         {
             return choice == InferenceEngine.OneDnn
-                ? throw new ArgumentException($"--engine onednn runs float32 or int8 on the CPU, not {precision} on {model.Device.type}.")
+                ? throw new ArgumentException(
+                $"--engine onednn runs float32 or int8 on the CPU, not {precision} on {model.Device.type}.")
                 : null;
         }
         string? unsupported = Unsupported(model.Architecture, int8: false);
@@ -84,7 +92,8 @@ public sealed unsafe class OneDnnNet : IDisposable
     }
 
     /// <summary>
-    /// The engine with its primitives for a batch of two made now (the weights' layout of every larger batch), so that a
+    /// The engine with its primitives for a batch of two made now (the weights' layout of every larger batch), so that
+    /// a
     /// primitive this CPU's oneDNN lacks shows at load: under --engine auto the modules run instead (null); asked for,
     /// the refusal says which.
     /// </summary>
@@ -137,7 +146,8 @@ public sealed unsafe class OneDnnNet : IDisposable
     /// deterministic mode).
     /// </summary>
     public static ConvolutionAlgorithm DefaultAlgorithm { get; } =
-        Environment.GetEnvironmentVariable("ALEXNET_WINOGRAD") == "0" ? ConvolutionAlgorithm.Direct : ConvolutionAlgorithm.Measured;
+        Environment.GetEnvironmentVariable("ALEXNET_WINOGRAD") == "0" ? ConvolutionAlgorithm.Direct
+        : ConvolutionAlgorithm.Measured;
 
     private readonly ConvolutionAlgorithm _threeByThree;
 
@@ -157,12 +167,14 @@ public sealed unsafe class OneDnnNet : IDisposable
         }
         if (arch.Convs.Any(c => c.Lrn && arch.Lrn is not null && !c.Pool))
         {
-            return $"{arch.Variant} normalises a layer it does not pool: the engine fuses §3.3's LRN with the pool after it";
+            return $"{arch.Variant} normalises a layer it does not pool: the engine fuses §3.3's LRN with the pool " +
+                "after it";
         }
         int last = arch.ConvOutputs()[^1].Size;
         if (arch.TorchvisionLayout && last != 6)
         {
-            return $"{arch.Variant} at {arch.InputSize}² pools adaptively to 6×6 from {last}², which the engine does not";
+            return $"{arch.Variant} at {arch.InputSize}² pools adaptively to 6×6 from {last}², which the engine does " +
+                "not";
         }
         return null;
     }
@@ -200,7 +212,9 @@ public sealed unsafe class OneDnnNet : IDisposable
         long[] image = { _arch.InputChannels, _arch.InputSize, _arch.InputSize };
         if (x.device_type != DeviceType.CPU || x.dim() != 4 || !x.shape.AsSpan(1).SequenceEqual(image))
         {
-            throw new ArgumentException($"the oneDNN engine of {_arch.Variant} runs N×{string.Join("×", image)} CPU inputs, not {string.Join("×", x.shape)} on {x.device_type}.");
+            throw new ArgumentException(
+                $"the oneDNN engine of {_arch.Variant} runs N×{string.Join("×", image)} CPU inputs, " +
+                $"not {string.Join("×", x.shape)} on {x.device_type}.");
         }
         int n = (int)x.shape[0];
         using Tensor input = x.to(ScalarType.Float32).contiguous();
@@ -221,7 +235,8 @@ public sealed unsafe class OneDnnNet : IDisposable
     }
 
     /// <summary>The largest power of two that fits in <paramref name="remaining"/>, at most LargestChunk.</summary>
-    private static int Chunk(int remaining) => Math.Min(LargestChunk, 1 << System.Numerics.BitOperations.Log2((uint)remaining));
+    private static int Chunk(int remaining) =>
+        Math.Min(LargestChunk, 1 << System.Numerics.BitOperations.Log2((uint)remaining));
 
     /// <summary>
     /// Which oneDNN implementation runs each step of the first chunk of a batch of <paramref name="n"/> (e.g. "conv1:
@@ -260,7 +275,8 @@ public sealed unsafe class OneDnnNet : IDisposable
         }
     }
 
-    /// <summary>A learned layer's float32 weights and bias, and their reorders into the layouts plans ask for.</summary>
+    /// <summary>A learned layer's float32 weights and bias, and their reorders into the layouts plans ask
+    /// for.</summary>
     private sealed class Layer : IDisposable
     {
         public readonly float* Weights, Bias;
@@ -355,7 +371,8 @@ public sealed unsafe class OneDnnNet : IDisposable
                 int dstType = q is null || lrn ? Dnnl.F32 : Dnnl.U8;
                 long[] wDims = c.Groups == 1 ? layer.Shape
                     : new long[] { c.Groups, c.Kernels / c.Groups, layer.Shape[1], layer.Shape[2], layer.Shape[3] };
-                (float[]? scales, nint bias) = Scales(q, layer, c.Name, i == 0, dstType == Dnnl.U8 ? learned[i + 1] : null);
+                (float[]? scales, nint bias) = Scales(q, layer, c.Name, i == 0,
+                    dstType == Dnnl.U8 ? learned[i + 1] : null);
                 nint attr = Track(Dnnl.Attributes(scales, Activation(arch)), _attrs);
                 MemoryDesc srcAny = Dnnl.Desc(new long[] { n, channels, size, size }, srcType, Dnnl.Any);
                 MemoryDesc wAny = Dnnl.Desc(wDims, q is null ? Dnnl.F32 : Dnnl.S8, Dnnl.Any);
@@ -365,12 +382,16 @@ public sealed unsafe class OneDnnNet : IDisposable
                 nint pd = Dnnl.Convolution(srcAny, wAny, bAny, dAny, strides, padding, attr, $"making {c.Name}");
                 if (q is null && c.Size == 3 && c.Stride == 1 && net._threeByThree != ConvolutionAlgorithm.Direct)
                 {
-                    nint winograd = Dnnl.TryConvolution(srcAny, wAny, bAny, dAny, strides, padding, attr, Dnnl.ConvolutionWinograd);
-                    pd = net._threeByThree == ConvolutionAlgorithm.Winograd && winograd != 0 ? Replace(pd, winograd) : Faster(pd, winograd, bias);
+                    nint winograd = Dnnl.TryConvolution(srcAny, wAny, bAny, dAny, strides, padding,
+                        attr, Dnnl.ConvolutionWinograd);
+                    pd = net._threeByThree == ConvolutionAlgorithm.Winograd && winograd != 0 ? Replace(pd,
+                        winograd) : Faster(pd, winograd, bias);
                 }
                 Track(pd, _descs);
-                (cur, curMd) = ReorderTo(cur, curMd, Dnnl.Query(pd, Dnnl.QuerySrcMd), srcType != Dnnl.F32 && !quantized ? q!.InputScale(c.Name, i == 0) : 0, c.Name);
-                nint weights = layer.In(Dnnl.Query(pd, Dnnl.QueryWeightsMd), wDims, c.Groups == 1 ? 1 << 0 : (1 << 0) | (1 << 1));
+                (cur, curMd) = ReorderTo(cur, curMd, Dnnl.Query(pd, Dnnl.QuerySrcMd),
+                    srcType != Dnnl.F32 && !quantized ? q!.InputScale(c.Name, i == 0) : 0, c.Name);
+                nint weights = layer.In(Dnnl.Query(pd, Dnnl.QueryWeightsMd), wDims,
+                    c.Groups == 1 ? 1 << 0 : (1 << 0) | (1 << 1));
                 MemoryDesc dstMd = Dnnl.Query(pd, Dnnl.QueryDstMd);
                 nint dst = Track(Dnnl.Memory(dstMd));
                 Add(pd, c.Name, new ExecArg(Dnnl.ArgSrc, cur), new ExecArg(Dnnl.ArgWeights, weights),
@@ -380,7 +401,8 @@ public sealed unsafe class OneDnnNet : IDisposable
                 {
                     // §3.3 within each tower on oneDNN's LRN, then §3.4's pool: towers' halves of a channel-blocked
                     // tensor (n, C/16 blocks, h, w, 16) are the same bytes as a (2n, C/32 blocks, …) tensor.
-                    nint lrnPd = Track(Dnnl.Lrn(view, arch.Lrn!.Size, (float)arch.Lrn.TorchAlpha, (float)arch.Lrn.Beta, (float)arch.Lrn.K, $"making {c.Name}'s LRN"), _descs);
+                    nint lrnPd = Track(Dnnl.Lrn(view, arch.Lrn!.Size, (float)arch.Lrn.TorchAlpha, (float)arch.Lrn.Beta,
+                        (float)arch.Lrn.K, $"making {c.Name}'s LRN"), _descs);
                     nint viewIn = Track(Dnnl.Memory(view, (nint)Dnnl.Handle(cur)));
                     nint normalised = Track(Dnnl.Memory(curMd));
                     nint viewOut = Track(Dnnl.Memory(view, (nint)Dnnl.Handle(normalised)));
@@ -412,7 +434,8 @@ public sealed unsafe class OneDnnNet : IDisposable
                 }
             }
             // §3.5's fully connected layers; fc6 reads pool5's maps in their blocked layout (its weights follow it).
-            var fcs = arch.Hidden.Select(h => (h.Name, h.Units, Hidden: true)).Append(("fc8", arch.Classes, false)).ToArray();
+            var fcs = arch.Hidden.Select(h => (h.Name, h.Units, Hidden: true)).Append(("fc8",
+                arch.Classes, false)).ToArray();
             bool spatial = true;
             for (int j = 0; j < fcs.Length; j++)
             {
@@ -423,15 +446,18 @@ public sealed unsafe class OneDnnNet : IDisposable
                 long[] wDims = spatial ? new long[] { units, channels, size, size } : new long[] { units, channels };
                 int srcType = q is null ? Dnnl.F32 : Dnnl.U8;
                 int dstType = q is not null && hidden ? Dnnl.U8 : Dnnl.F32;
-                (float[]? scales, nint bias) = Scales(q, layer, name, false, dstType == Dnnl.U8 ? learned[index + 1] : null);
+                (float[]? scales, nint bias) = Scales(q, layer, name, false,
+                    dstType == Dnnl.U8 ? learned[index + 1] : null);
                 nint attr = Track(Dnnl.Attributes(scales, hidden ? Activation(arch) : 0), _attrs);
                 nint pd = Track(Dnnl.InnerProduct(
                     Dnnl.Desc(srcDims, srcType, Dnnl.Any),
                     Dnnl.Desc(wDims, q is null ? Dnnl.F32 : Dnnl.S8, Dnnl.Any),
                     Dnnl.Desc(new long[] { units }, Dnnl.F32, Dnnl.A),
-                    hidden ? Dnnl.Desc(new long[] { n, units }, dstType, Dnnl.Any) : Dnnl.Desc(new long[] { n, units }, Dnnl.F32, Dnnl.Ab),
+                    hidden ? Dnnl.Desc(new long[] { n, units }, dstType,
+                    Dnnl.Any) : Dnnl.Desc(new long[] { n, units }, Dnnl.F32, Dnnl.Ab),
                     attr, $"making {name}"), _descs);
-                (cur, curMd) = ReorderTo(cur, curMd, Dnnl.Query(pd, Dnnl.QuerySrcMd), srcType != Dnnl.F32 && !quantized ? q!.InputScale(name, false) : 0, name);
+                (cur, curMd) = ReorderTo(cur, curMd, Dnnl.Query(pd, Dnnl.QuerySrcMd),
+                    srcType != Dnnl.F32 && !quantized ? q!.InputScale(name, false) : 0, name);
                 nint weights = layer.In(Dnnl.Query(pd, Dnnl.QueryWeightsMd), wDims, 1 << 0);
                 MemoryDesc dstMd = Dnnl.Query(pd, Dnnl.QueryDstMd);
                 nint dst = hidden ? Track(Dnnl.Memory(dstMd)) : _output = Track(Dnnl.Memory(dstMd, 0));
@@ -444,7 +470,8 @@ public sealed unsafe class OneDnnNet : IDisposable
         /// <summary>
         /// A 3×3, stride-1 float32 convolution made two ways, direct and by Winograd's transform of tiles (fewer
         /// multiplications for more memory traffic; 0 where oneDNN has no such kernel): each run on this plan's shapes,
-        /// one warm-up then the best of three, and the faster kept. Measured on Zen 5 (docs/inference.md): Winograd wins
+        /// one warm-up then the best of three, and the faster kept. Measured on Zen 5 (docs/inference.md): Winograd
+        /// wins
         /// owt's conv3–conv5 at batch 64, loses on the grouped layers of the paper's net and on small's 6×6 maps, so
         /// neither is a rule.
         /// </summary>
@@ -480,7 +507,8 @@ public sealed unsafe class OneDnnNet : IDisposable
             int perTower = channels / p.Towers;
             foreach ((int tag, int block) in new[] { (Dnnl.ABcd16b, 16), (Dnnl.ABcd8b, 8) })
             {
-                if (perTower % block == 0 && Dnnl.Equal(md, Dnnl.Desc(new long[] { n, channels, size, size }, Dnnl.F32, tag)))
+                if (perTower % block == 0 && Dnnl.Equal(md,
+                    Dnnl.Desc(new long[] { n, channels, size, size }, Dnnl.F32, tag)))
                 {
                     return Dnnl.Desc(new long[] { (long)n * p.Towers, perTower, size, size }, Dnnl.F32, tag);
                 }
@@ -492,8 +520,10 @@ public sealed unsafe class OneDnnNet : IDisposable
                 : null;
         }
 
-        /// <summary>§3.4's overlapping max-pool of <paramref name="src"/> (its values' type kept) into a new buffer.</summary>
-        private (nint Output, MemoryDesc Md, int Size) MaxPool(Architecture arch, string layer, nint src, MemoryDesc srcMd, int n, int channels, int size, int type)
+        /// <summary>§3.4's overlapping max-pool of <paramref name="src"/> (its values' type kept) into a new
+        /// buffer.</summary>
+        private (nint Output, MemoryDesc Md, int Size) MaxPool(Architecture arch, string layer, nint src,
+            MemoryDesc srcMd, int n, int channels, int size, int type)
         {
             int pooled = Shapes.PooledSize(size, arch.PoolWindow, arch.PoolStride);
             nint pd = Track(Dnnl.MaxPool(srcMd, Dnnl.Desc(new long[] { n, channels, pooled, pooled }, type, Dnnl.Any),
@@ -504,18 +534,21 @@ public sealed unsafe class OneDnnNet : IDisposable
             return (output, md, pooled);
         }
 
-        private static int Activation(Architecture arch) => arch.Activation == Model.Activation.Relu ? Dnnl.EltwiseRelu : Dnnl.EltwiseTanh;
+        private static int Activation(Architecture arch) =>
+            arch.Activation == Model.Activation.Relu ? Dnnl.EltwiseRelu : Dnnl.EltwiseTanh;
 
         /// <summary>
         /// The output scales and the bias buffer of a learned layer: none and the float32 bias in float32; in int8,
         /// s_in·s_w[oc]/s_out (s_out = 1 for a float32 result) and the bias in accumulator units.
         /// </summary>
-        private (float[]? Scales, nint Bias) Scales(Int8Quantization? q, Layer layer, string name, bool signedInput, string? next)
+        private (float[]? Scales, nint Bias) Scales(Int8Quantization? q, Layer layer, string name,
+            bool signedInput, string? next)
         {
             int outputs = layer.Outputs;
             if (q is null)
             {
-                return (null, Track(Dnnl.Memory(Dnnl.Desc(new long[] { outputs }, Dnnl.F32, Dnnl.A), (nint)layer.Bias)));
+                return (null,
+                    Track(Dnnl.Memory(Dnnl.Desc(new long[] { outputs }, Dnnl.F32, Dnnl.A), (nint)layer.Bias)));
             }
             float sIn = q.InputScale(name, signedInput), sOut = next is null ? 1f : q.InputScale(next, false);
             float[] w = layer.WeightScales!;
