@@ -33,10 +33,11 @@ internal static unsafe class Dnnl
         PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
     public const int QuerySrcMd = 129, QueryDiffSrcMd = 130, QueryWeightsMd = 131,
         QueryDiffWeightsMd = 132, QueryDstMd = 133,
-        QueryDiffDstMd = 134, QueryImplInfo = 8;   // dnnl_query_t
+        QueryDiffDstMd = 134, QueryScratchpadMd = 136, QueryImplInfo = 8;   // dnnl_query_t
     public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41, ArgDiffSrc = 129,
         ArgDiffDst = 145, ArgDiffWeights = 161,
-        ArgDiffBias = 169;      // DNNL_ARG_*
+        ArgDiffBias = 169, ArgScratchpad = 80;      // DNNL_ARG_*
+    private const int ScratchpadModeUser = 1;                                     // dnnl_scratchpad_mode_t
     private const int CpuIsaAvx2Vnni = 0x407;                                     // dnnl_cpu_isa_t
 
     private static readonly nint MemoryAllocate = -1;        // DNNL_MEMORY_ALLOCATE
@@ -61,6 +62,7 @@ internal static unsafe class Dnnl
     private static readonly delegate* unmanaged<nint, int> AttrDestroy;
     private static readonly delegate* unmanaged<nint, long, int, float*, int> AttrSetOutputScales;
     private static readonly delegate* unmanaged<nint, nint, int> AttrSetPostOps;
+    private static readonly delegate* unmanaged<nint, int, int> AttrSetScratchpadMode;
     private static readonly delegate* unmanaged<nint*, int> PostOpsCreate;
     private static readonly delegate* unmanaged<nint, int> PostOpsDestroy;
     private static readonly delegate* unmanaged<nint, float, int, float, float, int> PostOpsAppendEltwise;
@@ -138,6 +140,7 @@ internal static unsafe class Dnnl
         AttrSetOutputScales = (delegate* unmanaged<nint, long, int, float*, int>)F(lib,
             "dnnl_primitive_attr_set_output_scales");
         AttrSetPostOps = (delegate* unmanaged<nint, nint, int>)F(lib, "dnnl_primitive_attr_set_post_ops");
+        AttrSetScratchpadMode = (delegate* unmanaged<nint, int, int>)F(lib, "dnnl_primitive_attr_set_scratchpad_mode");
         PostOpsCreate = (delegate* unmanaged<nint*, int>)F(lib, "dnnl_post_ops_create");
         PostOpsDestroy = (delegate* unmanaged<nint, int>)F(lib, "dnnl_post_ops_destroy");
         PostOpsAppendEltwise = (delegate* unmanaged<nint, float, int, float, float, int>)F(lib,
@@ -232,10 +235,43 @@ internal static unsafe class Dnnl
     /// </summary>
     public static nint Describe(byte* op, nint attr, string what, nint hint = 0)
     {
-        nint pd;
-        Check(PdCreate(&pd, op, attr, Engine, hint), what);
+        nint pd, a = OwnScratchpad(attr);
+        int status = PdCreate(&pd, op, a, Engine, hint);
+        Release(a, attr);
+        Check(status, what);
         return pd;
     }
+
+    /// <summary>
+    /// <paramref name="attr"/>, or new attributes where it is 0, with the scratchpad in the user's hands. Why: by
+    /// default a primitive's scratchpad is shared by all primitives of the thread that made them, so
+    /// one made on one thread and run on another (a net loaded on a request thread, run by the server's batcher)
+    /// writes through a pointer that thread's release can null; a Winograd convolution then crashed the process
+    /// writing its transformed tiles to address 0 (test host, 2026-12-06). Each primitive now owns its scratchpad
+    /// (Primitive, Execute).
+    /// </summary>
+    private static nint OwnScratchpad(nint attr)
+    {
+        nint a = attr;
+        if (a == 0)
+        {
+            Check(AttrCreate(&a), "creating attributes");
+        }
+        Check(AttrSetScratchpadMode(a, ScratchpadModeUser), "asking for a scratchpad of the primitive's own");
+        return a;
+    }
+
+    /// <summary>Destroys the attributes OwnScratchpad made (not the caller's).</summary>
+    private static void Release(nint made, nint attr)
+    {
+        if (attr == 0)
+        {
+            AttrDestroy(made);
+        }
+    }
+
+    /// <summary>Each primitive's own scratchpad (WithOwnScratchpad), passed at every execution.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<nint, nint> Scratchpads = new();
 
     /// <param name="algorithm">ConvolutionDirect, or ConvolutionWinograd (3×3, stride 1: fewer multiplications by
     /// transforming tiles; oneDNN answers "unimplemented" where it has no such kernel, and TryConvolution then gives
@@ -366,8 +402,10 @@ internal static unsafe class Dnnl
 
     public static nint Reorder(MemoryDesc src, MemoryDesc dst, nint attr, string what)
     {
-        nint pd;
-        Check(ReorderPdCreate(&pd, &src, Engine, &dst, Engine, attr), what);
+        nint pd, a = OwnScratchpad(attr);
+        int status = ReorderPdCreate(&pd, &src, Engine, &dst, Engine, a);
+        Release(a, attr);
+        Check(status, what);
         return pd;
     }
 
@@ -396,10 +434,22 @@ internal static unsafe class Dnnl
     {
         nint p;
         Check(PrimitiveCreate(&p, pd), what);
+        MemoryDesc* scratch = PdQueryMd(pd, QueryScratchpadMd, 0);
+        if (scratch != null && MdGetSize(scratch) > 0)
+        {
+            Scratchpads[p] = Memory(*scratch);
+        }
         return p;
     }
 
-    public static void Destroy(nint primitive) => PrimitiveDestroy(primitive);
+    public static void Destroy(nint primitive)
+    {
+        PrimitiveDestroy(primitive);
+        if (Scratchpads.TryRemove(primitive, out nint scratch))
+        {
+            MemoryDestroy(scratch);
+        }
+    }
     public static void DestroyDesc(nint pd) => PdDestroy(pd);
 
     /// <summary>Attributes: per-output-channel (or one) scale of the result, then the activation as a
@@ -459,6 +509,17 @@ internal static unsafe class Dnnl
 
     public static void Execute(nint primitive, ReadOnlySpan<ExecArg> args)
     {
+        if (Scratchpads.TryGetValue(primitive, out nint scratch))
+        {
+            Span<ExecArg> all = stackalloc ExecArg[args.Length + 1];
+            args.CopyTo(all);
+            all[args.Length] = new ExecArg(ArgScratchpad, scratch);
+            fixed (ExecArg* a = all)
+            {
+                Check(PrimitiveExecute(primitive, Stream, all.Length, a), "executing a primitive");
+            }
+            return;
+        }
         fixed (ExecArg* a = args)
         {
             Check(PrimitiveExecute(primitive, Stream, args.Length, a), "executing a primitive");

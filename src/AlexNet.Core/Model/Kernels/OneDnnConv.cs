@@ -48,6 +48,11 @@ public static unsafe class OneDnnConv
     private sealed record Key(long N, long C, long H, long W, long K, long Size, int Stride, int Padding, int Groups);
 
     private static readonly ConcurrentDictionary<Key, Plan> Plans = new();
+
+    /// <summary>The algorithm of each convolution made so far ("C→K S×S: direct" or "…: winograd"), for
+    /// reports.</summary>
+    public static IReadOnlyList<string> Algorithms =>
+        Plans.Select(p => $"{p.Key.C}→{p.Key.K} {p.Key.Size}×{p.Key.Size}: {p.Value.Algorithm}").Order().ToArray();
     private static readonly object Gate = new();
 
     private sealed class ConvFunction : autograd.SingleTensorFunction<ConvFunction>
@@ -139,7 +144,8 @@ public static unsafe class OneDnnConv
                 Dnnl.ConvolutionDirect, what);
             (_forward, _data, _weights) = direct;
             Algorithm = "direct";
-            if (k.Size == 3 && k.Stride == 1)
+            // ALEXNET_WINOGRAD=0 keeps every layer direct, as in the inference engine (OneDnnNet.DefaultAlgorithm).
+            if (k.Size == 3 && k.Stride == 1 && OneDnnNet.DefaultAlgorithm != ConvolutionAlgorithm.Direct)
             {
                 (nint, nint, nint)? winograd = null;
                 try
