@@ -190,19 +190,19 @@ string? BreakLine(SyntaxTree tree, SourceText source, TextLine line, out bool st
     var fitting = candidates.Where(c => c.Col <= limit && c.Col > first && c.Span.End <= line.End).ToList();
     if (whole is not null && !fitting.Any(c => c.Rank < 0 && cont.Length + (line.End - c.Span.End) <= limit))
     {
-            string ind = indent;
-            var sb = new StringBuilder("\n" + ind + "{\n");
-            IEnumerable<SyntaxNode> members = whole is SwitchExpressionSyntax sw ? sw.Arms : ((InitializerExpressionSyntax)whole).Expressions;
-            foreach (SyntaxNode e in members)
-            {
-                sb.Append(ind).Append("    ").Append(e.ToString().Trim()).Append(",\n");
-            }
-            sb.Append(ind).Append('}');
-            SyntaxToken open = whole is SwitchExpressionSyntax sw2 ? sw2.OpenBraceToken : ((InitializerExpressionSyntax)whole).OpenBraceToken;
-            int from = open.GetPreviousToken().Span.End;
-            int to = whole is SwitchExpressionSyntax sw3 ? sw3.CloseBraceToken.Span.End : whole.Span.End;
-            return Replace(source, TextSpan.FromBounds(from, to), sb.ToString());
+        string ind = indent;
+        var sb = new StringBuilder("\n" + ind + "{\n");
+        IEnumerable<SyntaxNode> members = whole is SwitchExpressionSyntax sw ? sw.Arms : ((InitializerExpressionSyntax)whole).Expressions;
+        foreach (SyntaxNode e in members)
+        {
+            sb.Append(ind).Append("    ").Append(e.ToString().Trim()).Append(",\n");
         }
+        sb.Append(ind).Append('}');
+        SyntaxToken open = whole is SwitchExpressionSyntax sw2 ? sw2.OpenBraceToken : ((InitializerExpressionSyntax)whole).OpenBraceToken;
+        int from = open.GetPreviousToken().Span.End;
+        int to = whole is SwitchExpressionSyntax sw3 ? sw3.CloseBraceToken.Span.End : whole.Span.End;
+        return Replace(source, TextSpan.FromBounds(from, to), sb.ToString());
+    }
 
     if (fitting.Count > 0)
     {

@@ -244,11 +244,12 @@ internal static unsafe class Dnnl
 
     /// <summary>
     /// <paramref name="attr"/>, or new attributes where it is 0, with the scratchpad in the user's hands. Why: by
-    /// default a primitive's scratchpad is shared by all primitives of the thread that made them, so
-    /// one made on one thread and run on another (a net loaded on a request thread, run by the server's batcher)
-    /// writes through a pointer that thread's release can null; a Winograd convolution then crashed the process
-    /// writing its transformed tiles to address 0 (test host, 2026-12-06). Each primitive now owns its scratchpad
-    /// (Primitive, Execute).
+    /// default (scratchpad mode "library", Debian's build without DNNL_ENABLE_CONCURRENT_EXEC) the primitives of a
+    /// thread share one scratchpad and must run on the thread that made them, which the server's batcher, the test
+    /// runner's threads and the training convolutions' plans do not promise. The test host died once in ~20 runs with
+    /// a oneDNN JIT kernel writing a convolution's tiles to address 0 (gdb on the dump, 2026-12-06); oneDNN documents
+    /// the user mode as thread-safe while no two executions share a buffer. Each primitive owns its scratchpad
+    /// (Primitive, Execute); OneDnnConv runs one pass at a time, and a net's engine runs on one thread at a time.
     /// </summary>
     private static nint OwnScratchpad(nint attr)
     {
@@ -270,7 +271,7 @@ internal static unsafe class Dnnl
         }
     }
 
-    /// <summary>Each primitive's own scratchpad (WithOwnScratchpad), passed at every execution.</summary>
+    /// <summary>Each primitive's own scratchpad (OwnScratchpad), passed at every execution.</summary>
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<nint, nint> Scratchpads = new();
 
     /// <param name="algorithm">ConvolutionDirect, or ConvolutionWinograd (3×3, stride 1: fewer multiplications by
