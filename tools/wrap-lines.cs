@@ -249,7 +249,7 @@ string? BreakLine(SyntaxTree tree, SourceText source, TextLine line, out bool st
         for (int i = token.Span.End - 1; i >= token.Span.Start; i--)
         {
             int col = i + 1 - line.Start;
-            if (source[i] == ' ' && col + 3 <= limit && col > first && i + 1 < token.Span.End + 0)
+            if (source[i] == ' ' && col + 3 <= limit && col > first && i + 1 < token.Span.End)
             {
                 if (i + 1 > bestSplit)
                 {

@@ -76,7 +76,7 @@ internal static class BenchCommand
             Console.WriteLine(
                 Text($"{b.Model}{(b.Towers is null ? "" : $" towers={b.Towers}")}{(b.Replicas > 1 ? $" replicas={b.Replicas}" : "")} lrn={b.Lrn} precision={b.Precision.ToString().ToLowerInvariant()} batch={b.Batch} threads={b.Threads}: train {b.TrainImagesPerSecond:F1} img/s ({b.TrainStepMs:F1} ms/step), infer {b.InferImagesPerSecond:F1} img/s, peak RSS {b.PeakRssBytes / 1048576} MiB ({b.HugePageBytes / 1048576} MiB in huge pages after training)"));
             Console.WriteLine(
-                Text($"the machine: FMA peak {peak.Gflops:F1} GFLOP/s ({peak.Vectors}, {peak.Threads} threads); libtorch's 2048² matmul {matmul:F1} GFLOP/s; float32 FC layers on {(FullyConnected.Available ? "oneDNN's sgemm" : "libtorch's linear (no libdnnl2 or no AVX-512)")}; training's convolutions on {(OneDnnConv.Enabled ? "oneDNN's primitives (ALEXNET_TRAIN_CONV=onednn)" : "libtorch's")}"));
+                Text($"the machine: FMA peak {peak.Gflops:F1} GFLOP/s ({peak.Vectors}, {peak.Threads} threads); libtorch's 2048² matmul {matmul:F1} GFLOP/s; float32 FC layers on {(FullyConnected.Available ? "oneDNN's sgemm" : "libtorch's linear (no libdnnl2 or no AVX-512)")}; training's convolutions on {(OneDnnConv.Enabled ? $"oneDNN's primitives (ALEXNET_TRAIN_CONV=onednn: {string.Join(", ", OneDnnConv.Algorithms)})" : "libtorch's")}"));
             Console.WriteLine(
                 Text($"{b.MultiplyAddsPerImage / 1e6:F1} M multiply-adds per image forward, {b.TrainMultiplyAddsPerImage / 1e6:F1} M per training image (3× less conv1's input gradient, {b.Conv1MultiplyAdds / 1e6:F1} M, which is not computed)"));
             Console.WriteLine(

@@ -50,10 +50,14 @@ public static class ModelFile
     /// <param name="engine">What runs inference on the CPU (Model/Kernels/OneDnnNet.cs): oneDNN where it serves the net
     /// by default.</param>
     public static (AlexNetModel Model, ModelCard Card) Load(string path, bool averagedWeights = false,
-        Device? device = null,
-        Precision? precision = null, InferenceEngine engine = InferenceEngine.Auto)
+        Device? device = null, Precision? precision = null, InferenceEngine engine = InferenceEngine.Auto) =>
+        Load(path, ReadHeader(path), averagedWeights, device, precision, engine);
+
+    /// <summary>Load, from a header ReadHeader has verified (a caller that reads the run's state too).</summary>
+    internal static (AlexNetModel Model, ModelCard Card) Load(string path, byte[] verifiedHeader, bool averagedWeights,
+        Device? device, Precision? precision, InferenceEngine engine)
     {
-        Header header = ReadInferenceHeader(path);
+        Header header = Parse(verifiedHeader, path);
         ModelCard card = header.ModelCard;
         var model = new AlexNetModel(card.Architecture, header.Options.Seed);
         try
@@ -75,14 +79,9 @@ public static class ModelFile
                         $"(--weights model).");
             }
             var targets = model.state_dict().ToDictionary(kv => from + kv.Key, kv => kv.Value);
-            string[] absent = targets.Keys.Except(ReadTensors(path, header.Tensors, targets)).ToArray();
-            if (absent.Length > 0)
-            {
-                throw new InvalidDataException(
-                    $"{path} lacks {string.Join(", ", absent)}: it does not hold a whole {card.Architecture.Variant} " +
-                        $"net. " +
-                    "Use another checkpoint of the run (last.ckpt or best.ckpt).");
-            }
+            Require(path, header.Tensors, targets.Keys, $"a whole {card.Architecture.Variant} net",
+                "Use another checkpoint of the run (last.ckpt or best.ckpt).");
+            ReadTensors(path, header.Tensors, targets);
             model.eval();
             model.UseEngine(OneDnnNet.For(model, wanted, engine, card.Int8, path));
             return (model, card);
@@ -95,7 +94,7 @@ public static class ModelFile
     }
 
     /// <summary>The model card of a checkpoint of any build (verified; no tensor is read).</summary>
-    public static ModelCard ReadCard(string path) => ReadInferenceHeader(path).ModelCard;
+    public static ModelCard ReadCard(string path) => Parse(ReadHeader(path), path).ModelCard;
 
     /// <summary>
     /// Writes <paramref name="source"/> again as <paramref name="output"/> with <paramref name="card"/> in its header
@@ -170,13 +169,28 @@ public static class ModelFile
     }
 
     /// <summary>
-    /// Reads the tensors named in <paramref name="targets"/> into them (shapes checked) and passes over the rest;
-    /// returns the names read.
+    /// Refuses a checkpoint whose table lacks any of <paramref name="names"/>, before anything is read into a net.
     /// </summary>
-    public static HashSet<string> ReadTensors(string path, IReadOnlyList<TensorEntry> entries,
+    /// <param name="holds">What it should hold, for the message ("a whole paper net").</param>
+    /// <param name="fix">What to do instead, or empty.</param>
+    public static void Require(string path, IReadOnlyList<TensorEntry> entries, IEnumerable<string> names, string holds,
+        string fix = "")
+    {
+        var present = entries.Select(e => e.Name).ToHashSet();
+        string[] absent = names.Where(n => !present.Contains(n)).ToArray();
+        if (absent.Length > 0)
+        {
+            string then = fix.Length > 0 ? " " + fix : "";
+            throw new InvalidDataException($"{path} lacks {string.Join(", ", absent)}: it does not hold {holds}.{then}");
+        }
+    }
+
+    /// <summary>
+    /// Reads the tensors named in <paramref name="targets"/> into them (shapes checked) and passes over the rest.
+    /// </summary>
+    public static void ReadTensors(string path, IReadOnlyList<TensorEntry> entries,
         IReadOnlyDictionary<string, Tensor> targets)
     {
-        var read = new HashSet<string>();
         using FileStream f = File.OpenRead(path);
         f.Seek(HeaderLength(f), SeekOrigin.Current);
         using var _ = no_grad();
@@ -197,9 +211,7 @@ public static class ModelFile
             f.ReadExactly(MemoryMarshal.AsBytes(data.AsSpan()));
             using Tensor src = tensor(data, entry.Shape);
             target.copy_(src);
-            read.Add(entry.Name);
         }
-        return read;
     }
 
     /// <summary>Leaves <paramref name="f"/> at the header's first byte and returns its length.</summary>
@@ -253,15 +265,14 @@ public static class ModelFile
         }
     }
 
-    private static Header ReadInferenceHeader(string path)
+    private static Header Parse(byte[] header, string path)
     {
-        byte[] bytes = ReadHeader(path);
         try
         {
-            Header header = JsonSerializer.Deserialize<Header>(bytes,
-                Partial) ?? throw new InvalidDataException($"{path}: the checkpoint header is empty.");
-            header.ModelCard.Validate(path);
-            return header;
+            Header h = JsonSerializer.Deserialize<Header>(header, Partial)
+                ?? throw new InvalidDataException($"{path}: the checkpoint header is empty.");
+            h.ModelCard.Validate(path);
+            return h;
         }
         catch (JsonException e)
         {

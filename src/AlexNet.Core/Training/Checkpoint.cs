@@ -97,18 +97,18 @@ public static class Checkpoint
     }
 
     /// <summary>Reads and verifies the header; the tensors are read by LoadInto.</summary>
-    public static RunState ReadState(string path)
+    public static RunState ReadState(string path) => Parse(ModelFile.ReadHeader(path), path);
+
+    private static RunState Parse(byte[] header, string path)
     {
-        byte[] header = ModelFile.ReadHeader(path);
         try
         {
-            RunState state = JsonSerializer.Deserialize<RunState>(header,
-                Json.Options) ?? throw new InvalidDataException("empty header");
+            RunState state = JsonSerializer.Deserialize<RunState>(header, Json.Options)
+                ?? throw new InvalidDataException("empty header");
             // Earlier builds wrote the mean image in the state and no card: derive it, so every reader sees both.
-            state = state.Card is null ? state with
-            {
-                Card = CardOf(state),
-            } : state with { Mean = state.Card.MeanImage };
+            state = state.Card is null
+                ? state with { Card = CardOf(state) }
+                : state with { Mean = state.Card.MeanImage };
             state.Card!.Validate(path);
             return state;
         }
@@ -154,16 +154,11 @@ public static class Checkpoint
         {
             targets["ema/" + name] = average;
         }
-        HashSet<string> read = ModelFile.ReadTensors(path, state.Tensors, targets);
-        string[] absent = targets.Keys.Where(k => k.StartsWith("model/",
-            StringComparison.Ordinal) && !read.Contains(k)).ToArray();
-        if (absent.Length > 0)
-        {
-            throw new InvalidDataException(
-                $"{path} lacks {string.Join(", ", absent)}: it does not hold a whole {model.Architecture.Variant} " +
-                "net. " +
-                "Resume from another checkpoint of the run (last.ckpt or best.ckpt).");
-        }
+        ModelFile.Require(path, state.Tensors,
+            targets.Keys.Where(k => k.StartsWith("model/", StringComparison.Ordinal)),
+            $"a whole {model.Architecture.Variant} net",
+            "Resume from another checkpoint of the run (last.ckpt or best.ckpt).");
+        ModelFile.ReadTensors(path, state.Tensors, targets);
     }
 
     /// <summary>
@@ -174,12 +169,7 @@ public static class Checkpoint
     {
         var targets = model.state_dict().Where(kv => keys.Contains(kv.Key)).ToDictionary(kv =>
             "model/" + kv.Key, kv => kv.Value);
-        string[] absent = targets.Keys.Where(k => !state.Tensors.Any(t => t.Name == k)).ToArray();
-        if (absent.Length > 0)
-        {
-            throw new InvalidDataException(
-                $"{path} lacks {string.Join(", ", absent)}: it does not hold a {model.Architecture.Variant} net.");
-        }
+        ModelFile.Require(path, state.Tensors, targets.Keys, $"a {model.Architecture.Variant} net");
         ModelFile.ReadTensors(path, state.Tensors, targets);
     }
 
@@ -188,6 +178,9 @@ public static class Checkpoint
     /// </summary>
     public static (AlexNetModel Model, RunState State) LoadModel(string path, bool averagedWeights = false,
         Device? device = null, Precision? precision = null,
-        InferenceEngine engine = InferenceEngine.Auto) =>
-        (ModelFile.Load(path, averagedWeights, device, precision, engine).Model, ReadState(path));
+        InferenceEngine engine = InferenceEngine.Auto)
+    {
+        byte[] header = ModelFile.ReadHeader(path);   // verified once for both readers
+        return (ModelFile.Load(path, header, averagedWeights, device, precision, engine).Model, Parse(header, path));
+    }
 }
