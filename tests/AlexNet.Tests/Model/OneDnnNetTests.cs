@@ -60,6 +60,35 @@ public class OneDnnNetTests
     }
 
     /// <summary>
+    /// A plan whose run takes under a millisecond is timed on one thread too (OneDnnNet.Fastest): the one-thread plan
+    /// of `small`, made with that many threads, computes the modules' function to the same 1e-4 and says so; owt's
+    /// batch of two (2.6 GFLOP, milliseconds on any CPU) keeps every thread.
+    /// </summary>
+    [SkippableFact]
+    public void AShortRunMayTakeOneThreadAndComputesTheSame()
+    {
+        SkipUnlessAvailable();
+        Architecture arch = Net(Variants.Small);
+        using var model = new AlexNetModel(arch, seed: 3);
+        model.eval();
+        using var _ = no_grad();
+        using var one = new OneDnnNet(model, threads: 1);
+        using var g = new Generator(6);
+        using Tensor x = randn(new long[] { 1, 1, arch.InputSize, arch.InputSize }, generator: g);
+        using Tensor expected = model.forward(x);
+        using Tensor got = one.Forward(x);
+        double scale = expected.abs().max().item<float>();
+        Assert.True((got - expected).abs().max().item<float>() <= 1e-4 * scale);
+        Assert.Equal("threads: 1", one.Describe(1)[^1]);
+        using var measured = new OneDnnNet(model);
+        Assert.Matches("^threads: [0-9]+$", measured.Describe(1)[^1]);
+
+        using var owt = new AlexNetModel(Net(Variants.Owt), seed: 3);
+        using var big = new OneDnnNet(owt);
+        Assert.Equal($"threads: {Planes.Threads}", big.Describe(2)[^1]);
+    }
+
+    /// <summary>
     /// Winograd's 3×3 convolutions (owt's conv3–conv5, fewer multiplications by transforming tiles) compute the
     /// modules' function within the same 1e-4, each layer reporting oneDNN's Winograd kernel; the measured choice and
     /// the direct one agree with them too.

@@ -150,6 +150,7 @@ public sealed unsafe class OneDnnNet : IDisposable
         : ConvolutionAlgorithm.Measured;
 
     private readonly ConvolutionAlgorithm _threeByThree;
+    private readonly int? _threads;
 
     /// <summary>Int8 runs on VNNI's dot products here (AVX-512 VNNI or AVX-VNNI).</summary>
     public static bool Vnni => Dnnl.Unavailable is null && Dnnl.Vnni;
@@ -182,9 +183,13 @@ public sealed unsafe class OneDnnNet : IDisposable
     /// <param name="model">Its weights are copied: later changes to the model are not seen.</param>
     /// <param name="int8">The calibration to run in int8 with; null runs float32.</param>
     /// <param name="threeByThree">How the 3×3, stride-1 float32 convolutions run (default: DefaultAlgorithm).</param>
-    public OneDnnNet(AlexNetModel model, Int8Quantization? int8 = null, ConvolutionAlgorithm? threeByThree = null)
+    /// <param name="threads">oneDNN's threads for every plan (default: Planes.Threads, or one where that measures
+    /// faster; see Fastest).</param>
+    public OneDnnNet(AlexNetModel model, Int8Quantization? int8 = null, ConvolutionAlgorithm? threeByThree = null,
+        int? threads = null)
     {
         _threeByThree = threeByThree ?? DefaultAlgorithm;
+        _threads = threads;
         if (Unsupported(model.Architecture, int8 is not null) is { } why)
         {
             throw new NotSupportedException($"oneDNN cannot run this net: {why}.");
@@ -223,7 +228,6 @@ public sealed unsafe class OneDnnNet : IDisposable
         float* from = Planes.Ptr(input), to = Planes.Ptr(y);
         lock (_lock)
         {
-            Dnnl.UseThreads(Planes.Threads);
             for (int start = 0; start < n;)
             {
                 int chunk = Chunk(n - start);
@@ -240,13 +244,14 @@ public sealed unsafe class OneDnnNet : IDisposable
 
     /// <summary>
     /// Which oneDNN implementation runs each step of the first chunk of a batch of <paramref name="n"/> (e.g. "conv1:
-    /// jit_int8:avx512_core_vnni").
+    /// jit_int8:avx512_core_vnni"), then the threads they run on ("threads: 2").
     /// </summary>
     public IReadOnlyList<string> Describe(int n)
     {
         lock (_lock)
         {
-            return PlanFor(Chunk(n)).Names;
+            Plan plan = PlanFor(Chunk(n));
+            return plan.Names.Append($"threads: {plan.Threads}").ToList();
         }
     }
 
@@ -254,9 +259,33 @@ public sealed unsafe class OneDnnNet : IDisposable
     {
         if (!_plans.TryGetValue(n, out Plan? plan))
         {
-            _plans[n] = plan = new Plan(this, n);
+            _plans[n] = plan = Fastest(n);
         }
         return plan;
+    }
+
+    /// <summary>
+    /// The plan for a batch of <paramref name="n"/> on Planes.Threads, or on one thread where that runs faster: every
+    /// primitive starts and joins its OpenMP team, a few microseconds each, which a run of a few hundred microseconds
+    /// cannot spread over a second core (`small`'s 28-pixel net at batch 1; docs/inference.md). Only a plan whose run
+    /// takes under a millisecond is made the second way and timed against it.
+    /// </summary>
+    private Plan Fastest(int n)
+    {
+        if (_threads is int threads)
+        {
+            return new Plan(this, n, threads);
+        }
+        var plan = new Plan(this, n, Planes.Threads);
+        double many;
+        if (Planes.Threads == 1 || (many = plan.Time(_arch, n, enough: 1e-3)) >= 1e-3)
+        {
+            return plan;
+        }
+        var one = new Plan(this, n, 1);
+        bool oneFaster = one.Time(_arch, n) < many;
+        (oneFaster ? plan : one).Dispose();
+        return oneFaster ? one : plan;
     }
 
     public void Dispose()
@@ -352,8 +381,14 @@ public sealed unsafe class OneDnnNet : IDisposable
         private readonly nint _input, _output;
         public readonly List<string> Names = new();
 
-        public Plan(OneDnnNet net, int n)
+        /// <summary>oneDNN's threads for this plan's primitives.</summary>
+        public readonly int Threads;
+
+        /// <param name="threads">oneDNN's threads: a primitive fixes its work split when it is made.</param>
+        public Plan(OneDnnNet net, int n, int threads)
         {
+            Threads = threads;
+            Dnnl.UseThreads(threads);
             Architecture arch = net._arch;
             Int8Quantization? q = net._int8;
             int channels = arch.InputChannels, size = arch.InputSize;
@@ -595,8 +630,35 @@ public sealed unsafe class OneDnnNet : IDisposable
             return handle;
         }
 
+        /// <summary>
+        /// Seconds a run takes: the best of four after a warm-up (as Winograd's choice is timed), or the first that
+        /// takes <paramref name="enough"/> or more.
+        /// </summary>
+        public double Time(Architecture arch, int n, double enough = double.MaxValue)
+        {
+            long inputs = (long)n * arch.InputChannels * arch.InputSize * arch.InputSize;
+            var input = (float*)NativeMemory.AlignedAlloc((nuint)(inputs * 4), 64);
+            var output = (float*)NativeMemory.AlignedAlloc((nuint)((long)n * arch.Classes * 4), 64);
+            new Span<float>(input, (int)inputs).Clear();
+            double best = double.MaxValue;
+            for (int run = 0; run < 5; run++)
+            {
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                Run(input, output);
+                double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
+                if (run > 0 && (best = Math.Min(best, seconds)) >= enough)
+                {
+                    break;
+                }
+            }
+            NativeMemory.AlignedFree(input);
+            NativeMemory.AlignedFree(output);
+            return best;
+        }
+
         public void Run(float* input, float* output)
         {
+            Dnnl.UseThreads(Threads);
             Dnnl.SetHandle(_input, input);
             Dnnl.SetHandle(_output, output);
             foreach (Action step in _steps)
