@@ -69,7 +69,7 @@ public sealed record ModelCard(Architecture Architecture, string[] ClassNames, P
         {
             SubtractMean = subtractMean,
             Scale = inputScale,
-            ChannelNorm = normalization == InputNormalization.Imagenet ? Normalization.Imagenet : null,
+            ChannelNorm = Normalization.For(normalization),
         };
         return new ModelCard(architecture, classNames,
             Preprocessing.Of(a, normalization, architecture.InputChannels, storeHeight), meanImage);

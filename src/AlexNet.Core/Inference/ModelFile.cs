@@ -181,7 +181,8 @@ public static class ModelFile
         if (absent.Length > 0)
         {
             string then = fix.Length > 0 ? " " + fix : "";
-            throw new InvalidDataException($"{path} lacks {string.Join(", ", absent)}: it does not hold {holds}.{then}");
+            throw new InvalidDataException(
+                $"{path} lacks {string.Join(", ", absent)}: it does not hold {holds}.{then}");
         }
     }
 
@@ -297,8 +298,8 @@ public static class ModelFile
     /// The options a run was trained with, as far as inference reads them: what fixed the test-time input (for
     /// checkpoints without a card), the number format it trained in, and the seed its net was built with.
     /// </summary>
-    private sealed record TrainedWith(InitScheme? Init = null, int Pad = -1, int? Crop = null, bool SubtractMean = true,
-        float? InputScale = null,
-        InputNormalization Normalization = InputNormalization.MeanImage, Precision Precision = Precision.Fp32,
+    private sealed record TrainedWith(InitScheme? Init = null, int Pad = InputDefaults.Pad, int? Crop = null,
+        bool SubtractMean = InputDefaults.SubtractMean, float? InputScale = null,
+        InputNormalization Normalization = InputDefaults.Normalization, Precision Precision = Precision.Fp32,
         long Seed = 1);
 }

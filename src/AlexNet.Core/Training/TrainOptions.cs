@@ -57,14 +57,14 @@ public sealed record TrainOptions
     public bool RandomCrop { get; init; } = true;          // §4.1
     public bool Flip { get; init; } = true;                // §4.1
     public double PcaStd { get; init; } = 0.1;             // §4.1: αᵢ ~ N(0, 0.1²)
-    public bool SubtractMean { get; init; } = true;        // §2
+    public bool SubtractMean { get; init; } = InputDefaults.SubtractMean;   // §2
     // × the centred 0–255 values; null: decided when the run starts (Initialization.InputScaleFor: 1, §2's raw values,
     // for §5's init)
     public float? InputScale { get; init; }
     // §2; imagenet: what torchvision's weights expect
-    public InputNormalization Normalization { get; init; } = InputNormalization.MeanImage;
+    public InputNormalization Normalization { get; init; } = InputDefaults.Normalization;
     // −1: §4.1's default, 4 px for small images (AugmentOptions.PaperFor), 0 for ImageNet
-    public int Pad { get; init; } = -1;
+    public int Pad { get; init; } = InputDefaults.Pad;
     // §4.1's patch side; null: 224 of 256, small images side + pad
     public int? Crop { get; init; }
     public string? RemoveLayer { get; init; }              // §7 ablation: drop one middle conv layer
@@ -119,7 +119,7 @@ public sealed record TrainOptions
         PcaStd = PcaStd,
         SubtractMean = SubtractMean,
         Scale = ResolvedInputScale,
-        ChannelNorm = Normalization == InputNormalization.Imagenet ? AlexNet.Data.Normalization.Imagenet : null,
+        ChannelNorm = AlexNet.Data.Normalization.For(Normalization),
     };
 
     public string ToJson() => AlexNet.Json.Serialize(this);
