@@ -61,8 +61,8 @@ public class OneDnnNetTests
 
     /// <summary>
     /// A plan whose run takes under a millisecond is timed on one thread too (OneDnnNet.Fastest): the one-thread plan
-    /// of `small`, made with that many threads, computes the modules' function to the same 1e-4 and says so; owt's
-    /// batch of two (2.6 GFLOP, milliseconds on any CPU) keeps every thread.
+    /// of `small`, made with that many threads, computes the modules' function to the same 1e-4, says so and leaves
+    /// libtorch's threads as they were; owt's batch of two (2.6 GFLOP, milliseconds on any CPU) keeps every thread.
     /// </summary>
     [SkippableFact]
     public void AShortRunMayTakeOneThreadAndComputesTheSame()
@@ -72,11 +72,14 @@ public class OneDnnNetTests
         using var model = new AlexNetModel(arch, seed: 3);
         model.eval();
         using var _ = no_grad();
+        int threads = Dnnl.Threads;
         using var one = new OneDnnNet(model, threads: 1);
         using var g = new Generator(6);
         using Tensor x = randn(new long[] { 1, 1, arch.InputSize, arch.InputSize }, generator: g);
         using Tensor expected = model.forward(x);
         using Tensor got = one.Forward(x);
+        // the one-thread plan puts the caller's setting back
+        Assert.Equal(threads, Dnnl.Threads);
         double scale = expected.abs().max().item<float>();
         Assert.True((got - expected).abs().max().item<float>() <= 1e-4 * scale);
         Assert.Equal("threads: 1", one.Describe(1)[^1]);

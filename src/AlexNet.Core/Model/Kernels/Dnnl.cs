@@ -76,6 +76,7 @@ internal static unsafe class Dnnl
     private static readonly delegate* unmanaged<nint, int> StreamWait;
     private static readonly delegate* unmanaged<int> EffectiveIsa;
     private static readonly delegate* unmanaged<int, void> SetOmpThreads;
+    private static readonly delegate* unmanaged<int> GetOmpThreads;
     private static readonly delegate* unmanaged<sbyte, sbyte, sbyte, long, long, long, float, byte*, long, byte, sbyte*, long, sbyte, float, int*, long, int*, int> GemmU8S8S32;
     private static readonly delegate* unmanaged<sbyte, sbyte, long, long, long, float, float*, long, float*, long, float, float*, long, int> SgemmF32;
 
@@ -101,6 +102,7 @@ internal static unsafe class Dnnl
         }
         nint F(nint l, string name) => NativeLibrary.GetExport(l, name);
         SetOmpThreads = (delegate* unmanaged<int, void>)F(gomp, "omp_set_num_threads");
+        GetOmpThreads = (delegate* unmanaged<int>)F(gomp, "omp_get_max_threads");
         SgemmF32 = (delegate* unmanaged<sbyte, sbyte, long, long, long, float, float*, long, float*, long, float, float*, long, int>)F(lib, "dnnl_sgemm");
         int* v = ((delegate* unmanaged<int*>)F(lib, "dnnl_version"))();   // {major, minor, patch, hash, ...}
         Version = $"{v[0]}.{v[1]}.{v[2]}";
@@ -550,6 +552,9 @@ internal static unsafe class Dnnl
 
     /// <summary>oneDNN's threads for the next primitives (its OpenMP runtime's, not libtorch's).</summary>
     public static void UseThreads(int threads) => SetOmpThreads(threads);
+
+    /// <summary>oneDNN's threads for the next primitives on this thread (its OpenMP runtime's setting).</summary>
+    public static int Threads => GetOmpThreads();
 }
 
 /// <summary>dnnl_exec_arg_t: which argument (DNNL_ARG_*) is which memory.</summary>

@@ -274,15 +274,15 @@ public sealed unsafe class OneDnnNet : IDisposable
     {
         if (_threads is int threads)
         {
-            return new Plan(this, n, threads);
+            return Plan.Make(this, n, threads);
         }
-        var plan = new Plan(this, n, Planes.Threads);
+        var plan = Plan.Make(this, n, Planes.Threads);
         double many;
         if (Planes.Threads == 1 || (many = plan.Time(_arch, n, enough: 1e-3)) >= 1e-3)
         {
             return plan;
         }
-        var one = new Plan(this, n, 1);
+        var one = Plan.Make(this, n, 1);
         bool oneFaster = one.Time(_arch, n) < many;
         (oneFaster ? plan : one).Dispose();
         return oneFaster ? one : plan;
@@ -384,11 +384,25 @@ public sealed unsafe class OneDnnNet : IDisposable
         /// <summary>oneDNN's threads for this plan's primitives.</summary>
         public readonly int Threads;
 
-        /// <param name="threads">oneDNN's threads: a primitive fixes its work split when it is made.</param>
-        public Plan(OneDnnNet net, int n, int threads)
+        /// <summary>The plan for a batch of <paramref name="n"/> on <paramref name="threads"/> of oneDNN's
+        /// threads.</summary>
+        public static Plan Make(OneDnnNet net, int n, int threads)
+        {
+            int caller = Dnnl.Threads;
+            Dnnl.UseThreads(threads);   // a primitive fixes its work split for the threads it is made with
+            try
+            {
+                return new Plan(net, n, threads);
+            }
+            finally
+            {
+                Dnnl.UseThreads(caller);
+            }
+        }
+
+        private Plan(OneDnnNet net, int n, int threads)
         {
             Threads = threads;
-            Dnnl.UseThreads(threads);
             Architecture arch = net._arch;
             Int8Quantization? q = net._int8;
             int channels = arch.InputChannels, size = arch.InputSize;
@@ -658,14 +672,24 @@ public sealed unsafe class OneDnnNet : IDisposable
 
         public void Run(float* input, float* output)
         {
+            // the caller's setting put back: a one-thread plan must not leave later primitives (training's, another
+            // engine's) on one thread, nor libtorch where it shares the OpenMP runtime
+            int caller = Dnnl.Threads;
             Dnnl.UseThreads(Threads);
-            Dnnl.SetHandle(_input, input);
-            Dnnl.SetHandle(_output, output);
-            foreach (Action step in _steps)
+            try
             {
-                step();
+                Dnnl.SetHandle(_input, input);
+                Dnnl.SetHandle(_output, output);
+                foreach (Action step in _steps)
+                {
+                    step();
+                }
+                Dnnl.Wait();
             }
-            Dnnl.Wait();
+            finally
+            {
+                Dnnl.UseThreads(caller);
+            }
         }
 
         public void Dispose()
