@@ -60,6 +60,27 @@ public class OneDnnNetTests
     }
 
     /// <summary>
+    /// The timing behind every measured choice (Dnnl.BestSeconds): a warm-up, then the best of the timed runs; a run
+    /// as slow as `enough` ends it after the first timed one, with that run's time, not "never timed".
+    /// </summary>
+    [Fact]
+    public void TheBestOfTheTimedRunsIsTakenAfterAWarmUp()
+    {
+        int calls = 0;
+        double fast = Dnnl.BestSeconds(() => calls++, timed: 4, enough: 1);
+        Assert.Equal(5, calls);
+        Assert.InRange(fast, 0, 1e-3);
+        calls = 0;
+        double slow = Dnnl.BestSeconds(() =>
+        {
+            calls++;
+            System.Threading.Thread.Sleep(5);
+        }, timed: 4, enough: 1e-3);
+        Assert.Equal(2, calls);
+        Assert.InRange(slow, 4e-3, 1);
+    }
+
+    /// <summary>
     /// A plan whose run takes under a millisecond is timed on one thread too (OneDnnNet.Fastest): the one-thread plan
     /// of `small`, made with that many threads, computes the modules' function to the same 1e-4, says so and leaves
     /// libtorch's threads as they were; owt's batch of two (2.6 GFLOP, milliseconds on any CPU) keeps every thread.

@@ -359,17 +359,34 @@ internal static unsafe class Dnnl
         }).ToArray();
         ExecArg[] args = { new(ArgSrc, memories[0]), new(ArgWeights, memories[1]),
             new(ArgBias, bias), new(ArgDst, memories[2]) };
-        double best = double.MaxValue;
-        for (int run = 0; run < 4; run++)
+        double best = BestSeconds(() =>
         {
-            long start = System.Diagnostics.Stopwatch.GetTimestamp();
             Execute(primitive, args);
             Wait();
-            double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
-            best = run == 0 ? best : Math.Min(best, seconds);
-        }
+        }, timed: 3);
         Destroy(primitive);
         Array.ForEach(memories, DestroyMemory);
+        return best;
+    }
+
+    /// <summary>
+    /// Seconds <paramref name="run"/> takes: one run to warm up, then the best of <paramref name="timed"/>, stopping at
+    /// the first that takes <paramref name="enough"/> or more (a measured choice between two ways of running).
+    /// </summary>
+    public static double BestSeconds(Action run, int timed, double enough = double.MaxValue)
+    {
+        run();
+        double best = double.MaxValue;
+        for (int i = 0; i < timed; i++)
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            run();
+            best = Math.Min(best, System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds);
+            if (best >= enough)
+            {
+                break;
+            }
+        }
         return best;
     }
 
@@ -555,6 +572,26 @@ internal static unsafe class Dnnl
 
     /// <summary>oneDNN's threads for the next primitives on this thread (its OpenMP runtime's setting).</summary>
     public static int Threads => GetOmpThreads();
+
+    /// <summary>
+    /// oneDNN's threads set to <paramref name="threads"/> until the result is disposed, then the caller's again: a
+    /// plan made or run on fewer threads must not leave later primitives on this thread (training's, another
+    /// engine's) on them, nor libtorch where it shares the OpenMP runtime.
+    /// </summary>
+    public static ThreadsScope OnThreads(int threads) => new(threads);
+
+    public readonly struct ThreadsScope : IDisposable
+    {
+        private readonly int _caller;
+
+        public ThreadsScope(int threads)
+        {
+            _caller = Threads;
+            UseThreads(threads);
+        }
+
+        public void Dispose() => UseThreads(_caller);
+    }
 }
 
 /// <summary>dnnl_exec_arg_t: which argument (DNNL_ARG_*) is which memory.</summary>

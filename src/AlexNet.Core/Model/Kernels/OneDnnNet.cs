@@ -392,15 +392,9 @@ public sealed unsafe class OneDnnNet : IDisposable
         /// threads.</summary>
         public static Plan Make(OneDnnNet net, int n, int threads)
         {
-            int caller = Dnnl.Threads;
-            Dnnl.UseThreads(threads);   // a primitive fixes its work split for the threads it is made with
-            try
+            using (Dnnl.OnThreads(threads))   // a primitive fixes its work split for the threads it is made with
             {
                 return new Plan(net, n, threads);
-            }
-            finally
-            {
-                Dnnl.UseThreads(caller);
             }
         }
 
@@ -649,7 +643,7 @@ public sealed unsafe class OneDnnNet : IDisposable
         }
 
         /// <summary>
-        /// Seconds a run takes: the best of four after a warm-up (as Winograd's choice is timed), or the first that
+        /// Seconds a run takes on zeroed input: the best of four after a warm-up (Dnnl.BestSeconds), or the first that
         /// takes <paramref name="enough"/> or more.
         /// </summary>
         public double Time(Architecture arch, int n, double enough = double.MaxValue)
@@ -657,30 +651,21 @@ public sealed unsafe class OneDnnNet : IDisposable
             long inputs = (long)n * arch.InputChannels * arch.InputSize * arch.InputSize;
             var input = (float*)NativeMemory.AlignedAlloc((nuint)(inputs * 4), 64);
             var output = (float*)NativeMemory.AlignedAlloc((nuint)((long)n * arch.Classes * 4), 64);
-            new Span<float>(input, (int)inputs).Clear();
-            double best = double.MaxValue;
-            for (int run = 0; run < 5; run++)
+            try
             {
-                long start = System.Diagnostics.Stopwatch.GetTimestamp();
-                Run(input, output);
-                double seconds = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds;
-                if (run > 0 && (best = Math.Min(best, seconds)) >= enough)
-                {
-                    break;
-                }
+                new Span<float>(input, (int)inputs).Clear();
+                return Dnnl.BestSeconds(() => Run(input, output), timed: 4, enough);
             }
-            NativeMemory.AlignedFree(input);
-            NativeMemory.AlignedFree(output);
-            return best;
+            finally
+            {
+                NativeMemory.AlignedFree(input);
+                NativeMemory.AlignedFree(output);
+            }
         }
 
         public void Run(float* input, float* output)
         {
-            // the caller's setting put back: a one-thread plan must not leave later primitives (training's, another
-            // engine's) on one thread, nor libtorch where it shares the OpenMP runtime
-            int caller = Dnnl.Threads;
-            Dnnl.UseThreads(Threads);
-            try
+            using (Dnnl.OnThreads(Threads))
             {
                 Dnnl.SetHandle(_input, input);
                 Dnnl.SetHandle(_output, output);
@@ -689,10 +674,6 @@ public sealed unsafe class OneDnnNet : IDisposable
                     step();
                 }
                 Dnnl.Wait();
-            }
-            finally
-            {
-                Dnnl.UseThreads(caller);
             }
         }
 
