@@ -247,9 +247,18 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         //   fc7    N×4096, ReLU, dropout
         //   fc8    N×1000 (the softmax is the loss's)
         Tensor h = OnDevice(x);
-        foreach (ConvStage conv in _convs)
+        if (Kernels == KernelChoice.Fused && training && Precision == Precision.Fp32
+            && OneDnnFeatures.Supports(h, Architecture))
         {
-            h = Forward(conv, h);
+            // opt-in: conv1 to pool5 as one operation on oneDNN's blocked layout (Kernels/OneDnnFeatures.cs)
+            h = OneDnnFeatures.Apply(h, Architecture, _convs.Select(c => c.Conv).ToList());
+        }
+        else
+        {
+            foreach (ConvStage conv in _convs)
+            {
+                h = Forward(conv, h);
+            }
         }
         h = _avgpool.forward(h).flatten(1);   // torchvision's 6×6 average pool (identity on the paper's 6×6), N×9216
         foreach (FcStage fc in _fcs)

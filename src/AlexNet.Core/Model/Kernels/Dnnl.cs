@@ -1,4 +1,5 @@
-// oneDNN's C API (Debian's libdnnl2, oneDNN 2.6.3) through P/Invoke, for the inference engine (OneDnnNet.cs). No
+// oneDNN's C API (Debian's libdnnl2, oneDNN 2.6.3) through P/Invoke, for the inference engine (OneDnnNet.cs) and
+// training's convolutions and stages (OneDnnConv.cs, OneDnnFeatures.cs). No
 // header is installed with the runtime, so the signatures, constants and the 696-byte memory descriptor are those
 // of v2.6.3's include/oneapi/dnnl/dnnl.h and dnnl_types.h (the constants printed by a C program compiled against
 // them; the C API and these values are stable across oneDNN 2.x, and oneDNN 3 replaced the descriptors, so only
@@ -30,11 +31,11 @@ internal static unsafe class Dnnl
     // dnnl_prop_kind_t
     public const int ForwardTraining = 64, ForwardInference = 96, BackwardData = 160, BackwardWeights = 192;
     public const int ConvolutionDirect = 1, ConvolutionWinograd = 2, EltwiseRelu = 31, EltwiseTanh = 47,
-        PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
+        EltwiseReluUseDst = 256, PoolingMax = 511, LrnAcrossChannels = 2815;   // dnnl_alg_kind_t
     public const int QuerySrcMd = 129, QueryDiffSrcMd = 130, QueryWeightsMd = 131,
         QueryDiffWeightsMd = 132, QueryDstMd = 133,
-        QueryDiffDstMd = 134, QueryScratchpadMd = 136, QueryImplInfo = 8;   // dnnl_query_t
-    public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41, ArgDiffSrc = 129,
+        QueryDiffDstMd = 134, QueryWorkspaceMd = 135, QueryScratchpadMd = 136, QueryImplInfo = 8;   // dnnl_query_t
+    public const int ArgSrc = 1, ArgDst = 17, ArgWeights = 33, ArgBias = 41, ArgWorkspace = 64, ArgDiffSrc = 129,
         ArgDiffDst = 145, ArgDiffWeights = 161,
         ArgDiffBias = 169, ArgScratchpad = 80;      // DNNL_ARG_*
     private const int ScratchpadModeUser = 1;                                     // dnnl_scratchpad_mode_t
@@ -49,6 +50,10 @@ internal static unsafe class Dnnl
     private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, int> InnerProductInit;
     private static readonly delegate* unmanaged<byte*, int, int, MemoryDesc*, long, float, float, float, int> LrnInit;
     private static readonly delegate* unmanaged<nint*, void*, nint, nint, nint, int> PdCreate;
+    private static readonly delegate* unmanaged<byte*, int, int, MemoryDesc*, float, float, int> EltwiseInit;
+    private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, float, float, int> EltwiseBackwardInit;
+    private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, long, float, float, float, int> LrnBackwardInit;
+    private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, long*, long*, long*, long*, int> PoolBackwardInit;
     private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int> ConvBackwardDataInit;
     private static readonly delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int> ConvBackwardWeightsInit;
     private static readonly delegate* unmanaged<nint*, MemoryDesc*, nint, MemoryDesc*, nint, nint, int> ReorderPdCreate;
@@ -124,6 +129,14 @@ internal static unsafe class Dnnl
         LrnInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, long, float, float, float, int>)F(lib,
             "dnnl_lrn_forward_desc_init");
         PdCreate = (delegate* unmanaged<nint*, void*, nint, nint, nint, int>)F(lib, "dnnl_primitive_desc_create");
+        EltwiseInit = (delegate* unmanaged<byte*, int, int, MemoryDesc*, float, float, int>)F(lib,
+            "dnnl_eltwise_forward_desc_init");
+        EltwiseBackwardInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, float, float, int>)F(lib,
+            "dnnl_eltwise_backward_desc_init");
+        LrnBackwardInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, long, float, float, float, int>)F(
+            lib, "dnnl_lrn_backward_desc_init");
+        PoolBackwardInit = (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, long*, long*, long*, long*, int>)F(
+            lib, "dnnl_pooling_backward_desc_init");
         ConvBackwardDataInit =
             (delegate* unmanaged<byte*, int, MemoryDesc*, MemoryDesc*, MemoryDesc*, long*, long*, long*, int>)F(lib,
             "dnnl_convolution_backward_data_desc_init");
@@ -297,7 +310,8 @@ internal static unsafe class Dnnl
     /// </summary>
     public static (nint Forward, nint BackwardData, nint BackwardWeights) TrainingConvolution(MemoryDesc src,
         MemoryDesc weights, MemoryDesc bias,
-        MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, int algorithm, string what)
+        MemoryDesc dst, ReadOnlySpan<long> strides, ReadOnlySpan<long> padding, int algorithm, string what,
+        nint attr = 0)
     {
         byte* op = stackalloc byte[OpDescBytes];
         nint forward = 0, data = 0;
@@ -306,7 +320,7 @@ internal static unsafe class Dnnl
             try
             {
                 Check(ConvInit(op, ForwardTraining, algorithm, &src, &weights, &bias, &dst, s, p, p), what);
-                forward = Describe(op, 0, what);
+                forward = Describe(op, attr, what);
                 Check(ConvBackwardDataInit(op, algorithm, &src, &weights, &dst, s, p, p), what + "'s input gradient");
                 data = Describe(op, 0, what + "'s input gradient", forward);
                 Check(ConvBackwardWeightsInit(op, algorithm, &src, &weights, &bias, &dst, s, p,
@@ -410,6 +424,55 @@ internal static unsafe class Dnnl
         byte* op = stackalloc byte[OpDescBytes];
         Check(LrnInit(op, ForwardInference, LrnAcrossChannels, &data, size, alphaOverSizeTimesSize, beta, k), what);
         return Describe(op, 0, what);
+    }
+
+    /// <summary>
+    /// §3.1's ReLU backward for training, from its output (the forward is a convolution's post-op): diff_src =
+    /// diff_dst where dst &gt; 0, in place allowed. oneDNN wants a forward as the hint; it is made for that and
+    /// dropped.
+    /// </summary>
+    public static nint ReluBackward(MemoryDesc data, string what)
+    {
+        byte* op = stackalloc byte[OpDescBytes];
+        Check(EltwiseInit(op, ForwardTraining, EltwiseReluUseDst, &data, 0f, 0f), what);
+        nint hint = Describe(op, 0, what);
+        try
+        {
+            Check(EltwiseBackwardInit(op, EltwiseReluUseDst, &data, &data, 0f, 0f), what);
+            return Describe(op, 0, what, hint);
+        }
+        finally
+        {
+            DestroyDesc(hint);
+        }
+    }
+
+    /// <summary>§3.3's LRN for training: the forward (writing a workspace the backward reads) and the
+    /// backward.</summary>
+    public static (nint Forward, nint Backward) TrainingLrn(MemoryDesc data, long size, float alphaOverSizeTimesSize,
+        float beta, float k, string what)
+    {
+        byte* op = stackalloc byte[OpDescBytes];
+        Check(LrnInit(op, ForwardTraining, LrnAcrossChannels, &data, size, alphaOverSizeTimesSize, beta, k), what);
+        nint forward = Describe(op, 0, what);
+        Check(LrnBackwardInit(op, LrnAcrossChannels, &data, &data, size, alphaOverSizeTimesSize, beta, k), what);
+        return (forward, Describe(op, 0, what + "'s backward", forward));
+    }
+
+    /// <summary>§3.4's max-pool for training: the forward (the winners' places in a workspace) and the
+    /// backward.</summary>
+    public static (nint Forward, nint Backward) TrainingMaxPool(MemoryDesc src, MemoryDesc dst, int window, int stride,
+        string what)
+    {
+        byte* op = stackalloc byte[OpDescBytes];
+        long* s = stackalloc long[] { stride, stride };
+        long* k = stackalloc long[] { window, window };
+        long* p = stackalloc long[] { 0, 0 };
+        Check(PoolInit(op, ForwardTraining, PoolingMax, &src, &dst, s, k, p, p), what);
+        nint forward = Describe(op, 0, what);
+        MemoryDesc pooled = Query(forward, QueryDstMd);
+        Check(PoolBackwardInit(op, PoolingMax, &src, &pooled, s, k, p, p), what);
+        return (forward, Describe(op, 0, what + "'s backward", forward));
     }
 
     public static nint InnerProduct(MemoryDesc src, MemoryDesc weights, MemoryDesc bias,

@@ -53,7 +53,9 @@ public static unsafe class OneDnnConv
     /// reports.</summary>
     public static IReadOnlyList<string> Algorithms =>
         Plans.Select(p => $"{p.Key.C}→{p.Key.K} {p.Key.Size}×{p.Key.Size}: {p.Value.Algorithm}").Order().ToArray();
-    private static readonly object Gate = new();
+    /// <summary>One pass at a time in a process, this file's or OneDnnFeatures's: their threads would wait on each
+    /// other.</summary>
+    internal static readonly object Gate = new();
 
     private sealed class ConvFunction : autograd.SingleTensorFunction<ConvFunction>
     {
@@ -122,8 +124,7 @@ public static unsafe class OneDnnConv
         private readonly MemoryDesc _fSrc, _fW, _fDst, _dDiffSrc, _dW, _dDiffDst, _wSrc, _wDiffW, _wDiffDst;
         private readonly nint _forward, _data, _weights;
         private readonly nint _forwardPrimitive, _dataPrimitive, _weightsPrimitive;
-        // made once, at first use
-        private readonly List<(MemoryDesc From, MemoryDesc To, nint Primitive)> _reorders = new();
+        private readonly Layouts _layouts = new();
 
         public Plan(Key k)
         {
@@ -190,13 +191,13 @@ public static unsafe class OneDnnConv
         public Tensor Forward(Tensor x, Tensor w, Tensor b, Tensor y)
         {
             using var scope = new Memories();
-            Tensor xb = Into(scope, x, _srcPlain, _fSrc);
-            using Tensor wb = Into(scope, w, _wPlain, _fW);
-            using Tensor yb = Buffer(_fDst, _dstPlain, y);
-            Run(_forwardPrimitive, new ExecArg(Dnnl.ArgSrc, scope.Of(xb, _fSrc)),
+            Tensor xb = _layouts.Into(scope, x, _srcPlain, _fSrc);
+            using Tensor wb = _layouts.Into(scope, w, _wPlain, _fW);
+            using Tensor yb = Layouts.Buffer(_fDst, _dstPlain, y);
+            Layouts.Run(_forwardPrimitive, new ExecArg(Dnnl.ArgSrc, scope.Of(xb, _fSrc)),
                 new ExecArg(Dnnl.ArgWeights, scope.Of(wb, _fW)),
                 new ExecArg(Dnnl.ArgBias, scope.Of(b, _bias)), new ExecArg(Dnnl.ArgDst, scope.Of(yb, _fDst)));
-            Out(scope, yb, _fDst, y, _dstPlain);
+            _layouts.Out(scope, yb, _fDst, y, _dstPlain);
             return xb;
         }
 
@@ -205,97 +206,22 @@ public static unsafe class OneDnnConv
             using var scope = new Memories();
             if (gx is not null)
             {
-                using Tensor dd = Into(scope, gy, _dstPlain, _dDiffDst);
-                using Tensor wd = Into(scope, w, _wPlain, _dW);
-                using Tensor gxb = Buffer(_dDiffSrc, _srcPlain, gx);
-                Run(_dataPrimitive, new ExecArg(Dnnl.ArgDiffDst, scope.Of(dd, _dDiffDst)),
+                using Tensor dd = _layouts.Into(scope, gy, _dstPlain, _dDiffDst);
+                using Tensor wd = _layouts.Into(scope, w, _wPlain, _dW);
+                using Tensor gxb = Layouts.Buffer(_dDiffSrc, _srcPlain, gx);
+                Layouts.Run(_dataPrimitive, new ExecArg(Dnnl.ArgDiffDst, scope.Of(dd, _dDiffDst)),
                     new ExecArg(Dnnl.ArgWeights, scope.Of(wd, _dW)),
                     new ExecArg(Dnnl.ArgDiffSrc, scope.Of(gxb, _dDiffSrc)));
-                Out(scope, gxb, _dDiffSrc, gx, _srcPlain);
+                _layouts.Out(scope, gxb, _dDiffSrc, gx, _srcPlain);
             }
-            using Tensor ddw = Into(scope, gy, _dstPlain, _wDiffDst);
-            using Tensor src = Dnnl.Equal(_wSrc, _fSrc) ? xb.alias() : Into(scope, x, _srcPlain, _wSrc);
-            using Tensor gwb = Buffer(_wDiffW, _wPlain, gw);
-            Run(_weightsPrimitive, new ExecArg(Dnnl.ArgSrc, scope.Of(src, _wSrc)),
+            using Tensor ddw = _layouts.Into(scope, gy, _dstPlain, _wDiffDst);
+            using Tensor src = Dnnl.Equal(_wSrc, _fSrc) ? xb.alias() : _layouts.Into(scope, x, _srcPlain, _wSrc);
+            using Tensor gwb = Layouts.Buffer(_wDiffW, _wPlain, gw);
+            Layouts.Run(_weightsPrimitive, new ExecArg(Dnnl.ArgSrc, scope.Of(src, _wSrc)),
                 new ExecArg(Dnnl.ArgDiffDst, scope.Of(ddw, _wDiffDst)),
                 new ExecArg(Dnnl.ArgDiffWeights, scope.Of(gwb, _wDiffW)),
                 new ExecArg(Dnnl.ArgDiffBias, scope.Of(gb, _bias)));
-            Out(scope, gwb, _wDiffW, gw, _wPlain);
+            _layouts.Out(scope, gwb, _wDiffW, gw, _wPlain);
         }
-
-        /// <summary>
-        /// <paramref name="t"/> (plain, <paramref name="plain"/>) in layout <paramref name="want"/>: itself where the
-        /// two agree, else a reordered copy.
-        /// </summary>
-        private Tensor Into(Memories scope, Tensor t, MemoryDesc plain, MemoryDesc want)
-        {
-            if (Dnnl.Equal(plain, want))
-            {
-                return t.alias();
-            }
-            Tensor copy = empty((Dnnl.Size(want) + 3) / 4);
-            Reorder(scope.Of(t, plain), plain, scope.Of(copy, want), want);
-            return copy;
-        }
-
-        /// <summary>A buffer for a result in layout <paramref name="md"/>: the plain target itself where they
-        /// agree.</summary>
-        private static Tensor Buffer(MemoryDesc md, MemoryDesc plain, Tensor target) =>
-            Dnnl.Equal(md, plain) ? target.alias() : empty((Dnnl.Size(md) + 3) / 4);
-
-        /// <summary>A result in layout <paramref name="md"/> into its plain target (nothing where it is already
-        /// there).</summary>
-        private void Out(Memories scope, Tensor result, MemoryDesc md, Tensor target, MemoryDesc plain)
-        {
-            if (!Dnnl.Equal(md, plain))
-            {
-                Reorder(scope.Of(result, md), md, scope.Of(target, plain), plain);
-            }
-        }
-
-        /// <summary>One reorder between two of this plan's layouts; its primitive is made the first time and
-        /// kept.</summary>
-        private void Reorder(nint from, MemoryDesc fromMd, nint to, MemoryDesc toMd)
-        {
-            nint primitive = 0;
-            foreach ((MemoryDesc f, MemoryDesc t, nint made) in _reorders)
-            {
-                if (Dnnl.Equal(f, fromMd) && Dnnl.Equal(t, toMd))
-                {
-                    primitive = made;
-                    break;
-                }
-            }
-            if (primitive == 0)
-            {
-                nint pd = Dnnl.Reorder(fromMd, toMd, 0, "reordering for a training convolution");
-                primitive = Dnnl.Primitive(pd, "reordering for a training convolution");
-                Dnnl.DestroyDesc(pd);
-                _reorders.Add((fromMd, toMd, primitive));
-            }
-            Dnnl.Execute(primitive, stackalloc ExecArg[] { new(Dnnl.ArgSrc, from), new(Dnnl.ArgDst, to) });
-            Dnnl.Wait();
-        }
-
-        private static void Run(nint primitive, params ExecArg[] args)
-        {
-            Dnnl.Execute(primitive, args);
-            Dnnl.Wait();
-        }
-    }
-
-    /// <summary>oneDNN memory objects over tensors' buffers for one pass, destroyed with it.</summary>
-    private sealed class Memories : IDisposable
-    {
-        private readonly List<nint> _made = new();
-
-        public nint Of(Tensor t, MemoryDesc md)
-        {
-            nint m = Dnnl.Memory(md, (nint)Planes.Ptr(t));
-            _made.Add(m);
-            return m;
-        }
-
-        public void Dispose() => _made.ForEach(Dnnl.DestroyMemory);
     }
 }

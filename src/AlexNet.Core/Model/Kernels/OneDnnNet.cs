@@ -308,6 +308,34 @@ public sealed unsafe class OneDnnNet : IDisposable
         }
     }
 
+    /// <summary>
+    /// The conv output <paramref name="md"/> seen as each tower's maps in a batch of their own, where oneDNN's LRN
+    /// can normalise it: channel-blocked (16 or 8 a block) with each tower a whole number of blocks, or channels
+    /// last; and an odd n (oneDNN centres its window; PyTorch's even window is not). Null where our own kernel runs
+    /// instead.
+    /// </summary>
+    internal static MemoryDesc? TowerView(MemoryDesc md, int n, int channels, int size, LrnParams p)
+    {
+        if (p.Size % 2 == 0)
+        {
+            return null;
+        }
+        int perTower = channels / p.Towers;
+        foreach ((int tag, int block) in new[] { (Dnnl.ABcd16b, 16), (Dnnl.ABcd8b, 8) })
+        {
+            if (perTower % block == 0 && Dnnl.Equal(md,
+                Dnnl.Desc(new long[] { n, channels, size, size }, Dnnl.F32, tag)))
+            {
+                return Dnnl.Desc(new long[] { (long)n * p.Towers, perTower, size, size }, Dnnl.F32, tag);
+            }
+        }
+        // Channels last: each pixel's maps are contiguous, each tower's half of them too, so the towers' maps are
+        // n·h·w·towers "images" of 1×1.
+        return Dnnl.Equal(md, Dnnl.Desc(new long[] { n, channels, size, size }, Dnnl.F32, Dnnl.Acdb))
+            ? Dnnl.Desc(new long[] { (long)n * size * size * p.Towers, perTower, 1, 1 }, Dnnl.F32, Dnnl.Acdb)
+            : null;
+    }
+
     /// <summary>A learned layer's float32 weights and bias, and their reorders into the layouts plans ask
     /// for.</summary>
     private sealed class Layer : IDisposable
@@ -537,34 +565,6 @@ public sealed unsafe class OneDnnNet : IDisposable
             bool winogradFaster = Dnnl.Time(winograd, bias) < Dnnl.Time(direct, bias);
             Dnnl.DestroyDesc(winogradFaster ? direct : winograd);
             return winogradFaster ? winograd : direct;
-        }
-
-        /// <summary>
-        /// The conv output <paramref name="md"/> seen as each tower's maps in a batch of their own, where oneDNN's LRN
-        /// can normalise it: channel-blocked (16 or 8 a block) with each tower a whole number of blocks, or channels
-        /// last; and an odd n (oneDNN centres its window; PyTorch's even window is not). Null where our own kernel runs
-        /// instead.
-        /// </summary>
-        private static MemoryDesc? TowerView(MemoryDesc md, int n, int channels, int size, LrnParams p)
-        {
-            if (p.Size % 2 == 0)
-            {
-                return null;
-            }
-            int perTower = channels / p.Towers;
-            foreach ((int tag, int block) in new[] { (Dnnl.ABcd16b, 16), (Dnnl.ABcd8b, 8) })
-            {
-                if (perTower % block == 0 && Dnnl.Equal(md,
-                    Dnnl.Desc(new long[] { n, channels, size, size }, Dnnl.F32, tag)))
-                {
-                    return Dnnl.Desc(new long[] { (long)n * p.Towers, perTower, size, size }, Dnnl.F32, tag);
-                }
-            }
-            // Channels last: each pixel's maps are contiguous, each tower's half of them too, so the towers' maps are
-            // n·h·w·towers "images" of 1×1.
-            return Dnnl.Equal(md, Dnnl.Desc(new long[] { n, channels, size, size }, Dnnl.F32, Dnnl.Acdb))
-                ? Dnnl.Desc(new long[] { (long)n * size * size * p.Towers, perTower, 1, 1 }, Dnnl.F32, Dnnl.Acdb)
-                : null;
         }
 
         /// <summary>§3.4's overlapping max-pool of <paramref name="src"/> (its values' type kept) into a new
