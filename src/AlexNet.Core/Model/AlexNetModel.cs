@@ -247,11 +247,12 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
         //   fc7    N×4096, ReLU, dropout
         //   fc8    N×1000 (the softmax is the loss's)
         Tensor h = OnDevice(x);
+        List<Conv2d> convs = _convs.ConvertAll(c => c.Conv);
         if (Kernels == KernelChoice.Fused && training && Precision == Precision.Fp32
-            && OneDnnFeatures.Supports(h, Architecture))
+            && OneDnnFeatures.Supports(h, Architecture, convs))
         {
             // opt-in: conv1 to pool5 as one operation on oneDNN's blocked layout (Kernels/OneDnnFeatures.cs)
-            h = OneDnnFeatures.Apply(h, Architecture, _convs.Select(c => c.Conv).ToList());
+            h = OneDnnFeatures.Apply(h, Architecture, convs);
         }
         else
         {

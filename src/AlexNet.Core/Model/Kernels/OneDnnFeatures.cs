@@ -25,12 +25,14 @@ public static unsafe class OneDnnFeatures
 {
     /// <summary>
     /// Whether a training step's features of <paramref name="arch"/> on <paramref name="x"/> run here: the opt-in
-    /// set, gradients on, a CPU float32 batch that needs no gradient of its own, and a plan for its shape (made here
-    /// the first time).
+    /// set, gradients on and wanted by some layer of <paramref name="convs"/> (a step whose backward never runs would
+    /// keep its buffers until the collector finds them), a CPU float32 batch that needs no gradient of its own, and a
+    /// plan for its shape (made here the first time).
     /// </summary>
-    public static bool Supports(Tensor x, Architecture arch) =>
+    public static bool Supports(Tensor x, Architecture arch, IReadOnlyList<Conv2d> convs) =>
         OneDnnConv.Enabled && is_grad_enabled() && x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32
-        && x.dim() == 4 && !x.requires_grad && Unsupported(arch) is null && PlanFor(x.shape, arch).Plan is not null;
+        && x.dim() == 4 && !x.requires_grad && convs.Any(c => c.weight!.requires_grad || c.bias!.requires_grad)
+        && Unsupported(arch) is null && PlanFor(x.shape, arch).Plan is not null;
 
     /// <summary>Why <paramref name="arch"/>'s stages cannot run on this path (null: they can).</summary>
     public static string? Unsupported(Architecture arch) =>
