@@ -230,6 +230,10 @@ public sealed class AlexNetModel : nn.Module<Tensor, Tensor>
     /// <summary>x: N×C×H×W images → N×classes logits (softmax is applied by the loss and at evaluation).</summary>
     public override Tensor forward(Tensor x)
     {
+        if (!training)
+        {
+            OneDnnFeatures.Release();   // evaluating: the training step's kept buffers go back to the system
+        }
         if (Engine is not null && !training && !torch.is_grad_enabled()
             && x.device_type == DeviceType.CPU && x.dim() == 4)
         {

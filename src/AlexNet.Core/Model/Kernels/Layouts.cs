@@ -24,7 +24,7 @@ internal sealed class Layouts
     /// step of the paper's net at batch 128 writes ~1.5 GB of activations and gradients, and fresh memory costs the
     /// kernel's zeroing of every page at first touch (6–12% of a step's samples in clear_page_erms; this VM's faults
     /// make it worse): oneDNN's LRN and pool passes took 3–5× as long on fresh buffers as on reused ones. The
-    /// buffers are kept while the plan lives, so resident memory stays at a step's peak rather than falling and
+    /// buffers are kept until Drop, so resident memory stays at a step's peak between steps rather than falling and
     /// rising every step. Not in any dispose scope: only Give ends a buffer's use.
     /// </summary>
     public Tensor Take(MemoryDesc md)

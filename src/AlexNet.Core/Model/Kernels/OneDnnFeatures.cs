@@ -90,9 +90,28 @@ public static unsafe class OneDnnFeatures
             }
         });
 
+    /// <summary>The plan whose buffers are kept (one at a time).</summary>
+    private static Plan? _last;
+
+    /// <summary>
+    /// Frees the buffers kept for the next training step (the net is evaluating: its own activations need the memory;
+    /// the next step takes fresh ones once).
+    /// </summary>
+    public static void Release()
+    {
+        if (_last is null)
+        {
+            return;
+        }
+        lock (OneDnnConv.Gate)
+        {
+            _last?.Layouts.Drop();
+            _last = null;
+        }
+    }
+
     private sealed class FeaturesFunction : autograd.SingleTensorFunction<FeaturesFunction>
     {
-        private static Plan? _last;
 
         public override string Name => "AlexNetOneDnnFeatures";
 
@@ -172,26 +191,33 @@ public static unsafe class OneDnnFeatures
 
         public void KeepImage(Tensor alias) => _image = alias.DetachFromDisposeScope();
 
+        /// <summary>
+        /// Gives stage <paramref name="i"/>'s buffers back once its backward is done (the stages after it are done
+        /// already), so the backward's own buffers reuse them: its ReLU output, its workspaces, and its input where
+        /// that is the previous stage's pooled maps (its ReLU output, the previous stage still reads).
+        /// </summary>
+        public void Release(int i)
+        {
+            lock (this)
+            {
+                bool own = i == 0 ? _image is null : !ReferenceEquals(Inputs[i], Relus[i - 1]);
+                Plan.Layouts.Give(own ? Inputs[i] : null);
+                Plan.Layouts.Give(Relus[i]);
+                Plan.Layouts.Give(LrnWorkspaces[i]);
+                Plan.Layouts.Give(PoolWorkspaces[i]);
+                (Inputs[i], Relus[i], LrnWorkspaces[i], PoolWorkspaces[i]) = (null, null, null, null);
+            }
+        }
+
+        /// <summary>Gives back what no backward released (all of it where none ran).</summary>
         public void Dispose()
         {
             lock (this)
             {
-                for (int i = 0; i < Inputs.Length; i++)
+                for (int i = Inputs.Length - 1; i >= 0; i--)
                 {
-                    // a stage's input is the previous stage's pooled maps (its own buffer), or its ReLU's output
-                    bool own = i == 0 ? _image is null : !ReferenceEquals(Inputs[i], Relus[i - 1]);
-                    Plan.Layouts.Give(own ? Inputs[i] : null);
+                    Release(i);
                 }
-                for (int i = 0; i < Inputs.Length; i++)
-                {
-                    Plan.Layouts.Give(Relus[i]);
-                    Plan.Layouts.Give(LrnWorkspaces[i]);
-                    Plan.Layouts.Give(PoolWorkspaces[i]);
-                }
-                Array.Clear(Inputs);
-                Array.Clear(Relus);
-                Array.Clear(LrnWorkspaces);
-                Array.Clear(PoolWorkspaces);
                 _image?.Dispose();
                 _image = null;
             }
@@ -486,6 +512,7 @@ public static unsafe class OneDnnFeatures
                     Layouts.Give(g);
                     g = before;
                 }
+                step.Release(i);
             }
             Layouts.Give(g);
             return grads;
