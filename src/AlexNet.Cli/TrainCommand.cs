@@ -9,6 +9,7 @@ using System.Threading;
 using AlexNet.Analysis;
 using AlexNet.Data;
 using AlexNet.Model;
+using AlexNet.Model.Kernels;
 using AlexNet.Training;
 using Spectre.Console;
 
@@ -406,6 +407,10 @@ internal static class TrainCommand
         if (machine.Parallel?.StopAdvice() is string advice)
         {
             AnsiConsole.MarkupLineInterpolated($"[yellow]note:[/] {advice}");
+        }
+        if (OneDnnFeatures.RunNote(machine.Replicas) is string kernels)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[yellow]note:[/] {kernels}");
         }
         using var stop = new StopSignal();
         TrainResult result;

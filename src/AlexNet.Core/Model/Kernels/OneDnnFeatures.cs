@@ -34,6 +34,17 @@ public static unsafe class OneDnnFeatures
         && x.dim() == 4 && !x.requires_grad && convs.Any(c => c.weight!.requires_grad || c.bias!.requires_grad)
         && Unsupported(arch) is null && PlanFor(x.shape, arch).Plan is not null;
 
+    /// <summary>
+    /// What a training run with <paramref name="replicas"/> replicas should be told of ALEXNET_TRAIN_CONV (null: it is
+    /// not set).
+    /// </summary>
+    public static string? RunNote(int replicas) =>
+        Environment.GetEnvironmentVariable("ALEXNET_TRAIN_CONV") != "onednn" ? null
+        : !OneDnnConv.Enabled ? $"ALEXNET_TRAIN_CONV=onednn is set, but oneDNN is not used: {Dnnl.Unavailable}"
+        : "ALEXNET_TRAIN_CONV=onednn: conv1 → pool5 trains on oneDNN's blocked layout where the net allows, its " +
+          "convolutions one by one elsewhere (docs/inference.md)" + (replicas > 1
+            ? $"; with --replicas {replicas} their passes run one at a time, slower than without the variable" : "");
+
     /// <summary>Why <paramref name="arch"/>'s stages cannot run on this path (null: they can).</summary>
     public static string? Unsupported(Architecture arch) =>
         Dnnl.Unavailable ?? (arch.Activation != Activation.Relu ? $"{arch.Variant} uses {arch.Activation}"
