@@ -346,8 +346,7 @@ public static unsafe class OneDnnFeatures
         /// ALEXNET_WINOGRAD=0 keeps every layer direct).
         /// </summary>
         private static (nint Forward, nint Data, nint Grad, bool Winograd) Convolution(MemoryDesc src,
-            long[] wDims, MemoryDesc bias,
-            long n, ConvLayer c, long outSize, string what)
+            long[] wDims, MemoryDesc bias, long n, ConvLayer c, long outSize, string what)
         {
             nint relu = Dnnl.Attributes(null, Dnnl.EltwiseRelu);
             MemoryDesc w = Dnnl.Desc(wDims, Dnnl.F32, Dnnl.Any),
