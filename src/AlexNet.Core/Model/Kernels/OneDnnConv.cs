@@ -101,6 +101,44 @@ public static unsafe class OneDnnConv
         }
     }
 
+    /// <summary>
+    /// A training convolution's three passes (Dnnl.TrainingConvolution), <paramref name="attr"/> on its forward:
+    /// direct, or for a 3×3, stride-1 layer by Winograd's transform where oneDNN has it for training and its forward measures
+    /// faster on these shapes. ALEXNET_WINOGRAD=0 keeps every layer direct, as in the inference engine
+    /// (OneDnnNet.DefaultAlgorithm). Also the blocked path's (OneDnnFeatures.cs).
+    /// </summary>
+    internal static (nint Forward, nint Data, nint Weights, bool Winograd) Passes(MemoryDesc src, MemoryDesc w,
+        MemoryDesc bias, MemoryDesc dst, int size, int stride, int padding, string what, nint attr = 0)
+    {
+        long[] strides = { stride, stride }, paddings = { padding, padding };
+        var direct = Dnnl.TrainingConvolution(src, w, bias, dst, strides, paddings, Dnnl.ConvolutionDirect, what,
+            attr);
+        if (size != 3 || stride != 1 || OneDnnNet.DefaultAlgorithm == ConvolutionAlgorithm.Direct)
+        {
+            return (direct.Forward, direct.BackwardData, direct.BackwardWeights, false);
+        }
+        (nint Forward, nint BackwardData, nint BackwardWeights) winograd;
+        try
+        {
+            winograd = Dnnl.TrainingConvolution(src, w, bias, dst, strides, paddings, Dnnl.ConvolutionWinograd, what,
+                attr);
+        }
+        catch (InvalidOperationException)
+        {
+            // no Winograd kernel for this shape here (grouped layers, for one): direct it is
+            return (direct.Forward, direct.BackwardData, direct.BackwardWeights, false);
+        }
+        nint biasMemory = Dnnl.Memory(bias);
+        new Span<byte>(Dnnl.Handle(biasMemory), (int)Dnnl.Size(bias)).Clear();
+        bool faster = Dnnl.Time(winograd.Forward, biasMemory) < Dnnl.Time(direct.Forward, biasMemory);
+        Dnnl.DestroyMemory(biasMemory);
+        var (kept, loser) = faster ? (winograd, direct) : (direct, winograd);
+        Dnnl.DestroyDesc(loser.Forward);
+        Dnnl.DestroyDesc(loser.BackwardData);
+        Dnnl.DestroyDesc(loser.BackwardWeights);
+        return (kept.Forward, kept.BackwardData, kept.BackwardWeights, faster);
+    }
+
     private static Plan PlanFor(Tensor x, Tensor w, Args a)
     {
         var key = new Key(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2],
@@ -141,40 +179,9 @@ public static unsafe class OneDnnConv
             MemoryDesc w = Dnnl.Desc(wDims, Dnnl.F32, Dnnl.Any);
             long[] strides = { k.Stride, k.Stride }, padding = { k.Padding, k.Padding };
             string what = $"making a {k.C}→{k.K} {k.Size}×{k.Size} convolution for training";
-            (nint, nint, nint) direct = Dnnl.TrainingConvolution(src, w, _bias, dst, strides, padding,
-                Dnnl.ConvolutionDirect, what);
-            (_forward, _data, _weights) = direct;
-            Algorithm = "direct";
-            // ALEXNET_WINOGRAD=0 keeps every layer direct, as in the inference engine (OneDnnNet.DefaultAlgorithm).
-            if (k.Size == 3 && k.Stride == 1 && OneDnnNet.DefaultAlgorithm != ConvolutionAlgorithm.Direct)
-            {
-                (nint, nint, nint)? winograd = null;
-                try
-                {
-                    winograd = Dnnl.TrainingConvolution(src, w, _bias, dst, strides, padding,
-                        Dnnl.ConvolutionWinograd, what);
-                }
-                catch (InvalidOperationException)
-                {
-                    // no Winograd kernel for this shape here (grouped layers, for one): direct it is
-                }
-                if (winograd is { } wino)
-                {
-                    nint biasMemory = Dnnl.Memory(_bias);
-                    new Span<byte>(Dnnl.Handle(biasMemory), (int)k.K * 4).Clear();
-                    bool faster = Dnnl.Time(wino.Item1, biasMemory) < Dnnl.Time(direct.Item1, biasMemory);
-                    Dnnl.DestroyMemory(biasMemory);
-                    (nint, nint, nint) loser = faster ? direct : wino;
-                    Dnnl.DestroyDesc(loser.Item1);
-                    Dnnl.DestroyDesc(loser.Item2);
-                    Dnnl.DestroyDesc(loser.Item3);
-                    if (faster)
-                    {
-                        (_forward, _data, _weights) = wino;
-                        Algorithm = "winograd";
-                    }
-                }
-            }
+            (_forward, _data, _weights, bool winograd) = Passes(src, w, _bias, dst, (int)k.Size, k.Stride, k.Padding,
+                what);
+            Algorithm = winograd ? "winograd" : "direct";
             (_fSrc, _fW, _fDst) = (Dnnl.Query(_forward, Dnnl.QuerySrcMd), Dnnl.Query(_forward, Dnnl.QueryWeightsMd),
                 Dnnl.Query(_forward, Dnnl.QueryDstMd));
             (_dDiffSrc, _dW, _dDiffDst) = (Dnnl.Query(_data, Dnnl.QueryDiffSrcMd),

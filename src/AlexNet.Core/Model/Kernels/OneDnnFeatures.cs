@@ -340,48 +340,16 @@ public static unsafe class OneDnnFeatures
             _pool5Plain = Dnnl.Desc(_pool5Shape, Dnnl.F32, Dnnl.Abcd);
         }
 
-        /// <summary>
-        /// A stage's convolution for training, §3.1's ReLU its post-op: direct, or for a 3×3, stride-1 layer by
-        /// Winograd's transform where oneDNN has it for training and its forward measures faster (as OneDnnConv's;
-        /// ALEXNET_WINOGRAD=0 keeps every layer direct).
-        /// </summary>
+        /// <summary>A stage's convolution for training (OneDnnConv.Passes), §3.1's ReLU its post-op.</summary>
         private static (nint Forward, nint Data, nint Grad, bool Winograd) Convolution(MemoryDesc src,
             long[] wDims, MemoryDesc bias, long n, ConvLayer c, long outSize, string what)
         {
             nint relu = Dnnl.Attributes(null, Dnnl.EltwiseRelu);
-            MemoryDesc w = Dnnl.Desc(wDims, Dnnl.F32, Dnnl.Any),
-                dst = Dnnl.Desc(new[] { n, c.Kernels, outSize, outSize }, Dnnl.F32, Dnnl.Any);
-            long[] strides = { c.Stride, c.Stride }, padding = { c.Padding, c.Padding };
             try
             {
-                var direct = Dnnl.TrainingConvolution(src, w, bias, dst, strides, padding, Dnnl.ConvolutionDirect,
-                    what, relu);
-                if (c.Size != 3 || c.Stride != 1 || OneDnnNet.DefaultAlgorithm == ConvolutionAlgorithm.Direct)
-                {
-                    return (direct.Forward, direct.BackwardData, direct.BackwardWeights, false);
-                }
-                (nint, nint, nint) winograd;
-                try
-                {
-                    winograd = Dnnl.TrainingConvolution(src, w, bias, dst, strides, padding,
-                        Dnnl.ConvolutionWinograd, what, relu);
-                }
-                catch (InvalidOperationException)
-                {
-                    // no Winograd kernel for this shape here (grouped layers, for one)
-                    return (direct.Forward, direct.BackwardData, direct.BackwardWeights, false);
-                }
-                nint biasMemory = Dnnl.Memory(bias);
-                new Span<byte>(Dnnl.Handle(biasMemory), c.Kernels * 4).Clear();
-                bool faster = Dnnl.Time(winograd.Item1, biasMemory) < Dnnl.Time(direct.Item1, biasMemory);
-                Dnnl.DestroyMemory(biasMemory);
-                foreach (nint pd in faster ? new[] { direct.Item1, direct.Item2, direct.Item3 }
-                    : new[] { winograd.Item1, winograd.Item2, winograd.Item3 })
-                {
-                    Dnnl.DestroyDesc(pd);
-                }
-                (nint f, nint d, nint g) = faster ? winograd : direct;
-                return (f, d, g, faster);
+                return OneDnnConv.Passes(src, Dnnl.Desc(wDims, Dnnl.F32, Dnnl.Any), bias,
+                    Dnnl.Desc(new[] { n, c.Kernels, outSize, outSize }, Dnnl.F32, Dnnl.Any), c.Size, c.Stride,
+                    c.Padding, what, relu);
             }
             finally
             {
